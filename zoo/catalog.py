@@ -1,0 +1,39 @@
+"""The rows of `zoo list`: registry facts plus parameter counts computed without allocating weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoo.registry import create_model, get_model_info, list_models
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    name: str
+    family: str
+    year: int
+    params: int  # at the paper's class count
+    input_size: str  # C x H x W
+    reference_ok: bool | None  # computed count matches the published one; None if none is recorded
+    torchvision: str | None
+
+
+def count_parameters(name: str) -> int:
+    """Build on the meta device (shapes only, no memory, no init cost) and count, tied weights once."""
+    import torch
+
+    with torch.device("meta"):
+        model = create_model(name)
+    return sum(p.numel() for p in model.parameters())
+
+
+def catalog(pattern: str = "*") -> list[CatalogRow]:
+    rows = []
+    for name in list_models(pattern):
+        info = get_model_info(name)
+        params = count_parameters(name)
+        rows.append(CatalogRow(
+            name, info.family, info.paper.year, params, "x".join(map(str, info.input_size)),
+            info.reference.matches(params) if info.reference else None, info.torchvision,
+        ))
+    return rows

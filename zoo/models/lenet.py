@@ -1,0 +1,51 @@
+"""LeNet-5: LeCun, Bottou, Bengio, Haffner (1998), "Gradient-based learning applied to document recognition".
+
+As in the course table: two 5x5 tanh convolutions with 2x2 average pooling, then FC 120, 84 and the
+classes. Differences from the paper, which change no parameter count: the paper's partial C3
+connection table is a full convolution here, its trainable subsampling is plain average pooling,
+and its RBF output layer is a linear layer (logits for cross-entropy). An adaptive average pool,
+the identity at 32x32, lets the same head take larger inputs.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from zoo.models.base import Classifier
+from zoo.registry import Paper, ParamReference, register_model
+
+LECUN_1998 = Paper("LeCun, Bottou, Bengio, Haffner", 1998, "Gradient-based learning applied to document recognition", "doi:10.1109/5.726791")
+
+
+class LeNet5(Classifier):
+    min_input_size = 16  # conv5 -> pool2 -> conv5 -> pool2 leaves at least 1x1
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, kernel_size=5), nn.Tanh(),  # N x 6 x 28 x 28
+            nn.AvgPool2d(2),  # N x 6 x 14 x 14
+            nn.Conv2d(6, 16, kernel_size=5), nn.Tanh(),  # N x 16 x 10 x 10
+            nn.AvgPool2d(2),  # N x 16 x 5 x 5
+        )
+        self.pool = nn.AdaptiveAvgPool2d(5)
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * 5 * 5, 120), nn.Tanh(),
+            nn.Linear(120, 84), nn.Tanh(),
+            nn.Linear(84, num_classes),
+        )
+
+    head_paths = ("classifier.4",)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.classifier(self.pool(x).flatten(1))
+
+
+@register_model(family="lenet", paper=LECUN_1998, input_size=(1, 32, 32), min_input_size=16, num_classes=10,
+                reference=ParamReference(61_706, "course 002, LeNet-5 table (156 + 2,416 + 48,120 + 10,164 + 850)"))
+def lenet5(**kwargs) -> LeNet5:
+    return LeNet5(**kwargs)

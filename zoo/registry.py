@@ -1,0 +1,114 @@
+"""The model registry: each model file registers its builders with `register_model`.
+
+A builder is a function `(num_classes, in_channels, **kwargs) -> nn.Module`; the decorator records
+what the summary, data and CLI code need to know without building the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class Paper:
+    authors: str
+    year: int
+    title: str
+    link: str  # arXiv id or other stable reference
+
+    def cite(self) -> str:
+        return f"{self.authors} ({self.year}), {self.title}, {self.link}"
+
+
+@dataclass(frozen=True)
+class ParamReference:
+    """A published parameter count. `precision` is the unit it was rounded to (1 = exact)."""
+
+    count: int
+    source: str
+    precision: int = 1
+
+    def matches(self, computed: int) -> bool:
+        return round(computed / self.precision) * self.precision == self.count
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str
+    paper: Paper
+    input_size: tuple[int, int, int]  # (C, H, W) the paper trains at
+    min_input_size: int  # smallest H = W the network accepts (see zoo.models.base)
+    num_classes: int  # the paper's class count
+    reference: ParamReference | None
+    torchvision: str | None  # the torchvision builder whose state_dict ours matches key for key
+    builder: Callable[..., nn.Module]
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    *,
+    family: str,
+    paper: Paper,
+    input_size: tuple[int, int, int],
+    min_input_size: int,
+    num_classes: int = 1000,
+    reference: ParamReference | None = None,
+    torchvision: str | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a builder under its function name. A duplicate name fails at import."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = builder.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelInfo(
+            name, family, paper, input_size, min_input_size, num_classes, reference, torchvision, builder
+        )
+        return builder
+
+    return decorate
+
+
+def _load_models() -> None:
+    import zoo.models  # noqa: F401  (importing the package registers every family)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching an fnmatch pattern such as 'resnet*', sorted."""
+    _load_models()
+    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+
+
+def get_model_info(name: str) -> ModelInfo:
+    _load_models()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run 'zoo list' to see them all"
+        raise ZooError(f"unknown model {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model: `create_model('resnet18', num_classes=10)`.
+
+    num_classes and in_channels default to the paper's; other keyword arguments go to the builder.
+    """
+    info = get_model_info(name)
+    model = info.builder(
+        num_classes=info.num_classes if num_classes is None else num_classes,
+        in_channels=info.input_size[0] if in_channels is None else in_channels,
+        **kwargs,
+    )
+    model.name = name
+    return model
