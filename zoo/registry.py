@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -105,10 +106,18 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     num_classes and in_channels default to the paper's; other keyword arguments go to the builder.
     """
     info = get_model_info(name)
-    model = info.builder(
-        num_classes=info.num_classes if num_classes is None else num_classes,
-        in_channels=info.input_size[0] if in_channels is None else in_channels,
-        **kwargs,
-    )
+    try:
+        model = info.builder(
+            num_classes=info.num_classes if num_classes is None else num_classes,
+            in_channels=info.input_size[0] if in_channels is None else in_channels,
+            **kwargs,
+        )
+    except TypeError as error:
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        if unexpected is None:
+            raise
+        raise ZooError(
+            f"{name} takes no argument {unexpected.group(1)!r}; see help(zoo.models.{info.builder.__module__.rsplit('.', 1)[-1]})"
+        ) from None
     model.name = name
     return model

@@ -1,0 +1,86 @@
+"""The `zoo` command as a user runs it: subprocesses, exit codes, stdout and stderr."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, entry: tuple[str, ...] = (sys.executable, "-m", "zoo")) -> subprocess.CompletedProcess:
+    return subprocess.run([*entry, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_list_shows_every_model_with_its_facts():
+    result = run("list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:5] == ["name", "family", "year", "params", "input"]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert sorted(rows) == zoo.list_models()
+    assert rows["vgg16"].split()[1:5] == ["vgg", "2014", "138,357,544", "3x224x224"]
+    assert rows["lenet5"].split()[1:5] == ["lenet", "1998", "61,706", "1x32x32"]
+    assert "MISMATCH" not in result.stdout
+
+
+def test_list_filter_and_json():
+    result = run("list", "--filter", "resnet*", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == zoo.list_models("resnet*")
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["resnet50"]["params"] == 25_557_032 and by_name["resnet50"]["torchvision weights"] == "resnet50"
+
+
+def test_list_markdown_pastes_into_a_readme():
+    lines = run("list", "--filter", "vgg16*", "-f", "markdown").stdout.splitlines()
+    assert lines[0].startswith("| name") and set(lines[1]) <= set("|-:")
+    assert len(lines) == 4 and lines[2].startswith("| vgg16 ")
+
+
+def test_cli_shim_and_console_script_are_the_same_app():
+    expected = run("list", "--filter", "lenet*").stdout
+    assert expected and run("list", "--filter", "lenet*", entry=(sys.executable, "cli.py")).stdout == expected
+    console = shutil.which("zoo")
+    assert console, "the package is installed with its 'zoo' console script (pip install -e .)"
+    assert run("list", "--filter", "lenet*", entry=(console,)).stdout == expected
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("list", "--format", "yaml"), "error: unknown format 'yaml'; choose one of table, markdown, csv, json"),
+    (("list", "--filter", "transformer*"), "error: no model matches 'transformer*'; run 'zoo list' to see them all"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == message
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_usage_errors_exit_2():
+    result = run("lst")
+    assert result.returncode == 2 and "No such command 'lst'" in result.stderr
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; sys.argv = ['zoo', '--help']\nfrom zoo.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "list" in result.stdout and result.stdout.strip().endswith("False")
+
+
+def test_readme_model_table_is_what_zoo_list_prints():
+    readme = (ROOT / "README.md").read_text()
+    table = run("list", "--format", "markdown").stdout.strip()
+    assert f"<!-- zoo list -f markdown -->\n{table}\n" in readme
+
+
+def test_ci_runs_the_readmes_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert '<!-- test command: .ci/run runs this line -->\n```bash\npip install -c constraints.txt -e ".[dev]" && python -m pytest\n' in readme
+    assert "grep -A 2 '<!-- test command' README.md" in (ROOT / ".ci" / "run").read_text()

@@ -1,0 +1,71 @@
+"""Parameter counts at the paper's input and class count, biases included, against the published figures.
+
+The figures are written here, independently of the registry's references, which are checked too.
+"""
+
+import pytest
+from torch import nn
+
+import zoo
+from conftest import build_on_meta, count_params
+
+EXACT = {
+    "lenet5": 61_706,  # course 002
+    "alexnet": 62_378_344,  # course 002, single tower
+    "alexnet_owt": 61_100_840,  # torchvision alexnet
+    "zfnet": 62_357_608,
+    "zfnet_wide": 107_627_624,  # course table 8.1
+    "vgg16": 138_357_544,
+    "googlenet": 6_624_904,
+    "resnet18": 11_689_512,
+    "resnet50": 25_557_032,
+    "resnet152": 60_192_808,
+    "se_resnet50": 28_088_024,
+    "se_resnet101": 49_326_872,
+    "se_resnet152": 66_821_848,
+    "mnist_cnn": 34_826,  # course 004
+    "mlp": 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,  # course 004's 784-256-256-10
+}
+
+# He et al. 2015, Table 6, printed to two significant figures.
+CIFAR_MILLIONS = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85, "resnet110": 1.7}
+
+
+@pytest.mark.parametrize(("name", "expected"), EXACT.items())
+def test_exact_parameter_count(name, expected):
+    assert count_params(build_on_meta(name)) == expected
+
+
+@pytest.mark.parametrize(("name", "millions"), CIFAR_MILLIONS.items())
+def test_cifar_resnets_match_the_papers_table(name, millions):
+    assert f"{count_params(build_on_meta(name)) / 1e6:.2g}" == f"{millions:.2g}"
+
+
+def test_googlenet_with_auxiliary_heads():
+    assert count_params(build_on_meta("googlenet", aux_logits=True)) == 13_004_888
+
+
+def _weighted_layers(model: nn.Module) -> list[int]:
+    return [count_params(m) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def test_lenet5_per_layer():
+    assert _weighted_layers(build_on_meta("lenet5")) == [156, 2_416, 48_120, 10_164, 850]
+
+
+def test_alexnet_per_layer():
+    assert _weighted_layers(build_on_meta("alexnet")) == [
+        34_944, 614_656, 885_120, 1_327_488, 884_992, 37_752_832, 16_781_312, 4_097_000]
+
+
+def test_mnist_cnn_per_layer():
+    assert _weighted_layers(build_on_meta("mnist_cnn")) == [320, 18_496, 16_010]
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_registry_reference_matches_the_built_model(name):
+    info = zoo.get_model_info(name)
+    if info.reference is None:
+        assert name in {"se_resnet18", "se_resnet34"}  # no published figure for these two
+        return
+    assert info.reference.matches(count_params(build_on_meta(name)))

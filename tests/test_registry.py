@@ -1,0 +1,74 @@
+import pytest
+
+import zoo
+from zoo.registry import ParamReference, get_model_info, register_model
+
+FAMILIES = {"lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "senet", "mlp", "cnn"}
+
+
+def test_list_models_is_sorted_and_covers_every_family():
+    names = zoo.list_models()
+    assert names == sorted(names)
+    assert {get_model_info(n).family for n in names} == FAMILIES
+    for expected in ["lenet5", "alexnet", "zfnet", "vgg16", "googlenet", "resnet18", "resnet152",
+                     "resnet20", "resnet110", "se_resnet50", "mlp", "mnist_cnn"]:
+        assert expected in names
+
+
+def test_list_models_filters_with_fnmatch_wildcards():
+    assert zoo.list_models("resnet1*") == ["resnet101", "resnet110", "resnet152", "resnet18"]
+    assert zoo.list_models("vgg16*") == ["vgg16", "vgg16_bn"]
+    assert zoo.list_models("se_resnet?0") == ["se_resnet50"]
+    assert zoo.list_models("nothing*") == []
+
+
+def test_every_model_records_its_paper_and_sizes():
+    for name in zoo.list_models():
+        info = get_model_info(name)
+        assert info.paper.authors and info.paper.title and info.paper.link
+        assert 1980 <= info.paper.year <= 2017
+        channels, height, width = info.input_size
+        assert channels in (1, 3) and height == width
+        assert 1 <= info.min_input_size <= height
+        if info.reference is not None:
+            assert info.reference.count > 0 and info.reference.source
+
+
+def test_unknown_name_suggests_the_closest_names():
+    with pytest.raises(zoo.ZooError, match=r"unknown model 'resnet19'; did you mean resnet18"):
+        zoo.create_model("resnet19")
+    with pytest.raises(zoo.ZooError, match="zoo list"):
+        zoo.create_model("transformer")
+
+
+def test_unknown_builder_argument_is_a_zoo_error():
+    with pytest.raises(zoo.ZooError, match=r"resnet18 .*'widht'"):
+        zoo.create_model("resnet18", widht=2)
+
+
+def test_duplicate_registration_fails_at_import():
+    paper = get_model_info("lenet5").paper
+    with pytest.raises(ValueError, match="registered twice"):
+        @register_model(family="lenet", paper=paper, input_size=(1, 32, 32), min_input_size=16)
+        def lenet5(**kwargs):  # noqa: F811  (the point of the test)
+            raise AssertionError("never built")
+
+
+def test_create_model_passes_classes_and_channels():
+    model = zoo.create_model("resnet20", num_classes=7, in_channels=1)
+    assert model.fc.out_features == 7 and model.conv1.in_channels == 1
+    assert model.name == "resnet20"
+    info = get_model_info("lenet5")
+    default = zoo.create_model("lenet5")
+    assert default.num_classes == info.num_classes == 10
+
+
+@pytest.mark.parametrize(("reference", "computed", "matches"), [
+    (ParamReference(61_706, "exact"), 61_706, True),
+    (ParamReference(61_706, "exact"), 61_707, False),
+    (ParamReference(270_000, "0.27M", precision=10_000), 269_722, True),
+    (ParamReference(270_000, "0.27M", precision=10_000), 264_999, False),
+    (ParamReference(1_700_000, "1.7M", precision=100_000), 1_727_962, True),
+])
+def test_param_reference_compares_at_its_published_precision(reference, computed, matches):
+    assert reference.matches(computed) is matches
