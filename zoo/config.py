@@ -1,0 +1,282 @@
+"""The training config: YAML read once, `--set a.b=c` overrides merged, validated into one frozen object.
+
+This is the only module that reads YAML. After `load_config`, no function takes a dict. Every
+problem is reported at load, before any data is read or anything written, as one line per key:
+`optimizer.lr: must be greater than 0`, `optimizr: unknown key; did you mean optimizer?`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from zoo.errors import ZooError
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "digits", "xor", "synthetic")
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
+INITS = ("default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal")  # zoo.init.SCHEMES
+PRECISIONS = ("32", "bf16", "16")
+METRICS = ("val_accuracy", "val_loss")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(BaseModel):
+    """`name`, and any other key is a keyword argument of the model's builder (e.g. small_input: true)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    num_classes: int | None = Field(None, gt=0)  # None: the data set's class count
+    in_channels: int | None = Field(None, gt=0)  # None: the model's own (images are converted to it)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(Section):
+    name: Literal[DATASETS]
+    root: Path = Path("data")  # where torchvision's loaders find (or download) the files
+    download: bool = True  # fetch a missing data set when online
+    batch_size: int = Field(128, gt=0)  # per process, under torchrun too
+    eval_batch_size: int | None = Field(None, gt=0)  # None: batch_size
+    workers: int | None = Field(None, ge=0)  # DataLoader workers; None: chosen for the data set
+    input_size: int | None = Field(None, gt=0)  # side the images are resized/padded to; None: the model's
+    normalize: bool = True  # subtract mean, divide by std
+    mean: tuple[float, ...] | None = None  # None: the data set's own statistics
+    std: tuple[float, ...] | None = None
+    augment: bool = False  # random crop with padding and (if hflip) horizontal flip, on training data only
+    crop_padding: int = Field(4, ge=0)
+    hflip: bool = True  # off for digits and text, where mirror images are other classes
+    val_split: float = Field(0.1, ge=0, lt=1)  # held out of training data when the set has no validation split
+    test_split: float = Field(0.2, gt=0, lt=1)  # for sets without a test split (digits, an ImageFolder without test/)
+    classes: tuple[int, ...] | None = None  # keep only these class indices, relabelled 0..k-1
+    synthetic_size: int = Field(512, gt=0)  # images in the synthetic set
+    synthetic_classes: int = Field(10, gt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("std values must be greater than 0")
+        if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
+            raise ValueError("classes must be distinct class indices, 0 or more")
+        return self
+
+
+class OptimizerConfig(Section):
+    name: Literal[OPTIMIZERS] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd and rmsprop
+    nesterov: bool = False  # sgd only
+    weight_decay: float = Field(0.0, ge=0)
+    decay_bias_and_norm: bool = True  # False: no weight decay on biases and normalization weights
+    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
+    eps: float = Field(1e-8, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs name: sgd and a momentum above 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError("betas must lie in [0, 1)")
+        return self
+
+
+class SchedulerConfig(Section):
+    name: Literal[SCHEDULERS] = "none"
+    warmup_epochs: float = Field(0.0, ge=0)  # linear warmup from lr/100, counted in (fractional) epochs
+    step_size: int = Field(30, gt=0)  # step: epochs between decays
+    milestones: tuple[int, ...] = ()  # multistep: epochs at which to decay
+    gamma: float = Field(0.1, gt=0, le=1)  # step, multistep: decay factor
+    min_lr: float = Field(0.0, ge=0)  # cosine: the floor
+    pct_start: float = Field(0.3, gt=0, lt=1)  # onecycle: share of steps spent rising to optimizer.lr
+
+    @model_validator(mode="after")
+    def _check(self) -> SchedulerConfig:
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError("multistep needs milestones, e.g. [30, 60, 90]")
+        if list(self.milestones) != sorted(set(self.milestones)) or any(m <= 0 for m in self.milestones):
+            raise ValueError("milestones must be increasing epochs above 0")
+        return self
+
+
+class LossConfig(Section):
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    aux_weight: float = Field(0.3, ge=0)  # GoogLeNet's auxiliary heads (Szegedy et al.: 0.3)
+
+
+class EarlyStoppingConfig(Section):
+    metric: Literal[METRICS] = "val_accuracy"
+    patience: int = Field(5, gt=0)  # epochs without improvement before stopping
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, gt=0)
+    seed: int = 0
+    deterministic: bool = False  # bit-reproducible kernels (slower on GPU)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    precision: Literal[PRECISIONS] = "32"  # bf16 or 16 (float16 with a gradient scaler) autocast on GPU
+    grad_clip: float | None = Field(None, gt=0)  # max global gradient norm
+    log_interval: int = Field(50, gt=0)  # steps between TensorBoard scalars and per-layer gradient norms
+    histogram_interval: int = Field(1, gt=0)  # epochs between weight histograms
+    max_steps_per_epoch: int | None = Field(None, gt=0)  # cut epochs short: smoke tests and quick looks
+    early_stopping: EarlyStoppingConfig | None = None
+    output_dir: Path = Path("runs")
+    run_name: str | None = None  # None: <model>_<data>
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value  # YAML reads `precision: 16` as a number
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("run_name")
+    @classmethod
+    def _run_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\w.-]+", value):
+            raise ValueError("use letters, digits, '.', '_' and '-' only (it names a folder)")
+        return value
+
+
+class Config(Section):
+    model: ModelConfig
+    data: DataConfig
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    init: Literal[INITS] = "default"
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def run_name(self) -> str:
+        return self.train.run_name or f"{self.model.name}_{self.data.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-safe values (paths as text), for config.yaml and checkpoints."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---- loading -----------------------------------------------------------------------------------
+
+def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
+    """`optimizer.lr=0.01` -> (['optimizer', 'lr'], 0.01); values are parsed as YAML scalars or lists."""
+    parsed = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key.strip()):
+            raise ZooError(f"--set {item!r}: write key.path=value, e.g. --set optimizer.lr=0.01")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        parsed.append((key.strip().split("."), value))
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for path, value in parse_overrides(overrides):
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ZooError(f"--set {'.'.join(path)}: {part} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the section that holds `loc`, for suggesting a near match."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(str(p) for p in error["loc"])
+    key = ".".join(loc) or "config"
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(error["loc"][-1]), _fields_at(loc), n=1, cutoff=0.6)
+        return f"{key}: unknown key" + (f"; did you mean {'.'.join(loc[:-1] + (close[0],))}?" if close else "")
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", message)
+        close = difflib.get_close_matches(str(error.get("input")), choices, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"{key}: unknown {error['loc'][-1]} {error.get('input')!r}; choose one of {', '.join(choices)}{hint}"
+    if kind == "missing":
+        return f"{key}: required"
+    message = message.removeprefix("Value error, ")
+    return f"{key}: {message[0].lower()}{message[1:]} (got {error.get('input')!r})" if "input" in error and kind != "value_error" else f"{key}: {message}"
+
+
+def validate_config(raw: Any, source: str = "config") -> Config:
+    if not isinstance(raw, dict):
+        raise ZooError(f"{source}: expected a mapping of sections (model, data, ...), got {type(raw).__name__}")
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as error:
+        raise ZooError(f"{source}: " + "; ".join(_describe(e) for e in error.errors())) from None
+    _check_model(config, source)
+    return config
+
+
+def _check_model(config: Config, source: str) -> None:
+    """The model name and its builder arguments, checked by building it on the meta device (no memory)."""
+    import torch
+
+    from zoo.registry import create_model
+
+    try:
+        with torch.device("meta"):
+            create_model(config.model.name, num_classes=config.model.num_classes, in_channels=config.model.in_channels,
+                         **config.model.kwargs)
+    except ZooError as error:
+        key = "model.name" if str(error).startswith("unknown model") else "model"
+        raise ZooError(f"{source}: {key}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ZooError(f"{source}: model: {config.model.name} does not accept these arguments ({error})") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply `--set` overrides, validate. Raises ZooError naming the key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"config file {str(path)!r} not found; the shipped ones are in configs/")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ZooError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides or [])
+    return validate_config(raw, str(path))
