@@ -6,6 +6,7 @@ Torch is imported inside the commands, so `zoo --help` does not pay for it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,12 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json.")]
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set optimizer.lr=0.01 (repeatable).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
+
+config_app = typer.Typer(no_args_is_help=True, help="Show or check a training config.")
+app.add_typer(config_app, name="config")
 
 
 @app.callback()
@@ -42,6 +49,58 @@ def list_command(
         table = [[r.name, r.family, str(r.year), r.params, r.input_size,
                   {True: "matches", False: "MISMATCH", None: "-"}[r.reference_ok], r.torchvision or "-"] for r in rows]
     typer.echo(render(headers, table, format, numeric=[False, False, False, True, False, False, False]))
+
+
+@app.command()
+def train(config: ConfigOption, set: SetOption = None, quiet: QuietOption = False) -> None:
+    """Train a model as a YAML config says; writes runs/<run-name>/<time>/."""
+    from zoo.config import load_config
+    from zoo.trainer import train as run_training
+
+    run_training(load_config(config, set), quiet=quiet)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
+    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    data: Annotated[str | None, typer.Option("--data", help="Another data set than the checkpoint's (data.name).")] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="Where its files are (data.root).")] = None,
+    set: SetOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Loss, top-1/top-5 accuracy, per-class precision/recall/F1 and the confusion matrix of a checkpoint."""
+    from zoo.errors import ZooError
+    from zoo.evaluation import evaluate_checkpoint
+    from zoo.reports import evaluation_table
+
+    if format not in ("table", "json"):
+        raise ZooError(f"unknown format {format!r}; choose table or json")
+    overrides = [*([f"data.name={data}"] if data else []), *([f"data.root={data_root}"] if data_root else []), *(set or [])]
+    report = evaluate_checkpoint(checkpoint, split, overrides)
+    if format == "json":
+        import json
+
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(evaluation_table(report))
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption, set: SetOption = None) -> None:
+    """Print the resolved config: the file, the overrides and every default."""
+    from zoo.config import load_config
+
+    typer.echo(load_config(config, set).to_yaml().rstrip())
+
+
+@config_app.command("validate")
+def config_validate(config: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
+    """Check a config; exit code 0 and 'ok', or one line per problem and exit code 2."""
+    from zoo.config import load_config
+
+    load_config(config)
+    typer.echo(f"{config}: ok")
 
 
 def main() -> None:

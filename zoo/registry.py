@@ -113,11 +113,11 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
             **kwargs,
         )
     except TypeError as error:
-        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
-        if unexpected is None:
-            raise
-        raise ZooError(
-            f"{name} takes no argument {unexpected.group(1)!r}; see help(zoo.models.{info.builder.__module__.rsplit('.', 1)[-1]})"
-        ) from None
+        module = f"zoo.models.{info.builder.__module__.rsplit('.', 1)[-1]}"
+        if unexpected := re.search(r"unexpected keyword argument '(\w+)'", str(error)):
+            raise ZooError(f"{name} takes no argument {unexpected.group(1)!r}; see help({module})") from None
+        if fixed := re.search(r"multiple values for keyword argument '(\w+)'", str(error)):
+            raise ZooError(f"{name} sets {fixed.group(1)!r} itself; leave it out (see help({module}))") from None
+        raise
     model.name = name
     return model

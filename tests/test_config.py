@@ -1,0 +1,153 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zoo.config import Config, load_config, validate_config
+from zoo.errors import ZooError
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = "model: {name: lenet5}\ndata: {name: digits}\n"
+
+
+@pytest.fixture
+def write(tmp_path):
+    def _write(text: str) -> Path:
+        path = tmp_path / "config.yaml"
+        path.write_text(text)
+        return path
+    return _write
+
+
+def error_of(path: Path, overrides=()) -> str:
+    with pytest.raises(ZooError) as caught:
+        load_config(path, list(overrides))
+    message = str(caught.value)
+    assert "\n" not in message
+    return message.removeprefix(f"{path}: ")
+
+
+def test_defaults_fill_every_section(write):
+    config = load_config(write(BASE))
+    assert config.optimizer.name == "sgd" and config.scheduler.name == "none" and config.init == "default"
+    assert config.train.device == "auto" and config.train.output_dir == Path("runs")
+    assert config.run_name == "lenet5_digits"
+    assert config.loss.aux_weight == 0.3
+
+
+def test_yaml_quirks_are_handled(write):
+    # PyYAML reads 1e-3 (no dot) as a string and `16` as a number.
+    config = load_config(write(BASE + "optimizer: {name: adam, lr: 1e-3}\ntrain: {precision: 16}\n"))
+    assert config.optimizer.lr == pytest.approx(0.001) and isinstance(config.optimizer.lr, float)
+    assert config.train.precision == "16"
+
+
+def test_the_config_is_frozen(write):
+    config = load_config(write(BASE))
+    with pytest.raises(Exception):
+        config.optimizer.lr = 1.0
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (BASE + "optimizr: {lr: 0.1}\n", "optimizr: unknown key; did you mean optimizer?"),
+    (BASE + "optimizer: {lrr: 0.1}\n", "optimizer.lrr: unknown key; did you mean optimizer.lr?"),
+    ("model: {name: lenet5}\ndata: {name: digits, batch_sise: 3}\n", "data.batch_sise: unknown key; did you mean data.batch_size?"),
+    (BASE + "optimizer: {lr: -0.1}\n", "optimizer.lr: input should be greater than 0 (got -0.1)"),
+    (BASE + "optimizer: {lr: 0}\n", "optimizer.lr: input should be greater than 0 (got 0)"),
+    (BASE + "train: {epochs: 0}\n", "train.epochs: input should be greater than 0 (got 0)"),
+    (BASE + "train: {epochs: ten}\n", "train.epochs: input should be a valid integer"),
+    ("model: {name: lenet5}\ndata: {name: digits, batch_size: -4}\n", "data.batch_size: input should be greater than 0 (got -4)"),
+    (BASE + "optimizer: {name: sgdd}\n", "optimizer.name: unknown name 'sgdd'; choose one of sgd, adagrad, rmsprop, adam, adamw; did you mean sgd?"),
+    (BASE + "scheduler: {name: cosin}\n", "scheduler.name: unknown name 'cosin'; choose one of none, step, multistep, cosine, onecycle; did you mean cosine?"),
+    (BASE + "init: kaiming\n", "init: unknown init 'kaiming'; choose one of default, xavier_uniform, xavier_normal, he_uniform, he_normal"),
+    ("model: {name: lenet5}\ndata: {name: imagenet}\n", "data.name: unknown name 'imagenet'; choose one of mnist"),
+    ("model: {name: resnet19}\ndata: {name: digits}\n", "model.name: unknown model 'resnet19'; did you mean resnet18"),
+    ("model: {name: resnet18, widht: 2}\ndata: {name: digits}\n", "model: resnet18 takes no argument 'widht'"),
+    ("model: {name: resnet20, small_input: false}\ndata: {name: digits}\n", "model: resnet20 sets 'small_input' itself; leave it out"),
+    (BASE + "train: {device: gpu}\n", "train.device: must be auto, cpu, cuda, cuda:N or mps"),
+    (BASE + "train: {run_name: 'a/b'}\n", "train.run_name: use letters, digits"),
+    (BASE + "optimizer: {name: adam, nesterov: true}\n", "optimizer: nesterov needs name: sgd and a momentum above 0"),
+    (BASE + "scheduler: {name: multistep}\n", "scheduler: multistep needs milestones"),
+    ("data: {name: digits}\n", "model: required"),
+    ("model: {name: lenet5}\ndata: {name: digits, mean: [0.5]}\n", "data: give both mean and std, or neither"),
+])
+def test_each_problem_is_one_line_naming_the_key(write, text, expected):
+    assert error_of(write(text)).startswith(expected)
+
+
+def test_several_problems_are_all_reported(write):
+    message = error_of(write(BASE + "optimizer: {lr: -1}\ntrain: {epochs: 0, device: gpu}\n"))
+    assert "optimizer.lr" in message and "train.epochs" in message and "train.device" in message
+
+
+def test_not_yaml_and_missing_files(write, tmp_path):
+    assert error_of(write("model: [1, 2\n")).startswith("not valid YAML at line 2")
+    with pytest.raises(ZooError, match="not found; the shipped ones are in configs/"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ZooError, match="expected a mapping of sections"):
+        validate_config([1, 2])
+
+
+def test_overrides_reach_any_key_and_are_typed(write):
+    config = load_config(write(BASE), ["optimizer.lr=1e-2", "train.epochs=3", "model.small_input=true",
+                                       "model.name=resnet18", "data.classes=[0, 1, 2]"])
+    assert config.optimizer.lr == 0.01 and config.train.epochs == 3
+    assert config.model.name == "resnet18" and config.model.kwargs == {"small_input": True}
+    assert config.data.classes == (0, 1, 2)
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("optimizer.lr", "--set 'optimizer.lr': write key.path=value"),
+    ("optimizer.lr.x=1", "--set optimizer.lr.x: lr is a value, not a section"),
+    ("optimizer.lr=-1", "optimizer.lr: input should be greater than 0"),
+    ("optimiser.lr=1", "optimiser: unknown key; did you mean optimizer?"),
+])
+def test_bad_overrides(write, override, expected):
+    path = write(BASE + "optimizer: {lr: 0.1}\n")
+    with pytest.raises(ZooError) as caught:
+        load_config(path, [override])
+    assert expected in str(caught.value)
+
+
+def test_resolved_config_round_trips_through_yaml(write):
+    config = load_config(write(BASE + "model: {name: mlp, hidden_sizes: [10, 10], activation: sigmoid}\n"))
+    again = validate_config(yaml.safe_load(config.to_yaml()))
+    assert again == config and isinstance(again, Config)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    config = load_config(path)
+    assert config.model.name and config.data.name
+
+
+def test_shipped_configs_cover_the_issue():
+    names = {p.stem for p in (ROOT / "configs").glob("*.yaml")}
+    assert names >= {
+        "lenet5_digits", "lenet5_mnist", "mnist_cnn_mnist", "mlp_mnist", "xor_mlp_sigmoid_deep", "xor_mlp_relu_he",
+        "alexnet_cifar10", "zfnet_cifar10", "vgg16_cifar10", "googlenet_cifar10", "resnet18_cifar10",
+        "resnet56_cifar10", "se_resnet18_cifar10", "resnet50_imagefolder",
+    }
+
+
+def _zoo(*args):
+    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_config_show_prints_the_resolved_config():
+    result = _zoo("config", "show", "--config", "configs/lenet5_digits.yaml", "--set", "train.epochs=2")
+    assert result.returncode == 0, result.stderr
+    shown = yaml.safe_load(result.stdout)
+    assert shown["train"]["epochs"] == 2 and shown["model"]["name"] == "lenet5"
+    assert shown["optimizer"]["weight_decay"] == 0.0  # defaults are shown too
+
+
+def test_config_validate_exit_codes(tmp_path):
+    assert _zoo("config", "validate", "configs/lenet5_digits.yaml").stdout.strip() == "configs/lenet5_digits.yaml: ok"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE + "optimizer: {lr: -1}\n")
+    result = _zoo("config", "validate", str(bad))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"error: {bad}: optimizer.lr: input should be greater than 0 (got -1)"

@@ -1,0 +1,56 @@
+"""Checkpoints: saved atomically (a crash mid-save never destroys the last good file) and loaded safely
+(`weights_only=True`: unpickling can build tensors and plain containers, never run code)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.errors import ZooError
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, rename over `path`, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a zoo checkpoint or weights file; a missing, damaged or unsafe file is a one-line ZooError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"checkpoint {str(path)!r} not found; runs write runs/<name>/<time>/checkpoints/best.pt")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).split("\n")[0]
+        raise ZooError(f"{path} was refused: it is not a plain weights file ({first}); zoo never unpickles code") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise ZooError(f"{path} is damaged or not a PyTorch checkpoint ({str(error).splitlines()[0]}); use another checkpoint") from None

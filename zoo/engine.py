@@ -1,0 +1,106 @@
+"""The loops: one training epoch and one evaluation pass. Lean on purpose (zero_grad, forward,
+backward, step, schedule); everything else (logging, checkpoints) happens between epochs or every
+`log_interval` steps, and nothing syncs with the device inside the loop except there."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from zoo.losses import aux_loss
+from zoo.metrics import MetricAccumulator, Metrics
+from zoo.runtime import autocast
+
+
+@dataclass
+class StepContext:
+    """What a training step needs besides the batch."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: Callable[[Tensor, Tensor], Tensor]
+    device: torch.device
+    precision: str = "32"
+    aux_weight: float = 0.3
+    grad_clip: float | None = None
+    step: int = 0  # optimizer steps taken over the whole run
+    on_log: Callable[[int, Tensor], None] | None = None  # called every log_interval steps with the batch loss
+    log_interval: int = 50
+    max_steps: int | None = None  # per epoch
+
+
+@dataclass
+class EpochResult:
+    metrics: Metrics
+    seconds: float
+    images: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def _to(device: torch.device, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    return images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+
+
+def train_epoch(model: nn.Module, loader: Iterable, ctx: StepContext, num_classes: int,
+                progress: tqdm | None = None) -> EpochResult:
+    model.train()
+    meter = MetricAccumulator(num_classes, ctx.device)
+    start, images_seen = time.perf_counter(), 0
+    for batch_index, (images, targets) in enumerate(loader):
+        if ctx.max_steps is not None and batch_index >= ctx.max_steps:
+            break
+        images, targets = _to(ctx.device, images, targets)
+        with autocast(ctx.device, ctx.precision):
+            loss, logits = aux_loss(model, images, targets, ctx.criterion, ctx.aux_weight)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        ctx.scaler.scale(loss).backward()
+        if ctx.grad_clip is not None:
+            ctx.scaler.unscale_(ctx.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), ctx.grad_clip)
+        ctx.scaler.step(ctx.optimizer)
+        ctx.scaler.update()
+        ctx.scheduler.step()
+        ctx.step += 1
+        meter.update(logits.detach().float(), targets, loss.detach())
+        images_seen += targets.numel()
+        if ctx.on_log is not None and ctx.step % ctx.log_interval == 0:
+            ctx.on_log(ctx.step, loss.detach())
+        if progress is not None:
+            progress.update(1)
+            if batch_index % 10 == 0:  # .item() waits for the device: not every step
+                elapsed = time.perf_counter() - start
+                progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images_seen / max(elapsed, 1e-9):,.0f}")
+    if images_seen == 0:
+        raise RuntimeError("the training loader yielded no batches")
+    return EpochResult(meter.compute(), time.perf_counter() - start, images_seen)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, criterion: Callable[[Tensor, Tensor], Tensor], device: torch.device,
+             num_classes: int, precision: str = "32", distributed: bool = False, progress: tqdm | None = None) -> EpochResult:
+    """Loss, top-1/top-5 and the confusion matrix over every sample of `loader`, counted once."""
+    model.eval()
+    meter = MetricAccumulator(num_classes, device)
+    start, images_seen = time.perf_counter(), 0
+    for images, targets in loader:
+        images, targets = _to(device, images, targets)
+        with autocast(device, precision):
+            logits = model(images)
+        logits = logits.float()
+        meter.update(logits, targets, criterion(logits, targets))
+        images_seen += targets.numel()
+        if progress is not None:
+            progress.update(1)
+    if distributed:
+        meter.all_reduce()
+    return EpochResult(meter.compute(), time.perf_counter() - start, images_seen)

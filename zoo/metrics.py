@@ -1,0 +1,77 @@
+"""Classification metrics accumulated over batches: loss, top-1, top-5, the confusion matrix, and
+per-class precision, recall and F1. Sums, not means, so distributed ranks can all-reduce them exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+class MetricAccumulator:
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)  # rows: truth
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.top5_correct = torch.zeros((), dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def update(self, logits: Tensor, targets: Tensor, loss: Tensor) -> None:
+        """`loss` is the batch mean; it is weighted by the batch size so the total is a true mean."""
+        n = targets.numel()
+        predictions = logits.argmax(dim=1)
+        index = targets * self.num_classes + predictions
+        self.confusion += torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
+        self.loss_sum += loss.detach().double() * n
+        k = min(5, self.num_classes)
+        self.top5_correct += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
+
+    def all_reduce(self) -> None:
+        """Sum over distributed ranks (each sample counted by exactly one rank)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            for tensor in (self.confusion, self.loss_sum, self.top5_correct):
+                dist.all_reduce(tensor)
+
+    def compute(self) -> Metrics:
+        confusion = self.confusion.cpu()
+        count = int(confusion.sum())
+        if count == 0:
+            raise ValueError("no samples were evaluated")
+        return Metrics(
+            count=count,
+            loss=float(self.loss_sum) / count,
+            accuracy=int(confusion.trace()) / count,
+            top5_accuracy=int(self.top5_correct) / count,
+            confusion=confusion,
+        )
+
+
+@dataclass(frozen=True)
+class Metrics:
+    count: int
+    loss: float
+    accuracy: float  # fractions, not percentages
+    top5_accuracy: float
+    confusion: Tensor  # num_classes x num_classes, rows are the true classes
+
+    def per_class(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Precision, recall, F1 and support per class; 0 where a class is never predicted or present."""
+        confusion = self.confusion.double()
+        true_positive = confusion.diagonal()
+        predicted, actual = confusion.sum(dim=0), confusion.sum(dim=1)
+        precision = torch.where(predicted > 0, true_positive / predicted.clamp(min=1), 0.0)
+        recall = torch.where(actual > 0, true_positive / actual.clamp(min=1), 0.0)
+        denominator = precision + recall
+        f1 = torch.where(denominator > 0, 2 * precision * recall / denominator.clamp(min=1e-12), 0.0)
+        return precision, recall, f1, actual.long()
+
+    def summary(self) -> dict[str, float]:
+        """The figures metrics.json records for a split."""
+        return {"loss": self.loss, "accuracy": self.accuracy, "top5_accuracy": self.top5_accuracy, "count": self.count}
+
+    def macro(self) -> dict[str, float]:
+        precision, recall, f1, _ = self.per_class()
+        return {"precision": precision.mean().item(), "recall": recall.mean().item(), "f1": f1.mean().item()}

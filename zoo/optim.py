@@ -1,0 +1,71 @@
+"""Optimizer and learning-rate schedule from the config. The schedule is stepped once per batch, so
+warmup and one-cycle are smooth; epoch-based settings are converted to steps here."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from zoo.config import OptimizerConfig, SchedulerConfig
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool, lr_scale: dict[str, float] | None = None) -> list[dict]:
+    """Split trainable parameters into groups: decayed or not (biases, norm weights), and by lr scale.
+
+    `lr_scale` maps a parameter-name prefix to a multiplier (fine-tuning's smaller backbone lr).
+    """
+    no_decay: set[int] = set()
+    if not decay_bias_and_norm:
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                if name == "bias" or isinstance(module, _NORMS):
+                    no_decay.add(id(param))
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        scale = next((s for prefix, s in (lr_scale or {}).items() if name.startswith(prefix)), 1.0)
+        decay = 0.0 if id(param) in no_decay else weight_decay
+        groups.setdefault((scale, decay), []).append(param)
+    return [{"params": params, "weight_decay": decay, "lr_scale": scale} for (scale, decay), params in groups.items()]
+
+
+def build_optimizer(model: nn.Module, config: OptimizerConfig, lr_scale: dict[str, float] | None = None) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay, config.decay_bias_and_norm, lr_scale)
+    for group in groups:
+        group["lr"] = config.lr * group["lr_scale"]
+    if config.name == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    if config.name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=config.lr, eps=config.eps)
+    if config.name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=config.lr, momentum=config.momentum, eps=config.eps)
+    if config.name == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig, epochs: int, steps_per_epoch: int) -> LRScheduler:
+    """torch's own schedulers, in steps, behind an optional linear warmup (SequentialLR)."""
+    from torch.optim import lr_scheduler as S
+
+    total = epochs * steps_per_epoch
+    warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1) if config.warmup_epochs else 0
+    if config.name == "onecycle":  # brings its own warmup: pct_start of the steps rising to optimizer.lr
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        return S.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=config.pct_start)
+    if config.name == "step":
+        main: LRScheduler = S.StepLR(optimizer, step_size=config.step_size * steps_per_epoch, gamma=config.gamma)
+    elif config.name == "multistep":
+        main = S.MultiStepLR(optimizer, milestones=[m * steps_per_epoch for m in config.milestones], gamma=config.gamma)
+    elif config.name == "cosine":
+        main = S.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=config.min_lr)
+    else:
+        main = S.LambdaLR(optimizer, lambda step: 1.0)
+    if not warmup:
+        return main
+    ramp = S.LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warmup)
+    return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

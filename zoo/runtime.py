@@ -1,0 +1,54 @@
+"""Where and how a run executes: the device, seeds and determinism, mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+from zoo.errors import ZooError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU; an explicit device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ZooError(f"train.device is {name!r} but this machine has no CUDA device; use device: auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ZooError(f"train.device is {name!r} but there are {torch.cuda.device_count()} CUDA devices (0 to {torch.cuda.device_count() - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ZooError("train.device is 'mps' but MPS is not available here; use device: auto or cpu")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices); with `deterministic`, ask for reproducible kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 or float16 autocast on CUDA; on other devices full precision, where autocast does not pay."""
+    if precision == "32" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """float16 needs loss scaling against underflow; bf16 and float32 do not (the scaler is then a no-op)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "16" and device.type == "cuda")

@@ -1,0 +1,75 @@
+"""TensorBoard logging for a run (`tensorboard --logdir runs`), through tensorboard's SummaryWriter."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from zoo.metrics import Metrics
+from zoo.plots import confusion_figure
+
+
+class RunLogger:
+    """Scalars, per-layer gradient norms, weight histograms, the confusion matrix, the graph, hparams."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def metrics(self, split: str, metrics: Metrics, step: int) -> None:
+        self.scalars({f"{split}/loss": metrics.loss, f"{split}/accuracy": metrics.accuracy,
+                      f"{split}/top5_accuracy": metrics.top5_accuracy}, step)
+
+    @torch.no_grad()
+    def gradient_norms(self, model: nn.Module, step: int) -> None:
+        """One L2 norm per weight tensor: vanishing gradients show as early layers' norms collapsing."""
+        for name, param in _unwrap(model).named_parameters():
+            if param.grad is not None and param.dim() > 1:
+                self.writer.add_scalar(f"grad_norm/{name}", param.grad.detach().norm().item(), step)
+
+    @torch.no_grad()
+    def histograms(self, model: nn.Module, epoch: int) -> None:
+        for name, param in _unwrap(model).named_parameters():
+            self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
+
+    def confusion(self, metrics: Metrics, classes: Sequence[str], epoch: int, split: str = "val") -> None:
+        self.writer.add_figure(f"{split}/confusion_matrix", confusion_figure(metrics.confusion, classes, f"{split}, epoch {epoch}"), epoch)
+
+    def graph(self, model: nn.Module, example: torch.Tensor) -> None:
+        """The model graph, traced once; a network the tracer cannot follow costs a warning, not the run."""
+        model = _unwrap(model)
+        was_training = model.training
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model.eval(), example)
+        except Exception as error:  # noqa: BLE001  (tracing is best-effort)
+            print(f"warning: the model graph was not logged ({type(error).__name__}: {str(error).splitlines()[0]})")
+        finally:
+            model.train(was_training)
+
+    def hparams(self, params: dict[str, Any], final: dict[str, float]) -> None:
+        """Into this run's own event file (SummaryWriter.add_hparams would start a second one)."""
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()}
+        experiment, session_start, session_end = hparams(clean, final)
+        for summary in (experiment, session_start, session_end):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in final.items():
+            self.writer.add_scalar(tag, value, 0)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel keeps the network in .module
