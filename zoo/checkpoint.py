@@ -42,6 +42,19 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+def publish_copy(source: Path, target: Path) -> None:
+    """Make `target` hold what `source` holds now, atomically: a hard link when the file system allows
+    (no second write of a large checkpoint; replacing `source` later leaves `target` alone), else a copy."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        atomic_write(target, source.read_bytes())
+        return
+    os.replace(tmp, target)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a zoo checkpoint or weights file; a missing, damaged or unsafe file is a one-line ZooError."""
     path = Path(path)
@@ -50,7 +63,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).split("\n")[0]
-        raise ZooError(f"{path} was refused: it is not a plain weights file ({first}); zoo never unpickles code") from None
+        raise ZooError(f"{path} was refused: it is not a plain weights file ({_first_line(error)}); zoo never unpickles code") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
-        raise ZooError(f"{path} is damaged or not a PyTorch checkpoint ({str(error).splitlines()[0]}); use another checkpoint") from None
+        raise ZooError(f"{path} is damaged or not a PyTorch checkpoint ({_first_line(error)}); use another checkpoint") from None
+
+
+def _first_line(error: Exception) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

@@ -4,7 +4,6 @@ checkpoints/last.pt and best.pt (best by validation accuracy), and metrics.json.
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 import zoo
-from zoo.checkpoint import load_checkpoint, save_checkpoint
+from zoo.checkpoint import load_checkpoint, publish_copy, save_checkpoint
 from zoo.config import Config
 from zoo.data import DataSplits, build_datasets, build_loaders
 from zoo.engine import EpochResult, StepContext, evaluate, train_epoch
@@ -139,16 +138,16 @@ def train(config: Config, quiet: bool = False) -> RunResult:
                 logger.confusion(val.metrics, splits.classes, epoch)
             print(_line(epoch, config.train.epochs, result, val, lr), flush=True)
 
+            # best.pt: the best validation accuracy so far (the latest epoch when there is no validation split).
             improved = val is None or val.metrics.accuracy > best_accuracy
+            if improved:
+                best_accuracy, best_epoch, best_val = (val.metrics.accuracy if val else -1.0), epoch, val
             state = checkpoint_state(model, config, splits, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                     scaler=ctx.scaler.state_dict(), epoch=epoch, step=ctx.step,
-                                     best_metric=max(best_accuracy, val.metrics.accuracy if val else -1.0),
-                                     val_metrics=val.metrics.summary() if val else None)
+                                     scaler=ctx.scaler.state_dict(), epoch=epoch, step=ctx.step, best_metric=best_accuracy,
+                                     best_epoch=best_epoch, val_metrics=val.metrics.summary() if val else None)
             save_checkpoint(state, checkpoints / "last.pt")
             if improved:
-                best_accuracy = val.metrics.accuracy if val else -1.0
-                best_epoch, best_val = epoch, val
-                save_checkpoint(state, checkpoints / "best.pt")
+                publish_copy(checkpoints / "last.pt", checkpoints / "best.pt")
             if stopper is not None and val is not None and stopper.should_stop(val):
                 print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
                 break

@@ -1,0 +1,65 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from zoo.checkpoint import atomic_write, load_checkpoint, publish_copy, save_checkpoint
+from zoo.errors import ZooError
+
+
+def test_save_and_load_round_trip(tmp_path):
+    state = {"model": {"w": torch.arange(6.0).view(2, 3)}, "epoch": 3, "classes": ["a", "b"], "config": {"lr": 0.1}}
+    save_checkpoint(state, tmp_path / "ckpt" / "last.pt")
+    loaded = load_checkpoint(tmp_path / "ckpt" / "last.pt")
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["classes"] == ["a", "b"]
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_write(path, b"good")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        atomic_write(path, b"new")
+    assert path.read_bytes() == b"good" and list(tmp_path.iterdir()) == [path]
+
+
+def test_publish_copy_survives_the_source_being_replaced(tmp_path):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    atomic_write(last, b"epoch 1")
+    publish_copy(last, best)
+    atomic_write(last, b"epoch 2")
+    assert best.read_bytes() == b"epoch 1" and last.read_bytes() == b"epoch 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/zoo-should-not-exist",))
+
+
+def test_loading_never_runs_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Payload()}, path)
+    with pytest.raises(ZooError, match="was refused"):
+        load_checkpoint(path)
+    assert not os.path.exists("/tmp/zoo-should-not-exist")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", pickle.dumps([1, 2])[:5]])
+def test_damaged_files_are_one_line_errors(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(ZooError, match="damaged or not a PyTorch checkpoint|was refused") as caught:
+        load_checkpoint(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(ZooError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")

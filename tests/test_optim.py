@@ -1,0 +1,78 @@
+import pytest
+import torch
+from torch import nn
+
+from zoo.config import OptimizerConfig, SchedulerConfig
+from zoo.optim import build_optimizer, build_scheduler
+
+
+def net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 2))
+
+
+@pytest.mark.parametrize(("name", "cls"), [("sgd", torch.optim.SGD), ("adagrad", torch.optim.Adagrad),
+                                           ("rmsprop", torch.optim.RMSprop), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_every_optimizer_is_built_with_the_lr(name, cls):
+    optimizer = build_optimizer(net(), OptimizerConfig(name=name, lr=0.02, momentum=0.5 if name in ("sgd", "rmsprop") else 0.9))
+    assert isinstance(optimizer, cls)
+    assert all(group["lr"] == 0.02 for group in optimizer.param_groups)
+
+
+def test_sgd_momentum_and_nesterov():
+    optimizer = build_optimizer(net(), OptimizerConfig(name="sgd", lr=0.1, momentum=0.8, nesterov=True))
+    assert optimizer.defaults["momentum"] == 0.8 and optimizer.defaults["nesterov"] is True
+
+
+def test_weight_decay_can_spare_biases_and_norm_weights():
+    model = net()
+    optimizer = build_optimizer(model, OptimizerConfig(weight_decay=5e-4, decay_bias_and_norm=False))
+    decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decay == {id(model[0].weight), id(model[3].weight)}
+    everything = build_optimizer(model, OptimizerConfig(weight_decay=5e-4))
+    assert all(g["weight_decay"] == 5e-4 for g in everything.param_groups)
+    assert sum(len(g["params"]) for g in everything.param_groups) == len(list(model.parameters()))
+
+
+def test_frozen_parameters_are_not_optimized():
+    model = net()
+    model[0].requires_grad_(False)
+    optimizer = build_optimizer(model, OptimizerConfig())
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters())) - 2
+
+
+def _lrs(scheduler_config: SchedulerConfig, epochs: int = 4, steps: int = 10, lr: float = 0.1) -> list[float]:
+    optimizer = build_optimizer(net(), OptimizerConfig(lr=lr))
+    scheduler = build_scheduler(optimizer, scheduler_config, epochs, steps)
+    values = []
+    for _ in range(epochs * steps):
+        values.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return values
+
+
+def test_step_and_multistep_decay_at_epoch_boundaries():
+    step = _lrs(SchedulerConfig(name="step", step_size=2, gamma=0.5))
+    assert step[19] == pytest.approx(0.1) and step[20] == pytest.approx(0.05)
+    multi = _lrs(SchedulerConfig(name="multistep", milestones=(1, 3), gamma=0.1))
+    assert multi[9] == pytest.approx(0.1) and multi[10] == pytest.approx(0.01) and multi[30] == pytest.approx(0.001)
+
+
+def test_cosine_with_linear_warmup():
+    lrs = _lrs(SchedulerConfig(name="cosine", warmup_epochs=1, min_lr=0.001))
+    assert lrs[0] == pytest.approx(0.001)  # warmup starts at lr / 100
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # rising through the first epoch
+    assert max(lrs) == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then only falling
+    assert lrs[-1] == pytest.approx(0.001, abs=1e-3)
+
+
+def test_onecycle_rises_then_falls():
+    lrs = _lrs(SchedulerConfig(name="onecycle", pct_start=0.25))
+    peak = lrs.index(max(lrs))
+    assert 8 <= peak <= 11 and max(lrs) == pytest.approx(0.1, rel=1e-3)
+    assert lrs[0] < 0.01 and lrs[-1] < 1e-3
+
+
+def test_none_keeps_the_lr():
+    assert set(_lrs(SchedulerConfig(name="none"))) == {0.1}
