@@ -1,0 +1,165 @@
+"""End-to-end runs of `zoo train` and `zoo evaluate` on data that works offline (digits, xor, synthetic)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from zoo.checkpoint import load_checkpoint
+from zoo.config import load_config
+from zoo.evaluation import evaluate_checkpoint
+from zoo.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """The README's main job, in-process, once for the module."""
+    out = tmp_path_factory.mktemp("runs")
+    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [f"train.output_dir={out}"])
+    return train(config, quiet=True)
+
+
+def test_main_job_reaches_97_percent_on_digits(digits_run):
+    metrics = digits_run.metrics
+    assert metrics["test"]["accuracy"] >= 0.97
+    assert metrics["val"]["accuracy"] >= 0.95
+    assert 0 < metrics["test"]["loss"] < 0.2 and metrics["test"]["top5_accuracy"] >= metrics["test"]["accuracy"]
+
+
+def test_run_directory_layout(digits_run):
+    run = digits_run.run_dir
+    assert run.parent.name == "lenet5_digits"
+    assert (run / "config.yaml").is_file() and (run / "metrics.json").is_file()
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+    saved = load_config(run / "config.yaml")
+    assert saved.model.name == "lenet5" and saved.train.epochs == 20
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(digits_run.metrics))
+    for split in ("val", "test"):
+        assert set(on_disk[split]) >= {"loss", "accuracy", "top5_accuracy", "time_s", "images_per_s"}
+        assert 0 <= on_disk[split]["accuracy"] <= 1
+    assert on_disk["train"]["images_per_s"] > 0 and on_disk["train"]["time_s"] > 0
+
+
+def test_checkpoint_holds_everything_to_resume_and_evaluate(digits_run):
+    state = load_checkpoint(digits_run.run_dir / "checkpoints" / "last.pt")
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "best_metric", "config", "classes",
+            "normalization", "zoo_version", "torch_version"} <= set(state)
+    assert state["epoch"] == 20 and state["classes"] == [str(d) for d in range(10)]
+    assert state["normalization"]["input_size"] == 32 and state["normalization"]["in_channels"] == 1
+    best = load_checkpoint(digits_run.run_dir / "checkpoints" / "best.pt")
+    assert best["epoch"] == digits_run.metrics["best_epoch"]
+    assert best["best_metric"] == pytest.approx(digits_run.metrics["val"]["accuracy"])
+
+
+def test_tensorboard_reader_finds_scalars_histograms_and_the_confusion_image(digits_run):
+    events = EventAccumulator(str(digits_run.run_dir), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("train/loss", "train/accuracy", "train/top5_accuracy", "val/loss", "val/accuracy", "val/top5_accuracy",
+                "lr", "throughput/images_per_s", "time/epoch_s", "test/accuracy"):
+        assert tag in tags["scalars"], tag
+    assert len(events.Scalars("val/accuracy")) == 20
+    assert any(t.startswith("grad_norm/features.0.weight") for t in tags["scalars"])
+    assert any(t.startswith("weights/features.0.weight") for t in tags["histograms"])
+    assert "val/confusion_matrix" in tags["images"]
+    assert tags["graph"] is True
+
+
+def test_evaluate_reproduces_the_recorded_test_accuracy(digits_run):
+    best = digits_run.run_dir / "checkpoints" / "best.pt"
+    report = evaluate_checkpoint(best, "test")
+    recorded = digits_run.metrics["test"]
+    assert report.metrics.accuracy == recorded["accuracy"]
+    assert report.metrics.count == recorded["count"]
+    assert report.metrics.confusion.sum() == recorded["count"]  # every test image counted once
+    assert report.confusion_csv.is_file() and report.confusion_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = report.confusion_csv.read_text().splitlines()
+    assert rows[0].split(",")[1:] == [str(d) for d in range(10)] and len(rows) == 11
+
+
+def test_evaluate_cli_json_and_table(digits_run):
+    best = digits_run.run_dir / "checkpoints" / "best.pt"
+    result = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(best), "--format", "json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["accuracy"] == digits_run.metrics["test"]["accuracy"]
+    assert [row["class"] for row in report["per_class"]] == [str(d) for d in range(10)]
+    assert sum(row["support"] for row in report["per_class"]) == report["count"]
+    table = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(best)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert "macro average" in table.stdout and "confusion matrix" in table.stdout
+
+
+def test_a_second_run_never_reuses_a_directory(tmp_path):
+    overrides = [f"train.output_dir={tmp_path}", "train.epochs=1", "data.synthetic_size=16", "data.batch_size=8"]
+    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [*overrides, "data.name=synthetic"])
+    first, second = train(config, quiet=True), train(config, quiet=True)
+    assert first.run_dir != second.run_dir and first.run_dir.parent == second.run_dir.parent
+
+
+def _xor_run(config_name: str, seed: int, tmp_path: Path):
+    config = load_config(ROOT / "configs" / config_name, [f"train.seed={seed}", f"train.output_dir={tmp_path}"])
+    result = train(config, quiet=True)
+    events = EventAccumulator(str(result.run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    first = [e.value for e in events.Scalars("grad_norm/features.0.weight")]
+    last = [e.value for e in events.Scalars("grad_norm/fc.weight")]
+    return result.metrics["test"]["accuracy"], sum(first) / len(first), sum(last) / len(last)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_xor_vanishing_gradients_and_the_relu_fix(seed, tmp_path):
+    """The course's experiment: deep sigmoid stays near chance, ReLU with He init learns XOR, and the
+    gradient norms say why: the sigmoid net's first layer gets a vanishing share of the gradient."""
+    sigmoid_accuracy, sigmoid_first, sigmoid_last = _xor_run("xor_mlp_sigmoid_deep.yaml", seed, tmp_path)
+    relu_accuracy, relu_first, relu_last = _xor_run("xor_mlp_relu_he.yaml", seed, tmp_path)
+    assert sigmoid_accuracy <= 0.75
+    assert relu_accuracy == 1.0
+    assert sigmoid_first / sigmoid_last < 0.01
+    assert relu_first / relu_last > 0.1
+
+
+def _zoo(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.name=mnist", "data.download=false"], "MNIST not found"),
+    (["train.device=cuda"], "train.device is 'cuda' but this machine has no CUDA device; use device: auto or cpu"),
+    (["optimizer.lr=-1"], "optimizer.lr: input should be greater than 0"),
+])
+def test_train_refuses_bad_input_before_writing_anything(tmp_path, overrides, message):
+    if "cuda" in message and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # the message is for CPU-only machines
+    out = tmp_path / "runs"
+    sets = [arg for o in [*overrides, f"train.output_dir={out}", f"data.root={tmp_path / 'data'}"] for arg in ("--set", o)]
+    result = _zoo("train", "--config", "configs/lenet5_digits.yaml", *sets)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_config_trains_a_few_steps(path, tmp_path):
+    """Each config as written, on synthetic data at its own input size (XOR keeps its four points)."""
+    config = load_config(path)
+    data = [] if config.data.name == "xor" else ["data.name=synthetic", "data.synthetic_size=8", "data.batch_size=4"]
+    config = load_config(path, [*data, "train.epochs=1", "train.max_steps_per_epoch=2", "train.device=cpu",
+                                f"train.output_dir={tmp_path}"])
+    result = train(config, quiet=True)
+    assert result.metrics["train"]["steps"] >= 1
+    assert (result.run_dir / "checkpoints" / "best.pt").is_file()
