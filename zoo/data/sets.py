@@ -1,0 +1,187 @@
+"""The data sets: torchvision's MNIST, FashionMNIST, CIFAR10/100, ImageFolder and FakeData; scikit-learn's
+digits and the course's xor, preprocessed once into tensors. `build_datasets` picks one by cfg.name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from zoo.config import DataConfig
+from zoo.data.splits import DataSplits, TensorSet, select
+from zoo.data.transforms import STATS, augmentation, fit, image_transforms, normalization
+from zoo.errors import ZooError
+
+
+@dataclass(frozen=True)
+class TorchvisionSet:
+    loader: str  # the class in torchvision.datasets
+    title: str
+    channels: int
+    size: int
+    folder: str  # where under data.root torchvision looks
+    fix: str  # how to put the files there by hand
+    checksummed: bool = False  # torchvision checks the files' md5 (CIFAR)
+
+
+_CIFAR_FIX = "unpack {} (www.cs.toronto.edu/~kriz/cifar.html) into data.root"
+TORCHVISION = {
+    "mnist": TorchvisionSet("MNIST", "MNIST", 1, 28, "MNIST/raw", "place the four IDX files there"),
+    "fashion_mnist": TorchvisionSet("FashionMNIST", "Fashion-MNIST", 1, 28, "FashionMNIST/raw",
+                                    "place the four IDX files there"),
+    "cifar10": TorchvisionSet("CIFAR10", "CIFAR-10", 3, 32, "cifar-10-batches-py",
+                              _CIFAR_FIX.format("cifar-10-python.tar.gz"), checksummed=True),
+    "cifar100": TorchvisionSet("CIFAR100", "CIFAR-100", 3, 32, "cifar-100-python",
+                               _CIFAR_FIX.format("cifar-100-python.tar.gz"), checksummed=True),
+}
+IMAGEFOLDER_LAYOUT = "one sub-folder of images per class, or train/ and val/ (and test/) folders of them"
+
+
+@contextmanager
+def _rank_zero_first(download: bool) -> Iterator[None]:
+    """Under torchrun with downloads on, rank 0 reads (and downloads) first while the others wait at a
+    barrier, so ranks never download into the same files: every rank must then call build_datasets."""
+    import torch.distributed as dist
+
+    ranked = download and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if ranked and dist.get_rank() != 0:
+        dist.barrier()
+    try:
+        yield
+    finally:
+        if ranked and dist.get_rank() == 0:
+            dist.barrier()
+
+
+def _torchvision(cfg: DataConfig, spec: TorchvisionSet) -> tuple[dict[str, Dataset | None], list[str]]:
+    """Train and test as torchvision reads them; val is left to be held out of train."""
+    import torchvision.datasets
+
+    loader = getattr(torchvision.datasets, spec.loader)
+    bases: dict[str, Dataset | None] = {}
+    with _rank_zero_first(cfg.download):
+        for split in ("train", "test"):
+            try:
+                bases[split] = loader(str(cfg.root), train=split == "train", download=cfg.download)
+            except (RuntimeError, OSError) as error:  # not there, fails the checksum, or no network
+                checksum = " (or failing its checksum)" if spec.checksummed else ""
+                missing = f"{spec.title} not found{checksum} under {cfg.root / spec.folder}"
+                if cfg.download:
+                    lines = str(error).strip().splitlines()  # MNIST's: a few per mirror tried; the last is the cause
+                    reason = lines[-1].strip() if lines else type(error).__name__
+                    raise ZooError(f"{missing} and the download failed ({reason}); run again while online, "
+                                   f"or {spec.fix}") from None
+                raise ZooError(f"{missing}; run with data.download: true while online, or {spec.fix}") from None
+    return bases, list(bases["train"].classes)
+
+
+def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str]]:
+    """root/train, root/val, root/test where they exist (a missing val or test is held out of train),
+    otherwise root itself as the one folder to split."""
+    from torchvision.datasets import ImageFolder
+
+    root = cfg.root
+    if not root.is_dir():
+        raise ZooError(f"imagefolder: {root} not found; set data.root to a folder with {IMAGEFOLDER_LAYOUT}")
+    dirs = {split: root / split for split in ("train", "val", "test") if (root / split).is_dir()}
+    if dirs and "train" not in dirs:
+        raise ZooError(f"imagefolder: {root} has {'/ and '.join(dirs)}/ but no train/; add train/ with "
+                       f"{IMAGEFOLDER_LAYOUT}")
+    dirs.setdefault("train", root)
+    bases: dict[str, Dataset | None] = {}
+    for split, folder in dirs.items():
+        try:
+            bases[split] = ImageFolder(str(folder))
+        except FileNotFoundError as error:  # no class folders, or a class folder without images
+            raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") from None
+    names = bases["train"].classes
+    for split, base in bases.items():
+        if base.classes != names:
+            raise ZooError(f"imagefolder: {dirs[split]} has classes {base.classes} but {dirs['train']} has "
+                           f"{names}; give every split the same class folders")
+    return bases, names
+
+
+def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
+    """The file-based sets, read by torchvision and transformed per sample (in DataLoader workers)."""
+    if cfg.name == "imagefolder":
+        bases, names = _imagefolder(cfg)
+        channels, size = 3, None  # torchvision opens every image as RGB, at its own size
+    else:
+        spec = TORCHVISION[cfg.name]
+        bases, names = _torchvision(cfg, spec)
+        channels, size = spec.channels, spec.size
+    stats = normalization(cfg, STATS[cfg.name], in_channels)
+    steps = fit(channels, size, in_channels, input_size, cfg.name)
+    selection = select(bases, names, cfg, seed)
+    train, val, test = selection.views(*image_transforms(steps, cfg, input_size, stats))
+    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size)
+
+
+def _synthetic(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
+    """FakeData at the model's shape. Val is the last val_split of the synthetic_size images and test up to 64
+    more; each image is a function of its index, so every split is fixed."""
+    from torchvision.datasets import FakeData
+
+    shape, size, classes = (in_channels, input_size, input_size), cfg.synthetic_size, cfg.synthetic_classes
+    n_val = min(max(1, round(cfg.val_split * size)), size - 1) if cfg.val_split else 0
+    bases: dict[str, Dataset | None] = {
+        "train": FakeData(size - n_val, shape, classes),
+        "val": FakeData(n_val, shape, classes, random_offset=size - n_val) if n_val else None,
+        "test": FakeData(min(64, size), shape, classes, random_offset=size),
+    }
+    stats = normalization(cfg, STATS["synthetic"], in_channels)
+    selection = select(bases, [f"class {i}" for i in range(classes)], cfg, seed)
+    train, val, test = selection.views(*image_transforms([], cfg, input_size, stats))
+    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size)
+
+
+def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
+    """scikit-learn's 1,797 handwritten 8x8 digits, resized once as one tensor, test and val held out of
+    them, normalized with the training split's statistics."""
+    from sklearn.datasets import load_digits
+    from torchvision.transforms import v2
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().div_(16).unsqueeze(1)  # N x 1 x 8 x 8 in [0, 1]
+    for step in fit(1, 8, in_channels, input_size, "digits"):  # once, on the whole tensor
+        images = step(images)
+    images = images.contiguous()
+    base = TensorSet(images, torch.from_numpy(digits.target).long())
+    selection = select({"train": base}, [str(d) for d in range(10)], cfg, seed)
+    pixels = images[selection.indices["train"]].transpose(0, 1).flatten(1)  # C x (training pixels)
+    mean, std = normalization(cfg, (pixels.mean(1).tolist(), pixels.std(1).tolist()), in_channels)
+    images.sub_(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1))
+    augment = augmentation(cfg, input_size, fill=tuple(-m / s for m, s in zip(mean, std)))  # black, normalized
+    train, val, test = selection.views(v2.Compose(augment) if augment else None, None)
+    return DataSplits(train, val, test, selection.classes, mean, std, in_channels, input_size)
+
+
+def _xor(cfg: DataConfig) -> DataSplits:
+    """The course's four points as 2 flat features, labels 0, 1, 1, 0; train, val and test are all four."""
+    if cfg.augment:
+        raise ZooError("data.augment: xor has no images to crop or flip; set data.augment: false")
+    points = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    mean, std = normalization(cfg, STATS["xor"], 2)
+    base = TensorSet((points - torch.tensor(mean)) / torch.tensor(std), torch.tensor([0, 1, 1, 0]))
+    selection = select({split: base for split in ("train", "val", "test")}, ["0", "1"], cfg, 0)
+    return DataSplits(*selection.views(None, None), selection.classes, mean, std, 2, 1)
+
+
+def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: int = 0) -> DataSplits:
+    """The train, val and test splits of cfg.name, fitted to a model taking in_channels x input_size^2.
+
+    cfg.input_size, when set, wins over `input_size`. `seed` draws the held-out splits (val from train; test
+    for digits and an ImageFolder without test/): pass the training seed again to rebuild the same test set.
+    """
+    input_size = cfg.input_size or input_size
+    if cfg.name == "xor":
+        return _xor(cfg)
+    if cfg.name == "digits":
+        return _digits(cfg, in_channels, input_size, seed)
+    if cfg.name == "synthetic":
+        return _synthetic(cfg, in_channels, input_size, seed)
+    return _images(cfg, in_channels, input_size, seed)

@@ -1,0 +1,142 @@
+"""Splits: views over a base data set, a class subset relabelled 0..k-1, and seeded stratified hold-outs.
+
+A validation split carved from the training set is a second View over the same base with the eval
+transform, so it is never augmented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from zoo.config import DataConfig
+from zoo.errors import ZooError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    train: Dataset
+    val: Dataset | None  # None when val_split == 0 and the set has no validation split
+    test: Dataset
+    classes: list[str]  # after any `classes` subset, relabelled 0..k-1
+    mean: tuple[float, ...]  # the normalization applied, per output channel (0s and 1s when off)
+    std: tuple[float, ...]
+    in_channels: int  # xor: its 2 features, with input_size 1
+    input_size: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+class TensorSet(Dataset):
+    """Samples preprocessed once and held as one tensor: indexing is the whole per-sample cost."""
+
+    def __init__(self, inputs: Tensor, targets: Tensor) -> None:
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.inputs[index], int(self.targets[index])
+
+
+class View(Dataset):
+    """Some samples of a base data set, their labels mapped to the kept classes, through a transform."""
+
+    def __init__(self, base: Dataset, indices: Tensor, label_map: list[int], transform: Callable | None) -> None:
+        self.base, self.indices, self.label_map, self.transform = base, indices.tolist(), label_map, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        sample, target = self.base[self.indices[index]]
+        return (sample if self.transform is None else self.transform(sample)), self.label_map[target]
+
+
+def _targets(base: Dataset) -> Tensor:
+    targets = getattr(base, "targets", None)
+    if targets is None:  # FakeData: generate the samples once to learn their labels
+        targets = [base[i][1] for i in range(len(base))]
+    return torch.as_tensor(targets, dtype=torch.long)
+
+
+def _label_map(classes: tuple[int, ...] | None, count: int, dataset: str) -> list[int]:
+    """Base label -> kept label (0..k-1), or -1 for a class left out."""
+    if classes is None:
+        return list(range(count))
+    unknown = [c for c in classes if c >= count]
+    if unknown:
+        raise ZooError(f"data.classes: {unknown[0]} is not a class index of {dataset}, which has {count} "
+                       f"classes (0-{count - 1})")
+    label_map = [-1] * count
+    for new, old in enumerate(classes):
+        label_map[old] = new
+    return label_map
+
+
+def hold_out(indices: Tensor, targets: Tensor, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(kept, held out): round(fraction x N) of `indices`, stratified by their `targets` (largest remainders,
+    ties drawn at random), each class's drawn by a seeded shuffle. Every class keeps at least one sample."""
+    labels, counts = targets.unique(return_counts=True)
+    exact = fraction * counts
+    quota = exact.floor().long()
+    shuffled = torch.randperm(len(labels), generator=generator)
+    by_remainder = shuffled[(exact - quota)[shuffled].argsort(descending=True, stable=True)]
+    quota[by_remainder[: round(fraction * len(indices)) - int(quota.sum())]] += 1
+    quota = torch.minimum(quota, counts - 1)
+    kept, held = [], []
+    for label, count in zip(labels, quota.tolist()):
+        members = indices[targets == label]
+        members = members[torch.randperm(len(members), generator=generator)]
+        held.append(members[:count])
+        kept.append(members[count:])
+    return torch.cat(kept).sort().values, torch.cat(held).sort().values
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which samples of which base each split takes, and how their labels map to the kept classes."""
+
+    bases: dict[str, Dataset]
+    indices: dict[str, Tensor]  # a split missing here does not exist (val with val_split 0)
+    label_map: list[int]
+    classes: list[str]
+
+    def views(self, train_transform: Callable | None, eval_transform: Callable | None) -> list[View | None]:
+        """[train, val, test] views; val and test go through the eval transform."""
+        return [View(self.bases[split], self.indices[split], self.label_map,
+                     train_transform if split == "train" else eval_transform) if split in self.indices else None
+                for split in SPLITS]
+
+
+def select(bases: dict[str, Dataset | None], names: list[str], cfg: DataConfig, seed: int) -> Selection:
+    """Keep cfg.classes in every split. A split given in `bases` is used as it is (None: there is none); one
+    left out is held out of train by cfg.test_split / cfg.val_split, test first, with a seeded generator."""
+    label_map = _label_map(cfg.classes, len(names), cfg.name)
+    generator = torch.Generator().manual_seed(seed)
+    chosen: dict[str, Tensor] = {}
+    given: dict[str, Dataset] = {}
+    for split, base in bases.items():
+        if base is not None:
+            given[split] = base
+            if -1 not in label_map:
+                chosen[split] = torch.arange(len(base))
+            else:
+                chosen[split] = (torch.as_tensor(label_map)[_targets(base)] >= 0).nonzero().flatten()
+    for split, fraction in (("test", cfg.test_split), ("val", cfg.val_split)):
+        if split not in bases and fraction > 0:
+            targets = _targets(given["train"])[chosen["train"]]
+            chosen["train"], chosen[split] = hold_out(chosen["train"], targets, fraction, generator)
+            given[split] = given["train"]
+    classes = names if cfg.classes is None else [names[c] for c in cfg.classes]
+    return Selection(given, chosen, label_map, classes)

@@ -1,0 +1,92 @@
+"""Transforms: fit images to the model's channels and side, augment training data, normalize.
+
+Built from torchvision's transforms v2, which work on a PIL image, one tensor or a whole N x C x H x W batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from zoo.config import DataConfig
+from zoo.errors import ZooError
+
+PAD_LIMIT = 4  # pad, not resize, when the model's side is at most this many pixels longer
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, the weights of torchvision's Grayscale
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std)
+STATS: dict[str, Stats] = {  # per native channel; digits' are computed from its training split
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),  # the pixel std, not the 0.2023 often copied
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
+    "synthetic": ((0.5,), (0.2887,)),  # FakeData's bytes are close to uniform: std 1/sqrt(12)
+    "xor": ((0.0,), (1.0,)),  # the course feeds the raw bits
+}
+
+
+def fit(channels: int, size: int | None, in_channels: int, input_size: int, name: str) -> list:
+    """Steps from channels x size x size images (size None: any shape) to in_channels x input_size^2."""
+    from torchvision.transforms import v2
+
+    steps: list = []
+    if (channels, in_channels) == (1, 3):
+        steps.append(v2.RGB())
+    elif (channels, in_channels) == (3, 1):
+        steps.append(v2.Grayscale(1))
+    elif channels != in_channels:
+        raise ZooError(f"{name} images have {channels} channel(s) and convert to 1 or 3, not {in_channels}; "
+                       "set model.in_channels to 1 or 3")
+    if size is None:  # ImageFolder: shorter side to input_size, then the centre square
+        steps += [v2.Resize(input_size, antialias=True), v2.CenterCrop(input_size)]
+    elif 0 < input_size - size <= PAD_LIMIT:
+        before = (input_size - size) // 2
+        after = input_size - size - before
+        steps.append(v2.Pad([before, before, after, after]))
+    elif input_size != size:
+        steps.append(v2.Resize([input_size, input_size], antialias=True))
+    return steps
+
+
+def augmentation(cfg: DataConfig, input_size: int, fill: float | tuple[float, ...] = 0) -> list:
+    """Random crop after padding by cfg.crop_padding (with `fill`), then a horizontal flip if cfg.hflip."""
+    from torchvision.transforms import v2
+
+    if not cfg.augment:
+        return []
+    steps: list = [v2.RandomCrop(input_size, padding=cfg.crop_padding, fill=fill)] if cfg.crop_padding else []
+    return steps + ([v2.RandomHorizontalFlip()] if cfg.hflip else [])
+
+
+def _per_channel(values: Sequence[float], channels: int, key: str | None = None) -> tuple[float, ...]:
+    """Values for `channels` output channels: one value repeated, or (a data set's own, key None) RGB
+    values folded into gray by luma, exact for the mean and close for the std."""
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if len(values) == 1:
+        return values * channels
+    if len(values) == 3 and channels == 1 and key is None:
+        return (sum(w * v for w, v in zip(LUMA, values)),)
+    raise ZooError(f"data.{key}: {len(values)} values for {channels} input channel(s); give 1 or {channels}")
+
+
+def normalization(cfg: DataConfig, stats: tuple[Sequence[float], Sequence[float]], channels: int) -> Stats:
+    """(mean, std) per output channel: data.mean/std, else the data set's own; 0s and 1s when off."""
+    if not cfg.normalize:
+        return (0.0,) * channels, (1.0,) * channels
+    if cfg.mean is not None:
+        return _per_channel(cfg.mean, channels, "mean"), _per_channel(cfg.std, channels, "std")
+    return _per_channel(stats[0], channels), _per_channel(stats[1], channels)
+
+
+def image_transforms(steps: list, cfg: DataConfig, input_size: int, stats: Stats) -> tuple[Callable, Callable]:
+    """(train, eval) transforms from a PIL image: fit `steps`, augmentation (train only, on uint8 so the
+    padding is black), scaling to [0, 1], normalization."""
+    from torchvision.transforms import v2
+
+    tail = [v2.ToDtype(torch.float32, scale=True), *([v2.Normalize(*stats)] if cfg.normalize else []),
+            v2.ToPureTensor()]
+    return (v2.Compose([v2.ToImage(), *steps, *augmentation(cfg, input_size), *tail]),
+            v2.Compose([v2.ToImage(), *steps, *tail]))
