@@ -170,10 +170,11 @@ def test_digits_augmentation_pads_with_normalized_black_on_train_only():
 
 
 def test_xor_is_the_four_points_in_every_split():
-    splits = build("xor", in_channels=1, input_size=28)
+    splits = build("xor", in_channels=1, input_size=28, synthetic_size=12)
     points = [([0.0, 0.0], 0), ([0.0, 1.0], 1), ([1.0, 0.0], 1), ([1.0, 1.0], 0)]
-    for dataset in (splits.train, splits.val, splits.test):
+    for dataset in (splits.val, splits.test):
         assert [(x.tolist(), y) for x, y in dataset] == points
+    assert [(x.tolist(), y) for x, y in splits.train] == points * 3  # an epoch shows each point 12 / 4 times
     assert splits.train[0][0].shape == (2,) and splits.train[0][0].dtype == torch.float32
     assert (splits.in_channels, splits.input_size, splits.mean, splits.std) == (2, 1, (0.0, 0.0), (1.0, 1.0))
     with pytest.raises(ZooError, match="data.augment: xor has no images"):

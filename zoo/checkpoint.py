@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -63,7 +64,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ZooError(f"{path} was refused: it is not a plain weights file ({_first_line(error)}); zoo never unpickles code") from None
+        unsafe = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(error))
+        reason = f"it needs the unsafe global {unsafe.group(1)}" if unsafe else _first_line(error)
+        raise ZooError(f"{path} was refused: {reason}; zoo loads weights only and never runs code from a file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise ZooError(f"{path} is damaged or not a PyTorch checkpoint ({_first_line(error)}); use another checkpoint") from None
 

@@ -60,7 +60,7 @@ class DataConfig(Section):
     val_split: float = Field(0.1, ge=0, lt=1)  # held out of training data when the set has no validation split
     test_split: float = Field(0.2, gt=0, lt=1)  # for sets without a test split (digits, an ImageFolder without test/)
     classes: tuple[int, ...] | None = None  # keep only these class indices, relabelled 0..k-1
-    synthetic_size: int = Field(512, gt=0)  # images in the synthetic set
+    synthetic_size: int = Field(512, gt=0)  # images in the synthetic set; samples in a xor training epoch
     synthetic_classes: int = Field(10, gt=1)
 
     @model_validator(mode="after")

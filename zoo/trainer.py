@@ -55,7 +55,7 @@ def checkpoint_state(model: nn.Module, config: Config, splits: DataSplits, **ext
         "normalization": {"mean": list(splits.mean), "std": list(splits.std),
                           "input_size": splits.input_size, "in_channels": splits.in_channels},
         "zoo_version": zoo.__version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # TorchVersion is not a plain str: weights_only refuses it
         **extra,
     }
 

@@ -161,13 +161,18 @@ def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
 
 
 def _xor(cfg: DataConfig) -> DataSplits:
-    """The course's four points as 2 flat features, labels 0, 1, 1, 0; train, val and test are all four."""
+    """The course's four points as 2 flat features, labels 0, 1, 1, 0. Val and test are the four points; a
+    training epoch shows them synthetic_size / 4 times each, so that an epoch is more than one step."""
     if cfg.augment:
         raise ZooError("data.augment: xor has no images to crop or flip; set data.augment: false")
     points = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    labels = torch.tensor([0, 1, 1, 0])
     mean, std = normalization(cfg, STATS["xor"], 2)
-    base = TensorSet((points - torch.tensor(mean)) / torch.tensor(std), torch.tensor([0, 1, 1, 0]))
-    selection = select({split: base for split in ("train", "val", "test")}, ["0", "1"], cfg, 0)
+    inputs = (points - torch.tensor(mean)) / torch.tensor(std)
+    repeats = max(1, cfg.synthetic_size // 4)
+    evaluation = TensorSet(inputs, labels)
+    bases = {"train": TensorSet(inputs.repeat(repeats, 1), labels.repeat(repeats)), "val": evaluation, "test": evaluation}
+    selection = select(bases, ["0", "1"], cfg, 0)
     return DataSplits(*selection.views(None, None), selection.classes, mean, std, 2, 1)
 
 
