@@ -21,12 +21,13 @@ _EXPORTS = {
     "register_model": "zoo.registry",
     "init_weights": "zoo.init",
     "aux_loss": "zoo.losses",
+    "summarize": "zoo.summary",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 
-_SUBMODULES = {"cli", "errors", "init", "losses", "models", "registry"}
+_SUBMODULES = {"cli", "errors", "init", "losses", "models", "registry", "summary"}
 
 
 def __getattr__(name: str):

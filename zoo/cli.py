@@ -35,10 +35,9 @@ def list_command(
     """List the registered models: family, year, parameters and default input size."""
     from zoo.catalog import catalog
     from zoo.errors import ZooError
-    from zoo.tables import FORMATS, render
+    from zoo.tables import check_format, render
 
-    if format not in FORMATS:
-        raise ZooError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    check_format(format)
     rows = catalog(filter)
     if not rows:
         raise ZooError(f"no model matches {filter!r}; run 'zoo list' to see them all")
@@ -101,6 +100,25 @@ def config_validate(config: Annotated[Path, typer.Argument(help="The YAML file t
 
     load_config(config)
     typer.echo(f"{config}: ok")
+
+
+@app.command("summary")
+def summary_command(
+    name: Annotated[str, typer.Argument(help="A registered model, e.g. resnet18 ('zoo list' shows them).")],
+    input_size: Annotated[tuple[int, int, int] | None, typer.Option(
+        "--input-size", metavar="C H W", help="Input channels, height, width. [default: the model's]")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes. [default: the paper's]")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per step, for the training memory estimate.")] = 1,
+    depth: Annotated[int, typer.Option(help="Nesting depth of the rows; deeper blocks fold into their parent.")] = 2,
+    aux: Annotated[bool, typer.Option(help="Build and list the auxiliary heads (GoogLeNet), marked training only.")] = False,
+    format: FormatOption = "table",
+) -> None:
+    """Per-layer shapes, parameters and MACs, with totals and memory estimates."""
+    from zoo.summary import render_summary, summarize
+    from zoo.tables import check_format
+
+    check_format(format)  # before the forward pass, not after it
+    typer.echo(render_summary(summarize(name, input_size, num_classes, batch_size, depth, aux), format))
 
 
 def main() -> None:

@@ -8,7 +8,23 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from zoo.errors import ZooError
+
 FORMATS = ("table", "markdown", "csv", "json")
+BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ZooError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def format_bytes(count: int) -> str:
+    """Bytes in binary units, as memory is sized: 97,517,568 -> '93.0 MiB'."""
+    value, unit = float(count), 0
+    while value >= 1024 and unit < len(BINARY_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{count} B" if unit == 0 else f"{value:.1f} {BINARY_UNITS[unit]}"
 
 
 def _cell(value: Any) -> str:
