@@ -102,7 +102,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
 
 
 def _save_confusion(confusion: torch.Tensor, classes: list[str], csv_path: Path, png_path: Path, title: str) -> None:
-    from zoo.plots import confusion_figure
+    from zoo.plots import confusion_image
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -111,5 +111,5 @@ def _save_confusion(confusion: torch.Tensor, classes: list[str], csv_path: Path,
         writer.writerow([name, *row])
     atomic_write(csv_path, text.getvalue().encode())
     image = io.BytesIO()
-    confusion_figure(confusion, classes, title).savefig(image, format="png")
+    confusion_image(confusion, classes, title).save(image, format="png")
     atomic_write(png_path, image.getvalue())

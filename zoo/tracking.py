@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from zoo.metrics import Metrics
-from zoo.plots import confusion_figure
+from zoo.plots import confusion_image
 
 
 class RunLogger:
@@ -43,7 +44,8 @@ class RunLogger:
             self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
 
     def confusion(self, metrics: Metrics, classes: Sequence[str], epoch: int, split: str = "val") -> None:
-        self.writer.add_figure(f"{split}/confusion_matrix", confusion_figure(metrics.confusion, classes, f"{split}, epoch {epoch}"), epoch)
+        picture = confusion_image(metrics.confusion, classes, f"{split}, epoch {epoch}")
+        self.writer.add_image(f"{split}/confusion_matrix", np.asarray(picture), epoch, dataformats="HWC")
 
     def graph(self, model: nn.Module, example: torch.Tensor) -> None:
         """The model graph, traced once; a network the tracer cannot follow costs a warning, not the run."""
