@@ -60,6 +60,20 @@ def train(config: ConfigOption, set: SetOption = None, quiet: QuietOption = Fals
 
 
 @app.command()
+def finetune(config: ConfigOption, set: SetOption = None, quiet: QuietOption = False) -> None:
+    """Fine-tune trained weights on new data: a training config with a `finetune` section."""
+    from zoo.config import load_config
+    from zoo.errors import ZooError
+    from zoo.trainer import train as run_training
+
+    resolved = load_config(config, set)
+    if resolved.finetune is None:
+        raise ZooError(f"{config} has no finetune section; add finetune.source (a checkpoint, a .pth file or "
+                       "torchvision:<Weights>), or run zoo train")
+    run_training(resolved, quiet=quiet)
+
+
+@app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",

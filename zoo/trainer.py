@@ -17,6 +17,7 @@ from zoo.checkpoint import load_checkpoint, publish_copy, save_checkpoint
 from zoo.config import Config
 from zoo.data import DataSplits, build_datasets, build_loaders
 from zoo.engine import EpochResult, StepContext, evaluate, train_epoch
+from zoo.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
 from zoo.init import init_weights
 from zoo.optim import build_optimizer, build_scheduler
 from zoo.registry import create_model, get_model_info
@@ -41,6 +42,15 @@ def build_model(config: Config, num_classes: int, in_channels: int) -> nn.Module
     model = create_model(config.model.name, num_classes=config.model.num_classes or num_classes,
                          in_channels=in_channels, **config.model.kwargs)
     return init_weights(model, config.init)
+
+
+def with_source_normalization(config: Config, source: Source | None, in_channels: int) -> Config:
+    """Pre-trained weights expect the normalization they were trained with, unless the config sets one."""
+    norm = source.normalization if source else None
+    data = config.data
+    if not norm or not data.normalize or data.mean is not None or len(norm["mean"]) != in_channels:
+        return config
+    return config.model_copy(update={"data": data.model_copy(update={"mean": tuple(norm["mean"]), "std": tuple(norm["std"])})})
 
 
 def checkpoint_state(model: nn.Module, config: Config, splits: DataSplits, **extra: Any) -> dict[str, Any]:
@@ -90,6 +100,8 @@ def train(config: Config, quiet: bool = False) -> RunResult:
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed, config.train.deterministic)
     in_channels, input_size = model_geometry(config)
+    source = read_source(config.finetune.source, config.model.name) if config.finetune else None
+    config = with_source_normalization(config, source, in_channels)
     splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed)
     train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed,
                                                           pin_memory=device.type == "cuda")
@@ -97,6 +109,12 @@ def train(config: Config, quiet: bool = False) -> RunResult:
     num_classes = model.num_classes
     if num_classes < len(splits.classes):
         raise zoo.ZooError(f"model.num_classes is {num_classes} but {config.data.name} has {len(splits.classes)} classes; remove model.num_classes")
+
+    freezer = None
+    if source is not None:
+        report = transplant(model, source, config.finetune.strict)
+        freezer = Freezer(model, config.finetune.freeze)
+        print(describe(source, report, freezer))
 
     run_dir = create_run_dir(config.train.output_dir, config.run_name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
@@ -107,7 +125,8 @@ def train(config: Config, quiet: bool = False) -> RunResult:
     logger.graph(model, example)
 
     steps_per_epoch = len(train_loader) if config.train.max_steps_per_epoch is None else min(len(train_loader), config.train.max_steps_per_epoch)
-    optimizer = build_optimizer(model, config.optimizer)
+    optimizer = build_optimizer(model, config.optimizer, lr_scale(model, config.finetune.backbone_lr_mult) if source else None,
+                                include_frozen=freezer is not None)
     scheduler = build_scheduler(optimizer, config.scheduler, config.train.epochs, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.loss.label_smoothing)
 
@@ -123,6 +142,9 @@ def train(config: Config, quiet: bool = False) -> RunResult:
     train_seconds, train_images, epochs_run = 0.0, 0, 0
     try:
         for epoch in range(1, config.train.epochs + 1):
+            if freezer is not None and epoch == config.finetune.unfreeze_at_epoch:
+                freezer.unfreeze()
+                print(f"epoch {epoch}: every layer trains from now on")
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                       disable=quiet, leave=False, dynamic_ncols=True) as bar:
                 result = train_epoch(model, train_loader, ctx, num_classes, progress=bar)
