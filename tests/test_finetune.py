@@ -74,6 +74,12 @@ def test_fine_tuned_checkpoint_carries_the_new_classes_and_evaluates(feature_ext
     assert report.metrics.accuracy == result.metrics["test"]["accuracy"] > 0.5  # well above chance (0.2)
 
 
+def test_evaluating_on_more_classes_than_the_checkpoint_predicts_is_refused(feature_extraction):
+    result, _ = feature_extraction
+    with pytest.raises(ZooError, match="digits has 10 classes but .*best.pt predicts 5; evaluate on the data it was trained on"):
+        evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt", overrides=["data.classes=null"])
+
+
 def test_unfreezing_at_an_epoch_trains_everything_from_then_on(digits_source, tmp_path):
     config = load_config(DIGITS, [f"train.output_dir={tmp_path}", "data.classes=[5,6,7,8,9]", "train.epochs=2",
                                   f"finetune.source={digits_source}", "finetune.freeze=backbone", "finetune.unfreeze_at_epoch=2"])

@@ -136,6 +136,7 @@ def _zoo(*args, cwd=ROOT):
     (["data.name=mnist", "data.download=false"], "MNIST not found"),
     (["train.device=cuda"], "train.device is 'cuda' but this machine has no CUDA device; use device: auto or cpu"),
     (["optimizer.lr=-1"], "optimizer.lr: input should be greater than 0"),
+    (["model.name=alexnet", "data.name=synthetic", "data.input_size=32"], "alexnet needs inputs of at least 67x67, got 32x32"),
 ])
 def test_train_refuses_bad_input_before_writing_anything(tmp_path, overrides, message):
     if "cuda" in message and torch.cuda.is_available():

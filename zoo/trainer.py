@@ -106,6 +106,8 @@ def train(config: Config, quiet: bool = False) -> RunResult:
     train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed,
                                                           pin_memory=device.type == "cuda")
     model = build_model(config, len(splits.classes), in_channels).to(device)
+    if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
+        model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
     num_classes = model.num_classes
     if num_classes < len(splits.classes):
         raise zoo.ZooError(f"model.num_classes is {num_classes} but {config.data.name} has {len(splits.classes)} classes; remove model.num_classes")
