@@ -155,9 +155,18 @@ SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_every_shipped_config_trains_a_few_steps(path, tmp_path):
-    """Each config as written, on synthetic data at its own input size (XOR keeps its four points)."""
+def test_every_shipped_config_trains_a_few_steps(path, tmp_path, monkeypatch):
+    """Each config as written, on synthetic data at its own input size (XOR keeps its four points).
+    A torchvision weights source is served from torch's cache, where a download would have put it."""
     config = load_config(path)
+    if config.finetune is not None and config.finetune.source.startswith("torchvision:"):
+        import torchvision
+
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        weights = torchvision.models.get_weight(config.finetune.source.removeprefix("torchvision:"))
+        cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+        cached.parent.mkdir(parents=True)
+        torch.save(getattr(torchvision.models, config.model.name)(weights=None).state_dict(), cached)
     data = [] if config.data.name == "xor" else ["data.name=synthetic", "data.synthetic_size=8", "data.batch_size=4"]
     config = load_config(path, [*data, "train.epochs=1", "train.max_steps_per_epoch=2", "train.device=cpu",
                                 f"train.output_dir={tmp_path}"])
