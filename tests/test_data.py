@@ -15,7 +15,7 @@ from torch.utils.data import DistributedSampler
 
 from datafiles import CIFAR10_NAMES, accept_cifar_files, write_cifar, write_imagefolder, write_mnist
 from zoo.config import DataConfig
-from zoo.data import DataSplits, ShardSampler, TensorSet, build_datasets, build_loaders
+from zoo.data import DataSplits, MemoryLoader, ShardSampler, TensorSet, build_datasets, build_loaders
 from zoo.errors import ZooError
 
 MNIST_BLACK = (0 - 0.1307) / 0.3081  # a 0 pixel after MNIST's normalization
@@ -288,7 +288,7 @@ def test_a_failed_download_is_one_line_with_its_cause(tmp_path, monkeypatch):
 
 def test_loaders_batch_shuffle_with_the_seed_and_choose_workers(tmp_path):
     splits = build("digits")
-    cfg = DataConfig(name="digits", batch_size=100)
+    cfg = DataConfig(name="digits", batch_size=100, loader="torchvision")
     train, val, test = build_loaders(splits, cfg, seed=3)
     assert (train.batch_size, val.batch_size, test.batch_size, train.num_workers) == (100, 100, 100, 0)
     x, y = next(iter(train))
@@ -296,13 +296,14 @@ def test_loaders_batch_shuffle_with_the_seed_and_choose_workers(tmp_path):
     assert torch.equal(next(iter(build_loaders(splits, cfg, seed=3)[0]))[1], y)
     assert not torch.equal(next(iter(build_loaders(splits, cfg, seed=4)[0]))[1], y)
     assert sum(len(labels) for _, labels in test) == len(splits.test)  # eval: in order, every sample once
-    assert build_loaders(splits, DataConfig(name="digits", eval_batch_size=7))[2].batch_size == 7
+    assert build_loaders(splits, DataConfig(name="digits", eval_batch_size=7, loader="torchvision"))[2].batch_size == 7
     write_mnist(tmp_path)
     mnist = build("mnist", root=tmp_path)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    loader = build_loaders(mnist, DataConfig(name="mnist"))[0]
+    loader = build_loaders(mnist, DataConfig(name="mnist", loader="torchvision"))[0]
     assert loader.num_workers == min(4, cpus) and loader.persistent_workers == (min(4, cpus) > 0)
-    assert build_loaders(mnist, DataConfig(name="mnist", workers=0))[0].num_workers == 0
+    assert build_loaders(mnist, DataConfig(name="mnist", workers=0, loader="torchvision"))[0].num_workers == 0
+    assert isinstance(build_loaders(mnist, DataConfig(name="mnist"))[0], MemoryLoader)  # auto: the in-memory path
 
 
 def test_a_last_training_batch_of_one_is_dropped():
@@ -325,9 +326,11 @@ def test_distributed_loaders_use_a_distributed_sampler_for_train_and_shards_for_
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
         splits = build("digits")
-        train, val, test = build_loaders(splits, DataConfig(name="digits"), seed=5, distributed=True)
+        train, val, test = build_loaders(splits, DataConfig(name="digits", loader="torchvision"), seed=5, distributed=True)
         assert isinstance(train.sampler, DistributedSampler) and train.sampler.seed == 5
         assert isinstance(val.sampler, ShardSampler) and isinstance(test.sampler, ShardSampler)
         assert len(test.sampler) == len(splits.test)
+        in_memory = build_loaders(splits, DataConfig(name="digits"), seed=5, distributed=True)[0]
+        assert isinstance(in_memory.sampler, DistributedSampler) and in_memory.sampler.seed == 5
     finally:
         dist.destroy_process_group()

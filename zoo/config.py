@@ -22,6 +22,8 @@ OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
 INITS = ("default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal")  # zoo.init.SCHEMES
 PRECISIONS = ("32", "bf16", "16")
+LOADERS = ("auto", "memory", "torchvision")
+IN_MEMORY = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")  # data.loader auto holds these in memory
 METRICS = ("val_accuracy", "val_loss")
 
 
@@ -62,6 +64,7 @@ class DataConfig(Section):
     classes: tuple[int, ...] | None = None  # keep only these class indices, relabelled 0..k-1
     synthetic_size: int = Field(512, gt=0)  # images in the synthetic set; samples in a xor training epoch
     synthetic_classes: int = Field(10, gt=1)
+    loader: Literal[LOADERS] = "auto"  # memory: tensors on the device, batched augmentation; auto: memory for IN_MEMORY
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -71,6 +74,8 @@ class DataConfig(Section):
             raise ValueError("std values must be greater than 0")
         if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
             raise ValueError("classes must be distinct class indices, 0 or more")
+        if self.loader == "memory" and self.name not in IN_MEMORY:
+            raise ValueError(f"loader memory holds {', '.join(IN_MEMORY)}; {self.name} takes loader auto or torchvision")
         return self
 
 
@@ -128,6 +133,8 @@ class TrainConfig(Section):
     deterministic: bool = False  # bit-reproducible kernels (slower on GPU)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     precision: Literal[PRECISIONS] = "32"  # bf16 or 16 (float16 with a gradient scaler) autocast on GPU
+    channels_last: bool = False  # NHWC weights and batches: faster convolutions on tensor-core GPUs
+    compile: bool = False  # torch.compile the training step's model; CUDA only (on the CPU: ignored, slower there)
     grad_clip: float | None = Field(None, gt=0)  # max global gradient norm
     log_interval: int = Field(50, gt=0)  # steps between TensorBoard scalars and per-layer gradient norms
     histogram_interval: int = Field(1, gt=0)  # epochs between weight histograms

@@ -33,6 +33,8 @@ class StepContext:
     on_log: Callable[[int, Tensor], None] | None = None  # called every log_interval steps with the batch loss
     log_interval: int = 50
     max_steps: int | None = None  # per epoch
+    memory_format: torch.memory_format = torch.contiguous_format  # channels_last: NHWC batches
+    distributed: bool = False  # all-reduce the epoch's metrics over ranks
 
 
 @dataclass
@@ -47,8 +49,11 @@ class EpochResult:
         return self.images / max(self.seconds, 1e-9)
 
 
-def _to(device: torch.device, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    return images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+def _to(device: torch.device, images: Tensor, targets: Tensor,
+        memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Tensor, Tensor]:
+    """The batch on `device` (a no-op for the in-memory path's, already there); images in `memory_format`."""
+    images = images.to(device, non_blocking=True, memory_format=memory_format if images.dim() == 4 else torch.preserve_format)
+    return images, targets.to(device, non_blocking=True)
 
 
 def train_epoch(model: nn.Module, loader: Iterable, ctx: StepContext, num_classes: int,
@@ -59,7 +64,7 @@ def train_epoch(model: nn.Module, loader: Iterable, ctx: StepContext, num_classe
     for batch_index, (images, targets) in enumerate(loader):
         if ctx.max_steps is not None and batch_index >= ctx.max_steps:
             break
-        images, targets = _to(ctx.device, images, targets)
+        images, targets = _to(ctx.device, images, targets, ctx.memory_format)
         with autocast(ctx.device, ctx.precision):
             loss, logits = aux_loss(model, images, targets, ctx.criterion, ctx.aux_weight)
         ctx.optimizer.zero_grad(set_to_none=True)
@@ -82,25 +87,29 @@ def train_epoch(model: nn.Module, loader: Iterable, ctx: StepContext, num_classe
                 progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images_seen / max(elapsed, 1e-9):,.0f}")
     if images_seen == 0:
         raise RuntimeError("the training loader yielded no batches")
-    return EpochResult(meter.compute(), time.perf_counter() - start, images_seen)
+    if ctx.distributed:
+        meter.all_reduce()  # the epoch over all ranks: its images and metrics
+    metrics = meter.compute()
+    return EpochResult(metrics, time.perf_counter() - start, metrics.count)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, criterion: Callable[[Tensor, Tensor], Tensor], device: torch.device,
-             num_classes: int, precision: str = "32", distributed: bool = False, progress: tqdm | None = None) -> EpochResult:
+             num_classes: int, precision: str = "32", distributed: bool = False, progress: tqdm | None = None,
+             memory_format: torch.memory_format = torch.contiguous_format) -> EpochResult:
     """Loss, top-1/top-5 and the confusion matrix over every sample of `loader`, counted once."""
     model.eval()
     meter = MetricAccumulator(num_classes, device)
-    start, images_seen = time.perf_counter(), 0
+    start = time.perf_counter()
     for images, targets in loader:
-        images, targets = _to(device, images, targets)
+        images, targets = _to(device, images, targets, memory_format)
         with autocast(device, precision):
             logits = model(images)
         logits = logits.float()
         meter.update(logits, targets, criterion(logits, targets))
-        images_seen += targets.numel()
         if progress is not None:
             progress.update(1)
     if distributed:
         meter.all_reduce()
-    return EpochResult(meter.compute(), time.perf_counter() - start, images_seen)
+    metrics = meter.compute()
+    return EpochResult(metrics, time.perf_counter() - start, metrics.count)

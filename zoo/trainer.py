@@ -15,14 +15,15 @@ from tqdm import tqdm
 import zoo
 from zoo.checkpoint import load_checkpoint, publish_copy, save_checkpoint
 from zoo.config import Config
-from zoo.data import DataSplits, build_datasets, build_loaders
+from zoo.data import DataSplits, build_datasets, build_loaders, set_epoch
+from zoo.distributed import Job, Silent, launch
 from zoo.engine import EpochResult, StepContext, evaluate, train_epoch
 from zoo.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
 from zoo.init import init_weights
 from zoo.optim import build_optimizer, build_scheduler
 from zoo.registry import create_model, get_model_info
 from zoo.runs import create_run_dir, write_json
-from zoo.runtime import grad_scaler, resolve_device, seed_everything
+from zoo.runtime import compiled, grad_scaler, memory_format, seed_everything, tune_backends
 from zoo.tracking import RunLogger
 
 
@@ -95,34 +96,47 @@ class EarlyStopping:
 
 
 def train(config: Config, quiet: bool = False) -> RunResult:
-    """Train and test one model as the config says. Validation and data loading happen before anything is written."""
+    """Train and test one model as the config says. Validation and data loading happen before anything is written.
+    Started by torchrun, each process trains its share with DDP (zoo.distributed) and rank 0 writes the run."""
+    with launch(config.train.device) as job:
+        return _train(config, job, quiet or not job.is_main)
+
+
+def _train(config: Config, job: Job, quiet: bool) -> RunResult:
     quiet = quiet or not sys.stderr.isatty()
-    device = resolve_device(config.train.device)
-    seed_everything(config.train.seed, config.train.deterministic)
+    device = job.device
+    seed_everything(config.train.seed + job.rank, config.train.deterministic)  # DDP starts every rank from rank 0's weights
+    tune_backends(device, config.train.precision, config.train.deterministic)
     in_channels, input_size = model_geometry(config)
     source = read_source(config.finetune.source, config.model.name) if config.finetune else None
     config = with_source_normalization(config, source, in_channels)
     splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed)
-    train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed,
-                                                          pin_memory=device.type == "cuda")
-    model = build_model(config, len(splits.classes), in_channels).to(device)
+    train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed, distributed=job.distributed,
+                                                          pin_memory=device.type == "cuda", device=device)
+    layout = memory_format(config.train.channels_last)
+    model = build_model(config, len(splits.classes), in_channels).to(device, memory_format=layout)
     if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
     num_classes = model.num_classes
     if num_classes < len(splits.classes):
         raise zoo.ZooError(f"model.num_classes is {num_classes} but {config.data.name} has {len(splits.classes)} classes; remove model.num_classes")
 
+    # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
+    # the parameters that require gradients at construction.
     freezer = None
     if source is not None:
         report = transplant(model, source, config.finetune.strict)
         freezer = Freezer(model, config.finetune.freeze)
-        print(describe(source, report, freezer))
+        if job.is_main:
+            print(describe(source, report, freezer))
+    step_model = compiled(job.wrap(model), device, config.train.compile)  # what training steps call; `model` is the network
 
-    run_dir = create_run_dir(config.train.output_dir, config.run_name)
-    (run_dir / "config.yaml").write_text(config.to_yaml())
+    run_dir = job.share(create_run_dir(config.train.output_dir, config.run_name) if job.is_main else None)
+    if job.is_main:
+        (run_dir / "config.yaml").write_text(config.to_yaml())
     checkpoints = run_dir / "checkpoints"
     print(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {config.train.output_dir}")
-    logger = RunLogger(run_dir)
+    logger = RunLogger(run_dir) if job.is_main else Silent()
     example = next(iter(test_loader))[0][:1].to(device)
     logger.graph(model, example)
 
@@ -138,7 +152,8 @@ def train(config: Config, quiet: bool = False) -> RunResult:
 
     ctx = StepContext(optimizer, scheduler, grad_scaler(device, config.train.precision), criterion, device,
                       config.train.precision, config.loss.aux_weight, config.train.grad_clip, on_log=on_log,
-                      log_interval=config.train.log_interval, max_steps=config.train.max_steps_per_epoch)
+                      log_interval=config.train.log_interval, max_steps=config.train.max_steps_per_epoch,
+                      memory_format=layout, distributed=job.distributed)
     stopper = EarlyStopping(**config.train.early_stopping.model_dump()) if config.train.early_stopping else None
     best_accuracy, best_epoch, best_val = -1.0, 0, None
     train_seconds, train_images, epochs_run = 0.0, 0, 0
@@ -146,12 +161,15 @@ def train(config: Config, quiet: bool = False) -> RunResult:
         for epoch in range(1, config.train.epochs + 1):
             if freezer is not None and epoch == config.finetune.unfreeze_at_epoch:
                 freezer.unfreeze()
+                step_model = compiled(job.wrap(model), device, config.train.compile)  # DDP must see the new parameters
                 print(f"epoch {epoch}: every layer trains from now on")
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                       disable=quiet, leave=False, dynamic_ncols=True) as bar:
-                result = train_epoch(model, train_loader, ctx, num_classes, progress=bar)
+                set_epoch(train_loader, epoch)
+                result = train_epoch(step_model, train_loader, ctx, num_classes, progress=bar)
             train_seconds, train_images, epochs_run = train_seconds + result.seconds, train_images + result.images, epoch
-            val = evaluate(model, val_loader, criterion, device, num_classes, config.train.precision) if val_loader else None
+            val = evaluate(model, val_loader, criterion, device, num_classes, config.train.precision, job.distributed,
+                           memory_format=layout) if val_loader else None
             lr = optimizer.param_groups[0]["lr"]
             logger.metrics("train", result.metrics, epoch)
             logger.scalars({"throughput/images_per_s": result.images_per_second, "time/epoch_s": result.seconds, "lr_epoch": lr}, epoch)
@@ -169,16 +187,19 @@ def train(config: Config, quiet: bool = False) -> RunResult:
             state = checkpoint_state(model, config, splits, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                      scaler=ctx.scaler.state_dict(), epoch=epoch, step=ctx.step, best_metric=best_accuracy,
                                      best_epoch=best_epoch, val_metrics=val.metrics.summary() if val else None)
-            save_checkpoint(state, checkpoints / "last.pt")
-            if improved:
-                publish_copy(checkpoints / "last.pt", checkpoints / "best.pt")
+            if job.is_main:
+                save_checkpoint(state, checkpoints / "last.pt")
+                if improved:
+                    publish_copy(checkpoints / "last.pt", checkpoints / "best.pt")
             if stopper is not None and val is not None and stopper.should_stop(val):
                 print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
                 break
 
-        best = load_checkpoint(checkpoints / "best.pt", map_location=device)
-        getattr(model, "module", model).load_state_dict(best["model"])
-        test = evaluate(model, test_loader, criterion, device, num_classes, config.train.precision)
+        if job.is_main:
+            model.load_state_dict(load_checkpoint(checkpoints / "best.pt", map_location=device)["model"])
+        job.sync_module(model)  # the other ranks may not see rank 0's disk (several nodes)
+        test = evaluate(model, test_loader, criterion, device, num_classes, config.train.precision, job.distributed,
+                        memory_format=layout)
         logger.metrics("test", test.metrics, epochs_run)
         metrics = {
             "model": config.model.name,
@@ -190,7 +211,8 @@ def train(config: Config, quiet: bool = False) -> RunResult:
             "train": {"time_s": round(train_seconds, 3), "images_per_s": round(train_images / max(train_seconds, 1e-9), 1),
                       "images": train_images, "steps": ctx.step},
         }
-        write_json(run_dir / "metrics.json", metrics)
+        if job.is_main:
+            write_json(run_dir / "metrics.json", metrics)
         logger.hparams(_hparams(config), {"hparam/test_accuracy": test.metrics.accuracy,
                                           "hparam/val_accuracy": best_val.metrics.accuracy if best_val else test.metrics.accuracy})
     finally:

@@ -12,11 +12,14 @@ split carved from the training set is a second view, with the eval transforms, o
     transforms.py  statistics, fitting to the model, augmentation, normalization
     splits.py      DataSplits, the views over a base data set, seeded stratified hold-out
     sets.py        each data set, and build_datasets
-    loaders.py     build_loaders, and the sampler that shards eval sets exactly under DDP
+    memory.py      the in-memory path: tensors on the device, augmented and normalized in batches
+    loaders.py     build_loaders (either path), and the sampler that shards eval sets exactly under DDP
 """
 
-from zoo.data.loaders import ShardSampler, build_loaders, default_workers
+from zoo.data.loaders import ShardSampler, build_loaders, default_workers, set_epoch, uses_memory
+from zoo.data.memory import MemoryLoader
 from zoo.data.sets import build_datasets
 from zoo.data.splits import DataSplits, TensorSet, View
 
-__all__ = ["DataSplits", "ShardSampler", "TensorSet", "View", "build_datasets", "build_loaders", "default_workers"]
+__all__ = ["DataSplits", "MemoryLoader", "ShardSampler", "TensorSet", "View", "build_datasets", "build_loaders",
+           "default_workers", "set_epoch", "uses_memory"]

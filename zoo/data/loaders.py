@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from zoo.config import DataConfig
+from zoo.config import IN_MEMORY, DataConfig
+from zoo.data.memory import MemoryLoader, memory_loaders
 from zoo.data.splits import DataSplits
 
 IN_PROCESS = {"digits", "xor", "synthetic"}  # in memory or generated: workers would cost more than they save
@@ -47,15 +48,34 @@ def default_workers(cfg: DataConfig) -> int:
     return min(4, cpus)
 
 
+def uses_memory(splits: DataSplits, cfg: DataConfig) -> bool:
+    """data.loader memory, or auto for a set of IN_MEMORY (when its splits carry the in-memory source)."""
+    if cfg.loader == "memory" and splits.memory is None:
+        raise ValueError("data.loader is memory but these splits have no in-memory source")
+    return cfg.loader == "memory" or (cfg.loader == "auto" and cfg.name in IN_MEMORY and splits.memory is not None)
+
+
+def set_epoch(loader: DataLoader | MemoryLoader, epoch: int) -> None:
+    """Reshuffle for `epoch`: a DistributedSampler and the in-memory path draw their order from (seed, epoch)."""
+    target = loader if isinstance(loader, MemoryLoader) else getattr(loader, "sampler", None)
+    if isinstance(target, (MemoryLoader, DistributedSampler)):
+        target.set_epoch(epoch)
+
+
 def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distributed: bool = False,
-                  pin_memory: bool = False) -> tuple[DataLoader, DataLoader | None, DataLoader]:
+                  pin_memory: bool = False, device: torch.device | str = "cpu"
+                  ) -> tuple[DataLoader | MemoryLoader, DataLoader | MemoryLoader | None, DataLoader | MemoryLoader]:
     """(train, val, test) loaders; val is None when splits.val is.
 
-    Train shuffles with a generator seeded by `seed`, which also seeds the workers' augmentation (`seed + rank`
+    The in-memory path (uses_memory) gives MemoryLoaders that hold the data on `device` and follow the same
+    rules as the DataLoaders of torchvision's per-sample pipeline, which are otherwise built here:
+    train shuffles with a generator seeded by `seed`, which also seeds the workers' augmentation (`seed + rank`
     under DDP). Under `distributed` (an initialized process group) train uses a DistributedSampler seeded by
-    `seed`, whose set_epoch(epoch) the engine calls each epoch, and val and test a ShardSampler. A last training
+    `seed`, whose order the trainer renews each epoch (set_epoch), and val and test a ShardSampler. A last training
     batch of a single sample, which batch norm cannot train on, is dropped; every other sample is seen each epoch.
     """
+    if uses_memory(splits, cfg):
+        return memory_loaders(splits, cfg, seed=seed, distributed=distributed, device=device)
     workers = default_workers(cfg)
     common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory)
     sampler = DistributedSampler(splits.train, shuffle=True, seed=seed) if distributed else None

@@ -3,7 +3,7 @@ digits and the course's xor, preprocessed once into tensors. `build_datasets` pi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
-from zoo.data.splits import DataSplits, TensorSet, select
+from zoo.data.memory import MemorySource, base_tensors
+from zoo.data.splits import DataSplits, Selection, TensorSet, select
 from zoo.data.transforms import STATS, augmentation, fit, image_transforms, normalization
 from zoo.errors import ZooError
 
@@ -118,7 +119,17 @@ def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
     steps = fit(channels, size, in_channels, input_size, cfg.name)
     selection = select(bases, names, cfg, seed)
     train, val, test = selection.views(*image_transforms(steps, cfg, input_size, stats))
-    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size)
+    memory = None
+    if cfg.name in TORCHVISION:
+        tensors = {id(base): base_tensors(base) for base in bases.values() if base is not None}
+        memory = _memory(selection, lambda base: tensors[id(base)], steps)
+    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory)
+
+
+def _memory(selection: Selection, tensors: Callable[[Dataset], tuple[torch.Tensor, torch.Tensor]], steps: list) -> MemorySource:
+    """The in-memory path's source: each split's (images, targets) of its base, and its indices into them."""
+    return MemorySource({split: (*tensors(selection.bases[split]), indices) for split, indices in selection.indices.items()},
+                        selection.label_map, steps)
 
 
 def _synthetic(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
@@ -149,15 +160,16 @@ def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
     images = torch.from_numpy(digits.images).float().div_(16).unsqueeze(1)  # N x 1 x 8 x 8 in [0, 1]
     for step in fit(1, 8, in_channels, input_size, "digits"):  # once, on the whole tensor
         images = step(images)
-    images = images.contiguous()
-    base = TensorSet(images, torch.from_numpy(digits.target).long())
+    images, targets = images.contiguous(), torch.from_numpy(digits.target).long()
+    base = TensorSet(images.clone(), targets)  # normalized below; the in-memory path normalizes per batch
     selection = select({"train": base}, [str(d) for d in range(10)], cfg, seed)
     pixels = images[selection.indices["train"]].transpose(0, 1).flatten(1)  # C x (training pixels)
     mean, std = normalization(cfg, (pixels.mean(1).tolist(), pixels.std(1).tolist()), in_channels)
-    images.sub_(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1))
+    base.inputs.sub_(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1))
     augment = augmentation(cfg, input_size, fill=tuple(-m / s for m, s in zip(mean, std)))  # black, normalized
     train, val, test = selection.views(v2.Compose(augment) if augment else None, None)
-    return DataSplits(train, val, test, selection.classes, mean, std, in_channels, input_size)
+    memory = _memory(selection, lambda _: (images, targets), [])
+    return DataSplits(train, val, test, selection.classes, mean, std, in_channels, input_size, memory)
 
 
 def _xor(cfg: DataConfig) -> DataSplits:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -16,6 +16,9 @@ from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
 from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    from zoo.data.memory import MemorySource
 
 SPLITS = ("train", "val", "test")
 
@@ -30,6 +33,7 @@ class DataSplits:
     std: tuple[float, ...]
     in_channels: int  # xor: its 2 features, with input_size 1
     input_size: int
+    memory: MemorySource | None = None  # the same splits for the in-memory path (data.loader), where it applies
 
     @property
     def num_classes(self) -> int:

@@ -1,0 +1,93 @@
+"""zoo.distributed: real 2-process DDP runs on the CPU (gloo) through torchrun, and the process group's life."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from zoo.checkpoint import load_checkpoint
+from zoo.config import DataConfig
+from zoo.data import build_datasets
+from zoo.distributed import launch
+from zoo.errors import ZooError
+from zoo.evaluation import evaluate_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def torchrun(output_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=2 -m zoo train` on the main job's config, 2 epochs, one thread a process."""
+    sets = [f"train.output_dir={output_dir}", "train.epochs=2", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+                           str(_free_port()), "-m", "zoo", "train", "--config", "configs/lenet5_digits.yaml", "--quiet",
+                           *(part for item in sets for part in ("--set", item))],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("loader", ["memory", "torchvision"])
+def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_path, loader):
+    done = torchrun(tmp_path, f"data.loader={loader}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list(tmp_path.glob("*/*"))
+    assert len(runs) == 1 and runs[0].parent.name == "lenet5_digits"  # one directory: rank 0's, shared
+    run = runs[0]
+    assert done.stdout.count("run: ") == 1 and done.stdout.count("test loss") == 1  # rank 0 alone prints
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+
+    splits = build_datasets(DataConfig(name="digits"), in_channels=1, input_size=32)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["count"] == len(splits.test) == 359  # ranks' shards of 180 and 179, summed
+    assert metrics["val"]["count"] == len(splits.val) == 144
+    assert metrics["train"]["images"] == 2 * len(splits.train)  # both ranks' halves, every epoch
+    assert metrics["train"]["steps"] == 2 * 21  # per rank: ceil(1294 / 2 / 32) batches an epoch
+
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["epoch"] == metrics["best_epoch"] and load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
+    assert not any(key.startswith("module.") for key in best["model"])  # the network's keys, not DDP's
+    alone = evaluate_checkpoint(run / "checkpoints" / "best.pt", "test")  # loaded into one process, whole split
+    assert alone.metrics.count == 359
+    assert alone.metrics.accuracy == pytest.approx(metrics["test"]["accuracy"])
+    assert alone.metrics.loss == pytest.approx(metrics["test"]["loss"], rel=1e-5)
+
+
+def test_launch_joins_torchruns_group_and_leaves_it_also_on_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    with launch("cpu") as job:
+        assert job.distributed and job.is_main and dist.get_backend() == "gloo" and job.device.type == "cpu"
+        assert job.share(tmp_path) == tmp_path
+        model = torch.nn.Linear(2, 2)
+        assert isinstance(job.wrap(model), torch.nn.parallel.DistributedDataParallel)
+    assert not dist.is_initialized()
+    with pytest.raises(RuntimeError, match="boom"), launch("auto"):
+        raise RuntimeError("boom")
+    assert not dist.is_initialized()
+    with pytest.raises(ZooError, match="each process takes its own device"), launch("cuda:1"):
+        pass
+
+
+def test_without_torchrun_a_process_runs_alone():
+    assert "RANK" not in os.environ
+    with launch("cpu") as job:
+        assert not job.distributed and job.is_main and job.world_size == 1 and job.share("x") == "x"
+        model = torch.nn.Linear(2, 2)
+        assert job.wrap(model) is model
+    assert not dist.is_initialized()

@@ -1,0 +1,187 @@
+"""The in-memory path for data sets that fit in memory (digits, MNIST, Fashion-MNIST, CIFAR-10/100).
+
+Each split is held once, as read (uint8 N x C x H x W; digits: float in [0, 1]), on the training device. Each
+batch is gathered by index and then fitted, augmented (random crop with padding, horizontal flip: two gathers
+for the whole batch) and normalized on the device, with no Python per sample. The steps and their order are
+the torchvision path's, through the same torchvision functions, so an image comes out as the same tensor both
+ways before augmentation; and the order of the batches comes from the same torch samplers, so without
+augmentation both paths train on the same batches.
+
+Under DDP every rank holds the whole set: training takes rank r's share of DistributedSampler's permutation,
+padded as it pads so that every rank steps the same number of times; evaluation takes samples r, r + w, ...,
+so each sample is counted once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, DistributedSampler, RandomSampler, Sampler
+
+from zoo.config import DataConfig
+
+if TYPE_CHECKING:
+    from zoo.data.splits import DataSplits
+
+FIT_ONCE_BYTES = 2**30  # fit (pad, resize, convert channels) once when the fitted splits take at most this
+
+
+@dataclass(frozen=True)
+class MemorySource:
+    """Where each split comes from: (base images as read, base targets, the split's indices into them)."""
+
+    splits: dict[str, tuple[Tensor, Tensor, Tensor]]
+    label_map: list[int]  # base label -> kept label
+    fit: list  # torchvision v2 steps from the stored images to the model's channels and side
+
+    def tensors(self, split: str) -> tuple[Tensor, Tensor] | None:
+        """(images, kept labels) of `split`, gathered out of its base; None when there is no such split."""
+        if split not in self.splits:
+            return None
+        images, targets, indices = self.splits[split]
+        return images[indices].contiguous(), torch.as_tensor(self.label_map)[targets[indices]]
+
+
+def base_tensors(base: Dataset) -> tuple[Tensor, Tensor]:
+    """A torchvision MNIST-style (N x H x W tensor) or CIFAR-style (N x H x W x C array) set's `data` and
+    `targets` as N x C x H x W uint8 and int64, without copying the images."""
+    data = torch.as_tensor(base.data)
+    images = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)
+    return images, torch.as_tensor(base.targets, dtype=torch.long)
+
+
+class Pipeline:
+    """Per batch, on the batch's device: the remaining fit steps, augmentation (training only), scaling to
+    [0, 1] float and normalization, in the torchvision path's order."""
+
+    def __init__(self, fit: list, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+                 crop_padding: int = 0, hflip: bool = False) -> None:
+        self.fit, self.crop_padding, self.hflip = fit, crop_padding, hflip
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def to(self, device: torch.device) -> Pipeline:
+        if self.mean is not None:
+            self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
+    @property
+    def augments(self) -> bool:
+        return self.crop_padding > 0 or self.hflip
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        from torchvision.transforms.v2.functional import to_dtype_image
+
+        for step in self.fit:
+            images = step(images)
+        if generator is not None and self.augments:
+            images = crop_and_flip(images, self.crop_padding, self.hflip, generator)
+        images = to_dtype_image(images, torch.float32, scale=True)  # uint8: x / 255; float: as it is
+        if self.mean is not None:
+            images = images.sub(self.mean).div_(self.std)  # torchvision's Normalize, without its check that syncs
+        return images
+
+
+def crop_and_flip(images: Tensor, padding: int, hflip: bool, generator: torch.Generator) -> Tensor:
+    """Each image padded with black by `padding`, cropped back to its size at a random offset, and mirrored
+    with probability 1/2: torchvision's RandomCrop(padding) and RandomHorizontalFlip as two batched gathers
+    (rows, then columns, which also flip)."""
+    n, c, h, w = images.shape
+    device = images.device
+    if padding:
+        images = torch.nn.functional.pad(images, [padding] * 4)  # 0: black before normalization
+    dy, dx = torch.randint(0, 2 * padding + 1, (2, n, 1), generator=generator, device=device)
+    columns = torch.arange(w, device=device).expand(n, w)
+    if hflip:
+        flip = torch.rand(n, 1, generator=generator, device=device) < 0.5
+        columns = torch.where(flip, w - 1 - columns, columns)
+    rows = (dy + torch.arange(h, device=device)).view(n, 1, h, 1).expand(n, c, h, images.shape[3])
+    columns = (dx + columns).view(n, 1, 1, w).expand(n, c, h, w)
+    return images.gather(2, rows).gather(3, columns)
+
+
+class MemoryLoader:
+    """Batches of one split from tensors held on the device, as (N x C x H x W float, N labels) there.
+
+    Training batches come in the torchvision path's order, drawn by the same torch samplers: a RandomSampler
+    with a generator seeded by `seed` (as DataLoader(shuffle=True) uses it) or, when `distributed`, a
+    DistributedSampler (set_epoch reshuffles). Augmentation draws from a generator on the device seeded by
+    seed + rank. Evaluation batches go in order, rank r of w taking samples r, r + w, ... (as ShardSampler).
+    """
+
+    def __init__(self, images: Tensor, targets: Tensor, pipeline: Pipeline, batch_size: int, *, train: bool,
+                 seed: int = 0, distributed: bool = False, rank: int = 0, world_size: int = 1) -> None:
+        self.images, self.targets, self.pipeline, self.batch_size, self.train = images, targets, pipeline, batch_size, train
+        self.eval_indices = torch.arange(rank, len(images), world_size)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.sampler: Sampler[int] = (DistributedSampler(range(len(images)), world_size, rank, seed=seed) if distributed
+                                      else RandomSampler(range(len(images)), generator=self.generator))
+        self.augmentation = torch.Generator(images.device).manual_seed(seed + rank) if train and pipeline.augments else None
+        self.per_rank = len(self.sampler) if train else len(self.eval_indices)
+        # As build_loaders: a last training batch of one sample, which batch norm cannot train on, is dropped.
+        self.drop_last = train and self.per_rank % batch_size == 1 and self.per_rank > 1
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.per_rank // self.batch_size if self.drop_last else math.ceil(self.per_rank / self.batch_size)
+
+    def _indices(self) -> Tensor:
+        if not self.train:
+            return self.eval_indices
+        if isinstance(self.sampler, RandomSampler):  # a DataLoader first draws its workers' seed from the generator
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        return torch.tensor(list(self.sampler))  # once an epoch
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        indices = self._indices().to(self.images.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            batch = indices[start:start + self.batch_size]
+            yield self.pipeline(self.images[batch], self.augmentation), self.targets[batch]
+
+
+def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distributed: bool = False,
+                   device: torch.device | str = "cpu") -> tuple[MemoryLoader, MemoryLoader | None, MemoryLoader]:
+    """(train, val, test) MemoryLoaders over splits.memory, the data moved to `device` once. The fit steps run
+    once here when the fitted splits stay under FIT_ONCE_BYTES (e.g. MNIST padded to 32), else per batch
+    (e.g. CIFAR resized to 227 for AlexNet)."""
+    import torch.distributed as dist
+
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    parts = {split: splits.memory.tensors(split) for split in ("train", "val", "test")}
+    fit = splits.memory.fit
+    fitted_bytes = sum(len(part[0]) for part in parts.values() if part) * splits.in_channels * splits.input_size**2
+    if fit and fitted_bytes <= FIT_ONCE_BYTES:
+        parts = {split: part and (_apply(fit, part[0]), part[1]) for split, part in parts.items()}
+        fit = []
+    mean, std = (splits.mean, splits.std) if cfg.normalize else (None, None)
+
+    def loader(split: str) -> MemoryLoader | None:
+        if parts[split] is None:
+            return None
+        train = split == "train"
+        augment = train and cfg.augment
+        pipeline = Pipeline(fit, mean, std, cfg.crop_padding if augment else 0, augment and cfg.hflip).to(device)
+        images, targets = (t.to(device) for t in parts[split])
+        return MemoryLoader(images, targets, pipeline, cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size,
+                            train=train, seed=seed, distributed=distributed, rank=rank, world_size=world_size)
+
+    return loader("train"), loader("val"), loader("test")
+
+
+def _apply(steps: list, images: Tensor, chunk: int = 4096) -> Tensor:
+    """torchvision v2 `steps` over a whole N x C x H x W tensor, a chunk of images at a time."""
+    parts = []
+    for start in range(0, len(images) or 1, chunk):  # an empty split still takes the fitted shape
+        part = images[start:start + chunk]
+        for step in steps:
+            part = step(part)
+        parts.append(part)
+    return torch.cat(parts)

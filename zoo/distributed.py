@@ -1,0 +1,129 @@
+"""Running under torchrun: one process per device, joined by torch.distributed, trained with DDP.
+
+    torchrun --nproc_per_node=4 -m zoo train --config configs/resnet56_cifar10.yaml
+
+torchrun starts the processes and gives each RANK, LOCAL_RANK and WORLD_SIZE (and the rendezvous address):
+`launch` joins the process group (NCCL on CUDA devices, gloo on the CPU), binds the process to
+cuda:LOCAL_RANK, silences stdout on every rank but 0, and leaves the group when the run ends or fails.
+Started any other way, a process runs alone on the device train.device names. Only rank 0 writes; every
+rank trains on its shard of each batch and evaluates its share of the samples, and the sums are all-reduced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.runtime import resolve_device
+
+T = TypeVar("T")
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@dataclass(frozen=True)
+class Job:
+    """This process's place in the run: rank 0 of 1 when not started by torchrun."""
+
+    device: torch.device
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    distributed: bool = False  # a process group is initialized (under torchrun, even for one process)
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that creates the run directory, prints, logs and saves."""
+        return self.rank == 0
+
+    def share(self, value: T) -> T:
+        """Rank 0's `value` on every rank (e.g. the run directory, whose name holds rank 0's clock)."""
+        if not self.distributed:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def sync_module(self, module: nn.Module) -> None:
+        """Copy rank 0's weights and buffers into `module` on every rank (after rank 0 alone loaded them)."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for tensor in module.state_dict().values():  # they share storage with the module's own
+                dist.broadcast(tensor, src=0)
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """DistributedDataParallel around `model` when distributed (it broadcasts rank 0's initial weights
+        and averages gradients over ranks during backward); the model itself otherwise."""
+        if not self.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def launched_by_torchrun() -> bool:
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    """Under torchrun each process takes cuda:LOCAL_RANK (auto, cuda) or the CPU (auto without CUDA, cpu)."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            raise ZooError("train.device is 'cuda' but this machine has no CUDA device; use device: auto or cpu")
+        if local_rank >= torch.cuda.device_count():
+            raise ZooError(f"LOCAL_RANK {local_rank} but this node has {torch.cuda.device_count()} CUDA devices; "
+                           "start at most that many processes per node (--nproc_per_node)")
+        return torch.device("cuda", local_rank)
+    raise ZooError(f"train.device is {name!r}, but under torchrun each process takes its own device: "
+                   "use device: auto (cuda:LOCAL_RANK, else the CPU), cuda or cpu")
+
+
+@contextlib.contextmanager
+def launch(device_name: str) -> Iterator[Job]:
+    """The Job for this process: joined to torchrun's process group for the duration, or alone."""
+    if not launched_by_torchrun():
+        yield Job(resolve_device(device_name))
+        return
+    import torch.distributed as dist
+
+    rank, local_rank, world_size = (int(os.environ[name]) for name in TORCHRUN_VARIABLES)
+    device = _device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before init: NCCL and the object broadcasts use the current device
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        with _quiet(rank != 0):
+            yield Job(device, rank, local_rank, world_size, distributed=True)
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _quiet(silent: bool) -> Iterator[None]:
+    """Rank 0 alone prints; the others' stdout goes nowhere (their errors still reach stderr)."""
+    if not silent:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+class Silent:
+    """Stands in for rank 0's logger on the other ranks: every method call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
