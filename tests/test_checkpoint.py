@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from zoo.checkpoint import atomic_write, load_checkpoint, publish_copy, save_checkpoint
+from zoo.checkpoint import atomic_write, load_checkpoint, publish_copy, remove_stale_temporaries, save_checkpoint
 from zoo.errors import ZooError
 
 
@@ -63,3 +63,34 @@ def test_damaged_files_are_one_line_errors(tmp_path, content):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(ZooError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_safetensors_files_load_as_state_dicts(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"fc.weight": torch.ones(2, 3)}, tmp_path / "w.safetensors")
+    assert torch.equal(load_checkpoint(tmp_path / "w.safetensors")["fc.weight"], torch.ones(2, 3))
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 12)
+    with pytest.raises(ZooError, match="bad.safetensors is damaged or not a safetensors file"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1}, path)
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(ZooError, match=r"cannot save .*last.pt \(No space left on device\); the previous checkpoint is intact"):
+        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"x")
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half")
+    assert [p.name for p in remove_stale_temporaries(tmp_path)] == [".last.pt.abc123.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -136,6 +136,7 @@ def _zoo(*args, cwd=ROOT):
     (["data.name=mnist", "data.download=false"], "MNIST not found"),
     (["train.device=cuda"], "train.device is 'cuda' but this machine has no CUDA device; use device: auto or cpu"),
     (["optimizer.lr=-1"], "optimizer.lr: input should be greater than 0"),
+    (["model.name=alexnet", "data.name=synthetic", "data.input_size=32"], "alexnet needs inputs of at least 67x67, got 32x32"),
 ])
 def test_train_refuses_bad_input_before_writing_anything(tmp_path, overrides, message):
     if "cuda" in message and torch.cuda.is_available():
@@ -154,9 +155,18 @@ SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_every_shipped_config_trains_a_few_steps(path, tmp_path):
-    """Each config as written, on synthetic data at its own input size (XOR keeps its four points)."""
+def test_every_shipped_config_trains_a_few_steps(path, tmp_path, monkeypatch):
+    """Each config as written, on synthetic data at its own input size (XOR keeps its four points).
+    A torchvision weights source is served from torch's cache, where a download would have put it."""
     config = load_config(path)
+    if config.finetune is not None and config.finetune.source.startswith("torchvision:"):
+        import torchvision
+
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        weights = torchvision.models.get_weight(config.finetune.source.removeprefix("torchvision:"))
+        cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+        cached.parent.mkdir(parents=True)
+        torch.save(getattr(torchvision.models, config.model.name)(weights=None).state_dict(), cached)
     data = [] if config.data.name == "xor" else ["data.name=synthetic", "data.synthetic_size=8", "data.batch_size=4"]
     config = load_config(path, [*data, "train.epochs=1", "train.max_steps_per_epoch=2", "train.device=cpu",
                                 f"train.output_dir={tmp_path}"])

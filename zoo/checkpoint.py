@@ -38,9 +38,22 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Atomic; a full disk or an unwritable folder is one line, with the previous file intact."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue())
+    try:
+        atomic_write(path, buffer.getvalue())
+    except OSError as error:
+        raise ZooError(f"cannot save {path} ({error.strerror or error}); the previous checkpoint is intact; "
+                       "free some space or set train.output_dir to a writable folder") from None
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Temporary files a killed save left behind (atomic_write's .<name>.*.tmp)."""
+    stale = sorted(Path(directory).glob(".*.tmp")) if Path(directory).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def publish_copy(source: Path, target: Path) -> None:
@@ -61,6 +74,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"checkpoint {str(path)!r} not found; runs write runs/<name>/<time>/checkpoints/best.pt")
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, map_location)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -73,3 +88,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def _first_line(error: Exception) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """A .safetensors file holds tensors and nothing else: a state_dict, by construction code-free."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ZooError(f"{path} is damaged or not a safetensors file ({_first_line(error)}); use another file") from None

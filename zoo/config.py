@@ -163,6 +163,29 @@ class TrainConfig(Section):
         return value
 
 
+class FinetuneConfig(Section):
+    """Start from trained weights: a zoo checkpoint, a torchvision state_dict file, or torchvision:<Weights>."""
+
+    source: str  # runs/.../best.pt, resnet18.pth, or torchvision:ResNet18_Weights.IMAGENET1K_V1
+    freeze: str = "none"  # none, backbone (only the new head trains) or until:<module> (e.g. until:layer3)
+    backbone_lr_mult: float = Field(1.0, gt=0, le=1)  # the pre-trained layers' lr = optimizer.lr x this
+    unfreeze_at_epoch: int | None = Field(None, gt=1)  # from this epoch on, everything trains
+    strict: bool = True  # False: load the keys that fit, report the rest
+
+    @field_validator("freeze")
+    @classmethod
+    def _freeze(cls, value: str) -> str:
+        if value not in ("none", "backbone") and not re.fullmatch(r"until:[A-Za-z_][\w.]*", value):
+            raise ValueError("must be none, backbone or until:<module name> (e.g. until:layer3)")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneConfig:
+        if self.unfreeze_at_epoch is not None and self.freeze == "none":
+            raise ValueError("unfreeze_at_epoch needs a freeze other than none")
+        return self
+
+
 class Config(Section):
     model: ModelConfig
     data: DataConfig
@@ -171,6 +194,7 @@ class Config(Section):
     init: Literal[INITS] = "default"
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
+    finetune: FinetuneConfig | None = None  # `zoo finetune` needs it
 
     @property
     def run_name(self) -> str:

@@ -87,6 +87,9 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     normalization = state.get("normalization") or {}
     splits = build_datasets(config.data, in_channels=normalization["in_channels"], input_size=normalization["input_size"],
                             seed=config.train.seed)
+    if len(splits.classes) > state["num_classes"]:
+        raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state['num_classes']}; "
+                       "evaluate on the data it was trained on, or fine-tune it first (zoo finetune)")
     classes = list(state.get("classes") or splits.classes)
     train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed)
     loader = {"test": test_loader, "val": val_loader, "train": train_loader}[split]

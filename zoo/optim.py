@@ -7,16 +7,21 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from collections.abc import Callable
+
 from zoo.config import OptimizerConfig, SchedulerConfig
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool, lr_scale: dict[str, float] | None = None) -> list[dict]:
-    """Split trainable parameters into groups: decayed or not (biases, norm weights), and by lr scale.
+LrScale = Callable[[str], float]  # parameter name -> multiplier of optimizer.lr
 
-    `lr_scale` maps a parameter-name prefix to a multiplier (fine-tuning's smaller backbone lr).
-    """
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool, lr_scale: LrScale | None = None,
+                     include_frozen: bool = False) -> list[dict]:
+    """Split parameters into groups: decayed or not (biases, norm weights), and by lr scale (fine-tuning's
+    smaller backbone lr). `include_frozen` keeps frozen ones in: they get no gradient, so every torch
+    optimizer skips them, and unfreezing later needs no new group (which schedulers could not follow)."""
     no_decay: set[int] = set()
     if not decay_bias_and_norm:
         for module in model.modules():
@@ -25,16 +30,17 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm:
                     no_decay.add(id(param))
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        if not param.requires_grad:
+        if not (param.requires_grad or include_frozen):
             continue
-        scale = next((s for prefix, s in (lr_scale or {}).items() if name.startswith(prefix)), 1.0)
+        scale = lr_scale(name) if lr_scale else 1.0
         decay = 0.0 if id(param) in no_decay else weight_decay
         groups.setdefault((scale, decay), []).append(param)
     return [{"params": params, "weight_decay": decay, "lr_scale": scale} for (scale, decay), params in groups.items()]
 
 
-def build_optimizer(model: nn.Module, config: OptimizerConfig, lr_scale: dict[str, float] | None = None) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay, config.decay_bias_and_norm, lr_scale)
+def build_optimizer(model: nn.Module, config: OptimizerConfig, lr_scale: LrScale | None = None,
+                    include_frozen: bool = False) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay, config.decay_bias_and_norm, lr_scale, include_frozen)
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]
     if config.name == "sgd":

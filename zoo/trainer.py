@@ -18,6 +18,7 @@ from zoo.config import Config
 from zoo.data import DataSplits, build_datasets, build_loaders, set_epoch
 from zoo.distributed import Job, Silent, launch
 from zoo.engine import EpochResult, StepContext, evaluate, train_epoch
+from zoo.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
 from zoo.init import init_weights
 from zoo.optim import build_optimizer, build_scheduler
 from zoo.registry import create_model, get_model_info
@@ -42,6 +43,15 @@ def build_model(config: Config, num_classes: int, in_channels: int) -> nn.Module
     model = create_model(config.model.name, num_classes=config.model.num_classes or num_classes,
                          in_channels=in_channels, **config.model.kwargs)
     return init_weights(model, config.init)
+
+
+def with_source_normalization(config: Config, source: Source | None, in_channels: int) -> Config:
+    """Pre-trained weights expect the normalization they were trained with, unless the config sets one."""
+    norm = source.normalization if source else None
+    data = config.data
+    if not norm or not data.normalize or data.mean is not None or len(norm["mean"]) != in_channels:
+        return config
+    return config.model_copy(update={"data": data.model_copy(update={"mean": tuple(norm["mean"]), "std": tuple(norm["std"])})})
 
 
 def checkpoint_state(model: nn.Module, config: Config, splits: DataSplits, **extra: Any) -> dict[str, Any]:
@@ -98,15 +108,28 @@ def _train(config: Config, job: Job, quiet: bool) -> RunResult:
     seed_everything(config.train.seed + job.rank, config.train.deterministic)  # DDP starts every rank from rank 0's weights
     tune_backends(device, config.train.precision, config.train.deterministic)
     in_channels, input_size = model_geometry(config)
+    source = read_source(config.finetune.source, config.model.name) if config.finetune else None
+    config = with_source_normalization(config, source, in_channels)
     splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed)
     train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed, distributed=job.distributed,
                                                           pin_memory=device.type == "cuda", device=device)
     layout = memory_format(config.train.channels_last)
     model = build_model(config, len(splits.classes), in_channels).to(device, memory_format=layout)
-    step_model = compiled(job.wrap(model), device, config.train.compile)  # what training steps call; `model` is the network
+    if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
+        model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
     num_classes = model.num_classes
     if num_classes < len(splits.classes):
         raise zoo.ZooError(f"model.num_classes is {num_classes} but {config.data.name} has {len(splits.classes)} classes; remove model.num_classes")
+
+    # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
+    # the parameters that require gradients at construction.
+    freezer = None
+    if source is not None:
+        report = transplant(model, source, config.finetune.strict)
+        freezer = Freezer(model, config.finetune.freeze)
+        if job.is_main:
+            print(describe(source, report, freezer))
+    step_model = compiled(job.wrap(model), device, config.train.compile)  # what training steps call; `model` is the network
 
     run_dir = job.share(create_run_dir(config.train.output_dir, config.run_name) if job.is_main else None)
     if job.is_main:
@@ -118,7 +141,8 @@ def _train(config: Config, job: Job, quiet: bool) -> RunResult:
     logger.graph(model, example)
 
     steps_per_epoch = len(train_loader) if config.train.max_steps_per_epoch is None else min(len(train_loader), config.train.max_steps_per_epoch)
-    optimizer = build_optimizer(model, config.optimizer)
+    optimizer = build_optimizer(model, config.optimizer, lr_scale(model, config.finetune.backbone_lr_mult) if source else None,
+                                include_frozen=freezer is not None)
     scheduler = build_scheduler(optimizer, config.scheduler, config.train.epochs, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.loss.label_smoothing)
 
@@ -135,6 +159,10 @@ def _train(config: Config, job: Job, quiet: bool) -> RunResult:
     train_seconds, train_images, epochs_run = 0.0, 0, 0
     try:
         for epoch in range(1, config.train.epochs + 1):
+            if freezer is not None and epoch == config.finetune.unfreeze_at_epoch:
+                freezer.unfreeze()
+                step_model = compiled(job.wrap(model), device, config.train.compile)  # DDP must see the new parameters
+                print(f"epoch {epoch}: every layer trains from now on")
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
                       disable=quiet, leave=False, dynamic_ncols=True) as bar:
                 set_epoch(train_loader, epoch)

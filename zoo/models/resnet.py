@@ -118,12 +118,11 @@ class ResNet(Classifier):
         self.in_channels = widths[0]
         if small_input:
             self.conv1 = conv3x3(in_channels, widths[0])
-            self.maxpool: nn.Module = nn.Identity()
         else:
             self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)  # N x 64 x 112 x 112
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # N x 64 x 56 x 56
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)  # N x 64 x 56 x 56
         # Stage i halves the resolution after the first; imagenet: 56 -> 28 -> 14 -> 7.
         for index, (planes, blocks) in enumerate(zip(widths, layers), start=1):
             self.add_module(f"layer{index}", self._make_stage(planes, blocks, stride=1 if index == 1 else 2))
