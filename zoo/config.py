@@ -133,7 +133,7 @@ class TrainConfig(Section):
     deterministic: bool = False  # bit-reproducible kernels (slower on GPU)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     precision: Literal[PRECISIONS] = "32"  # bf16 or 16 (float16 with a gradient scaler) autocast on GPU
-    channels_last: bool = False  # NHWC weights and batches: faster convolutions on tensor-core GPUs
+    channels_last: bool = False  # NHWC weights and batches: tensor cores' layout; oneDNN's faster kernels on CPUs
     compile: bool = False  # torch.compile the training step's model; CUDA only (on the CPU: ignored, slower there)
     grad_clip: float | None = Field(None, gt=0)  # max global gradient norm
     log_interval: int = Field(50, gt=0)  # steps between TensorBoard scalars and per-layer gradient norms

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 
 import torch
 from torch import Tensor, nn
@@ -61,9 +62,7 @@ def train_epoch(model: nn.Module, loader: Iterable, ctx: StepContext, num_classe
     model.train()
     meter = MetricAccumulator(num_classes, ctx.device)
     start, images_seen = time.perf_counter(), 0
-    for batch_index, (images, targets) in enumerate(loader):
-        if ctx.max_steps is not None and batch_index >= ctx.max_steps:
-            break
+    for batch_index, (images, targets) in enumerate(islice(loader, ctx.max_steps)):  # None: the whole loader
         images, targets = _to(ctx.device, images, targets, ctx.memory_format)
         with autocast(ctx.device, ctx.precision):
             loss, logits = aux_loss(model, images, targets, ctx.criterion, ctx.aux_weight)

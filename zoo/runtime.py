@@ -1,5 +1,5 @@
 """Where and how a run executes: the device, seeds and determinism, mixed precision, and the speed
-settings (cuDNN benchmark mode, channels_last, torch.compile), each applied only where it pays: CUDA."""
+settings: cuDNN benchmark mode and torch.compile on CUDA only, where they pay; channels_last everywhere."""
 
 from __future__ import annotations
 
