@@ -108,6 +108,10 @@ def launch(device_name: str) -> Iterator[Job]:
     try:
         with _quiet(rank != 0):
             yield Job(device, rank, local_rank, world_size, distributed=True)
+        # Leave together: a gloo rank that tears its connections down while another still uses them
+        # can abort the other ("terminate called without an active exception"). Not after an error,
+        # where the other ranks may never arrive (torchrun stops them).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
