@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,12 +26,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def torchrun(output_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     """`torchrun --nproc_per_node=2 -m zoo train` on the main job's config, 2 epochs, one thread a process."""
-    sets = [f"train.output_dir={output_dir}", "train.epochs=2", *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-                           str(_free_port()), "-m", "zoo", "train", "--config", "configs/lenet5_digits.yaml", "--quiet",
-                           *(part for item in sets for part in ("--set", item))],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(_torchrun_command(output_dir, "train.epochs=2", *overrides), cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def _torchrun_command(output_dir: Path, *overrides: str) -> list[str]:
+    sets = [f"train.output_dir={output_dir}", *overrides]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+            "-m", "zoo", "train", "--config", "configs/lenet5_digits.yaml", "--quiet",
+            *(part for item in sets for part in ("--set", item))]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def _free_port() -> int:
@@ -91,3 +99,35 @@ def test_without_torchrun_a_process_runs_alone():
         model = torch.nn.Linear(2, 2)
         assert job.wrap(model) is model
     assert not dist.is_initialized()
+
+
+@pytest.mark.slow
+def test_a_two_process_run_stopped_by_sigterm_resumes_bit_exact(tmp_path):
+    """torchrun forwards SIGTERM to both ranks; they agree on the step to stop after, rank 0 saves every rank's
+    random state and epoch sums, and the resumed pair ends where an uninterrupted pair ends."""
+    sets = ["train.epochs=3", "train.deterministic=true", "data.augment=true", "train.checkpoint_every_steps=5"]
+    whole = torchrun(tmp_path / "whole", *sets)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    out = tmp_path / "stopped"
+    command = _torchrun_command(out, *sets)
+    process = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch 1/3"):
+            process.send_signal(signal.SIGTERM)
+            break
+    _, stderr = process.communicate(timeout=120)
+    run = next(out.glob("*/*"))
+    stopped = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert stopped["epoch"] >= 1 and len(stopped["ranks"]) == 2, stderr[-3000:]
+    assert stopped["step"] < 3 * 21, "the run ended before the signal reached it"
+
+    resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+                              str(_free_port()), "-m", "zoo", "train", "--resume", str(run), "--quiet"],
+                             cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = load_checkpoint(next((tmp_path / "whole").glob("*/*")) / "checkpoints" / "last.pt")
+    final = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert final["step"] == expected["step"] == 3 * 21
+    for key, tensor in expected["model"].items():
+        assert torch.equal(final["model"][key], tensor), key

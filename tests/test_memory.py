@@ -81,7 +81,7 @@ def test_under_ddp_ranks_share_the_distributed_samplers_order_and_evaluate_each_
     pipeline = Pipeline([], None, None)
 
     def ranks(train: bool, epoch: int) -> list[list[int]]:
-        loaders = [MemoryLoader(images, targets, pipeline, 4, train=train, seed=3, distributed=True, rank=r, world_size=2)
+        loaders = [MemoryLoader(images, targets, pipeline, 4, train=train, seed=3, rank=r, world_size=2)
                    for r in range(2)]
         for loader in loaders:
             loader.set_epoch(epoch)

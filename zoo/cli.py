@@ -52,11 +52,29 @@ def list_command(
 
 
 @app.command()
-def train(config: ConfigOption, set: SetOption = None, quiet: QuietOption = False) -> None:
-    """Train a model as a YAML config says; writes runs/<run-name>/<time>/."""
+def train(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.")] = None,
+    set: SetOption = None,
+    quiet: QuietOption = False,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue a run exactly: its directory (runs/<name>/<time>) or a checkpoint.")] = None,
+    allow_config_change: Annotated[bool, typer.Option(
+        help="With --resume: accept a config (--config, --set) that differs from the checkpoint's.")] = False,
+) -> None:
+    """Train a model as a YAML config says; writes runs/<run-name>/<time>/. Or continue one with --resume."""
     from zoo.config import load_config
+    from zoo.errors import ZooError
+    from zoo.resume import prepare_resume
     from zoo.trainer import train as run_training
 
+    if resume is not None:
+        plan = prepare_resume(resume, config, set, allow_config_change)
+        run_training(plan.config, quiet=quiet, resume=plan)
+        return
+    if config is None:
+        raise ZooError("give a config (zoo train --config configs/lenet5_digits.yaml), or --resume RUN_DIR to continue a run")
+    if allow_config_change:
+        raise ZooError("--allow-config-change goes with --resume; remove it")
     run_training(load_config(config, set), quiet=quiet)
 
 
@@ -146,13 +164,20 @@ def main(fast_exit: bool = False) -> None:
     from the commands through to here. With `fast_exit`, a read-only command that succeeded skips the
     interpreter's teardown (libtorch's static destructors cost 0.8 s) once its output is flushed.
     """
-    from zoo.errors import ZooError
+    from zoo.errors import RunStopped, ZooError
 
     try:
         app()
     except ZooError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+            typer.echo(str(stop), err=True)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C, outside a save: the last checkpoint written is intact
+        typer.echo("interrupted; the last checkpoint written is intact", err=True)
+        sys.exit(130)
     except SystemExit as done:
         command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
         if fast_exit and done.code in (0, None) and command in READ_ONLY_COMMANDS:

@@ -139,6 +139,7 @@ class TrainConfig(Section):
     log_interval: int = Field(50, gt=0)  # steps between TensorBoard scalars and per-layer gradient norms
     histogram_interval: int = Field(1, gt=0)  # epochs between weight histograms
     max_steps_per_epoch: int | None = Field(None, gt=0)  # cut epochs short: smoke tests and quick looks
+    checkpoint_every_steps: int | None = Field(None, gt=0)  # also save last.pt within epochs: resume mid-epoch
     early_stopping: EarlyStoppingConfig | None = None
     output_dir: Path = Path("runs")
     run_name: str | None = None  # None: <model>_<data>

@@ -52,6 +52,16 @@ class Job:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, value: T) -> list[T]:
+        """Every rank's `value`, in rank order (each rank's random state into rank 0's checkpoint)."""
+        if not self.distributed:
+            return [value]
+        import torch.distributed as dist
+
+        values: list[T] = [None] * self.world_size  # type: ignore[list-item]
+        dist.all_gather_object(values, value)
+        return values
+
     def sync_module(self, module: nn.Module) -> None:
         """Copy rank 0's weights and buffers into `module` on every rank (after rank 0 alone loaded them)."""
         if not self.distributed:

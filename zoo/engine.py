@@ -1,6 +1,7 @@
 """The loops: one training epoch and one evaluation pass. Lean on purpose (zero_grad, forward,
-backward, step, schedule); everything else (logging, checkpoints) happens between epochs or every
-`log_interval` steps, and nothing syncs with the device inside the loop except there."""
+backward, step, schedule); everything else (logging, checkpoints, the guard's look at the loss and at
+signals) happens between epochs or every few steps, and nothing syncs with the device inside the loop
+except there."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from zoo.guard import Guard, Stop
 from zoo.losses import aux_loss
 from zoo.metrics import MetricAccumulator, Metrics
 from zoo.runtime import autocast
@@ -36,13 +38,18 @@ class StepContext:
     max_steps: int | None = None  # per epoch
     memory_format: torch.memory_format = torch.contiguous_format  # channels_last: NHWC batches
     distributed: bool = False  # all-reduce the epoch's metrics over ranks
+    guard: Guard | None = None  # stops on a signal or a non-finite loss
+    save_every: int | None = None  # steps between mid-epoch checkpoints
+    on_save: Callable[[int, MetricAccumulator], None] | None = None  # (batches done this epoch, the epoch's sums)
 
 
 @dataclass
 class EpochResult:
     metrics: Metrics
     seconds: float
-    images: int
+    images: int  # trained on in `seconds`: a resumed epoch's metrics also count those before the interruption
+    batches: int = 0  # done in this epoch, before the interruption too
+    stop: Stop | None = None  # the guard stopped the epoch after `batches`
     extra: dict = field(default_factory=dict)
 
     @property
@@ -58,11 +65,14 @@ def _to(device: torch.device, images: Tensor, targets: Tensor,
 
 
 def train_epoch(model: nn.Module, loader: Iterable, ctx: StepContext, num_classes: int,
-                progress: tqdm | None = None) -> EpochResult:
+                progress: tqdm | None = None, *, start_batch: int = 0, meter: MetricAccumulator | None = None) -> EpochResult:
+    """One epoch, or its rest: a resumed run passes the loader positioned at `start_batch` (resume_at) and the
+    epoch's sums so far in `meter`."""
     model.train()
-    meter = MetricAccumulator(num_classes, ctx.device)
-    start, images_seen = time.perf_counter(), 0
-    for batch_index, (images, targets) in enumerate(islice(loader, ctx.max_steps)):  # None: the whole loader
+    meter = meter or MetricAccumulator(num_classes, ctx.device)
+    limit = None if ctx.max_steps is None else max(ctx.max_steps - start_batch, 0)
+    start, images_seen, batches, stop = time.perf_counter(), 0, start_batch, None
+    for images, targets in islice(loader, limit):  # None: the whole loader
         images, targets = _to(ctx.device, images, targets, ctx.memory_format)
         with autocast(ctx.device, ctx.precision):
             loss, logits = aux_loss(model, images, targets, ctx.criterion, ctx.aux_weight)
@@ -75,21 +85,32 @@ def train_epoch(model: nn.Module, loader: Iterable, ctx: StepContext, num_classe
         ctx.scaler.update()
         ctx.scheduler.step()
         ctx.step += 1
+        batches += 1
         meter.update(logits.detach().float(), targets, loss.detach())
         images_seen += targets.numel()
         if ctx.on_log is not None and ctx.step % ctx.log_interval == 0:
             ctx.on_log(ctx.step, loss.detach())
         if progress is not None:
             progress.update(1)
-            if batch_index % 10 == 0:  # .item() waits for the device: not every step
+            if batches % 10 == 1:  # .item() waits for the device: not every step
                 elapsed = time.perf_counter() - start
                 progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images_seen / max(elapsed, 1e-9):,.0f}")
+        if ctx.guard is not None:
+            ctx.guard.watch(loss, ctx.step)
+            save_now = ctx.save_every is not None and ctx.step % ctx.save_every == 0
+            stop = ctx.guard.check(ctx.step, force=save_now)  # never save a non-finite state
+            finite = stop is None or stop.nonfinite_step is None
+            if ctx.on_save is not None and finite and (save_now or stop is not None):
+                ctx.on_save(batches, meter)  # a signal saves where it stopped; a non-finite loss never does
+            if stop is not None:
+                break
     if images_seen == 0:
         raise RuntimeError("the training loader yielded no batches")
+    seen = torch.tensor(images_seen, device=ctx.device)
     if ctx.distributed:
         meter.all_reduce()  # the epoch over all ranks: its images and metrics
-    metrics = meter.compute()
-    return EpochResult(metrics, time.perf_counter() - start, metrics.count)
+        torch.distributed.all_reduce(seen)
+    return EpochResult(meter.compute(), time.perf_counter() - start, int(seen), batches, stop)
 
 
 @torch.no_grad()

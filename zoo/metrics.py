@@ -46,6 +46,16 @@ class MetricAccumulator:
         k = min(5, self.num_classes)
         self.top5_correct += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The sums so far (a checkpoint taken mid-epoch keeps them, so the resumed epoch reports all of it)."""
+        self.flush()
+        return {"confusion": self.confusion.cpu(), "loss_sum": self.loss_sum.cpu(), "top5_correct": self.top5_correct.cpu()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.pending, self.pending_elements = [], 0
+        for name in ("confusion", "loss_sum", "top5_correct"):
+            getattr(self, name).copy_(state[name])
+
     def all_reduce(self) -> None:
         """Sum over distributed ranks (each sample counted by exactly one rank)."""
         import torch.distributed as dist

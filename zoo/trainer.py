@@ -1,9 +1,11 @@
 """`zoo train`: one run from a validated Config to a run directory with TensorBoard logs,
-checkpoints/last.pt and best.pt (best by validation accuracy), and metrics.json."""
+checkpoints/last.pt and best.pt (best by validation accuracy), and metrics.json; or, resumed, the rest of
+a run in its own directory (zoo.resume). A lock keeps a second process out of a run directory in use."""
 
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,15 +15,20 @@ from torch import nn
 from tqdm import tqdm
 
 import zoo
-from zoo.checkpoint import load_checkpoint, publish_copy, save_checkpoint
+from zoo.checkpoint import atomic_write, load_checkpoint, publish_copy, remove_stale_temporaries, save_checkpoint
 from zoo.config import Config
-from zoo.data import DataSplits, build_datasets, build_loaders, set_epoch
+from zoo.data import DataSplits, build_datasets, build_loaders, loader_state, resume_at, set_epoch
 from zoo.distributed import Job, Silent, launch
 from zoo.engine import EpochResult, StepContext, evaluate, train_epoch
+from zoo.errors import RunStopped
 from zoo.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
+from zoo.guard import Guard, Stop
 from zoo.init import init_weights
+from zoo.lock import RunLock
+from zoo.metrics import MetricAccumulator
 from zoo.optim import build_optimizer, build_scheduler
 from zoo.registry import create_model, get_model_info
+from zoo.resume import Position, Resume, capture_rng
 from zoo.runs import create_run_dir, write_json
 from zoo.runtime import compiled, grad_scaler, memory_format, seed_everything, tune_backends
 from zoo.tracking import RunLogger
@@ -95,20 +102,21 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def train(config: Config, quiet: bool = False) -> RunResult:
+def train(config: Config, quiet: bool = False, resume: Resume | None = None) -> RunResult:
     """Train and test one model as the config says. Validation and data loading happen before anything is written.
-    Started by torchrun, each process trains its share with DDP (zoo.distributed) and rank 0 writes the run."""
+    Started by torchrun, each process trains its share with DDP (zoo.distributed) and rank 0 writes the run.
+    With `resume` (zoo.resume.prepare_resume), the run continues in its directory from its checkpoint."""
     with launch(config.train.device) as job:
-        return _train(config, job, quiet or not job.is_main)
+        return _train(config, job, quiet or not job.is_main, resume)
 
 
-def _train(config: Config, job: Job, quiet: bool) -> RunResult:
+def _train(config: Config, job: Job, quiet: bool, resume: Resume | None) -> RunResult:
     quiet = quiet or not sys.stderr.isatty()
     device = job.device
     seed_everything(config.train.seed + job.rank, config.train.deterministic)  # DDP starts every rank from rank 0's weights
     tune_backends(device, config.train.precision, config.train.deterministic)
     in_channels, input_size = model_geometry(config)
-    source = read_source(config.finetune.source, config.model.name) if config.finetune else None
+    source = read_source(config.finetune.source, config.model.name) if config.finetune and resume is None else None
     config = with_source_normalization(config, source, in_channels)
     splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed)
     train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed, distributed=job.distributed,
@@ -120,106 +128,205 @@ def _train(config: Config, job: Job, quiet: bool) -> RunResult:
     num_classes = model.num_classes
     if num_classes < len(splits.classes):
         raise zoo.ZooError(f"model.num_classes is {num_classes} but {config.data.name} has {len(splits.classes)} classes; remove model.num_classes")
+    steps_per_epoch = len(train_loader) if config.train.max_steps_per_epoch is None else min(len(train_loader), config.train.max_steps_per_epoch)
+    position = Position.of(resume.state, job) if resume else Position()
 
     # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
     # the parameters that require gradients at construction.
-    freezer = None
+    freezer = Freezer(model, config.finetune.freeze) if config.finetune else None
     if source is not None:
         report = transplant(model, source, config.finetune.strict)
-        freezer = Freezer(model, config.finetune.freeze)
         if job.is_main:
             print(describe(source, report, freezer))
+    if resume is not None:
+        load_weights(model, resume)
+        if freezer is not None and config.finetune.unfreeze_at_epoch and config.finetune.unfreeze_at_epoch <= position.epoch + 1:
+            freezer.unfreeze()
     step_model = compiled(job.wrap(model), device, config.train.compile)  # what training steps call; `model` is the network
 
-    run_dir = job.share(create_run_dir(config.train.output_dir, config.run_name) if job.is_main else None)
-    if job.is_main:
-        (run_dir / "config.yaml").write_text(config.to_yaml())
-    checkpoints = run_dir / "checkpoints"
-    print(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {config.train.output_dir}")
-    logger = RunLogger(run_dir) if job.is_main else Silent()
-    example = next(iter(test_loader))[0][:1].to(device)
-    logger.graph(model, example)
-
-    steps_per_epoch = len(train_loader) if config.train.max_steps_per_epoch is None else min(len(train_loader), config.train.max_steps_per_epoch)
-    optimizer = build_optimizer(model, config.optimizer, lr_scale(model, config.finetune.backbone_lr_mult) if source else None,
+    optimizer = build_optimizer(model, config.optimizer, lr_scale(model, config.finetune.backbone_lr_mult) if config.finetune else None,
                                 include_frozen=freezer is not None)
     scheduler = build_scheduler(optimizer, config.scheduler, config.train.epochs, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.loss.label_smoothing)
+    scaler = grad_scaler(device, config.train.precision)
+    if resume is not None:
+        restore_training_state(optimizer, scheduler, scaler, resume)
 
-    def on_log(step: int, loss: torch.Tensor) -> None:
-        logger.scalars({"train/batch_loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}, step)
-        logger.gradient_norms(model, step)
-
-    ctx = StepContext(optimizer, scheduler, grad_scaler(device, config.train.precision), criterion, device,
-                      config.train.precision, config.loss.aux_weight, config.train.grad_clip, on_log=on_log,
-                      log_interval=config.train.log_interval, max_steps=config.train.max_steps_per_epoch,
-                      memory_format=layout, distributed=job.distributed)
-    stopper = EarlyStopping(**config.train.early_stopping.model_dump()) if config.train.early_stopping else None
-    best_accuracy, best_epoch, best_val = -1.0, 0, None
-    train_seconds, train_images, epochs_run = 0.0, 0, 0
+    run_dir = job.share(_open_run_dir(config, resume) if job.is_main else None)
+    lock = RunLock(run_dir).acquire() if job.is_main else None
+    checkpoints = run_dir / "checkpoints"
+    logger = RunLogger(run_dir) if job.is_main else Silent()
+    guard = Guard(device, job.distributed)
     try:
-        for epoch in range(1, config.train.epochs + 1):
-            if freezer is not None and epoch == config.finetune.unfreeze_at_epoch:
-                freezer.unfreeze()
-                step_model = compiled(job.wrap(model), device, config.train.compile)  # DDP must see the new parameters
-                print(f"epoch {epoch}: every layer trains from now on")
-            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
-                      disable=quiet, leave=False, dynamic_ncols=True) as bar:
-                set_epoch(train_loader, epoch)
-                result = train_epoch(step_model, train_loader, ctx, num_classes, progress=bar)
-            train_seconds, train_images, epochs_run = train_seconds + result.seconds, train_images + result.images, epoch
-            val = evaluate(model, val_loader, criterion, device, num_classes, config.train.precision, job.distributed,
-                           memory_format=layout) if val_loader else None
-            lr = optimizer.param_groups[0]["lr"]
-            logger.metrics("train", result.metrics, epoch)
-            logger.scalars({"throughput/images_per_s": result.images_per_second, "time/epoch_s": result.seconds, "lr_epoch": lr}, epoch)
-            if epoch % config.train.histogram_interval == 0 or epoch == config.train.epochs:
-                logger.histograms(model, epoch)
-            if val is not None:
-                logger.metrics("val", val.metrics, epoch)
-                logger.confusion(val.metrics, splits.classes, epoch)
-            print(_line(epoch, config.train.epochs, result, val, lr), flush=True)
+        if job.is_main:
+            remove_stale_temporaries(checkpoints)
+            remove_stale_temporaries(run_dir)
+            atomic_write(run_dir / "config.yaml", config.to_yaml().encode())
+        if resume is None:
+            print(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {config.train.output_dir}")
+            logger.graph(model, next(iter(test_loader))[0][:1].to(device))
+        else:
+            print(f"resuming {run_dir} from {resume.checkpoint.name} at {position.describe(steps_per_epoch)}")
+            if resume.changes:
+                print(f"config changes (allowed): {'; '.join(resume.changes)}")
 
-            # best.pt: the best validation accuracy so far (the latest epoch when there is no validation split).
-            improved = val is None or val.metrics.accuracy > best_accuracy
-            if improved:
-                best_accuracy, best_epoch, best_val = (val.metrics.accuracy if val else -1.0), epoch, val
+        def on_log(step: int, loss: torch.Tensor) -> None:
+            logger.scalars({"train/batch_loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}, step)
+            logger.gradient_norms(model, step)
+
+        ctx = StepContext(optimizer, scheduler, scaler, criterion, device, config.train.precision, config.loss.aux_weight,
+                          config.train.grad_clip, step=position.step, on_log=on_log, log_interval=config.train.log_interval,
+                          max_steps=config.train.max_steps_per_epoch, memory_format=layout, distributed=job.distributed,
+                          guard=guard, save_every=config.train.checkpoint_every_steps)
+        progress = position.progress
+        stopper = EarlyStopping(**config.train.early_stopping.model_dump()) if config.train.early_stopping else None
+        if stopper is not None and progress.early_stopping:
+            stopper.best, stopper.bad_epochs = progress.early_stopping
+
+        def save(epoch: int, batch: int, meter: MetricAccumulator | None, best: bool = False) -> None:
+            """last.pt (and best.pt) as they are after `epoch` epochs and `batch` batches of the next; every rank
+            calls it, to hand rank 0 its random state and, mid-epoch, its share of the epoch's sums."""
+            mine = {"rng": capture_rng(), "loader": loader_state(train_loader), "meter": meter.state_dict() if meter else None}
+            ranks = job.gather(mine)
+            if not job.is_main:
+                return
             state = checkpoint_state(model, config, splits, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                     scaler=ctx.scaler.state_dict(), epoch=epoch, step=ctx.step, best_metric=best_accuracy,
-                                     best_epoch=best_epoch, val_metrics=val.metrics.summary() if val else None)
-            if job.is_main:
+                                     scaler=scaler.state_dict(), epoch=epoch, batch=batch, step=ctx.step, ranks=ranks,
+                                     world_size=job.world_size, progress=progress.to_dict(stopper))
+            with guard.save():
                 save_checkpoint(state, checkpoints / "last.pt")
-                if improved:
+                if best:
                     publish_copy(checkpoints / "last.pt", checkpoints / "best.pt")
-            if stopper is not None and val is not None and stopper.should_stop(val):
-                print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
-                break
+
+        with guard.handling_signals():
+            position.restore(train_loader)  # the random state last: building the model and loaders drew from it
+            for epoch in range(position.epoch + 1, config.train.epochs + 1):
+                start_batch, meter = position.entering(epoch, num_classes, device)
+                if freezer is not None and freezer.frozen and epoch == config.finetune.unfreeze_at_epoch:
+                    freezer.unfreeze()
+                    step_model = compiled(job.wrap(model), device, config.train.compile)  # DDP must see the new parameters
+                    print(f"epoch {epoch}: every layer trains from now on")
+                if start_batch:
+                    resume_at(train_loader, epoch, start_batch)
+                else:
+                    set_epoch(train_loader, epoch)
+
+                def save_mid_epoch(batch: int, sums: MetricAccumulator, epoch: int = epoch) -> None:
+                    if batch < steps_per_epoch:  # at the epoch's end its own checkpoint follows
+                        save(epoch - 1, batch, sums)
+
+                ctx.on_save = save_mid_epoch
+                with tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch}/{config.train.epochs}", unit="batch",
+                          disable=quiet, leave=False, dynamic_ncols=True) as bar:
+                    result = train_epoch(step_model, train_loader, ctx, num_classes, progress=bar, start_batch=start_batch, meter=meter)
+                progress.seconds, progress.images = progress.seconds + result.seconds, progress.images + result.images
+                stop = result.stop or guard.check(ctx.step, force=True)  # nothing non-finite is validated or saved
+                if stop is not None and (stop.nonfinite_step is not None or result.batches < steps_per_epoch):
+                    raise _stopped(stop, epoch, result.batches, ctx.step, run_dir, resume)
+                val = evaluate(model, val_loader, criterion, device, num_classes, config.train.precision, job.distributed,
+                               memory_format=layout) if val_loader else None
+                lr = optimizer.param_groups[0]["lr"]
+                logger.metrics("train", result.metrics, epoch)
+                logger.scalars({"throughput/images_per_s": result.images_per_second, "time/epoch_s": result.seconds, "lr_epoch": lr}, epoch)
+                if epoch % config.train.histogram_interval == 0 or epoch == config.train.epochs:
+                    logger.histograms(model, epoch)
+                if val is not None:
+                    logger.metrics("val", val.metrics, epoch)
+                    logger.confusion(val.metrics, splits.classes, epoch)
+                print(_line(epoch, config.train.epochs, result, val, lr), flush=True)
+
+                # best.pt: the best validation accuracy so far (the latest epoch when there is no validation split).
+                improved = val is None or val.metrics.accuracy > progress.best_accuracy
+                if improved:
+                    progress.best_accuracy, progress.best_epoch = (val.metrics.accuracy if val else -1.0), epoch
+                    progress.best_val = _section(val) if val else None
+                early_stop = stopper is not None and val is not None and stopper.should_stop(val)
+                progress.epochs_run = epoch
+                save(epoch, 0, None, best=improved)
+                if stop is None:
+                    stop = guard.check(ctx.step, force=True)  # a signal during validation or the save
+                if stop is not None:
+                    raise _stopped(stop, epoch + 1, 0, ctx.step, run_dir, resume)
+                if early_stop:
+                    print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
+                    break
 
         if job.is_main:
             model.load_state_dict(load_checkpoint(checkpoints / "best.pt", map_location=device)["model"])
         job.sync_module(model)  # the other ranks may not see rank 0's disk (several nodes)
         test = evaluate(model, test_loader, criterion, device, num_classes, config.train.precision, job.distributed,
                         memory_format=layout)
-        logger.metrics("test", test.metrics, epochs_run)
+        logger.metrics("test", test.metrics, progress.epochs_run)
         metrics = {
             "model": config.model.name,
             "data": config.data.name,
-            "best_epoch": best_epoch,
-            "epochs_run": epochs_run,
-            "val": _section(best_val) if best_val else None,
+            "best_epoch": progress.best_epoch,
+            "epochs_run": progress.epochs_run,
+            "val": progress.best_val,
             "test": _section(test),
-            "train": {"time_s": round(train_seconds, 3), "images_per_s": round(train_images / max(train_seconds, 1e-9), 1),
-                      "images": train_images, "steps": ctx.step},
+            "train": {"time_s": round(progress.seconds, 3), "images_per_s": round(progress.images / max(progress.seconds, 1e-9), 1),
+                      "images": progress.images, "steps": ctx.step},
         }
         if job.is_main:
             write_json(run_dir / "metrics.json", metrics)
         logger.hparams(_hparams(config), {"hparam/test_accuracy": test.metrics.accuracy,
-                                          "hparam/val_accuracy": best_val.metrics.accuracy if best_val else test.metrics.accuracy})
+                                          "hparam/val_accuracy": (progress.best_val or {}).get("accuracy", test.metrics.accuracy)})
     finally:
         logger.close()
+        if lock is not None:
+            lock.release()
     print(f"test loss {test.metrics.loss:.4f} acc {test.metrics.accuracy:.2%} top5 {test.metrics.top5_accuracy:.2%} "
-          f"({test.metrics.count:,} images, best epoch {best_epoch})\nmetrics: {run_dir / 'metrics.json'}")
+          f"({test.metrics.count:,} images, best epoch {progress.best_epoch})\nmetrics: {run_dir / 'metrics.json'}")
     return RunResult(run_dir, metrics)
+
+
+def _open_run_dir(config: Config, resume: Resume | None) -> Path:
+    return resume.run_dir if resume is not None else create_run_dir(config.train.output_dir, config.run_name)
+
+
+def load_weights(model: nn.Module, resume: Resume) -> None:
+    try:
+        model.load_state_dict(resume.state["model"])
+    except RuntimeError as error:
+        raise zoo.ZooError(f"{resume.checkpoint} does not fit {resume.config.model.name} "
+                           f"({str(error).splitlines()[0].strip()}); resume with the checkpoint's own config") from None
+
+
+def restore_training_state(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                           scaler: torch.amp.GradScaler, resume: Resume) -> None:
+    """The optimizer's buffers and the scaler as saved. The schedule as saved, too, unless the config changed
+    (--allow-config-change): then the new config's hyperparameters stand and its schedule is replayed to the
+    saved step, so `--set optimizer.lr=0.01` or `--set train.epochs=200` mean what they say."""
+    fresh = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(resume.state["optimizer"])
+    except ValueError as error:
+        raise zoo.ZooError(f"{resume.checkpoint}: the optimizer state does not fit ({error}); "
+                           "resume without the change to the optimizer or fine-tuning settings") from None
+    scaler.load_state_dict(resume.state["scaler"])
+    if not resume.changes:
+        scheduler.load_state_dict(resume.state["scheduler"])
+        return
+    for group, settings in zip(optimizer.param_groups, fresh):
+        group.update(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": replaying is the point
+        for _ in range(resume.state["step"]):
+            scheduler.step()
+
+
+def _stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path, resume: Resume | None) -> RunStopped:
+    """The one line a stopped run ends with. `epoch`, `batch`: where a resumed run would go on."""
+    last = run_dir / "checkpoints" / "last.pt"
+    command = f"zoo train --resume {run_dir}"
+    if stop.nonfinite_step is not None:
+        saved = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was saved before it"
+        return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; {saved}; "
+                          f"lower optimizer.lr or set train.grad_clip, then {command} --set optimizer.lr=... "
+                          "--allow-config-change", stop.exit_code)
+    where = f"epoch {epoch}, batch {batch}" if batch else f"the start of epoch {epoch}"
+    return RunStopped(f"{stop.signal_name}: stopped at {where} (step {step}); saved {last}; resume with: {command}",
+                      stop.exit_code)
 
 
 def _section(result: EpochResult) -> dict[str, float]:

@@ -13,13 +13,16 @@ split carved from the training set is a second view, with the eval transforms, o
     splits.py      DataSplits, the views over a base data set, seeded stratified hold-out
     sets.py        each data set, and build_datasets
     memory.py      the in-memory path: tensors on the device, augmented and normalized in batches
-    loaders.py     build_loaders (either path), and the sampler that shards eval sets exactly under DDP
+    samplers.py    the training order (resumable mid-epoch) and the exact eval shards under DDP
+    loaders.py     build_loaders (either path), set_epoch, resume_at and the loaders' random state
 """
 
-from zoo.data.loaders import ShardSampler, build_loaders, default_workers, set_epoch, uses_memory
+from zoo.data.loaders import (build_loaders, default_workers, load_loader_state, loader_state, resume_at, set_epoch,
+                              uses_memory)
 from zoo.data.memory import MemoryLoader
+from zoo.data.samplers import ShardSampler, TrainSampler
 from zoo.data.sets import build_datasets
 from zoo.data.splits import DataSplits, TensorSet, View
 
-__all__ = ["DataSplits", "MemoryLoader", "ShardSampler", "TensorSet", "View", "build_datasets", "build_loaders",
-           "default_workers", "set_epoch", "uses_memory"]
+__all__ = ["DataSplits", "MemoryLoader", "ShardSampler", "TensorSet", "TrainSampler", "View", "build_datasets",
+           "build_loaders", "default_workers", "load_loader_state", "loader_state", "resume_at", "set_epoch", "uses_memory"]

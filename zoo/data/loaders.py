@@ -4,38 +4,18 @@ an exact shard per rank for evaluation, so every evaluation sample is counted on
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import signal
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from zoo.config import IN_MEMORY, DataConfig
 from zoo.data.memory import MemoryLoader, memory_loaders
+from zoo.data.samplers import ShardSampler, TrainSampler
 from zoo.data.splits import DataSplits
 
 IN_PROCESS = {"digits", "xor", "synthetic"}  # in memory or generated: workers would cost more than they save
-
-
-class ShardSampler(Sampler[int]):
-    """Rank r of w takes samples r, r + w, r + 2w ...: each sample exactly once over all ranks.
-
-    Unlike DistributedSampler nothing is padded with duplicates, so shards differ in length by at most one:
-    sum counts over ranks (all_reduce of correct, loss sum and seen), never average per-rank means.
-    """
-
-    def __init__(self, dataset: Dataset, rank: int | None = None, world_size: int | None = None) -> None:
-        import torch.distributed as dist
-
-        self.size = len(dataset)
-        self.rank = dist.get_rank() if rank is None else rank
-        self.world_size = dist.get_world_size() if world_size is None else world_size
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.size, self.world_size))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.world_size))
 
 
 def default_workers(cfg: DataConfig) -> int:
@@ -56,10 +36,38 @@ def uses_memory(splits: DataSplits, cfg: DataConfig) -> bool:
 
 
 def set_epoch(loader: DataLoader | MemoryLoader, epoch: int) -> None:
-    """Reshuffle for `epoch`: a DistributedSampler and the in-memory path draw their order from (seed, epoch)."""
-    target = loader if isinstance(loader, MemoryLoader) else getattr(loader, "sampler", None)
-    if isinstance(target, (MemoryLoader, DistributedSampler)):
-        target.set_epoch(epoch)
+    """Draw `epoch`'s training order (from the seed and the epoch alone)."""
+    _train_sampler(loader).set_epoch(epoch)
+
+
+def resume_at(loader: DataLoader | MemoryLoader, epoch: int, batches: int) -> None:
+    """The next pass over `loader` is epoch `epoch` from its batch `batches` on, as if never interrupted."""
+    set_epoch(loader, epoch)
+    _train_sampler(loader).resume_at(batches * loader.batch_size)
+
+
+def _train_sampler(loader: DataLoader | MemoryLoader) -> TrainSampler:
+    sampler = loader.sampler
+    if not isinstance(sampler, TrainSampler):
+        raise TypeError("not a training loader from build_loaders")
+    return sampler
+
+
+def loader_state(loader: DataLoader | MemoryLoader) -> dict[str, Any]:
+    """This process's random state that lives in the loader rather than in torch's global generator."""
+    return loader.state_dict() if isinstance(loader, MemoryLoader) else {}
+
+
+def load_loader_state(loader: DataLoader | MemoryLoader, state: dict[str, Any]) -> None:
+    if isinstance(loader, MemoryLoader):
+        loader.load_state_dict(state)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Workers leave Ctrl-C and SIGTERM to the main process, which finishes its step, saves and stops them;
+    a worker that died of the signal would break the loader under the step being finished."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distributed: bool = False,
@@ -69,25 +77,35 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
 
     The in-memory path (uses_memory) gives MemoryLoaders that hold the data on `device` and follow the same
     rules as the DataLoaders of torchvision's per-sample pipeline, which are otherwise built here:
-    train shuffles with a generator seeded by `seed`, which also seeds the workers' augmentation (`seed + rank`
-    under DDP). Under `distributed` (an initialized process group) train uses a DistributedSampler seeded by
-    `seed`, whose order the trainer renews each epoch (set_epoch), and val and test a ShardSampler. A last training
-    batch of a single sample, which batch norm cannot train on, is dropped; every other sample is seen each epoch.
+    train draws its order with a TrainSampler seeded by `seed` (this rank's share under `distributed`, an
+    initialized process group), renewed each epoch by set_epoch; a generator seeded by `seed + rank` seeds the
+    workers' augmentation. Under `distributed` val and test take a ShardSampler each. A last training batch of a
+    single sample, which batch norm cannot train on, is dropped; every other sample is seen each epoch.
     """
     if uses_memory(splits, cfg):
         return memory_loaders(splits, cfg, seed=seed, distributed=distributed, device=device)
     workers = default_workers(cfg)
-    common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory)
-    sampler = DistributedSampler(splits.train, shuffle=True, seed=seed) if distributed else None
-    per_rank = len(sampler) if sampler is not None else len(splits.train)
-    train = DataLoader(splits.train, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                       generator=torch.Generator().manual_seed(seed + (sampler.rank if sampler else 0)),
+    common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
+                                  worker_init_fn=ignore_stop_signals if workers > 0 else None)
+    rank, world_size = _place(distributed)
+    sampler = TrainSampler(splits.train, world_size, rank, seed=seed)
+    per_rank = len(sampler)
+    train = DataLoader(splits.train, cfg.batch_size, sampler=sampler, generator=torch.Generator().manual_seed(seed + rank),
                        drop_last=per_rank % cfg.batch_size == 1 and per_rank > 1, **common)
 
     def evaluation(dataset: Dataset | None) -> DataLoader | None:
         if dataset is None:
             return None
         return DataLoader(dataset, cfg.eval_batch_size or cfg.batch_size,
-                          sampler=ShardSampler(dataset) if distributed else None, **common)
+                          sampler=ShardSampler(dataset, rank, world_size) if distributed else None, **common)
 
     return train, evaluation(splits.val), evaluation(splits.test)
+
+
+def _place(distributed: bool) -> tuple[int, int]:
+    """(rank, world size) in the initialized process group, or (0, 1)."""
+    if not distributed:
+        return 0, 1
+    import torch.distributed as dist
+
+    return dist.get_rank(), dist.get_world_size()

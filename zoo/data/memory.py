@@ -7,8 +7,8 @@ the torchvision path's, through the same torchvision functions, so an image come
 ways before augmentation; and the order of the batches comes from the same torch samplers, so without
 augmentation both paths train on the same batches.
 
-Under DDP every rank holds the whole set: training takes rank r's share of DistributedSampler's permutation,
-padded as it pads so that every rank steps the same number of times; evaluation takes samples r, r + w, ...,
+Under DDP every rank holds the whole set: training takes rank r's share of TrainSampler's permutation (a
+DistributedSampler's), padded as it pads so that every rank steps the same number of times; evaluation takes samples r, r + w, ...,
 so each sample is counted once.
 """
 
@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
+from zoo.data.samplers import TrainSampler
 
 if TYPE_CHECKING:
     from zoo.data.splits import DataSplits
@@ -108,41 +109,40 @@ def crop_and_flip(images: Tensor, padding: int, hflip: bool, generator: torch.Ge
 class MemoryLoader:
     """Batches of one split from tensors held on the device, as (N x C x H x W float, N labels) there.
 
-    Training batches come in the torchvision path's order, drawn by the same torch samplers: a RandomSampler
-    with a generator seeded by `seed` (as DataLoader(shuffle=True) uses it) or, when `distributed`, a
-    DistributedSampler (set_epoch reshuffles). Augmentation draws from a generator on the device seeded by
-    seed + rank. Evaluation batches go in order, rank r of w taking samples r, r + w, ... (as ShardSampler).
+    Training batches come in the torchvision path's order, drawn by the same TrainSampler (set_epoch renews it;
+    under `distributed` each rank takes its share). Augmentation draws from a generator on the device seeded by
+    seed + rank, whose state a checkpoint keeps (state_dict). Evaluation batches go in order, rank r of w taking
+    samples r, r + w, ... (as ShardSampler).
     """
 
     def __init__(self, images: Tensor, targets: Tensor, pipeline: Pipeline, batch_size: int, *, train: bool,
-                 seed: int = 0, distributed: bool = False, rank: int = 0, world_size: int = 1) -> None:
+                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.images, self.targets, self.pipeline, self.batch_size, self.train = images, targets, pipeline, batch_size, train
         self.eval_indices = torch.arange(rank, len(images), world_size)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.sampler: Sampler[int] = (DistributedSampler(range(len(images)), world_size, rank, seed=seed) if distributed
-                                      else RandomSampler(range(len(images)), generator=self.generator))
+        self.sampler = TrainSampler(range(len(images)), world_size, rank, seed=seed)
         self.augmentation = torch.Generator(images.device).manual_seed(seed + rank) if train and pipeline.augments else None
         self.per_rank = len(self.sampler) if train else len(self.eval_indices)
         # As build_loaders: a last training batch of one sample, which batch norm cannot train on, is dropped.
         self.drop_last = train and self.per_rank % batch_size == 1 and self.per_rank > 1
 
     def set_epoch(self, epoch: int) -> None:
-        if isinstance(self.sampler, DistributedSampler):
-            self.sampler.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"augmentation": self.augmentation.get_state()} if self.augmentation is not None else {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if self.augmentation is not None and "augmentation" in state:
+            self.augmentation.set_state(state["augmentation"])
 
     def __len__(self) -> int:
         return self.per_rank // self.batch_size if self.drop_last else math.ceil(self.per_rank / self.batch_size)
 
-    def _indices(self) -> Tensor:
-        if not self.train:
-            return self.eval_indices
-        if isinstance(self.sampler, RandomSampler):  # a DataLoader first draws its workers' seed from the generator
-            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        return torch.tensor(list(self.sampler))  # once an epoch
-
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        indices = self._indices().to(self.images.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        indices = torch.tensor(list(self.sampler)) if self.train else self.eval_indices  # once an epoch
+        indices = indices.to(self.images.device)
+        end = len(self) * self.batch_size - (self.per_rank - len(indices))  # less what resume_at skipped
+        for start in range(0, end, self.batch_size):
             batch = indices[start:start + self.batch_size]
             yield self.pipeline(self.images[batch], self.augmentation), self.targets[batch]
 
@@ -171,7 +171,7 @@ def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distri
         pipeline = Pipeline(fit, mean, std, cfg.crop_padding if augment else 0, augment and cfg.hflip).to(device)
         images, targets = (t.to(device) for t in parts[split])
         return MemoryLoader(images, targets, pipeline, cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size,
-                            train=train, seed=seed, distributed=distributed, rank=rank, world_size=world_size)
+                            train=train, seed=seed, rank=rank, world_size=world_size)
 
     return loader("train"), loader("val"), loader("test")
 

@@ -1,0 +1,158 @@
+"""Exact resume: a run stopped by a signal (between epochs, or mid-epoch after step-interval checkpoints) and
+resumed ends bit for bit where the uninterrupted run ends; a changed config is refused unless allowed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo.engine
+import zoo.trainer
+from zoo.checkpoint import load_checkpoint
+from zoo.config import load_config
+from zoo.errors import RunStopped, ZooError
+from zoo.resume import prepare_resume
+from zoo.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 41  # digits: 1,294 training images in batches of 32
+
+
+def _config(out: Path, loader: str, *extra: str):
+    """LeNet-5 on digits with everything that draws random numbers or keeps state: augmentation, momentum,
+    a warmup-then-cosine schedule, label smoothing, early-stopping counters. 3 epochs of 41 steps."""
+    return load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        f"train.output_dir={out}", "train.epochs=3", "train.deterministic=true", f"data.loader={loader}",
+        "data.augment=true", "data.crop_padding=2", "scheduler.warmup_epochs=0.5", "loss.label_smoothing=0.1",
+        "train.early_stopping={metric: val_loss, patience: 5}", *extra])
+
+
+def _signal_at_step(monkeypatch, step: int, number: int = signal.SIGINT) -> None:
+    """Deliver `number` to this process during training step `step` (1-based), as a user's Ctrl-C would."""
+    real, calls = zoo.engine.aux_loss, {"n": 0}
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), number)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.engine, "aux_loss", counting)
+
+
+def _signal_in_validation(monkeypatch, epoch: int) -> None:
+    real, calls = zoo.trainer.evaluate, {"n": 0}
+
+    def evaluating(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.trainer, "evaluate", evaluating)
+
+
+def _final_state(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")
+
+
+def _figures(section: dict) -> dict:
+    return {key: value for key, value in section.items() if key not in ("time_s", "images_per_s")}
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    moments_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
+    moments_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(moments_a, moments_b, strict=True))
+    assert a["scheduler"] == b["scheduler"] and a["step"] == b["step"] == 3 * STEPS
+    assert a["progress"]["best_epoch"] == b["progress"]["best_epoch"]
+    assert _figures(a["progress"]["best_val"]) == _figures(b["progress"]["best_val"])
+
+
+@pytest.fixture(scope="module", params=["memory", "torchvision"])
+def uninterrupted(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    result = train(_config(out, request.param), quiet=True)
+    return request.param, result
+
+
+def test_resume_after_an_epoch_is_bit_exact(uninterrupted, tmp_path, monkeypatch, capsys):
+    loader, whole = uninterrupted
+    _signal_in_validation(monkeypatch, epoch=1)
+    with pytest.raises(RunStopped) as stopped:
+        train(_config(tmp_path, loader), quiet=True)
+    assert stopped.value.exit_code == 143
+    run_dir = next(tmp_path.glob("*/*"))
+    assert f"SIGTERM: stopped at the start of epoch 2 (step {STEPS}); saved {run_dir}/checkpoints/last.pt; " \
+           f"resume with: zoo train --resume {run_dir}" == str(stopped.value)
+    saved = _final_state(run_dir)
+    assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 0, STEPS)
+    monkeypatch.undo()
+
+    plan = prepare_resume(run_dir)
+    resumed = train(plan.config, quiet=True, resume=plan)
+    assert resumed.run_dir == run_dir and len(list(tmp_path.glob("*/*"))) == 1  # the same directory
+    _assert_same_state(_final_state(whole.run_dir), _final_state(run_dir))
+    assert _figures(resumed.metrics["test"]) == _figures(whole.metrics["test"])
+    assert resumed.metrics["train"]["images"] == whole.metrics["train"]["images"]
+    assert not (run_dir / ".lock").exists()
+
+
+def test_resume_mid_epoch_from_a_step_checkpoint_is_bit_exact(uninterrupted, tmp_path, monkeypatch):
+    loader, whole = uninterrupted
+    _signal_at_step(monkeypatch, STEPS + 17)  # epoch 2, batch 17; step checkpoints every 10 steps too
+    with pytest.raises(RunStopped) as stopped:
+        train(_config(tmp_path, loader, "train.checkpoint_every_steps=10"), quiet=True)
+    assert stopped.value.exit_code == 130 and "SIGINT: stopped at epoch 2, batch 17 (step 58)" in str(stopped.value)
+    run_dir = next(tmp_path.glob("*/*"))
+    saved = _final_state(run_dir)
+    assert (saved["epoch"], saved["batch"], saved["step"]) == (1, 17, STEPS + 17)
+    assert saved["ranks"][0]["meter"]["confusion"].sum() == 17 * 32  # the epoch's sums so far
+    monkeypatch.undo()
+
+    plan = prepare_resume(run_dir / "checkpoints" / "last.pt", overrides=["train.checkpoint_every_steps=10"])
+    resumed = train(plan.config, quiet=True, resume=plan)
+    _assert_same_state(_final_state(whole.run_dir), _final_state(run_dir))
+    assert _figures(resumed.metrics["test"]) == _figures(whole.metrics["test"])
+    assert _figures(resumed.metrics["val"]) == _figures(whole.metrics["val"])
+
+
+def test_a_changed_config_is_refused_unless_allowed(uninterrupted, tmp_path):
+    _, whole = uninterrupted
+    with pytest.raises(ZooError, match=r"the config differs from the checkpoint's: optimizer.lr: 0.05 -> 0.01; "
+                                       r"train.epochs: 3 -> 4; resume with the same config, or add --allow-config-change"):
+        prepare_resume(whole.run_dir, overrides=["optimizer.lr=0.01", "train.epochs=4"])
+    plan = prepare_resume(whole.run_dir, overrides=["train.epochs=4"], allow_config_change=True)
+    assert plan.config.train.epochs == 4 and plan.checkpoint == whole.run_dir / "checkpoints" / "last.pt"
+
+
+def test_resume_targets_that_cannot_be_resumed(tmp_path):
+    with pytest.raises(ZooError, match="not found"):
+        prepare_resume(tmp_path / "nowhere")
+    with pytest.raises(ZooError, match="holds no checkpoints/last.pt"):
+        prepare_resume(tmp_path)
+    weights = tmp_path / "weights.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, weights)
+    with pytest.raises(ZooError, match="cannot be resumed: it has no config, model"):
+        prepare_resume(weights)
+
+
+def test_an_allowed_change_takes_effect_and_the_new_schedule_is_replayed(uninterrupted, tmp_path, capsys):
+    _, whole = uninterrupted
+    run_dir = tmp_path / "run"
+    shutil.copytree(whole.run_dir, run_dir)
+    plan = prepare_resume(run_dir, overrides=["train.epochs=4", "optimizer.lr=0.01"], allow_config_change=True)
+    resumed = train(plan.config, quiet=True, resume=plan)
+    assert "config changes (allowed): optimizer.lr: 0.05 -> 0.01; train.epochs: 3 -> 4" in capsys.readouterr().out
+    state = _final_state(run_dir)
+    group = state["optimizer"]["param_groups"][0]
+    assert group["initial_lr"] == 0.01 and group["lr"] < 1e-6  # the new cosine, ended at 0 after 4 epochs
+    assert state["step"] == 4 * STEPS and resumed.metrics["epochs_run"] == 4

@@ -1,0 +1,205 @@
+"""`zoo train --resume RUN_DIR_OR_CHECKPOINT`: the run continues exactly where its checkpoint left it.
+
+A checkpoint holds, besides the weights: the optimizer, scheduler and gradient scaler; the position (epochs
+done, batches done in the next one, optimizer steps); and per rank the random state (Python, NumPy, torch's
+CPU and CUDA generators, the in-memory loader's augmentation generator) and the epoch's metric sums so far.
+The training order of an epoch depends on (seed, epoch) alone, so the resumed run draws it again and skips
+the batches already trained on. On the CPU in deterministic mode the resumed run ends bit for bit where the
+uninterrupted one does. The config is the checkpoint's; a changed one is refused unless allowed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.checkpoint import load_checkpoint
+from zoo.config import Config, apply_overrides, load_config, validate_config
+from zoo.errors import ZooError
+from zoo.metrics import MetricAccumulator
+
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "batch", "step", "ranks")
+
+
+# ---- random state ------------------------------------------------------------------------------------
+
+def capture_rng() -> dict[str, Any]:
+    """This process's global random state, as tensors and plain values (what weights_only loading accepts)."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": _plain(random.getstate()),
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)), "pos": int(numpy_state["state"]["pos"]),
+                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": numpy_state["key"].numpy().astype(np.uint32),
+                                                               "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(item) for item in value] if isinstance(value, tuple) else value
+
+
+# ---- what to resume ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Resume:
+    checkpoint: Path
+    run_dir: Path
+    state: dict[str, Any]
+    config: Config
+    changes: list[str] = field(default_factory=list)  # 'key: old -> new', allowed by allow_config_change
+
+
+def find_checkpoint(target: Path) -> Path:
+    """A run directory's checkpoints/last.pt, or the checkpoint file itself."""
+    target = Path(target)
+    if target.is_dir():
+        for candidate in (target / "checkpoints" / "last.pt", target / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise ZooError(f"{target} holds no checkpoints/last.pt to resume from; give a run directory "
+                       "(runs/<name>/<time>) or a checkpoint file")
+    if not target.exists():
+        raise ZooError(f"--resume {str(target)!r} not found; give a run directory (runs/<name>/<time>) or a checkpoint file")
+    return target
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """runs/<name>/<time>/checkpoints/last.pt -> runs/<name>/<time>; a loose file continues beside itself."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def prepare_resume(target: Path, config_path: Path | None = None, overrides: list[str] | None = None,
+                   allow_config_change: bool = False) -> Resume:
+    """Read the checkpoint and decide the config: the checkpoint's, or the one given (`--config`, `--set`),
+    which may differ from it only with `allow_config_change`."""
+    checkpoint = find_checkpoint(target)
+    state = load_checkpoint(checkpoint)
+    missing = [key for key in ("config", "model", *RESUME_KEYS) if key not in state]
+    if missing:
+        raise ZooError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} (weights only, or from an "
+                       "older zoo); use it as finetune.source instead")
+    stored = validate_config(state["config"], f"{checkpoint} (config)")
+    if config_path is not None:
+        requested = _inherit_normalization(load_config(config_path, overrides), stored)
+    else:
+        requested = validate_config(apply_overrides(stored.to_dict(), overrides or []), "--set")
+    changes = config_changes(stored, requested)
+    if changes and not allow_config_change:
+        raise ZooError(f"the config differs from the checkpoint's: {'; '.join(changes)}; "
+                       "resume with the same config, or add --allow-config-change")
+    return Resume(checkpoint, run_dir_of(checkpoint), state, requested, changes)
+
+
+def _inherit_normalization(requested: Config, stored: Config) -> Config:
+    """A fine-tuning run stored its source's mean and std in its config: a config file that sets none means those."""
+    if requested.data.mean is not None or stored.data.mean is None:
+        return requested
+    data = requested.data.model_copy(update={"mean": stored.data.mean, "std": stored.data.std})
+    return requested.model_copy(update={"data": data})
+
+
+def config_changes(old: Config, new: Config) -> list[str]:
+    """'key.path: old -> new' for every value that differs."""
+    before, after = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return [f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
+            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# ---- where the run is --------------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """What the run has done so far, kept in every checkpoint: time, images, the best epoch, early stopping."""
+
+    seconds: float = 0.0
+    images: int = 0
+    epochs_run: int = 0
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    best_val: dict[str, float] | None = None  # metrics.json's val section of the best epoch
+    early_stopping: tuple[float | None, int] | None = None  # (best, bad epochs)
+
+    def to_dict(self, stopper: Any = None) -> dict[str, Any]:
+        early = [stopper.best, stopper.bad_epochs] if stopper is not None else None
+        return {"seconds": self.seconds, "images": self.images, "epochs_run": self.epochs_run,
+                "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_val": self.best_val,
+                "early_stopping": early}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Progress:
+        early = data.get("early_stopping")
+        return cls(data["seconds"], data["images"], data["epochs_run"], data["best_accuracy"], data["best_epoch"],
+                   data.get("best_val"), tuple(early) if early else None)
+
+
+@dataclass
+class Position:
+    """Where a run goes on: after `epoch` epochs and `batch` batches of the next, `step` optimizer steps;
+    with this rank's saved random state and, mid-epoch, its share of the epoch's sums."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    progress: Progress = field(default_factory=Progress)
+    rank_state: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, state: dict[str, Any], job: Any) -> Position:
+        ranks = state["ranks"]
+        if len(ranks) != job.world_size and state["batch"]:
+            raise ZooError(f"the checkpoint was saved mid-epoch by {len(ranks)} processes and this run has "
+                           f"{job.world_size}; resume it with {len(ranks)} (torchrun --nproc_per_node={len(ranks)})")
+        if len(ranks) != job.world_size and job.is_main:
+            print(f"warning: saved by {len(ranks)} processes, resumed by {job.world_size}: the data order and weights "
+                  "go on exactly, the random state (augmentation, dropout) starts afresh")
+        return cls(state["epoch"], state["batch"], state["step"], Progress.from_dict(state["progress"]),
+                   ranks[job.rank] if len(ranks) == job.world_size else None)
+
+    def describe(self, steps_per_epoch: int) -> str:
+        where = f"epoch {self.epoch + 1}, batch {self.batch}/{steps_per_epoch}" if self.batch else f"the start of epoch {self.epoch + 1}"
+        return f"{where} (step {self.step})"
+
+    def restore(self, train_loader: Any) -> None:
+        """This rank's random state, as it was when the checkpoint was written."""
+        from zoo.data import load_loader_state
+
+        if self.rank_state is not None:
+            restore_rng(self.rank_state["rng"])
+            load_loader_state(train_loader, self.rank_state["loader"])
+
+    def entering(self, epoch: int, num_classes: int, device: torch.device) -> tuple[int, MetricAccumulator | None]:
+        """(the batch to start `epoch` at, its sums so far): the saved ones for the epoch the run stopped in."""
+        if epoch != self.epoch + 1 or not self.batch:
+            return 0, None
+        meter = MetricAccumulator(num_classes, device)
+        meter.load_state_dict(self.rank_state["meter"])
+        batch, self.batch = self.batch, 0
+        return batch, meter
