@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 from zoo.errors import ZooError
 
@@ -51,10 +50,13 @@ class ImageCheck:
     """ImageFolder's `is_valid_file`: an image extension, and readable; the unreadable are kept as (path, why)."""
 
     def __init__(self) -> None:
+        from torchvision.datasets.folder import IMG_EXTENSIONS  # torchvision: imported when needed, as in sets.py
+
+        self.extensions = IMG_EXTENSIONS
         self.unreadable: list[tuple[Path, str]] = []
 
     def __call__(self, path: str) -> bool:
-        if not has_file_allowed_extension(path, IMG_EXTENSIONS):
+        if not path.lower().endswith(self.extensions):
             return False
         reason = unreadable(path)
         if reason is not None:
