@@ -1,8 +1,10 @@
-"""Tiny data sets in the real on-disk formats, for any test: MNIST IDX files, CIFAR pickle batches, PNG folders.
+"""Tiny data sets in the real on-disk formats, for any test: MNIST IDX files, CIFAR pickle batches, PNG folders,
+JPEGs and damaged image files.
 
     images, labels = write_mnist(tmp_path)        # then DataConfig(name="mnist", root=tmp_path, download=False)
     write_cifar(tmp_path); accept_cifar_files(monkeypatch, tmp_path)
     write_imagefolder(tmp_path / "pets", {"cat": 4, "dog": 3})
+    write_jpeg(tmp_path / "pets" / "cat" / "4.jpg"); damage(tmp_path / "pets" / "dog" / "0.png", "half")
 
 Labels cycle through the classes (sample i has label i % classes), so every class is present; pixels are
 seeded random bytes, so augmentation always changes something.
@@ -97,3 +99,34 @@ def write_imagefolder(root: Path, counts: dict[str, int], size: tuple[int, int] 
         for i, pixels in enumerate(_pixels(count, (size[1], size[0], channels), seed + number)):
             Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode).save(root / name / f"{i}.png")
     return root
+
+
+def write_jpeg(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0) -> Path:
+    """A real JPEG of seeded random RGB pixels; size is (width, height)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_pixels(1, (size[1], size[0], 3), seed)[0]).save(path, quality=90)
+    return Path(path)
+
+
+DAMAGE = ("empty", "noise", "half", "scan")
+
+
+def damage(path: Path, how: str) -> Path:
+    """Make an image file unreadable in place: `empty` (0 bytes), `noise` (300 random bytes), `half` (its first
+    half: a truncated PNG or JPEG), or `scan` (a JPEG whose entropy-coded data holds markers where pixels should
+    be: its header and end marker are intact, so only decoding finds it)."""
+    path = Path(path)
+    data = path.read_bytes() if path.exists() else b""
+    if how == "empty":
+        data = b""
+    elif how == "noise":
+        data = np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8).tobytes()
+    elif how == "half":
+        data = data[: len(data) // 2]
+    elif how == "scan":
+        start = data.index(b"\xff\xda") + 20  # into the scan after its header
+        data = data[:start] + b"\xff\xc8" * 50 + data[start + 100:]
+    else:
+        raise ValueError(f"damage: {how!r} is not one of {DAMAGE}")
+    path.write_bytes(data)
+    return path

@@ -94,3 +94,34 @@ def test_stale_temporaries_are_removed(tmp_path):
     (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half")
     assert [p.name for p in remove_stale_temporaries(tmp_path)] == [".last.pt.abc123.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_flipped_bit_in_a_tensor_fails_the_archives_crc(tmp_path):
+    """torch.load does not check the CRC-32 of a tensor's zip member; load_checkpoint does. A file saved with
+    torch's CRCs turned off (they are then 0) still loads."""
+    weights = torch.arange(1000.0)
+    save_checkpoint({"model": {"w": weights}}, tmp_path / "last.pt")
+    data = bytearray((tmp_path / "last.pt").read_bytes())
+    middle = data.index(weights[500:502].numpy().tobytes())
+    data[middle] ^= 0x01
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    assert torch.load(tmp_path / "flipped.pt", weights_only=True)["model"]["w"][500] != 500  # loaded, wrong
+    with pytest.raises(ZooError, match=r"flipped.pt is damaged \(Bad CRC-32 for file 'archive/data/0': its bytes changed"):
+        load_checkpoint(tmp_path / "flipped.pt")
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save({"model": {"w": weights}}, tmp_path / "unchecked.pt")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert torch.equal(load_checkpoint(tmp_path / "unchecked.pt")["model"]["w"], weights)
+
+
+def test_a_text_file_is_damaged_not_refused_and_a_plain_pickle_prints_no_warning(tmp_path, recwarn):
+    (tmp_path / "notes.pt").write_text("These are my notes.\n")
+    with pytest.raises(ZooError, match=r"^\S*notes.pt is damaged or not a PyTorch checkpoint \(unpickling failed: "
+                                       r"Unsupported operand 84\); use another checkpoint$"):
+        load_checkpoint(tmp_path / "notes.pt")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=5))
+    with pytest.raises(ZooError, match="plain.pkl is damaged or not a PyTorch checkpoint"):
+        load_checkpoint(tmp_path / "plain.pkl")
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]

@@ -4,6 +4,9 @@ digits, xor and FakeData, the splits, and the loaders. No network: downloads are
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.error import URLError
 
 import numpy as np
@@ -13,11 +16,12 @@ import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import DistributedSampler
 
-from datafiles import CIFAR10_NAMES, accept_cifar_files, write_cifar, write_imagefolder, write_mnist
+from datafiles import CIFAR10_NAMES, accept_cifar_files, damage, write_cifar, write_imagefolder, write_jpeg, write_mnist
 from zoo.config import DataConfig
 from zoo.data import DataSplits, MemoryLoader, ShardSampler, TensorSet, build_datasets, build_loaders
 from zoo.errors import ZooError
 
+ROOT = Path(__file__).resolve().parents[1]
 MNIST_BLACK = (0 - 0.1307) / 0.3081  # a 0 pixel after MNIST's normalization
 
 
@@ -258,6 +262,71 @@ def test_imagefolder_missing_empty_or_imageless_fails_with_one_line_naming_it(tm
             build("imagefolder", root=root)
         assert "\n" not in str(error.value)
 
+
+
+def pets_with_unreadable_images(root: Path) -> list[Path]:
+    """pets/cat and pets/dog with 6 PNGs and a JPEG each, and 4 unreadable files among them (returned)."""
+    write_imagefolder(root, {"cat": 6, "dog": 6})
+    for name in ("cat", "dog"):
+        write_jpeg(root / name / "6.jpg")
+    return [damage(root / "cat" / "4.png", "noise"), damage(root / "cat" / "5.png", "empty"),
+            damage(root / "dog" / "0.png", "half"), damage(root / "dog" / "6.jpg", "half")]
+
+
+def test_imagefolder_skips_unreadable_images_with_one_warning_and_counts_them(tmp_path, capsys):
+    bad = pets_with_unreadable_images(tmp_path / "pets")
+    splits = build("imagefolder", in_channels=3, input_size=16, root=tmp_path / "pets", val_split=0.2, test_split=0.2)
+    assert sorted(splits.skipped) == sorted(bad)
+    samples = splits.train.base.samples
+    assert len(samples) == 10 and not {Path(path) for path, _ in samples} & set(bad)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 10
+    for split in (splits.train, splits.val, splits.test):
+        assert all(split[i][0].shape == (3, 16, 16) for i in range(len(split)))  # every kept file loads
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err == (f"warning: skipped 4 unreadable images in {tmp_path / 'pets'} (cat/4.png: cannot identify image "
+                   "file; cat/5.png: cannot identify image file; dog/0.png: Truncated File Read; and 1 more); "
+                   "remove or replace them\n")
+    clean = build("imagefolder", root=tmp_path / "pets", classes=(0,))  # the whole folder is scanned, dog's too
+    assert len(clean.skipped) == 4 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_class_folder_of_unreadable_images_only_is_one_line_naming_it(tmp_path, capsys):
+    write_imagefolder(tmp_path / "pets", {"cat": 3, "dog": 2})
+    for path in (tmp_path / "pets" / "dog").iterdir():
+        damage(path, "noise")
+    with pytest.raises(ZooError) as error:
+        build("imagefolder", root=tmp_path / "pets")
+    assert str(error.value) == (f"imagefolder: {tmp_path / 'pets'}: Found no valid file for the classes dog: "
+                                "2 unreadable image file(s), e.g. dog/0.png (cannot identify image file); "
+                                "replace them, or remove the class folder")
+    assert capsys.readouterr().err == ""  # the error says it all: no warning before it
+
+
+def test_an_image_that_fails_to_decode_after_the_scan_is_one_line_in_the_workers_too(tmp_path):
+    write_imagefolder(tmp_path / "pets", {"cat": 2, "dog": 2})
+    broken = damage(write_jpeg(tmp_path / "pets" / "dog" / "2.jpg"), "scan")  # header and end marker intact
+    splits = build("imagefolder", in_channels=3, input_size=16, root=tmp_path / "pets", val_split=0, test_split=0.2)
+    assert splits.skipped == ()
+    message = f"imagefolder: {broken} cannot be decoded (broken data stream when reading image file); remove or replace it"
+    for workers in (0, 1):
+        cfg = DataConfig(name="imagefolder", root=tmp_path / "pets", batch_size=8, workers=workers)
+        train, _, test = build_loaders(splits, cfg)
+        with pytest.raises(ZooError) as error:
+            list(train), list(test)
+        assert str(error.value) == message  # from a worker, torch wraps it in the worker's traceback: str drops that
+
+
+def test_zoo_train_skips_unreadable_images_and_finishes(tmp_path):
+    pets_with_unreadable_images(tmp_path / "pets")
+    sets = ["data.name=imagefolder", f"data.root={tmp_path / 'pets'}", "data.batch_size=4", "train.epochs=1",
+            f"train.output_dir={tmp_path / 'runs'}"]
+    result = subprocess.run([sys.executable, "-m", "zoo", "train", "--config", "configs/lenet5_digits.yaml",
+                             *(arg for item in sets for arg in ("--set", item))],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("warning: skipped 4 unreadable images in ") and "Traceback" not in result.stderr
+    assert list((tmp_path / "runs").glob("lenet5_imagefolder/*/checkpoints/best.pt"))
 
 # ---- missing data sets -------------------------------------------------------------------------
 

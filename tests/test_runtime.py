@@ -12,7 +12,8 @@ import torch
 from zoo.config import load_config
 from zoo.engine import _to
 from zoo.evaluation import evaluate_checkpoint
-from zoo.runtime import autocast, compiled, grad_scaler, memory_format, tune_backends
+from zoo.errors import ZooError
+from zoo.runtime import autocast, compiled, grad_scaler, memory_format, resolve_device, tune_backends
 from zoo.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,20 @@ def short_run(tmp_path: Path, *overrides: str):
     config = load_config(ROOT / "configs" / "lenet5_digits.yaml",
                          [f"train.output_dir={tmp_path}", "train.epochs=2", "train.max_steps_per_epoch=8", *overrides])
     return train(config, quiet=True)
+
+
+def test_device_auto_falls_back_to_the_cpu_silently_and_an_absent_device_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and capsys.readouterr() == ("", "")
+    for name in ("cuda", "cuda:7"):
+        with pytest.raises(ZooError, match=f"train.device is '{name}' but this machine has no CUDA device; use device: auto or cpu"):
+            resolve_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda")
+    with pytest.raises(ZooError, match=r"train.device is 'cuda:7' but there are 2 CUDA devices \(0 to 1\)"):
+        resolve_device("cuda:7")
 
 
 def test_on_the_cpu_precision_benchmark_and_compile_are_off(capsys):

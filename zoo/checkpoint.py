@@ -8,6 +8,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -76,18 +77,48 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ZooError(f"checkpoint {str(path)!r} not found; runs write runs/<name>/<time>/checkpoints/best.pt")
     if path.suffix == ".safetensors":
         return _load_safetensors(path, map_location)
+    damaged = f"{path} is damaged or not a PyTorch checkpoint"
+    if path.stat().st_size == 0:
+        raise ZooError(f"{damaged} (an empty file); use another checkpoint")
+    _check_crcs(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle of protocol 4 or 5 makes torch warn before it fails
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         unsafe = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(error))
-        reason = f"it needs the unsafe global {unsafe.group(1)}" if unsafe else _first_line(error)
-        raise ZooError(f"{path} was refused: {reason}; zoo loads weights only and never runs code from a file") from None
+        if unsafe:
+            raise ZooError(f"{path} was refused: it needs the unsafe global {unsafe.group(1)}; zoo loads weights only "
+                           "and never runs code from a file") from None
+        cause = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(error))  # the rest is advice on weights_only
+        raise ZooError(f"{damaged} (unpickling failed: {cause.group(1).strip() if cause else _first_line(error)}); "
+                       "use another checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
-        raise ZooError(f"{path} is damaged or not a PyTorch checkpoint ({_first_line(error)}); use another checkpoint") from None
+        raise ZooError(f"{damaged} ({_first_line(error)}); use another checkpoint") from None
+
+
+def _check_crcs(path: Path) -> None:
+    """torch.load reads a zip checkpoint's tensors without checking the CRC-32 the archive records for each, so a
+    flipped bit loads as a wrong weight: check them all (zipfile does at the end of each member; about 1 s a GB).
+    A member recorded with CRC 0 is not checked (torch.serialization.set_crc32_options(False) writes 0)."""
+    if not zipfile.is_zipfile(path):
+        return  # torch.load's legacy format, or no zip at all: torch.load says which
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.CRC != 0:
+                    with archive.open(member) as data:
+                        while data.read(1 << 24):
+                            pass
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        raise ZooError(f"{path} is damaged ({_first_line(error)}: its bytes changed after it was saved); "
+                       "use another checkpoint") from None
 
 
 def _first_line(error: Exception) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    """The first sentence of the first line: torch's own messages go on with advice for torch.load's callers."""
+    line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return re.split(r"(?<=[a-z])\. (?=[A-Z])", line, maxsplit=1)[0].rstrip(".")
 
 
 def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str, Any]:

@@ -266,6 +266,9 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key}: unknown {error['loc'][-1]} {error.get('input')!r}; choose one of {', '.join(choices)}{hint}"
     if kind == "missing":
         return f"{key}: required"
+    if kind == "model_type":  # a value where a section belongs; pydantic would name the class
+        keys = _fields_at((*loc, ""))
+        return f"{key}: must be a section of keys ({', '.join(keys[:4])}, ...), got {error.get('input')!r}"
     message = message.removeprefix("Value error, ")
     return f"{key}: {message[0].lower()}{message[1:]} (got {error.get('input')!r})" if "input" in error and kind != "value_error" else f"{key}: {message}"
 

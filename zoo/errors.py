@@ -1,8 +1,21 @@
-"""The one error type users see: the CLI turns it into a single line on stderr and exit code 2."""
+"""The errors users see: a ZooError becomes a single line on stderr and exit code 2; a RunStopped its own line and code."""
+
+WORKER_TRACEBACK = "\nOriginal Traceback"  # torch's DataLoader re-raises a worker's error with this around it
 
 
 class ZooError(Exception):
-    """A problem with what the user asked for (a name, a size, a file), with the fix in the message."""
+    """A problem with what the user asked for (a name, a size, a file), with the fix in the message.
+
+    Raised in a DataLoader worker, it comes back as ZooError("Caught ZooError in DataLoader worker process 0.
+    Original Traceback ...: zoo.errors.ZooError: <message>"); str() gives the message alone again.
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if WORKER_TRACEBACK in text:
+            last = text.rstrip().splitlines()[-1]
+            return last.removeprefix(f"{__name__}.{type(self).__name__}: ")
+        return text
 
 
 class RunStopped(Exception):

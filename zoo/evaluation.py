@@ -70,7 +70,11 @@ def load_model(state: dict[str, Any], config: Config, path: Path) -> nn.Module:
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
-        raise ZooError(f"{path} does not fit {config.model.name}: {str(error).splitlines()[1].strip()}") from None
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        trained = state.get("model_name")
+        fix = (f"it holds a {trained}: leave model.name as the checkpoint has it" if trained and trained != config.model.name
+               else "use the checkpoint with the config it was trained with")
+        raise ZooError(f"{path} does not fit {config.model.name} ({lines[0].rstrip('.') if lines else error}); {fix}") from None
     return model
 
 
@@ -79,8 +83,9 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     if split not in SPLITS:
         raise ZooError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     state = load_checkpoint(path)
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ZooError(f"{path} is not a zoo checkpoint (no model and config inside); use a runs/.../checkpoints/*.pt file")
+    if not isinstance(state, dict) or not {"model", "config", "num_classes", "normalization"} <= set(state):
+        raise ZooError(f"{path} is not a zoo checkpoint (no model, config, num_classes and normalization inside); "
+                       "use a runs/.../checkpoints/*.pt file")
     # Evaluating the training split measures the model, not the augmentation: turn it off.
     config = checkpoint_config(state, path, [*(overrides or []), *(["data.augment=false"] if split == "train" else [])])
     device = resolve_device(config.train.device)

@@ -17,6 +17,10 @@ def create_run_dir(output_dir: Path, run_name: str) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        blocking = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ZooError(f"cannot create {parent}: {blocking} is a file, not a folder; set train.output_dir to a "
+                           "folder, or move the file") from None
         raise ZooError(f"cannot create {parent} ({error.strerror}); set train.output_dir to a writable folder") from None
     for suffix in ["", *(f"-{i}" for i in range(1, 1000))]:
         candidate = parent / f"{stamp}{suffix}"

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
+from zoo.data.images import ImageCheck, open_rgb, warn_skipped
 from zoo.data.memory import MemorySource, base_tensors
 from zoo.data.splits import DataSplits, Selection, TensorSet, select
 from zoo.data.transforms import STATS, augmentation, fit, image_transforms, normalization
@@ -79,10 +81,12 @@ def _torchvision(cfg: DataConfig, spec: TorchvisionSet) -> tuple[dict[str, Datas
     return bases, list(bases["train"].classes)
 
 
-def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str]]:
+def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str], list[Path]]:
     """root/train, root/val, root/test where they exist (a missing val or test is held out of train),
-    otherwise root itself as the one folder to split."""
+    otherwise root itself as the one folder to split. Unreadable images are left out, with one warning;
+    they are returned third."""
     from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     root = cfg.root
     if not root.is_dir():
@@ -93,23 +97,34 @@ def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str]]
                        f"{IMAGEFOLDER_LAYOUT}")
     dirs.setdefault("train", root)
     bases: dict[str, Dataset | None] = {}
+    check = ImageCheck()
     for split, folder in dirs.items():
         try:
-            bases[split] = ImageFolder(str(folder))
-        except FileNotFoundError as error:  # no class folders, or a class folder without images
+            base = bases[split] = ImageFolder(str(folder), loader=open_rgb, is_valid_file=check, allow_empty=True)
+        except FileNotFoundError as error:  # no class folders
             raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") from None
+        empty = sorted(set(base.classes) - {base.classes[target] for target in base.targets})
+        if empty:
+            missing = f"imagefolder: {folder}: Found no valid file for the classes {', '.join(empty)}"
+            bad = [(path, why) for path, why in check.unreadable if path.relative_to(folder).parts[0] in empty]
+            if bad:
+                raise ZooError(f"{missing}: {len(bad)} unreadable image file(s), e.g. {bad[0][0].relative_to(folder)} "
+                               f"({bad[0][1]}); replace them, or remove the class folder")
+            raise ZooError(f"{missing}. Supported extensions are: {', '.join(IMG_EXTENSIONS)}; put {IMAGEFOLDER_LAYOUT} there")
     names = bases["train"].classes
     for split, base in bases.items():
         if base.classes != names:
             raise ZooError(f"imagefolder: {dirs[split]} has classes {base.classes} but {dirs['train']} has "
                            f"{names}; give every split the same class folders")
-    return bases, names
+    warn_skipped(root, check.unreadable)
+    return bases, names, [path for path, _ in check.unreadable]
 
 
 def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
     """The file-based sets, read by torchvision and transformed per sample (in DataLoader workers)."""
+    skipped: list[Path] = []
     if cfg.name == "imagefolder":
-        bases, names = _imagefolder(cfg)
+        bases, names, skipped = _imagefolder(cfg)
         channels, size = 3, None  # torchvision opens every image as RGB, at its own size
     else:
         spec = TORCHVISION[cfg.name]
@@ -123,7 +138,7 @@ def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
     if cfg.name in TORCHVISION:
         tensors = {id(base): base_tensors(base) for base in bases.values() if base is not None}
         memory = _memory(selection, lambda base: tensors[id(base)], steps)
-    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory)
+    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory, tuple(skipped))
 
 
 def _memory(selection: Selection, tensors: Callable[[Dataset], tuple[torch.Tensor, torch.Tensor]], steps: list) -> MemorySource:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,6 +35,7 @@ class DataSplits:
     in_channels: int  # xor: its 2 features, with input_size 1
     input_size: int
     memory: MemorySource | None = None  # the same splits for the in-memory path (data.loader), where it applies
+    skipped: tuple[Path, ...] = ()  # image files left out as unreadable (ImageFolder), already warned about
 
     @property
     def num_classes(self) -> int:

@@ -1,0 +1,302 @@
+"""The bad-input cases of docs/reliability.md ("Bad input"), and the runner that puts each through the real CLI.
+
+Each case is a `zoo` command line, the files it needs (made by `setup` in the case's own empty folder, which is
+also the working directory, so relative paths such as the default train.output_dir `runs` land there), and a
+fragment of the one line it must print. tests/test_bad_input.py runs them all; scripts/bad_input_table.py
+prints the table the docs hold.
+
+`run_zoo` runs `zoo.cli.run` (the `zoo` console script's and `python -m zoo`'s entry point) in a fresh process,
+forked from a server that imported torch and zoo once, so a case costs its own work and not the 3 to 4 s of
+starting Python and importing torch: `sys.argv`, the working directory, stdout, stderr (file descriptors 1 and
+2) and the exit code are the child's own, and an uncaught exception prints its traceback and exits 1, as in
+`python -m zoo`. test_bad_input.py checks once that the two agree.
+
+    python scripts/bad_input_table.py    # the table, to paste into docs/reliability.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import shlex
+import struct
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from datafiles import damage, write_imagefolder
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "configs/lenet5_digits.yaml"  # the case folder links configs/ to the repository's
+CHECKPOINT = "lenet5.pt"  # a real checkpoint (module fixture), copied into the folders of the cases that use it
+PRELOAD = ["zoo.cli", "zoo.models", "zoo.trainer", "zoo.evaluation", "zoo.finetune", "zoo.data", "torchvision",
+           "sklearn.datasets", "safetensors.torch", "tqdm"]  # what the commands import lazily
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _child(args: list[str], cwd: str, out: str, err: str, path: list[str]) -> None:
+    sys.path[:] = path  # absolute: imports after the chdir still find this checkout's zoo
+    os.chdir(cwd)
+    for fd, name in ((1, out), (2, err)):
+        handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(handle, fd)
+        os.close(handle)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
+    sys.argv = ["zoo", *args]
+    from zoo.cli import run
+
+    run()
+
+
+def run_zoo(args: list[str], cwd: Path) -> Result:
+    """`zoo *args` in `cwd` (see the module docstring); stdout and stderr go to files outside `cwd`."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    path = [os.path.abspath(entry) for entry in sys.path]
+    with tempfile.TemporaryDirectory(prefix="zoo-bad-input-") as streams:
+        out, err = os.path.join(streams, "stdout"), os.path.join(streams, "stderr")
+        process = context.Process(target=_child, args=(list(args), str(cwd), out, err, path))
+        process.start()
+        process.join(300)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+        return Result(process.exitcode, Path(out).read_text(), Path(err).read_text())
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # the table's first column: what is wrong
+    args: tuple[str, ...]  # after `zoo`, run in the case's folder
+    message: str  # a fragment of the one line on stderr
+    setup: Callable[[Path, Path], None] | None = None  # (case folder, the real checkpoint) -> files the case needs
+    given: str = ""  # what setup made, for the table
+    skip: Callable[[], str | None] = field(default=lambda: None)  # why it cannot be run on this machine, or None
+
+    def prepare(self, work: Path, checkpoint: Path) -> None:
+        """The case's folder as the command finds it: configs/ (linked) and what setup makes."""
+        link_configs(work)
+        if self.setup is not None:
+            self.setup(work, checkpoint)
+
+    def row(self, line: str) -> str:
+        """The table's row, with `line` (what the command printed) as its message."""
+        given = f" ({self.given})" if self.given else ""
+        return f"| {self.name}{given} | {_code('zoo ' + shlex.join(self.args))} | {_code(line)} |"
+
+
+HEADER = "| case | command (in a folder holding what the case names) | message, as printed on stderr |\n|---|---|---|"
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def link_configs(work: Path) -> None:
+    """work/configs is the repository's: commands name configs/lenet5_digits.yaml as a user in the repository would."""
+    (work / "configs").symlink_to(ROOT / "configs")
+
+
+def make_checkpoint(work: Path) -> Path:
+    """A real lenet5 checkpoint: `zoo train` on digits for 2 steps, in `work` (made here)."""
+    work.mkdir(parents=True, exist_ok=True)
+    link_configs(work)
+    result = run_zoo(train("train.epochs=1", "train.max_steps_per_epoch=2"), work)
+    if result.returncode != 0:
+        raise RuntimeError(f"the source checkpoint's training failed:\n{result.stderr}")
+    (best,) = work.glob("runs/lenet5_digits/*/checkpoints/best.pt")
+    return best
+
+
+def train(*sets: str, command: str = "train", config: str = CONFIG) -> tuple[str, ...]:
+    return (command, "--config", config, *(arg for item in sets for arg in ("--set", item)))
+
+
+def finetune(source: str, *sets: str) -> tuple[str, ...]:
+    return train(f"finetune.source={source}", *sets, command="finetune")
+
+
+# ---- setups: they write in the case folder, before its snapshot ---------------------------------
+
+def photos(counts: dict[str, int]) -> Callable[[Path, Path], None]:
+    def setup(work: Path, checkpoint: Path) -> None:
+        (work / "photos").mkdir()
+        write_imagefolder(work / "photos", counts, size=(12, 10))  # a count of 0: an empty class folder
+
+    return setup
+
+
+def unreadable_class(work: Path, checkpoint: Path) -> None:
+    photos({"cat": 2, "dog": 2})(work, checkpoint)
+    for path in (work / "photos" / "dog").iterdir():
+        damage(path, "noise")
+
+
+def copy_of(transform: Callable[[bytes], bytes], name: str = CHECKPOINT) -> Callable[[Path, Path], None]:
+    def setup(work: Path, checkpoint: Path) -> None:
+        (work / name).write_bytes(transform(checkpoint.read_bytes()))
+
+    return setup
+
+
+def flipped(data: bytes) -> bytes:
+    """16 bytes inverted in the middle of the first weight tensor (the zip member data/0), which torch.load reads
+    without checking the CRC-32 the archive records for it."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        member = next(info for info in archive.infolist() if info.filename.endswith("/data/0"))
+    name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)  # the local header's
+    middle = member.header_offset + 30 + name_length + extra_length + member.file_size // 2
+    return data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 16]) + data[middle + 16:]
+
+
+def saved(make: Callable[[Path], object], name: str) -> Callable[[Path, Path], None]:
+    """torch.save(make(checkpoint)) into name (a .safetensors name: safetensors' save_file)."""
+    def setup(work: Path, checkpoint: Path) -> None:
+        value = make(checkpoint)
+        if name.endswith(".safetensors"):
+            from safetensors.torch import save_file
+
+            save_file(value, work / name)
+        else:
+            torch.save(value, work / name)
+
+    return setup
+
+
+def lenet5_weights(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, weights_only=True)["model"]
+
+
+def code_in_pickle(checkpoint: Path) -> dict:
+    return {"model": lenet5_weights(checkpoint), "args": argparse.Namespace(lr=0.1)}  # as old training scripts saved
+
+
+def text_file(name: str, text: str) -> Callable[[Path, Path], None]:
+    def setup(work: Path, checkpoint: Path) -> None:
+        (work / name).write_text(text)
+
+    return setup
+
+
+def with_checkpoint(*more: Callable[[Path, Path], None]) -> Callable[[Path, Path], None]:
+    def setup(work: Path, checkpoint: Path) -> None:
+        (work / CHECKPOINT).write_bytes(checkpoint.read_bytes())
+        for step in more:
+            step(work, checkpoint)
+
+    return setup
+
+
+def no_cuda() -> str | None:
+    return "this machine has CUDA" if torch.cuda.is_available() else None
+
+
+def no_mps() -> str | None:
+    return "this machine has MPS" if torch.backends.mps.is_available() else None
+
+
+def no_proc() -> str | None:
+    return None if Path("/proc/self").is_dir() else "no /proc here"
+
+
+CASES = [
+    # -- the config: keys, types, values, names --
+    Case("unknown key, misspelled", train("optimizer.momentun=0.8"),
+         "optimizer.momentun: unknown key; did you mean optimizer.momentum?"),
+    Case("unknown section, misspelled", train("optimiser.lr=0.01"), "optimiser: unknown key; did you mean optimizer?"),
+    Case("misspelled key in the YAML file", train(config="typo.yaml"), "traing: unknown key; did you mean train?",
+         text_file("typo.yaml", "model: {name: lenet5}\ndata: {name: digits}\ntraing: {epochs: 3}\n"),
+         "typo.yaml has a section traing:"),
+    Case("wrong type: text for a number", train("data.batch_size=many"), "data.batch_size: input should be a valid integer"),
+    Case("wrong type: not true or false", train("data.augment=maybe"), "data.augment: input should be a valid boolean"),
+    Case("wrong type: a value for a section", train("optimizer=0.01"), "optimizer: must be a section of keys (name, lr,"),
+    Case("zero learning rate", train("optimizer.lr=0"), "optimizer.lr: input should be greater than 0 (got 0)"),
+    Case("negative learning rate, 1e-3 style", train("optimizer.lr=-1e-3"), "optimizer.lr: input should be greater than 0"),
+    Case("zero batch size", train("data.batch_size=0"), "data.batch_size: input should be greater than 0"),
+    Case("negative epochs", train("train.epochs=-5"), "train.epochs: input should be greater than 0"),
+    Case("unknown model", train("model.name=resnet19"), "model.name: unknown model 'resnet19'; did you mean resnet18"),
+    Case("unknown model argument", train("model.depth=3"), "lenet5 takes no argument 'depth'"),
+    Case("unknown data set", train("data.name=cifar"), "data.name: unknown name 'cifar'; choose one of"),
+    Case("unknown optimizer", train("optimizer.name=adma"), "optimizer.name: unknown name 'adma'; choose one of"),
+    Case("unknown scheduler", train("scheduler.name=cosin"), "did you mean cosine?"),
+    Case("unknown init", train("init=kaiming"), "init: unknown init 'kaiming'; choose one of default"),
+    Case("unknown device", train("train.device=gpu"), "train.device: must be auto, cpu, cuda, cuda:N or mps"),
+    Case("--set without a value", train("optimizer.lr"), "--set 'optimizer.lr': write key.path=value"),
+    Case("config file not found", train(config="configs/lenet5.yaml"), "config file 'configs/lenet5.yaml' not found"),
+    Case("config file not YAML", train(config="broken.yaml"), "broken.yaml: not valid YAML at line 3",
+         text_file("broken.yaml", "model: {name: lenet5}\ndata: [digits\n"), "broken.yaml has an unclosed ["),
+    # -- the data --
+    Case("missing data directory", train("data.name=imagefolder", "data.root=photos"), "imagefolder: photos not found"),
+    Case("missing data set files, offline", train("data.name=mnist", "data.download=false"),
+         "MNIST not found under data/MNIST/raw"),
+    Case("empty ImageFolder", train("data.name=imagefolder", "data.root=photos"), "Couldn't find any class folder in photos",
+         photos({}), "photos/ is empty"),
+    Case("a class folder with no images", train("data.name=imagefolder", "data.root=photos"),
+         "Found no valid file for the classes dog. Supported extensions are", photos({"cat": 2, "dog": 0}),
+         "photos/dog/ is empty"),
+    Case("a class folder whose images are all unreadable", train("data.name=imagefolder", "data.root=photos"),
+         "Found no valid file for the classes dog: 2 unreadable image file(s)", unreadable_class,
+         "photos/dog/ holds two PNGs of random bytes"),
+    Case("class index out of range", train("data.classes=[0,12]"), "data.classes: 12 is not a class index of digits"),
+    Case("input too small for the model", train("model.name=alexnet", "data.name=synthetic", "data.input_size=32"),
+         "alexnet needs inputs of at least 67x67, got 32x32"),
+    Case("more classes than the model's head", train("model.num_classes=5"), "model.num_classes is 5 but digits has 10 classes"),
+    # -- where it runs, where it writes --
+    Case("cuda on a machine without it", train("train.device=cuda"),
+         "train.device is 'cuda' but this machine has no CUDA device; use device: auto or cpu", skip=no_cuda),
+    Case("mps on a machine without it", train("train.device=mps"), "train.device is 'mps' but MPS is not available here",
+         skip=no_mps),
+    Case("output dir is a file", train("train.output_dir=runs"), "cannot create runs/lenet5_digits: runs is a file, not a folder",
+         text_file("runs", "notes\n"), "runs is a file"),
+    Case("output dir not writable", train("train.output_dir=/proc/zoo-runs"), "cannot create /proc/zoo-runs/lenet5_digits",
+         given="procfs: not even root may create a folder there", skip=no_proc),
+    # -- checkpoints --
+    Case("checkpoint not found", ("evaluate", CHECKPOINT), f"checkpoint '{CHECKPOINT}' not found"),
+    Case("empty checkpoint", ("evaluate", CHECKPOINT), f"{CHECKPOINT} is damaged or not a PyTorch checkpoint (an empty file)",
+         copy_of(lambda data: b""), "0 bytes"),
+    Case("truncated checkpoint", ("evaluate", CHECKPOINT), f"{CHECKPOINT} is damaged or not a PyTorch checkpoint",
+         copy_of(lambda data: data[: len(data) // 2]), "the first half of a real one"),
+    Case("bit-flipped checkpoint", ("evaluate", CHECKPOINT), f"{CHECKPOINT} is damaged (Bad CRC-32", copy_of(flipped),
+         "16 bytes inverted in its first weight tensor"),
+    Case("foreign file: text", ("evaluate", "notes.pt"), "notes.pt is damaged or not a PyTorch checkpoint",
+         text_file("notes.pt", "These are my notes, not weights.\n"), "notes.pt holds a line of text"),
+    Case("foreign file: a pickle that is not a checkpoint", ("evaluate", "plain.pt"), "plain.pt is not a zoo checkpoint",
+         saved(lambda checkpoint: {"epoch": 3, "loss": 0.25}, "plain.pt"), "torch.save of a dict of numbers"),
+    Case("foreign file: weights and config but nothing else", ("evaluate", "bare.pt"), "bare.pt is not a zoo checkpoint",
+         saved(lambda checkpoint: {key: torch.load(checkpoint, weights_only=True)[key] for key in ("model", "config")}, "bare.pt"),
+         "no num_classes, no normalization"),
+    Case("foreign file: a pickle that would run code", ("evaluate", "old.pt"),
+         "old.pt was refused: it needs the unsafe global argparse.Namespace", saved(code_in_pickle, "old.pt"),
+         "weights saved with the training script's argparse.Namespace"),
+    Case("foreign file: safetensors of other keys", finetune("other.safetensors"), "does not fit lenet5",
+         saved(lambda checkpoint: {"encoder.weight": torch.zeros(2, 2)}, "other.safetensors"), "one tensor, encoder.weight"),
+    Case("damaged safetensors", finetune("weights.safetensors"), "weights.safetensors is damaged or not a safetensors file",
+         text_file("weights.safetensors", "not really\n"), "a line of text"),
+    Case("checkpoint of another architecture: fine-tune", finetune(CHECKPOINT, "model.name=mnist_cnn"),
+         f"finetune.source {CHECKPOINT} holds a lenet5, not a mnist_cnn", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("state_dict of another architecture: fine-tune", finetune("lenet5.pth", "model.name=mnist_cnn"),
+         "state_dict lenet5.pth does not fit mnist_cnn", saved(lenet5_weights, "lenet5.pth"), "lenet5's state_dict"),
+    Case("checkpoint of another architecture: evaluate", ("evaluate", CHECKPOINT, "--set", "model.name=mnist_cnn"),
+         f"{CHECKPOINT} does not fit mnist_cnn", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("class count that does not fit the checkpoint", ("evaluate", CHECKPOINT, "--data", "imagefolder", "--data-root", "photos"),
+         f"imagefolder has 11 classes but {CHECKPOINT} predicts 10", with_checkpoint(photos({f"c{i:02}": 1 for i in range(11)})),
+         "a 10-class checkpoint; photos/ has 11 class folders"),
+    Case("unknown split", ("evaluate", CHECKPOINT, "--split", "validation"), "unknown split 'validation'", with_checkpoint()),
+    Case("fine-tune without a finetune section", train(command="finetune"), "has no finetune section"),
+    Case("fine-tune: freeze up to a module that does not exist", finetune(CHECKPOINT, "finetune.freeze=until:layer9"),
+         "finetune.freeze: lenet5 has no module 'layer9'", with_checkpoint(), "a lenet5 checkpoint"),
+]
