@@ -296,6 +296,18 @@ CASES = [
          f"imagefolder has 11 classes but {CHECKPOINT} predicts 10", with_checkpoint(photos({f"c{i:02}": 1 for i in range(11)})),
          "a 10-class checkpoint; photos/ has 11 class folders"),
     Case("unknown split", ("evaluate", CHECKPOINT, "--split", "validation"), "unknown split 'validation'", with_checkpoint()),
+    # -- resuming --
+    Case("resume: nothing there", ("train", "--resume", "runs/lenet5_digits/20260101-000000"),
+         "--resume 'runs/lenet5_digits/20260101-000000' not found"),
+    Case("resume: a checkpoint without training state", ("train", "--resume", "bare.pt"), "bare.pt cannot be resumed: it holds no training state",
+         saved(lambda checkpoint: {key: torch.load(checkpoint, weights_only=True)[key] for key in ("model", "config")}, "bare.pt"),
+         "weights and config only"),
+    Case("resume: a changed config", ("train", "--resume", CHECKPOINT, "--set", "optimizer.lr=0.01"),
+         "the config differs from the checkpoint's: optimizer.lr: 0.05 -> 0.01", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("--allow-config-change without --resume", (*train(), "--allow-config-change"),
+         "--allow-config-change goes with --resume; remove it"),
+    Case("train with neither a config nor --resume", ("train",), "give a config (zoo train --config"),
+    # -- fine-tuning --
     Case("fine-tune without a finetune section", train(command="finetune"), "has no finetune section"),
     Case("fine-tune: freeze up to a module that does not exist", finetune(CHECKPOINT, "finetune.freeze=until:layer9"),
          "finetune.freeze: lenet5 has no module 'layer9'", with_checkpoint(), "a lenet5 checkpoint"),

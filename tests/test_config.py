@@ -141,7 +141,7 @@ def test_config_show_prints_the_resolved_config():
     assert result.returncode == 0, result.stderr
     shown = yaml.safe_load(result.stdout)
     assert shown["train"]["epochs"] == 2 and shown["model"]["name"] == "lenet5"
-    assert shown["optimizer"]["weight_decay"] == 0.0  # defaults are shown too
+    assert shown["optimizer"]["nesterov"] is False and shown["scheduler"]["min_lr"] == 0.0  # defaults are shown too
 
 
 def test_config_validate_exit_codes(tmp_path):

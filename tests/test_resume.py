@@ -141,7 +141,7 @@ def test_resume_targets_that_cannot_be_resumed(tmp_path):
         prepare_resume(tmp_path)
     weights = tmp_path / "weights.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, weights)
-    with pytest.raises(ZooError, match="cannot be resumed: it has no config, model"):
+    with pytest.raises(ZooError, match="cannot be resumed: it holds no training state"):
         prepare_resume(weights)
 
 

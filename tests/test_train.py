@@ -50,13 +50,14 @@ def test_run_directory_layout(digits_run):
 
 def test_checkpoint_holds_everything_to_resume_and_evaluate(digits_run):
     state = load_checkpoint(digits_run.run_dir / "checkpoints" / "last.pt")
-    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "best_metric", "config", "classes",
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "progress", "ranks", "config", "classes",
             "normalization", "zoo_version", "torch_version"} <= set(state)
-    assert state["epoch"] == 20 and state["classes"] == [str(d) for d in range(10)]
+    assert state["epoch"] == 20 and state["batch"] == 0 and state["classes"] == [str(d) for d in range(10)]
     assert state["normalization"]["input_size"] == 32 and state["normalization"]["in_channels"] == 1
+    assert {"rng", "loader", "meter"} <= set(state["ranks"][0]) and state["ranks"][0]["meter"] is None  # between epochs
     best = load_checkpoint(digits_run.run_dir / "checkpoints" / "best.pt")
-    assert best["epoch"] == digits_run.metrics["best_epoch"]
-    assert best["best_metric"] == pytest.approx(digits_run.metrics["val"]["accuracy"])
+    assert best["epoch"] == digits_run.metrics["best_epoch"] == best["progress"]["best_epoch"]
+    assert best["progress"]["best_accuracy"] == pytest.approx(digits_run.metrics["val"]["accuracy"])
 
 
 def test_tensorboard_reader_finds_scalars_histograms_and_the_confusion_image(digits_run):
@@ -126,28 +127,6 @@ def test_xor_vanishing_gradients_and_the_relu_fix(seed, tmp_path):
     assert relu_accuracy == 1.0
     assert sigmoid_first / sigmoid_last < 0.01
     assert relu_first / relu_last > 0.1
-
-
-def _zoo(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["data.name=mnist", "data.download=false"], "MNIST not found"),
-    (["train.device=cuda"], "train.device is 'cuda' but this machine has no CUDA device; use device: auto or cpu"),
-    (["optimizer.lr=-1"], "optimizer.lr: input should be greater than 0"),
-    (["model.name=alexnet", "data.name=synthetic", "data.input_size=32"], "alexnet needs inputs of at least 67x67, got 32x32"),
-])
-def test_train_refuses_bad_input_before_writing_anything(tmp_path, overrides, message):
-    if "cuda" in message and torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")  # the message is for CPU-only machines
-    out = tmp_path / "runs"
-    sets = [arg for o in [*overrides, f"train.output_dir={out}", f"data.root={tmp_path / 'data'}"] for arg in ("--set", o)]
-    result = _zoo("train", "--config", "configs/lenet5_digits.yaml", *sets)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in result.stderr
-    assert not out.exists()
 
 
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))

@@ -10,6 +10,7 @@ at the same steps, so they all stop after the same one.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -48,7 +49,8 @@ class Guard:
         self.interval = 1 if device.type == "cpu" and not distributed else CHECK_INTERVAL
         self.signal: int | None = None
         self.saving = False
-        self.first_bad = torch.full((), _NO_STEP, dtype=torch.int64, device=device)
+        self.first_bad = torch.full((), _NO_STEP, dtype=torch.int64, device=device)  # on a GPU
+        self.first_bad_step = _NO_STEP  # on the CPU
         self._group = None
         if distributed:
             import torch.distributed as dist
@@ -96,6 +98,10 @@ class Guard:
     # -- the loss -----------------------------------------------------------------------------------------
     def watch(self, loss: Tensor, step: int) -> None:
         """Record `step` if `loss` is the first non-finite one; no waiting for the device."""
+        if self.device.type == "cpu":  # reading a CPU tensor costs nothing: one check instead of three ops
+            if self.first_bad_step == _NO_STEP and not math.isfinite(loss.item()):
+                self.first_bad_step = step
+            return
         bad = ~torch.isfinite(loss.detach())
         self.first_bad = torch.where(bad & (self.first_bad == _NO_STEP), step, self.first_bad)
 
@@ -103,7 +109,7 @@ class Guard:
         """Every `interval` steps (or when forced: before a save), whether to stop, agreed over ranks."""
         if not force and step % self.interval:
             return None
-        first_bad = int(self.first_bad)
+        first_bad = self.first_bad_step if self.device.type == "cpu" else int(self.first_bad)
         requested = self.signal or 0
         if self.distributed:
             import torch.distributed as dist

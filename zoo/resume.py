@@ -92,10 +92,9 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
     which may differ from it only with `allow_config_change`."""
     checkpoint = find_checkpoint(target)
     state = load_checkpoint(checkpoint)
-    missing = [key for key in ("config", "model", *RESUME_KEYS) if key not in state]
-    if missing:
-        raise ZooError(f"{checkpoint} cannot be resumed: it has no {', '.join(missing)} (weights only, or from an "
-                       "older zoo); use it as finetune.source instead")
+    if not all(key in state for key in ("config", "model", *RESUME_KEYS)):
+        raise ZooError(f"{checkpoint} cannot be resumed: it holds no training state (optimizer, position, random "
+                       "state), only weights; fine-tune from it instead (finetune.source)")
     stored = validate_config(state["config"], f"{checkpoint} (config)")
     if config_path is not None:
         requested = _inherit_normalization(load_config(config_path, overrides), stored)

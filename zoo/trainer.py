@@ -260,6 +260,7 @@ def _train(config: Config, job: Job, quiet: bool, resume: Resume | None) -> RunR
         metrics = {
             "model": config.model.name,
             "data": config.data.name,
+            "skipped_images": len(splits.skipped),  # unreadable files left out of an ImageFolder
             "best_epoch": progress.best_epoch,
             "epochs_run": progress.epochs_run,
             "val": progress.best_val,

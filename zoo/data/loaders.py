@@ -63,11 +63,10 @@ def load_loader_state(loader: DataLoader | MemoryLoader, state: dict[str, Any]) 
         loader.load_state_dict(state)
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """Workers leave Ctrl-C and SIGTERM to the main process, which finishes its step, saves and stops them;
-    a worker that died of the signal would break the loader under the step being finished."""
+def ignore_interrupts(worker_id: int) -> None:
+    """Ctrl-C reaches every process of the terminal's group: workers leave it to the main process, which
+    finishes its step, saves and then stops them. (SIGTERM stays: the loader's own shutdown may need it.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distributed: bool = False,
@@ -86,7 +85,7 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
         return memory_loaders(splits, cfg, seed=seed, distributed=distributed, device=device)
     workers = default_workers(cfg)
     common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
-                                  worker_init_fn=ignore_stop_signals if workers > 0 else None)
+                                  worker_init_fn=ignore_interrupts if workers > 0 else None)
     rank, world_size = _place(distributed)
     sampler = TrainSampler(splits.train, world_size, rank, seed=seed)
     per_rank = len(sampler)
