@@ -45,6 +45,7 @@ from zoo.config import DataConfig  # noqa: E402
 from zoo.data import MemoryLoader, build_datasets, build_loaders  # noqa: E402
 from zoo.data.memory import Pipeline  # noqa: E402
 from zoo.engine import StepContext, train_epoch  # noqa: E402
+from zoo.guard import Guard  # noqa: E402
 from zoo.registry import create_model  # noqa: E402
 from zoo.runtime import autocast, grad_scaler, memory_format  # noqa: E402
 from zoo.summary import summarize  # noqa: E402
@@ -99,7 +100,8 @@ class Setup:
         model, optimizer = self._restart()
         ctx = StepContext(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
                           grad_scaler(self.device, self.precision), nn.CrossEntropyLoss(), self.device, self.precision,
-                          max_steps=self.steps, log_interval=10**9, memory_format=self.layout)
+                          max_steps=self.steps, log_interval=10**9, memory_format=self.layout,
+                          guard=Guard(self.device))  # as zoo train runs it: the loss checked every step
 
         def run() -> float:
             model.load_state_dict(self.start_weights)

@@ -23,13 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = 41  # digits: 1,294 training images in batches of 32
 
 
-def _config(out: Path, loader: str, *extra: str):
+CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
+
+
+def _overrides(out: Path, loader: str, *extra: str) -> list[str]:
     """LeNet-5 on digits with everything that draws random numbers or keeps state: augmentation, momentum,
     a warmup-then-cosine schedule, label smoothing, early-stopping counters. 3 epochs of 41 steps."""
-    return load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        f"train.output_dir={out}", "train.epochs=3", "train.deterministic=true", f"data.loader={loader}",
-        "data.augment=true", "data.crop_padding=2", "scheduler.warmup_epochs=0.5", "loss.label_smoothing=0.1",
-        "train.early_stopping={metric: val_loss, patience: 5}", *extra])
+    return [f"train.output_dir={out}", "train.epochs=3", "train.deterministic=true", f"data.loader={loader}",
+            "data.augment=true", "data.crop_padding=2", "scheduler.warmup_epochs=0.5", "loss.label_smoothing=0.1",
+            "train.early_stopping={metric: val_loss, patience: 5}", *extra]
+
+
+def _config(out: Path, loader: str, *extra: str):
+    return load_config(CONFIG, _overrides(out, loader, *extra))
 
 
 def _signal_at_step(monkeypatch, step: int, number: int = signal.SIGINT) -> None:
@@ -126,7 +132,11 @@ def test_resume_mid_epoch_from_a_step_checkpoint_is_bit_exact(uninterrupted, tmp
 
 
 def test_a_changed_config_is_refused_unless_allowed(uninterrupted, tmp_path):
-    _, whole = uninterrupted
+    loader, whole = uninterrupted
+    out = whole.run_dir.parent.parent
+    assert prepare_resume(whole.run_dir, CONFIG, _overrides(out, loader)).changes == []  # the same file and --set
+    with pytest.raises(ZooError, match=r"the config differs from the checkpoint's: data.crop_padding: 2 -> 4; "):
+        prepare_resume(whole.run_dir, CONFIG, _overrides(out, loader, "data.crop_padding=4"))
     with pytest.raises(ZooError, match=r"the config differs from the checkpoint's: optimizer.lr: 0.05 -> 0.01; "
                                        r"train.epochs: 3 -> 4; resume with the same config, or add --allow-config-change"):
         prepare_resume(whole.run_dir, overrides=["optimizer.lr=0.01", "train.epochs=4"])

@@ -201,6 +201,14 @@ class Config(Section):
     def run_name(self) -> str:
         return self.train.run_name or f"{self.model.name}_{self.data.name}"
 
+    def with_normalization(self, mean: Any, std: Any) -> Config:
+        """This config normalizing with `mean` and `std` (a checkpoint's, a weights source's), unless it sets its
+        own or normalizes nothing: trained weights expect the statistics they were trained with."""
+        if not self.data.normalize or self.data.mean is not None or mean is None:
+            return self
+        data = self.data.model_copy(update={"mean": tuple(mean), "std": tuple(std)})
+        return self.model_copy(update={"data": data})
+
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe values (paths as text), for config.yaml and checkpoints."""
         return self.model_dump(mode="json")

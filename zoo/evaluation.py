@@ -56,12 +56,9 @@ class EvaluationReport:
 
 def checkpoint_config(state: dict[str, Any], path: Path, overrides: list[str]) -> Config:
     """The run's config with the caller's overrides, normalized exactly as the model was trained."""
-    raw = apply_overrides(dict(state["config"]), overrides)
+    config = validate_config(apply_overrides(dict(state["config"]), overrides), f"{path} (config)")
     normalization = state.get("normalization") or {}
-    data = raw.setdefault("data", {})
-    if data.get("normalize", True) and data.get("mean") is None and "mean" in normalization:
-        data["mean"], data["std"] = normalization["mean"], normalization["std"]
-    return validate_config(raw, f"{path} (config)")
+    return config.with_normalization(normalization.get("mean"), normalization.get("std"))
 
 
 def load_model(state: dict[str, Any], config: Config, path: Path) -> nn.Module:

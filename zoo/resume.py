@@ -97,7 +97,8 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
                        "state), only weights; fine-tune from it instead (finetune.source)")
     stored = validate_config(state["config"], f"{checkpoint} (config)")
     if config_path is not None:
-        requested = _inherit_normalization(load_config(config_path, overrides), stored)
+        # A fine-tuning run stored its source's mean and std in its config: a file that sets none means those.
+        requested = load_config(config_path, overrides).with_normalization(stored.data.mean, stored.data.std)
     else:
         requested = validate_config(apply_overrides(stored.to_dict(), overrides or []), "--set")
     changes = config_changes(stored, requested)
@@ -105,14 +106,6 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
         raise ZooError(f"the config differs from the checkpoint's: {'; '.join(changes)}; "
                        "resume with the same config, or add --allow-config-change")
     return Resume(checkpoint, run_dir_of(checkpoint), state, requested, changes)
-
-
-def _inherit_normalization(requested: Config, stored: Config) -> Config:
-    """A fine-tuning run stored its source's mean and std in its config: a config file that sets none means those."""
-    if requested.data.mean is not None or stored.data.mean is None:
-        return requested
-    data = requested.data.model_copy(update={"mean": stored.data.mean, "std": stored.data.std})
-    return requested.model_copy(update={"data": data})
 
 
 def config_changes(old: Config, new: Config) -> list[str]:

@@ -55,10 +55,9 @@ def build_model(config: Config, num_classes: int, in_channels: int) -> nn.Module
 def with_source_normalization(config: Config, source: Source | None, in_channels: int) -> Config:
     """Pre-trained weights expect the normalization they were trained with, unless the config sets one."""
     norm = source.normalization if source else None
-    data = config.data
-    if not norm or not data.normalize or data.mean is not None or len(norm["mean"]) != in_channels:
+    if not norm or len(norm["mean"]) != in_channels:
         return config
-    return config.model_copy(update={"data": data.model_copy(update={"mean": tuple(norm["mean"]), "std": tuple(norm["std"])})})
+    return config.with_normalization(norm["mean"], norm["std"])
 
 
 def checkpoint_state(model: nn.Module, config: Config, splits: DataSplits, **extra: Any) -> dict[str, Any]:
