@@ -150,3 +150,14 @@ def test_the_data_is_held_on_the_training_device():
     x, y = next(iter(train))
     assert train.images.is_cuda and x.is_cuda and y.is_cuda
     assert torch.equal(batches(test)[0].cpu(), batches(build_loaders(splits, cfg)[2])[0])
+
+
+def test_without_augmentation_a_split_is_normalized_once_and_batches_are_slices_of_it():
+    cfg = DataConfig(name="digits", loader="memory", batch_size=16)
+    splits = build_datasets(cfg, in_channels=1, input_size=32)
+    train = build_loaders(splits, cfg)[0]
+    reference = build_loaders(splits, cfg.model_copy(update={"loader": "torchvision"}))[0]
+    assert train.images.dtype == torch.float32 and abs(float(train.images.mean())) < 0.05  # held normalized
+    assert torch.allclose(next(iter(train))[0], next(iter(reference))[0], atol=1e-6)  # the same first batch
+    augmented = build_loaders(splits, cfg.model_copy(update={"augment": True}))[0]
+    assert float(augmented.images.min()) >= 0  # held as read: padding must be black before normalization

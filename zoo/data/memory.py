@@ -76,6 +76,8 @@ class Pipeline:
         return self.crop_padding > 0 or self.hflip
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if images.dtype == torch.float32 and not self.fit and self.mean is None and not self.augments:
+            return images  # prepared once when the loader was built
         from torchvision.transforms.v2.functional import to_dtype_image
 
         for step in self.fit:
@@ -170,6 +172,8 @@ def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distri
         augment = train and cfg.augment
         pipeline = Pipeline(fit, mean, std, cfg.crop_padding if augment else 0, augment and cfg.hflip).to(device)
         images, targets = (t.to(device) for t in parts[split])
+        if not pipeline.fit and not pipeline.augments and images.numel() * 4 <= FIT_ONCE_BYTES:
+            images, pipeline = pipeline(images), Pipeline([], None, None)  # nothing random: normalize once, not per batch
         return MemoryLoader(images, targets, pipeline, cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size,
                             train=train, seed=seed, rank=rank, world_size=world_size)
 
