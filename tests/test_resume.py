@@ -166,3 +166,22 @@ def test_an_allowed_change_takes_effect_and_the_new_schedule_is_replayed(uninter
     group = state["optimizer"]["param_groups"][0]
     assert group["initial_lr"] == 0.01 and group["lr"] < 1e-6  # the new cosine, ended at 0 after 4 epochs
     assert state["step"] == 4 * STEPS and resumed.metrics["epochs_run"] == 4
+
+
+def test_a_fine_tuning_run_resumes_exactly_across_its_unfreezing(uninterrupted, tmp_path, monkeypatch):
+    """Frozen layers, the backbone's smaller lr and unfreeze_at_epoch come back; the source is not read again."""
+    loader, whole = uninterrupted
+    source = tmp_path / "source.pt"
+    shutil.copy(whole.run_dir / "checkpoints" / "best.pt", source)
+    extra = [f"finetune={{source: {source}, freeze: backbone, backbone_lr_mult: 0.1, unfreeze_at_epoch: 3}}"]
+    straight = train(_config(tmp_path / "straight", loader, *extra), quiet=True)
+
+    _signal_in_validation(monkeypatch, epoch=2)
+    with pytest.raises(RunStopped):
+        train(_config(tmp_path / "stopped", loader, *extra), quiet=True)
+    monkeypatch.undo()
+    run_dir = next((tmp_path / "stopped").glob("*/*"))
+    source.unlink()  # a resumed run needs only its own checkpoint
+    plan = prepare_resume(run_dir)
+    train(plan.config, quiet=True, resume=plan)
+    _assert_same_state(_final_state(straight.run_dir), _final_state(run_dir))
