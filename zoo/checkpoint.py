@@ -115,6 +115,18 @@ def _check_crcs(path: Path) -> None:
                        "use another checkpoint") from None
 
 
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: Path, model_name: str) -> None:
+    """state["model"] into `model` (built as `model_name`), strictly; a misfit is one line naming what is off."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        trained = state.get("model_name")
+        fix = (f"it holds a {trained}: leave model.name as the checkpoint has it" if trained and trained != model_name
+               else "use the checkpoint with the config it was trained with")
+        raise ZooError(f"{path} does not fit {model_name} ({lines[0].rstrip('.') if lines else error}); {fix}") from None
+
+
 def _first_line(error: Exception) -> str:
     """The first sentence of the first line: torch's own messages go on with advice for torch.load's callers."""
     line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
 import torch
@@ -50,7 +50,6 @@ class EpochResult:
     images: int  # trained on in `seconds`: a resumed epoch's metrics also count those before the interruption
     batches: int = 0  # done in this epoch, before the interruption too
     stop: Stop | None = None  # the guard stopped the epoch after `batches`
-    extra: dict = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:

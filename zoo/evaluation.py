@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.checkpoint import atomic_write, load_checkpoint
+from zoo.checkpoint import atomic_write, load_checkpoint, load_weights
 from zoo.config import Config, apply_overrides, validate_config
 from zoo.data import build_datasets, build_loaders
 from zoo.engine import EpochResult, evaluate
@@ -64,14 +64,7 @@ def checkpoint_config(state: dict[str, Any], path: Path, overrides: list[str]) -
 def load_model(state: dict[str, Any], config: Config, path: Path) -> nn.Module:
     in_channels = (state.get("normalization") or {}).get("in_channels")
     model = create_model(config.model.name, num_classes=state["num_classes"], in_channels=in_channels, **config.model.kwargs)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-        trained = state.get("model_name")
-        fix = (f"it holds a {trained}: leave model.name as the checkpoint has it" if trained and trained != config.model.name
-               else "use the checkpoint with the config it was trained with")
-        raise ZooError(f"{path} does not fit {config.model.name} ({lines[0].rstrip('.') if lines else error}); {fix}") from None
+    load_weights(model, state, path, config.model.name)
     return model
 
 

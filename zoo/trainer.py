@@ -15,7 +15,8 @@ from torch import nn
 from tqdm import tqdm
 
 import zoo
-from zoo.checkpoint import atomic_write, load_checkpoint, publish_copy, remove_stale_temporaries, save_checkpoint
+from zoo.checkpoint import (atomic_write, load_checkpoint, load_weights, publish_copy, remove_stale_temporaries,
+                            save_checkpoint)
 from zoo.config import Config
 from zoo.data import DataSplits, build_datasets, build_loaders, loader_state, resume_at, set_epoch
 from zoo.distributed import Job, Silent, launch
@@ -138,7 +139,7 @@ def _train(config: Config, job: Job, quiet: bool, resume: Resume | None) -> RunR
         if job.is_main:
             print(describe(source, report, freezer))
     if resume is not None:
-        load_weights(model, resume)
+        load_weights(model, resume.state, resume.checkpoint, config.model.name)
         if freezer is not None and config.finetune.unfreeze_at_epoch and config.finetune.unfreeze_at_epoch <= position.epoch + 1:
             freezer.unfreeze()
     step_model = compiled(job.wrap(model), device, config.train.compile)  # what training steps call; `model` is the network
@@ -282,14 +283,6 @@ def _train(config: Config, job: Job, quiet: bool, resume: Resume | None) -> RunR
 
 def _open_run_dir(config: Config, resume: Resume | None) -> Path:
     return resume.run_dir if resume is not None else create_run_dir(config.train.output_dir, config.run_name)
-
-
-def load_weights(model: nn.Module, resume: Resume) -> None:
-    try:
-        model.load_state_dict(resume.state["model"])
-    except RuntimeError as error:
-        raise zoo.ZooError(f"{resume.checkpoint} does not fit {resume.config.model.name} "
-                           f"({str(error).splitlines()[0].strip()}); resume with the checkpoint's own config") from None
 
 
 def restore_training_state(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,

@@ -1,5 +1,6 @@
-"""DataLoaders for the splits: a seeded shuffle for training; under DDP a DistributedSampler for training and
-an exact shard per rank for evaluation, so every evaluation sample is counted once."""
+"""DataLoaders for the splits: the training order from (seed, epoch) alone (TrainSampler, a rank's share under
+DDP), which a resumed run can enter mid-epoch; under DDP an exact shard per rank for evaluation, so every
+evaluation sample is counted once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.config import IN_MEMORY, DataConfig
 from zoo.data.memory import MemoryLoader, memory_loaders
-from zoo.data.samplers import ShardSampler, TrainSampler
+from zoo.data.samplers import ShardSampler, TrainSampler, place
 from zoo.data.splits import DataSplits
 
 IN_PROCESS = {"digits", "xor", "synthetic"}  # in memory or generated: workers would cost more than they save
@@ -86,7 +87,7 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
     workers = default_workers(cfg)
     common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
                                   worker_init_fn=ignore_interrupts if workers > 0 else None)
-    rank, world_size = _place(distributed)
+    rank, world_size = place(distributed)
     sampler = TrainSampler(splits.train, world_size, rank, seed=seed)
     per_rank = len(sampler)
     train = DataLoader(splits.train, cfg.batch_size, sampler=sampler, generator=torch.Generator().manual_seed(seed + rank),
@@ -100,11 +101,3 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
 
     return train, evaluation(splits.val), evaluation(splits.test)
 
-
-def _place(distributed: bool) -> tuple[int, int]:
-    """(rank, world size) in the initialized process group, or (0, 1)."""
-    if not distributed:
-        return 0, 1
-    import torch.distributed as dist
-
-    return dist.get_rank(), dist.get_world_size()

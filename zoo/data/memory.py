@@ -2,7 +2,8 @@
 
 Each split is held once, as read (uint8 N x C x H x W; digits: float in [0, 1]), on the training device. Each
 batch is gathered by index and then fitted, augmented (random crop with padding, horizontal flip: two gathers
-for the whole batch) and normalized on the device, with no Python per sample. The steps and their order are
+for the whole batch) and normalized on the device, with no Python per sample; a split that nothing augments is
+fitted and normalized once, when its loader is built. The steps and their order are
 the torchvision path's, through the same torchvision functions, so an image comes out as the same tensor both
 ways before augmentation; and the order of the batches comes from the same torch samplers, so without
 augmentation both paths train on the same batches.
@@ -24,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
-from zoo.data.samplers import TrainSampler
+from zoo.data.samplers import TrainSampler, place
 
 if TYPE_CHECKING:
     from zoo.data.splits import DataSplits
@@ -154,9 +155,7 @@ def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distri
     """(train, val, test) MemoryLoaders over splits.memory, the data moved to `device` once. The fit steps run
     once here when the fitted splits stay under FIT_ONCE_BYTES (e.g. MNIST padded to 32), else per batch
     (e.g. CIFAR resized to 227 for AlexNet)."""
-    import torch.distributed as dist
-
-    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    rank, world_size = place(distributed)
     parts = {split: splits.memory.tensors(split) for split in ("train", "val", "test")}
     fit = splits.memory.fit
     fitted_bytes = sum(len(part[0]) for part in parts.values() if part) * splits.in_channels * splits.input_size**2

@@ -47,3 +47,12 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.size, self.world_size))
+
+
+def place(distributed: bool) -> tuple[int, int]:
+    """(rank, world size) in the initialized process group, or (0, 1)."""
+    if not distributed:
+        return 0, 1
+    import torch.distributed as dist
+
+    return dist.get_rank(), dist.get_world_size()
