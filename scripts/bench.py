@@ -5,10 +5,12 @@
     python scripts/bench.py --gpu-only    # with CUDA: the GPU comparisons alone
 
 Each comparison line ends in `ratio X.XX`, zoo over its baseline:
-- train step: zoo's loop (engine.train_epoch fed by the in-memory loader) against a minimal hand-written
-  PyTorch loop (index a preloaded tensor, forward, loss, backward, optimizer step) on the same model, batch
-  and data: LeNet-5 on digits and ResNet-20 on CIFAR-shaped data, on the CPU (goal: ratio >= 0.97). A control
-  line times the raw loop against a second copy of itself: how far from 1.00 noise alone moves a ratio.
+- train step: zoo's loop (engine.train_epoch fed by the in-memory loader, with the optimizer zoo train builds:
+  SGD with torch's fused kernel) against a minimal hand-written PyTorch loop (index a preloaded tensor,
+  forward, loss, backward, torch.optim.SGD's default step) on the same model, batch and data: LeNet-5 on
+  digits and ResNet-20 on CIFAR-shaped data, on the CPU (goal: ratio >= 0.97). A control line times the raw
+  loop against a second copy of itself: how far from 1.00 noise alone moves a ratio. A "loop only" line
+  gives the raw loop the fused SGD too: what zoo's loop costs with the optimizer's gain taken out.
 - data path: the in-memory loader against torchvision's per-sample DataLoader pipeline, with the same random
   crop, flip and normalization on CIFAR-shaped files (goal: ratio >= 5).
 - FLOP/s: the training step's achieved FLOP/s (3 x 2 x the forward MACs per image, from zoo.summary) over the
@@ -41,11 +43,12 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/datafiles.py writes the CIFAR files
 
-from zoo.config import DataConfig  # noqa: E402
+from zoo.config import DataConfig, OptimizerConfig  # noqa: E402
 from zoo.data import MemoryLoader, build_datasets, build_loaders  # noqa: E402
 from zoo.data.memory import Pipeline  # noqa: E402
 from zoo.engine import StepContext, train_epoch  # noqa: E402
 from zoo.guard import Guard  # noqa: E402
+from zoo.optim import build_optimizer  # noqa: E402
 from zoo.registry import create_model  # noqa: E402
 from zoo.runtime import autocast, grad_scaler, memory_format  # noqa: E402
 from zoo.summary import summarize  # noqa: E402
@@ -90,14 +93,14 @@ class Setup:
         # The raw loop's data: the same images, normalized once, batches indexed out of one tensor.
         self.images = loader.pipeline(loader.images).contiguous(memory_format=self.layout)
 
-    def _restart(self) -> tuple[nn.Module, torch.optim.Optimizer]:
+    def _restart(self, optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> tuple[nn.Module, torch.optim.Optimizer]:
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.start_weights)
-        return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        return model, optimizer(model)
 
     def zoo(self) -> Callable[[], float]:
-        """zoo's engine.train_epoch over the in-memory loader."""
-        model, optimizer = self._restart()
+        """zoo's engine.train_epoch over the in-memory loader, with the optimizer zoo train builds."""
+        model, optimizer = self._restart(lambda model: build_optimizer(model, OptimizerConfig(lr=0.01, momentum=0.9)))
         ctx = StepContext(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
                           grad_scaler(self.device, self.precision), nn.CrossEntropyLoss(), self.device, self.precision,
                           max_steps=self.steps, log_interval=10**9, memory_format=self.layout,
@@ -114,9 +117,11 @@ class Setup:
 
         return run
 
-    def raw(self) -> Callable[[], float]:
-        """The minimal hand-written loop: index a batch, forward, loss, backward, step."""
-        model, optimizer = self._restart()
+    def raw(self, fused: bool = False) -> Callable[[], float]:
+        """The minimal hand-written loop: index a batch, forward, loss, backward, step; torch's default SGD
+        implementation unless `fused`."""
+        model, optimizer = self._restart(lambda model: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                                                       fused=fused or None))
         images, targets, batch, device = self.images, self.loader.targets, self.loader.batch_size, self.device
 
         def run() -> float:
@@ -206,6 +211,9 @@ def cpu_benchmarks(quick: bool, work: Path) -> list[Row]:
     control = alternate(lenet.raw(), lenet.raw(), rounds=21 if quick else 61)  # the noise: a loop against itself
     rows.append(row("control", "raw PyTorch against itself, as above", *control[:2], "img/s", "raw PyTorch", "1.00",
                     control[2]))
+    fused = alternate(lenet.zoo(), lenet.raw(fused=True), rounds=21 if quick else 61)  # without zoo's fused optimizer
+    rows.append(row("loop only", "lenet5 as above, both with fused SGD", *fused[:2], "img/s", "raw PyTorch fused", "",
+                    fused[2]))
     lenet_flops = zoo * training_flops("lenet5", (1, 32, 32), 10)
 
     # ResNet-20 on CIFAR-shaped data, batch 128.
@@ -219,6 +227,9 @@ def cpu_benchmarks(quick: bool, work: Path) -> list[Row]:
         zoo, raw, ratio = alternate(resnet.zoo(), resnet.raw(), rounds=11 if quick else 21)
         rows.append(row("train step", "resnet20 cifar-shaped 3x32x32 batch 128 cpu", zoo, raw, "img/s", "raw PyTorch",
                         ">= 0.97", ratio))
+        fused = alternate(resnet.zoo(), resnet.raw(fused=True), rounds=11 if quick else 21)
+        rows.append(row("loop only", "resnet20 as above, both with fused SGD", *fused[:2], "img/s", "raw PyTorch fused", "",
+                        fused[2]))
         resnet_flops = zoo * training_flops("resnet20", (3, 32, 32), 10)
 
         # The data paths alone, with augmentation: random crop (padding 4), flip, normalization.

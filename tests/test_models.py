@@ -161,3 +161,16 @@ def test_mlp_builds_the_course_xor_networks():
     assert deep_sigmoid(xor).shape == (4, 2)
     with pytest.raises(zoo.ZooError, match="unknown activation 'sigmod'"):
         zoo.create_model("mlp", activation="sigmod")
+
+
+def test_the_fixed_grid_pool_passes_a_map_at_its_size_through_and_pools_any_other():
+    from zoo.models.layers import FitAvgPool2d
+
+    pool, reference = FitAvgPool2d((6, 6)), torch.nn.AdaptiveAvgPool2d((6, 6))
+    native = torch.randn(2, 3, 6, 6, requires_grad=True)
+    assert pool(native) is native  # no copy, no backward node
+    larger = torch.randn(2, 3, 13, 9)
+    assert torch.equal(pool(larger), reference(larger))
+    assert FitAvgPool2d(5)(torch.randn(1, 1, 5, 5)).shape == (1, 1, 5, 5)
+    lenet = zoo.create_model("lenet5")
+    assert isinstance(lenet.pool, FitAvgPool2d) and isinstance(lenet.pool, torch.nn.AdaptiveAvgPool2d)

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from zoo.config import OptimizerConfig, SchedulerConfig
+from zoo.errors import ZooError
 from zoo.optim import build_optimizer, build_scheduler
 
 
@@ -76,3 +77,67 @@ def test_onecycle_rises_then_falls():
 
 def test_none_keeps_the_lr():
     assert set(_lrs(SchedulerConfig(name="none"))) == {0.1}
+
+
+@pytest.mark.parametrize(("name", "fused"), [("sgd", True), ("adam", True), ("adamw", True), ("adagrad", True), ("rmsprop", None)])
+def test_optimizers_with_a_fused_kernel_use_it_on_the_cpu(name, fused):
+    optimizer = build_optimizer(net(), OptimizerConfig(name=name))
+    assert optimizer.defaults.get("fused") == fused
+    assert not build_optimizer(net(), OptimizerConfig(name=name, fused=False)).defaults.get("fused")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_the_fused_step_matches_the_loop_to_float_rounding(name):
+    torch.manual_seed(0)
+    models = [net(), net()]
+    models[1].load_state_dict(models[0].state_dict())
+    start = [p.detach().clone() for p in models[0].parameters()]
+    optimizers = [build_optimizer(m, OptimizerConfig(name=name, lr=0.05, weight_decay=5e-4, fused=f)) for m, f in zip(models, (True, False))]
+    x, y = torch.randn(16, 3, 3, 3), torch.randint(0, 2, (16,))
+    for _ in range(20):
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    moved = max((p - q).abs().max().item() for p, q in zip(start, models[0].parameters()))
+    gap = max((p - q).abs().max().item() for p, q in zip(*(m.parameters() for m in models)))
+    assert moved > 1e-2 and gap < 1e-5
+
+
+def test_fused_true_needs_an_optimizer_torch_fuses():
+    with pytest.raises(ValueError, match="torch has no fused rmsprop"):
+        OptimizerConfig(name="rmsprop", fused=True)
+
+
+def test_fused_true_on_a_device_without_the_kernel_fails_in_one_line():
+    model = net().to("meta")
+    with pytest.raises(ZooError, match="runs on cpu, cuda, not on meta"):
+        build_optimizer(model, OptimizerConfig(name="sgd", fused=True))
+    assert not build_optimizer(model, OptimizerConfig(name="sgd")).defaults.get("fused")  # auto: torch's default
+
+
+def test_parameters_that_join_later_keep_sgd_unfused():
+    # torch's fused SGD steps every momentum buffer or none: an unfrozen layer's first step would fail
+    model = net()
+    model[0].requires_grad_(False)
+    optimizer = build_optimizer(model, OptimizerConfig(name="sgd"), include_frozen=True)
+    for _ in range(2):  # a step with the first layer frozen, then one with it unfrozen
+        optimizer.zero_grad()
+        model(torch.randn(4, 3, 3, 3)).sum().backward()
+        optimizer.step()
+        model[0].requires_grad_(True)
+    assert not optimizer.defaults["fused"] and len(optimizer.state) == len(list(model.parameters()))
+    assert build_optimizer(model, OptimizerConfig(name="adam"), include_frozen=True).defaults["fused"]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"train": {"precision": "16"}}, "gradient scaler skips"),
+    ({"finetune": {"source": "best.pt", "freeze": "backbone"}}, "start training later"),
+])
+def test_fused_sgd_is_refused_where_torch_gets_it_wrong(overrides, message):
+    from zoo.config import Config
+
+    raw = {"model": {"name": "lenet5"}, "data": {"name": "digits"}, "optimizer": {"fused": True}, **overrides}
+    with pytest.raises(ValueError, match=message):
+        Config.model_validate(raw)
+    Config.model_validate({**raw, "optimizer": {"fused": "auto"}})

@@ -215,8 +215,9 @@ def test_googlenet_aux_totals_at_224() -> None:
 
 def test_memory_figures_for_lenet5() -> None:
     summary = summarize("lenet5", batch_size=8)
-    # input, conv1, tanh, pool, conv2, tanh, pool, adaptive pool, fc 120, tanh, fc 84, tanh, fc 10
-    activations = 1024 + 4704 * 2 + 1176 + 1600 * 2 + 400 * 2 + 120 * 2 + 84 * 2 + 10
+    # input, conv1, tanh, pool, conv2, tanh, pool, fc 120, tanh, fc 84, tanh, fc 10; the adaptive pool is the
+    # identity at 5x5 and passes its input through, which is no new memory
+    activations = 1024 + 4704 * 2 + 1176 + 1600 * 2 + 400 + 120 * 2 + 84 * 2 + 10
     totals = summary.totals
     assert totals.activation_bytes == 4 * activations
     assert totals.param_bytes == 4 * 61_706
@@ -224,11 +225,13 @@ def test_memory_figures_for_lenet5() -> None:
 
 
 def test_in_place_and_views_allocate_nothing() -> None:
-    # VGG16's ReLUs run in place and its dropouts pass through in eval: outputs of the 13 convolutions,
-    # 5 pools, the adaptive pool and 3 linear layers, plus the input. The course's per-layer figures add
-    # up to these 15.26M values (58 MiB); the "24M" total it states does not follow from them.
+    # VGG16's ReLUs run in place, its dropouts pass through in eval, and its adaptive pool passes the 7x7
+    # map through: outputs of the 13 convolutions, 5 pools and 3 linear layers, plus the input. The course's
+    # per-layer figures add up to exactly these 15,237,608 values (58 MiB); the "24M" total it states does
+    # not follow from them.
     expected = 150_528 + 2 * 3_211_264 + 802_816 + 2 * 1_605_632 + 401_408 + 3 * 802_816 + 200_704
-    expected += 3 * 401_408 + 100_352 + 3 * 100_352 + 2 * 25_088 + 4096 * 2 + 1000
+    expected += 3 * 401_408 + 100_352 + 3 * 100_352 + 25_088 + 4096 * 2 + 1000
+    assert expected == 15_237_608
     assert summary_at_224("vgg16").totals.activation_bytes == 4 * expected
 
 

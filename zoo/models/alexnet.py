@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from zoo.models.base import Classifier
-from zoo.models.layers import conv_relu
+from zoo.models.layers import FitAvgPool2d, conv_relu
 from zoo.registry import Paper, ParamReference, register_model
 
 KRIZHEVSKY_2012 = Paper("Krizhevsky, Sutskever, Hinton", 2012, "ImageNet Classification with Deep Convolutional Neural Networks", "NIPS 2012")
@@ -65,7 +65,7 @@ class AlexNet(Classifier):
         self.num_classes = num_classes
         self.min_input_size = min_input_size
         self.features = features
-        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.avgpool = FitAvgPool2d((6, 6))
         fc6, fc7, fc8 = nn.Linear(feature_channels * 36, 4096), nn.Linear(4096, 4096), nn.Linear(4096, num_classes)
         if torchvision_layout:  # dropout before fc6 and fc7: torchvision's indices 1, 4, 6
             layers = [nn.Dropout(dropout), fc6, nn.ReLU(inplace=True), nn.Dropout(dropout), fc7, nn.ReLU(inplace=True), fc8]

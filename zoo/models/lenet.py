@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from zoo.models.base import Classifier
+from zoo.models.layers import FitAvgPool2d
 from zoo.registry import Paper, ParamReference, register_model
 
 LECUN_1998 = Paper("LeCun, Bottou, Bengio, Haffner", 1998, "Gradient-based learning applied to document recognition", "doi:10.1109/5.726791")
@@ -29,7 +30,7 @@ class LeNet5(Classifier):
             nn.Conv2d(6, 16, kernel_size=5), nn.Tanh(),  # N x 16 x 10 x 10
             nn.AvgPool2d(2),  # N x 16 x 5 x 5
         )
-        self.pool = nn.AdaptiveAvgPool2d(5)
+        self.pool = FitAvgPool2d(5)
         self.classifier = nn.Sequential(
             nn.Linear(16 * 5 * 5, 120), nn.Tanh(),
             nn.Linear(120, 84), nn.Tanh(),

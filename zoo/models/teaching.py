@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from zoo.errors import ZooError
 from zoo.models.base import Classifier
+from zoo.models.layers import FitAvgPool2d
 from zoo.registry import Paper, ParamReference, register_model
 
 RUMELHART_1986 = Paper("Rumelhart, Hinton, Williams", 1986, "Learning representations by back-propagating errors", "doi:10.1038/323533a0")
@@ -81,7 +82,7 @@ class MnistCNN(Classifier):
             nn.Conv2d(32, 64, kernel_size=3), nn.ReLU(inplace=True),  # N x 64 x 11 x 11
             nn.MaxPool2d(2),  # N x 64 x 5 x 5
         )
-        self.pool = nn.AdaptiveAvgPool2d(5)
+        self.pool = FitAvgPool2d(5)
         self.fc = nn.Linear(64 * 5 * 5, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from zoo.models.base import Classifier
+from zoo.models.layers import FitAvgPool2d
 from zoo.registry import Paper, ParamReference, register_model
 
 SIMONYAN_2014 = Paper("Simonyan, Zisserman", 2014, "Very Deep Convolutional Networks for Large-Scale Image Recognition", "arXiv:1409.1556")
@@ -49,7 +50,7 @@ class VGG(Classifier):
         super().__init__()
         self.num_classes = num_classes
         self.features = make_features(CONFIGS[config], in_channels, batch_norm)  # N x 512 x 7 x 7
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.avgpool = FitAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
             nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
