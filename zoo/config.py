@@ -205,13 +205,9 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
-        if self.optimizer.fused is True and self.optimizer.name == "sgd":
-            if self.train.precision == "16":
-                raise ValueError("optimizer.fused: true with train.precision: 16: torch's fused SGD is reported to move "
-                                 "its momentum on the steps the gradient scaler skips; set optimizer.fused: auto")
-            if self.finetune and self.finetune.freeze != "none" and self.optimizer.momentum:
-                raise ValueError("optimizer.fused: true with finetune.freeze: torch's fused SGD cannot step parameters "
-                                 "that start training later; set optimizer.fused: auto")
+        if self.optimizer.fused is True and self.optimizer.name == "sgd" and self.train.precision == "16":
+            raise ValueError("optimizer.fused: true with train.precision: 16: torch's fused SGD is reported to move "
+                             "its momentum on the steps the gradient scaler skips; set optimizer.fused: auto")
         return self
 
     @property

@@ -62,11 +62,14 @@ def use_fused(config: OptimizerConfig, params: list[nn.Parameter], joining_later
     training step), with results that differ from the loop's by float rounding (~1e-7). `joining_later`:
     some parameters start training later (fine-tuning's unfreeze), which torch's fused SGD with momentum cannot
     take (it steps every momentum buffer or none)."""
+    if joining_later and config.name == "sgd" and config.momentum:
+        if config.fused is True:
+            raise ZooError("optimizer.fused: true with frozen layers: torch's fused SGD cannot step parameters that "
+                           "start training later; set optimizer.fused: auto")
+        return False
     devices = FUSED_DEVICES.get(config.name, ())
     on = sorted({p.device.type for p in params})
     fits = bool(params) and all(p.is_floating_point() for p in params) and set(on) <= set(devices)
-    if joining_later and config.name == "sgd" and config.momentum:
-        fits = False
     if config.fused == "auto":
         return fits and on == ["cpu"]
     if config.fused and not fits:
