@@ -5,7 +5,7 @@
     python scripts/bench.py --gpu-only    # with CUDA: the GPU comparisons alone
 
 Each comparison line ends in `ratio X.XX`, zoo over its baseline:
-- train step: zoo's loop (engine.train_epoch fed by the in-memory loader, with the optimizer zoo train builds:
+- train step: zoo's loop (zoo.loop.train_epoch fed by the in-memory loader, with the optimizer zoo train builds:
   SGD with torch's fused kernel) against a minimal hand-written PyTorch loop (index a preloaded tensor,
   forward, loss, backward, torch.optim.SGD's default step) on the same model, batch and data: LeNet-5 on
   digits and ResNet-20 on CIFAR-shaped data, on the CPU (goal: ratio >= 0.97). A control line times the raw
@@ -46,9 +46,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/datafiles.py writes the
 from zoo.config import DataConfig, OptimizerConfig  # noqa: E402
 from zoo.data import MemoryLoader, build_datasets, build_loaders  # noqa: E402
 from zoo.data.memory import Pipeline  # noqa: E402
-from zoo.engine import StepContext, train_epoch  # noqa: E402
-from zoo.guard import Guard  # noqa: E402
-from zoo.optim import build_optimizer  # noqa: E402
+from zoo.loop import Compute, TrainStep, train_epoch  # noqa: E402
+from zoo.training.guard import Guard  # noqa: E402
+from zoo.training.optim import build_optimizer  # noqa: E402
 from zoo.registry import create_model  # noqa: E402
 from zoo.runtime import autocast, grad_scaler, memory_format  # noqa: E402
 from zoo.summary import summarize  # noqa: E402
@@ -99,19 +99,26 @@ class Setup:
         return model, optimizer(model)
 
     def zoo(self) -> Callable[[], float]:
-        """zoo's engine.train_epoch over the in-memory loader, with the optimizer zoo train builds."""
+        """zoo's loop.train_epoch over the in-memory loader, with the optimizer zoo train builds."""
         model, optimizer = self._restart(lambda model: build_optimizer(model, OptimizerConfig(lr=0.01, momentum=0.9)))
-        ctx = StepContext(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
-                          grad_scaler(self.device, self.precision), nn.CrossEntropyLoss(), self.device, self.precision,
-                          max_steps=self.steps, log_interval=10**9, memory_format=self.layout,
-                          guard=Guard(self.device))  # as zoo train runs it: the loss checked every step
+        step = TrainStep(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                         grad_scaler(self.device, self.precision), nn.CrossEntropyLoss(),
+                         Compute(self.device, self.precision, self.layout))
+        guard, log_interval = Guard(self.device), 10**9
+
+        def hook(count: int, batches: int, loss: torch.Tensor, meter: object) -> object:
+            """What zoo train's StepHook does on a step that neither logs nor saves: the loss checked every step."""
+            if count % log_interval == 0:
+                raise AssertionError("never logs")
+            guard.watch(loss, count)
+            return guard.check(count, force=False)
 
         def run() -> float:
             model.load_state_dict(self.start_weights)
             optimizer.state.clear()
             sync(self.device)
             start = time.perf_counter()
-            result = train_epoch(model, self.loader, ctx, self.num_classes)
+            result = train_epoch(model, self.loader, step, self.num_classes, max_batches=self.steps, hook=hook)
             sync(self.device)
             return result.images / (time.perf_counter() - start)
 
@@ -294,7 +301,7 @@ def main() -> None:
     print(f"{time.perf_counter() - start:.0f} s")
     if args.quick:
         return
-    from zoo.tables import render
+    from zoo.render import render
 
     print()
     print(render(["comparison", "subject", "zoo", "baseline", "unit", "baseline_name", "goal", "ratio"],

@@ -26,11 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoo.checkpoint import load_checkpoint  # noqa: E402
+from zoo.checkpoint import read_state  # noqa: E402
 from zoo.config import load_config  # noqa: E402
 from zoo.data import build_datasets, build_loaders  # noqa: E402
 from zoo.registry import create_model  # noqa: E402
-from zoo.trainer import train  # noqa: E402
+from zoo.training import train  # noqa: E402
 
 CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
 
@@ -68,11 +68,11 @@ def layer_features(checkpoint: Path) -> dict[str, tuple]:
     network trained on 0-4, normalized as it was trained."""
     import torch
 
-    state = load_checkpoint(checkpoint)
+    state = read_state(checkpoint, "evaluate")
     config = load_config(CONFIG, ["data.classes=[5,6,7,8,9]", "data.augment=false"]).with_normalization(
-        state["normalization"]["mean"], state["normalization"]["std"])
+        state.normalization.mean, state.normalization.std)
     model = create_model("lenet5", num_classes=5)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state.model)
     model.eval()
     train_loader, _, test_loader = build_loaders(build_datasets(config.data, in_channels=1, input_size=32), config.data)
     features = {}

@@ -36,7 +36,7 @@ from datafiles import damage, write_imagefolder
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/lenet5_digits.yaml"  # the case folder links configs/ to the repository's
 CHECKPOINT = "lenet5.pt"  # a real checkpoint (module fixture), copied into the folders of the cases that use it
-PRELOAD = ["zoo.cli", "zoo.models", "zoo.trainer", "zoo.evaluation", "zoo.finetune", "zoo.data", "torchvision",
+PRELOAD = ["zoo.cli", "zoo.models", "zoo.training", "zoo.evaluation", "zoo.data", "torchvision",
            "sklearn.datasets", "safetensors.torch", "tqdm"]  # what the commands import lazily
 
 

@@ -4,7 +4,8 @@ import pickle
 import pytest
 import torch
 
-from zoo.checkpoint import atomic_write, load_checkpoint, publish_copy, remove_stale_temporaries, save_checkpoint
+from zoo.checkpoint import load_checkpoint, save_checkpoint
+from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
 from zoo.errors import ZooError
 
 

@@ -55,12 +55,28 @@ def test_cli_shim_and_console_script_are_the_same_app():
 @pytest.mark.parametrize(("args", "message"), [
     (("list", "--format", "yaml"), "error: unknown format 'yaml'; choose one of table, markdown, csv, json"),
     (("list", "--filter", "transformer*"), "error: no model matches 'transformer*'; run 'zoo list' to see them all"),
+    (("summary", "lenet5", "-f", "xml"), "error: unknown format 'xml'; choose one of table, markdown, csv, json"),
+    (("evaluate", "missing.pt", "--format", "markdown"), "error: unknown format 'markdown'; choose table or json"),
+    (("evaluate", "missing.pt", "--split", "validation"), "error: unknown split 'validation'; choose one of test, val, train"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message):
     result = run(*args)
     assert result.returncode == 2
     assert result.stderr.strip() == message
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_help_lists_the_choices():
+    assert "<table|markdown|csv|json>" in run("list", "--help").stdout
+    evaluate = run("evaluate", "--help").stdout
+    assert "<test|val|train>" in evaluate and "<table|json>" in evaluate
+
+
+def test_evaluate_offers_the_splits_the_library_knows():
+    from zoo.cli import Split
+    from zoo.evaluation import SPLITS
+
+    assert sorted(split.value for split in Split) == sorted(SPLITS)  # the order is --help's: test, val, train
 
 
 def test_usage_errors_exit_2():

@@ -46,7 +46,7 @@ def forked():
     """Starts `zoo train` processes in a blink: each is forked from one that imported torch once (the
     standard library's forkserver), instead of a new interpreter paying seconds of imports, 21 times."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "torchvision", "zoo.cli", "zoo.trainer"])
+    context.set_forkserver_preload(["torch", "torchvision", "zoo.cli", "zoo.training"])
 
     def start(*argv: str) -> multiprocessing.Process:
         process = context.Process(target=_zoo_main, args=(["train", "--quiet", *argv],))

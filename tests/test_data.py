@@ -18,7 +18,7 @@ from torch.utils.data import DistributedSampler
 
 from datafiles import CIFAR10_NAMES, accept_cifar_files, damage, write_cifar, write_imagefolder, write_jpeg, write_mnist
 from zoo.config import DataConfig
-from zoo.data import DataSplits, MemoryLoader, ShardSampler, TensorSet, build_datasets, build_loaders
+from zoo.data import SPECS, DataSplits, MemoryLoader, ShardSampler, TensorSet, build_datasets, build_loaders
 from zoo.errors import ZooError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,17 @@ def normalized(pixels: np.ndarray, mean: float, std: float) -> torch.Tensor:
 
 def draws(dataset, index: int, count: int = 8) -> list[torch.Tensor]:
     return [dataset[index][0] for _ in range(count)]
+
+
+# ---- the table of data sets ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", SPECS.values(), ids=list(SPECS))
+def test_each_spec_is_consistent(spec):
+    assert (spec.mean is None) == (spec.std is None)
+    if spec.mean is not None:  # one value per stored channel, or one for all (synthetic: the model's channels)
+        assert len(spec.mean) == len(spec.std) in (1, spec.channels) and all(s > 0 for s in spec.std)
+    assert not spec.in_memory or spec.torchvision is not None or spec.in_process  # zoo.data.memory reads these
+    assert (spec.torchvision is None) or (spec.channels and spec.size)  # torchvision's files have one shape
 
 
 # ---- MNIST and Fashion-MNIST (IDX files) -------------------------------------------------------

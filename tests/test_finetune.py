@@ -18,9 +18,9 @@ from zoo.checkpoint import load_checkpoint
 from zoo.config import FinetuneConfig, OptimizerConfig, load_config
 from zoo.errors import ZooError
 from zoo.evaluation import evaluate_checkpoint
-from zoo.finetune import Freezer, head_keys, lr_scale, read_source, transplant
-from zoo.optim import build_optimizer
-from zoo.trainer import train
+from zoo.training.finetune import Freezer, head_keys, lr_scale, read_source, transplant
+from zoo.training.optim import build_optimizer
+from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "configs" / "lenet5_digits.yaml"
@@ -167,7 +167,7 @@ def test_torchvision_weights_api_offline_and_from_the_cache(torchvision_file, tm
     cached.write_bytes(torchvision_file[1].read_bytes())
     source = read_source("torchvision:ResNet18_Weights.IMAGENET1K_V1", "resnet18")
     assert "fc.weight" in source.state and len(source.classes) == 1000
-    assert source.normalization["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert list(source.normalization.mean) == pytest.approx([0.485, 0.456, 0.406])
 
 
 @pytest.mark.parametrize(("spec", "model", "message"), [

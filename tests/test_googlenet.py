@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.losses import AUX_WEIGHT, aux_loss
+from zoo.loop import AUX_WEIGHT, aux_loss
 
 
 @pytest.fixture(scope="module")

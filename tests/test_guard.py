@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import zoo.engine
+import zoo.loop
 from zoo.checkpoint import load_checkpoint
 from zoo.config import load_config
 from zoo.errors import RunStopped, ZooError
-from zoo.guard import Guard
-from zoo.resume import prepare_resume
-from zoo.trainer import train
+from zoo.training.guard import Guard
+from zoo.training.resume import prepare_resume
+from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 41  # digits: 1,294 training images in batches of 32
@@ -31,14 +31,14 @@ def _config(out: Path, *extra: str):
 
 def _poison_step(monkeypatch, step: int) -> None:
     """From training step `step` on, the loss (and so every gradient after it) is NaN."""
-    real, calls = zoo.engine.aux_loss, {"n": 0}
+    real, calls = zoo.loop.aux_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss, logits = real(*args, **kwargs)
         return (loss * float("nan"), logits) if calls["n"] >= step else (loss, logits)
 
-    monkeypatch.setattr(zoo.engine, "aux_loss", poisoned)
+    monkeypatch.setattr(zoo.loop, "aux_loss", poisoned)
 
 
 def test_a_nonfinite_loss_stops_at_its_step_and_keeps_the_last_finite_checkpoints(tmp_path, monkeypatch):

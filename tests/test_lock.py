@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from zoo.errors import ZooError
-from zoo.lock import RunLock
+from zoo.rundir import RunLock
 
 
 def test_a_second_writer_is_refused_and_the_lock_is_released(tmp_path):

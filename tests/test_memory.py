@@ -142,7 +142,7 @@ def test_loader_memory_is_for_the_sets_that_fit(tmp_path):
     assert DataConfig(name="cifar10").loader == "auto"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_the_data_is_held_on_the_training_device():
     cfg = DataConfig(name="digits", augment=True, crop_padding=4)
     splits = build_datasets(cfg, in_channels=1, input_size=32)

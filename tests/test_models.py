@@ -99,6 +99,19 @@ def test_reset_classifier(model):  # last: it changes the shared model's head
         assert model(_batch(model, _info(model).min_input_size)).shape == (2, 7)
 
 
+@pytest.mark.parametrize("name", ["lenet5", "mlp", "mnist_cnn", "alexnet"])
+def test_initialize_draws_nothing_where_the_layers_initialized_themselves(name):
+    """Models without their own init_weights keep their layers' draws, so a seed gives the same weights."""
+    torch.manual_seed(0)
+    model = zoo.create_model(name)
+    state, next_draw = {k: v.clone() for k, v in model.state_dict().items()}, torch.rand(1)
+    torch.manual_seed(0)
+    again = zoo.create_model(name)
+    again.initialize()
+    assert torch.equal(torch.rand(1), next_draw)
+    assert all(torch.equal(v, state[k]) for k, v in again.state_dict().items())
+
+
 @pytest.mark.parametrize("name", ["lenet5", "resnet20", "vgg11", "alexnet", "googlenet", "se_resnet18", "mnist_cnn"])
 def test_in_channels_and_num_classes_are_honoured(name):
     channels = 1 if zoo.get_model_info(name).input_size[0] == 3 else 3  # the other one

@@ -4,7 +4,7 @@ from torch import nn
 
 from zoo.config import OptimizerConfig, SchedulerConfig
 from zoo.errors import ZooError
-from zoo.optim import build_optimizer, build_scheduler
+from zoo.training.optim import build_optimizer, build_scheduler
 
 
 def net() -> nn.Module:

@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 
 import zoo
@@ -49,9 +51,28 @@ def test_unknown_builder_argument_is_a_zoo_error():
 def test_duplicate_registration_fails_at_import():
     paper = get_model_info("lenet5").paper
     with pytest.raises(ValueError, match="registered twice"):
-        @register_model(family="lenet", paper=paper, input_size=(1, 32, 32), min_input_size=16)
+        @register_model(family="lenet", paper=paper, input_size=(1, 32, 32))
         def lenet5(**kwargs):  # noqa: F811  (the point of the test)
             raise AssertionError("never built")
+
+
+def test_a_builder_whose_defaults_are_not_the_papers_fails_at_import():
+    paper = get_model_info("lenet5").paper
+    with pytest.raises(ValueError, match="num_classes defaults to 1000; the registry says 10"):
+        @register_model(family="lenet", paper=paper, input_size=(1, 32, 32), num_classes=10)
+        def lenet_with_wrong_defaults(num_classes: int = 1000, in_channels: int = 1):
+            raise AssertionError("never built")
+    assert "lenet_with_wrong_defaults" not in zoo.list_models()
+
+
+def test_every_builder_is_typed_with_the_papers_defaults_and_cites_the_paper():
+    for name in zoo.list_models():
+        info = get_model_info(name)
+        signature = inspect.signature(info.builder)
+        assert signature.parameters["num_classes"].default == info.num_classes
+        assert signature.parameters["in_channels"].default == info.input_size[0]
+        assert signature.return_annotation is not inspect.Signature.empty
+        assert info.paper.cite() in inspect.getdoc(info.builder)
 
 
 def test_create_model_passes_classes_and_channels():

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import zoo.engine
-import zoo.trainer
+import zoo.loop
+import zoo.training.run
 from zoo.checkpoint import load_checkpoint
 from zoo.config import load_config
 from zoo.errors import RunStopped, ZooError
-from zoo.resume import prepare_resume
-from zoo.trainer import train
+from zoo.training.resume import prepare_resume
+from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 41  # digits: 1,294 training images in batches of 32
@@ -40,7 +40,7 @@ def _config(out: Path, loader: str, *extra: str):
 
 def _signal_at_step(monkeypatch, step: int, number: int = signal.SIGINT) -> None:
     """Deliver `number` to this process during training step `step` (1-based), as a user's Ctrl-C would."""
-    real, calls = zoo.engine.aux_loss, {"n": 0}
+    real, calls = zoo.loop.aux_loss, {"n": 0}
 
     def counting(*args, **kwargs):
         calls["n"] += 1
@@ -48,11 +48,11 @@ def _signal_at_step(monkeypatch, step: int, number: int = signal.SIGINT) -> None
             os.kill(os.getpid(), number)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(zoo.engine, "aux_loss", counting)
+    monkeypatch.setattr(zoo.loop, "aux_loss", counting)
 
 
 def _signal_in_validation(monkeypatch, epoch: int) -> None:
-    real, calls = zoo.trainer.evaluate, {"n": 0}
+    real, calls = zoo.training.run.evaluate_loader, {"n": 0}
 
     def evaluating(*args, **kwargs):
         calls["n"] += 1
@@ -60,7 +60,7 @@ def _signal_in_validation(monkeypatch, epoch: int) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(zoo.trainer, "evaluate", evaluating)
+    monkeypatch.setattr(zoo.training.run, "evaluate_loader", evaluating)
 
 
 def _final_state(run_dir: Path) -> dict:

@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from zoo.config import load_config
-from zoo.engine import _to
+from zoo.loop import Compute
 from zoo.evaluation import evaluate_checkpoint
 from zoo.errors import ZooError
 from zoo.runtime import autocast, compiled, grad_scaler, memory_format, resolve_device, tune_backends
-from zoo.trainer import train
+from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def short_run(tmp_path: Path, *overrides: str):
@@ -55,9 +54,10 @@ def test_on_the_cpu_precision_benchmark_and_compile_are_off(capsys):
 
 
 def test_channels_last_batches_and_flat_inputs_left_alone():
-    images, targets = _to(torch.device("cpu"), torch.rand(4, 3, 8, 8), torch.zeros(4), memory_format(True))
+    compute = Compute(torch.device("cpu"), memory_format=memory_format(True))
+    images, targets = compute.batch(torch.rand(4, 3, 8, 8), torch.zeros(4))
     assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
-    features, _ = _to(torch.device("cpu"), torch.rand(4, 2), torch.zeros(4), memory_format(True))
+    features, _ = compute.batch(torch.rand(4, 2), torch.zeros(4))
     assert features.is_contiguous()  # xor's 2 features: no image layout to change
 
 
@@ -70,7 +70,7 @@ def test_a_channels_last_run_saves_plain_weights_that_evaluate_the_same(tmp_path
     assert report.metrics.accuracy == pytest.approx(recorded["accuracy"])
 
 
-@cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["bf16", "16"])
 def test_mixed_precision_on_cuda_autocasts_and_scales_only_float16(precision):
     device = torch.device("cuda")
@@ -84,7 +84,7 @@ def test_mixed_precision_on_cuda_autocasts_and_scales_only_float16(precision):
     assert not torch.backends.cudnn.benchmark
 
 
-@cuda
+@pytest.mark.gpu
 def test_bf16_channels_last_compiled_run_on_cuda(tmp_path):
     result = short_run(tmp_path, "train.device=cuda", "train.precision=bf16", "train.channels_last=true",
                        "train.compile=true")

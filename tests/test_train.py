@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from zoo.checkpoint import load_checkpoint
 from zoo.config import load_config
 from zoo.evaluation import evaluate_checkpoint
-from zoo.trainer import train
+from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,8 +3,27 @@
     >>> import zoo
     >>> model = zoo.create_model("resnet18", num_classes=10)
     >>> zoo.list_models("vgg*")
+    >>> result = zoo.train(zoo.load_config("configs/lenet5_digits.yaml"))
+    >>> report = zoo.evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt")
 
 The public names are imported on first use, so `import zoo` (and `zoo --help`) stays fast.
+
+    registry.py     register_model, create_model, list_models, get_model_info
+    models/         one file per family of networks, their shared layers and weight initialization
+    config.py       the typed, validated training config: the only code that reads YAML
+    data/           data sets (torchvision's, digits, xor), splits, transforms, the in-memory path
+    loop.py         one training epoch and one evaluation pass (AMP, DDP), the loss with auxiliary heads
+    metrics.py      loss, top-1/top-5, the confusion matrix, per-class precision/recall/F1
+    training/       zoo train / finetune / resume: the run, its hooks, the guard, fine-tuning, optimizers
+    checkpoint.py   TrainingState, the checkpoint's schema; atomic saves and safe loads
+    rundir.py       run directories, the lock, atomic files (no torch)
+    runtime.py      the device, seeds and random state, precision and speed settings
+    distributed.py  torchrun: the process group, Job (this process's rank and device)
+    evaluation.py   zoo evaluate: a checkpoint on a split, per-class figures, the confusion matrix
+    summary/        zoo summary: per-layer shapes, parameters, MACs and memory
+    render.py       what the CLI prints: tables, Markdown, CSV, JSON, reports
+    plots.py        the confusion-matrix picture
+    cli.py          the zoo command (Typer); errors.py: ZooError and RunStopped
 """
 
 from __future__ import annotations
@@ -19,20 +38,27 @@ _EXPORTS = {
     "list_models": "zoo.registry",
     "get_model_info": "zoo.registry",
     "register_model": "zoo.registry",
-    "init_weights": "zoo.init",
-    "aux_loss": "zoo.losses",
+    "init_weights": "zoo.models.weight_init",
+    "Config": "zoo.config",
+    "load_config": "zoo.config",
+    "train": "zoo.training",
+    "resume": "zoo.training",
+    "evaluate_checkpoint": "zoo.evaluation",
+    "TrainingState": "zoo.checkpoint",
+    "read_state": "zoo.checkpoint",
+    "aux_loss": "zoo.loop",
     "summarize": "zoo.summary",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 
-_SUBMODULES = {"cli", "errors", "init", "losses", "models", "registry", "summary"}
-
-
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _SUBMODULES:
+    try:  # a subpackage or module: zoo.models, zoo.training ...
         return importlib.import_module(f"zoo.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"zoo.{name}":
+            raise
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

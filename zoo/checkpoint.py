@@ -1,47 +1,199 @@
-"""Checkpoints: saved atomically (a crash mid-save never destroys the last good file) and loaded safely
-(`weights_only=True`: unpickling can build tensors and plain containers, never run code)."""
+"""Checkpoints: the one schema of what a run saves (TrainingState), written atomically (a crash mid-save never
+destroys the last good file) and read safely (`weights_only=True`: unpickling builds tensors and plain
+containers, never runs code).
+
+This is the only module that spells the checkpoint's keys. On disk a checkpoint is the plain dict of
+`TrainingState.to_dict()`; every reader and writer goes through `TrainingState`, and `read_state` is the one
+place that checks a loaded file holds what its use needs (evaluating, resuming).
+"""
 
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from torch import Tensor, nn
 
 from zoo.errors import ZooError
+from zoo.rundir import atomic_write
+
+Need = Literal["weights", "evaluate", "resume"]
+_NEEDS: dict[str, tuple[str, ...]] = {  # the keys each use of a checkpoint reads
+    "weights": ("model", "config"),
+    "evaluate": ("model", "config", "num_classes", "normalization"),
+    "resume": ("model", "config", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "ranks", "progress"),
+}
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, rename over `path`, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# ---- the schema --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Normalization:
+    """How the network's inputs were prepared: per-channel mean and std (after scaling pixels to [0, 1]), and
+    the side and channel count images are fitted to. Weights sources (torchvision's) give mean and std only."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int | None = None  # pixels; 1 for flat features (xor)
+    in_channels: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "input_size": self.input_size,
+                "in_channels": self.in_channels}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Normalization | None:
+        if not data:
+            return None
+        return cls(tuple(data["mean"]), tuple(data["std"]), data.get("input_size"), data.get("in_channels"))
+
+
+@dataclass
+class Progress:
+    """What the run has done so far: time, images, the best epoch, early stopping's counters."""
+
+    seconds: float = 0.0  # training time, validation excluded
+    images: int = 0  # trained on, over all ranks
+    epochs_run: int = 0
+    best_accuracy: float = -1.0  # validation top-1 of the best epoch (fraction); -1 when there is no validation
+    best_epoch: int = 0
+    best_val: dict[str, float] | None = None  # metrics.json's val section of the best epoch
+    early_stopping: tuple[float | None, int] | None = None  # (best value, epochs without improvement)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "images": self.images, "epochs_run": self.epochs_run,
+                "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_val": self.best_val,
+                "early_stopping": list(self.early_stopping) if self.early_stopping is not None else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Progress:
+        early = data.get("early_stopping")
+        return cls(data["seconds"], data["images"], data["epochs_run"], data["best_accuracy"], data["best_epoch"],
+                   data.get("best_val"), tuple(early) if early else None)
+
+
+@dataclass(frozen=True)
+class RankState:
+    """One process's state that is not in the model or optimizer: its global random generators
+    (zoo.runtime.capture_rng), the loader's own generator, and mid-epoch the epoch's metric sums so far."""
+
+    rng: dict[str, Any]
+    loader: dict[str, Any]
+    meter: dict[str, Tensor] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng, "loader": self.loader, "meter": self.meter}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RankState:
+        return cls(data["rng"], data["loader"], data.get("meter"))
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint holds. Weights, config, classes and normalization are enough to evaluate or
+    fine-tune; the rest (None in a weights-only file) resumes the run exactly where it stopped: after `epoch`
+    epochs and `batch` batches of the next, `step` optimizer steps."""
+
+    model: dict[str, Tensor]  # the network's state_dict (never a DDP wrapper's)
+    config: dict[str, Any]  # Config.to_dict()
+    model_name: str | None = None
+    num_classes: int | None = None
+    classes: list[str] | None = None
+    normalization: Normalization | None = None
+    zoo_version: str | None = None
+    torch_version: str | None = None
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    ranks: list[RankState] = field(default_factory=list)  # in rank order
+    world_size: int | None = None
+    progress: Progress | None = None
+
+    @classmethod
+    def of_network(cls, network: nn.Module, config: dict[str, Any], classes: list[str], normalization: Normalization,
+                   **training: Any) -> TrainingState:
+        """The state of `network` (unwrapped), with this zoo's and torch's versions."""
+        import zoo
+
+        return cls(network.state_dict(), config, network.name, network.num_classes, list(classes), normalization,
+                   zoo.__version__, str(torch.__version__),  # TorchVersion is not a plain str: weights_only refuses it
+                   **training)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict torch.save writes (weights_only loading accepts it)."""
+        state = {
+            "model": self.model, "model_name": self.model_name, "num_classes": self.num_classes, "config": self.config,
+            "classes": self.classes, "normalization": self.normalization.to_dict() if self.normalization else None,
+            "zoo_version": self.zoo_version, "torch_version": self.torch_version,
+        }
+        if self.optimizer is not None:
+            state.update(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, epoch=self.epoch,
+                         batch=self.batch, step=self.step, ranks=[rank.to_dict() for rank in self.ranks],
+                         world_size=self.world_size, progress=self.progress.to_dict() if self.progress else None)
+        return state
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingState:
+        """A loaded checkpoint's dict; `read_state` checks first that it holds what its use needs."""
+        training = "optimizer" in data
+        return cls(
+            data["model"], data["config"], data.get("model_name"), data.get("num_classes"), data.get("classes"),
+            Normalization.from_dict(data.get("normalization")), data.get("zoo_version"), data.get("torch_version"),
+            data.get("optimizer"), data.get("scheduler"), data.get("scaler"), data.get("epoch", 0), data.get("batch", 0),
+            data.get("step", 0), [RankState.from_dict(rank) for rank in data.get("ranks") or []], data.get("world_size"),
+            Progress.from_dict(data["progress"]) if training and data.get("progress") else None,
+        )
+
+    @staticmethod
+    def holds(data: Any, need: Need) -> bool:
+        """Whether a loaded file is a zoo checkpoint with what `need` reads (not a bare state_dict, say)."""
+        return isinstance(data, dict) and all(key in data for key in _NEEDS[need])
+
+
+def read_state(path: str | Path, need: Need, map_location: str | torch.device = "cpu") -> TrainingState:
+    """The checkpoint at `path`, checked to hold what `need` reads: 'weights' (and the config), 'evaluate' (and
+    the class count and normalization) or 'resume' (and the optimizer, position and per-rank random state).
+    A file that lacks it is one line saying what to do instead."""
+    path = Path(path)
+    data = load_checkpoint(path, map_location)
+    if not TrainingState.holds(data, need):
+        if need == "resume":
+            raise ZooError(f"{path} cannot be resumed: it holds no training state (optimizer, position, random "
+                           "state), only weights; fine-tune from it instead (finetune.source)")
+        raise ZooError(f"{path} is not a zoo checkpoint (no {', '.join(_NEEDS[need][:-1])} and {_NEEDS[need][-1]} "
+                       "inside); use a runs/.../checkpoints/*.pt file")
+    return TrainingState.from_dict(data)
+
+
+def load_weights(model: nn.Module, state: TrainingState, path: Path, model_name: str) -> None:
+    """state.model into `model` (built as `model_name`), strictly; a misfit is one line naming what is off."""
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        model.load_state_dict(state.model)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        trained = state.model_name
+        fix = (f"it holds a {trained}: leave model.name as the checkpoint has it" if trained and trained != model_name
+               else "use the checkpoint with the config it was trained with")
+        raise ZooError(f"{path} does not fit {model_name} ({lines[0].rstrip('.') if lines else error}); {fix}") from None
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+# ---- the file ----------------------------------------------------------------------------------------
+
+def save_checkpoint(state: TrainingState | dict[str, Any], path: Path) -> None:
     """Atomic; a full disk or an unwritable folder is one line, with the previous file intact."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(state.to_dict() if isinstance(state, TrainingState) else state, buffer)
     try:
         atomic_write(path, buffer.getvalue())
     except OSError as error:
@@ -49,29 +201,9 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
                        "free some space or set train.output_dir to a writable folder") from None
 
 
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Temporary files a killed save left behind (atomic_write's .<name>.*.tmp)."""
-    stale = sorted(Path(directory).glob(".*.tmp")) if Path(directory).is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
-def publish_copy(source: Path, target: Path) -> None:
-    """Make `target` hold what `source` holds now, atomically: a hard link when the file system allows
-    (no second write of a large checkpoint; replacing `source` later leaves `target` alone), else a copy."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        atomic_write(target, source.read_bytes())
-        return
-    os.replace(tmp, target)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a zoo checkpoint or weights file; a missing, damaged or unsafe file is a one-line ZooError."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a zoo checkpoint or weights file as saved (a dict); a missing, damaged or unsafe file is a one-line
+    ZooError. `read_state` gives a zoo checkpoint as its TrainingState."""
     path = Path(path)
     if not path.is_file():
         raise ZooError(f"checkpoint {str(path)!r} not found; runs write runs/<name>/<time>/checkpoints/best.pt")
@@ -113,18 +245,6 @@ def _check_crcs(path: Path) -> None:
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
         raise ZooError(f"{path} is damaged ({_first_line(error)}: its bytes changed after it was saved); "
                        "use another checkpoint") from None
-
-
-def load_weights(model: torch.nn.Module, state: dict[str, Any], path: Path, model_name: str) -> None:
-    """state["model"] into `model` (built as `model_name`), strictly; a misfit is one line naming what is off."""
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-        trained = state.get("model_name")
-        fix = (f"it holds a {trained}: leave model.name as the checkpoint has it" if trained and trained != model_name
-               else "use the checkpoint with the config it was trained with")
-        raise ZooError(f"{path} does not fit {model_name} ({lines[0].rstrip('.') if lines else error}); {fix}") from None
 
 
 def _first_line(error: Exception) -> str:

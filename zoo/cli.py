@@ -7,14 +7,47 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
+from zoo.errors import ZooError
+from zoo.render import EvaluationFormat, Format
+
+Choice = TypeVar("Choice", bound=Enum)
+
+
+class Split(str, Enum):
+    """`zoo evaluate --split`; zoo.evaluation.SPLITS is the same list (importing it here would import torch)."""
+
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+def choice(enum: type[Choice], what: str) -> Callable[[str | Choice], Choice]:
+    """Typer's parser for an Enum option: `--help` lists the members, and a bad value is one line and exit code 2.
+
+    Typer's own check would print a usage box instead; a ZooError goes through to main() as the commands' do.
+    """
+    names = [member.value for member in enum]
+    listing = " or ".join(names) if len(names) == 2 else f"one of {', '.join(names)}"
+
+    def parse(value: str | Choice) -> Choice:
+        try:
+            return enum(value)
+        except ValueError:
+            raise ZooError(f"unknown {what} {value!r}; choose {listing}") from None
+
+    return parse
+
+
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
-FormatOption = Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json.")]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", parser=choice(Format, "format"), help="What to print.")]
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set optimizer.lr=0.01 (repeatable).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
@@ -31,24 +64,13 @@ def _root() -> None:
 @app.command("list")
 def list_command(
     filter: Annotated[str, typer.Option("--filter", help="fnmatch pattern, e.g. 'resnet*'.")] = "*",
-    format: FormatOption = "table",
+    format: FormatOption = Format.table,
 ) -> None:
     """List the registered models: family, year, parameters and default input size."""
-    from zoo.catalog import catalog
-    from zoo.errors import ZooError
-    from zoo.tables import check_format, render
+    from zoo.render import render_catalog
+    from zoo.summary import catalog
 
-    check_format(format)
-    rows = catalog(filter)
-    if not rows:
-        raise ZooError(f"no model matches {filter!r}; run 'zoo list' to see them all")
-    headers = ["name", "family", "year", "params", "input", "paper count", "torchvision weights"]
-    if format == "json":
-        table = [[r.name, r.family, r.year, r.params, r.input_size, r.reference_ok, r.torchvision] for r in rows]
-    else:
-        table = [[r.name, r.family, str(r.year), r.params, r.input_size,
-                  {True: "matches", False: "MISMATCH", None: "-"}[r.reference_ok], r.torchvision or "-"] for r in rows]
-    typer.echo(render(headers, table, format, numeric=[False, False, False, True, False, False, False]))
+    typer.echo(render_catalog(catalog(filter), format))
 
 
 @app.command()
@@ -62,19 +84,18 @@ def train(
         help="With --resume: accept a config (--config, --set) that differs from the checkpoint's.")] = False,
 ) -> None:
     """Train a model as a YAML config says; writes runs/<run-name>/<time>/. Or continue one with --resume."""
-    from zoo.config import load_config
-    from zoo.errors import ZooError
-    from zoo.resume import prepare_resume
-    from zoo.trainer import train as run_training
+    from zoo.training import resume as resume_run
+    from zoo.training import train as run_training
 
     if resume is not None:
-        plan = prepare_resume(resume, config, set, allow_config_change)
-        run_training(plan.config, quiet=quiet, resume=plan)
+        resume_run(resume, config, set, allow_config_change, quiet=quiet)
         return
     if config is None:
         raise ZooError("give a config (zoo train --config configs/lenet5_digits.yaml), or --resume RUN_DIR to continue a run")
     if allow_config_change:
         raise ZooError("--allow-config-change goes with --resume; remove it")
+    from zoo.config import load_config
+
     run_training(load_config(config, set), quiet=quiet)
 
 
@@ -82,8 +103,7 @@ def train(
 def finetune(config: ConfigOption, set: SetOption = None, quiet: QuietOption = False) -> None:
     """Fine-tune trained weights on new data: a training config with a `finetune` section."""
     from zoo.config import load_config
-    from zoo.errors import ZooError
-    from zoo.trainer import train as run_training
+    from zoo.training import train as run_training
 
     resolved = load_config(config, set)
     if resolved.finetune is None:
@@ -95,27 +115,19 @@ def finetune(config: ConfigOption, set: SetOption = None, quiet: QuietOption = F
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
-    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    split: Annotated[Split, typer.Option(parser=choice(Split, "split"), help="The data split to measure.")] = Split.test,
     data: Annotated[str | None, typer.Option("--data", help="Another data set than the checkpoint's (data.name).")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="Where its files are (data.root).")] = None,
     set: SetOption = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    format: Annotated[EvaluationFormat, typer.Option(
+        "--format", "-f", parser=choice(EvaluationFormat, "format"), help="What to print.")] = EvaluationFormat.table,
 ) -> None:
     """Loss, top-1/top-5 accuracy, per-class precision/recall/F1 and the confusion matrix of a checkpoint."""
-    from zoo.errors import ZooError
     from zoo.evaluation import evaluate_checkpoint
-    from zoo.reports import evaluation_table
+    from zoo.render import render_evaluation
 
-    if format not in ("table", "json"):
-        raise ZooError(f"unknown format {format!r}; choose table or json")
-    overrides = [*([f"data.name={data}"] if data else []), *([f"data.root={data_root}"] if data_root else []), *(set or [])]
-    report = evaluate_checkpoint(checkpoint, split, overrides)
-    if format == "json":
-        import json
-
-        typer.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        typer.echo(evaluation_table(report))
+    report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root)
+    typer.echo(render_evaluation(report, format))
 
 
 @config_app.command("show")
@@ -144,13 +156,12 @@ def summary_command(
     batch_size: Annotated[int, typer.Option(help="Images per step, for the training memory estimate.")] = 1,
     depth: Annotated[int, typer.Option(help="Nesting depth of the rows; deeper blocks fold into their parent.")] = 2,
     aux: Annotated[bool, typer.Option(help="Build and list the auxiliary heads (GoogLeNet), marked training only.")] = False,
-    format: FormatOption = "table",
+    format: FormatOption = Format.table,
 ) -> None:
     """Per-layer shapes, parameters and MACs, with totals and memory estimates."""
-    from zoo.summary import render_summary, summarize
-    from zoo.tables import check_format
+    from zoo.render import render_summary
+    from zoo.summary import summarize
 
-    check_format(format)  # before the forward pass, not after it
     typer.echo(render_summary(summarize(name, input_size, num_classes, batch_size, depth, aux), format))
 
 
@@ -164,7 +175,7 @@ def main(fast_exit: bool = False) -> None:
     from the commands through to here. With `fast_exit`, a read-only command that succeeded skips the
     interpreter's teardown (libtorch's static destructors cost 0.8 s) once its output is flushed.
     """
-    from zoo.errors import RunStopped, ZooError
+    from zoo.errors import RunStopped
 
     try:
         app()
@@ -172,7 +183,9 @@ def main(fast_exit: bool = False) -> None:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
     except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
-        if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        from zoo.distributed import place  # torch is imported already: a run raised this
+
+        if place()[0] == 0:  # under torchrun, once
             typer.echo(str(stop), err=True)
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C, outside a save: the last checkpoint written is intact

@@ -15,16 +15,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from zoo.data.specs import DATASETS, IN_MEMORY  # data.name's choices, and those loader memory holds: one table
 from zoo.errors import ZooError
+from zoo.models.weight_init import SCHEMES as INITS  # init's choices: the schemes zoo.models.weight_init knows
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder", "digits", "xor", "synthetic")
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
 FUSED_DEVICES = {"sgd": ("cpu", "cuda"), "adam": ("cpu", "cuda"), "adamw": ("cpu", "cuda"), "adagrad": ("cpu",)}  # torch's fused kernels
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
-INITS = ("default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal")  # zoo.init.SCHEMES
 PRECISIONS = ("32", "bf16", "16")
 LOADERS = ("auto", "memory", "torchvision")
-IN_MEMORY = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")  # data.loader auto holds these in memory
 METRICS = ("val_accuracy", "val_loss")
 
 
@@ -44,6 +43,15 @@ class ModelConfig(BaseModel):
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def build(self, num_classes: int | None = None, in_channels: int | None = None) -> Any:
+        """The model this section names, through zoo.create_model: num_classes and in_channels as set here, else
+        the ones given (the data's), else the paper's; every other key goes to the builder. Weights are the
+        model's own initialization; under `with torch.device("meta")`, shapes only."""
+        from zoo.registry import create_model
+
+        return create_model(self.name, num_classes=self.num_classes or num_classes,
+                            in_channels=self.in_channels or in_channels, **self.kwargs)
 
 
 class DataConfig(Section):
@@ -214,10 +222,14 @@ class Config(Section):
     def run_name(self) -> str:
         return self.train.run_name or f"{self.model.name}_{self.data.name}"
 
-    def with_normalization(self, mean: Any, std: Any) -> Config:
+    def with_normalization(self, mean: Any, std: Any, channels: int | None = None) -> Config:
         """This config normalizing with `mean` and `std` (a checkpoint's, a weights source's), unless it sets its
-        own or normalizes nothing: trained weights expect the statistics they were trained with."""
+        own, normalizes nothing, or (`channels` given) the statistics are for another channel count: trained
+        weights expect the statistics they were trained with. The one rule for inherited statistics; the data
+        set's own are zoo.data.transforms.normalization's."""
         if not self.data.normalize or self.data.mean is not None or mean is None:
+            return self
+        if channels is not None and len(mean) != channels:
             return self
         data = self.data.model_copy(update={"mean": tuple(mean), "std": tuple(std)})
         return self.model_copy(update={"data": data})
@@ -309,12 +321,9 @@ def _check_model(config: Config, source: str) -> None:
     """The model name and its builder arguments, checked by building it on the meta device (no memory)."""
     import torch
 
-    from zoo.registry import create_model
-
     try:
         with torch.device("meta"):
-            create_model(config.model.name, num_classes=config.model.num_classes, in_channels=config.model.in_channels,
-                         **config.model.kwargs)
+            config.model.build()
     except ZooError as error:
         key = "model.name" if str(error).startswith("unknown model") else "model"
         raise ZooError(f"{source}: {key}: {error}") from None

@@ -15,12 +15,11 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
 from zoo.runtime import resolve_device
 
 T = TypeVar("T")
@@ -39,7 +38,8 @@ class Job:
 
     @property
     def is_main(self) -> bool:
-        """Rank 0: the one process that creates the run directory, prints, logs and saves."""
+        """Rank 0: the one process that creates the run directory, prints, logs and saves. Code without a Job
+        (data loading, the CLI's last line) asks `place()` instead."""
         return self.rank == 0
 
     def share(self, value: T) -> T:
@@ -83,23 +83,18 @@ class Job:
         return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def place() -> tuple[int, int]:
+    """(rank, world size) in the initialized process group, else torchrun's RANK and WORLD_SIZE, else (0, 1):
+    the one answer to "which process is this" for code that has no Job (data loading, the CLI's last line)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_VARIABLES)
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    """Under torchrun each process takes cuda:LOCAL_RANK (auto, cuda) or the CPU (auto without CUDA, cpu)."""
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if name in ("auto", "cuda"):
-        if not torch.cuda.is_available():
-            raise ZooError("train.device is 'cuda' but this machine has no CUDA device; use device: auto or cpu")
-        if local_rank >= torch.cuda.device_count():
-            raise ZooError(f"LOCAL_RANK {local_rank} but this node has {torch.cuda.device_count()} CUDA devices; "
-                           "start at most that many processes per node (--nproc_per_node)")
-        return torch.device("cuda", local_rank)
-    raise ZooError(f"train.device is {name!r}, but under torchrun each process takes its own device: "
-                   "use device: auto (cuda:LOCAL_RANK, else the CPU), cuda or cpu")
 
 
 @contextlib.contextmanager
@@ -111,13 +106,14 @@ def launch(device_name: str) -> Iterator[Job]:
     import torch.distributed as dist
 
     rank, local_rank, world_size = (int(os.environ[name]) for name in TORCHRUN_VARIABLES)
-    device = _device(device_name, local_rank)
+    device = resolve_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before init: NCCL and the object broadcasts use the current device
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    job = Job(device, rank, local_rank, world_size, distributed=True)
     try:
-        with _quiet(rank != 0):
-            yield Job(device, rank, local_rank, world_size, distributed=True)
+        with _quiet(not job.is_main):
+            yield job
         # Leave together: a gloo rank that tears its connections down while another still uses them
         # can abort the other ("terminate called without an active exception"). Not after an error,
         # where the other ranks may never arrive (torchrun stops them).
@@ -134,10 +130,3 @@ def _quiet(silent: bool) -> Iterator[None]:
         return
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         yield
-
-
-class Silent:
-    """Stands in for rank 0's logger on the other ranks: every method call does nothing."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None

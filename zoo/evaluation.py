@@ -12,16 +12,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.checkpoint import atomic_write, load_checkpoint, load_weights
+from zoo.checkpoint import TrainingState, load_weights, read_state
 from zoo.config import Config, apply_overrides, validate_config
-from zoo.data import build_datasets, build_loaders
-from zoo.engine import EpochResult, evaluate
+from zoo.data import SPLITS, build_datasets, build_loaders
 from zoo.errors import ZooError
+from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
-from zoo.registry import create_model
+from zoo.rundir import atomic_write
 from zoo.runtime import resolve_device
 
-SPLITS = ("test", "val", "train")
+CHOICES = tuple(reversed(SPLITS))  # test, val, train: the order `zoo evaluate --split` offers them
 
 
 @dataclass(frozen=True)
@@ -54,45 +54,52 @@ class EvaluationReport:
         }
 
 
-def checkpoint_config(state: dict[str, Any], path: Path, overrides: list[str]) -> Config:
-    """The run's config with the caller's overrides, normalized exactly as the model was trained."""
-    config = validate_config(apply_overrides(dict(state["config"]), overrides), f"{path} (config)")
-    normalization = state.get("normalization") or {}
-    return config.with_normalization(normalization.get("mean"), normalization.get("std"))
+def checkpoint_config(state: TrainingState, path: Path, overrides: list[str], data: str | None = None,
+                      data_root: str | Path | None = None) -> Config:
+    """The run's config with another data set (`data`, `data_root`) and the caller's overrides, normalized
+    exactly as the model was trained."""
+    raw = dict(state.config)
+    if data is not None or data_root is not None:
+        raw["data"] = {**raw.get("data", {}), **({"name": data} if data is not None else {}),
+                       **({"root": str(data_root)} if data_root is not None else {})}
+    config = validate_config(apply_overrides(raw, overrides), f"{path} (config)")
+    normalization = state.normalization
+    return config.with_normalization(normalization.mean, normalization.std) if normalization else config
 
 
-def load_model(state: dict[str, Any], config: Config, path: Path) -> nn.Module:
-    in_channels = (state.get("normalization") or {}).get("in_channels")
-    model = create_model(config.model.name, num_classes=state["num_classes"], in_channels=in_channels, **config.model.kwargs)
+def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
+    """The checkpoint's network, built as it was trained, with its weights."""
+    model = config.model.build(state.num_classes, state.normalization.in_channels)
     load_weights(model, state, path, config.model.name)
     return model
 
 
-def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] | None = None) -> EvaluationReport:
+def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] | None = None, *,
+                        data: str | None = None, data_root: str | Path | None = None) -> EvaluationReport:
+    """`path`'s model on `split` (test, val or train) of its data set, or of `data` under `data_root`, with
+    `overrides` (key.path=value). Raises ZooError for a file that is no zoo checkpoint, a split the data has not,
+    or data with more classes than the model predicts."""
     path = Path(path)
-    if split not in SPLITS:
-        raise ZooError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or not {"model", "config", "num_classes", "normalization"} <= set(state):
-        raise ZooError(f"{path} is not a zoo checkpoint (no model, config, num_classes and normalization inside); "
-                       "use a runs/.../checkpoints/*.pt file")
+    split = str(getattr(split, "value", split))  # the CLI's choice enum, or its text
+    if split not in CHOICES:
+        raise ZooError(f"unknown split {split!r}; choose one of {', '.join(CHOICES)}")
+    state = read_state(path, "evaluate")
     # Evaluating the training split measures the model, not the augmentation: turn it off.
-    config = checkpoint_config(state, path, [*(overrides or []), *(["data.augment=false"] if split == "train" else [])])
+    config = checkpoint_config(state, path, [*(overrides or []), *(["data.augment=false"] if split == "train" else [])],
+                               data, data_root)
     device = resolve_device(config.train.device)
-    normalization = state.get("normalization") or {}
-    splits = build_datasets(config.data, in_channels=normalization["in_channels"], input_size=normalization["input_size"],
+    normalization = state.normalization
+    splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
                             seed=config.train.seed)
-    if len(splits.classes) > state["num_classes"]:
-        raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state['num_classes']}; "
+    if len(splits.classes) > state.num_classes:
+        raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state.num_classes}; "
                        "evaluate on the data it was trained on, or fine-tune it first (zoo finetune)")
-    classes = list(state.get("classes") or splits.classes)
-    train_loader, val_loader, test_loader = build_loaders(splits, config.data, seed=config.train.seed)
-    loader = {"test": test_loader, "val": val_loader, "train": train_loader}[split]
+    classes = list(state.classes or splits.classes)
+    loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))[split]
     if loader is None:
         raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set data.val_split above 0")
     model = load_model(state, config, path).to(device)
-    criterion = nn.CrossEntropyLoss()
-    result = evaluate(model, loader, criterion, device, model.num_classes, config.train.precision)
+    result = evaluate_loader(model, loader, Compute(device, config.train.precision), nn.CrossEntropyLoss(), model.num_classes)
     stem = path.with_suffix("")
     csv_path, png_path = Path(f"{stem}.{split}.confusion.csv"), Path(f"{stem}.{split}.confusion.png")
     _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {config.data.name} {split}")

@@ -1,13 +1,18 @@
 """The model registry: each model file registers its builders with `register_model`.
 
-A builder is a function `(num_classes, in_channels, **kwargs) -> nn.Module`; the decorator records
-what the summary, data and CLI code need to know without building the network.
+A builder is a function `(num_classes, in_channels, **kwargs) -> nn.Module` whose defaults are the
+paper's; the decorator records what the summary, data and CLI code need to know without building the
+network, and gives the builder a docstring that cites the paper (`help(zoo.models.resnet.resnet18)`).
+Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import importlib
+import inspect
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -47,11 +52,29 @@ class ModelInfo:
     family: str
     paper: Paper
     input_size: tuple[int, int, int]  # (C, H, W) the paper trains at
-    min_input_size: int  # smallest H = W the network accepts (see zoo.models.base)
     num_classes: int  # the paper's class count
     reference: ParamReference | None
     torchvision: str | None  # the torchvision builder whose state_dict ours matches key for key
     builder: Callable[..., nn.Module]
+
+    @functools.cached_property
+    def min_input_size(self) -> int:
+        """Smallest H = W the network accepts (see zoo.models.base), as the model built with the defaults
+        states it; built on the meta device, shapes only, and once per process."""
+        import torch
+
+        with torch.device("meta"):
+            return self.builder(num_classes=self.num_classes, in_channels=self.input_size[0]).min_input_size
+
+    def describe(self) -> str:
+        """The registry's facts, for the builder's docstring (after the builder's own, if it has one)."""
+        lines = [f"Paper: {self.paper.cite()}.", f"Default input: {'x'.join(map(str, self.input_size))}, {self.num_classes} classes."]
+        if (reference := self.reference) is not None:
+            rounded = "" if reference.precision == 1 else f", to the nearest {reference.precision:,}"
+            lines.append(f"Parameters: {reference.count:,} ({reference.source}{rounded}).")
+        if self.torchvision:
+            lines.append(f"torchvision's {self.torchvision} weights load key for key.")
+        return "\n".join(lines)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -62,27 +85,37 @@ def register_model(
     family: str,
     paper: Paper,
     input_size: tuple[int, int, int],
-    min_input_size: int,
     num_classes: int = 1000,
     reference: ParamReference | None = None,
     torchvision: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder under its function name. A duplicate name fails at import."""
+    """Register a builder under its function name and add the registry's facts to its docstring. A duplicate
+    name, or a builder whose num_classes or in_channels default is not the paper's, fails at import."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(
-            name, family, paper, input_size, min_input_size, num_classes, reference, torchvision, builder
-        )
+        info = ModelInfo(name, family, paper, input_size, num_classes, reference, torchvision, builder)
+        parameters = inspect.signature(builder).parameters
+        for argument, paper_value in (("num_classes", num_classes), ("in_channels", input_size[0])):
+            if argument in parameters and parameters[argument].default != paper_value:
+                raise ValueError(f"builder {name}'s {argument} defaults to {parameters[argument].default}; "
+                                 f"the registry says {paper_value}")
+        own = inspect.cleandoc(builder.__doc__) + "\n\n" if builder.__doc__ else ""
+        builder.__doc__ = own + info.describe()
+        _REGISTRY[name] = info
         return builder
 
     return decorate
 
 
+@functools.cache
 def _load_models() -> None:
-    import zoo.models  # noqa: F401  (importing the package registers every family)
+    from zoo.models import FAMILY_MODULES
+
+    for module in FAMILY_MODULES:  # importing a family's file registers its builders
+        importlib.import_module(f"zoo.models.{module}")
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -1,4 +1,4 @@
-"""Where and how a run executes: the device, seeds and determinism, mixed precision, and the speed
+"""Where and how a run executes: the device, seeds and random state, mixed precision, and the speed
 settings: cuDNN benchmark mode and torch.compile on CUDA only, where they pay; channels_last everywhere."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,24 +15,39 @@ from torch import nn
 from zoo.errors import ZooError
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then Apple's MPS, then the CPU; an explicit device that is absent is an error."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """train.device as a torch.device. Alone, `auto` picks CUDA, then Apple's MPS, then the CPU. Under torchrun
+    (`local_rank` given) each process takes cuda:LOCAL_RANK (auto with CUDA, cuda) or the CPU (auto without
+    CUDA, cpu). A device that is absent, or one that torchrun's processes cannot share out, is a ZooError."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
+            name = "cuda"
+        elif local_rank is None and torch.backends.mps.is_available():
             return torch.device("mps")
+        else:
+            return torch.device("cpu")
+    if name == "cpu":
         return torch.device("cpu")
+    if local_rank is not None and name != "cuda":
+        raise ZooError(f"train.device is {name!r}, but under torchrun each process takes its own device: "
+                       "use device: auto (cuda:LOCAL_RANK, else the CPU), cuda or cpu")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ZooError(f"train.device is {name!r} but this machine has no CUDA device; use device: auto or cpu")
+        if local_rank is not None:
+            if local_rank >= torch.cuda.device_count():
+                raise ZooError(f"LOCAL_RANK {local_rank} but this node has {torch.cuda.device_count()} CUDA devices; "
+                               "start at most that many processes per node (--nproc_per_node)")
+            return torch.device("cuda", local_rank)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ZooError(f"train.device is {name!r} but there are {torch.cuda.device_count()} CUDA devices (0 to {torch.cuda.device_count() - 1})")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ZooError("train.device is 'mps' but MPS is not available here; use device: auto or cpu")
     return device
 
+
+# ---- seeds and random state ---------------------------------------------------------------------------
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch (all devices); with `deterministic`, ask for reproducible kernels."""
@@ -43,6 +59,38 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
 
+
+def capture_rng() -> dict[str, Any]:
+    """This process's global random state (Python, NumPy, torch's CPU and CUDA generators), as tensors and plain
+    values: what weights_only loading accepts. A checkpoint keeps one per rank (zoo.checkpoint.RankState)."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": _plain(random.getstate()),
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)), "pos": int(numpy_state["state"]["pos"]),
+                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """The random state capture_rng took; CUDA's only where this machine has as many devices as that one."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": numpy_state["key"].numpy().astype(np.uint32),
+                                                               "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(item) for item in value] if isinstance(value, tuple) else value
+
+
+# ---- precision and speed -------------------------------------------------------------------------------
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 or float16 autocast on CUDA; on other devices full precision, where autocast does not pay."""

@@ -9,20 +9,46 @@ torchvision's Grayscale does); a side at most 4 pixels short is padded with blac
 as LeCun et al. 1998 did), any other side is resized. Augmentation touches training data only: a validation
 split carved from the training set is a second view, with the eval transforms, over the same files.
 
-    transforms.py  statistics, fitting to the model, augmentation, normalization
+    specs.py       every fact about each data set, in one table (SPECS); no torch, so the config reads it
+    transforms.py  fitting to the model, augmentation, normalization
     splits.py      DataSplits, the views over a base data set, seeded stratified hold-out
+    images.py      ImageFolder's unreadable files: left out with one warning when scanned, one line when read
     sets.py        each data set, and build_datasets
     memory.py      the in-memory path: tensors on the device, augmented and normalized in batches
     samplers.py    the training order (resumable mid-epoch) and the exact eval shards under DDP
     loaders.py     build_loaders (either path), set_epoch, resume_at and the loaders' random state
+
+The names below are imported on first use, so `import zoo.data.specs` (and so zoo.config) needs no torch.
 """
 
-from zoo.data.loaders import (build_loaders, default_workers, load_loader_state, loader_state, resume_at, set_epoch,
-                              uses_memory)
-from zoo.data.memory import MemoryLoader
-from zoo.data.samplers import ShardSampler, TrainSampler
-from zoo.data.sets import build_datasets
-from zoo.data.splits import DataSplits, TensorSet, View
+from __future__ import annotations
 
-__all__ = ["DataSplits", "MemoryLoader", "ShardSampler", "TensorSet", "TrainSampler", "View", "build_datasets",
-           "build_loaders", "default_workers", "load_loader_state", "loader_state", "resume_at", "set_epoch", "uses_memory"]
+import importlib
+
+_EXPORTS = {
+    "build_loaders": "zoo.data.loaders",
+    "default_workers": "zoo.data.loaders",
+    "load_loader_state": "zoo.data.loaders",
+    "loader_state": "zoo.data.loaders",
+    "resume_at": "zoo.data.loaders",
+    "set_epoch": "zoo.data.loaders",
+    "uses_memory": "zoo.data.loaders",
+    "MemoryLoader": "zoo.data.memory",
+    "ShardSampler": "zoo.data.samplers",
+    "TrainSampler": "zoo.data.samplers",
+    "build_datasets": "zoo.data.sets",
+    "DataSplits": "zoo.data.splits",
+    "TensorSet": "zoo.data.splits",
+    "View": "zoo.data.splits",
+    "SPLITS": "zoo.data.splits",
+    "SPECS": "zoo.data.specs",
+    "DatasetSpec": "zoo.data.specs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo.data' has no attribute {name!r}")

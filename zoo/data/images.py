@@ -79,9 +79,9 @@ def open_rgb(path: str) -> Image.Image:
 
 def warn_skipped(root: Path, skipped: list[tuple[Path, str]]) -> None:
     """One line on stderr (rank 0 only under torchrun) naming how many were skipped and the first few."""
-    import torch.distributed as dist
+    from zoo.distributed import place  # torch: imported when needed, as torchvision is here
 
-    if not skipped or (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0):
+    if not skipped or place()[0] != 0:
         return
     named = "; ".join(f"{_relative(path, root)}: {why}" for path, why in skipped[:SHOWN])
     more = f"; and {len(skipped) - SHOWN} more" if len(skipped) > SHOWN else ""

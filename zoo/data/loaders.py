@@ -11,29 +11,30 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.config import IN_MEMORY, DataConfig
+from zoo.config import DataConfig
 from zoo.data.memory import MemoryLoader, memory_loaders
-from zoo.data.samplers import ShardSampler, TrainSampler, place
+from zoo.data.samplers import ShardSampler, TrainSampler
+from zoo.data.specs import SPECS
 from zoo.data.splits import DataSplits
-
-IN_PROCESS = {"digits", "xor", "synthetic"}  # in memory or generated: workers would cost more than they save
+from zoo.distributed import place
 
 
 def default_workers(cfg: DataConfig) -> int:
-    """cfg.workers; if None, 0 for in-memory and generated sets, min(4, usable CPUs) for file-based ones."""
+    """cfg.workers; if None, 0 for in-memory and generated sets (SPECS' in_process), min(4, usable CPUs) for
+    file-based ones."""
     if cfg.workers is not None:
         return cfg.workers
-    if cfg.name in IN_PROCESS:
+    if SPECS[cfg.name].in_process:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(4, cpus)
 
 
 def uses_memory(splits: DataSplits, cfg: DataConfig) -> bool:
-    """data.loader memory, or auto for a set of IN_MEMORY (when its splits carry the in-memory source)."""
+    """data.loader memory, or auto for a set SPECS holds in memory (when its splits carry the in-memory source)."""
     if cfg.loader == "memory" and splits.memory is None:
         raise ValueError("data.loader is memory but these splits have no in-memory source")
-    return cfg.loader == "memory" or (cfg.loader == "auto" and cfg.name in IN_MEMORY and splits.memory is not None)
+    return cfg.loader == "memory" or (cfg.loader == "auto" and SPECS[cfg.name].in_memory and splits.memory is not None)
 
 
 def set_epoch(loader: DataLoader | MemoryLoader, epoch: int) -> None:
@@ -87,7 +88,7 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
     workers = default_workers(cfg)
     common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
                                   worker_init_fn=ignore_interrupts if workers > 0 else None)
-    rank, world_size = place(distributed)
+    rank, world_size = place() if distributed else (0, 1)
     sampler = TrainSampler(splits.train, world_size, rank, seed=seed)
     per_rank = len(sampler)
     train = DataLoader(splits.train, cfg.batch_size, sampler=sampler, generator=torch.Generator().manual_seed(seed + rank),

@@ -25,7 +25,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
-from zoo.data.samplers import TrainSampler, place
+from zoo.data.samplers import TrainSampler
+from zoo.distributed import place
 
 if TYPE_CHECKING:
     from zoo.data.splits import DataSplits
@@ -155,7 +156,7 @@ def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distri
     """(train, val, test) MemoryLoaders over splits.memory, the data moved to `device` once. The fit steps run
     once here when the fitted splits stay under FIT_ONCE_BYTES (e.g. MNIST padded to 32), else per batch
     (e.g. CIFAR resized to 227 for AlexNet)."""
-    rank, world_size = place(distributed)
+    rank, world_size = place() if distributed else (0, 1)
     parts = {split: splits.memory.tensors(split) for split in ("train", "val", "test")}
     fit = splits.memory.fit
     fitted_bytes = sum(len(part[0]) for part in parts.values() if part) * splits.in_channels * splits.input_size**2

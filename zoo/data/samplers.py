@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from zoo.distributed import place
+
 
 class TrainSampler(DistributedSampler):
     """Each epoch's order is a permutation drawn from (seed, epoch) alone, as DistributedSampler draws it; a
@@ -36,23 +38,14 @@ class ShardSampler(Sampler[int]):
     """
 
     def __init__(self, dataset: Dataset, rank: int | None = None, world_size: int | None = None) -> None:
-        import torch.distributed as dist
-
+        """`rank` of `world_size` processes; None: this process's (zoo.distributed.place)."""
+        here = place()
         self.size = len(dataset)
-        self.rank = dist.get_rank() if rank is None else rank
-        self.world_size = dist.get_world_size() if world_size is None else world_size
+        self.rank = here[0] if rank is None else rank
+        self.world_size = here[1] if world_size is None else world_size
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.rank, self.size, self.world_size))
 
     def __len__(self) -> int:
         return len(range(self.rank, self.size, self.world_size))
-
-
-def place(distributed: bool) -> tuple[int, int]:
-    """(rank, world size) in the initialized process group, or (0, 1)."""
-    if not distributed:
-        return 0, 1
-    import torch.distributed as dist
-
-    return dist.get_rank(), dist.get_world_size()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,32 +13,12 @@ from torch.utils.data import Dataset
 from zoo.config import DataConfig
 from zoo.data.images import ImageCheck, open_rgb, warn_skipped
 from zoo.data.memory import MemorySource, base_tensors
+from zoo.data.specs import SPECS, DatasetSpec
 from zoo.data.splits import DataSplits, Selection, TensorSet, select
-from zoo.data.transforms import STATS, augmentation, fit, image_transforms, normalization
+from zoo.data.transforms import augmentation, fit, image_transforms, normalization
 from zoo.errors import ZooError
 
 
-@dataclass(frozen=True)
-class TorchvisionSet:
-    loader: str  # the class in torchvision.datasets
-    title: str
-    channels: int
-    size: int
-    folder: str  # where under data.root torchvision looks
-    fix: str  # how to put the files there by hand
-    checksummed: bool = False  # torchvision checks the files' md5 (CIFAR)
-
-
-_CIFAR_FIX = "unpack {} (www.cs.toronto.edu/~kriz/cifar.html) into data.root"
-TORCHVISION = {
-    "mnist": TorchvisionSet("MNIST", "MNIST", 1, 28, "MNIST/raw", "place the four IDX files there"),
-    "fashion_mnist": TorchvisionSet("FashionMNIST", "Fashion-MNIST", 1, 28, "FashionMNIST/raw",
-                                    "place the four IDX files there"),
-    "cifar10": TorchvisionSet("CIFAR10", "CIFAR-10", 3, 32, "cifar-10-batches-py",
-                              _CIFAR_FIX.format("cifar-10-python.tar.gz"), checksummed=True),
-    "cifar100": TorchvisionSet("CIFAR100", "CIFAR-100", 3, 32, "cifar-100-python",
-                               _CIFAR_FIX.format("cifar-100-python.tar.gz"), checksummed=True),
-}
 IMAGEFOLDER_LAYOUT = "one sub-folder of images per class, or train/ and val/ (and test/) folders of them"
 
 
@@ -49,35 +28,39 @@ def _rank_zero_first(download: bool) -> Iterator[None]:
     barrier, so ranks never download into the same files: every rank must then call build_datasets."""
     import torch.distributed as dist
 
-    ranked = download and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if ranked and dist.get_rank() != 0:
+    from zoo.distributed import place
+
+    rank, world_size = place()
+    ranked = download and dist.is_available() and dist.is_initialized() and world_size > 1  # a barrier needs the group
+    if ranked and rank != 0:
         dist.barrier()
     try:
         yield
     finally:
-        if ranked and dist.get_rank() == 0:
+        if ranked and rank == 0:
             dist.barrier()
 
 
-def _torchvision(cfg: DataConfig, spec: TorchvisionSet) -> tuple[dict[str, Dataset | None], list[str]]:
+def _torchvision(cfg: DataConfig, spec: DatasetSpec) -> tuple[dict[str, Dataset | None], list[str]]:
     """Train and test as torchvision reads them; val is left to be held out of train."""
     import torchvision.datasets
 
-    loader = getattr(torchvision.datasets, spec.loader)
+    files = spec.torchvision
+    loader = getattr(torchvision.datasets, files.loader)
     bases: dict[str, Dataset | None] = {}
     with _rank_zero_first(cfg.download):
         for split in ("train", "test"):
             try:
                 bases[split] = loader(str(cfg.root), train=split == "train", download=cfg.download)
             except (RuntimeError, OSError) as error:  # not there, fails the checksum, or no network
-                checksum = " (or failing its checksum)" if spec.checksummed else ""
-                missing = f"{spec.title} not found{checksum} under {cfg.root / spec.folder}"
+                checksum = " (or failing its checksum)" if files.checksummed else ""
+                missing = f"{spec.title} not found{checksum} under {cfg.root / files.folder}"
                 if cfg.download:
                     lines = str(error).strip().splitlines()  # MNIST's: a few per mirror tried; the last is the cause
                     reason = lines[-1].strip() if lines else type(error).__name__
                     raise ZooError(f"{missing} and the download failed ({reason}); run again while online, "
-                                   f"or {spec.fix}") from None
-                raise ZooError(f"{missing}; run with data.download: true while online, or {spec.fix}") from None
+                                   f"or {files.fix}") from None
+                raise ZooError(f"{missing}; run with data.download: true while online, or {files.fix}") from None
     return bases, list(bases["train"].classes)
 
 
@@ -122,20 +105,18 @@ def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str],
 
 def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
     """The file-based sets, read by torchvision and transformed per sample (in DataLoader workers)."""
+    spec = SPECS[cfg.name]
     skipped: list[Path] = []
     if cfg.name == "imagefolder":
         bases, names, skipped = _imagefolder(cfg)
-        channels, size = 3, None  # torchvision opens every image as RGB, at its own size
     else:
-        spec = TORCHVISION[cfg.name]
         bases, names = _torchvision(cfg, spec)
-        channels, size = spec.channels, spec.size
-    stats = normalization(cfg, STATS[cfg.name], in_channels)
-    steps = fit(channels, size, in_channels, input_size, cfg.name)
+    stats = normalization(cfg, (spec.mean, spec.std), in_channels)
+    steps = fit(spec.channels, spec.size, in_channels, input_size, cfg.name)
     selection = select(bases, names, cfg, seed)
     train, val, test = selection.views(*image_transforms(steps, cfg, input_size, stats))
     memory = None
-    if cfg.name in TORCHVISION:
+    if spec.in_memory:
         tensors = {id(base): base_tensors(base) for base in bases.values() if base is not None}
         memory = _memory(selection, lambda base: tensors[id(base)], steps)
     return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory, tuple(skipped))
@@ -159,7 +140,8 @@ def _synthetic(cfg: DataConfig, in_channels: int, input_size: int, seed: int) ->
         "val": FakeData(n_val, shape, classes, random_offset=size - n_val) if n_val else None,
         "test": FakeData(min(64, size), shape, classes, random_offset=size),
     }
-    stats = normalization(cfg, STATS["synthetic"], in_channels)
+    spec = SPECS["synthetic"]
+    stats = normalization(cfg, (spec.mean, spec.std), in_channels)
     selection = select(bases, [f"class {i}" for i in range(classes)], cfg, seed)
     train, val, test = selection.views(*image_transforms([], cfg, input_size, stats))
     return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size)
@@ -173,7 +155,8 @@ def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
 
     digits = load_digits()
     images = torch.from_numpy(digits.images).float().div_(16).unsqueeze(1)  # N x 1 x 8 x 8 in [0, 1]
-    for step in fit(1, 8, in_channels, input_size, "digits"):  # once, on the whole tensor
+    spec = SPECS["digits"]
+    for step in fit(spec.channels, spec.size, in_channels, input_size, "digits"):  # once, on the whole tensor
         images = step(images)
     images, targets = images.contiguous(), torch.from_numpy(digits.target).long()
     base = TensorSet(images.clone(), targets)  # normalized below; the in-memory path normalizes per batch
@@ -194,13 +177,14 @@ def _xor(cfg: DataConfig) -> DataSplits:
         raise ZooError("data.augment: xor has no images to crop or flip; set data.augment: false")
     points = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     labels = torch.tensor([0, 1, 1, 0])
-    mean, std = normalization(cfg, STATS["xor"], 2)
+    spec = SPECS["xor"]
+    mean, std = normalization(cfg, (spec.mean, spec.std), spec.channels)
     inputs = (points - torch.tensor(mean)) / torch.tensor(std)
     repeats = max(1, cfg.synthetic_size // 4)
     evaluation = TensorSet(inputs, labels)
     bases = {"train": TensorSet(inputs.repeat(repeats, 1), labels.repeat(repeats)), "val": evaluation, "test": evaluation}
     selection = select(bases, ["0", "1"], cfg, 0)
-    return DataSplits(*selection.views(None, None), selection.classes, mean, std, 2, 1)
+    return DataSplits(*selection.views(None, None), selection.classes, mean, std, spec.channels, spec.size)
 
 
 def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: int = 0) -> DataSplits:

@@ -14,16 +14,7 @@ from zoo.errors import ZooError
 
 PAD_LIMIT = 4  # pad, not resize, when the model's side is at most this many pixels longer
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, the weights of torchvision's Grayscale
-Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std)
-STATS: dict[str, Stats] = {  # per native channel; digits' are computed from its training split
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),  # the pixel std, not the 0.2023 often copied
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
-    "synthetic": ((0.5,), (0.2887,)),  # FakeData's bytes are close to uniform: std 1/sqrt(12)
-    "xor": ((0.0,), (1.0,)),  # the course feeds the raw bits
-}
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std), per channel; a data set's own: zoo.data.specs
 
 
 def fit(channels: int, size: int | None, in_channels: int, input_size: int, name: str) -> list:
@@ -73,7 +64,8 @@ def _per_channel(values: Sequence[float], channels: int, key: str | None = None)
 
 
 def normalization(cfg: DataConfig, stats: tuple[Sequence[float], Sequence[float]], channels: int) -> Stats:
-    """(mean, std) per output channel: data.mean/std, else the data set's own; 0s and 1s when off."""
+    """(mean, std) per output channel: data.mean/std, else `stats` (the data set's own, per stored channel: its
+    SPECS entry's, or digits' computed); 0s and 1s when off."""
     if not cfg.normalize:
         return (0.0,) * channels, (1.0,) * channels
     if cfg.mean is not None:

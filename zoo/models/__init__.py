@@ -1,6 +1,39 @@
-"""Importing this package registers every family's builders with zoo.registry."""
+"""The networks, one file per family; importing a family's file registers its builders with zoo.registry.
 
-from zoo.models import alexnet, googlenet, lenet, resnet, senet, teaching, vgg  # noqa: F401
-from zoo.models.base import Classifier
+    model = zoo.create_model("resnet18", num_classes=10)  # zoo.registry imports every family first
+    help(zoo.models.resnet.resnet18)  # the paper, default input size and reference parameter count
 
-__all__ = ["Classifier"]
+Every model is a Classifier: `forward(x)` returns logits, `forward_features` and `forward_head` split it,
+`reset_classifier(n)` replaces the head, and inputs below `min_input_size` fail before any layer runs.
+Importing this package imports no torch and no family; zoo.registry loads the families listed in
+FAMILY_MODULES when a model is first looked up.
+
+    base.py         Classifier: the interface above, and initialization that keeps the layers' own draws
+    layers.py       blocks shared by several families: SqueezeExcite, conv_relu, FitAvgPool2d
+    weight_init.py  the initialization schemes a config can name (init_weights, SCHEMES); imports torch lazily
+    lenet.py        LeNet-5 (LeCun et al. 1998)
+    alexnet.py      AlexNet (2012), its one-weird-trick version (torchvision's alexnet) and ZFNet
+    vgg.py          VGG 11, 13, 16 and 19, with and without batch normalization
+    googlenet.py    GoogLeNet (Inception v1) with its optional auxiliary heads
+    resnet.py       ResNet 18-152 (ImageNet) and 20-110 (CIFAR-10), SE as a block option
+    senet.py        SE-ResNet 18-152: ResNet builders with SE in every block
+    teaching.py     the course's MLP (XOR, MNIST) and small MNIST CNN
+"""
+
+from __future__ import annotations
+
+import importlib
+
+FAMILY_MODULES = ("alexnet", "googlenet", "lenet", "resnet", "senet", "teaching", "vgg")  # the files that register builders
+
+__all__ = ["FAMILY_MODULES", "Classifier"]
+
+
+def __getattr__(name: str):
+    if name == "Classifier":
+        from zoo.models.base import Classifier
+
+        return Classifier
+    if name in {*FAMILY_MODULES, "base", "layers", "weight_init"}:  # zoo.models.resnet without importing it first
+        return importlib.import_module(f"zoo.models.{name}")
+    raise AttributeError(f"module 'zoo.models' has no attribute {name!r}")

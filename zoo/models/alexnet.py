@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
 from zoo.models.base import Classifier
 from zoo.models.layers import FitAvgPool2d, conv_relu
@@ -57,7 +57,9 @@ def _paper_features(
 
 
 class AlexNet(Classifier):
-    """The shared skeleton; `features` is built by the builders below."""
+    """The shared skeleton; `features` and the minimum input size it implies come from the builders below."""
+
+    head_paths = ("classifier.6",)
 
     def __init__(self, features: nn.Sequential, feature_channels: int, num_classes: int, min_input_size: int,
                  dropout: float = 0.5, torchvision_layout: bool = False) -> None:
@@ -72,23 +74,19 @@ class AlexNet(Classifier):
         else:  # the paper's: dropout on the outputs of fc6 and fc7
             layers = [fc6, nn.ReLU(inplace=True), nn.Dropout(dropout), fc7, nn.ReLU(inplace=True), nn.Dropout(dropout), fc8]
         self.classifier = nn.Sequential(*layers)
-        self.head_paths = ("classifier.6",)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: Tensor) -> Tensor:
-        return self.classifier(self.avgpool(x).flatten(1))
+        self.initialize()
 
 
-@register_model(family="alexnet", paper=KRIZHEVSKY_2012, input_size=(3, 227, 227), min_input_size=67,
+# Each minimum input size is the smallest side whose map reaches the last pool at its smallest input, 3x3 (2x2
+# with ZFNet's ceil mode); the trailing comments trace the side through each strided layer.
+@register_model(family="alexnet", paper=KRIZHEVSKY_2012, input_size=(3, 227, 227),
                 reference=ParamReference(62_378_344, "course 002, AlexNet table (single tower)"))
 def alexnet(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> AlexNet:
     features = _paper_features(in_channels, (96, 256, 384, 384, 256), (11, 4, 0), (5, 1, 2), ceil_mode=False, lrn_after_pool=False)
-    return AlexNet(features, 256, num_classes, min_input_size=67, dropout=dropout)
+    return AlexNet(features, 256, num_classes, min_input_size=67, dropout=dropout)  # 67 -> 15 -> 7 -> 3 -> 1
 
 
-@register_model(family="alexnet", paper=KRIZHEVSKY_2014, input_size=(3, 224, 224), min_input_size=63,
+@register_model(family="alexnet", paper=KRIZHEVSKY_2014, input_size=(3, 224, 224),
                 reference=ParamReference(61_100_840, "torchvision alexnet"), torchvision="alexnet")
 def alexnet_owt(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> AlexNet:
     features = nn.Sequential(
@@ -99,18 +97,19 @@ def alexnet_owt(num_classes: int = 1000, in_channels: int = 3, dropout: float = 
         *conv_relu(256, 256, 3, 1, 1),
         nn.MaxPool2d(3, stride=2),  # N x 256 x 6 x 6
     )
-    return AlexNet(features, 256, num_classes, min_input_size=63, dropout=dropout, torchvision_layout=True)
+    return AlexNet(features, 256, num_classes, min_input_size=63, dropout=dropout, torchvision_layout=True)  # 63 -> 15 -> 7 -> 3 -> 1
 
 
-@register_model(family="zfnet", paper=ZEILER_2013, input_size=(3, 224, 224), min_input_size=47,
+@register_model(family="zfnet", paper=ZEILER_2013, input_size=(3, 224, 224),
                 reference=ParamReference(62_357_608, "AlexNet's count with conv1 7x7x3x96 (course 002, table 8.1)"))
 def zfnet(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> AlexNet:
     features = _paper_features(in_channels, (96, 256, 384, 384, 256), (7, 2, 1), (5, 2, 0), ceil_mode=True, lrn_after_pool=True)
-    return AlexNet(features, 256, num_classes, min_input_size=47, dropout=dropout)
+    return AlexNet(features, 256, num_classes, min_input_size=47, dropout=dropout)  # 47 -> 22 -> 11 -> 4 -> 2 -> 1
 
 
-@register_model(family="zfnet", paper=ZEILER_2013, input_size=(3, 224, 224), min_input_size=47,
+@register_model(family="zfnet", paper=ZEILER_2013, input_size=(3, 224, 224),
                 reference=ParamReference(107_627_624, "course 002, table 8.1 (512-1024-512 maps in layers 3-5)"))
 def zfnet_wide(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> AlexNet:
+    """ZFNet with 512, 1024 and 512 maps in layers 3-5."""
     features = _paper_features(in_channels, (96, 256, 512, 1024, 512), (7, 2, 1), (5, 2, 0), ceil_mode=True, lrn_after_pool=True)
     return AlexNet(features, 512, num_classes, min_input_size=47, dropout=dropout)

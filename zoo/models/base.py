@@ -14,20 +14,24 @@ from zoo.errors import ZooError
 
 
 class Classifier(nn.Module):
-    """Base class: subclasses build `features`/head layers and set the attributes below."""
+    """Base class: subclasses build their layers, set the attributes below and call `self.initialize()` last.
+
+    The default forward_features and forward_head are those of the features/avgpool/classifier layout
+    (LeNet-5, AlexNet, VGG); networks laid out otherwise override them.
+    """
 
     num_classes: int
     min_input_size: int | None = None  # smallest H = W accepted; None when any size works
     # Dotted paths of the final Linear layer of every head (aux heads included), for reset_classifier.
-    head_paths: tuple[str, ...] = ("fc",)
+    head_paths: tuple[str, ...]
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The backbone: image batch to the last feature map, before pooling and the head."""
-        raise NotImplementedError
+        return self.features(x)
 
     def forward_head(self, x: Tensor) -> Tensor:
         """Pool, flatten and classify the feature map."""
-        raise NotImplementedError
+        return self.classifier(self.avgpool(x).flatten(1))
 
     def forward(self, x: Tensor, *, return_aux: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         self.check_input(x)
@@ -58,13 +62,17 @@ class Classifier(nn.Module):
         self.num_classes = num_classes
 
     def initialize(self) -> None:
-        """Constructors call this last: the model's own init, skipped on the meta device (shapes only)."""
-        if not any(p.is_meta for p in self.parameters()):
-            self.init_weights()
+        """Constructors call this last: the model's own init_weights, where it defines one. Elsewhere the
+        layers' constructors have initialized every weight already; initializing again would draw new random
+        numbers and change every result for a given seed. Skipped on the meta device (shapes only)."""
+        if type(self).init_weights is Classifier.init_weights or any(p.is_meta for p in self.parameters()):
+            return
+        self.init_weights()
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """The model's own initialization (the paper's, or torchvision's where weights must match)."""
+        """The model's own initialization (the paper's, or torchvision's where weights must match); by default
+        every layer's reset_parameters, which its constructor ran (the "default" scheme of zoo.models.weight_init)."""
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()

@@ -79,30 +79,33 @@ class GoogLeNet(Classifier):
         def inception(*widths: int) -> Inception:
             return Inception(*widths, branch3_kernel_size=branch3_kernel_size)
 
-        self.conv1 = BasicConv2d(in_channels, 64, 7, stride=2, padding=3)  # N x 64 x 112 x 112
-        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 64 x 56 x 56
+        self.conv1 = BasicConv2d(in_channels, 64, 7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.conv2 = BasicConv2d(64, 64, 1)
-        self.conv3 = BasicConv2d(64, 192, 3, padding=1)  # N x 192 x 56 x 56
-        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 192 x 28 x 28
+        self.conv3 = BasicConv2d(64, 192, 3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         # in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj (the paper's Table 1)
-        self.inception3a = inception(192, 64, 96, 128, 16, 32, 32)  # N x 256 x 28 x 28
-        self.inception3b = inception(256, 128, 128, 192, 32, 96, 64)  # N x 480 x 28 x 28
-        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # N x 480 x 14 x 14
-        self.inception4a = inception(480, 192, 96, 208, 16, 48, 64)  # N x 512 x 14 x 14
+        self.inception3a = inception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = inception(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = inception(480, 192, 96, 208, 16, 48, 64)
         self.inception4b = inception(512, 160, 112, 224, 24, 64, 64)
         self.inception4c = inception(512, 128, 128, 256, 24, 64, 64)
-        self.inception4d = inception(512, 112, 144, 288, 32, 64, 64)  # N x 528 x 14 x 14
-        self.inception4e = inception(528, 256, 160, 320, 32, 128, 128)  # N x 832 x 14 x 14
-        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)  # N x 832 x 7 x 7
+        self.inception4d = inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = inception(528, 256, 160, 320, 32, 128, 128)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
         self.inception5a = inception(832, 256, 160, 320, 32, 128, 128)
-        self.inception5b = inception(832, 384, 192, 384, 48, 128, 128)  # N x 1024 x 7 x 7
+        self.inception5b = inception(832, 384, 192, 384, 48, 128, 128)
         self.aux1 = InceptionAux(512, num_classes, aux_dropout) if aux_logits else None
         self.aux2 = InceptionAux(528, num_classes, aux_dropout) if aux_logits else None
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1024, num_classes)
-        self.head_paths = ("fc", "aux1.fc2", "aux2.fc2") if aux_logits else ("fc",)
         self.initialize()
+
+    @property
+    def head_paths(self) -> tuple[str, ...]:
+        return ("fc",) if self.aux1 is None else ("fc", "aux1.fc2", "aux2.fc2")
 
     def init_weights(self) -> None:
         # torchvision's: truncated normal, std 0.01, for every convolution and FC layer.
@@ -115,18 +118,28 @@ class GoogLeNet(Classifier):
                 module.reset_parameters()
 
     def _trunk(self, x: Tensor, aux: list[Tensor] | None) -> Tensor:
-        """The backbone; appends the auxiliary heads' logits to `aux` when it is a list."""
-        x = self.maxpool1(self.conv1(x))
-        x = self.maxpool2(self.conv3(self.conv2(x)))
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4a(x)
+        """The backbone; appends the auxiliary heads' logits to `aux` when it is a list. Shapes at 224x224."""
+        # N x 3 x 224 x 224
+        x = self.conv1(x)  # N x 64 x 112 x 112
+        x = self.maxpool1(x)  # N x 64 x 56 x 56
+        x = self.conv2(x)  # N x 64 x 56 x 56
+        x = self.conv3(x)  # N x 192 x 56 x 56
+        x = self.maxpool2(x)  # N x 192 x 28 x 28
+        x = self.inception3a(x)  # N x 256 x 28 x 28
+        x = self.inception3b(x)  # N x 480 x 28 x 28
+        x = self.maxpool3(x)  # N x 480 x 14 x 14
+        x = self.inception4a(x)  # N x 512 x 14 x 14
         if aux is not None:
             aux.append(self.aux1(x))
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        x = self.inception4b(x)  # N x 512 x 14 x 14
+        x = self.inception4c(x)  # N x 512 x 14 x 14
+        x = self.inception4d(x)  # N x 528 x 14 x 14
         if aux is not None:
             aux.append(self.aux2(x))
-        x = self.maxpool4(self.inception4e(x))
-        return self.inception5b(self.inception5a(x))
+        x = self.inception4e(x)  # N x 832 x 14 x 14
+        x = self.maxpool4(x)  # N x 832 x 7 x 7
+        x = self.inception5a(x)  # N x 832 x 7 x 7
+        return self.inception5b(x)  # N x 1024 x 7 x 7
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self._trunk(x, aux=None)
@@ -142,8 +155,9 @@ class GoogLeNet(Classifier):
         return (logits, aux or []) if return_aux else logits
 
 
-@register_model(family="googlenet", paper=SZEGEDY_2014, input_size=(3, 224, 224), min_input_size=32,
+@register_model(family="googlenet", paper=SZEGEDY_2014, input_size=(3, 224, 224),
                 reference=ParamReference(6_624_904, "torchvision googlenet (13,004,888 with aux heads)"),
                 torchvision="googlenet")
-def googlenet(**kwargs) -> GoogLeNet:
-    return GoogLeNet(**kwargs)
+def googlenet(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> GoogLeNet:
+    """Other keyword arguments go to GoogLeNet: aux_logits, dropout, aux_dropout, branch3_kernel_size."""
+    return GoogLeNet(num_classes, in_channels, **kwargs)

@@ -20,6 +20,7 @@ LECUN_1998 = Paper("LeCun, Bottou, Bengio, Haffner", 1998, "Gradient-based learn
 
 class LeNet5(Classifier):
     min_input_size = 16  # conv5 -> pool2 -> conv5 -> pool2 leaves at least 1x1
+    head_paths = ("classifier.4",)
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
@@ -30,23 +31,19 @@ class LeNet5(Classifier):
             nn.Conv2d(6, 16, kernel_size=5), nn.Tanh(),  # N x 16 x 10 x 10
             nn.AvgPool2d(2),  # N x 16 x 5 x 5
         )
-        self.pool = FitAvgPool2d(5)
+        self.pool = FitAvgPool2d(5)  # 'pool', not torchvision's 'avgpool': configs freeze until:pool
         self.classifier = nn.Sequential(
             nn.Linear(16 * 5 * 5, 120), nn.Tanh(),
             nn.Linear(120, 84), nn.Tanh(),
             nn.Linear(84, num_classes),
         )
-
-    head_paths = ("classifier.4",)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
+        self.initialize()
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(x).flatten(1))
 
 
-@register_model(family="lenet", paper=LECUN_1998, input_size=(1, 32, 32), min_input_size=16, num_classes=10,
+@register_model(family="lenet", paper=LECUN_1998, input_size=(1, 32, 32), num_classes=10,
                 reference=ParamReference(61_706, "course 002, LeNet-5 table (156 + 2,416 + 48,120 + 10,164 + 850)"))
-def lenet5(**kwargs) -> LeNet5:
-    return LeNet5(**kwargs)
+def lenet5(num_classes: int = 10, in_channels: int = 1) -> LeNet5:
+    return LeNet5(num_classes, in_channels)

@@ -99,7 +99,24 @@ class Bottleneck(nn.Module):
 Block = type[BasicBlock] | type[Bottleneck]
 
 
+def make_stage(block: Block, in_channels: int, planes: int, blocks: int, stride: int,
+               zero_pad_shortcut: bool = False, se_reduction: int | None = None) -> nn.Sequential:
+    """`blocks` blocks of `planes`; the first takes in_channels maps, strides, and gets the shortcut projection."""
+    out_channels = planes * block.expansion
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        if zero_pad_shortcut:
+            downsample = ZeroPadShortcut(out_channels, stride)
+        else:
+            downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+    stage = [block(in_channels, planes, stride, downsample, se_reduction)]
+    stage += [block(out_channels, planes, se_reduction=se_reduction) for _ in range(1, blocks)]
+    return nn.Sequential(*stage)
+
+
 class ResNet(Classifier):
+    head_paths = ("fc",)
+
     def __init__(
         self,
         block: Block,
@@ -114,8 +131,6 @@ class ResNet(Classifier):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self._block, self._se_reduction, self._zero_pad = block, se_reduction, zero_pad_shortcut
-        self.in_channels = widths[0]
         if small_input:
             self.conv1 = conv3x3(in_channels, widths[0])
         else:
@@ -124,28 +139,19 @@ class ResNet(Classifier):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)  # N x 64 x 56 x 56
         # Stage i halves the resolution after the first; imagenet: 56 -> 28 -> 14 -> 7.
+        width = widths[0]
         for index, (planes, blocks) in enumerate(zip(widths, layers), start=1):
-            self.add_module(f"layer{index}", self._make_stage(planes, blocks, stride=1 if index == 1 else 2))
+            stage = make_stage(block, width, planes, blocks, 1 if index == 1 else 2, zero_pad_shortcut, se_reduction)
+            self.add_module(f"layer{index}", stage)
+            width = planes * block.expansion
         self.num_stages = len(layers)
+        self.num_features = width  # the head's input width (timm's name): 512, or 2048 with bottlenecks
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(self.in_channels, num_classes)
+        self.fc = nn.Linear(self.num_features, num_classes)
         # The last stage's map is 1x1 at this size; below it the network downsamples padding alone.
         self.min_input_size = 2 ** (self.num_stages - 1) * (1 if small_input else 4)
         self.zero_init_residual = zero_init_residual
         self.initialize()
-
-    def _make_stage(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        out_channels = planes * self._block.expansion
-        downsample = None
-        if stride != 1 or self.in_channels != out_channels:
-            if self._zero_pad:
-                downsample = ZeroPadShortcut(out_channels, stride)
-            else:
-                downsample = nn.Sequential(conv1x1(self.in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
-        stage = [self._block(self.in_channels, planes, stride, downsample, self._se_reduction)]
-        stage += [self._block(out_channels, planes, se_reduction=self._se_reduction) for _ in range(1, blocks)]
-        self.in_channels = out_channels
-        return nn.Sequential(*stage)
 
     def init_weights(self) -> None:
         for module in self.modules():
@@ -169,8 +175,8 @@ class ResNet(Classifier):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-_imagenet = partial(register_model, family="resnet", paper=HE_2015, input_size=(3, 224, 224), min_input_size=32)
-_cifar = partial(register_model, family="resnet", paper=HE_2015, input_size=(3, 32, 32), min_input_size=4, num_classes=10)
+_imagenet = partial(register_model, family="resnet", paper=HE_2015, input_size=(3, 224, 224))
+_cifar = partial(register_model, family="resnet", paper=HE_2015, input_size=(3, 32, 32), num_classes=10)
 
 
 def _tv(name: str, count: int) -> dict:
@@ -183,55 +189,56 @@ def _paper_table6(millions: float) -> ParamReference:
 
 
 @_imagenet(**_tv("resnet18", 11_689_512))
-def resnet18(**kwargs) -> ResNet:
-    return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
+def resnet18(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, **kwargs)
 
 
 @_imagenet(**_tv("resnet34", 21_797_672))
-def resnet34(**kwargs) -> ResNet:
-    return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
+def resnet34(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, **kwargs)
 
 
 @_imagenet(**_tv("resnet50", 25_557_032))
-def resnet50(**kwargs) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
+def resnet50(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, **kwargs)
 
 
 @_imagenet(**_tv("resnet101", 44_549_160))
-def resnet101(**kwargs) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
+def resnet101(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, **kwargs)
 
 
 @_imagenet(**_tv("resnet152", 60_192_808))
-def resnet152(**kwargs) -> ResNet:
-    return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)
+def resnet152(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, **kwargs)
 
 
-def cifar_resnet(n: int, **kwargs) -> ResNet:
+def cifar_resnet(n: int, num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
     """The paper's 6n+2-layer CIFAR network."""
-    return ResNet(BasicBlock, [n, n, n], widths=(16, 32, 64), small_input=True, zero_pad_shortcut=True, **kwargs)
+    return ResNet(BasicBlock, [n, n, n], num_classes, in_channels, widths=(16, 32, 64), small_input=True,
+                  zero_pad_shortcut=True, **kwargs)
 
 
 @_cifar(reference=_paper_table6(0.27))
-def resnet20(**kwargs) -> ResNet:
-    return cifar_resnet(3, **kwargs)
+def resnet20(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    return cifar_resnet(3, num_classes, in_channels, **kwargs)
 
 
 @_cifar(reference=_paper_table6(0.46))
-def resnet32(**kwargs) -> ResNet:
-    return cifar_resnet(5, **kwargs)
+def resnet32(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    return cifar_resnet(5, num_classes, in_channels, **kwargs)
 
 
 @_cifar(reference=_paper_table6(0.66))
-def resnet44(**kwargs) -> ResNet:
-    return cifar_resnet(7, **kwargs)
+def resnet44(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    return cifar_resnet(7, num_classes, in_channels, **kwargs)
 
 
 @_cifar(reference=_paper_table6(0.85))
-def resnet56(**kwargs) -> ResNet:
-    return cifar_resnet(9, **kwargs)
+def resnet56(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    return cifar_resnet(9, num_classes, in_channels, **kwargs)
 
 
 @_cifar(reference=_paper_table6(1.7))
-def resnet110(**kwargs) -> ResNet:
-    return cifar_resnet(18, **kwargs)
+def resnet110(num_classes: int = 10, in_channels: int = 3, **kwargs) -> ResNet:
+    return cifar_resnet(18, num_classes, in_channels, **kwargs)

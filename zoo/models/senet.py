@@ -15,7 +15,7 @@ from zoo.registry import Paper, ParamReference, register_model
 HU_2017 = Paper("Hu, Shen, Sun", 2017, "Squeeze-and-Excitation Networks", "arXiv:1709.01507")
 REDUCTION = 16
 
-_register = partial(register_model, family="senet", paper=HU_2017, input_size=(3, 224, 224), min_input_size=32)
+_register = partial(register_model, family="senet", paper=HU_2017, input_size=(3, 224, 224))
 
 
 def _published(count: int) -> ParamReference:
@@ -23,25 +23,25 @@ def _published(count: int) -> ParamReference:
 
 
 @_register()
-def se_resnet18(**kwargs) -> ResNet:
-    return ResNet(BasicBlock, [2, 2, 2, 2], se_reduction=REDUCTION, **kwargs)
+def se_resnet18(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, se_reduction=REDUCTION, **kwargs)
 
 
 @_register()
-def se_resnet34(**kwargs) -> ResNet:
-    return ResNet(BasicBlock, [3, 4, 6, 3], se_reduction=REDUCTION, **kwargs)
+def se_resnet34(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, se_reduction=REDUCTION, **kwargs)
 
 
 @_register(reference=_published(28_088_024))
-def se_resnet50(**kwargs) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], se_reduction=REDUCTION, **kwargs)
+def se_resnet50(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, se_reduction=REDUCTION, **kwargs)
 
 
 @_register(reference=_published(49_326_872))
-def se_resnet101(**kwargs) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 23, 3], se_reduction=REDUCTION, **kwargs)
+def se_resnet101(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, se_reduction=REDUCTION, **kwargs)
 
 
 @_register(reference=_published(66_821_848))
-def se_resnet152(**kwargs) -> ResNet:
-    return ResNet(Bottleneck, [3, 8, 36, 3], se_reduction=REDUCTION, **kwargs)
+def se_resnet152(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ResNet:
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, se_reduction=REDUCTION, **kwargs)

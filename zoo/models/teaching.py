@@ -29,6 +29,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 class MLP(Classifier):
     """Fully connected layers on the flattened input: in_features -> hidden_sizes... -> num_classes."""
 
+    head_paths = ("fc",)
+
     def __init__(
         self,
         num_classes: int = 10,
@@ -53,6 +55,7 @@ class MLP(Classifier):
             width = hidden
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(width, num_classes)
+        self.initialize()
 
     def check_input(self, x: Tensor) -> None:
         features = x[0].numel() if x.dim() > 1 else x.numel()
@@ -84,6 +87,7 @@ class MnistCNN(Classifier):
         )
         self.pool = FitAvgPool2d(5)
         self.fc = nn.Linear(64 * 5 * 5, num_classes)
+        self.initialize()
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -92,13 +96,14 @@ class MnistCNN(Classifier):
         return self.fc(self.pool(x).flatten(1))
 
 
-@register_model(family="mlp", paper=RUMELHART_1986, input_size=(1, 28, 28), min_input_size=28, num_classes=10,
+@register_model(family="mlp", paper=RUMELHART_1986, input_size=(1, 28, 28), num_classes=10,
                 reference=ParamReference(269_322, "course 004, MNIST DNN 784-256-256-10 (200,960 + 65,792 + 2,570)"))
-def mlp(**kwargs) -> MLP:
-    return MLP(**kwargs)
+def mlp(num_classes: int = 10, in_channels: int = 1, **kwargs) -> MLP:
+    """Other keyword arguments go to MLP: input_size, hidden_sizes, activation, in_features."""
+    return MLP(num_classes, in_channels, **kwargs)
 
 
-@register_model(family="cnn", paper=LECUN_1989, input_size=(1, 28, 28), min_input_size=10, num_classes=10,
+@register_model(family="cnn", paper=LECUN_1989, input_size=(1, 28, 28), num_classes=10,
                 reference=ParamReference(34_826, "course 004, MNIST CNN summary (320 + 18,496 + 16,010)"))
-def mnist_cnn(**kwargs) -> MnistCNN:
-    return MnistCNN(**kwargs)
+def mnist_cnn(num_classes: int = 10, in_channels: int = 1) -> MnistCNN:
+    return MnistCNN(num_classes, in_channels)

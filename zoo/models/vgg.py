@@ -10,7 +10,9 @@ lets the head take inputs from 32x32 up, as torchvision's does.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from collections.abc import Callable
+
+from torch import nn
 
 from zoo.models.base import Classifier
 from zoo.models.layers import FitAvgPool2d
@@ -70,14 +72,8 @@ class VGG(Classifier):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.features(x)
 
-    def forward_head(self, x: Tensor) -> Tensor:
-        return self.classifier(self.avgpool(x).flatten(1))
-
-
-def _register_vgg(name: str, config: str, batch_norm: bool, params: int):
+def _register_vgg(name: str, config: str, batch_norm: bool, params: int) -> Callable[..., VGG]:
     """VGG's eight builders differ only in configuration, so they are registered from one table."""
 
     def build(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> VGG:
@@ -85,9 +81,8 @@ def _register_vgg(name: str, config: str, batch_norm: bool, params: int):
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"VGG configuration {config}{' with batch normalization' if batch_norm else ''}."
-    register_model(family="vgg", paper=SIMONYAN_2014, input_size=(3, 224, 224), min_input_size=32,
-                   reference=ParamReference(params, f"torchvision {name}"), torchvision=name)(build)
-    return build
+    return register_model(family="vgg", paper=SIMONYAN_2014, input_size=(3, 224, 224),
+                          reference=ParamReference(params, f"torchvision {name}"), torchvision=name)(build)
 
 
 vgg11 = _register_vgg("vgg11", "A", False, 132_863_336)

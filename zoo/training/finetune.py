@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.checkpoint import load_checkpoint
+from zoo.checkpoint import Normalization, TrainingState, load_checkpoint
 from zoo.errors import ZooError
 from zoo.registry import get_model_info
 
@@ -27,22 +27,22 @@ class Source:
     state: dict[str, Tensor]
     description: str
     classes: list[str] | None = None
-    normalization: dict[str, Any] | None = None  # mean and std the weights were trained with
+    normalization: Normalization | None = None  # the mean and std the weights were trained with
 
 
 def read_source(spec: str, model_name: str) -> Source:
     if spec.startswith("torchvision:"):
         return _torchvision_weights(spec.removeprefix("torchvision:"), model_name)
-    path = Path(spec)
-    state = load_checkpoint(path)
-    if isinstance(state, dict) and "model" in state and "config" in state:  # a zoo checkpoint
-        if state.get("model_name") != model_name:
-            raise ZooError(f"finetune.source {spec} holds a {state.get('model_name')}, not a {model_name}; "
-                           f"set model.name: {state.get('model_name')} or choose another source")
-        return Source(state["model"], f"zoo checkpoint {spec} ({len(state.get('classes') or [])} classes)",
-                      state.get("classes"), state.get("normalization"))
-    if isinstance(state, dict) and state and all(isinstance(v, Tensor) for v in state.values()):
-        return Source(state, f"state_dict {spec}")
+    data = load_checkpoint(Path(spec))
+    if TrainingState.holds(data, "weights"):  # a zoo checkpoint
+        state = TrainingState.from_dict(data)
+        if state.model_name != model_name:
+            raise ZooError(f"finetune.source {spec} holds a {state.model_name}, not a {model_name}; "
+                           f"set model.name: {state.model_name} or choose another source")
+        return Source(state.model, f"zoo checkpoint {spec} ({len(state.classes or [])} classes)",
+                      state.classes, state.normalization)
+    if isinstance(data, dict) and data and all(isinstance(v, Tensor) for v in data.values()):
+        return Source(data, f"state_dict {spec}")
     raise ZooError(f"finetune.source {spec} is neither a zoo checkpoint nor a state_dict of tensors")
 
 
@@ -67,7 +67,7 @@ def _torchvision_weights(name: str, model_name: str) -> Source:
     normalization = None
     transforms = weights.transforms()
     if hasattr(transforms, "mean"):
-        normalization = {"mean": list(transforms.mean), "std": list(transforms.std)}
+        normalization = Normalization(tuple(transforms.mean), tuple(transforms.std))
     return Source(state, f"torchvision {name} ({weights.meta.get('num_params', '?'):,} parameters, "
                          f"{len(weights.meta.get('categories') or [])} classes)", weights.meta.get("categories"), normalization)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zoo.errors import ZooError
 from zoo.registry import create_model, get_model_info, list_models
 
 
@@ -28,8 +29,12 @@ def count_parameters(name: str) -> int:
 
 
 def catalog(pattern: str = "*") -> list[CatalogRow]:
+    """One row per registered model matching `pattern` (fnmatch); none matching is an error, with the way out."""
+    names = list_models(pattern)
+    if not names:
+        raise ZooError(f"no model matches {pattern!r}; run 'zoo list' to see them all")
     rows = []
-    for name in list_models(pattern):
+    for name in names:
         info = get_model_info(name)
         params = count_parameters(name)
         rows.append(CatalogRow(

@@ -1,4 +1,5 @@
-"""TensorBoard logging for a run (`tensorboard --logdir runs`), through tensorboard's SummaryWriter."""
+"""TensorBoard logging for a run (`tensorboard --logdir runs`), through tensorboard's SummaryWriter: rank 0 writes
+the run directory's event file."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from zoo.metrics import Metrics
 from zoo.plots import confusion_image
 
 
-class RunLogger:
+class TensorBoardLogger:
     """Scalars, per-layer gradient norms, weight histograms, the confusion matrix, the graph, hparams."""
 
     def __init__(self, log_dir: Path) -> None:

@@ -1,68 +1,37 @@
 """`zoo train --resume RUN_DIR_OR_CHECKPOINT`: the run continues exactly where its checkpoint left it.
 
-A checkpoint holds, besides the weights: the optimizer, scheduler and gradient scaler; the position (epochs
-done, batches done in the next one, optimizer steps); and per rank the random state (Python, NumPy, torch's
-CPU and CUDA generators, the in-memory loader's augmentation generator) and the epoch's metric sums so far.
-The training order of an epoch depends on (seed, epoch) alone, so the resumed run draws it again and skips
-the batches already trained on. On the CPU in deterministic mode the resumed run ends bit for bit where the
-uninterrupted one does. The config is the checkpoint's; a changed one is refused unless allowed.
+A checkpoint (zoo.checkpoint.TrainingState) holds, besides the weights: the optimizer, scheduler and gradient
+scaler; the position (epochs done, batches done in the next one, optimizer steps); and per rank the random state
+and the epoch's metric sums so far. The training order of an epoch depends on (seed, epoch) alone, so the resumed
+run draws it again and skips the batches already trained on. On the CPU in deterministic mode the resumed run
+ends bit for bit where the uninterrupted one does. The config is the checkpoint's; a changed one is refused
+unless allowed.
 """
 
 from __future__ import annotations
 
-import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from zoo.checkpoint import load_checkpoint
+from zoo.checkpoint import Progress, RankState, TrainingState, read_state
 from zoo.config import Config, apply_overrides, load_config, validate_config
+from zoo.distributed import Job
 from zoo.errors import ZooError
 from zoo.metrics import MetricAccumulator
-
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "epoch", "batch", "step", "ranks")
-
-
-# ---- random state ------------------------------------------------------------------------------------
-
-def capture_rng() -> dict[str, Any]:
-    """This process's global random state, as tensors and plain values (what weights_only loading accepts)."""
-    numpy_state = np.random.get_state(legacy=False)
-    return {
-        "python": _plain(random.getstate()),
-        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)), "pos": int(numpy_state["state"]["pos"]),
-                  "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy_state = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": numpy_state["key"].numpy().astype(np.uint32),
-                                                               "pos": numpy_state["pos"]},
-                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _plain(value: Any) -> Any:
-    return [_plain(item) for item in value] if isinstance(value, tuple) else value
+from zoo.runtime import restore_rng
 
 
 # ---- what to resume ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Resume:
+class ResumePlan:
     checkpoint: Path
     run_dir: Path
-    state: dict[str, Any]
+    state: TrainingState
     config: Config
     changes: list[str] = field(default_factory=list)  # 'key: old -> new', allowed by allow_config_change
 
@@ -87,15 +56,12 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 
 def prepare_resume(target: Path, config_path: Path | None = None, overrides: list[str] | None = None,
-                   allow_config_change: bool = False) -> Resume:
+                   allow_config_change: bool = False) -> ResumePlan:
     """Read the checkpoint and decide the config: the checkpoint's, or the one given (`--config`, `--set`),
     which may differ from it only with `allow_config_change`."""
     checkpoint = find_checkpoint(target)
-    state = load_checkpoint(checkpoint)
-    if not all(key in state for key in ("config", "model", *RESUME_KEYS)):
-        raise ZooError(f"{checkpoint} cannot be resumed: it holds no training state (optimizer, position, random "
-                       "state), only weights; fine-tune from it instead (finetune.source)")
-    stored = validate_config(state["config"], f"{checkpoint} (config)")
+    state = read_state(checkpoint, "resume")
+    stored = validate_config(state.config, f"{checkpoint} (config)")
     if config_path is not None:
         # A fine-tuning run stored its source's mean and std in its config: a file that sets none means those.
         requested = load_config(config_path, overrides).with_normalization(stored.data.mean, stored.data.std)
@@ -105,7 +71,7 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
     if changes and not allow_config_change:
         raise ZooError(f"the config differs from the checkpoint's: {'; '.join(changes)}; "
                        "resume with the same config, or add --allow-config-change")
-    return Resume(checkpoint, run_dir_of(checkpoint), state, requested, changes)
+    return ResumePlan(checkpoint, run_dir_of(checkpoint), state, requested, changes)
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
@@ -125,32 +91,30 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                         scaler: torch.amp.GradScaler, plan: ResumePlan) -> None:
+    """The optimizer's buffers and the scaler as saved. The schedule as saved, too, unless the config changed
+    (--allow-config-change): then the new config's hyperparameters stand and its schedule is replayed to the
+    saved step, so `--set optimizer.lr=0.01` or `--set train.epochs=200` mean what they say."""
+    fresh = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(plan.state.optimizer)
+    except ValueError as error:
+        raise ZooError(f"{plan.checkpoint}: the optimizer state does not fit ({error}); "
+                       "resume without the change to the optimizer or fine-tuning settings") from None
+    scaler.load_state_dict(plan.state.scaler)
+    if not plan.changes:
+        scheduler.load_state_dict(plan.state.scheduler)
+        return
+    for group, settings in zip(optimizer.param_groups, fresh):
+        group.update(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": replaying is the point
+        for _ in range(plan.state.step):
+            scheduler.step()
+
+
 # ---- where the run is --------------------------------------------------------------------------------
-
-@dataclass
-class Progress:
-    """What the run has done so far, kept in every checkpoint: time, images, the best epoch, early stopping."""
-
-    seconds: float = 0.0
-    images: int = 0
-    epochs_run: int = 0
-    best_accuracy: float = -1.0
-    best_epoch: int = 0
-    best_val: dict[str, float] | None = None  # metrics.json's val section of the best epoch
-    early_stopping: tuple[float | None, int] | None = None  # (best, bad epochs)
-
-    def to_dict(self, stopper: Any = None) -> dict[str, Any]:
-        early = [stopper.best, stopper.bad_epochs] if stopper is not None else None
-        return {"seconds": self.seconds, "images": self.images, "epochs_run": self.epochs_run,
-                "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_val": self.best_val,
-                "early_stopping": early}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Progress:
-        early = data.get("early_stopping")
-        return cls(data["seconds"], data["images"], data["epochs_run"], data["best_accuracy"], data["best_epoch"],
-                   data.get("best_val"), tuple(early) if early else None)
-
 
 @dataclass
 class Position:
@@ -161,18 +125,18 @@ class Position:
     batch: int = 0
     step: int = 0
     progress: Progress = field(default_factory=Progress)
-    rank_state: dict[str, Any] | None = None
+    rank_state: RankState | None = None
 
     @classmethod
-    def of(cls, state: dict[str, Any], job: Any) -> Position:
-        ranks = state["ranks"]
-        if len(ranks) != job.world_size and state["batch"]:
+    def of(cls, state: TrainingState, job: Job) -> Position:
+        ranks = state.ranks
+        if len(ranks) != job.world_size and state.batch:
             raise ZooError(f"the checkpoint was saved mid-epoch by {len(ranks)} processes and this run has "
                            f"{job.world_size}; resume it with {len(ranks)} (torchrun --nproc_per_node={len(ranks)})")
         if len(ranks) != job.world_size and job.is_main:
             print(f"warning: saved by {len(ranks)} processes, resumed by {job.world_size}: the data order and weights "
                   "go on exactly, the random state (augmentation, dropout) starts afresh")
-        return cls(state["epoch"], state["batch"], state["step"], Progress.from_dict(state["progress"]),
+        return cls(state.epoch, state.batch, state.step, state.progress,
                    ranks[job.rank] if len(ranks) == job.world_size else None)
 
     def describe(self, steps_per_epoch: int) -> str:
@@ -184,14 +148,14 @@ class Position:
         from zoo.data import load_loader_state
 
         if self.rank_state is not None:
-            restore_rng(self.rank_state["rng"])
-            load_loader_state(train_loader, self.rank_state["loader"])
+            restore_rng(self.rank_state.rng)
+            load_loader_state(train_loader, self.rank_state.loader)
 
     def entering(self, epoch: int, num_classes: int, device: torch.device) -> tuple[int, MetricAccumulator | None]:
         """(the batch to start `epoch` at, its sums so far): the saved ones for the epoch the run stopped in."""
         if epoch != self.epoch + 1 or not self.batch:
             return 0, None
         meter = MetricAccumulator(num_classes, device)
-        meter.load_state_dict(self.rank_state["meter"])
+        meter.load_state_dict(self.rank_state.meter)
         batch, self.batch = self.batch, 0
         return batch, meter

@@ -1,0 +1,56 @@
+"""The public API (zoo/__init__.py) and the README's word on it: its Python block runs as written, and its
+layout section names every module there is."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    return README.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_public_name_resolves_and_import_zoo_needs_no_torch():
+    for name in zoo.__all__:
+        assert getattr(zoo, name) is not None, name
+    code = "import sys, zoo; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_readmes_python_block_runs_as_written(tmp_path):
+    block = re.search(r"```python\n(.*?)```", _section("Python API"), re.S).group(1)
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    checks = """
+assert logits.shape == (8, 10) and features.dim() == 4 and model.num_classes == 5
+assert info.reference.count == 138_357_544
+assert result.run_dir.parent.parent == __import__("pathlib").Path("runs") and result.metrics["epochs_run"] == 3
+assert report.metrics.accuracy == result.metrics["test"]["accuracy"] > 0.5, (report.metrics.accuracy, result.metrics)
+assert state.classes == [str(digit) for digit in range(10)] and state.model_name == "lenet5"
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", block + checks], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_the_readmes_layout_names_every_module():
+    layout = _section("Layout")
+    package = ROOT / "zoo"
+    names = sorted(path.name for path in package.iterdir()
+                   if path.suffix == ".py" and path.name != "__main__.py" or (path / "__init__.py").is_file())
+    missing = [name for name in names if not re.search(rf"^\s+{re.escape(name)}/?\s", layout, re.M)]
+    assert not missing, f"README's layout section does not name {missing}"
+    for package_dir in (path for path in package.iterdir() if (path / "__init__.py").is_file()):
+        docstring = (package_dir / "__init__.py").read_text().split('"""')[1]
+        files = sorted(path.name for path in package_dir.glob("*.py") if path.name != "__init__.py")
+        unlisted = [name for name in files if not re.search(rf"^\s+{re.escape(name)}\s", docstring, re.M)]
+        assert not unlisted, f"zoo/{package_dir.name}/__init__.py's map does not name {unlisted}"

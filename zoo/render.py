@@ -1,0 +1,233 @@
+"""Everything the CLI prints: rows as an aligned text table, Markdown, CSV or JSON, and the reports built on them.
+
+    render(headers, rows, fmt)        any table, in any Format
+    render_catalog(rows, fmt)         `zoo list`: one row per model
+    render_summary(summary, fmt)      `zoo summary`: the layer table, the totals and how to read them
+    render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, confusion matrix
+
+The computing lives elsewhere (zoo.summary, zoo.evaluation); this module only turns its records into text.
+It imports no torch: the CLI reads the format choices from here before it knows which command runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    from zoo.evaluation import EvaluationReport
+    from zoo.summary import CatalogRow, Layer, Summary, Totals
+
+
+class Format(str, Enum):
+    """What `zoo list` and `zoo summary` print."""
+
+    table = "table"  # aligned columns for a terminal
+    markdown = "markdown"  # pastes into a README
+    csv = "csv"
+    json = "json"  # every field, typed
+
+
+class EvaluationFormat(str, Enum):
+    """What `zoo evaluate` prints."""
+
+    table = "table"
+    json = "json"
+
+
+BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def check_format(fmt: str, choices: type[Enum] = Format) -> None:
+    """For Python callers; the CLI's Enum options have already refused anything else."""
+    names = [choice.value for choice in choices]
+    if fmt not in names:
+        listing = " or ".join(names) if len(names) == 2 else f"one of {', '.join(names)}"
+        raise ZooError(f"unknown format {fmt!r}; choose {listing}")
+
+
+def format_bytes(count: int) -> str:
+    """Bytes in binary units, as memory is sized: 97,517,568 -> '93.0 MiB'."""
+    value, unit = float(count), 0
+    while value >= 1024 and unit < len(BINARY_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{count} B" if unit == 0 else f"{value:.1f} {BINARY_UNITS[unit]}"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
+           numeric: Sequence[bool] | None = None) -> str:
+    """`numeric[i]` right-aligns column i (default: columns whose values are all numbers)."""
+    if fmt == "json":
+        return json.dumps([dict(zip(headers, row)) for row in rows], indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    if numeric is None:
+        numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows) and bool(rows)
+                   for i in range(len(headers))]
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric)]
+        return ("| " + " | ".join(parts) + " |") if fmt == "markdown" else "  ".join(parts).rstrip()
+
+    if fmt == "markdown":
+        rule = "|" + "|".join(("-" * (w + 1) + ":") if right else ("-" * (w + 2)) for w, right in zip(widths, numeric)) + "|"
+    elif fmt == "table":
+        rule = "  ".join("-" * w for w in widths)
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    return "\n".join([line(headers), rule, *(line(r) for r in cells)])
+
+
+# zoo list
+
+CATALOG_HEADERS = ["name", "family", "year", "params", "input", "paper count", "torchvision weights"]
+
+
+def render_catalog(rows: Sequence[CatalogRow], fmt: str = "table") -> str:
+    """JSON keeps the facts typed (a bool or null for the paper count); text spells them out."""
+    check_format(fmt)
+    if fmt == "json":
+        table = [[r.name, r.family, r.year, r.params, r.input_size, r.reference_ok, r.torchvision] for r in rows]
+    else:
+        table = [[r.name, r.family, str(r.year), r.params, r.input_size,
+                  {True: "matches", False: "MISMATCH", None: "-"}[r.reference_ok], r.torchvision or "-"] for r in rows]
+    return render(CATALOG_HEADERS, table, fmt, numeric=[False, False, False, True, False, False, False])
+
+
+# zoo summary
+
+LAYER_HEADERS = ["name", "type", "kernel", "stride", "padding", "input", "output", "calls", "params", "trainable", "MACs", "note"]
+
+
+def _dims(value: tuple[int, ...] | str | None, collapse: bool = False) -> str:
+    """(3, 3) -> '3x3'; with collapse, equal entries print once, as tables give a stride: (2, 2) -> '2'."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if collapse and len(set(value)) == 1:
+        return str(value[0])
+    return "x".join(map(str, value))
+
+
+def _layer_row(layer: Layer) -> list:
+    if layer.params == 0:
+        trainable = ""
+    else:
+        trainable = {layer.params: "trainable", 0: "frozen"}.get(layer.trainable_params, "partly frozen")
+    return [layer.name, layer.type, _dims(layer.kernel), _dims(layer.stride, True), _dims(layer.padding, True),
+            _dims(layer.input_shape), _dims(layer.output_shape), layer.calls, layer.params, trainable, layer.macs,
+            "training only" if layer.training_only else ""]
+
+
+def _decimal(count: int, unit: str) -> str:
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if count >= scale:
+            return f"{count:,} ({count / scale:.3f} {prefix}{unit})"
+    return f"{count:,} {unit}"
+
+
+def _in_bytes(count: int) -> str:
+    return f"{count:,} B ({format_bytes(count)})"
+
+
+def _total_rows(totals: Totals, batch_size: int) -> list[tuple[str, str]]:
+    return [
+        ("parameters", f"{totals.params:,}"),
+        ("  trainable", f"{totals.trainable_params:,}"),
+        ("  frozen", f"{totals.frozen_params:,}"),
+        ("buffers (e.g. batch-norm statistics)", f"{totals.buffers:,}"),
+        ("MACs per image (1 multiply-add = 1 MAC)", _decimal(totals.macs, "MACs")),
+        ("parameter memory", _in_bytes(totals.param_bytes)),
+        ("buffer memory", _in_bytes(totals.buffer_bytes)),
+        ("forward activations per image", _in_bytes(totals.activation_bytes)),
+        (f"training estimate, batch {batch_size} (see below)", _in_bytes(totals.training_bytes)),
+    ]
+
+
+def _reference_lines(summary: Summary) -> list[str]:
+    ref = summary.reference
+    if ref is None:
+        return ["reference count: none recorded for this model at these classes and input channels"]
+    computed = (summary.totals_without_aux or summary.totals).params
+    if ref.matches:
+        return [f"reference count: {ref.count:,} ({ref.source}): matches"]
+    return [f"!!! MISMATCH: computed {computed:,} parameters, but {ref.source} publishes {ref.count:,} !!!"]
+
+
+def render_summary(summary: Summary, fmt: str = "table") -> str:
+    """The layer table and totals as text or Markdown; CSV gives the layer rows, JSON everything."""
+    check_format(fmt)
+    if fmt == "json":
+        return json.dumps(asdict(summary), indent=2)
+    layers = render(LAYER_HEADERS, [_layer_row(layer) for layer in summary.layers], fmt)
+    if fmt == "csv":
+        return layers
+    totals = _total_rows(summary.totals, summary.batch_size)
+    if summary.totals_without_aux is None:
+        totals_table = render(["total", "value"], totals, fmt)
+    else:
+        inference = _total_rows(summary.totals_without_aux, summary.batch_size)
+        totals_table = render(["total", "with auxiliary heads", "without (inference)"],
+                              [(label, a, b) for (label, a), (_, b) in zip(totals, inference)], fmt)
+    title = f"{summary.model}: input {_dims(summary.input_size)}, depth {summary.depth}, shapes per image, MACs at batch 1"
+    notes = [
+        "training estimate: batch x 2 x activations (kept for backward, plus their gradients) + weights + "
+        "weight gradients + buffers; optimizer state not included (SGD momentum adds 1x the weights, Adam 2x)",
+    ]
+    return "\n\n".join([title, layers, totals_table, "\n".join(_reference_lines(summary) + notes)])
+
+
+# zoo evaluate
+
+def _pct(value: float) -> str:
+    return f"{value:.2%}"
+
+
+def _evaluation_table(report: EvaluationReport) -> str:
+    m = report.metrics
+    lines = [
+        f"{report.checkpoint} on the {report.split} split: {m.count:,} images",
+        f"loss {m.loss:.4f}  top-1 {_pct(m.accuracy)}  top-5 {_pct(m.top5_accuracy)}",
+        "",
+    ]
+    precision, recall, f1, support = m.per_class()
+    rows = [[name, _pct(p), _pct(r), f"{f:.4f}", s]
+            for name, p, r, f, s in zip(report.classes, precision.tolist(), recall.tolist(), f1.tolist(), support.tolist())]
+    macro = m.macro()
+    rows.append(["macro average", _pct(macro["precision"]), _pct(macro["recall"]), f"{macro['f1']:.4f}", m.count])
+    lines.append(render(["class", "precision", "recall", "f1", "support"], rows, numeric=[False, True, True, True, True]))
+    if len(report.classes) <= 30:
+        lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
+        lines.append(render(["true \\\\ pred", *report.classes],
+                            [[name, *row] for name, row in zip(report.classes, m.confusion.tolist())],
+                            numeric=[False] + [True] * len(report.classes)))
+    lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]
+    return "\n".join(lines)
+
+
+def render_evaluation(report: EvaluationReport, fmt: str = "table") -> str:
+    """Metrics, the per-class table and the confusion matrix (up to 30 classes) as text; JSON gives every figure."""
+    check_format(fmt, EvaluationFormat)
+    if fmt == "json":
+        return json.dumps(report.to_dict(), indent=2)
+    return _evaluation_table(report)

@@ -1,0 +1,147 @@
+"""Run directories and the files in them: runs/<run-name>/<time>/ created once and never reused, one writer at a
+time (a lock file), and files written atomically (a crash mid-write never leaves a half-written file).
+
+No torch here: zoo.checkpoint turns a checkpoint into bytes and hands them to `atomic_write`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+LOCK_NAME = ".lock"
+
+
+# ---- the directory -----------------------------------------------------------------------------------
+
+def create_run_dir(output_dir: Path, run_name: str) -> Path:
+    """A new, empty directory; a second run in the same second gets a -1, -2 ... suffix, never the same one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parent = Path(output_dir) / run_name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ZooError(f"cannot create {parent}: {blocking} is a file, not a folder; set train.output_dir to a "
+                           "folder, or move the file") from None
+        raise ZooError(f"cannot create {parent} ({error.strerror}); set train.output_dir to a writable folder") from None
+    for suffix in ["", *(f"-{i}" for i in range(1, 1000))]:
+        candidate = parent / f"{stamp}{suffix}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise ZooError(f"{parent} already holds 1,000 runs from {stamp}; choose another train.run_name")
+
+
+# ---- one writer --------------------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """A lock file holding the owner's PID and host. A lock whose process is gone (a killed run) is stale and
+    taken over; a live one stops the second run with one line."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self.stale_pid: int | None = None  # set when a dead owner's lock was taken over
+
+    def acquire(self) -> RunLock:
+        me = f"{os.getpid()} {socket.gethostname()}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid, host = self._owner()
+                if pid is not None and host == socket.gethostname() and not _alive(pid):
+                    self.stale_pid = pid
+                    self.path.unlink(missing_ok=True)
+                    continue
+                holder = f"process {pid} on {host}" if pid is not None else "another run"
+                raise ZooError(f"{self.path.parent} is in use by {holder}; wait for it to finish, or remove "
+                               f"{self.path} if that run is gone") from None
+            with os.fdopen(fd, "w") as file:
+                file.write(me)
+            return self
+        raise ZooError(f"could not lock {self.path.parent}; remove {self.path} and try again")
+
+    def _owner(self) -> tuple[int | None, str | None]:
+        try:
+            pid, host = self.path.read_text().split()
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, None
+
+    def release(self) -> None:
+        if self._owner()[0] == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# ---- atomic files ------------------------------------------------------------------------------------
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, rename over `path`, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def publish_copy(source: Path, target: Path) -> None:
+    """Make `target` hold what `source` holds now, atomically: a hard link when the file system allows
+    (no second write of a large checkpoint; replacing `source` later leaves `target` alone), else a copy."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        atomic_write(target, source.read_bytes())
+        return
+    os.replace(tmp, target)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Temporary files a killed write left behind (atomic_write's and publish_copy's .<name>.*.tmp)."""
+    stale = sorted(Path(directory).glob(".*.tmp")) if Path(directory).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

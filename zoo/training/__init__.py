@@ -1,0 +1,21 @@
+"""Training: `zoo train`, `zoo finetune` and `zoo train --resume`, from a validated Config to a run directory.
+
+    result = zoo.training.train(zoo.load_config("configs/lenet5_digits.yaml"))
+    result = zoo.training.resume("runs/lenet5_digits/<time>")    # continue a stopped run exactly
+
+The run (run.py) reads top to bottom: set up -> for each epoch: train, validate, log, checkpoint, stop? ->
+test -> metrics.json. The steps themselves are zoo.loop's; the checkpoint's schema is zoo.checkpoint's.
+
+    run.py          train and resume: the run, one screen long
+    setup.py        Parts: the data, the model and its weights, freezing, the optimizer, schedule and loss
+    hooks.py        around the steps: the log, checkpoints, early stopping, the per-step hook
+    guard.py        what stops a run between steps: SIGINT/SIGTERM, a non-finite loss
+    resume.py       finding a run's checkpoint, the config it resumes with, and where it goes on
+    finetune.py     weights sources (zoo checkpoints, state_dicts, torchvision's), transplanting, freezing
+    optim.py        the optimizer and the learning-rate schedule from the config
+    tensorboard.py  what TensorBoard shows: scalars, gradient norms, histograms, confusion matrices, hparams
+"""
+
+from zoo.training.run import RunResult, resume, train
+
+__all__ = ["RunResult", "resume", "train"]

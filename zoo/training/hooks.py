@@ -1,0 +1,212 @@
+"""What a run does around its steps and epochs, one small object each: the log (TensorBoard and the console),
+checkpoints, early stopping, and the per-step hook that joins them with the guard. The run's loop calls them;
+a new concern (an EMA of the weights, say) is one more object here, not more lines in the loop."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from zoo.checkpoint import Progress, RankState, save_checkpoint
+from zoo.config import Config, EarlyStoppingConfig
+from zoo.data import loader_state
+from zoo.distributed import Job
+from zoo.errors import RunStopped
+from zoo.loop import EpochResult
+from zoo.metrics import MetricAccumulator
+from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
+from zoo.runtime import capture_rng
+from zoo.training.guard import Guard, Stop
+from zoo.training.setup import Parts
+
+
+class RunLog:
+    """The console (progress bars, one line per epoch) and, on rank 0, TensorBoard."""
+
+    def __init__(self, run_dir: Path, config: Config, job: Job, quiet: bool) -> None:
+        from zoo.training.tensorboard import TensorBoardLogger
+
+        self.config, self.quiet = config, quiet or not job.is_main or not sys.stderr.isatty()
+        self.tensorboard = TensorBoardLogger(run_dir) if job.is_main else None
+
+    def start(self, run_dir: Path, parts: Parts, plan_changes: list[str] | None, resumed_from: str | None) -> None:
+        """Where the run writes (or, resumed, where it goes on from), and the model's graph once."""
+        if resumed_from is None:
+            print(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {self.config.train.output_dir}")
+            if self.tensorboard is not None:
+                example = next(iter(parts.test_loader))[0][:1].to(parts.compute.device)
+                self.tensorboard.graph(parts.model, example)
+            else:
+                next(iter(parts.test_loader))  # the same random draws on every rank (a DataLoader's base seed)
+            return
+        print(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.steps_per_epoch)}")
+        if plan_changes:
+            print(f"config changes (allowed): {'; '.join(plan_changes)}")
+
+    def bar(self, epoch: int, start_batch: int, total: int) -> tqdm:
+        return tqdm(total=total, initial=start_batch, desc=f"epoch {epoch}/{self.config.train.epochs}", unit="batch",
+                    disable=self.quiet, leave=False, dynamic_ncols=True)
+
+    def step(self, step: int, loss: torch.Tensor, parts: Parts) -> None:
+        """Every train.log_interval steps: the batch loss, the learning rate and per-layer gradient norms."""
+        if self.tensorboard is not None:
+            self.tensorboard.scalars({"train/batch_loss": loss.item(), "lr": parts.step.optimizer.param_groups[0]["lr"]}, step)
+            self.tensorboard.gradient_norms(parts.model, step)
+
+    def epoch(self, epoch: int, train: EpochResult, val: EpochResult | None, parts: Parts) -> None:
+        lr = parts.step.optimizer.param_groups[0]["lr"]
+        if self.tensorboard is not None:
+            board = self.tensorboard
+            board.metrics("train", train.metrics, epoch)
+            board.scalars({"throughput/images_per_s": train.images_per_second, "time/epoch_s": train.seconds, "lr_epoch": lr}, epoch)
+            if epoch % self.config.train.histogram_interval == 0 or epoch == self.config.train.epochs:
+                board.histograms(parts.model, epoch)
+            if val is not None:
+                board.metrics("val", val.metrics, epoch)
+                board.confusion(val.metrics, parts.splits.classes, epoch)
+        print(epoch_line(epoch, self.config.train.epochs, train, val, lr), flush=True)
+
+    def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.metrics("test", test.metrics, epochs_run)
+            self.tensorboard.hparams(hparams(self.config), {"hparam/test_accuracy": test.metrics.accuracy,
+                                                            "hparam/val_accuracy": (best_val or {}).get("accuracy", test.metrics.accuracy)})
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | None, lr: float) -> str:
+    m = train.metrics
+    text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} acc {m.accuracy:6.2%}"
+    if val is not None:
+        v = val.metrics
+        text += f"  val loss {v.loss:.4f} acc {v.accuracy:6.2%} top5 {v.top5_accuracy:6.2%}"
+    return text + f"  lr {lr:.3g}  {train.images_per_second:,.0f} img/s  {train.seconds:.1f}s"
+
+
+def hparams(config: Config) -> dict[str, Any]:
+    return {"model": config.model.name, "data": config.data.name, "optimizer": config.optimizer.name,
+            "lr": config.optimizer.lr, "weight_decay": config.optimizer.weight_decay, "batch_size": config.data.batch_size,
+            "epochs": config.train.epochs, "scheduler": config.scheduler.name, "init": config.init, "seed": config.train.seed}
+
+
+def section(result: EpochResult) -> dict[str, float]:
+    """A split's figures as metrics.json records them."""
+    return {**result.metrics.summary(), "time_s": round(result.seconds, 3), "images_per_s": round(result.images_per_second, 1)}
+
+
+class EarlyStopping:
+    """Stop after `patience` epochs whose validation metric did not beat the best by more than `min_delta`."""
+
+    def __init__(self, metric: str, patience: int, min_delta: float) -> None:
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.best: float | None = None
+        self.bad_epochs = 0
+
+    @classmethod
+    def of(cls, config: EarlyStoppingConfig | None, progress: Progress) -> EarlyStopping | None:
+        """From the config, with the counters a resumed run's progress kept."""
+        if config is None:
+            return None
+        stopper = cls(**config.model_dump())
+        if progress.early_stopping:
+            stopper.best, stopper.bad_epochs = progress.early_stopping
+        return stopper
+
+    def should_stop(self, val: EpochResult) -> bool:
+        value = val.metrics.accuracy if self.metric == "val_accuracy" else -val.metrics.loss
+        if self.best is None or value > self.best + self.min_delta:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+
+def record_epoch(progress: Progress, epoch: int, train: EpochResult, val: EpochResult | None) -> bool:
+    """Count the epoch into `progress`; True when it is the best so far: the best validation top-1 (the latest
+    epoch when there is no validation split), which best.pt then holds."""
+    progress.epochs_run = epoch
+    improved = val is None or val.metrics.accuracy > progress.best_accuracy
+    if improved:
+        progress.best_accuracy, progress.best_epoch = (val.metrics.accuracy if val else -1.0), epoch
+        progress.best_val = section(val) if val else None
+    return improved
+
+
+class Checkpointer:
+    """checkpoints/last.pt (and best.pt) of the run. Every rank calls `save`, to hand rank 0 its random state
+    and, mid-epoch, its share of the epoch's sums; rank 0 writes, atomically, and a signal waits for it."""
+
+    def __init__(self, run_dir: Path, parts: Parts, job: Job, guard: Guard, progress: Progress,
+                 stopper: EarlyStopping | None) -> None:
+        self.folder = run_dir / "checkpoints"
+        self.parts, self.job, self.guard, self.progress, self.stopper = parts, job, guard, progress, stopper
+
+    def clean(self) -> None:
+        """Temporary files a killed save left behind."""
+        remove_stale_temporaries(self.folder)
+        remove_stale_temporaries(self.folder.parent)
+
+    def save(self, epoch: int, batch: int, step: int, meter: MetricAccumulator | None, best: bool = False) -> None:
+        """The state after `epoch` epochs and `batch` batches of the next, `step` optimizer steps."""
+        mine = RankState(capture_rng(), loader_state(self.parts.train_loader), meter.state_dict() if meter else None)
+        ranks = self.job.gather(mine)
+        if not self.job.is_main:
+            return
+        if self.stopper is not None:
+            self.progress.early_stopping = (self.stopper.best, self.stopper.bad_epochs)
+        train_step = self.parts.step
+        state = self.parts.state(self.job, optimizer=train_step.optimizer.state_dict(),
+                                 scheduler=train_step.scheduler.state_dict(), scaler=train_step.scaler.state_dict(),
+                                 epoch=epoch, batch=batch, step=step, ranks=ranks, world_size=self.job.world_size,
+                                 progress=self.progress)
+        with self.guard.save():
+            save_checkpoint(state, self.folder / "last.pt")
+            if best:
+                publish_copy(self.folder / "last.pt", self.folder / "best.pt")
+
+    def write_config(self, config: Config) -> None:
+        if self.job.is_main:
+            atomic_write(self.folder.parent / "config.yaml", config.to_yaml().encode())
+
+
+class StepHook:
+    """After each training step of `epoch`: the log every log_interval steps; the guard's look at the loss and
+    at signals; and a checkpoint every train.checkpoint_every_steps, or where a signal stops the epoch (never
+    after a non-finite loss)."""
+
+    def __init__(self, epoch: int, parts: Parts, log: RunLog, guard: Guard, saver: Checkpointer) -> None:
+        self.epoch, self.parts, self.log, self.guard, self.saver = epoch, parts, log, guard, saver
+        self.log_interval = parts.config.train.log_interval
+        self.save_every = parts.config.train.checkpoint_every_steps
+
+    def __call__(self, step: int, batches: int, loss: torch.Tensor, meter: MetricAccumulator) -> Stop | None:
+        if step % self.log_interval == 0:
+            self.log.step(step, loss, self.parts)
+        self.guard.watch(loss, step)
+        save_now = self.save_every is not None and step % self.save_every == 0
+        stop = self.guard.check(step, force=save_now)  # never save a non-finite state
+        if (save_now or stop is not None) and (stop is None or stop.nonfinite_step is None):
+            if batches < self.parts.steps_per_epoch:  # at the epoch's end its own checkpoint follows
+                self.saver.save(self.epoch - 1, batches, step, meter)
+        return stop
+
+
+def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path) -> RunStopped:
+    """The one line a stopped run ends with. `epoch`, `batch`: where a resumed run would go on."""
+    last = run_dir / "checkpoints" / "last.pt"
+    command = f"zoo train --resume {run_dir}"
+    if stop.nonfinite_step is not None:
+        saved = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was saved before it"
+        return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; {saved}; "
+                          f"lower optimizer.lr or set train.grad_clip, then {command} --set optimizer.lr=... "
+                          "--allow-config-change", stop.exit_code)
+    where = f"epoch {epoch}, batch {batch}" if batch else f"the start of epoch {epoch}"
+    return RunStopped(f"{stop.signal_name}: stopped at {where} (step {step}); saved {last}; resume with: {command}",
+                      stop.exit_code)

@@ -1,0 +1,117 @@
+"""`zoo train`: one run from a validated Config to a run directory with TensorBoard logs, checkpoints/last.pt and
+best.pt (best by validation accuracy), and metrics.json; or, resumed, the rest of a run in its own directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.checkpoint import read_state
+from zoo.config import Config
+from zoo.distributed import Job, launch
+from zoo.loop import evaluate_loader, train_epoch
+from zoo.rundir import RunLock, create_run_dir, write_json
+from zoo.training.guard import Guard
+from zoo.training.hooks import (Checkpointer, EarlyStopping, RunLog, StepHook, record_epoch, section, stopped)
+from zoo.training.resume import ResumePlan, prepare_resume
+from zoo.training.setup import Parts, assemble
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]  # what metrics.json holds
+
+
+def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None) -> RunResult:
+    """Train and test one model as the config says. Validation and data loading happen before anything is written.
+    Started by torchrun, each process trains its share with DDP (zoo.distributed) and rank 0 writes the run.
+    With `resume` (prepare_resume), the run continues in its directory from its checkpoint."""
+    with launch(config.train.device) as job:
+        return _run(config, job, quiet, resume)
+
+
+def resume(target: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
+           allow_config_change: bool = False, quiet: bool = False) -> RunResult:
+    """`zoo train --resume`: continue the run in `target` (its directory or a checkpoint) exactly, with its own
+    config, or with `config` / `overrides` when they match it or `allow_config_change`."""
+    plan = prepare_resume(Path(target), Path(config) if config is not None else None, overrides, allow_config_change)
+    return train(plan.config, quiet=quiet, resume=plan)
+
+
+def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunResult:
+    parts = assemble(config, job, plan)  # data, model, weights, optimizer: every check before anything is written
+    config, position = parts.config, parts.position
+    progress, step = position.progress, position.step
+    run_dir = job.share((plan.run_dir if plan else create_run_dir(config.train.output_dir, config.run_name)) if job.is_main else None)
+    lock = RunLock(run_dir).acquire() if job.is_main else None
+    log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
+    stopper = EarlyStopping.of(config.train.early_stopping, progress)
+    saver = Checkpointer(run_dir, parts, job, guard, progress, stopper)
+    try:
+        if job.is_main:
+            saver.clean()
+        saver.write_config(config)
+        log.start(run_dir, parts, plan.changes if plan else None, plan.checkpoint.name if plan else None)
+        with guard.handling_signals():
+            position.restore(parts.train_loader)  # the random state last: building the model and loaders drew from it
+            for epoch in range(position.epoch + 1, config.train.epochs + 1):
+                start_batch, meter = parts.enter_epoch(epoch, job)
+                with log.bar(epoch, start_batch, parts.steps_per_epoch) as bar:
+                    result = train_epoch(parts.step_model, parts.train_loader, parts.step, parts.num_classes,
+                                         first_step=step, start_batch=start_batch, max_batches=config.train.max_steps_per_epoch,
+                                         meter=meter, hook=StepHook(epoch, parts, log, guard, saver), progress=bar)
+                step = result.steps
+                progress.seconds, progress.images = progress.seconds + result.seconds, progress.images + result.images
+                stop = result.stop or guard.check(step, force=True)  # nothing non-finite is validated or saved
+                if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.steps_per_epoch):
+                    raise stopped(stop, epoch, result.batches, step, run_dir)
+                val = evaluate_loader(parts.model, parts.val_loader, parts.compute, parts.step.criterion,
+                                      parts.num_classes) if parts.val_loader else None
+                log.epoch(epoch, result, val, parts)
+                improved = record_epoch(progress, epoch, result, val)
+                early_stop = stopper is not None and val is not None and stopper.should_stop(val)
+                saver.save(epoch, 0, step, None, best=improved)
+                stop = stop or guard.check(step, force=True)  # a signal during validation or the save
+                if stop is not None:
+                    raise stopped(stop, epoch + 1, 0, step, run_dir)
+                if early_stop:
+                    print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
+                    break
+        test = _test_best(parts, job, run_dir)
+        metrics = _metrics(parts, progress, step, test)
+        if job.is_main:
+            write_json(run_dir / "metrics.json", metrics)
+        log.finish(test, progress.epochs_run, progress.best_val)
+    finally:
+        log.close()
+        if lock is not None:
+            lock.release()
+    print(f"test loss {test.metrics.loss:.4f} acc {test.metrics.accuracy:.2%} top5 {test.metrics.top5_accuracy:.2%} "
+          f"({test.metrics.count:,} images, best epoch {progress.best_epoch})\nmetrics: {run_dir / 'metrics.json'}")
+    return RunResult(run_dir, metrics)
+
+
+def _test_best(parts: Parts, job: Job, run_dir: Path):
+    """The test split on best.pt's weights, on every rank."""
+    if job.is_main:
+        parts.model.load_state_dict(read_state(run_dir / "checkpoints" / "best.pt", "weights", job.device).model)
+    job.sync_module(parts.model)  # the other ranks may not see rank 0's disk (several nodes)
+    return evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.step.criterion, parts.num_classes)
+
+
+def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:
+    """metrics.json: the best epoch's validation figures, the test split's, and the training totals."""
+    config = parts.config
+    return {
+        "model": config.model.name,
+        "data": config.data.name,
+        "skipped_images": len(parts.splits.skipped),  # unreadable files left out of an ImageFolder
+        "best_epoch": progress.best_epoch,
+        "epochs_run": progress.epochs_run,
+        "val": progress.best_val,
+        "test": section(test),
+        "train": {"time_s": round(progress.seconds, 3), "images_per_s": round(progress.images / max(progress.seconds, 1e-9), 1),
+                  "images": progress.images, "steps": step},
+    }

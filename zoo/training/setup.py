@@ -1,0 +1,126 @@
+"""Setting a run up: the data, the model with its weights (initialized, fine-tuning's source, or a resumed
+checkpoint's), freezing, and the optimizer, schedule and loss. Every check happens here, before the run
+writes anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from zoo.checkpoint import Normalization, TrainingState, load_weights
+from zoo.config import Config
+from zoo.data import DataSplits, build_datasets, build_loaders, resume_at, set_epoch
+from zoo.distributed import Job
+from zoo.errors import ZooError
+from zoo.loop import Compute, TrainStep
+from zoo.metrics import MetricAccumulator
+from zoo.models.weight_init import init_weights
+from zoo.registry import get_model_info
+from zoo.runtime import compiled, grad_scaler, memory_format, seed_everything, tune_backends
+from zoo.training.finetune import Freezer, describe, lr_scale, read_source, transplant
+from zoo.training.optim import build_optimizer, build_scheduler
+from zoo.training.resume import Position, ResumePlan, restore_optimization
+
+
+@dataclass
+class Parts:
+    """What a run trains with. `model` is the network; `step_model` is what training steps call (DDP and
+    torch.compile around it), renewed when frozen layers join."""
+
+    config: Config  # with a weights source's normalization, where it brings one
+    splits: DataSplits
+    train_loader: object
+    val_loader: object | None
+    test_loader: object
+    model: nn.Module
+    step_model: nn.Module
+    freezer: Freezer | None
+    step: TrainStep
+    steps_per_epoch: int
+    position: Position
+
+    @property
+    def compute(self) -> Compute:
+        return self.step.compute
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    def state(self, job: Job, **training: object) -> TrainingState:
+        """The checkpoint of the network now, with `training` (optimizer, position ...) when resumable."""
+        splits = self.splits
+        normalization = Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
+        return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, normalization, **training)
+
+    def enter_epoch(self, epoch: int, job: Job) -> tuple[int, MetricAccumulator | None]:
+        """Ready `epoch`: frozen layers join at finetune.unfreeze_at_epoch, and the loader draws the epoch's
+        order (a resumed epoch: from the batch it stopped at). Returns that batch and the epoch's sums so far."""
+        start_batch, meter = self.position.entering(epoch, self.num_classes, self.compute.device)
+        finetune = self.config.finetune
+        if self.freezer is not None and self.freezer.frozen and epoch == finetune.unfreeze_at_epoch:
+            self.freezer.unfreeze()
+            self.step_model = compiled(job.wrap(self.model), self.compute.device, self.config.train.compile)  # DDP must see the new parameters
+            print(f"epoch {epoch}: every layer trains from now on")
+        if start_batch:
+            resume_at(self.train_loader, epoch, start_batch)
+        else:
+            set_epoch(self.train_loader, epoch)
+        return start_batch, meter
+
+
+def model_geometry(config: Config) -> tuple[int, int]:
+    """(in_channels, input_size): the config's, else the model's own from the registry."""
+    info = get_model_info(config.model.name)
+    return config.model.in_channels or info.input_size[0], config.data.input_size or info.input_size[1]
+
+
+def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
+    """Everything `config` trains with, on this process's device; with `plan`, as its checkpoint left it."""
+    train = config.train
+    device = job.device
+    seed_everything(train.seed + job.rank, train.deterministic)  # DDP starts every rank from rank 0's weights
+    tune_backends(device, train.precision, train.deterministic)
+    in_channels, input_size = model_geometry(config)
+    source = read_source(config.finetune.source, config.model.name) if config.finetune and plan is None else None
+    if source is not None and source.normalization is not None:  # pre-trained weights expect their statistics
+        config = config.with_normalization(source.normalization.mean, source.normalization.std, in_channels)
+    splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=train.seed)
+    loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
+                            pin_memory=device.type == "cuda", device=device)
+    compute = Compute(device, train.precision, memory_format(train.channels_last), job.distributed)
+    model = init_weights(config.model.build(len(splits.classes), in_channels), config.init)
+    model = model.to(device, memory_format=compute.memory_format)
+    if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
+        model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
+    if model.num_classes < len(splits.classes):
+        raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
+                       "classes; remove model.num_classes")
+    steps_per_epoch = min(len(loaders[0]), train.max_steps_per_epoch or len(loaders[0]))
+    position = Position.of(plan.state, job) if plan else Position()
+
+    # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
+    # the parameters that require gradients at construction.
+    freezer = Freezer(model, config.finetune.freeze) if config.finetune else None
+    if source is not None:
+        report = transplant(model, source, config.finetune.strict)
+        if job.is_main:
+            print(describe(source, report, freezer))
+    if plan is not None:
+        load_weights(model, plan.state, plan.checkpoint, config.model.name)
+        unfreeze_at = config.finetune.unfreeze_at_epoch if freezer is not None else None
+        if unfreeze_at and unfreeze_at <= position.epoch + 1:
+            freezer.unfreeze()
+    step_model = compiled(job.wrap(model), device, train.compile)
+
+    scale = lr_scale(model, config.finetune.backbone_lr_mult) if config.finetune else None
+    optimizer = build_optimizer(model, config.optimizer, scale, include_frozen=freezer is not None)
+    scheduler = build_scheduler(optimizer, config.scheduler, train.epochs, steps_per_epoch)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.loss.label_smoothing)
+    scaler = grad_scaler(device, train.precision)
+    if plan is not None:
+        restore_optimization(optimizer, scheduler, scaler, plan)
+    step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip)
+    return Parts(config, splits, *loaders, model, step_model, freezer, step, steps_per_epoch, position)
