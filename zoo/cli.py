@@ -140,7 +140,7 @@ def config_show(config: ConfigOption, set: SetOption = None) -> None:
 
 @config_app.command("validate")
 def config_validate(config: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
-    """Check a config; exit code 0 and 'ok', or one line per problem and exit code 2."""
+    """Check a config; exit code 0 and 'ok', or one line naming every problem and exit code 2."""
     from zoo.config import load_config
 
     load_config(config)

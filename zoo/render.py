@@ -11,11 +11,7 @@ It imports no torch: the CLI reads the format choices from here before it knows 
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -73,8 +69,13 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
            numeric: Sequence[bool] | None = None) -> str:
     """`numeric[i]` right-aligns column i (default: columns whose values are all numbers)."""
     if fmt == "json":
+        import json  # here, not at the top: the CLI imports this module for --help
+
         return json.dumps([dict(zip(headers, row)) for row in rows], indent=2)
     if fmt == "csv":
+        import csv
+        import io
+
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(headers)
@@ -178,6 +179,9 @@ def render_summary(summary: Summary, fmt: str = "table") -> str:
     """The layer table and totals as text or Markdown; CSV gives the layer rows, JSON everything."""
     check_format(fmt)
     if fmt == "json":
+        import json
+        from dataclasses import asdict
+
         return json.dumps(asdict(summary), indent=2)
     layers = render(LAYER_HEADERS, [_layer_row(layer) for layer in summary.layers], fmt)
     if fmt == "csv":
@@ -218,7 +222,7 @@ def _evaluation_table(report: EvaluationReport) -> str:
     lines.append(render(["class", "precision", "recall", "f1", "support"], rows, numeric=[False, True, True, True, True]))
     if len(report.classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
-        lines.append(render(["true \\\\ pred", *report.classes],
+        lines.append(render(["true \\ pred", *report.classes],
                             [[name, *row] for name, row in zip(report.classes, m.confusion.tolist())],
                             numeric=[False] + [True] * len(report.classes)))
     lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]
@@ -229,5 +233,7 @@ def render_evaluation(report: EvaluationReport, fmt: str = "table") -> str:
     """Metrics, the per-class table and the confusion matrix (up to 30 classes) as text; JSON gives every figure."""
     check_format(fmt, EvaluationFormat)
     if fmt == "json":
+        import json
+
         return json.dumps(report.to_dict(), indent=2)
     return _evaluation_table(report)

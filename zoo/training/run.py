@@ -25,9 +25,11 @@ class RunResult:
 
 
 def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None) -> RunResult:
-    """Train and test one model as the config says. Validation and data loading happen before anything is written.
-    Started by torchrun, each process trains its share with DDP (zoo.distributed) and rank 0 writes the run.
-    With `resume` (prepare_resume), the run continues in its directory from its checkpoint."""
+    """Train and test one model as `config` says (zoo.load_config); returns the run directory and what
+    metrics.json holds. Every check and all data loading happen before anything is written; bad input raises
+    ZooError, a signal or a non-finite loss RunStopped (after saving last.pt). Started by torchrun, each process
+    trains its share with DDP (zoo.distributed) and rank 0 writes the run. `quiet`: no progress bars (always
+    off when stderr is not a terminal). `resume`: used by zoo.resume, which continues a stopped run."""
     with launch(config.train.device) as job:
         return _run(config, job, quiet, resume)
 
