@@ -16,7 +16,6 @@ starting Python and importing torch: `sys.argv`, the working directory, stdout, 
 
 from __future__ import annotations
 
-import argparse
 import io
 import multiprocessing
 import os
@@ -181,8 +180,24 @@ def lenet5_weights(checkpoint: Path) -> dict:
     return torch.load(checkpoint, weights_only=True)["model"]
 
 
+class RunsCode:
+    """Unpickled, this would call os.system: what a malicious 'checkpoint' holds."""
+
+    def __reduce__(self):
+        return os.system, ("echo this should never run",)
+
+
 def code_in_pickle(checkpoint: Path) -> dict:
-    return {"model": lenet5_weights(checkpoint), "args": argparse.Namespace(lr=0.1)}  # as old training scripts saved
+    return {"model": lenet5_weights(checkpoint), "hook": RunsCode()}
+
+
+def split_folders(*names: str) -> Callable[[Path, Path], None]:
+    """photos/<name>/{cat,dog}/ for each split folder name."""
+    def setup(work: Path, checkpoint: Path) -> None:
+        for name in names:
+            write_imagefolder(work / "photos" / name, {"cat": 2, "dog": 2}, size=(12, 10))
+
+    return setup
 
 
 def text_file(name: str, text: str) -> Callable[[Path, Path], None]:
@@ -239,6 +254,10 @@ CASES = [
     Case("config file not found", train(config="configs/lenet5.yaml"), "config file 'configs/lenet5.yaml' not found"),
     Case("config file not YAML", train(config="broken.yaml"), "broken.yaml: not valid YAML at line 3",
          text_file("broken.yaml", "model: {name: lenet5}\ndata: [digits\n"), "broken.yaml has an unclosed ["),
+    Case("a key written twice in the YAML file", train(config="twice.yaml"),
+         "twice.yaml: optimizer is written twice (lines 3 and 4); keep one",
+         text_file("twice.yaml", "model: {name: lenet5}\ndata: {name: digits}\noptimizer: {lr: 0.01}\n"
+                                 "optimizer: {weight_decay: 0.001}\n"), "two optimizer: sections"),
     # -- the data --
     Case("missing data directory", train("data.name=imagefolder", "data.root=photos"), "imagefolder: photos not found"),
     Case("missing data set files, offline", train("data.name=mnist", "data.download=false"),
@@ -252,6 +271,19 @@ CASES = [
          "Found no valid file for the classes dog: 2 unreadable image file(s)", unreadable_class,
          "photos/dog/ holds two PNGs of random bytes"),
     Case("class index out of range", train("data.classes=[0,12]"), "data.classes: 12 is not a class index of digits"),
+    Case("one class kept", train("data.classes=[3]"), "data.classes keeps 1 class (3); a classifier needs at least 2"),
+    Case("one class folder", train("data.name=imagefolder", "data.root=photos"),
+         "imagefolder: photos holds 1 class (defect); a classifier needs at least 2", photos({"defect": 4}),
+         "photos/ holds one class folder"),
+    Case("split folders under names zoo does not read", train("data.name=imagefolder", "data.root=photos"),
+         "photos: test_set/, train_set/ look like split folders, but zoo reads splits named train/training, "
+         "val/valid/validation, test/testing", split_folders("train_set", "test_set"), "photos/train_set/, photos/test_set/"),
+    Case("two folders for one split", train("data.name=imagefolder", "data.root=photos"),
+         "photos has both Train/ and train/ as its train split; keep one", split_folders("train", "Train"),
+         "photos/train/ and photos/Train/"),
+    Case("batches of one image where batch norm cannot train",
+         train("model.name=resnet18", "data.name=synthetic", "data.input_size=32", "data.synthetic_size=8", "data.batch_size=1"),
+         "data.batch_size 1: resnet18's batch norm layer4.0.bn1 sees one value per channel in training at 32x32 inputs"),
     Case("input too small for the model", train("model.name=alexnet", "data.name=synthetic", "data.input_size=32"),
          "alexnet needs inputs of at least 67x67, got 32x32"),
     Case("more classes than the model's head", train("model.num_classes=5"), "model.num_classes is 5 but digits has 10 classes"),
@@ -280,8 +312,8 @@ CASES = [
          saved(lambda checkpoint: {key: torch.load(checkpoint, weights_only=True)[key] for key in ("model", "config")}, "bare.pt"),
          "no num_classes, no normalization"),
     Case("foreign file: a pickle that would run code", ("evaluate", "old.pt"),
-         "old.pt was refused: it needs the unsafe global argparse.Namespace", saved(code_in_pickle, "old.pt"),
-         "weights saved with the training script's argparse.Namespace"),
+         "old.pt was refused: it needs the unsafe global posix.system", saved(code_in_pickle, "old.pt"),
+         "weights beside an object whose unpickling calls os.system"),
     Case("foreign file: safetensors of other keys", finetune("other.safetensors"), "does not fit lenet5",
          saved(lambda checkpoint: {"encoder.weight": torch.zeros(2, 2)}, "other.safetensors"), "one tensor, encoder.weight"),
     Case("damaged safetensors", finetune("weights.safetensors"), "weights.safetensors is damaged or not a safetensors file",
@@ -296,6 +328,11 @@ CASES = [
          f"imagefolder has 11 classes but {CHECKPOINT} predicts 10", with_checkpoint(photos({f"c{i:02}": 1 for i in range(11)})),
          "a 10-class checkpoint; photos/ has 11 class folders"),
     Case("unknown split", ("evaluate", CHECKPOINT, "--split", "validation"), "unknown split 'validation'", with_checkpoint()),
+    Case("a class folder the checkpoint does not predict", ("evaluate", CHECKPOINT, "--data", "imagefolder", "--data-root", "photos"),
+         f"the data has classes {CHECKPOINT} does not predict: cat; it predicts 0, 1, 2", with_checkpoint(photos({"3": 1, "cat": 1})),
+         "a digits checkpoint; photos/ holds 3/ and cat/"),
+    Case("evaluate on cuda on a machine without it", ("evaluate", CHECKPOINT, "--device", "cuda"),
+         "--device is 'cuda' but this machine has no CUDA device; use --device auto or cpu", with_checkpoint(), skip=no_cuda),
     # -- resuming --
     Case("resume: nothing there", ("train", "--resume", "runs/lenet5_digits/20260101-000000"),
          "--resume 'runs/lenet5_digits/20260101-000000' not found"),
@@ -304,6 +341,10 @@ CASES = [
          "weights and config only"),
     Case("resume: a changed config", ("train", "--resume", CHECKPOINT, "--set", "optimizer.lr=0.01"),
          "the config differs from the checkpoint's: optimizer.lr: 0.05 -> 0.01", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("resume: a change that cannot take effect", ("train", "--resume", CHECKPOINT, "--set", "data.test_split=0.3",
+                                                       "--allow-config-change"),
+         "--allow-config-change cannot change data.test_split (0.2 -> 0.3): it changes which images are held out",
+         with_checkpoint(), "a lenet5 checkpoint"),
     Case("--allow-config-change without --resume", (*train(), "--allow-config-change"),
          "--allow-config-change goes with --resume; remove it"),
     Case("train with neither a config nor --resume", ("train",), "give a config (zoo train --config"),
@@ -311,4 +352,11 @@ CASES = [
     Case("fine-tune without a finetune section", train(command="finetune"), "has no finetune section"),
     Case("fine-tune: freeze up to a module that does not exist", finetune(CHECKPOINT, "finetune.freeze=until:layer9"),
          "finetune.freeze: lenet5 has no module 'layer9'", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("fine-tune: strict false that would load almost nothing", finetune("other.pth", "finetune.strict=false"),
+         "fits only 0 of lenet5's 8 backbone tensors", saved(lambda checkpoint: {"encoder.weight": torch.zeros(2, 2)}, "other.pth"),
+         "one tensor, encoder.weight"),
+    Case("fine-tune: another tool's checkpoint with its weights under an unknown entry", finetune("tool.pt"),
+         "holds no state_dict under a known key", saved(lambda checkpoint: {"student": lenet5_weights(checkpoint),
+                                                                           "teacher": lenet5_weights(checkpoint)}, "tool.pt"),
+         "lenet5's state_dict under 'student' and 'teacher'"),
 ]

@@ -113,7 +113,8 @@ def test_bad_overrides(write, override, expected):
 
 
 def test_resolved_config_round_trips_through_yaml(write):
-    config = load_config(write(BASE + "model: {name: mlp, hidden_sizes: [10, 10], activation: sigmoid}\n"))
+    # One model section: a second one is refused now (test_a_key_written_twice_is_refused_naming_both_lines).
+    config = load_config(write("model: {name: mlp, hidden_sizes: [10, 10], activation: sigmoid}\ndata: {name: digits}\n"))
     again = validate_config(yaml.safe_load(config.to_yaml()))
     assert again == config and isinstance(again, Config)
 
@@ -159,3 +160,41 @@ def test_the_config_imports_no_torch():
     code = "import sys, zoo.config, zoo.data.specs; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("model: {name: lenet5}\ndata: {name: digits}\noptimizer: {lr: 0.01}\ntrain: {epochs: 1}\noptimizer: {weight_decay: 0.1}\n",
+     "optimizer is written twice (lines 3 and 5); keep one"),
+    ("model: {name: lenet5}\ndata: {name: digits, batch_size: 32, batch_size: 8}\n",
+     "data.batch_size is written twice (line 2, columns 22 and 38); keep one"),
+    ("model:\n  name: lenet5\ndata:\n  name: digits\n  augment: true\n  augment: false\n",
+     "data.augment is written twice (lines 5 and 6); keep one"),
+])
+def test_a_key_written_twice_is_refused_naming_both_lines(write, text, expected):
+    path = write(text)
+    with pytest.raises(ZooError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: {expected}"
+    result = _zoo("config", "validate", str(path))
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {path}: {expected}"
+
+
+def test_yaml_1_1_surprises_read_as_written(write):
+    # YAML 1.1 (PyYAML's default) reads 2024_01 as 202401, 007 as 7, 2024-01-02 as a date, 010 as 8, 0x10 as 16
+    # and no/off as False; zoo reads YAML 1.2's core schema, and keys that take text get the text as written.
+    config = load_config(write(
+        "model: {name: lenet5}\n"
+        "data: {name: digits, root: 2024-01-02, batch_size: 010, augment: no}\n"
+        "train: {run_name: 2024_01, output_dir: 007, epochs: 0x10, deterministic: off}\n"
+        "finetune: {source: 2024, freeze: backbone}\n"))
+    assert config.train.run_name == "2024_01" and config.train.output_dir == Path("007")
+    assert config.data.root == Path("2024-01-02") and config.finetune.source == "2024"
+    assert config.data.batch_size == 10 and config.train.epochs == 16
+    assert config.data.augment is False and config.train.deterministic is False  # a bool key still reads no/off
+    overridden = load_config(write(BASE), ["train.run_name=007", "data.root=2024-01-02", "train.epochs=010"])
+    assert (overridden.train.run_name, overridden.data.root, overridden.train.epochs) == ("007", Path("2024-01-02"), 10)
+
+
+def test_sexagesimal_numbers_are_refused_not_read_as_seconds(write):
+    with pytest.raises(ZooError, match=r"train.seed: input should be a valid integer, unable to parse string as an integer \(got '1:30'\)"):
+        load_config(write(BASE + "train: {seed: 1:30}\n"))  # YAML 1.1: 90

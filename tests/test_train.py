@@ -152,3 +152,74 @@ def test_every_shipped_config_trains_a_few_steps(path, tmp_path, monkeypatch):
     result = train(config, quiet=True)
     assert result.metrics["train"]["steps"] >= 1
     assert (result.run_dir / "checkpoints" / "best.pt").is_file()
+
+
+# ---- what a run refuses before its first step, and what a failed first step leaves ---------------------
+
+def _digits(tmp_path: Path, *overrides: str):
+    return load_config(ROOT / "configs" / "lenet5_digits.yaml", [f"train.output_dir={tmp_path / 'runs'}", "train.epochs=1",
+                                                                "train.max_steps_per_epoch=3", *overrides])
+
+
+def test_one_class_is_refused_before_anything_is_written(tmp_path):
+    from datafiles import write_imagefolder
+
+    from zoo.errors import ZooError
+
+    with pytest.raises(ZooError, match=r"^data.classes keeps 1 class \(3\); a classifier needs at least 2"):
+        train(_digits(tmp_path, "data.classes=[3]"), quiet=True)
+    write_imagefolder(tmp_path / "photos", {"defect": 12})
+    with pytest.raises(ZooError, match=r"^imagefolder: .*photos holds 1 class \(defect\); a classifier needs at least 2"):
+        train(_digits(tmp_path, "data.name=imagefolder", f"data.root={tmp_path / 'photos'}"), quiet=True)
+    assert not (tmp_path / "runs").exists()
+    assert train(_digits(tmp_path, "data.classes=[3, 5]"), quiet=True).metrics["test"]["count"] > 0  # two are enough
+
+
+def test_batches_of_one_image_are_refused_where_batch_norm_cannot_train(tmp_path):
+    from zoo.errors import ZooError
+
+    synthetic = ["data.name=synthetic", "data.synthetic_size=8", "data.batch_size=1"]
+    with pytest.raises(ZooError, match=r"^data.batch_size 1: resnet18's batch norm layer4.0.bn1 sees one value per channel "
+                                       r"in training at 32x32 inputs; set data.batch_size to 2 or more"):
+        train(_digits(tmp_path, "model.name=resnet18", "data.input_size=32", *synthetic), quiet=True)
+    assert not (tmp_path / "runs").exists()
+    # Where every batch norm sees more than one value (a 64x64 input leaves 2x2), and without batch norm, it trains.
+    assert train(_digits(tmp_path, "model.name=resnet18", "data.input_size=64", *synthetic), quiet=True).metrics["train"]["steps"] == 3
+    assert train(_digits(tmp_path, "data.batch_size=1"), quiet=True).metrics["train"]["steps"] == 3
+
+
+def test_a_failed_first_step_leaves_no_half_made_run_directory(tmp_path, monkeypatch):
+    import zoo.loop
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("a bug in the first step")
+
+    monkeypatch.setattr(zoo.loop, "aux_loss", fail)
+    with pytest.raises(RuntimeError, match="a bug in the first step"):  # a bug keeps its traceback
+        train(_digits(tmp_path), quiet=True)
+    assert not (tmp_path / "runs").exists()  # nor runs/lenet5_digits/, which this run made
+    (tmp_path / "runs" / "mine.txt").parent.mkdir()
+    (tmp_path / "runs" / "mine.txt").write_text("the user's")
+    with pytest.raises(RuntimeError):
+        train(_digits(tmp_path), quiet=True)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine.txt"]  # what was there stays
+
+
+def test_running_out_of_memory_is_one_line_and_a_run_with_a_checkpoint_keeps_it(tmp_path, monkeypatch):
+    import zoo.loop
+    from zoo.errors import ZooError
+
+    real, calls = zoo.loop.aux_loss, {"n": 0}
+
+    def out_of_memory_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.loop, "aux_loss", out_of_memory_at_step_3)
+    with pytest.raises(ZooError, match=r"^out of memory on cpu at data.batch_size 32 \(CUDA out of memory\. Tried to allocate "
+                                       r"2\.00 GiB\. GPU 0 has a total capacity\); lower data.batch_size"):
+        train(_digits(tmp_path, "train.checkpoint_every_steps=2"), quiet=True)
+    kept = list((tmp_path / "runs").glob("lenet5_digits/*/checkpoints/last.pt"))
+    assert len(kept) == 1  # saved at step 2, before the failure: the run can be resumed, so it stays

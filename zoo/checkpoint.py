@@ -9,6 +9,7 @@ place that checks a loaded file holds what its use needs (evaluating, resuming).
 
 from __future__ import annotations
 
+import argparse
 import io
 import pickle
 import re
@@ -23,6 +24,10 @@ from torch import Tensor, nn
 
 from zoo.errors import ZooError
 from zoo.rundir import atomic_write
+
+# Plain records other tools pickle beside the weights, which weights_only loading would refuse: timm's
+# train.py and torchvision's reference scripts save their command line as an argparse.Namespace ('args').
+SAFE_GLOBALS = [argparse.Namespace]
 
 Need = Literal["weights", "evaluate", "resume"]
 _NEEDS: dict[str, tuple[str, ...]] = {  # the keys each use of a checkpoint reads
@@ -216,7 +221,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         with warnings.catch_warnings():  # a plain pickle of protocol 4 or 5 makes torch warn before it fails
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=map_location, weights_only=True)
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         unsafe = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(error))
         if unsafe:

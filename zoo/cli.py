@@ -119,6 +119,8 @@ def evaluate(
     data: Annotated[str | None, typer.Option("--data", help="Another data set than the checkpoint's (data.name).")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="Where its files are (data.root).")] = None,
     set: SetOption = None,
+    device: Annotated[str, typer.Option(
+        help="auto (this machine's best: CUDA, MPS, the CPU), cpu, cuda, cuda:N or mps; not the training run's.")] = "auto",
     format: Annotated[EvaluationFormat, typer.Option(
         "--format", "-f", parser=choice(EvaluationFormat, "format"), help="What to print.")] = EvaluationFormat.table,
 ) -> None:
@@ -126,7 +128,7 @@ def evaluate(
     from zoo.evaluation import evaluate_checkpoint
     from zoo.render import render_evaluation
 
-    report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root)
+    report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root, device=device)
     typer.echo(render_evaluation(report, format))
 
 

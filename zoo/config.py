@@ -186,6 +186,7 @@ class FinetuneConfig(Section):
     backbone_lr_mult: float = Field(1.0, gt=0, le=1)  # the pre-trained layers' lr = optimizer.lr x this
     unfreeze_at_epoch: int | None = Field(None, gt=1)  # from this epoch on, everything trains
     strict: bool = True  # False: load the keys that fit, report the rest
+    source_key: str | None = None  # the entry of another tool's checkpoint holding the weights (state_dict_ema); default: the first known
 
     @field_validator("freeze")
     @classmethod
@@ -198,6 +199,8 @@ class FinetuneConfig(Section):
     def _check(self) -> FinetuneConfig:
         if self.unfreeze_at_epoch is not None and self.freeze == "none":
             raise ValueError("unfreeze_at_epoch needs a freeze other than none")
+        if self.source_key is not None and self.source.startswith("torchvision:"):
+            raise ValueError("source_key picks an entry of a checkpoint file; torchvision weights have none: remove it")
         return self
 
 
@@ -242,20 +245,111 @@ class Config(Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# ---- reading YAML ------------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the YAML 1.2 core schema's scalars instead of YAML 1.1's, which read
+    `2024_01` as 202401, `no` and `off` as False, `010` as 8, `1:30` as 90 and `2024-01-02` as a date.
+    Here those stay text (pydantic still reads `no` as False where a key wants a bool), and `1e-3` is a
+    float, as YAML 1.2 and every JSON reader have it."""
+
+
+_YAML_1_1 = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+_Loader.yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML_1_1]
+                                   for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+.0123456789"))
+_Loader.add_constructor("tag:yaml.org,2002:int",
+                        lambda loader, node: int(node.value, 0) if node.value[1:2] in ("o", "x") else int(node.value))
+_Loader.add_constructor("tag:yaml.org,2002:float", lambda loader, node: float(node.value.lower().replace(".inf", "inf").replace(".nan", "nan")))
+
+
+def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str]]:
+    """The document in `text`, and the text as written of every plain scalar that is not a string (by key path),
+    so that a key that takes text (a run name, a path) gets `007` and not 7. A key written twice in one
+    mapping is a ZooError naming it and both lines: YAML loaders keep the last one silently."""
+    node = yaml.compose(text, Loader=_Loader)
+    written: dict[tuple[str, ...], str] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, yaml.Mark] = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                name, mark = ".".join((*path, key.value)), key.start_mark
+                if key.value in lines:
+                    first = lines[key.value]
+                    where = (f"line {mark.line + 1}, columns {first.column + 1} and {mark.column + 1}"
+                             if first.line == mark.line else f"lines {first.line + 1} and {mark.line + 1}")
+                    raise ZooError(f"{source}: {name} is written twice ({where}); keep one")
+                lines[key.value] = mark
+                if isinstance(value, yaml.ScalarNode):
+                    if value.style is None and value.tag != "tag:yaml.org,2002:str":
+                        written[(*path, key.value)] = value.value
+                else:
+                    walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, value in enumerate(node.value):
+                walk(value, (*path, str(index)))  # mappings inside a list are checked for repeated keys too
+
+    if node is not None:
+        walk(node, ())
+    return yaml.load(text, Loader=_Loader), written
+
+
+def _takes_text(path: tuple[str, ...] | list[str]) -> bool:
+    """Whether the key at `path` is text or a path in the schema (a run name, data.root), not a number or a choice."""
+    model: type[BaseModel] = Config
+    for index, part in enumerate(path):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        kinds = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if a is not type(None)]
+        if index == len(path) - 1:
+            return bool(kinds) and all(kind in (str, Path) for kind in kinds)
+        sections = [a for a in kinds if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
+            return False
+        model = sections[0]
+    return False
+
+
+def _as_written(raw: Any, written: dict[tuple[str, ...], str]) -> Any:
+    """`raw` with the keys that take text given the scalar as written (YAML made a number or a bool of it)."""
+    for path, text in written.items():
+        if _takes_text(path):
+            node = raw
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = text
+    return raw
+
+
 # ---- loading -----------------------------------------------------------------------------------
 
 def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
-    """`optimizer.lr=0.01` -> (['optimizer', 'lr'], 0.01); values are parsed as YAML scalars or lists."""
+    """`optimizer.lr=0.01` -> (['optimizer', 'lr'], 0.01); values are parsed as YAML scalars or lists (YAML 1.2,
+    as in files), and a key that takes text gets the text as written (`--set train.run_name=007`)."""
     parsed = []
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key.strip()):
             raise ZooError(f"--set {item!r}: write key.path=value, e.g. --set optimizer.lr=0.01")
+        path = key.strip().split(".")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = yaml.load(text, Loader=_Loader) if text.strip() else None
         except yaml.YAMLError:
             value = text
-        parsed.append((key.strip().split("."), value))
+        if value is not None and not isinstance(value, (str, dict, list)) and _takes_text(path):
+            value = text.strip()
+        parsed.append((path, value))
     return parsed
 
 
@@ -337,11 +431,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise ZooError(f"config file {str(path)!r} not found; the shipped ones are in configs/")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw, written = _read_yaml(path.read_text(), str(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ZooError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    raw = raw or {}
     if isinstance(raw, dict):
+        raw = _as_written(raw, written)
         raw = apply_overrides(raw, overrides or [])
     return validate_config(raw, str(path))

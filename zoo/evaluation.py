@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +39,21 @@ class EvaluationReport:
     def metrics(self) -> Metrics:
         return self.result.metrics
 
+    def per_class(self) -> list[dict[str, Any]]:
+        """One row per class the model predicts; precision, recall and F1 are None (n/a) for a class that is
+        neither in the data nor predicted, which the macro averages leave out too (zoo.metrics)."""
+        present = self.metrics.present().tolist()
+        rows = zip(self.classes, *(values.tolist() for values in self.metrics.per_class()), present)
+        return [{"class": name, "precision": p if here else None, "recall": r if here else None,
+                 "f1": f if here else None, "support": s} for name, p, r, f, s, here in rows]
+
     def to_dict(self) -> dict[str, Any]:
-        precision, recall, f1, support = self.metrics.per_class()
         return {
             "checkpoint": str(self.checkpoint),
             "split": self.split,
             **self.metrics.summary(),
             "macro": self.metrics.macro(),
-            "per_class": [
-                {"class": name, "precision": p, "recall": r, "f1": f, "support": s}
-                for name, p, r, f, s in zip(self.classes, precision.tolist(), recall.tolist(), f1.tolist(), support.tolist())
-            ],
+            "per_class": self.per_class(),
             "confusion_matrix": self.metrics.confusion.tolist(),
             "confusion_csv": str(self.confusion_csv),
             "confusion_png": str(self.confusion_png),
@@ -75,10 +81,13 @@ def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
 
 
 def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] | None = None, *,
-                        data: str | None = None, data_root: str | Path | None = None) -> EvaluationReport:
+                        data: str | None = None, data_root: str | Path | None = None,
+                        device: str = "auto") -> EvaluationReport:
     """`path`'s model on `split` (test, val or train) of its data set, or of `data` under `data_root`, with
-    `overrides` (key.path=value). Raises ZooError for a file that is no zoo checkpoint, a split the data has not,
-    or data with more classes than the model predicts."""
+    `overrides` (key.path=value), on `device` (auto: this machine's best; the training run's device is not
+    consulted). Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
+    order. Raises ZooError for a file that is no zoo checkpoint, a split the data has not, or data with
+    classes the model does not predict."""
     path = Path(path)
     split = str(getattr(split, "value", split))  # the CLI's choice enum, or its text
     if split not in CHOICES:
@@ -87,7 +96,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     # Evaluating the training split measures the model, not the augmentation: turn it off.
     config = checkpoint_config(state, path, [*(overrides or []), *(["data.augment=false"] if split == "train" else [])],
                                data, data_root)
-    device = resolve_device(config.train.device)
+    where = resolve_device(device, key="--device")
     normalization = state.normalization
     splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
                             seed=config.train.seed)
@@ -98,12 +107,44 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))[split]
     if loader is None:
         raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set data.val_split above 0")
-    model = load_model(state, config, path).to(device)
-    result = evaluate_loader(model, loader, Compute(device, config.train.precision), nn.CrossEntropyLoss(), model.num_classes)
+    loader = by_name(loader, splits.classes, classes, path)
+    model = load_model(state, config, path).to(where)
+    result = evaluate_loader(model, loader, Compute(where, config.train.precision), nn.CrossEntropyLoss(), model.num_classes)
     stem = path.with_suffix("")
     csv_path, png_path = Path(f"{stem}.{split}.confusion.csv"), Path(f"{stem}.{split}.confusion.png")
     _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {config.data.name} {split}")
     return EvaluationReport(path, split, classes, result, csv_path, png_path)
+
+
+class Relabelled:
+    """A loader whose labels, indices into the data's classes, become indices into the model's."""
+
+    def __init__(self, loader: Iterable, lookup: torch.Tensor) -> None:
+        self.loader, self.lookup = loader, lookup
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, targets in self.loader:
+            yield images, self.lookup.to(targets.device)[targets]
+
+
+def by_name(loader: Iterable, data_classes: list[str], model_classes: list[str], path: Path) -> Iterable:
+    """`loader` with its labels matched to the model's classes by name (a folder of some classes, in its own
+    order), or as it is where the names agree. A class the model does not know is a ZooError naming it."""
+    if data_classes == model_classes[:len(data_classes)]:
+        return loader
+    unknown = [name for name in data_classes if name not in model_classes]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        known = ", ".join(model_classes[:10]) + (" ..." if len(model_classes) > 10 else "")
+        raise ZooError(f"the data has classes {path} does not predict: {shown}; it predicts {known}: name the class "
+                       "folders as in training, or fine-tune it on the new classes (zoo finetune)")
+    lookup = [model_classes.index(name) for name in data_classes]
+    print(f"note: the data's classes are matched to {path.name}'s by name: "
+          + ", ".join(f"{name} -> {index}" for name, index in list(zip(data_classes, lookup))[:10]), file=sys.stderr)
+    return Relabelled(loader, torch.tensor(lookup))
 
 
 def _save_confusion(confusion: torch.Tensor, classes: list[str], csv_path: Path, png_path: Path, title: str) -> None:

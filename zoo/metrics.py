@@ -1,5 +1,10 @@
 """Classification metrics accumulated over batches: loss, top-1, top-5, the confusion matrix, and
-per-class precision, recall and F1. Sums, not means, so distributed ranks can all-reduce them exactly."""
+per-class precision, recall and F1. Sums, not means, so distributed ranks can all-reduce them exactly.
+
+The definitions are scikit-learn's, and tested against it: per-class figures are 0 where undefined
+(zero_division=0); macro averages run over the classes in the truth or the predictions (its default labels),
+so a class with no sample that is never predicted does not count as 0. Top-5 is defined only with more than 5
+classes: with 5 or fewer it is always 1, a figure that says nothing, and it is None (n/a) instead."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from torch import Tensor
 # append instead of a dozen small tensor operations (4% of LeNet-5's step on a CPU).
 FLUSH_BATCHES = 64
 FLUSH_ELEMENTS = 2**22  # logits held at most (16 MiB of float32), for large batches and class counts
+TOP_K = 5
 
 
 class MetricAccumulator:
@@ -43,8 +49,8 @@ class MetricAccumulator:
         predictions = logits.argmax(dim=1)
         index = targets * self.num_classes + predictions
         self.confusion += torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
-        k = min(5, self.num_classes)
-        self.top5_correct += (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).sum()
+        if self.num_classes > TOP_K:
+            self.top5_correct += (logits.topk(TOP_K, dim=1).indices == targets[:, None]).any(dim=1).sum()
 
     def state_dict(self) -> dict[str, Tensor]:
         """The sums so far (a checkpoint taken mid-epoch keeps them, so the resumed epoch reports all of it)."""
@@ -75,7 +81,7 @@ class MetricAccumulator:
             count=count,
             loss=float(self.loss_sum) / count,
             accuracy=int(confusion.trace()) / count,
-            top5_accuracy=int(self.top5_correct) / count,
+            top5_accuracy=int(self.top5_correct) / count if self.num_classes > TOP_K else None,
             confusion=confusion,
         )
 
@@ -85,7 +91,7 @@ class Metrics:
     count: int
     loss: float
     accuracy: float  # fractions, not percentages
-    top5_accuracy: float
+    top5_accuracy: float | None  # None (n/a) with TOP_K classes or fewer
     confusion: Tensor  # num_classes x num_classes, rows are the true classes
 
     def per_class(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -103,6 +109,13 @@ class Metrics:
         """The figures metrics.json records for a split."""
         return {"loss": self.loss, "accuracy": self.accuracy, "top5_accuracy": self.top5_accuracy, "count": self.count}
 
+    def present(self) -> Tensor:
+        """Which classes are in the truth or the predictions: those a macro average runs over (scikit-learn's)."""
+        return (self.confusion.sum(dim=0) > 0) | (self.confusion.sum(dim=1) > 0)
+
     def macro(self) -> dict[str, float]:
-        precision, recall, f1, _ = self.per_class()
-        return {"precision": precision.mean().item(), "recall": recall.mean().item(), "f1": f1.mean().item()}
+        """Unweighted means of precision, recall and F1 over the present classes (scikit-learn's average='macro')."""
+        present = self.present()
+        precision, recall, f1, _ = (values[present] for values in self.per_class())
+        return {"precision": precision.mean().item(), "recall": recall.mean().item(), "f1": f1.mean().item(),
+                "classes": int(present.sum())}

@@ -203,8 +203,8 @@ def render_summary(summary: Summary, fmt: str = "table") -> str:
 
 # zoo evaluate
 
-def _pct(value: float) -> str:
-    return f"{value:.2%}"
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
 
 
 def _evaluation_table(report: EvaluationReport) -> str:
@@ -214,11 +214,11 @@ def _evaluation_table(report: EvaluationReport) -> str:
         f"loss {m.loss:.4f}  top-1 {_pct(m.accuracy)}  top-5 {_pct(m.top5_accuracy)}",
         "",
     ]
-    precision, recall, f1, support = m.per_class()
-    rows = [[name, _pct(p), _pct(r), f"{f:.4f}", s]
-            for name, p, r, f, s in zip(report.classes, precision.tolist(), recall.tolist(), f1.tolist(), support.tolist())]
+    rows = [[row["class"], _pct(row["precision"]), _pct(row["recall"]), "n/a" if row["f1"] is None else f"{row['f1']:.4f}",
+             row["support"]] for row in report.per_class()]
     macro = m.macro()
-    rows.append(["macro average", _pct(macro["precision"]), _pct(macro["recall"]), f"{macro['f1']:.4f}", m.count])
+    over = "" if macro["classes"] == len(report.classes) else f" ({macro['classes']} of {len(report.classes)} classes)"
+    rows.append([f"macro average{over}", _pct(macro["precision"]), _pct(macro["recall"]), f"{macro['f1']:.4f}", m.count])
     lines.append(render(["class", "precision", "recall", "f1", "support"], rows, numeric=[False, True, True, True, True]))
     if len(report.classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]

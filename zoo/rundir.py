@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -41,6 +42,27 @@ def create_run_dir(output_dir: Path, run_name: str) -> Path:
         except FileExistsError:
             continue
     raise ZooError(f"{parent} already holds 1,000 runs from {stamp}; choose another train.run_name")
+
+
+def missing_folders(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first: the folders creating it makes."""
+    missing = []
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def discard_run_dir(run_dir: Path, made: list[Path]) -> None:
+    """Remove a new run's directory, and the folders made for it (missing_folders) where they are empty now:
+    a run that fails before its first checkpoint leaves nothing half-made behind."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run's, or the user's
+            break
 
 
 # ---- one writer --------------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ from torch import nn
 from zoo.errors import ZooError
 
 
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """train.device as a torch.device. Alone, `auto` picks CUDA, then Apple's MPS, then the CPU. Under torchrun
-    (`local_rank` given) each process takes cuda:LOCAL_RANK (auto with CUDA, cuda) or the CPU (auto without
-    CUDA, cpu). A device that is absent, or one that torchrun's processes cannot share out, is a ZooError."""
+def resolve_device(name: str, local_rank: int | None = None, key: str = "train.device") -> torch.device:
+    """`name` (train.device, or the option `key` names) as a torch.device. Alone, `auto` picks CUDA, then Apple's
+    MPS, then the CPU. Under torchrun (`local_rank` given) each process takes cuda:LOCAL_RANK (auto with CUDA,
+    cuda) or the CPU (auto without CUDA, cpu). A device that is absent, or one that torchrun's processes cannot
+    share out, is a ZooError naming `key`."""
+    fix = "use device: auto or cpu" if key == "train.device" else f"use {key} auto or cpu"
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"
@@ -29,21 +31,26 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if local_rank is not None and name != "cuda":
-        raise ZooError(f"train.device is {name!r}, but under torchrun each process takes its own device: "
+        raise ZooError(f"{key} is {name!r}, but under torchrun each process takes its own device: "
                        "use device: auto (cuda:LOCAL_RANK, else the CPU), cuda or cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ZooError(f"{key} is {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ZooError(f"train.device is {name!r} but this machine has no CUDA device; use device: auto or cpu")
+            raise ZooError(f"{key} is {name!r} but this machine has no CUDA device; {fix}")
         if local_rank is not None:
             if local_rank >= torch.cuda.device_count():
                 raise ZooError(f"LOCAL_RANK {local_rank} but this node has {torch.cuda.device_count()} CUDA devices; "
                                "start at most that many processes per node (--nproc_per_node)")
             return torch.device("cuda", local_rank)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ZooError(f"train.device is {name!r} but there are {torch.cuda.device_count()} CUDA devices (0 to {torch.cuda.device_count() - 1})")
+            raise ZooError(f"{key} is {name!r} but there are {torch.cuda.device_count()} CUDA devices (0 to {torch.cuda.device_count() - 1})")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ZooError("train.device is 'mps' but MPS is not available here; use device: auto or cpu")
+        raise ZooError(f"{key} is 'mps' but MPS is not available here; {fix}")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ZooError(f"{key} is {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
 
 

@@ -12,7 +12,8 @@ split carved from the training set is a second view, with the eval transforms, o
     specs.py       every fact about each data set, in one table (SPECS); no torch, so the config reads it
     transforms.py  fitting to the model, augmentation, normalization
     splits.py      DataSplits, the views over a base data set, seeded stratified hold-out
-    images.py      ImageFolder's unreadable files: left out with one warning when scanned, one line when read
+    folders.py     ImageFolder layouts: split folders by their common names; hidden and system entries skipped
+    images.py      image files read as a viewer shows them (open_image); unreadable ones: one warning, or one line
     sets.py        each data set, and build_datasets
     memory.py      the in-memory path: tensors on the device, augmented and normalized in batches
     samplers.py    the training order (resumable mid-epoch) and the exact eval shards under DDP

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
-from zoo.data.images import ImageCheck, open_rgb, warn_skipped
+from zoo.data.images import ImageCheck, note_others, open_rgb, warn_skipped
 from zoo.data.memory import MemorySource, base_tensors
 from zoo.data.specs import SPECS, DatasetSpec
 from zoo.data.splits import DataSplits, Selection, TensorSet, select
@@ -65,25 +65,24 @@ def _torchvision(cfg: DataConfig, spec: DatasetSpec) -> tuple[dict[str, Dataset 
 
 
 def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str], list[Path]]:
-    """root/train, root/val, root/test where they exist (a missing val or test is held out of train),
-    otherwise root itself as the one folder to split. Unreadable images are left out, with one warning;
-    they are returned third."""
-    from torchvision.datasets import ImageFolder
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+    """The split folders zoo.data.folders finds under root (a missing val or test is held out of train), else
+    root itself as the one folder to split. Hidden and system entries are skipped, unreadable images left out,
+    each with one note; the unreadable are returned third."""
+    from zoo.data.folders import VisibleImageFolder, announce_skipped, find_layout
 
     root = cfg.root
     if not root.is_dir():
         raise ZooError(f"imagefolder: {root} not found; set data.root to a folder with {IMAGEFOLDER_LAYOUT}")
-    dirs = {split: root / split for split in ("train", "val", "test") if (root / split).is_dir()}
-    if dirs and "train" not in dirs:
-        raise ZooError(f"imagefolder: {root} has {'/ and '.join(dirs)}/ but no train/; add train/ with "
-                       f"{IMAGEFOLDER_LAYOUT}")
-    dirs.setdefault("train", root)
+    layout = find_layout(root)
+    dirs = layout.splits
+    if "train" not in dirs:
+        raise ZooError(f"imagefolder: {root} has {'/ and '.join(path.name for path in dirs.values())}/ but no train/; "
+                       f"add train/ with {IMAGEFOLDER_LAYOUT}")
     bases: dict[str, Dataset | None] = {}
     check = ImageCheck()
     for split, folder in dirs.items():
         try:
-            base = bases[split] = ImageFolder(str(folder), loader=open_rgb, is_valid_file=check, allow_empty=True)
+            base = bases[split] = VisibleImageFolder(str(folder), loader=open_rgb, is_valid_file=check, allow_empty=True)
         except FileNotFoundError as error:  # no class folders
             raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") from None
         empty = sorted(set(base.classes) - {base.classes[target] for target in base.targets})
@@ -93,12 +92,14 @@ def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str],
             if bad:
                 raise ZooError(f"{missing}: {len(bad)} unreadable image file(s), e.g. {bad[0][0].relative_to(folder)} "
                                f"({bad[0][1]}); replace them, or remove the class folder")
-            raise ZooError(f"{missing}. Supported extensions are: {', '.join(IMG_EXTENSIONS)}; put {IMAGEFOLDER_LAYOUT} there")
+            raise ZooError(f"{missing}. Supported extensions are: {', '.join(check.extensions)}; put {IMAGEFOLDER_LAYOUT} there")
     names = bases["train"].classes
     for split, base in bases.items():
         if base.classes != names:
             raise ZooError(f"imagefolder: {dirs[split]} has classes {base.classes} but {dirs['train']} has "
                            f"{names}; give every split the same class folders")
+    announce_skipped(layout)
+    note_others(root, check.others)
     warn_skipped(root, check.unreadable)
     return bases, names, [path for path, _ in check.unreadable]
 

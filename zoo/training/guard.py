@@ -21,6 +21,8 @@ from types import FrameType
 import torch
 from torch import Tensor
 
+from zoo.errors import ZooError
+
 CHECK_INTERVAL = 10  # steps between looks on a GPU or under DDP
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as shells report it
 NONFINITE_EXIT_CODE = 3  # 1 is a bug, 2 bad input
@@ -123,3 +125,13 @@ class Guard:
         if requested:
             return Stop(signal=requested)
         return None
+
+
+def out_of_memory(error: BaseException, device: torch.device, batch_size: int) -> ZooError | None:
+    """A training run out of device or host memory as one line saying what to change, or None for any other error."""
+    text = str(error)
+    if not (isinstance(error, torch.OutOfMemoryError) or "DefaultCPUAllocator: can't allocate memory" in text):
+        return None
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "out of memory").rstrip(".")
+    lighter = "lower data.batch_size (or data.input_size)" + (", or set train.precision: bf16" if device.type == "cuda" else "")
+    return ZooError(f"out of memory on {device} at data.batch_size {batch_size} ({first}); {lighter}")

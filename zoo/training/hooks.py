@@ -46,6 +46,8 @@ class RunLog:
         print(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.steps_per_epoch)}")
         if plan_changes:
             print(f"config changes (allowed): {'; '.join(plan_changes)}")
+        for note in parts.resume_notes:
+            print(note)
 
     def bar(self, epoch: int, start_batch: int, total: int) -> tqdm:
         return tqdm(total=total, initial=start_batch, desc=f"epoch {epoch}/{self.config.train.epochs}", unit="batch",
@@ -86,7 +88,9 @@ def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | N
     text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} acc {m.accuracy:6.2%}"
     if val is not None:
         v = val.metrics
-        text += f"  val loss {v.loss:.4f} acc {v.accuracy:6.2%} top5 {v.top5_accuracy:6.2%}"
+        text += f"  val loss {v.loss:.4f} acc {v.accuracy:6.2%}"
+        if v.top5_accuracy is not None:  # None with 5 classes or fewer
+            text += f" top5 {v.top5_accuracy:6.2%}"
     return text + f"  lr {lr:.3g}  {train.images_per_second:,.0f} img/s  {train.seconds:.1f}s"
 
 
@@ -147,6 +151,7 @@ class Checkpointer:
                  stopper: EarlyStopping | None) -> None:
         self.folder = run_dir / "checkpoints"
         self.parts, self.job, self.guard, self.progress, self.stopper = parts, job, guard, progress, stopper
+        self.saved = (self.folder / "last.pt").is_file()  # a resumed run's, or one of this run's saves
 
     def clean(self) -> None:
         """Temporary files a killed save left behind."""
@@ -168,6 +173,7 @@ class Checkpointer:
                                  progress=self.progress)
         with self.guard.save():
             save_checkpoint(state, self.folder / "last.pt")
+            self.saved = True
             if best:
                 publish_copy(self.folder / "last.pt", self.folder / "best.pt")
 

@@ -36,6 +36,26 @@ class ResumePlan:
     changes: list[str] = field(default_factory=list)  # 'key: old -> new', allowed by allow_config_change
 
 
+# What --allow-config-change does with a changed key. A key not named here takes effect as it is: the new
+# optimizer settings, loss, augmentation, device, precision ... from the next step on; the learning-rate
+# schedule is rebuilt and continues where the run is, counted in the new config's steps (restore_optimization).
+_HELD_OUT = ("it changes which images are held out for validation and test, so the test figures could count "
+             "images the model trained on; start a new run")
+_NO_EFFECT = "it has no effect on a resumed run, whose weights come from its checkpoint; fine-tune from it instead"
+REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resume
+    "data.name": "the run would go on with another data set; fine-tune on it instead (zoo finetune)",
+    "data.classes": _HELD_OUT, "data.val_split": _HELD_OUT, "data.test_split": _HELD_OUT, "train.seed": _HELD_OUT,
+    "data.synthetic_size": _HELD_OUT, "data.synthetic_classes": _HELD_OUT,
+    "train.output_dir": "a resumed run continues in its own directory; start a new run to write elsewhere",
+    "train.run_name": "a resumed run continues in its own directory; start a new run to write elsewhere",
+    "init": _NO_EFFECT, "finetune.source": _NO_EFFECT, "finetune.strict": _NO_EFFECT,
+}
+MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupted epoch is
+    "data.batch_size": "the position in the epoch is counted in batches of the old size",
+    "train.max_steps_per_epoch": "the position in the epoch is counted against the old length",
+}
+
+
 def find_checkpoint(target: Path) -> Path:
     """A run directory's checkpoints/last.pt, or the checkpoint file itself."""
     target = Path(target)
@@ -67,18 +87,47 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
         requested = load_config(config_path, overrides).with_normalization(stored.data.mean, stored.data.std)
     else:
         requested = validate_config(apply_overrides(stored.to_dict(), overrides or []), "--set")
-    changes = config_changes(stored, requested)
+    changed = changed_keys(stored, requested)
+    changes = [f"{key}: {old!r} -> {new!r}" for key, old, new in changed]
     if changes and not allow_config_change:
         raise ZooError(f"the config differs from the checkpoint's: {'; '.join(changes)}; "
                        "resume with the same config, or add --allow-config-change")
+    check_changes(changed, state, checkpoint)
+    if state.progress is not None and _section_changed(changed, "train.early_stopping.metric"):
+        state.progress.early_stopping = None  # counters of another metric: early stopping starts counting afresh
     return ResumePlan(checkpoint, run_dir_of(checkpoint), state, requested, changes)
+
+
+def changed_keys(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
+    """(key.path, old, new) for every value that differs."""
+    before, after = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return [(key, before.get(key), after.get(key))
+            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
     """'key.path: old -> new' for every value that differs."""
-    before, after = _flatten(old.to_dict()), _flatten(new.to_dict())
-    return [f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
-            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+    return [f"{key}: {before!r} -> {after!r}" for key, before, after in changed_keys(old, new)]
+
+
+def _section_changed(changed: list[tuple[str, Any, Any]], key: str) -> bool:
+    """Whether `key`, or a section above it (added or removed whole), changed."""
+    return any(key == name or key.startswith(f"{name}.") for name, _, _ in changed)
+
+
+def check_changes(changed: list[tuple[str, Any, Any]], state: TrainingState, checkpoint: Path) -> None:
+    """Refuse, in one line and before anything is written, a change that could not take effect correctly."""
+    for key, before, after in changed:
+        rule = next((why for name, why in REFUSED.items() if key == name or key.startswith(f"{name}.")), None)
+        if rule is None and state.batch and key in MID_EPOCH:
+            rule = (f"{MID_EPOCH[key]}; resume without the change to finish epoch {state.epoch + 1}, then change it "
+                    "at the epoch boundary (the run stops there with Ctrl-C, or use its last epoch-end checkpoint)")
+        if rule is not None:
+            raise ZooError(f"--allow-config-change cannot change {key} ({before!r} -> {after!r}): {rule}")
+        if key == "train.epochs" and after < state.epoch + (1 if state.batch else 0):
+            done = f"{state.epoch} epochs and {state.batch} batches" if state.batch else f"{state.epoch} epochs"
+            raise ZooError(f"train.epochs {after}: {checkpoint} has done {done} already; give at least "
+                           f"{state.epoch + (1 if state.batch else 0)}")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -92,26 +141,40 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                         scaler: torch.amp.GradScaler, plan: ResumePlan) -> None:
+                         scaler: torch.amp.GradScaler, plan: ResumePlan, steps_per_epoch: int, world_size: int) -> list[str]:
     """The optimizer's buffers and the scaler as saved. The schedule as saved, too, unless the config changed
-    (--allow-config-change): then the new config's hyperparameters stand and its schedule is replayed to the
-    saved step, so `--set optimizer.lr=0.01` or `--set train.epochs=200` mean what they say."""
+    (--allow-config-change) or the number of processes did: then the new config's hyperparameters stand and
+    its schedule, rebuilt in the new steps per epoch, goes on from where the run is (epochs done x steps per
+    epoch + batches of this one), so `--set train.epochs=200` or `--set data.batch_size=256` mean what they say.
+    A changed optimizer.name starts its state afresh (SGD's momentum means nothing to Adam). Returns what to
+    tell the user about either."""
+    state, notes = plan.state, []
     fresh = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
-    try:
-        optimizer.load_state_dict(plan.state.optimizer)
-    except ValueError as error:
-        raise ZooError(f"{plan.checkpoint}: the optimizer state does not fit ({error}); "
-                       "resume without the change to the optimizer or fine-tuning settings") from None
-    scaler.load_state_dict(plan.state.scaler)
-    if not plan.changes:
-        scheduler.load_state_dict(plan.state.scheduler)
-        return
+    renamed = next((change for change in plan.changes if change.startswith("optimizer.name:")), None)
+    if renamed is not None:
+        notes.append(f"{renamed}: the new optimizer starts with no state (momentum, moment estimates)")
+    else:
+        try:
+            optimizer.load_state_dict(state.optimizer)
+        except (ValueError, KeyError) as error:
+            raise ZooError(f"{plan.checkpoint}: the optimizer state does not fit ({error}); "
+                           "resume without the change to the optimizer or fine-tuning settings") from None
+    if state.scaler:  # empty: saved by a disabled scaler (float32, or not on CUDA)
+        scaler.load_state_dict(state.scaler)
+    if not plan.changes and (state.world_size or world_size) == world_size:
+        scheduler.load_state_dict(state.scheduler)
+        return notes
     for group, settings in zip(optimizer.param_groups, fresh):
         group.update(settings)
+    position = state.epoch * steps_per_epoch + state.batch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": replaying is the point
-        for _ in range(plan.state.step):
+        for _ in range(position):
             scheduler.step()
+    lr = optimizer.param_groups[-1]["lr"]  # the last group: the head's when fine-tuning sets the backbone apart
+    notes.append(f"the learning-rate schedule goes on at step {position:,} of {plan.config.train.epochs * steps_per_epoch:,} "
+                 f"({steps_per_epoch:,} per epoch): lr {lr:.3g} now")
+    return notes
 
 
 # ---- where the run is --------------------------------------------------------------------------------

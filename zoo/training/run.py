@@ -11,9 +11,10 @@ from zoo.checkpoint import read_state
 from zoo.config import Config
 from zoo.distributed import Job, launch
 from zoo.loop import evaluate_loader, train_epoch
-from zoo.rundir import RunLock, create_run_dir, write_json
-from zoo.training.guard import Guard
-from zoo.training.hooks import (Checkpointer, EarlyStopping, RunLog, StepHook, record_epoch, section, stopped)
+from zoo.errors import RunStopped
+from zoo.rundir import RunLock, create_run_dir, discard_run_dir, missing_folders, write_json
+from zoo.training.guard import Guard, out_of_memory
+from zoo.training.hooks import Checkpointer, EarlyStopping, RunLog, StepHook, record_epoch, section, stopped
 from zoo.training.resume import ResumePlan, prepare_resume
 from zoo.training.setup import Parts, assemble
 
@@ -46,6 +47,7 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
     parts = assemble(config, job, plan)  # data, model, weights, optimizer: every check before anything is written
     config, position = parts.config, parts.position
     progress, step = position.progress, position.step
+    made = missing_folders(config.train.output_dir / config.run_name) if job.is_main and plan is None else []
     run_dir = job.share((plan.run_dir if plan else create_run_dir(config.train.output_dir, config.run_name)) if job.is_main else None)
     lock = RunLock(run_dir).acquire() if job.is_main else None
     log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
@@ -86,13 +88,28 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
         if job.is_main:
             write_json(run_dir / "metrics.json", metrics)
         log.finish(test, progress.epochs_run, progress.best_val)
+    except BaseException as error:
+        if made and not isinstance(error, RunStopped) and not saver.saved:  # a stopped run names its checkpoint
+            _discard(run_dir, made, log, lock)
+        if (known := out_of_memory(error, job.device, config.data.batch_size)) is not None:
+            raise known from None
+        raise
     finally:
         log.close()
         if lock is not None:
             lock.release()
-    print(f"test loss {test.metrics.loss:.4f} acc {test.metrics.accuracy:.2%} top5 {test.metrics.top5_accuracy:.2%} "
-          f"({test.metrics.count:,} images, best epoch {progress.best_epoch})\nmetrics: {run_dir / 'metrics.json'}")
+    m = test.metrics
+    top5 = f" top5 {m.top5_accuracy:.2%}" if m.top5_accuracy is not None else ""
+    print(f"test loss {m.loss:.4f} acc {m.accuracy:.2%}{top5} ({m.count:,} images, best epoch {progress.best_epoch})\n"
+          f"metrics: {run_dir / 'metrics.json'}")
     return RunResult(run_dir, metrics)
+
+
+def _discard(run_dir: Path, made: list[Path], log: RunLog, lock: RunLock) -> None:
+    """A new run that failed before its first checkpoint: its directory goes (the log and lock let go first)."""
+    log.close()
+    lock.release()
+    discard_run_dir(run_dir, made)
 
 
 def _test_best(parts: Parts, job: Job, run_dir: Path):

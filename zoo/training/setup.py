@@ -40,6 +40,7 @@ class Parts:
     step: TrainStep
     steps_per_epoch: int
     position: Position
+    resume_notes: list[str]  # what a resumed run with a changed config says it does (zoo.training.resume)
 
     @property
     def compute(self) -> Compute:
@@ -77,6 +78,40 @@ def model_geometry(config: Config) -> tuple[int, int]:
     return config.model.in_channels or info.input_size[0], config.data.input_size or info.input_size[1]
 
 
+def check_classes(classes: list[str], config: Config) -> None:
+    """A classifier needs two classes or more: with one, every loss is 0 and every accuracy 100%."""
+    if len(classes) >= 2:
+        return
+    data = config.data
+    if data.classes is not None:
+        raise ZooError(f"data.classes keeps {len(data.classes)} class ({', '.join(classes)}); a classifier needs at "
+                       "least 2: list two or more class indices")
+    where = f"{data.root} holds" if data.name == "imagefolder" else f"{data.name} has"
+    raise ZooError(f"{data.name}: {where} {len(classes)} class{'' if len(classes) == 1 else 'es'} "
+                   f"({', '.join(classes) or 'none'}); a classifier needs at least 2: add a folder of images per class")
+
+
+def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input_size: int) -> None:
+    """Batch norm cannot train on one value per channel (torch raises in the first step): with batches of one
+    image, a forward pass in training mode on the meta device (shapes only, nothing computed) finds it first."""
+    with torch.device("meta"):
+        probe = config.model.build(num_classes, in_channels).train()
+    entered: list[str] = []
+    for name, module in probe.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.register_forward_pre_hook(lambda module, args, name=name: entered.append(name))
+    shape = (1, in_channels, input_size, input_size) if input_size > 1 else (1, in_channels)
+    try:
+        probe(torch.empty(shape, device="meta"), return_aux=True)
+    except ValueError as error:
+        if "Expected more than 1 value per channel" not in str(error):
+            raise
+        size = "x".join(map(str, shape[2:]))
+        raise ZooError(f"data.batch_size 1: {config.model.name}'s batch norm {entered[-1]} sees one value per channel "
+                       f"in training at {size} inputs; set data.batch_size to 2 or more, or use larger inputs "
+                       "(data.input_size)") from None
+
+
 def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     """Everything `config` trains with, on this process's device; with `plan`, as its checkpoint left it."""
     train = config.train
@@ -84,10 +119,15 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     seed_everything(train.seed + job.rank, train.deterministic)  # DDP starts every rank from rank 0's weights
     tune_backends(device, train.precision, train.deterministic)
     in_channels, input_size = model_geometry(config)
-    source = read_source(config.finetune.source, config.model.name) if config.finetune and plan is None else None
+    finetune = config.finetune
+    source = read_source(finetune.source, config.model.name, finetune.source_key) if finetune and plan is None else None
     if source is not None and source.normalization is not None:  # pre-trained weights expect their statistics
         config = config.with_normalization(source.normalization.mean, source.normalization.std, in_channels)
     splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=train.seed)
+    check_classes(splits.classes, config)
+    if plan is not None and plan.state.classes and list(splits.classes) != list(plan.state.classes):
+        raise ZooError(f"the data's classes ({', '.join(splits.classes[:5])} ...) are not the run's "
+                       f"({', '.join(plan.state.classes[:5])} ...); resume on the data it trained on")
     loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
                             pin_memory=device.type == "cuda", device=device)
     compute = Compute(device, train.precision, memory_format(train.channels_last), job.distributed)
@@ -98,6 +138,8 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     if model.num_classes < len(splits.classes):
         raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
                        "classes; remove model.num_classes")
+    if min(config.data.batch_size, -(-len(splits.train) // job.world_size)) == 1:
+        check_batch_of_one(config, len(splits.classes), in_channels, splits.input_size)
     steps_per_epoch = min(len(loaders[0]), train.max_steps_per_epoch or len(loaders[0]))
     position = Position.of(plan.state, job) if plan else Position()
 
@@ -121,6 +163,7 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     criterion = nn.CrossEntropyLoss(label_smoothing=config.loss.label_smoothing)
     scaler = grad_scaler(device, train.precision)
     if plan is not None:
-        restore_optimization(optimizer, scheduler, scaler, plan)
+        notes = restore_optimization(optimizer, scheduler, scaler, plan, steps_per_epoch, job.world_size)
     step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip)
-    return Parts(config, splits, *loaders, model, step_model, freezer, step, steps_per_epoch, position)
+    return Parts(config, splits, *loaders, model, step_model, freezer, step, steps_per_epoch, position,
+                 notes if plan is not None else [])

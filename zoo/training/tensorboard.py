@@ -29,8 +29,10 @@ class TensorBoardLogger:
             self.writer.add_scalar(tag, value, step)
 
     def metrics(self, split: str, metrics: Metrics, step: int) -> None:
-        self.scalars({f"{split}/loss": metrics.loss, f"{split}/accuracy": metrics.accuracy,
-                      f"{split}/top5_accuracy": metrics.top5_accuracy}, step)
+        values = {f"{split}/loss": metrics.loss, f"{split}/accuracy": metrics.accuracy}
+        if metrics.top5_accuracy is not None:  # None: 5 classes or fewer, where top-5 is always 1
+            values[f"{split}/top5_accuracy"] = metrics.top5_accuracy
+        self.scalars(values, step)
 
     @torch.no_grad()
     def gradient_norms(self, model: nn.Module, step: int) -> None:

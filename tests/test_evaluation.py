@@ -1,0 +1,78 @@
+"""zoo evaluate on data users bring: folders holding some of the trained classes, in another order; a
+checkpoint trained on another machine's device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zoo.checkpoint import load_checkpoint, save_checkpoint
+from zoo.config import load_config
+from zoo.errors import ZooError
+from zoo.evaluation import by_name, evaluate_checkpoint
+from zoo.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOURS = {"ant": (220, 30, 30), "bee": (30, 220, 30), "cat": (30, 30, 220), "dog": (220, 220, 30)}
+
+
+def _photos(root: Path, classes: list[str], count: int) -> Path:
+    rng = np.random.default_rng(len(str(root)))
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = np.clip(np.array(COLOURS[name])[None, None] + rng.normal(0, 15, (20, 20, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def three_classes(tmp_path_factory) -> Path:
+    """best.pt of LeNet-5 trained on ant/bee/cat folders of one colour each: right on every test image."""
+    work = tmp_path_factory.mktemp("classes")
+    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        "data.name=imagefolder", f"data.root={_photos(work / 'train3', ['ant', 'bee', 'cat'], 20)}", "data.batch_size=16",
+        "train.epochs=8", "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none", "data.augment=false",
+        f"train.output_dir={work / 'runs'}"])
+    result = train(config, quiet=True)
+    assert result.metrics["test"]["accuracy"] == 1.0
+    return result.run_dir / "checkpoints" / "best.pt"
+
+
+def test_a_folder_of_some_classes_is_matched_by_name(three_classes, tmp_path, capsys):
+    new = _photos(tmp_path / "new", ["bee", "cat"], 10)  # no ant/: bee and cat come first and second here
+    report = evaluate_checkpoint(three_classes, data_root=new)
+    assert report.metrics.accuracy == 1.0 and report.classes == ["ant", "bee", "cat"]
+    assert report.metrics.confusion.diag().tolist() == [0, 2, 2] and report.metrics.count == 4
+    assert "matched to best.pt's by name: bee -> 1, cat -> 2" in capsys.readouterr().err
+    assert report.per_class()[0] == {"class": "ant", "precision": None, "recall": None, "f1": None, "support": 0}
+
+
+def test_a_class_the_model_does_not_know_is_refused(three_classes, tmp_path):
+    new = _photos(tmp_path / "new", ["bee", "dog"], 10)
+    with pytest.raises(ZooError, match=r"the data has classes .*best.pt does not predict: dog; it predicts ant, bee, cat"):
+        evaluate_checkpoint(three_classes, data_root=new)
+
+
+def test_by_name_maps_labels_and_leaves_agreeing_names_alone():
+    loader = [(torch.zeros(3, 1), torch.tensor([0, 1, 1]))]
+    assert by_name(loader, ["ant", "bee"], ["ant", "bee", "cat"], Path("m.pt")) is loader  # a prefix: the same indices
+    relabelled = by_name(loader, ["cat", "ant"], ["ant", "bee", "cat"], Path("m.pt"))
+    assert len(relabelled) == 1 and next(iter(relabelled))[1].tolist() == [2, 0, 0]
+
+
+def test_the_training_device_is_not_an_order_for_evaluate(three_classes, tmp_path):
+    state = load_checkpoint(three_classes)
+    state["config"]["train"]["device"] = "cuda"  # what a run on a GPU machine stores
+    moved = tmp_path / "from_gpu_box.pt"
+    save_checkpoint(state, moved)
+    assert evaluate_checkpoint(moved).metrics.accuracy == 1.0  # auto: this machine's best device
+    if not torch.cuda.is_available():
+        with pytest.raises(ZooError, match="--device is 'cuda' but this machine has no CUDA device; use --device auto or cpu"):
+            evaluate_checkpoint(moved, device="cuda")
+    with pytest.raises(ZooError, match="--device is 'tpu'; use auto, cpu, cuda, cuda:N or mps"):
+        evaluate_checkpoint(moved, device="tpu")

@@ -1,0 +1,180 @@
+"""`zoo train --resume ... --allow-config-change`: every config key, changed on resume, either takes effect (the
+resumed run's checkpoint holds the new value, and the learning-rate schedule goes on from where the run is, in
+the new config's steps) or is refused in one line before anything is written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from zoo.checkpoint import load_checkpoint
+from zoo.config import load_config
+from zoo.errors import ZooError
+from zoo.training import resume, train
+from zoo.training.resume import _flatten
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
+TRAIN_IMAGES = 1_294  # digits: 1,797 less 20% test and 10% of the rest for validation
+REFUSED = "refused"
+
+# key -> (the value it changes to, what resuming with it must do: REFUSED, or the value the checkpoint then holds)
+CHANGES: dict[str, tuple[str, object]] = {
+    "model.name": ("mnist_cnn", REFUSED),  # the weights do not fit another network
+    "model.num_classes": ("12", REFUSED),
+    "model.in_channels": ("3", REFUSED),
+    "data.name": ("mnist", REFUSED),
+    "data.root": ("elsewhere", "elsewhere"),  # moved data: its classes must be the run's (digits has no files)
+    "data.download": ("false", False),
+    "data.batch_size": ("64", 64),
+    "data.eval_batch_size": ("100", 100),
+    "data.workers": ("0", 0),
+    "data.input_size": ("36", 36),
+    "data.normalize": ("false", False),
+    "data.mean": ("[0.5]", [0.5]),
+    "data.std": ("[0.25]", [0.25]),
+    "data.augment": ("false", False),
+    "data.crop_padding": ("3", 3),
+    "data.hflip": ("true", True),
+    "data.val_split": ("0.2", REFUSED),  # another hold-out: test images could have been trained on
+    "data.test_split": ("0.3", REFUSED),
+    "data.classes": ("[0, 1, 2]", REFUSED),
+    "data.synthetic_size": ("64", REFUSED),
+    "data.synthetic_classes": ("3", REFUSED),
+    "data.loader": ("torchvision", "torchvision"),
+    "optimizer.name": ("adam", "adam"),
+    "optimizer.lr": ("0.01", 0.01),
+    "optimizer.momentum": ("0.5", 0.5),
+    "optimizer.nesterov": ("true", True),
+    "optimizer.weight_decay": ("0.001", 0.001),
+    "optimizer.decay_bias_and_norm": ("false", REFUSED),  # two parameter groups: the saved state does not fit
+    "optimizer.betas": ("[0.8, 0.9]", [0.8, 0.9]),
+    "optimizer.eps": ("1e-6", 1e-6),
+    "optimizer.fused": ("false", False),
+    "scheduler.name": ("onecycle", "onecycle"),
+    "scheduler.warmup_epochs": ("0.5", 0.5),
+    "scheduler.step_size": ("2", 2),
+    "scheduler.milestones": ("[2]", [2]),
+    "scheduler.gamma": ("0.5", 0.5),
+    "scheduler.min_lr": ("0.001", 0.001),
+    "scheduler.pct_start": ("0.5", 0.5),
+    "init": ("he_normal", REFUSED),  # the weights come from the checkpoint
+    "loss.label_smoothing": ("0.1", 0.1),
+    "loss.aux_weight": ("0.5", 0.5),
+    "train.epochs": ("3", 3),
+    "train.seed": ("1", REFUSED),  # the seed draws the hold-out
+    "train.deterministic": ("true", True),
+    "train.device": ("cpu", "cpu"),
+    "train.precision": ("bf16", "bf16"),
+    "train.channels_last": ("true", True),
+    "train.compile": ("true", True),
+    "train.grad_clip": ("1.0", 1.0),
+    "train.log_interval": ("2", 2),
+    "train.histogram_interval": ("2", 2),
+    "train.max_steps_per_epoch": ("3", 3),
+    "train.checkpoint_every_steps": ("2", 2),
+    "train.early_stopping": ("{patience: 2}", 2),  # checked as train.early_stopping.patience
+    "train.output_dir": ("elsewhere", REFUSED),  # the run goes on in its own directory
+    "train.run_name": ("other", REFUSED),
+    "finetune": ("{source: best.pt, freeze: backbone}", REFUSED),  # a source means nothing to a resumed run
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished 2-epoch run of 5 steps an epoch (LeNet-5 on digits, cosine schedule)."""
+    out = tmp_path_factory.mktemp("finished")
+    config = load_config(CONFIG, [f"train.output_dir={out}", "train.epochs=2", "train.max_steps_per_epoch=5"])
+    return train(config, quiet=True).run_dir
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_every_config_key_has_a_rule(finished):
+    keys = set(_flatten(load_config(CONFIG).to_dict()))
+    assert keys == set(CHANGES), f"add a row for {sorted(keys - set(CHANGES))} (or remove {sorted(set(CHANGES) - keys)})"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", sorted(CHANGES))
+def test_a_key_changed_on_resume_takes_effect_or_is_refused_in_one_line(finished, key, tmp_path, capsys):
+    value, expected = CHANGES[key]
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    overrides = [f"{key}={value}"] + ([] if key == "train.epochs" else ["train.epochs=3"])
+    if key in ("data.mean", "data.std"):  # one goes with the other
+        overrides += ["data.mean=[0.5]", "data.std=[0.25]"]
+    if key != "train.max_steps_per_epoch":
+        overrides.append("train.max_steps_per_epoch=5")
+    before = _snapshot(run_dir)
+    if expected == REFUSED:
+        with pytest.raises(ZooError) as refused:
+            resume(run_dir, overrides=overrides, allow_config_change=True, quiet=True)
+        assert "\n" not in str(refused.value) and key.split(".")[0] in str(refused.value), str(refused.value)
+        assert _snapshot(run_dir) == before  # nothing written, nothing overwritten
+        return
+    result = resume(run_dir, overrides=overrides, allow_config_change=True, quiet=True)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    stored = _flatten(state["config"])
+    assert stored.get(key if key != "train.early_stopping" else "train.early_stopping.patience") == expected
+    assert result.run_dir == run_dir and result.metrics["epochs_run"] == 3 and state["epoch"] == 3
+    assert result.metrics["test"]["count"] == 359  # every test image, once: the same hold-out
+    assert "config changes (allowed):" in capsys.readouterr().out
+
+
+def _lrs(run_dir: Path) -> list[float]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.value for event in events.Scalars("lr_epoch")]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_a_larger_batch_on_resume_continues_the_schedule_in_its_own_steps(schedule, tmp_path, capsys):
+    # A 2-epoch run at batch 32 (41 steps an epoch), resumed for 4 epochs at batch 128 (11 steps): the schedule
+    # goes on at step 2 x 11 of 4 x 11 and ends where a 4-epoch run at batch 128 ends (it used to replay the
+    # 82 old steps: onecycle stepped past its end, cosine climbed back up).
+    first = train(load_config(CONFIG, [f"train.output_dir={tmp_path}", f"scheduler.name={schedule}", "train.epochs=2",
+                                       "data.augment=false"]), quiet=True)
+    result = resume(first.run_dir, overrides=["train.epochs=4", "data.batch_size=128"], allow_config_change=True, quiet=True)
+    assert f"the learning-rate schedule goes on at step 22 of 44 (11 per epoch)" in capsys.readouterr().out
+    fresh = train(load_config(CONFIG, [f"train.output_dir={tmp_path / 'fresh'}", f"scheduler.name={schedule}",
+                                       "train.epochs=4", "data.batch_size=128", "data.augment=false"]), quiet=True)
+    resumed, straight = _lrs(result.run_dir), _lrs(fresh.run_dir)
+    assert len(resumed) == 4 and resumed[2:] == pytest.approx(straight[2:], rel=1e-6, abs=1e-9)
+    assert resumed[1] < 1e-4 and resumed[3] < resumed[2] > 1e-3  # the 2-epoch schedule had ended; the 4-epoch one decays
+    state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 2 * 41 + 2 * 11 and result.metrics["train"]["images"] == 4 * TRAIN_IMAGES
+
+
+def test_another_optimizer_on_resume_starts_its_state_afresh(tmp_path, capsys):
+    first = train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=5"]),
+                  quiet=True)
+    resume(first.run_dir, overrides=["optimizer.name=adam", "optimizer.lr=0.001", "train.epochs=2",
+                                     "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
+    assert "optimizer.name: 'sgd' -> 'adam': the new optimizer starts with no state" in capsys.readouterr().out
+    state = load_checkpoint(first.run_dir / "checkpoints" / "last.pt")
+    moments = next(iter(state["optimizer"]["state"].values()))
+    assert {"exp_avg", "exp_avg_sq"} <= set(moments) and float(moments["step"]) == 5  # Adam's, from its first step
+    assert "betas" in state["optimizer"]["param_groups"][0]
+
+
+def test_a_batch_size_change_mid_epoch_is_refused_naming_the_epoch(finished, tmp_path):
+    state = load_checkpoint(finished / "checkpoints" / "last.pt")
+    state["batch"] = 3  # as a step checkpoint 3 batches into epoch 3 would hold
+    mid = tmp_path / "mid.pt"
+    torch.save(state, mid)
+    with pytest.raises(ZooError, match=r"^--allow-config-change cannot change data.batch_size \(32 -> 64\): the position "
+                                       r"in the epoch is counted in batches of the old size; resume without the change "
+                                       r"to finish epoch 3"):
+        resume(mid, overrides=["data.batch_size=64", "train.epochs=3"], allow_config_change=True)
+
+
+def test_fewer_epochs_than_done_is_refused(finished):
+    with pytest.raises(ZooError, match=r"train.epochs 1: .*last.pt has done 2 epochs already; give at least 2"):
+        resume(finished, overrides=["train.epochs=1"], allow_config_change=True)
