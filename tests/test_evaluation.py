@@ -47,7 +47,7 @@ def test_a_folder_of_some_classes_is_matched_by_name(three_classes, tmp_path, ca
     new = _photos(tmp_path / "new", ["bee", "cat"], 10)  # no ant/: bee and cat come first and second here
     report = evaluate_checkpoint(three_classes, data_root=new)
     assert report.metrics.accuracy == 1.0 and report.classes == ["ant", "bee", "cat"]
-    assert report.metrics.confusion.diag().tolist() == [0, 2, 2] and report.metrics.count == 4
+    assert report.metrics.confusion.diag().tolist() == [0, 10, 10] and report.metrics.count == 20  # every image: new data
     assert "matched to best.pt's by name: bee -> 1, cat -> 2" in capsys.readouterr().err
     assert report.per_class()[0] == {"class": "ant", "precision": None, "recall": None, "f1": None, "support": 0}
 
@@ -76,3 +76,31 @@ def test_the_training_device_is_not_an_order_for_evaluate(three_classes, tmp_pat
             evaluate_checkpoint(moved, device="cuda")
     with pytest.raises(ZooError, match="--device is 'tpu'; use auto, cpu, cuda, cuda:N or mps"):
         evaluate_checkpoint(moved, device="tpu")
+
+
+def test_a_folder_of_held_out_images_is_evaluated_whole(three_classes, tmp_path):
+    # A test/ folder alone (or a split folder named as the --split) is evaluated, every image of it.
+    _photos(tmp_path / "held" / "test", ["cat", "ant"], 3)
+    report = evaluate_checkpoint(three_classes, data_root=tmp_path / "held")
+    assert report.metrics.count == 6 and report.metrics.accuracy == 1.0
+    with pytest.raises(ZooError, match=r"held has test/ but no val folder; choose --split test"):
+        evaluate_checkpoint(three_classes, "val", data_root=tmp_path / "held")
+
+
+def test_a_checkpoint_trained_on_some_classes_evaluates_a_folder_of_them(tmp_path):
+    # Its data.classes ([0, 2] of ant, bee, cat) picked classes of the training folder by index; a new folder's
+    # classes are matched by name instead (here ant and cat, the only two).
+    work = tmp_path / "work"
+    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        "data.name=imagefolder", f"data.root={_photos(work / 'train3', ['ant', 'bee', 'cat'], 20)}", "data.classes=[0, 2]",
+        "train.epochs=1", "train.max_steps_per_epoch=2", "data.batch_size=8", f"train.output_dir={work / 'runs'}"])
+    best = train(config, quiet=True).run_dir / "checkpoints" / "best.pt"
+    report = evaluate_checkpoint(best, data_root=_photos(tmp_path / "new", ["ant", "cat"], 4))
+    assert report.classes == ["ant", "cat"] and report.metrics.count == 8
+
+
+def test_the_runs_own_data_with_another_hold_out_is_refused(three_classes):
+    # data.classes [1, 2] of the training folder draws another test split: 7 of 8 such "test" images were trained on.
+    for override in ("data.classes=[1, 2]", "data.test_split=0.3", "train.seed=1"):
+        with pytest.raises(ZooError, match=r"^--set (data|train)\.\w+: .*(test split|draws)"):
+            evaluate_checkpoint(three_classes, overrides=[override])

@@ -104,3 +104,36 @@ def test_gifs_are_images_and_other_files_are_counted_once(tmp_path, capsys):
     assert any(path.endswith("extra.gif") for path, _ in splits.train.base.samples)
     assert capsys.readouterr().err.strip().startswith(
         f"note: skipped 2 files in {root} that are not images zoo reads (1 .heic, 1 .txt); it reads .jpg, .jpeg, .png")
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (("seg_train", "seg_test", "seg_pred"), "seg_test/, seg_train/ look like split folders"),  # Kaggle's Intel
+    (("train2017", "val2017"), "train2017/, val2017/ look like split folders"),  # COCO's
+    (("trainval", "holdout"), "holdout/, trainval/ look like split folders"),
+])
+def test_split_folders_under_other_tools_names_are_refused(tmp_path, names, message):
+    for name in names:
+        write_imagefolder(tmp_path / name, {"cat": 2, "dog": 2})
+    with pytest.raises(ZooError, match=message):
+        build(tmp_path)
+
+
+def test_one_level_too_many_gets_a_word_on_data_root(tmp_path):
+    from zoo.config import load_config
+    from zoo.training import train
+
+    write_imagefolder(tmp_path / "photos" / "images" / "train", {"cat": 3, "dog": 3})
+    (tmp_path / "photos" / "images" / "val").mkdir()
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "lenet5_digits.yaml",
+                         ["data.name=imagefolder", f"data.root={tmp_path / 'photos'}", f"train.output_dir={tmp_path / 'runs'}"])
+    with pytest.raises(ZooError, match=r"holds 1 class \(images\); a classifier needs at least 2: add a folder of images "
+                                       r"per class; if images/ holds the splits or the class folders, set data.root one level down"):
+        train(config, quiet=True)
+
+
+def test_a_file_reached_twice_through_a_symbolic_link_is_one_image(tmp_path, capsys):
+    root = write_imagefolder(tmp_path / "photos", {"cat": 3, "dog": 3})
+    (root / "cat" / "up").symlink_to("..")  # a link to the parent: every file again, over and over
+    splits = build(root, val_split=0.0)
+    assert len(splits.train) + len(splits.test) == 6
+    assert "paths lead to files already read (symbolic links); each file is one image" in capsys.readouterr().err

@@ -203,6 +203,11 @@ def test_a_failed_first_step_leaves_no_half_made_run_directory(tmp_path, monkeyp
     with pytest.raises(RuntimeError):
         train(_digits(tmp_path), quiet=True)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine.txt"]  # what was there stays
+    earlier = tmp_path / "runs" / "lenet5_digits" / "20260101-000000"
+    earlier.mkdir(parents=True)  # another run of the same name: this one's directory goes, the other stays
+    with pytest.raises(RuntimeError):
+        train(_digits(tmp_path), quiet=True)
+    assert list((tmp_path / "runs" / "lenet5_digits").iterdir()) == [earlier]
 
 
 def test_running_out_of_memory_is_one_line_and_a_run_with_a_checkpoint_keeps_it(tmp_path, monkeypatch):
@@ -223,3 +228,17 @@ def test_running_out_of_memory_is_one_line_and_a_run_with_a_checkpoint_keeps_it(
         train(_digits(tmp_path, "train.checkpoint_every_steps=2"), quiet=True)
     kept = list((tmp_path / "runs").glob("lenet5_digits/*/checkpoints/last.pt"))
     assert len(kept) == 1  # saved at step 2, before the failure: the run can be resumed, so it stays
+
+
+def test_running_out_of_memory_while_the_data_is_built_is_one_line(tmp_path, monkeypatch):
+    import zoo.training.setup
+    from zoo.errors import ZooError
+
+    def too_big(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 2875200000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(zoo.training.setup, "build_datasets", too_big)
+    with pytest.raises(ZooError, match=r"^out of memory on cpu at data.batch_size 32 \(.*DefaultCPUAllocator.*\); lower"):
+        train(_digits(tmp_path, "data.input_size=20000"), quiet=True)
+    assert not (tmp_path / "runs").exists()

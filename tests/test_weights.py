@@ -79,22 +79,39 @@ def test_strict_false_that_loads_almost_nothing_is_refused_and_the_model_is_unch
     model = zoo.create_model("lenet5", num_classes=5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     source = read_source(str(tmp_path / "encoder.pth"), "lenet5")
-    with pytest.raises(ZooError, match=r"^state_dict .*encoder.pth fits only 0 of lenet5's 8 backbone tensors \(none matched; "
-                                       r"first misfit: encoder.features.0.weight is not in lenet5\), too few to fine-tune from even "
+    with pytest.raises(ZooError, match=r"^state_dict .*encoder.pth fits only 0.0% of lenet5's backbone parameters \(0 of 8 "
+                                       r"tensors; none matched; first misfit: encoder.features.0.weight is not in lenet5\), "
+                                       r"too few to fine-tune from even "
                                        r"with finetune.strict: false; choose weights saved from a lenet5, or remove finetune"):
         transplant(model, source, strict=False)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
-def test_the_threshold_is_half_the_backbone(lenet, tmp_path):
+def test_the_threshold_is_half_the_backbones_parameters_not_its_tensors(lenet, tmp_path):
+    # F5 (classifier.0) holds 48,120 of LeNet-5's 60,856 backbone parameters in 2 of its 8 tensors.
     keys = list(backbone(lenet))
-    torch.save({k: lenet.state_dict()[k] for k in keys[:4]}, tmp_path / "half.pth")
-    torch.save({k: lenet.state_dict()[k] for k in keys[:3]}, tmp_path / "less.pth")
-    model, _, report = fine_tune(tmp_path / "half.pth", strict=False)
-    assert report.loaded == keys[:4] and report.missing == keys[4:]
-    with pytest.raises(ZooError, match=r"fits only 3 of lenet5's 8 backbone tensors \(matched features.0.weight, "
-                                       r"features.0.bias, features.3.weight\), too few"):
-        fine_tune(tmp_path / "less.pth", strict=False)
+    f5 = [k for k in keys if k.startswith("classifier.0.")]
+    torch.save({k: lenet.state_dict()[k] for k in f5}, tmp_path / "f5.pth")
+    torch.save({k: lenet.state_dict()[k] for k in keys if k not in f5}, tmp_path / "all_but_f5.pth")
+    model, _, report = fine_tune(tmp_path / "f5.pth", strict=False)  # 2 of 8 tensors, 79% of the parameters
+    assert report.loaded == f5 and report.missing == [k for k in keys if k not in f5]
+    with pytest.raises(ZooError, match=r"fits only 20.9% of lenet5's backbone parameters \(6 of 8 tensors; matched "
+                                       r"features.0.weight, features.0.bias, features.3.weight ...\), too few"):
+        fine_tune(tmp_path / "all_but_f5.pth", strict=False)
+
+
+def test_a_pruned_networks_file_is_refused_though_its_batch_norms_fit(tmp_path):
+    # torch.nn.utils.prune leaves weight_orig and weight_mask where the weights were: every batch-norm tensor
+    # still fits, no convolution does.
+    from torch.nn.utils import prune
+
+    network = zoo.create_model("resnet20")
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            prune.l1_unstructured(module, "weight", amount=0.5)
+    torch.save(network.state_dict(), tmp_path / "pruned.pth")
+    with pytest.raises(ZooError, match=r"fits only 1.0% of resnet20's backbone parameters \(95 of 114 tensors"):
+        fine_tune(tmp_path / "pruned.pth", "resnet20", strict=False)
 
 
 # ---- state_dicts inside other tools' checkpoints ----------------------------------------------------------

@@ -28,7 +28,7 @@ METRICS = ("val_accuracy", "val_loss")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf and .nan are YAML floats too
 
 
 class ModelConfig(BaseModel):
@@ -39,6 +39,36 @@ class ModelConfig(BaseModel):
     name: str
     num_classes: int | None = Field(None, gt=0)  # None: the data set's class count
     in_channels: int | None = Field(None, gt=0)  # None: the model's own (images are converted to it)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_arguments(cls, data: Any) -> Any:
+        """Builder arguments converted to the types the model's builder declares, as the other sections' keys are
+        (`small_input: no` is False, not the text 'no'); an unknown model is model.name's error, found later."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return data
+        from pydantic import TypeAdapter
+        from pydantic.errors import PydanticSchemaGenerationError
+
+        from zoo.registry import argument_types
+
+        try:
+            types = argument_types(data["name"])
+        except ZooError:
+            return data
+        typed = dict(data)
+        for key, value in data.items():
+            if key in cls.model_fields or key not in types:
+                continue
+            try:
+                adapter = TypeAdapter(types[key])
+            except PydanticSchemaGenerationError:
+                continue
+            try:
+                typed[key] = adapter.validate_python(value)
+            except ValidationError as error:
+                raise ValueError(f"{key}: {_describe(error.errors()[0]).removeprefix('config: ')}") from None
+        return typed
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -81,6 +111,8 @@ class DataConfig(Section):
             raise ValueError("give both mean and std, or neither")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError("std values must be greater than 0")
+        if self.classes is not None and not self.classes:
+            raise ValueError("classes is empty; list two or more class indices, or remove it")
         if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
             raise ValueError("classes must be distinct class indices, 0 or more")
         if self.loader == "memory" and self.name not in IN_MEMORY:
@@ -344,7 +376,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
             raise ZooError(f"--set {item!r}: write key.path=value, e.g. --set optimizer.lr=0.01")
         path = key.strip().split(".")
         try:
-            value = yaml.load(text, Loader=_Loader) if text.strip() else None
+            value = _read_yaml(text, f"--set {key.strip()}")[0] if text.strip() else None
         except yaml.YAMLError:
             value = text
         if value is not None and not isinstance(value, (str, dict, list)) and _takes_text(path):
@@ -354,6 +386,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`raw` with each override applied; a section given whole (`--set 'optimizer={name: adam}'`) is merged into
+    the one there, as its keys one by one would be (null removes a key or section)."""
     for path, value in parse_overrides(overrides):
         node = raw
         for part in path[:-1]:
@@ -363,8 +397,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             elif not isinstance(child, dict):
                 raise ZooError(f"--set {'.'.join(path)}: {part} is a value, not a section")
             node = child
-        node[path[-1]] = value
+        node[path[-1]] = _merged(node.get(path[-1]), value)
     return raw
+
+
+def _merged(old: Any, new: Any) -> Any:
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    return {**old, **{key: _merged(old.get(key), value) for key, value in new.items()}}
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:

@@ -3,6 +3,7 @@ confusion matrix, which is also saved beside the checkpoint as CSV and PNG."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import sys
@@ -16,7 +17,7 @@ from torch import nn
 
 from zoo.checkpoint import TrainingState, load_weights, read_state
 from zoo.config import Config, apply_overrides, validate_config
-from zoo.data import SPLITS, build_datasets, build_loaders
+from zoo.data import SPLITS, build_datasets, build_folder, build_loaders
 from zoo.errors import ZooError
 from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
@@ -60,17 +61,43 @@ class EvaluationReport:
         }
 
 
+# Keys that decide which images a carved split holds: evaluating the run's own data, they must be the run's.
+HOLD_OUT_KEYS = ("classes", "val_split", "test_split", "synthetic_size", "synthetic_classes")
+
+
 def checkpoint_config(state: TrainingState, path: Path, overrides: list[str], data: str | None = None,
                       data_root: str | Path | None = None) -> Config:
-    """The run's config with another data set (`data`, `data_root`) and the caller's overrides, normalized
-    exactly as the model was trained."""
-    raw = dict(state.config)
+    """The run's config with another data set (`data`, `data_root`: its classes are matched by name, so the
+    run's data.classes is dropped) and the caller's overrides, normalized exactly as the model was trained.
+    On the run's own data, an override that would draw another test split is a ZooError."""
+    raw = copy.deepcopy(state.config)  # overrides change nested sections in place; the state's stay the run's
     if data is not None or data_root is not None:
-        raw["data"] = {**raw.get("data", {}), **({"name": data} if data is not None else {}),
+        kept = {key: value for key, value in raw.get("data", {}).items() if key != "classes"}
+        raw["data"] = {**kept, **({"name": data} if data is not None else {}),
                        **({"root": str(data_root)} if data_root is not None else {})}
     config = validate_config(apply_overrides(raw, overrides), f"{path} (config)")
     normalization = state.normalization
     return config.with_normalization(normalization.mean, normalization.std) if normalization else config
+
+
+def check_hold_out(config: Config, stored: Config, path: Path) -> None:
+    """On the run's own data, the keys that draw its test split must be the run's: another draw could count
+    images the model trained on (data.classes [1, 2] of three classes: 7 of 8 such 'test' images were)."""
+    if foreign(config, stored):
+        return
+    for key in HOLD_OUT_KEYS:
+        if getattr(config.data, key) != getattr(stored.data, key):
+            raise ZooError(f"--set data.{key}: it draws another test split from {path}'s training data, which could "
+                           "count images the model trained on; evaluate with the run's value (the per-class rows "
+                           "give each class's figures)")
+    if config.train.seed != stored.train.seed:
+        raise ZooError(f"--set train.seed: the seed draws {path}'s test split; another one could count images the "
+                       "model trained on; evaluate with the run's seed")
+
+
+def foreign(config: Config, stored: Config) -> bool:
+    """Whether `config` names other data than the run trained on: another data set, or another folder."""
+    return config.data.name != stored.data.name or Path(config.data.root).resolve() != Path(stored.data.root).resolve()
 
 
 def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
@@ -98,13 +125,20 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
                                data, data_root)
     where = resolve_device(device, key="--device")
     normalization = state.normalization
-    splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                            seed=config.train.seed)
+    stored = validate_config(dict(state.config), f"{path} (config)")
+    whole = config.data.name == "imagefolder" and foreign(config, stored)
+    if whole:  # a new folder: every image of it (or of its split folder), nothing held out
+        splits = build_folder(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
+                              split=split)
+    else:
+        splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
+                                seed=config.train.seed)
     if len(splits.classes) > state.num_classes:
         raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state.num_classes}; "
                        "evaluate on the data it was trained on, or fine-tune it first (zoo finetune)")
+    check_hold_out(config, stored, path)
     classes = list(state.classes or splits.classes)
-    loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))[split]
+    loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))["test" if whole else split]
     if loader is None:
         raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set data.val_split above 0")
     loader = by_name(loader, splits.classes, classes, path)

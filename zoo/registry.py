@@ -14,8 +14,9 @@ import functools
 import importlib
 import inspect
 import re
+import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from zoo.errors import ZooError
 
@@ -131,6 +132,25 @@ def get_model_info(name: str) -> ModelInfo:
         hint = f"; did you mean {', '.join(close)}?" if close else "; run 'zoo list' to see them all"
         raise ZooError(f"unknown model {name!r}{hint}")
     return _REGISTRY[name]
+
+
+def argument_types(name: str) -> dict[str, Any]:
+    """The types of the keyword arguments `name`'s builder takes: its own and, where it passes **kwargs on, its
+    model class's (the builder's return annotation). Read from the annotations, for the config to check
+    and convert a builder argument given in YAML (`small_input: no` is False)."""
+    builder = get_model_info(name).builder
+    hints: dict[str, Any] = {}
+    for function in (getattr(_hints(builder).get("return"), "__init__", None), builder):
+        hints.update(_hints(function))
+    hints.pop("return", None)
+    return hints
+
+
+def _hints(function: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function) if function is not None else {}
+    except (NameError, TypeError):  # an annotation that does not resolve: no type to check against
+        return {}
 
 
 def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None, **kwargs) -> nn.Module:

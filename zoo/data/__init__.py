@@ -14,7 +14,7 @@ split carved from the training set is a second view, with the eval transforms, o
     splits.py      DataSplits, the views over a base data set, seeded stratified hold-out
     folders.py     ImageFolder layouts: split folders by their common names; hidden and system entries skipped
     images.py      image files read as a viewer shows them (open_image); unreadable ones: one warning, or one line
-    sets.py        each data set, and build_datasets
+    sets.py        each data set, build_datasets, and build_folder (a new folder, every image, to evaluate)
     memory.py      the in-memory path: tensors on the device, augmented and normalized in batches
     samplers.py    the training order (resumable mid-epoch) and the exact eval shards under DDP
     loaders.py     build_loaders (either path), set_epoch, resume_at and the loaders' random state
@@ -38,6 +38,7 @@ _EXPORTS = {
     "ShardSampler": "zoo.data.samplers",
     "TrainSampler": "zoo.data.samplers",
     "build_datasets": "zoo.data.sets",
+    "build_folder": "zoo.data.sets",
     "DataSplits": "zoo.data.splits",
     "TensorSet": "zoo.data.splits",
     "View": "zoo.data.splits",

@@ -30,10 +30,13 @@ SPLIT_NAMES: dict[str, tuple[str, ...]] = {
 # starting with "." is hidden too (.ipynb_checkpoints, .DS_Store, .git, macOS's ._<name> resource forks).
 SYSTEM_NAMES = frozenset({"__macosx", "thumbs.db", "ehthumbs.db", "desktop.ini", "$recycle.bin",
                           "system volume information", "lost+found", "@eadir", "__pycache__", "icon\r"})
-# A folder name that reads as a split once these are stripped (train_set, Test-Data, validation images ...),
-# or one of these split words zoo does not read, is a split folder under a name zoo does not know.
-_SPLIT_LIKE = re.compile(r"(train|training|val|valid|validation|test|testing|eval|evaluation|dev)"
-                         r"(?:[\s_.-]*(?:set|data|images|split|imgs))?", re.IGNORECASE)
+# A split word, with a word before it (Kaggle's seg_train), a year or "set" after it (COCO's train2017, Test-Data),
+# or a split word zoo does not read (eval, holdout): a split folder under a name zoo does not know. A class name
+# that only contains one (test_tube, contest) is not.
+_SPLIT_WORDS = "train|training|trainval|val|valid|validate|validation|test|testing|eval|evaluation|dev|holdout"
+_SPLIT_LIKE = re.compile(rf"\s*(?:[a-z]+[\s_.-]+)?(?:{_SPLIT_WORDS})(?:[\s_.-]*(?:set|data|images|imgs|split|\d+))*\s*",
+                         re.IGNORECASE)
+_CONTAINERS = {"images", "imgs", "data", "dataset", "photos", "pictures"}  # folders people nest the data in
 KNOWN = ", ".join("/".join(names) for names in SPLIT_NAMES.values())
 SHOWN = 3  # entries named in the note
 
@@ -69,7 +72,20 @@ class VisibleImageFolder(ImageFolder):
             return not hidden_under(path, Path(directory)) and (
                 is_valid_file(path) if is_valid_file is not None else path.lower().endswith(extensions))
 
-        return ImageFolder.make_dataset(directory, class_to_idx, None, visible, allow_empty)
+        samples = ImageFolder.make_dataset(directory, class_to_idx, None, visible, allow_empty)
+        # A file reached twice through symbolic links (a link to a parent folder repeats the tree) is one image:
+        # twice, it would count double, and could land in the training and the test split at once. The shortest
+        # path to it stands, whose class folder is the one it is in, not one a link passes through.
+        shortest: dict[str, str] = {}
+        for path, _ in samples:
+            real = os.path.realpath(path)
+            if real not in shortest or len(Path(path).parts) < len(Path(shortest[real]).parts):
+                shortest[real] = path
+        unique = [(path, target) for path, target in samples if shortest[os.path.realpath(path)] == path]
+        if len(unique) < len(samples):
+            _print_once(f"note: {directory}: {len(samples) - len(unique)} paths lead to files already read (symbolic "
+                        "links); each file is one image")
+        return unique
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,13 @@ def find_layout(root: Path) -> Layout:
     return Layout(root, splits or {"train": root}, others if splits else (), tuple(hidden_entries(root)))
 
 
+def nesting_hint(root: Path, classes: list[str]) -> str:
+    """For a layout of one class: a word on data.root where that class folder looks like a level too many."""
+    if len(classes) == 1 and (_SPLIT_LIKE.fullmatch(classes[0]) or classes[0].lower() in _CONTAINERS):
+        return f"; if {classes[0]}/ holds the splits or the class folders, set data.root one level down"
+    return ""
+
+
 def hidden_entries(folder: Path) -> list[Path]:
     """The hidden entries under `folder` (not descending into them), in walk order."""
     found: list[Path] = []
@@ -140,11 +163,15 @@ def skipped_lines(layout: Layout) -> list[str]:
 
 def announce_skipped(layout: Layout) -> None:
     """skipped_lines on stderr, once (rank 0 under torchrun)."""
+    for line in skipped_lines(layout):
+        _print_once(line)
+
+
+def _print_once(line: str) -> None:
     from zoo.distributed import place
 
     if place()[0] == 0:
-        for line in skipped_lines(layout):
-            print(line, file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
 
 def _name(path: Path, root: Path) -> str:

@@ -188,6 +188,38 @@ def _xor(cfg: DataConfig) -> DataSplits:
     return DataSplits(*selection.views(None, None), selection.classes, mean, std, spec.channels, spec.size)
 
 
+def build_folder(cfg: DataConfig, *, in_channels: int, input_size: int, split: str) -> DataSplits:
+    """Every image of one ImageFolder split to evaluate: its split folder (test/, valid/ ...) where the folder has
+    split folders, else every image under cfg.root: a new folder is new data, nothing of it is held out. The
+    returned splits are that one view (as train, val and test), with the eval transform."""
+    from zoo.data.folders import VisibleImageFolder, announce_skipped, find_layout
+
+    root = cfg.root
+    if not root.is_dir():
+        raise ZooError(f"imagefolder: {root} not found; set data.root to a folder with {IMAGEFOLDER_LAYOUT}")
+    layout = find_layout(root)
+    named = {name: path for name, path in layout.splits.items() if path != root}
+    if named and split not in named:
+        raise ZooError(f"imagefolder: {root} has {', '.join(f'{path.name}/' for path in named.values())} but no "
+                       f"{split} folder; choose --split {' or '.join(named)}")
+    folder = named.get(split, root)
+    check = ImageCheck()
+    try:
+        base = VisibleImageFolder(str(folder), loader=open_rgb, is_valid_file=check)
+    except FileNotFoundError as error:  # no class folders, or no images in them
+        raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") from None
+    announce_skipped(layout)
+    note_others(folder, check.others)
+    warn_skipped(folder, check.unreadable)
+    stats = normalization(cfg, (SPECS["imagefolder"].mean, SPECS["imagefolder"].std), in_channels)
+    steps = fit(SPECS["imagefolder"].channels, None, in_channels, cfg.input_size or input_size, "imagefolder")
+    _, evaluation = image_transforms(steps, cfg, cfg.input_size or input_size, stats)
+    view = Selection({"test": base}, {"test": torch.arange(len(base))}, list(range(len(base.classes))),
+                     list(base.classes)).views(None, evaluation)[2]
+    return DataSplits(view, view, view, list(base.classes), *stats, in_channels, cfg.input_size or input_size,
+                      None, tuple(path for path, _ in check.unreadable))
+
+
 def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: int = 0) -> DataSplits:
     """The train, val and test splits of cfg.name, fitted to a model taking in_channels x input_size^2.
 

@@ -54,9 +54,10 @@ WRAPPERS = (
     Wrapper("model.", "a Lightning module's attribute"),
 )
 
-# Fewer than this share of the backbone's tensors loaded is a random start in disguise, refused even with
-# finetune.strict: false. A deliberate partial load stays well above it: resnet18's weights fill 55% of
-# resnet34's tensors, a new first layer for other channels leaves out 1 to 2 tensors.
+# Fewer than this share of the backbone's parameters loaded is a random start in disguise, refused even with
+# finetune.strict: false. Parameters, not tensors: a pruned network's file (weight_orig and weight_mask) still
+# fits every batch-norm tensor, 95 of 114, and none of the convolutions. A deliberate partial load stays above it:
+# resnet18's weights fill 52.5% of resnet34's backbone parameters; a new first layer for other channels, 0.1%.
 MIN_LOADED = 0.5
 
 
@@ -216,7 +217,7 @@ def transplant(model: nn.Module, source: Source, strict: bool = True) -> LoadRep
     norm's num_batches_tracked, in files saved before PyTorch 0.4.1, per the file's `_metadata` versions).
     Raises ZooError, one line, before changing the model: with `strict`, for a source key not in the model, a
     shape that differs or a missing key (other than the head's and GoogLeNet's aux heads'); in any case when
-    less than MIN_LOADED of the model's backbone tensors would load."""
+    less than MIN_LOADED of the model's backbone parameters would load."""
     report, heads, target = LoadReport(), head_keys(model), model.state_dict()
     state, report.notes = unwrap(source.state, target.keys())
     fitting: dict[str, Tensor] = OrderedDict()
@@ -242,13 +243,14 @@ def transplant(model: nn.Module, source: Source, strict: bool = True) -> LoadRep
                        "choose the matching model.name, or set finetune.strict: false to load what fits")
     backbone = [k for k in target if k not in heads and not k.startswith(AUX_PREFIXES)]
     kept = [k for k in backbone if k not in absent]  # loaded, or filled in by their module
-    if len(kept) < MIN_LOADED * len(backbone):
+    share = sum(target[k].numel() for k in kept) / max(sum(target[k].numel() for k in backbone), 1)
+    if share < MIN_LOADED:
         matched = [k for k in kept if k in fitting]
         what = (f"matched {', '.join(matched[:3])}{' ...' if len(matched) > 3 else ''}" if matched else "none matched")
         what += f"; first misfit: {report.problems[0]}" if report.problems else ""
-        raise ZooError(f"{source.description} fits only {len(kept)} of {model.name}'s {len(backbone)} backbone tensors "
-                       f"({what}), too few to fine-tune from even with finetune.strict: false; choose weights saved "
-                       f"from a {model.name}, or remove finetune to train from scratch")
+        raise ZooError(f"{source.description} fits only {share:.1%} of {model.name}'s backbone parameters ({len(kept)} of "
+                       f"{len(backbone)} tensors; {what}), too few to fine-tune from even with finetune.strict: false; "
+                       f"choose weights saved from a {model.name}, or remove finetune to train from scratch")
     filled = [k for k in target if k not in fitting and k not in absent]
     if filled:
         report.notes.append(f"{len(filled)} tensors the source predates were filled in as torch's load_state_dict does "

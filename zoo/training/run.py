@@ -44,58 +44,41 @@ def resume(target: str | Path, config: str | Path | None = None, overrides: list
 
 
 def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunResult:
-    parts = assemble(config, job, plan)  # data, model, weights, optimizer: every check before anything is written
-    config, position = parts.config, parts.position
-    progress, step = position.progress, position.step
-    made = missing_folders(config.train.output_dir / config.run_name) if job.is_main and plan is None else []
+    try:  # data, model, weights, optimizer: every check before anything is written
+        parts = assemble(config, job, plan)
+    except Exception as error:
+        _known(error, job, config)
+        raise
+    config, progress = parts.config, parts.position.progress
+    fresh = job.is_main and plan is None  # a new run's directory goes again if the run fails before its first save
+    made = missing_folders(config.train.output_dir / config.run_name) if fresh else []
     run_dir = job.share((plan.run_dir if plan else create_run_dir(config.train.output_dir, config.run_name)) if job.is_main else None)
-    lock = RunLock(run_dir).acquire() if job.is_main else None
-    log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
-    stopper = EarlyStopping.of(config.train.early_stopping, progress)
-    saver = Checkpointer(run_dir, parts, job, guard, progress, stopper)
+    lock = log = saver = None
     try:
+        lock = RunLock(run_dir).acquire() if job.is_main else None
+        log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
+        stopper = EarlyStopping.of(config.train.early_stopping, progress)
+        saver = Checkpointer(run_dir, parts, job, guard, progress, stopper)
         if job.is_main:
             saver.clean()
         saver.write_config(config)
         log.start(run_dir, parts, plan.changes if plan else None, plan.checkpoint.name if plan else None)
         with guard.handling_signals():
-            position.restore(parts.train_loader)  # the random state last: building the model and loaders drew from it
-            for epoch in range(position.epoch + 1, config.train.epochs + 1):
-                start_batch, meter = parts.enter_epoch(epoch, job)
-                with log.bar(epoch, start_batch, parts.steps_per_epoch) as bar:
-                    result = train_epoch(parts.step_model, parts.train_loader, parts.step, parts.num_classes,
-                                         first_step=step, start_batch=start_batch, max_batches=config.train.max_steps_per_epoch,
-                                         meter=meter, hook=StepHook(epoch, parts, log, guard, saver), progress=bar)
-                step = result.steps
-                progress.seconds, progress.images = progress.seconds + result.seconds, progress.images + result.images
-                stop = result.stop or guard.check(step, force=True)  # nothing non-finite is validated or saved
-                if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.steps_per_epoch):
-                    raise stopped(stop, epoch, result.batches, step, run_dir)
-                val = evaluate_loader(parts.model, parts.val_loader, parts.compute, parts.step.criterion,
-                                      parts.num_classes) if parts.val_loader else None
-                log.epoch(epoch, result, val, parts)
-                improved = record_epoch(progress, epoch, result, val)
-                early_stop = stopper is not None and val is not None and stopper.should_stop(val)
-                saver.save(epoch, 0, step, None, best=improved)
-                stop = stop or guard.check(step, force=True)  # a signal during validation or the save
-                if stop is not None:
-                    raise stopped(stop, epoch + 1, 0, step, run_dir)
-                if early_stop:
-                    print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
-                    break
+            parts.position.restore(parts.train_loader)  # the random state last: building the model and loaders drew from it
+            step = _epochs(parts, job, log, guard, saver, stopper, run_dir)
         test = _test_best(parts, job, run_dir)
         metrics = _metrics(parts, progress, step, test)
         if job.is_main:
             write_json(run_dir / "metrics.json", metrics)
         log.finish(test, progress.epochs_run, progress.best_val)
     except BaseException as error:
-        if made and not isinstance(error, RunStopped) and not saver.saved:  # a stopped run names its checkpoint
+        if fresh and not isinstance(error, RunStopped) and not (saver is not None and saver.saved):  # a stopped run names its checkpoint
             _discard(run_dir, made, log, lock)
-        if (known := out_of_memory(error, job.device, config.data.batch_size)) is not None:
-            raise known from None
+        _known(error, job, config)
         raise
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         if lock is not None:
             lock.release()
     m = test.metrics
@@ -105,10 +88,50 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
     return RunResult(run_dir, metrics)
 
 
-def _discard(run_dir: Path, made: list[Path], log: RunLog, lock: RunLock) -> None:
+def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpointer, stopper: EarlyStopping | None,
+            run_dir: Path) -> int:
+    """For each epoch left: train, validate, log, checkpoint, stop? Returns the run's optimizer steps."""
+    config, position = parts.config, parts.position
+    progress, step = position.progress, position.step
+    for epoch in range(position.epoch + 1, config.train.epochs + 1):
+        start_batch, meter = parts.enter_epoch(epoch, job)
+        with log.bar(epoch, start_batch, parts.steps_per_epoch) as bar:
+            result = train_epoch(parts.step_model, parts.train_loader, parts.step, parts.num_classes,
+                                 first_step=step, start_batch=start_batch, max_batches=config.train.max_steps_per_epoch,
+                                 meter=meter, hook=StepHook(epoch, parts, log, guard, saver), progress=bar)
+        step = result.steps
+        progress.seconds, progress.images = progress.seconds + result.seconds, progress.images + result.images
+        stop = result.stop or guard.check(step, force=True)  # nothing non-finite is validated or saved
+        if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.steps_per_epoch):
+            raise stopped(stop, epoch, result.batches, step, run_dir)
+        val = evaluate_loader(parts.model, parts.val_loader, parts.compute, parts.step.criterion,
+                              parts.num_classes) if parts.val_loader else None
+        log.epoch(epoch, result, val, parts)
+        improved = record_epoch(progress, epoch, result, val)
+        early_stop = stopper is not None and val is not None and stopper.should_stop(val)
+        saver.save(epoch, 0, step, None, best=improved)
+        stop = stop or guard.check(step, force=True)  # a signal during validation or the save
+        if stop is not None:
+            raise stopped(stop, epoch + 1, 0, step, run_dir)
+        if early_stop:
+            print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
+            break
+    return step
+
+
+def _known(error: BaseException, job: Job, config: Config) -> None:
+    """Raise the one-line ZooError a known failure becomes (running out of memory); else return, to re-raise."""
+    known = out_of_memory(error, job.device, config.data.batch_size)
+    if known is not None:
+        raise known from None
+
+
+def _discard(run_dir: Path, made: list[Path], log: RunLog | None, lock: RunLock | None) -> None:
     """A new run that failed before its first checkpoint: its directory goes (the log and lock let go first)."""
-    log.close()
-    lock.release()
+    if log is not None:
+        log.close()
+    if lock is not None:
+        lock.release()
     discard_run_dir(run_dir, made)
 
 

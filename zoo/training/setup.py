@@ -87,8 +87,14 @@ def check_classes(classes: list[str], config: Config) -> None:
         raise ZooError(f"data.classes keeps {len(data.classes)} class ({', '.join(classes)}); a classifier needs at "
                        "least 2: list two or more class indices")
     where = f"{data.root} holds" if data.name == "imagefolder" else f"{data.name} has"
+    hint = ""
+    if data.name == "imagefolder":
+        from zoo.data.folders import nesting_hint
+
+        hint = nesting_hint(data.root, classes)
     raise ZooError(f"{data.name}: {where} {len(classes)} class{'' if len(classes) == 1 else 'es'} "
-                   f"({', '.join(classes) or 'none'}); a classifier needs at least 2: add a folder of images per class")
+                   f"({', '.join(classes) or 'none'}); a classifier needs at least 2: add a folder of images per "
+                   f"class{hint}")
 
 
 def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input_size: int) -> None:
