@@ -59,8 +59,9 @@ def test_a_nonfinite_loss_stops_at_its_step_and_keeps_the_last_finite_checkpoint
 
 def test_a_nonfinite_loss_before_any_checkpoint_says_so(tmp_path, monkeypatch):
     _poison_step(monkeypatch, 3)
-    with pytest.raises(RunStopped, match="at step 3 .epoch 1.; stopped; no checkpoint was saved before it"):
+    with pytest.raises(RunStopped, match="at step 3 .epoch 1.; stopped; no checkpoint was saved before it") as stopped:
         train(_config(tmp_path), quiet=True)
+    assert str(stopped.value).endswith("and train again") and "--resume" not in str(stopped.value)  # nothing to resume
 
 
 def test_a_second_signal_waits_for_the_save_and_otherwise_stops_at_once():

@@ -506,3 +506,11 @@ def test_fallback_text_keeps_names_readable():
     assert plots._legible("dog猫1", has) == "dog U+732B 1"
     assert plots._legible("猫犬", has) == "U+732B U+72AC"
     assert plots._legible("cafe\u0301 ﬁ Ａ", has) == "cafe fi A"  # a combining accent dropped, compatibility forms
+
+
+def test_long_class_names_keep_their_start_and_end_apart():
+    from zoo.plots import shorten
+
+    dog, puppy = shorten("golden_retriever_dog"), shorten("golden_retriever_puppy")
+    assert dog != puppy and len(dog) == len(puppy) == 16 and dog.endswith("_dog") and puppy.startswith("golden")
+    assert shorten("cat") == "cat"

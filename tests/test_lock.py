@@ -25,3 +25,16 @@ def test_a_dead_owners_lock_is_stale_and_taken_over(tmp_path):
     lock = RunLock(tmp_path).acquire()
     assert lock.stale_pid == pid and (tmp_path / ".lock").read_text().split()[0] == str(os.getpid())
     lock.release()
+
+
+def test_json_files_stay_strict_json_when_a_figure_is_not_finite(tmp_path):
+    # A diverged run's NaN validation loss: Python's json writes a bare NaN, which JSON.parse refuses.
+    import json
+
+    from zoo.rundir import write_json
+
+    write_json(tmp_path / "metrics.json", {"val": {"loss": float("nan"), "accuracy": 0.1}, "curve": [1.0, float("inf")]})
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {"val": {"loss": None, "accuracy": 0.1},
+                                                                              "curve": [1.0, None]}

@@ -161,3 +161,14 @@ def test_without_augmentation_a_split_is_normalized_once_and_batches_are_slices_
     assert torch.allclose(next(iter(train))[0], next(iter(reference))[0], atol=1e-6)  # the same first batch
     augmented = build_loaders(splits, cfg.model_copy(update={"augment": True}))[0]
     assert float(augmented.images.min()) >= 0  # held as read: padding must be black before normalization
+
+
+def test_an_augmentation_state_saved_on_another_device_starts_afresh(capsys):
+    # A GPU run's loader saves a CUDA generator's state (16 bytes); the CPU's generator takes 5,056.
+    splits = build_datasets(DataConfig(name="digits", augment=True), in_channels=1, input_size=32)
+    train, _, _ = build_loaders(splits, DataConfig(name="digits", augment=True))
+    state = train.state_dict()
+    train.load_state_dict({"augmentation": torch.zeros(16, dtype=torch.uint8)})
+    assert "saved random state is another device's; it starts afresh" in capsys.readouterr().err
+    train.load_state_dict(state)  # its own device's state still loads
+    assert torch.equal(train.state_dict()["augmentation"], state["augmentation"])

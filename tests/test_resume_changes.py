@@ -178,3 +178,21 @@ def test_a_batch_size_change_mid_epoch_is_refused_naming_the_epoch(finished, tmp
 def test_fewer_epochs_than_done_is_refused(finished):
     with pytest.raises(ZooError, match=r"train.epochs 1: .*last.pt has done 2 epochs already; give at least 2"):
         resume(finished, overrides=["train.epochs=1"], allow_config_change=True)
+
+
+def test_images_added_between_stop_and_resume_are_refused(tmp_path):
+    # They would redraw the held-out splits (test images trained on) and move the position in the epoch.
+    from datafiles import write_imagefolder
+
+    photos = write_imagefolder(tmp_path / "photos", {"cat": 12, "dog": 12})
+    first = train(load_config(CONFIG, [f"train.output_dir={tmp_path / 'runs'}", "data.name=imagefolder",
+                                       f"data.root={photos}", "train.epochs=1", "data.batch_size=8"]), quiet=True)
+    assert load_checkpoint(first.run_dir / "checkpoints" / "last.pt")["split_sizes"] == {"train": 17, "val": 2, "test": 5}
+    write_imagefolder(tmp_path / "more", {"cat": 6, "dog": 6}, seed=5)
+    for path in (tmp_path / "more").rglob("*.png"):
+        path.rename(photos / path.parent.name / f"new_{path.name}")
+    before = _snapshot(first.run_dir)
+    with pytest.raises(ZooError, match=r"the data changed since .*last.pt was saved \(train 17 -> 26 images; val 2 -> 3 "
+                                       r"images; test 5 -> 7 images\): its splits would be drawn again"):
+        resume(first.run_dir, overrides=["train.epochs=2"], allow_config_change=True, quiet=True)
+    assert _snapshot(first.run_dir) == before

@@ -75,12 +75,14 @@ def test_keys_that_fit_as_they_are_keep_their_prefix():
 
 
 def test_strict_false_that_loads_almost_nothing_is_refused_and_the_model_is_unchanged(lenet, tmp_path):
-    torch.save({"encoder." + k: v for k, v in lenet.state_dict().items()}, tmp_path / "encoder.pth")
+    # Another network's layers under a prefix: stripping it fits nothing either (a prefix alone is stripped: below).
+    torch.save({"encoder.conv.weight": torch.zeros(6, 1, 5, 5), "encoder.conv.bias": torch.zeros(6),
+                "encoder.fc.weight": torch.zeros(10, 84)}, tmp_path / "encoder.pth")
     model = zoo.create_model("lenet5", num_classes=5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     source = read_source(str(tmp_path / "encoder.pth"), "lenet5")
     with pytest.raises(ZooError, match=r"^state_dict .*encoder.pth fits only 0.0% of lenet5's backbone parameters \(0 of 8 "
-                                       r"tensors; none matched; first misfit: encoder.features.0.weight is not in lenet5\), "
+                                       r"tensors; none matched; first misfit: encoder.conv.weight is not in lenet5\), "
                                        r"too few to fine-tune from even "
                                        r"with finetune.strict: false; choose weights saved from a lenet5, or remove finetune"):
         transplant(model, source, strict=False)
@@ -272,3 +274,15 @@ def test_evaluate_refuses_weights_files_in_one_line(lenet, content, tmp_path):
     with pytest.raises(ZooError, match=r"weights.pt is not a zoo checkpoint \(no model, config, num_classes and normalization "
                                        r"inside\); use a runs/.../checkpoints/\*.pt file$"):
         evaluate_checkpoint(tmp_path / "weights.pt")
+
+
+@pytest.mark.parametrize(("prefix", "extra", "note"), [
+    ("net.", {}, "stripped the prefix 'net.' (shared by 10 of 10 keys) from 10 keys"),
+    ("backbone.", {"loss.weight": torch.ones(10)}, "stripped the prefix 'backbone.' (shared by 10 of 11 keys) from 10 keys "
+                                                   "and dropped loss.weight"),
+])
+def test_a_prefix_no_table_names_is_stripped_where_the_rest_fits(lenet, tmp_path, prefix, extra, note):
+    torch.save({"state_dict": {**{prefix + k: v for k, v in lenet.state_dict().items()}, **extra}}, tmp_path / "tool.ckpt")
+    model, _, report = fine_tune(tmp_path / "tool.ckpt")  # strict: it loads without finetune.strict: false
+    assert report.notes == [note] and len(report.loaded) == 8
+    assert_loaded(model, lenet)

@@ -124,6 +124,7 @@ class TrainingState:
     ranks: list[RankState] = field(default_factory=list)  # in rank order
     world_size: int | None = None
     progress: Progress | None = None
+    split_sizes: dict[str, int] | None = None  # images in train, val, test: a resumed run checks its data is the same
 
     @classmethod
     def of_network(cls, network: nn.Module, config: dict[str, Any], classes: list[str], normalization: Normalization,
@@ -145,7 +146,8 @@ class TrainingState:
         if self.optimizer is not None:
             state.update(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, epoch=self.epoch,
                          batch=self.batch, step=self.step, ranks=[rank.to_dict() for rank in self.ranks],
-                         world_size=self.world_size, progress=self.progress.to_dict() if self.progress else None)
+                         world_size=self.world_size, progress=self.progress.to_dict() if self.progress else None,
+                         split_sizes=self.split_sizes)
         return state
 
     @classmethod
@@ -158,6 +160,7 @@ class TrainingState:
             data.get("optimizer"), data.get("scheduler"), data.get("scaler"), data.get("epoch", 0), data.get("batch", 0),
             data.get("step", 0), [RankState.from_dict(rank) for rank in data.get("ranks") or []], data.get("world_size"),
             Progress.from_dict(data["progress"]) if training and data.get("progress") else None,
+            data.get("split_sizes"),  # absent from checkpoints before it was added: not checked then
         )
 
     @staticmethod

@@ -195,7 +195,10 @@ def main(fast_exit: bool = False) -> None:
         sys.exit(130)
     except SystemExit as done:
         command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
-        if fast_exit and done.code in (0, None) and command in READ_ONLY_COMMANDS:
+        # A torchrun worker whose run is saved skips the interpreter's teardown too: gloo's threads have been
+        # seen to abort a process in it (SIGABRT) after a run that had finished and written everything.
+        torchrun_worker = "TORCHELASTIC_RUN_ID" in os.environ and command in ("train", "finetune")
+        if fast_exit and done.code in (0, None) and (command in READ_ONLY_COMMANDS or torchrun_worker):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)

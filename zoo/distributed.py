@@ -12,6 +12,7 @@ rank trains on its shard of each batch and evaluates its share of the samples, a
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,6 +120,9 @@ def launch(device_name: str) -> Iterator[Job]:
         # where the other ranks may never arrive (torchrun stops them).
         dist.barrier()
     finally:
+        # The run's DDP reducer and pending work sit in reference cycles; freed at interpreter exit, after the
+        # group is gone, gloo's threads can abort the process the same way (seen once in about 60 runs).
+        gc.collect()
         dist.destroy_process_group()
 
 

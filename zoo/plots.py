@@ -134,13 +134,26 @@ def _choose(texts: tuple[str, ...], size: int, dirs: tuple[str, ...]) -> tuple[F
     return _font(best, size), tuple(_legible(text, has) for text in texts)
 
 
+LABEL_CHARACTERS = 16
+
+
+def shorten(name: str, limit: int = LABEL_CHARACTERS) -> str:
+    """A class name in at most `limit` characters, its start and its end kept: golden_retriever_dog and
+    golden_retriever_puppy stay apart (golden_..ever_dog, golden_..er_puppy), which cutting the end would not keep.
+    ASCII dots: every font has them."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 2) // 2
+    return f"{name[:head]}..{name[-(limit - 2 - head):]}"
+
+
 def confusion_image(confusion: Tensor, classes: Sequence[str], title: str = "confusion matrix") -> Image.Image:
     """Rows are true classes, columns predictions; cells show counts, shade the share of the true class."""
     counts = confusion.cpu().long().numpy()
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(classes)
     cell = 40 if n <= 20 else max(6, 800 // n)  # beyond 20 classes: shades only, the CSV has the counts
-    names = [str(c)[:16] for c in classes] if n <= 40 else [""] * n
+    names = [shorten(str(c)) for c in classes] if n <= 40 else [""] * n
     font, (title, *labels) = picture_font((title, *names), max(8, min(14, cell // 3)))
     labels = [text[:LABEL_CHARS] for text in labels]
     label_width = max((int(font.getlength(text)) for text in labels), default=0) + 8

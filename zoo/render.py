@@ -233,7 +233,7 @@ def render_evaluation(report: EvaluationReport, fmt: str = "table") -> str:
     """Metrics, the per-class table and the confusion matrix (up to 30 classes) as text; JSON gives every figure."""
     check_format(fmt, EvaluationFormat)
     if fmt == "json":
-        import json
+        from zoo.rundir import json_text
 
-        return json.dumps(report.to_dict(), indent=2)
+        return json_text(report.to_dict())
     return _evaluation_table(report)

@@ -7,6 +7,7 @@ No torch here: zoo.checkpoint turns a checkpoint into bytes and hands them to `a
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -144,8 +145,24 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
+def json_text(data: Any) -> str:
+    """Strict JSON: a NaN or infinite figure (a diverged run's loss) is null, which every JSON reader takes;
+    Python's json would write the bare NaN that JavaScript's JSON.parse refuses."""
+    return json.dumps(_finite(data), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+    atomic_write(path, (json_text(data) + "\n").encode())
 
 
 def publish_copy(source: Path, target: Path) -> None:

@@ -16,6 +16,7 @@ so each sample is counted once.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -137,7 +138,11 @@ class MemoryLoader:
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         if self.augmentation is not None and "augmentation" in state:
-            self.augmentation.set_state(state["augmentation"])
+            try:
+                self.augmentation.set_state(state["augmentation"])
+            except RuntimeError:  # saved by a generator of another device (a GPU run resumed on the CPU): its size differs
+                print("warning: the augmentation's saved random state is another device's; it starts afresh",
+                      file=sys.stderr, flush=True)
 
     def __len__(self) -> int:
         return self.per_rank // self.batch_size if self.drop_last else math.ceil(self.per_rank / self.batch_size)

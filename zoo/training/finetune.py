@@ -10,7 +10,7 @@ head for the new classes (reset_classifier's layout).
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,7 @@ WRAPPERS = (
 # fits every batch-norm tensor, 95 of 114, and none of the convolutions. A deliberate partial load stays above it:
 # resnet18's weights fill 52.5% of resnet34's backbone parameters; a new first layer for other channels, 0.1%.
 MIN_LOADED = 0.5
+MAX_DEPTH = 4  # wrappers peeled at most (module._orig_mod.model. is 3)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ def unwrap(state: dict[str, Tensor], fits: Collection[str]) -> tuple[dict[str, T
     """`state` without the key prefixes of the WRAPPERS it was saved through, where stripping them makes more
     keys name one of `fits` (the model's); the state as it is otherwise. Also a note for the load report."""
     chain, wrappers = [state], []
-    while wrapper := next((w for w in WRAPPERS if _wraps(w, chain[-1])), None):
+    while len(chain) <= MAX_DEPTH and (wrapper := next((w for w in WRAPPERS if _wraps(w, chain[-1])), None)
+                                       or _shared_prefix(chain[-1])):
         chain.append(_strip(chain[-1], wrapper))
         wrappers.append(wrapper)
     matches = [sum(key in fits for key in candidate) for candidate in chain]
@@ -190,6 +192,20 @@ def unwrap(state: dict[str, Tensor], fits: Collection[str]) -> tuple[dict[str, T
     dropped = [key for w in used for key in w.own_keys]  # present: without them DataParallel's matches first
     return chain[best], [f"stripped the prefix {''.join(w.prefix for w in used)!r} ({', '.join(w.name for w in used)}) "
                          f"from {len(chain[best])} keys" + (f" and dropped {', '.join(dropped)}" if dropped else "")]
+
+
+def _shared_prefix(state: dict[str, Tensor]) -> Wrapper | None:
+    """A wrapper no table names: the first key component at least half the keys share (a Lightning module's
+    `net.`, MMPretrain's `backbone.`); the other keys (a loss's weights, another head) are dropped with it.
+    unwrap keeps it only where it makes more keys fit the model."""
+    firsts = Counter(key.split(".", 1)[0] for key in state if "." in key)
+    if not firsts:
+        return None
+    first, count = firsts.most_common(1)[0]
+    if count < len(state) / 2:
+        return None
+    prefix = f"{first}."
+    return Wrapper(prefix, f"shared by {count} of {len(state)} keys", tuple(key for key in state if not key.startswith(prefix)))
 
 
 def _wraps(wrapper: Wrapper, state: dict[str, Tensor]) -> bool:

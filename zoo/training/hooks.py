@@ -209,10 +209,13 @@ def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path) -> Run
     last = run_dir / "checkpoints" / "last.pt"
     command = f"zoo train --resume {run_dir}"
     if stop.nonfinite_step is not None:
-        saved = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was saved before it"
-        return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; {saved}; "
-                          f"lower optimizer.lr or set train.grad_clip, then {command} --set optimizer.lr=... "
-                          "--allow-config-change", stop.exit_code)
+        if not last.is_file():  # nothing to resume: the advice is to start again
+            return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; no checkpoint "
+                              "was saved before it; lower optimizer.lr or set train.grad_clip, and train again",
+                              stop.exit_code)
+        return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; last good "
+                          f"checkpoint: {last}; lower optimizer.lr or set train.grad_clip, then {command} "
+                          "--set optimizer.lr=... --allow-config-change", stop.exit_code)
     where = f"epoch {epoch}, batch {batch}" if batch else f"the start of epoch {epoch}"
     return RunStopped(f"{stop.signal_name}: stopped at {where} (step {step}); saved {last}; resume with: {command}",
                       stop.exit_code)

@@ -54,6 +54,8 @@ class Parts:
         """The checkpoint of the network now, with `training` (optimizer, position ...) when resumable."""
         splits = self.splits
         normalization = Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
+        if training:
+            training["split_sizes"] = split_sizes(splits)
         return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, normalization, **training)
 
     def enter_epoch(self, epoch: int, job: Job) -> tuple[int, MetricAccumulator | None]:
@@ -97,6 +99,26 @@ def check_classes(classes: list[str], config: Config) -> None:
                    f"class{hint}")
 
 
+def split_sizes(splits: DataSplits) -> dict[str, int]:
+    return {name: len(split) if split is not None else 0
+            for name, split in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+
+
+def check_same_data(splits: DataSplits, plan: ResumePlan) -> None:
+    """A resumed run's data must be the run's: the same classes and as many images in each split. Images added
+    or removed since would redraw the held-out splits and move the position in the epoch."""
+    saved = plan.state
+    if saved.classes and list(splits.classes) != list(saved.classes):
+        raise ZooError(f"the data's classes ({', '.join(splits.classes[:5])} ...) are not the run's "
+                       f"({', '.join(saved.classes[:5])} ...); resume on the data it trained on")
+    now = split_sizes(splits)
+    if saved.split_sizes and now != saved.split_sizes:
+        changed = "; ".join(f"{name} {saved.split_sizes.get(name, 0):,} -> {count:,} images"
+                            for name, count in now.items() if count != saved.split_sizes.get(name, 0))
+        raise ZooError(f"the data changed since {plan.checkpoint} was saved ({changed}): its splits would be drawn "
+                       "again; resume on the same images, or start a new run (fine-tune from the checkpoint)")
+
+
 def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input_size: int) -> None:
     """Batch norm cannot train on one value per channel (torch raises in the first step): with batches of one
     image, a forward pass in training mode on the meta device (shapes only, nothing computed) finds it first."""
@@ -131,9 +153,8 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
         config = config.with_normalization(source.normalization.mean, source.normalization.std, in_channels)
     splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=train.seed)
     check_classes(splits.classes, config)
-    if plan is not None and plan.state.classes and list(splits.classes) != list(plan.state.classes):
-        raise ZooError(f"the data's classes ({', '.join(splits.classes[:5])} ...) are not the run's "
-                       f"({', '.join(plan.state.classes[:5])} ...); resume on the data it trained on")
+    if plan is not None:
+        check_same_data(splits, plan)
     loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
                             pin_memory=device.type == "cuda", device=device)
     compute = Compute(device, train.precision, memory_format(train.channels_last), job.distributed)
