@@ -25,6 +25,9 @@ SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("32", "bf16", "16")
 LOADERS = ("auto", "memory", "torchvision")
 METRICS = ("val_accuracy", "val_loss")
+# The keys that decide which images the carved validation and test splits hold (with the data set itself).
+HOLD_OUT_KEYS = ("data.classes", "data.val_split", "data.test_split", "data.synthetic_size", "data.synthetic_classes",
+                 "train.seed")
 
 
 class Section(BaseModel):
@@ -306,51 +309,47 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str]]
     """The document in `text`, and the text as written of every plain scalar that is not a string (by key path),
     so that a key that takes text (a run name, a path) gets `007` and not 7. A key written twice in one
     mapping is a ZooError naming it and both lines: YAML loaders keep the last one silently."""
-    node = yaml.compose(text, Loader=_Loader)
-    written: dict[tuple[str, ...], str] = {}
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()  # parsed once: walked here for repeated keys, then constructed
+        written: dict[tuple[str, ...], str] = {}
+        if node is not None:
+            _walk(node, (), written, source)
+        return (loader.construct_document(node) if node is not None else None), written
+    finally:
+        loader.dispose()
 
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            lines: dict[str, yaml.Mark] = {}
-            for key, value in node.value:
-                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-                    continue
-                name, mark = ".".join((*path, key.value)), key.start_mark
-                if key.value in lines:
-                    first = lines[key.value]
-                    where = (f"line {mark.line + 1}, columns {first.column + 1} and {mark.column + 1}"
-                             if first.line == mark.line else f"lines {first.line + 1} and {mark.line + 1}")
-                    raise ZooError(f"{source}: {name} is written twice ({where}); keep one")
-                lines[key.value] = mark
-                if isinstance(value, yaml.ScalarNode):
-                    if value.style is None and value.tag != "tag:yaml.org,2002:str":
-                        written[(*path, key.value)] = value.value
-                else:
-                    walk(value, (*path, key.value))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, value in enumerate(node.value):
-                walk(value, (*path, str(index)))  # mappings inside a list are checked for repeated keys too
 
-    if node is not None:
-        walk(node, ())
-    return yaml.load(text, Loader=_Loader), written
+def _walk(node: yaml.Node, path: tuple[str, ...], written: dict[tuple[str, ...], str], source: str) -> None:
+    """Refuse a key written twice in one mapping (naming both places); record, by key path, the text of every
+    plain scalar value that is not a string."""
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, yaml.Mark] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            name, mark = ".".join((*path, key.value)), key.start_mark
+            if key.value in lines:
+                first = lines[key.value]
+                where = (f"line {mark.line + 1}, columns {first.column + 1} and {mark.column + 1}"
+                         if first.line == mark.line else f"lines {first.line + 1} and {mark.line + 1}")
+                raise ZooError(f"{source}: {name} is written twice ({where}); keep one")
+            lines[key.value] = mark
+            if isinstance(value, yaml.ScalarNode):
+                if value.style is None and value.tag != "tag:yaml.org,2002:str":
+                    written[(*path, key.value)] = value.value
+            else:
+                _walk(value, (*path, key.value), written, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            _walk(value, (*path, str(index)), written, source)  # mappings inside a list are checked too
 
 
 def _takes_text(path: tuple[str, ...] | list[str]) -> bool:
     """Whether the key at `path` is text or a path in the schema (a run name, data.root), not a number or a choice."""
-    model: type[BaseModel] = Config
-    for index, part in enumerate(path):
-        field = model.model_fields.get(part)
-        if field is None:
-            return False
-        kinds = [a for a in getattr(field.annotation, "__args__", (field.annotation,)) if a is not type(None)]
-        if index == len(path) - 1:
-            return bool(kinds) and all(kind in (str, Path) for kind in kinds)
-        sections = [a for a in kinds if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not sections:
-            return False
-        model = sections[0]
-    return False
+    section = _section_at(path)
+    field = section.model_fields.get(path[-1]) if section is not None and path else None
+    return field is not None and bool(_kinds(field)) and all(kind in (str, Path) for kind in _kinds(field))
 
 
 def _as_written(raw: Any, written: dict[tuple[str, ...], str]) -> Any:
@@ -407,16 +406,27 @@ def _merged(old: Any, new: Any) -> Any:
     return {**old, **{key: _merged(old.get(key), value) for key, value in new.items()}}
 
 
+def _section_at(path: tuple[Any, ...] | list[str]) -> type[BaseModel] | None:
+    """The schema's section that holds the key at `path` (Config for a top-level key), or None off the schema."""
+    model: type[BaseModel] = Config
+    for part in path[:-1]:
+        sections = [kind for kind in _kinds(model.model_fields[part]) if isinstance(kind, type) and issubclass(kind, BaseModel)
+                    ] if part in model.model_fields else []
+        if not sections:
+            return None
+        model = sections[0]
+    return model
+
+
+def _kinds(field: Any) -> list[Any]:
+    """A field's types, None left out: `Path | None` -> [Path]."""
+    return [kind for kind in getattr(field.annotation, "__args__", (field.annotation,)) if kind is not type(None)]
+
+
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     """The valid keys of the section that holds `loc`, for suggesting a near match."""
-    model: type[BaseModel] = Config
-    for part in loc[:-1]:
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            return []
-        model = candidates[0]
-    return list(model.model_fields)
+    section = _section_at(loc)
+    return list(section.model_fields) if section is not None else []
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from zoo.checkpoint import TrainingState, load_weights, read_state
-from zoo.config import Config, apply_overrides, validate_config
+from zoo.config import HOLD_OUT_KEYS, Config, apply_overrides, validate_config
 from zoo.data import SPLITS, build_datasets, build_folder, build_loaders
 from zoo.errors import ZooError
 from zoo.loop import Compute, EpochResult, evaluate_loader
@@ -61,10 +61,6 @@ class EvaluationReport:
         }
 
 
-# Keys that decide which images a carved split holds: evaluating the run's own data, they must be the run's.
-HOLD_OUT_KEYS = ("classes", "val_split", "test_split", "synthetic_size", "synthetic_classes")
-
-
 def checkpoint_config(state: TrainingState, path: Path, overrides: list[str], data: str | None = None,
                       data_root: str | Path | None = None) -> Config:
     """The run's config with another data set (`data`, `data_root`: its classes are matched by name, so the
@@ -86,13 +82,11 @@ def check_hold_out(config: Config, stored: Config, path: Path) -> None:
     if foreign(config, stored):
         return
     for key in HOLD_OUT_KEYS:
-        if getattr(config.data, key) != getattr(stored.data, key):
-            raise ZooError(f"--set data.{key}: it draws another test split from {path}'s training data, which could "
-                           "count images the model trained on; evaluate with the run's value (the per-class rows "
-                           "give each class's figures)")
-    if config.train.seed != stored.train.seed:
-        raise ZooError(f"--set train.seed: the seed draws {path}'s test split; another one could count images the "
-                       "model trained on; evaluate with the run's seed")
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) != getattr(getattr(stored, section), name):
+            raise ZooError(f"--set {key}: it draws another test split from {path}'s training data, which could count "
+                           "images the model trained on; evaluate with the run's value (the per-class rows give each "
+                           "class's figures)")
 
 
 def foreign(config: Config, stored: Config) -> bool:

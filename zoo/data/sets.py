@@ -64,10 +64,11 @@ def _torchvision(cfg: DataConfig, spec: DatasetSpec) -> tuple[dict[str, Dataset 
     return bases, list(bases["train"].classes)
 
 
-def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str], list[Path]]:
+def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, Dataset | None], list[str], list[Path]]:
     """The split folders zoo.data.folders finds under root (a missing val or test is held out of train), else
-    root itself as the one folder to split. Hidden and system entries are skipped, unreadable images left out,
-    each with one note; the unreadable are returned third."""
+    root itself as the one folder to split. With `whole` (a split's name), only that split's folder, or root
+    where there are no split folders, as train and test both: every image of it is tested. Hidden and system
+    entries are skipped, unreadable images left out, each with one note; the unreadable are returned third."""
     from zoo.data.folders import VisibleImageFolder, announce_skipped, find_layout
 
     root = cfg.root
@@ -75,14 +76,25 @@ def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str],
         raise ZooError(f"imagefolder: {root} not found; set data.root to a folder with {IMAGEFOLDER_LAYOUT}")
     layout = find_layout(root)
     dirs = layout.splits
+    if whole is not None:
+        named = {name: path for name, path in dirs.items() if path != root}
+        if named and whole not in named:
+            raise ZooError(f"imagefolder: {root} has {', '.join(f'{path.name}/' for path in named.values())} but no "
+                           f"{whole} folder; choose --split {' or '.join(named)}")
+        dirs = {"train": named.get(whole, root), "test": named.get(whole, root)}
     if "train" not in dirs:
         raise ZooError(f"imagefolder: {root} has {'/ and '.join(path.name for path in dirs.values())}/ but no train/; "
                        f"add train/ with {IMAGEFOLDER_LAYOUT}")
     bases: dict[str, Dataset | None] = {}
+    read: dict[Path, Dataset] = {}  # a folder that is two splits (`whole`) is scanned once
     check = ImageCheck()
     for split, folder in dirs.items():
+        if folder in read:
+            bases[split] = read[folder]
+            continue
         try:
-            base = bases[split] = VisibleImageFolder(str(folder), loader=open_rgb, is_valid_file=check, allow_empty=True)
+            base = bases[split] = read[folder] = VisibleImageFolder(str(folder), loader=open_rgb, is_valid_file=check,
+                                                                   allow_empty=True)
         except FileNotFoundError as error:  # no class folders
             raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") from None
         empty = sorted(set(base.classes) - {base.classes[target] for target in base.targets})
@@ -104,12 +116,12 @@ def _imagefolder(cfg: DataConfig) -> tuple[dict[str, Dataset | None], list[str],
     return bases, names, [path for path, _ in check.unreadable]
 
 
-def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
+def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int, whole: str | None = None) -> DataSplits:
     """The file-based sets, read by torchvision and transformed per sample (in DataLoader workers)."""
     spec = SPECS[cfg.name]
     skipped: list[Path] = []
     if cfg.name == "imagefolder":
-        bases, names, skipped = _imagefolder(cfg)
+        bases, names, skipped = _imagefolder(cfg, whole)
     else:
         bases, names = _torchvision(cfg, spec)
     stats = normalization(cfg, (spec.mean, spec.std), in_channels)
@@ -189,35 +201,10 @@ def _xor(cfg: DataConfig) -> DataSplits:
 
 
 def build_folder(cfg: DataConfig, *, in_channels: int, input_size: int, split: str) -> DataSplits:
-    """Every image of one ImageFolder split to evaluate: its split folder (test/, valid/ ...) where the folder has
-    split folders, else every image under cfg.root: a new folder is new data, nothing of it is held out. The
-    returned splits are that one view (as train, val and test), with the eval transform."""
-    from zoo.data.folders import VisibleImageFolder, announce_skipped, find_layout
-
-    root = cfg.root
-    if not root.is_dir():
-        raise ZooError(f"imagefolder: {root} not found; set data.root to a folder with {IMAGEFOLDER_LAYOUT}")
-    layout = find_layout(root)
-    named = {name: path for name, path in layout.splits.items() if path != root}
-    if named and split not in named:
-        raise ZooError(f"imagefolder: {root} has {', '.join(f'{path.name}/' for path in named.values())} but no "
-                       f"{split} folder; choose --split {' or '.join(named)}")
-    folder = named.get(split, root)
-    check = ImageCheck()
-    try:
-        base = VisibleImageFolder(str(folder), loader=open_rgb, is_valid_file=check)
-    except FileNotFoundError as error:  # no class folders, or no images in them
-        raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") from None
-    announce_skipped(layout)
-    note_others(folder, check.others)
-    warn_skipped(folder, check.unreadable)
-    stats = normalization(cfg, (SPECS["imagefolder"].mean, SPECS["imagefolder"].std), in_channels)
-    steps = fit(SPECS["imagefolder"].channels, None, in_channels, cfg.input_size or input_size, "imagefolder")
-    _, evaluation = image_transforms(steps, cfg, cfg.input_size or input_size, stats)
-    view = Selection({"test": base}, {"test": torch.arange(len(base))}, list(range(len(base.classes))),
-                     list(base.classes)).views(None, evaluation)[2]
-    return DataSplits(view, view, view, list(base.classes), *stats, in_channels, cfg.input_size or input_size,
-                      None, tuple(path for path, _ in check.unreadable))
+    """Every image of one ImageFolder split, to evaluate: its split folder (test/, valid/ ...) where the folder has
+    split folders, else every image under cfg.root: a new folder is new data, nothing of it is held out. It is
+    the returned splits' test split."""
+    return _images(cfg.model_copy(update={"val_split": 0.0}), in_channels, cfg.input_size or input_size, 0, whole=split)
 
 
 def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: int = 0) -> DataSplits:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from zoo.checkpoint import Progress, RankState, TrainingState, read_state
-from zoo.config import Config, apply_overrides, load_config, validate_config
+from zoo.config import HOLD_OUT_KEYS, Config, apply_overrides, load_config, validate_config
 from zoo.distributed import Job
 from zoo.errors import ZooError
 from zoo.metrics import MetricAccumulator
@@ -33,7 +33,15 @@ class ResumePlan:
     run_dir: Path
     state: TrainingState
     config: Config
-    changes: list[str] = field(default_factory=list)  # 'key: old -> new', allowed by allow_config_change
+    changed: list[tuple[str, Any, Any]] = field(default_factory=list)  # (key, old, new), allowed by allow_config_change
+
+    @property
+    def changes(self) -> list[str]:
+        """'key: old -> new' for each changed key, as the run prints them."""
+        return [f"{key}: {old!r} -> {new!r}" for key, old, new in self.changed]
+
+    def changes_key(self, key: str) -> bool:
+        return any(_under(name, key) or _under(key, name) for name, _, _ in self.changed)
 
 
 # What --allow-config-change does with a changed key. A key not named here takes effect as it is: the new
@@ -44,8 +52,7 @@ _HELD_OUT = ("it changes which images are held out for validation and test, so t
 _NO_EFFECT = "it has no effect on a resumed run, whose weights come from its checkpoint; fine-tune from it instead"
 REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resume
     "data.name": "the run would go on with another data set; fine-tune on it instead (zoo finetune)",
-    "data.classes": _HELD_OUT, "data.val_split": _HELD_OUT, "data.test_split": _HELD_OUT, "train.seed": _HELD_OUT,
-    "data.synthetic_size": _HELD_OUT, "data.synthetic_classes": _HELD_OUT,
+    **dict.fromkeys(HOLD_OUT_KEYS, _HELD_OUT),
     "train.output_dir": "a resumed run continues in its own directory; start a new run to write elsewhere",
     "train.run_name": "a resumed run continues in its own directory; start a new run to write elsewhere",
     "init": _NO_EFFECT, "finetune.source": _NO_EFFECT, "finetune.strict": _NO_EFFECT,
@@ -87,15 +94,14 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
         requested = load_config(config_path, overrides).with_normalization(stored.data.mean, stored.data.std)
     else:
         requested = validate_config(apply_overrides(stored.to_dict(), overrides or []), "--set")
-    changed = changed_keys(stored, requested)
-    changes = [f"{key}: {old!r} -> {new!r}" for key, old, new in changed]
-    if changes and not allow_config_change:
-        raise ZooError(f"the config differs from the checkpoint's: {'; '.join(changes)}; "
+    plan = ResumePlan(checkpoint, run_dir_of(checkpoint), state, requested, changed_keys(stored, requested))
+    if plan.changed and not allow_config_change:
+        raise ZooError(f"the config differs from the checkpoint's: {'; '.join(plan.changes)}; "
                        "resume with the same config, or add --allow-config-change")
-    check_changes(changed, state, checkpoint)
-    if state.progress is not None and _section_changed(changed, "train.early_stopping.metric"):
+    check_changes(plan.changed, state, checkpoint)
+    if state.progress is not None and plan.changes_key("train.early_stopping.metric"):
         state.progress.early_stopping = None  # counters of another metric: early stopping starts counting afresh
-    return ResumePlan(checkpoint, run_dir_of(checkpoint), state, requested, changes)
+    return plan
 
 
 def changed_keys(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
@@ -105,20 +111,15 @@ def changed_keys(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
             for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
 
 
-def config_changes(old: Config, new: Config) -> list[str]:
-    """'key.path: old -> new' for every value that differs."""
-    return [f"{key}: {before!r} -> {after!r}" for key, before, after in changed_keys(old, new)]
-
-
-def _section_changed(changed: list[tuple[str, Any, Any]], key: str) -> bool:
-    """Whether `key`, or a section above it (added or removed whole), changed."""
-    return any(key == name or key.startswith(f"{name}.") for name, _, _ in changed)
+def _under(key: str, section: str) -> bool:
+    """Whether `key` is `section` or a key inside it (train.early_stopping.metric is under train.early_stopping)."""
+    return key == section or key.startswith(f"{section}.")
 
 
 def check_changes(changed: list[tuple[str, Any, Any]], state: TrainingState, checkpoint: Path) -> None:
     """Refuse, in one line and before anything is written, a change that could not take effect correctly."""
     for key, before, after in changed:
-        rule = next((why for name, why in REFUSED.items() if key == name or key.startswith(f"{name}.")), None)
+        rule = next((why for name, why in REFUSED.items() if _under(key, name)), None)
         if rule is None and state.batch and key in MID_EPOCH:
             rule = (f"{MID_EPOCH[key]}; resume without the change to finish epoch {state.epoch + 1}, then change it "
                     "at the epoch boundary (the run stops there with Ctrl-C, or use its last epoch-end checkpoint)")
@@ -150,7 +151,7 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
     tell the user about either."""
     state, notes = plan.state, []
     fresh = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
-    renamed = next((change for change in plan.changes if change.startswith("optimizer.name:")), None)
+    renamed = next((text for (key, _, _), text in zip(plan.changed, plan.changes) if key == "optimizer.name"), None)
     if renamed is not None:
         notes.append(f"{renamed}: the new optimizer starts with no state (momentum, moment estimates)")
     else:
@@ -161,7 +162,7 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
                            "resume without the change to the optimizer or fine-tuning settings") from None
     if state.scaler:  # empty: saved by a disabled scaler (float32, or not on CUDA)
         scaler.load_state_dict(state.scaler)
-    if not plan.changes and (state.world_size or world_size) == world_size:
+    if not plan.changed and (state.world_size or world_size) == world_size:
         scheduler.load_state_dict(state.scheduler)
         return notes
     for group, settings in zip(optimizer.param_groups, fresh):

@@ -172,25 +172,23 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
 
     # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
     # the parameters that require gradients at construction.
-    freezer = Freezer(model, config.finetune.freeze) if config.finetune else None
+    freezer = Freezer(model, finetune.freeze) if finetune else None
     if source is not None:
-        report = transplant(model, source, config.finetune.strict)
+        report = transplant(model, source, finetune.strict)
         if job.is_main:
             print(describe(source, report, freezer))
     if plan is not None:
         load_weights(model, plan.state, plan.checkpoint, config.model.name)
-        unfreeze_at = config.finetune.unfreeze_at_epoch if freezer is not None else None
+        unfreeze_at = finetune.unfreeze_at_epoch if freezer is not None else None
         if unfreeze_at and unfreeze_at <= position.epoch + 1:
             freezer.unfreeze()
     step_model = compiled(job.wrap(model), device, train.compile)
 
-    scale = lr_scale(model, config.finetune.backbone_lr_mult) if config.finetune else None
+    scale = lr_scale(model, finetune.backbone_lr_mult) if finetune else None
     optimizer = build_optimizer(model, config.optimizer, scale, include_frozen=freezer is not None)
     scheduler = build_scheduler(optimizer, config.scheduler, train.epochs, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.loss.label_smoothing)
     scaler = grad_scaler(device, train.precision)
-    if plan is not None:
-        notes = restore_optimization(optimizer, scheduler, scaler, plan, steps_per_epoch, job.world_size)
+    notes = restore_optimization(optimizer, scheduler, scaler, plan, steps_per_epoch, job.world_size) if plan else []
     step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip)
-    return Parts(config, splits, *loaders, model, step_model, freezer, step, steps_per_epoch, position,
-                 notes if plan is not None else [])
+    return Parts(config, splits, *loaders, model, step_model, freezer, step, steps_per_epoch, position, notes)
