@@ -35,6 +35,8 @@ assert info.reference.count == 138_357_544
 assert result.run_dir.parent.parent == __import__("pathlib").Path("runs") and result.metrics["epochs_run"] == 3
 assert report.metrics.accuracy == result.metrics["test"]["accuracy"] > 0.5, (report.metrics.accuracy, result.metrics)
 assert state.classes == [str(digit) for digit in range(10)] and state.model_name == "lenet5"
+assert len(top3) == 2 and top3[0].label in predictor.classes and len(top3[0].classes) == 3
+assert sum(top3[0].probabilities) <= 1.0 and top3[0].probabilities == tuple(sorted(top3[0].probabilities, reverse=True))
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", block + checks], capture_output=True, text=True, cwd=tmp_path,

@@ -5,6 +5,8 @@
     >>> zoo.list_models("vgg*")
     >>> result = zoo.train(zoo.load_config("configs/lenet5_digits.yaml"))
     >>> report = zoo.evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt")
+    >>> predictor = zoo.load(result.run_dir / "checkpoints" / "best.pt")   # or an exported .onnx/.pt2/.safetensors
+    >>> predictor.predict(["photo.jpg"], top_k=3)[0].label
 
 The public names are imported on first use, so `import zoo` (and `zoo --help`) stays fast.
 
@@ -20,6 +22,9 @@ The public names are imported on first use, so `import zoo` (and `zoo --help`) s
     runtime.py      the device, seeds and random state, precision and speed settings
     distributed.py  torchrun: the process group, Job (this process's rank and device)
     evaluation.py   zoo evaluate: a checkpoint on a split, per-class figures, the confusion matrix
+    inference.py    zoo.load: any trained network (checkpoint, export, torchvision weights) as a Predictor
+    predict.py      zoo predict: top-k classes of image files, folders and glob patterns, batched
+    export.py       zoo export: ONNX, torch.export (.pt2) and safetensors with metadata, checked against eager
     summary/        zoo summary: per-layer shapes, parameters, MACs and memory
     render.py       what the CLI prints: tables, Markdown, CSV, JSON, reports
     plots.py        the confusion-matrix picture
@@ -44,6 +49,11 @@ _EXPORTS = {
     "train": "zoo.training",
     "resume": "zoo.training",
     "evaluate_checkpoint": "zoo.evaluation",
+    "load": "zoo.inference",
+    "Predictor": "zoo.inference",
+    "Prediction": "zoo.inference",
+    "predict_files": "zoo.predict",
+    "export_checkpoint": "zoo.export",
     "TrainingState": "zoo.checkpoint",
     "read_state": "zoo.checkpoint",
     "aux_loss": "zoo.loop",

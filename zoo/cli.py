@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from zoo.errors import ZooError
-from zoo.render import EvaluationFormat, Format
+from zoo.render import EvaluationFormat, ExportFormat, Format, PredictionFormat
 
 Choice = TypeVar("Choice", bound=Enum)
 
@@ -50,6 +50,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 FormatOption = Annotated[Format, typer.Option("--format", "-f", parser=choice(Format, "format"), help="What to print.")]
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set optimizer.lr=0.01 (repeatable).")]
+DeviceOption = Annotated[str, typer.Option(
+    help="auto (this machine's best: CUDA, MPS, the CPU), cpu, cuda, cuda:N or mps; not the training run's.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
 
 config_app = typer.Typer(no_args_is_help=True, help="Show or check a training config.")
@@ -58,7 +60,7 @@ app.add_typer(config_app, name="config")
 
 @app.callback()
 def _root() -> None:
-    """A model zoo of the classic convolutional networks: list, summarize, train, evaluate, fine-tune."""
+    """A model zoo of the classic convolutional networks: list, summarize, train, evaluate, fine-tune, predict, export."""
 
 
 @app.command("list")
@@ -119,8 +121,7 @@ def evaluate(
     data: Annotated[str | None, typer.Option("--data", help="Another data set than the checkpoint's (data.name).")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="Where its files are (data.root).")] = None,
     set: SetOption = None,
-    device: Annotated[str, typer.Option(
-        help="auto (this machine's best: CUDA, MPS, the CPU), cpu, cuda, cuda:N or mps; not the training run's.")] = "auto",
+    device: DeviceOption = "auto",
     format: Annotated[EvaluationFormat, typer.Option(
         "--format", "-f", parser=choice(EvaluationFormat, "format"), help="What to print.")] = EvaluationFormat.table,
 ) -> None:
@@ -130,6 +131,55 @@ def evaluate(
 
     report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root, device=device)
     typer.echo(render_evaluation(report, format))
+
+
+@app.command()
+def predict(
+    source: Annotated[str, typer.Argument(help="A checkpoint (runs/.../best.pt), a file of zoo export (.onnx, "
+                                               ".safetensors) or torchvision:<Weights>.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').",
+                                                show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image, best first.")] = 5,
+    format: Annotated[PredictionFormat, typer.Option(
+        "--format", "-f", parser=choice(PredictionFormat, "format"), help="What to print.")] = PredictionFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of printing.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Classify images: the top-k classes and probabilities of each, preprocessed exactly as in evaluation."""
+    from zoo.predict import predict_files
+    from zoo.render import render_predictions
+
+    if output is not None and output.is_dir():
+        raise ZooError(f"--output {output} is a folder; give a file name, e.g. {output / ('predictions.' + format.value)}")
+    report = predict_files(source, inputs, top_k=top_k, batch_size=batch_size, device=device, progress=not quiet)
+    text = render_predictions(report, format.value)
+    if output is None:
+        typer.echo(text)
+        return
+    from zoo.rundir import atomic_write
+
+    atomic_write(output, (text + "\n").encode())
+    typer.echo(f"wrote {len(report.rows)} predictions to {output}", err=True)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
+    format: Annotated[ExportFormat, typer.Option(
+        "--format", "-f", parser=choice(ExportFormat, "format"), help="The file to write.")] = ExportFormat.onnx,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="[default: beside the checkpoint, best.onnx ...]",
+                                                show_default=False)] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset, 18 or newer. [default: the exporter's]",
+                                              show_default=False)] = None,
+    batch: Annotated[str, typer.Option(help="dynamic (any batch size) or a fixed batch size N.")] = "dynamic",
+) -> None:
+    """Export a checkpoint as ONNX, a torch.export program (pt2) or safetensors, checked against PyTorch."""
+    from zoo.export import export_checkpoint, parse_batch
+
+    report = export_checkpoint(checkpoint, format.value, output, opset=opset, batch=parse_batch(batch))
+    typer.echo(report.summary())
 
 
 @config_app.command("show")
@@ -183,7 +233,7 @@ def main(fast_exit: bool = False) -> None:
         app()
     except ZooError as error:
         typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(error, "exit_code", 2))
     except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
         from zoo.distributed import place  # torch is imported already: a run raised this
 

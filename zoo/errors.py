@@ -1,4 +1,5 @@
-"""The errors users see: a ZooError becomes a single line on stderr and exit code 2; a RunStopped its own line and code."""
+"""The errors users see: a ZooError becomes a single line on stderr and exit code 2; a RunStopped its own line and
+code; an ExportMismatch (an export that does not compute what the checkpoint does) one line and exit code 1."""
 
 WORKER_TRACEBACK = "\nOriginal Traceback"  # torch's DataLoader re-raises a worker's error with this around it
 
@@ -24,3 +25,10 @@ class RunStopped(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ExportMismatch(ZooError):
+    """An exported file whose outputs differ from eager PyTorch's beyond the tolerance: removed, exit code 1 (the
+    input was fine; the exporter or the runtime is not)."""
+
+    exit_code = 1

@@ -35,6 +35,13 @@ class EvaluationReport:
     result: EpochResult
     confusion_csv: Path
     confusion_png: Path
+    logits: torch.Tensor | None = None  # N x classes, the split's images in order
+    paths: list[str] | None = None  # their files, where the data set reads files (ImageFolder)
+
+    @property
+    def probabilities(self) -> torch.Tensor | None:
+        """N x classes softmax of the logits (fractions), the split's images in order."""
+        return None if self.logits is None else self.logits.softmax(dim=1)
 
     @property
     def metrics(self) -> Metrics:
@@ -135,13 +142,16 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))["test" if whole else split]
     if loader is None:
         raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set data.val_split above 0")
+    paths = getattr(getattr(loader, "dataset", None), "paths", None)  # a View's files; the in-memory path has none
     loader = by_name(loader, splits.classes, classes, path)
     model = load_model(state, config, path).to(where)
-    result = evaluate_loader(model, loader, Compute(where, config.train.precision), nn.CrossEntropyLoss(), model.num_classes)
+    logits: list[torch.Tensor] = []
+    result = evaluate_loader(model, loader, Compute(where, config.train.precision), nn.CrossEntropyLoss(), model.num_classes,
+                             logits=logits)
     stem = path.with_suffix("")
     csv_path, png_path = Path(f"{stem}.{split}.confusion.csv"), Path(f"{stem}.{split}.confusion.png")
     _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {config.data.name} {split}")
-    return EvaluationReport(path, split, classes, result, csv_path, png_path)
+    return EvaluationReport(path, split, classes, result, csv_path, png_path, torch.cat(logits), paths)
 
 
 class Relabelled:

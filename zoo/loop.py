@@ -138,18 +138,20 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
 
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader: Iterable, compute: Compute, criterion: Criterion, num_classes: int,
-                    progress: tqdm | None = None) -> EpochResult:
+                    progress: tqdm | None = None, logits: list[Tensor] | None = None) -> EpochResult:
     """Loss, top-1/top-5 and the confusion matrix over every sample of `loader`, counted once (summed over
-    ranks when `compute.distributed`)."""
+    ranks when `compute.distributed`). `logits`, when given, gets each batch's (N x num_classes, on the CPU)."""
     model.eval()
     meter = MetricAccumulator(num_classes, compute.device)
     start = time.perf_counter()
     for images, targets in loader:
         images, targets = compute.batch(images, targets)
         with autocast(compute.device, compute.precision):
-            logits = model(images)
-        logits = logits.float()
-        meter.update(logits, targets, criterion(logits, targets))
+            outputs = model(images)
+        outputs = outputs.float()
+        meter.update(outputs, targets, criterion(outputs, targets))
+        if logits is not None:
+            logits.append(outputs.cpu())
         if progress is not None:
             progress.update(1)
     if compute.distributed:

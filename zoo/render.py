@@ -4,6 +4,7 @@
     render_catalog(rows, fmt)         `zoo list`: one row per model
     render_summary(summary, fmt)      `zoo summary`: the layer table, the totals and how to read them
     render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, confusion matrix
+    render_predictions(report, fmt)   `zoo predict`: one row per image, its top-k classes and probabilities
 
 The computing lives elsewhere (zoo.summary, zoo.evaluation); this module only turns its records into text.
 It imports no torch: the CLI reads the format choices from here before it knows which command runs.
@@ -19,6 +20,7 @@ from zoo.errors import ZooError
 
 if TYPE_CHECKING:
     from zoo.evaluation import EvaluationReport
+    from zoo.predict import PredictionReport
     from zoo.summary import CatalogRow, Layer, Summary, Totals
 
 
@@ -36,6 +38,22 @@ class EvaluationFormat(str, Enum):
 
     table = "table"
     json = "json"
+
+
+class PredictionFormat(str, Enum):
+    """What `zoo predict` prints (or writes to --output)."""
+
+    table = "table"
+    csv = "csv"  # path, class_1, probability_1, ... class_k, probability_k
+    json = "json"
+
+
+class ExportFormat(str, Enum):
+    """The files `zoo export` writes; zoo.export.FORMATS is the same list (importing it here would import torch)."""
+
+    onnx = "onnx"
+    pt2 = "pt2"
+    safetensors = "safetensors"
 
 
 BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -237,3 +255,24 @@ def render_evaluation(report: EvaluationReport, fmt: str = "table") -> str:
 
         return json_text(report.to_dict())
     return _evaluation_table(report)
+
+
+# zoo predict
+
+def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
+    """Table: the path and the top-k as 'class 97.1%'; CSV: path, class_i, probability_i (fractions, full
+    precision); JSON: the source, every prediction with class indices, and the skipped files with the reason."""
+    check_format(fmt, PredictionFormat)
+    if fmt == "json":
+        from zoo.rundir import json_text
+
+        return json_text(report.to_dict())
+    k = max(len(prediction.classes) for _, prediction in report.rows)
+    if fmt == "csv":
+        headers = ["path", *(f"{name}_{rank}" for rank in range(1, k + 1) for name in ("class", "probability"))]
+        rows = [[str(path), *(value for pair in zip(p.classes, p.probabilities) for value in pair)] for path, p in report.rows]
+        return render(headers, rows, "csv")
+    headers = ["image", *(f"top-{rank}" for rank in range(1, k + 1))]
+    rows = [[str(path), *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
+            for path, p in report.rows]
+    return render(headers, rows, "table", numeric=[False] * len(headers))

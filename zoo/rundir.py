@@ -13,6 +13,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,9 @@ class RunLock:
 
 # ---- atomic files ------------------------------------------------------------------------------------
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, rename over `path`, fsync the directory."""
+def atomic_write(path: Path, data: bytes, check: Callable[[Path], None] | None = None) -> None:
+    """Write to a temporary file in the same directory, fsync, rename over `path`, fsync the directory. `check`,
+    when given, reads the temporary file first: whatever it raises leaves `path` as it was, and no file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -134,6 +136,8 @@ def atomic_write(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

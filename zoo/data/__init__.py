@@ -11,6 +11,7 @@ split carved from the training set is a second view, with the eval transforms, o
 
     specs.py       every fact about each data set, in one table (SPECS); no torch, so the config reads it
     transforms.py  fitting to the model, augmentation, normalization
+    preprocess.py  Preprocessing: a picture to a trained network's input, exactly as evaluation prepares it
     splits.py      DataSplits, the views over a base data set, seeded stratified hold-out
     folders.py     ImageFolder layouts: split folders by their common names; hidden and system entries skipped
     images.py      image files read as a viewer shows them (open_image); unreadable ones: one warning, or one line
@@ -43,6 +44,7 @@ _EXPORTS = {
     "TensorSet": "zoo.data.splits",
     "View": "zoo.data.splits",
     "SPLITS": "zoo.data.splits",
+    "Preprocessing": "zoo.data.preprocess",
     "SPECS": "zoo.data.specs",
     "DatasetSpec": "zoo.data.specs",
 }

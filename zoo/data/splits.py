@@ -68,6 +68,12 @@ class View(Dataset):
         sample, target = self.base[self.indices[index]]
         return (sample if self.transform is None else self.transform(sample)), self.label_map[target]
 
+    @property
+    def paths(self) -> list[str] | None:
+        """Each sample's file, in order, where the base reads files (ImageFolder's samples); else None."""
+        samples = getattr(self.base, "samples", None)
+        return None if samples is None else [samples[index][0] for index in self.indices]
+
 
 def _targets(base: Dataset) -> Tensor:
     targets = getattr(base, "targets", None)

@@ -73,12 +73,20 @@ def normalization(cfg: DataConfig, stats: tuple[Sequence[float], Sequence[float]
     return _per_channel(stats[0], channels), _per_channel(stats[1], channels)
 
 
+def evaluation_steps(steps: list, stats: Stats, normalize: bool = True) -> list:
+    """From a PIL image (or uint8 tensor) to the network's input: fit `steps` (on uint8), scaling to [0, 1],
+    normalization by `stats`. Evaluation's transform, and through zoo.data.preprocess prediction's."""
+    from torchvision.transforms import v2
+
+    return [v2.ToImage(), *steps, v2.ToDtype(torch.float32, scale=True), *([v2.Normalize(*stats)] if normalize else []),
+            v2.ToPureTensor()]
+
+
 def image_transforms(steps: list, cfg: DataConfig, input_size: int, stats: Stats) -> tuple[Callable, Callable]:
     """(train, eval) transforms from a PIL image: fit `steps`, augmentation (train only, on uint8 so the
     padding is black), scaling to [0, 1], normalization."""
     from torchvision.transforms import v2
 
-    tail = [v2.ToDtype(torch.float32, scale=True), *([v2.Normalize(*stats)] if cfg.normalize else []),
-            v2.ToPureTensor()]
-    return (v2.Compose([v2.ToImage(), *steps, *augmentation(cfg, input_size), *tail]),
-            v2.Compose([v2.ToImage(), *steps, *tail]))
+    evaluation = evaluation_steps(steps, stats, cfg.normalize)
+    return (v2.Compose([*evaluation[:1 + len(steps)], *augmentation(cfg, input_size), *evaluation[1 + len(steps):]]),
+            v2.Compose(evaluation))

@@ -1,0 +1,211 @@
+"""`zoo export`: a checkpoint's network as ONNX, a torch.export program (.pt2) or safetensors, each with zoo's
+metadata (classes, preprocessing, config: zoo.inference.Metadata), and verified before it is reported done.
+
+    report = export_checkpoint("runs/.../checkpoints/best.pt", "onnx")   # best.onnx beside it
+
+Verification: the written file is loaded the way `zoo.load` loads it (ONNX Runtime; torch.export.load;
+zoo's network rebuilt from the safetensors file) and run on a batch of the checkpoint's test images (its
+preprocessing; random normal inputs when that data is not at hand), then compared with eager PyTorch. Above
+the tolerance (TOLERANCE, relative for logits above 1) the file is removed and the export fails (ExportMismatch,
+exit code 1). The network is exported in eval mode, so GoogLeNet's graph has its main head only (the safetensors
+file keeps every tensor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from zoo.errors import ExportMismatch, ZooError
+from zoo.inference import EXPORT_EXTRA, Metadata, Predictor
+
+FORMATS = ("onnx", "pt2", "safetensors")
+SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}
+# The largest logit difference accepted, float32: 1e-4, times the largest |logit| where that is above 1. Float32 is
+# that coarse: ResNet-50's eager logits (up to 11.9) are 2.4e-4 off its own float64 ones, and its ONNX export's 2.7e-4
+# off eager, ONNX Runtime's graph optimizations on or off; an absolute 1e-4 would refuse correct exports.
+TOLERANCE = 1e-4
+CHECK_IMAGES = 8  # verified at once: more than the example batch, so a dynamic batch is proven
+EXAMPLE_BATCH = 2  # traced with 2, not 1: torch.export specializes a dimension of size 1
+MIN_OPSET = 18  # the oldest opset torch's dynamo exporter writes
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    format: str
+    bytes: int
+    batch: int | None  # the static batch size; None: dynamic
+    opset: int | None  # ONNX only
+    inputs: str  # what the check ran on
+    images: int
+    max_abs_diff: float  # the largest |exported - eager| logit
+    tolerance: float  # what it was held to: TOLERANCE x max(1, largest |eager logit|)
+    top1_agreement: float  # fraction of images whose top-1 class agrees
+
+    def summary(self) -> str:
+        batch = "dynamic batch" if self.batch is None else f"batch {self.batch}"
+        opset = f", opset {self.opset}" if self.opset is not None else ""
+        agreed = round(self.top1_agreement * self.images)
+        return (f"wrote {self.path} ({self.bytes / 1e6:.1f} MB, {self.format}{opset}, {batch}); checked on {self.images} "
+                f"{self.inputs}: largest |logit difference| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.1e}), "
+                f"top-1 agreement {agreed}/{self.images}")
+
+
+def parse_batch(text: str | int) -> int | None:
+    """`--batch`: 'dynamic' (None) or a positive batch size."""
+    if str(text) == "dynamic":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ZooError(f"--batch {text}: give dynamic or a batch size of 1 or more")
+    return size
+
+
+def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str | Path | None = None, *,
+                      opset: int | None = None, batch: int | str | None = None) -> ExportReport:
+    """Export `checkpoint` (a zoo checkpoint) as `format` (onnx, pt2 or safetensors) to `output` (default: beside
+    it, best.pt -> best.onnx), with a `batch` size of None or 'dynamic' (any, the default) or N, and for ONNX an
+    `opset` (None: the exporter's default). Returns the ExportReport of the check.
+
+    Raises ZooError (nothing written) for a file that is no zoo checkpoint, an output that is the checkpoint, an
+    opset below 18, or ONNX without the export extra; ExportMismatch (the file removed) when the export's logits
+    differ from eager PyTorch's by more than the tolerance (see verify).
+    """
+    from zoo.checkpoint import read_state
+    from zoo.evaluation import checkpoint_config, load_model
+    from zoo.rundir import atomic_write
+
+    format = str(getattr(format, "value", format))
+    if format not in FORMATS:
+        raise ZooError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    batch = parse_batch(batch) if isinstance(batch, str) else batch
+    if format == "onnx":
+        _need_onnx()
+        if opset is not None and opset < MIN_OPSET:
+            raise ZooError(f"--opset {opset}: torch's exporter writes opset {MIN_OPSET} or newer; give --opset {MIN_OPSET} or more")
+    elif opset is not None:
+        raise ZooError(f"--opset is for ONNX; {format} has none: remove it")
+    checkpoint = Path(checkpoint)
+    state = read_state(checkpoint, "evaluate")
+    output = Path(output) if output is not None else checkpoint.with_suffix(SUFFIXES[format])
+    if output.resolve() == checkpoint.resolve():
+        raise ZooError(f"--output {output} is the checkpoint itself; give another file name")
+    if output.is_dir():
+        raise ZooError(f"--output {output} is a folder; give a file name, e.g. {output / ('model' + SUFFIXES[format])}")
+    config = checkpoint_config(state, checkpoint, [])
+    metadata = Metadata.of_checkpoint(state, config)
+    model = load_model(state, config, checkpoint).eval()  # on the CPU: exported graphs are device-free
+    images, inputs = check_inputs(config, metadata, batch)
+    example = images[:batch or EXAMPLE_BATCH]
+    data = _export(model, example, format, metadata, opset, dynamic=batch is None)
+    found: dict[str, float] = {}
+
+    def check(path: Path) -> None:
+        found.update(verify(model, _reopen(path, format), images, output))
+
+    atomic_write(output, data, check)
+    written_opset = _opset(data) if format == "onnx" else None
+    return ExportReport(output, format, len(data), batch, written_opset, inputs, len(images), found["max_abs_diff"],
+                        found["tolerance"], found["top1_agreement"])
+
+
+def _need_onnx() -> None:
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if not _importable(name)]
+    if missing:
+        raise ZooError(f"--format onnx needs {', '.join(missing)}: {EXPORT_EXTRA}")
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def check_inputs(config, metadata: Metadata, batch: int | None) -> tuple[Tensor, str]:
+    """CHECK_IMAGES (a multiple of a static batch) preprocessed test images of the checkpoint's data set, or
+    seeded random normal ones of the network's input shape when the data is not at hand; and what they are."""
+    from zoo.data import build_datasets
+
+    count = CHECK_IMAGES if batch is None else batch * -(-CHECK_IMAGES // batch)
+    preprocessing = metadata.preprocessing
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # the data's own notes (skipped files) are not the export's
+            splits = build_datasets(config.data, in_channels=preprocessing.in_channels,
+                                    input_size=preprocessing.input_size, seed=config.train.seed)
+        test = splits.test
+        if len(test) == 0:
+            raise ZooError("no test images")
+        picked = [test[index % len(test)][0] for index in range(count)]
+        return torch.stack(picked).float(), f"test images of {config.data.name}"
+    except ZooError:  # not downloaded here, or moved: the network's shape is all the check needs
+        shape = (2,) if config.data.name == "xor" else preprocessing.shape
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(count, *shape, generator=generator), f"random inputs ({config.data.name} is not at hand)"
+
+
+def _export(model: nn.Module, example: Tensor, format: str, metadata: Metadata, opset: int | None,
+            dynamic: bool) -> bytes:
+    """The exported file's bytes."""
+    strings = metadata.to_strings()
+    if format == "safetensors":
+        from safetensors.torch import save
+
+        return save({key: tensor.detach().contiguous() for key, tensor in model.state_dict().items()}, metadata=strings)
+    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
+    if format == "pt2":
+        program = torch.export.export(model, (example,), dynamic_shapes=shapes)
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer, extra_files={"zoo.json": json.dumps(strings)})
+        return buffer.getvalue()
+    import onnx
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # its progress lines are not ours
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
+                                    input_names=["images"], output_names=["logits"], verbose=False)
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, strings)
+    proto.doc_string = f"{metadata.model_name} exported by zoo {metadata.zoo_version}: images N x C x H x W -> logits"
+    return proto.SerializeToString()
+
+
+def _opset(data: bytes) -> int | None:
+    import onnx
+
+    model = onnx.load_from_string(data)
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+
+
+def _reopen(path: Path, format: str) -> Predictor:
+    """The written file as zoo.load opens it, on the CPU."""
+    from zoo.inference import _exported_program, _onnx, _safetensors
+
+    opener = {"onnx": _onnx, "pt2": _exported_program, "safetensors": _safetensors}[format]
+    return opener(path, torch.device("cpu"))
+
+
+@torch.inference_mode()
+def verify(model: nn.Module, exported: Predictor, images: Tensor, output: Path) -> dict[str, float]:
+    """Compare `exported`'s logits on `images` with eager `model`'s; raise ExportMismatch above the tolerance
+    (TOLERANCE, scaled by the largest |logit| where that is above 1)."""
+    eager = model(images).float()
+    logits = exported.logits(images)
+    difference = (logits - eager).abs().max().item()
+    tolerance = TOLERANCE * max(1.0, eager.abs().max().item())
+    agreement = (logits.argmax(1) == eager.argmax(1)).float().mean().item()
+    if not difference <= tolerance:  # NaN fails too
+        raise ExportMismatch(f"the export of {output.name} computes other logits than the checkpoint (largest difference "
+                             f"{difference:.2e}, above {tolerance:.1e}; top-1 agreement {agreement:.0%}); nothing was "
+                             "written: please report it with the checkpoint's model and zoo export's options")
+    return {"max_abs_diff": difference, "tolerance": tolerance, "top1_agreement": agreement}
