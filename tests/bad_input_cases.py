@@ -200,8 +200,9 @@ def split_folders(*names: str) -> Callable[[Path, Path], None]:
     return setup
 
 
-def text_file(name: str, text: str) -> Callable[[Path, Path], None]:
+def text_file(name: str, text: str = "not a picture, not a network\n") -> Callable[[Path, Path], None]:
     def setup(work: Path, checkpoint: Path) -> None:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(text)
 
     return setup
@@ -212,6 +213,14 @@ def with_checkpoint(*more: Callable[[Path, Path], None]) -> Callable[[Path, Path
         (work / CHECKPOINT).write_bytes(checkpoint.read_bytes())
         for step in more:
             step(work, checkpoint)
+
+    return setup
+
+
+def damaged_class(name: str) -> Callable[[Path, Path], None]:
+    def setup(work: Path, checkpoint: Path) -> None:
+        for path in (work / "photos" / name).iterdir():
+            damage(path, "noise")
 
     return setup
 
@@ -359,4 +368,30 @@ CASES = [
          "holds no state_dict under a known key", saved(lambda checkpoint: {"student": lenet5_weights(checkpoint),
                                                                            "teacher": lenet5_weights(checkpoint)}, "tool.pt"),
          "lenet5's state_dict under 'student' and 'teacher'"),
+    # -- predicting and exporting --
+    Case("predict: a path that does not exist", ("predict", CHECKPOINT, "photos/"), "photos/ not found; give image files",
+         with_checkpoint(), "a lenet5 checkpoint"),
+    Case("predict: a folder without images", ("predict", CHECKPOINT, "notes/"),
+         "no image files in notes/ (only 1 file of other kinds)", with_checkpoint(text_file("notes/read.me")),
+         "notes/ holds a text file"),
+    Case("predict: no image that can be read", ("predict", CHECKPOINT, "photos/"), "none of the 4 image files could be read",
+         with_checkpoint(unreadable_class, damaged_class("cat")), "every picture damaged"),
+    Case("predict: a source that is not a network", ("predict", "notes.txt", "photos/"),
+         "notes.txt is damaged or not a PyTorch checkpoint", with_checkpoint(text_file("notes.txt"), photos({"cat": 1})),
+         "notes.txt"),
+    Case("predict: unknown torchvision weights", ("predict", "torchvision:ResNet18_Weights.V9", "photos/"),
+         "unknown torchvision weights 'ResNet18_Weights.V9'", photos({"cat": 1})),
+    Case("predict: a safetensors file zoo did not export", ("predict", "weights.safetensors", "photos/"),
+         "weights.safetensors has no zoo metadata", with_checkpoint(saved(lenet5_weights, "weights.safetensors"),
+                                                                    photos({"cat": 1})), "lenet5's state_dict"),
+    Case("predict: top-k of 0", ("predict", CHECKPOINT, "photos/", "--top-k", "0"), "--top-k must be 1 or more",
+         with_checkpoint(photos({"cat": 1})), "a lenet5 checkpoint"),
+    Case("export: an opset the exporter does not write", ("export", CHECKPOINT, "--opset", "11"),
+         "--opset 11: torch's exporter writes opset 18 to", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("export: a batch size that is not one", ("export", CHECKPOINT, "--batch", "many"),
+         "--batch many: give dynamic or a batch size of 1 or more", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("export: an unknown format", ("export", CHECKPOINT, "--format", "tflite"),
+         "unknown format 'tflite'; choose one of onnx, pt2, safetensors", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("export: onto the checkpoint itself", ("export", CHECKPOINT, "--format", "safetensors", "--output", CHECKPOINT),
+         f"--output {CHECKPOINT} is the checkpoint itself", with_checkpoint(), "a lenet5 checkpoint"),
 ]

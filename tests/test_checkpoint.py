@@ -126,3 +126,32 @@ def test_a_text_file_is_damaged_not_refused_and_a_plain_pickle_prints_no_warning
     with pytest.raises(ZooError, match="plain.pkl is damaged or not a PyTorch checkpoint"):
         load_checkpoint(tmp_path / "plain.pkl")
     assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
+def test_atomic_files_are_created_as_the_umask_says(tmp_path):
+    """mkstemp's private 0600 is not kept: a run's files on a shared machine are as readable as open() makes them."""
+    import os
+
+    from zoo.rundir import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "shared.json", b"{}")
+        os.umask(0o077)
+        atomic_write(tmp_path / "private.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_text_and_folders_given_as_checkpoints_are_one_line(tmp_path):
+    from zoo.checkpoint import load_checkpoint
+
+    (tmp_path / "notes.txt").write_text("just some text\n")
+    with pytest.raises(ZooError, match=r"notes.txt is damaged or not a PyTorch checkpoint \(unpickling failed"):
+        load_checkpoint(tmp_path / "notes.txt")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(ZooError, match=r"run is a folder, not a checkpoint; give a file in it, e.g. .*run/checkpoints/best.pt"):
+        load_checkpoint(tmp_path / "run")

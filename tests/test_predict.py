@@ -127,9 +127,14 @@ def test_zoo_load_predicts_paths_pil_images_and_tensors_alike(pets, pets_run):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda p: p.predict(torch.zeros(2, 1, 32, 32)), r"takes N x 3 x H x W pictures, not a tensor of shape \(2, 1, 32, 32\)"),
+    (lambda p: p.predict(torch.zeros(2, 1, 32, 32)), r"takes N x 3 x 32 x 32 inputs, not a tensor of shape \(2, 1, 32, 32\)"),
+    (lambda p: p.predict(torch.zeros(2, 3, 64, 64)), r"takes N x 3 x 32 x 32 inputs, not a tensor of shape \(2, 3, 64, 64\)"),
+    (lambda p: p.predict(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)), "a uint8 tensor is not a preprocessed batch"),
+    (lambda p: p.predict(torch.full((1, 3, 32, 32), float("nan"))), "the batch holds NaN or infinite values"),
     (lambda p: p.predict(torch.zeros(2, 3, 32, 32), top_k=0), "top_k is 0; give 1 or more"),
-    (lambda p: p.predict("missing.png"), "missing.png cannot be decoded"),
+    (lambda p: p.predict("missing.png"), "missing.png not found"),
+    (lambda p: p.predict(ROOT / "configs"), "configs is a folder; give its files"),
+    (lambda p: p.predict([np.zeros((4, 4, 3))]), "cannot predict a ndarray; give paths, PIL images or one float tensor"),
 ])
 def test_zoo_load_refuses_in_one_line(pets_run, call, message):
     with pytest.raises(ZooError, match=message):
@@ -203,7 +208,7 @@ def test_the_predict_command_writes_csv_and_json_and_skips_unreadable_files(pets
         (folder / path.name).parent.mkdir(exist_ok=True)
         (folder / path.name).write_bytes(path.read_bytes())
     damage(folder / "0.png", "noise")
-    result = _zoo("predict", str(pets_run), str(folder), "--format", "csv", "--output", "out.csv", "-k", "2", cwd=tmp_path)
+    result = _zoo("predict", str(pets_run), str(folder), "--output", "out.csv", "-k", "2", cwd=tmp_path)  # csv by its name
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"warning: {folder / '0.png'} cannot be decoded (") and lines[0].endswith("; skipped")
@@ -221,8 +226,15 @@ def test_the_predict_command_writes_csv_and_json_and_skips_unreadable_files(pets
 
 @pytest.mark.parametrize("args, message", [
     (["predict", "best.pt", "nothing/"], "nothing/ not found"),
-    (["predict", "best.pt", "bad.png", "--output", "out.csv"], "none of the 1 image files could be read"),
-    (["predict", "best.pt", "notes/"], "no image files in notes/ (only 1 files of other kinds)"),
+    (["predict", "notes", "bad.png"], "notes is a folder, not a checkpoint"),
+    (["predict", "notes/a.txt", "bad.png"], "a.txt is damaged or not a PyTorch checkpoint"),
+    (["predict", "best.pt", "bad.png", "-f", "json", "-o", "out.csv"], "--output out.csv is named for csv but --format is json"),
+    (["predict", "best.pt", "bad.png", "-o", "notes"], "--output notes is a folder"),
+    (["export", "best.pt", "-o", "best.safetensors"], "an onnx file is named *.onnx"),
+    (["export", "best.pt", "-f", "safetensors", "--batch", "4"], "--batch is for onnx and pt2"),
+    (["export", "best.pt", "-o", "bad.png/model.onnx"], "cannot write bad.png/model.onnx"),
+    (["predict", "best.pt", "bad.png", "--output", "out.csv"], "none of the 1 image files could be read (bad.png cannot"),
+    (["predict", "best.pt", "notes/"], "no image files in notes/ (only 1 file of other kinds)"),
     (["predict", "nope.onnx", "bad.png"], "'nope.onnx' not found"),
     (["predict", "best.pt", "bad.png", "-k", "0"], "--top-k must be 1 or more"),
 ])

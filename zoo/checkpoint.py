@@ -213,6 +213,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a zoo checkpoint or weights file as saved (a dict); a missing, damaged or unsafe file is a one-line
     ZooError. `read_state` gives a zoo checkpoint as its TrainingState."""
     path = Path(path)
+    if path.is_dir():
+        raise ZooError(folder_given(path))
     if not path.is_file():
         raise ZooError(f"checkpoint {str(path)!r} not found; runs write runs/<name>/<time>/checkpoints/best.pt")
     if path.suffix == ".safetensors":
@@ -236,6 +238,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                        "use another checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise ZooError(f"{damaged} ({_first_line(error)}); use another checkpoint") from None
+    except (KeyError, IndexError, TypeError, AttributeError) as error:  # the unpickler's, on bytes that are no pickle (text)
+        raise ZooError(f"{damaged} (unpickling failed: {type(error).__name__} {error}); use another checkpoint") from None
+
+
+def folder_given(path: Path) -> str:
+    """The message for a folder where a checkpoint file belongs: the run's best.pt named, where there is one."""
+    found = next((candidate for candidate in (path / "checkpoints" / "best.pt", path / "best.pt") if candidate.is_file()), None)
+    example = found or path / "checkpoints" / "best.pt"
+    return f"{path} is a folder, not a checkpoint; give a file in it, e.g. {example}"
 
 
 def _check_crcs(path: Path) -> None:

@@ -135,33 +135,31 @@ def evaluate(
 
 @app.command()
 def predict(
-    source: Annotated[str, typer.Argument(help="A checkpoint (runs/.../best.pt), a file of zoo export (.onnx, "
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A checkpoint (runs/.../best.pt), a file of zoo export (.onnx, "
                                                ".safetensors) or torchvision:<Weights>.")],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').",
-                                                show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", show_default=False,
+                                                help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image, best first.")] = 5,
-    format: Annotated[PredictionFormat, typer.Option(
-        "--format", "-f", parser=choice(PredictionFormat, "format"), help="What to print.")] = PredictionFormat.table,
+    format: Annotated[PredictionFormat | None, typer.Option(
+        "--format", "-f", parser=choice(PredictionFormat, "format"),
+        help="What to print. [default: table, or as --output is named: .csv, .json]", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of printing.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Classify images: the top-k classes and probabilities of each, preprocessed exactly as in evaluation."""
-    from zoo.predict import predict_files
+    from zoo.predict import output_format, predict_files, write_output
     from zoo.render import render_predictions
 
-    if output is not None and output.is_dir():
-        raise ZooError(f"--output {output} is a folder; give a file name, e.g. {output / ('predictions.' + format.value)}")
+    fmt = output_format(format and format.value, output)
     report = predict_files(source, inputs, top_k=top_k, batch_size=batch_size, device=device, progress=not quiet)
-    text = render_predictions(report, format.value)
+    text = render_predictions(report, fmt)
     if output is None:
         typer.echo(text)
         return
-    from zoo.rundir import atomic_write
-
-    atomic_write(output, (text + "\n").encode())
-    typer.echo(f"wrote {len(report.rows)} predictions to {output}", err=True)
+    write_output(output, text)
+    typer.echo(f"wrote {len(report.rows)} prediction{'s' if len(report.rows) != 1 else ''} to {output}", err=True)
 
 
 @app.command()
@@ -169,16 +167,19 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
     format: Annotated[ExportFormat, typer.Option(
         "--format", "-f", parser=choice(ExportFormat, "format"), help="The file to write.")] = ExportFormat.onnx,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="[default: beside the checkpoint, best.onnx ...]",
-                                                show_default=False)] = None,
-    opset: Annotated[int | None, typer.Option(help="ONNX opset, 18 or newer. [default: the exporter's]",
-                                              show_default=False)] = None,
-    batch: Annotated[str, typer.Option(help="dynamic (any batch size) or a fixed batch size N.")] = "dynamic",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", show_default=False,
+        help="The file to write, named for its format. [default: beside the checkpoint: best.pt -> best.onnx]")] = None,
+    opset: Annotated[int | None, typer.Option(
+        help="ONNX opset, 18 or newer. [default: the exporter's; the summary line says which]", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option(
+        help="dynamic (any batch size) or a fixed batch size N; onnx and pt2 only. [default: dynamic]",
+        show_default=False)] = None,
 ) -> None:
     """Export a checkpoint as ONNX, a torch.export program (pt2) or safetensors, checked against PyTorch."""
     from zoo.export import export_checkpoint, parse_batch
 
-    report = export_checkpoint(checkpoint, format.value, output, opset=opset, batch=parse_batch(batch))
+    report = export_checkpoint(checkpoint, format.value, output, opset=opset, batch=None if batch is None else parse_batch(batch))
     typer.echo(report.summary())
 
 

@@ -78,31 +78,21 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
     it, best.pt -> best.onnx), with a `batch` size of None or 'dynamic' (any, the default) or N, and for ONNX an
     `opset` (None: the exporter's default). Returns the ExportReport of the check.
 
-    Raises ZooError (nothing written) for a file that is no zoo checkpoint, an output that is the checkpoint, an
-    opset below 18, or ONNX without the export extra; ExportMismatch (the file removed) when the export's logits
-    differ from eager PyTorch's by more than the tolerance (see verify).
+    Raises ZooError (nothing written) for a file that is no zoo checkpoint, options that do not go together (see
+    check_options), an output that is the checkpoint, a folder, named for another format or not writable;
+    ExportMismatch (the file removed) when the export's logits differ from eager PyTorch's by more than the
+    tolerance (see verify).
     """
     from zoo.checkpoint import read_state
     from zoo.evaluation import checkpoint_config, load_model
     from zoo.rundir import atomic_write
 
     format = str(getattr(format, "value", format))
-    if format not in FORMATS:
-        raise ZooError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     batch = parse_batch(batch) if isinstance(batch, str) else batch
-    if format == "onnx":
-        _need_onnx()
-        if opset is not None and opset < MIN_OPSET:
-            raise ZooError(f"--opset {opset}: torch's exporter writes opset {MIN_OPSET} or newer; give --opset {MIN_OPSET} or more")
-    elif opset is not None:
-        raise ZooError(f"--opset is for ONNX; {format} has none: remove it")
+    check_options(format, opset, batch)
     checkpoint = Path(checkpoint)
     state = read_state(checkpoint, "evaluate")
-    output = Path(output) if output is not None else checkpoint.with_suffix(SUFFIXES[format])
-    if output.resolve() == checkpoint.resolve():
-        raise ZooError(f"--output {output} is the checkpoint itself; give another file name")
-    if output.is_dir():
-        raise ZooError(f"--output {output} is a folder; give a file name, e.g. {output / ('model' + SUFFIXES[format])}")
+    output = output_path(checkpoint, output, format)
     config = checkpoint_config(state, checkpoint, [])
     metadata = Metadata.of_checkpoint(state, config)
     model = load_model(state, config, checkpoint).eval()  # on the CPU: exported graphs are device-free
@@ -114,10 +104,51 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
     def check(path: Path) -> None:
         found.update(verify(model, _reopen(path, format), images, output))
 
-    atomic_write(output, data, check)
     written_opset = _opset(data) if format == "onnx" else None
+    if opset is not None and written_opset != opset:  # the exporter converts to the opset asked for, or falls back
+        raise ZooError(f"--opset {opset}: the exporter could not convert to it and wrote opset {written_opset}; give "
+                       f"--opset {written_opset}, or leave --opset out")
+    try:
+        atomic_write(output, data, check)
+    except OSError as error:
+        raise ZooError(f"cannot write {output} ({error.strerror or error}); give --output a file in a writable folder") from None
     return ExportReport(output, format, len(data), batch, written_opset, inputs, len(images), found["max_abs_diff"],
                         found["tolerance"], found["top1_agreement"])
+
+
+def check_options(format: str, opset: int | None, batch: int | None) -> None:
+    """Raises ZooError for an unknown format, an opset that is not ONNX's or outside what the exporter writes, a
+    batch size for safetensors, or ONNX without the export extra."""
+    if format not in FORMATS:
+        raise ZooError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if format == "onnx":
+        _need_onnx()
+        import onnx.defs
+
+        newest = onnx.defs.onnx_opset_version()  # the installed onnx's; the exporter writes no newer
+        if opset is not None and not MIN_OPSET <= opset <= newest:
+            raise ZooError(f"--opset {opset}: torch's exporter writes opset {MIN_OPSET} to {newest} (the newest the "
+                           f"installed onnx knows); give --opset {MIN_OPSET} to {newest}")
+    elif opset is not None:
+        raise ZooError(f"--opset is for ONNX; {format} has none: remove it")
+    if format == "safetensors" and batch is not None:
+        raise ZooError("--batch is for onnx and pt2; a safetensors file holds weights, which take any batch: remove it")
+
+
+def output_path(checkpoint: Path, output: str | Path | None, format: str) -> Path:
+    """Where the export goes: `output`, else beside the checkpoint. Raises ZooError for the checkpoint itself, a
+    folder, or a name of another format's suffix (zoo.load tells the formats apart by it)."""
+    suffix = SUFFIXES[format]
+    output = Path(output) if output is not None else checkpoint.with_suffix(suffix)
+    if output.resolve() == checkpoint.resolve():
+        raise ZooError(f"--output {output} is the checkpoint itself; give another file name")
+    if output.is_dir():
+        raise ZooError(f"--output {output} is a folder; give a file name, e.g. {output / ('model' + suffix)}")
+    if output.suffix.lower() != suffix:
+        article = "an" if format == "onnx" else "a"
+        raise ZooError(f"--output {output}: {article} {format} file is named *{suffix} (zoo.load tells the formats "
+                       f"apart by it); give e.g. {output.with_suffix(suffix)}")
+    return output
 
 
 def _need_onnx() -> None:
@@ -170,7 +201,8 @@ def _export(model: nn.Module, example: Tensor, format: str, metadata: Metadata, 
         return buffer.getvalue()
     import onnx
 
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # its progress lines are not ours
+    chatter = io.StringIO()  # the exporter's progress lines, and its version converter's logged failure (checked after)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
                                     input_names=["images"], output_names=["logits"], verbose=False)

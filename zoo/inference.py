@@ -132,7 +132,8 @@ class Predictor:
         return len(self.classes)
 
     def prepare(self, image: str | Path | Image.Image) -> Tensor:
-        """One picture (a path, or a PIL image of any mode) -> C x H x W, read as zoo.data.images.open_image does."""
+        """One picture (a path, or a PIL image of any mode) -> C x H x W, read as zoo.data.images.open_image does.
+        Raises ZooError for a path that is missing, a folder or no picture Pillow decodes, or another type."""
         from PIL import Image
 
         from zoo.data.images import display_rgb, open_image
@@ -141,15 +142,21 @@ class Predictor:
             from PIL import ImageOps
 
             return self.transform(display_rgb(ImageOps.exif_transpose(image)))
-        return self.transform(open_image(image))
+        if not isinstance(image, (str, Path)):
+            raise ZooError(f"cannot predict a {type(image).__name__}; give paths, PIL images or one float tensor "
+                           "N x C x H x W (preprocessed)")
+        path = Path(image)
+        if path.is_dir():
+            raise ZooError(f"{path} is a folder; give its files (zoo.predict_files and zoo predict read folders)")
+        if not path.exists():
+            raise ZooError(f"{path} not found")
+        return self.transform(open_image(path))
 
     @torch.inference_mode()
     def logits(self, batch: Tensor) -> Tensor:
         """N x C x H x W float (preprocessed) -> N x num_classes logits, on the CPU. Raises ZooError for another
         channel count than the network takes."""
-        if batch.dim() not in (2, 4) or batch.shape[1] != self.in_channels:  # N x C x H x W, or N x features (xor)
-            raise ZooError(f"the network takes N x {self.in_channels} x H x W pictures, not a tensor of shape "
-                           f"{tuple(batch.shape)}; preprocess them with .transform, or pass paths or PIL images")
+        self.check_batch(batch)
         batch = batch.to(self.device, torch.float32)
         if self.fixed_batch is None:
             return self.model(batch).float().cpu()
@@ -160,11 +167,29 @@ class Predictor:
             parts.append(self.model(padded)[:len(chunk)].float().cpu())
         return torch.cat(parts)
 
+    def check_batch(self, batch: Tensor) -> None:
+        """Raises ZooError for a tensor that is not a preprocessed batch: not float (a uint8 picture, as
+        torchvision.io.read_image gives), another channel count or side than the network was trained at, or
+        values that are not finite."""
+        shape = tuple(batch.shape)
+        fix = "preprocess pictures with .transform, or pass paths or PIL images"
+        if not batch.is_floating_point():
+            raise ZooError(f"a {str(batch.dtype).removeprefix('torch.')} tensor is not a preprocessed batch (floats, "
+                           f"normalized); {fix}")
+        pictures = self.preprocessing is None or self.preprocessing.takes_pictures  # else N x features (xor)
+        side = self.preprocessing.input_size if self.preprocessing is not None and pictures else None
+        expected = f"N x {self.in_channels}" + ("" if not pictures else f" x {side} x {side}" if side else " x H x W")
+        if batch.dim() != (4 if pictures else 2) or shape[1] != self.in_channels or (side and shape[2:] != (side, side)):
+            raise ZooError(f"the network takes {expected} inputs, not a tensor of shape {shape}; {fix}")
+        if not torch.isfinite(batch).all():
+            raise ZooError(f"the batch holds NaN or infinite values; {fix}")
+
     def predict(self, images: Tensor | Sequence[str | Path | Image.Image] | str | Path | Image.Image, top_k: int = 5,
                 batch_size: int = 64) -> list[Prediction]:
         """The top_k classes of each picture: paths, PIL images, or a float tensor N x C x H x W already
-        preprocessed (by .transform). Returns one Prediction per picture, in order. Raises ZooError for a file
-        that cannot be read, a tensor of another channel count, or top_k below 1."""
+        preprocessed (by .transform). Returns one Prediction per picture, in order (top_k is capped at the class
+        count). Raises ZooError for a file that cannot be read (the whole call: zoo predict skips such files), a
+        tensor that is not a preprocessed batch (check_batch), or top_k below 1."""
         if top_k < 1:
             raise ZooError(f"top_k is {top_k}; give 1 or more")
         if isinstance(images, Tensor):
@@ -199,6 +224,10 @@ def load(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
     if text.startswith("torchvision:"):
         return _torchvision(text.removeprefix("torchvision:"), where)
     path = Path(source)
+    if path.is_dir():
+        from zoo.checkpoint import folder_given
+
+        raise ZooError(folder_given(path))
     if not path.is_file():
         raise ZooError(f"{text!r} not found; give a checkpoint (runs/<name>/<time>/checkpoints/best.pt), a file of "
                        "zoo export (.onnx, .safetensors) or torchvision:<Weights>")

@@ -26,6 +26,7 @@ from zoo.errors import ZooError
 from zoo.inference import Prediction, load, top_predictions
 
 GLOB_CHARACTERS = frozenset("*?[")
+SHOWN = 10  # unreadable files named one line each; the count covers the rest
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def gather(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
         if GLOB_CHARACTERS & set(text) and not Path(text).exists():
             matches = sorted(glob.glob(text, recursive=True))
             if not matches:
-                raise ZooError(f"{text!r} matches no file; check the pattern (quote it so the shell does not expand it)")
+                raise ZooError(f"{text!r} matches no file; check the pattern")
             paths = [Path(match) for match in matches]
         elif Path(text).exists():
             paths = [Path(text)]
@@ -107,7 +108,7 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     """The top_k classes of every image `inputs` name (files, folders, glob patterns; see `gather`), by the
     network at `source` (see zoo.load) on `device`, `batch_size` pictures at a time, decoded by `workers`
     DataLoader processes (None: up to 4, none for a single batch). Unreadable files are warned about on stderr
-    (one line each) and listed in the report's `skipped`.
+    once the rest are predicted (one line each, the first SHOWN, and a count) and listed in the report's `skipped`.
 
     Raises ZooError for a missing path, a pattern matching nothing, no readable image, an unknown source,
     top_k or batch_size below 1.
@@ -115,14 +116,14 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     if top_k < 1 or batch_size < 1:
         raise ZooError(f"--{'top-k' if top_k < 1 else 'batch-size'} must be 1 or more")
     paths, others = gather(inputs)
+    if not paths:
+        kinds = f" (only {len(others)} {'file' if len(others) == 1 else 'files'} of other kinds)" if others else ""
+        raise ZooError(f"no image files in {', '.join(map(str, inputs))}{kinds}; zoo reads "
+                       f"{', '.join(_extensions())}")
     if others:
         from zoo.data.images import note_others
 
         note_others(Path(inputs[0]) if len(inputs) == 1 else Path.cwd(), others)
-    if not paths:
-        kinds = f" (only {len(others)} files of other kinds)" if others else ""
-        raise ZooError(f"no image files in {', '.join(map(str, inputs))}{kinds}; zoo reads "
-                       f"{', '.join(_extensions())}")
     predictor = load(source, device)
     if predictor.preprocessing is not None:
         predictor.preprocessing.check_pictures()  # xor's network: one line before any file is read
@@ -134,9 +135,7 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     skipped: list[tuple[Path, str]] = []
     bar = _progress(len(paths)) if progress else None
     for indices, batch, failed in loader:
-        for index, reason in failed:
-            print(f"warning: {reason.removesuffix('; remove or replace it')}; skipped", file=sys.stderr, flush=True)
-            skipped.append((paths[index], reason))
+        skipped += [(paths[index], reason) for index, reason in failed]
         if batch is not None:
             rows.update(zip(indices, top_predictions(predictor.logits(batch), predictor.classes, top_k)))
         if bar is not None:
@@ -144,11 +143,44 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     if bar is not None:
         bar.close()
     if not rows:
-        raise ZooError(f"none of the {len(paths)} image files could be read; replace them")
+        raise ZooError(f"none of the {len(paths)} image files could be read ({_why(skipped[0][1])}); replace them")
+    for _, reason in skipped[:SHOWN]:
+        print(f"warning: {_why(reason)}; skipped", file=sys.stderr)
     if skipped:
-        print(f"warning: {len(skipped)} of {len(paths)} image files could not be read and have no prediction",
+        more = f" ({len(skipped) - SHOWN} more not named)" if len(skipped) > SHOWN else ""
+        print(f"warning: {len(skipped)} of {len(paths)} image files could not be read and have no prediction{more}",
               file=sys.stderr, flush=True)
     return PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)], skipped, others)
+
+
+OUTPUT_FORMATS = {".csv": "csv", ".json": "json"}  # --output's suffix gives the format when --format is not given
+
+
+def output_format(format: str | None, output: Path | None) -> str:
+    """--format, else the one --output's name says (.csv, .json), else table. Raises ZooError for an --output that
+    is a folder, or a --format its name contradicts (a .csv holding JSON)."""
+    named = OUTPUT_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if output is not None and output.is_dir():
+        raise ZooError(f"--output {output} is a folder; give a file name, e.g. {output / 'predictions.csv'}")
+    if format is not None and named is not None and format != named:
+        raise ZooError(f"--output {output} is named for {named} but --format is {format}; name it *.{format} "
+                       f"or give --format {named}")
+    return format or named or "table"
+
+
+def write_output(output: Path, text: str) -> None:
+    """`text` into `output`, atomically; an unwritable place is one line."""
+    from zoo.rundir import atomic_write
+
+    try:
+        atomic_write(output, (text + "\n").encode())
+    except OSError as error:
+        raise ZooError(f"cannot write {output} ({error.strerror or error}); give --output a file in a writable folder") from None
+
+
+def _why(reason: str) -> str:
+    """open_image's message without its advice, which the warning or error gives once."""
+    return reason.removesuffix("; remove or replace it")
 
 
 def _extensions() -> list[str]:

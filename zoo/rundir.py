@@ -132,6 +132,7 @@ def atomic_write(path: Path, data: bytes, check: Callable[[Path], None] | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; the file is the user's, readable as open() makes it
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
@@ -147,6 +148,12 @@ def atomic_write(path: Path, data: bytes, check: Callable[[Path], None] | None =
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def json_text(data: Any) -> str:

@@ -62,6 +62,10 @@ def unreadable(path: str) -> str | None:
     return None
 
 
+# Formats phones and cameras write that Pillow reads only through a plugin.
+NO_PLUGIN = {".heic": "HEIC needs the pillow-heif plugin", ".heif": "HEIF needs the pillow-heif plugin",
+             ".dng": "raw DNG needs a raw decoder (rawpy)", ".cr2": "raw CR2 needs a raw decoder (rawpy)"}
+
 # torchvision's ImageFolder extensions, and those Pillow reads too that cameras and the web give (GIF: its first frame).
 EXTRA_EXTENSIONS = (".gif", ".jfif", ".jpe")
 
@@ -107,7 +111,9 @@ def open_image(path: str | Path) -> Image.Image:
     except MemoryError:
         raise
     except Exception as error:
-        raise ZooError(f"{path} cannot be decoded ({_reason(error, str(path))}); remove or replace it") from None
+        hint = NO_PLUGIN.get(Path(path).suffix.lower())
+        why = f"{hint}, which zoo does not install; convert it to JPEG or PNG" if hint else _reason(error, str(path))
+        raise ZooError(f"{path} cannot be decoded ({why}); remove or replace it") from None
 
 
 def open_rgb(path: str) -> Image.Image:
@@ -221,7 +227,8 @@ def note_others(root: Path, others: list[Path]) -> None:
     kinds = Counter(path.suffix.lower() or "no extension" for path in others)
     listed = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
     files = "file" if len(others) == 1 else "files"
-    print(f"note: skipped {len(others)} {files} in {root} that are not images zoo reads ({listed}); it reads "
+    print(f"note: skipped {len(others)} {files} in {root} that {'is not an image' if len(others) == 1 else 'are not images'} "
+          f"zoo reads ({listed}); it reads "
           f"{', '.join(image_extensions())}", file=sys.stderr, flush=True)
 
 

@@ -10,6 +10,8 @@ head for the new classes (reset_classifier's layout).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -139,7 +141,8 @@ def _torchvision_weights(name: str, model_name: str) -> Source:
         raise ZooError(f"{name} are weights for another network; {model_name} takes torchvision:{_example(counterpart)}")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
-        state = torch.hub.load_state_dict_from_url(weights.url, progress=True, weights_only=True)
+        with contextlib.redirect_stdout(sys.stderr):  # torch.hub says "Downloading: ..." on stdout, where predict's CSV goes
+            state = torch.hub.load_state_dict_from_url(weights.url, progress=True, weights_only=True)
     except OSError:  # no network: URLError and its kin
         raise ZooError(f"cannot download {weights.url} (offline?); fetch it elsewhere and place it at {cached}") from None
     normalization = None
