@@ -1,11 +1,11 @@
 """Prediction throughput, side by side in one process: zoo's predict against a hand-written torchvision loop, and
 ONNX Runtime against eager PyTorch on the CPU.
 
-    python scripts/bench_predict.py [--images 256] [--rounds 3] [--workers 2]
+    python scripts/bench_predict.py [--images 512] [--rounds 3] [--workers 2]
 
-1. `zoo.predict_files` on a folder of JPEGs (640 x 480, camera-like) with a ResNet-18 checkpoint of an ImageFolder
-   run (224 px), against the loop a user writes: torchvision's ImageFolder-style reading (PIL, RGB), Resize(224),
-   CenterCrop(224), ToTensor, Normalize, a DataLoader with the same workers and batch size, the same network in
+1. `zoo.predict_files` on a folder of JPEGs (640 x 480, camera-like) with checkpoints of ImageFolder runs
+   (ResNet-18 at 224 px, where the network's time dominates; LeNet-5 on RGB at 32 px, where decoding does), against
+   the loop a user writes: torchvision's ImageFolder-style reading (PIL, RGB), Resize, CenterCrop, ToTensor, Normalize, a DataLoader with the same workers and batch size, the same network in
    eval mode under inference_mode, softmax and top-5. Rounds alternate; the ratio is zoo's images/s over the
    loop's (goal >= 0.95). Both produce the same top-1, which is checked.
 2. LeNet-5 and ResNet-18 (224 px) at batch 1 and 32: the exported ONNX file in ONNX Runtime (CPU provider, its
@@ -42,17 +42,18 @@ def write_photos(folder: Path, count: int) -> None:
         image.save(path, quality=90)
 
 
-def resnet18_checkpoint(folder: Path, photos: Path) -> Path:
-    """A ResNet-18 checkpoint as an ImageFolder run writes it (ImageNet's mean and std, 224 px, 4 classes)."""
+def imagefolder_checkpoint(folder: Path, photos: Path, name: str, side: int) -> Path:
+    """A checkpoint as an ImageFolder run writes it (RGB, ImageNet's mean and std, `side` px, 4 classes)."""
     from zoo.checkpoint import Normalization, TrainingState, save_checkpoint
     from zoo.config import validate_config
 
-    config = validate_config({"model": {"name": "resnet18"}, "data": {"name": "imagefolder", "root": str(photos)}})
+    config = validate_config({"model": {"name": name, "in_channels": 3},
+                              "data": {"name": "imagefolder", "root": str(photos), "input_size": side}})
     network = config.model.build(4, 3)
     state = TrainingState.of_network(network, config.to_dict(), [f"class{i}" for i in range(4)],
-                                     Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224, 3))
-    save_checkpoint(state, folder / "resnet18.pt")
-    return folder / "resnet18.pt"
+                                     Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), side, 3))
+    save_checkpoint(state, folder / f"{name}.pt")
+    return folder / f"{name}.pt"
 
 
 def hand_written(checkpoint: Path, photos: Path, batch_size: int, workers: int) -> list[int]:
@@ -62,8 +63,9 @@ def hand_written(checkpoint: Path, photos: Path, batch_size: int, workers: int) 
 
     import zoo
 
-    model = zoo.load(checkpoint).model  # the same weights; only the reading and the loop are the user's
-    transform = T.Compose([T.Resize(224), T.CenterCrop(224), T.ToTensor(),
+    predictor = zoo.load(checkpoint)  # the same weights; only the reading and the loop are the user's
+    model, side = predictor.model, predictor.preprocessing.input_size
+    transform = T.Compose([T.Resize(side), T.CenterCrop(side), T.ToTensor(),
                            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     paths = sorted(photos.rglob("*.jpg"))
 
@@ -96,10 +98,11 @@ def timed(function, *args) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def throughput(args: argparse.Namespace, work: Path) -> None:
+def throughput(args: argparse.Namespace, work: Path, name: str, side: int) -> None:
     photos = work / "photos"
-    write_photos(photos, args.images)
-    checkpoint = resnet18_checkpoint(work, photos)
+    if not photos.is_dir():
+        write_photos(photos, args.images)
+    checkpoint = imagefolder_checkpoint(work, photos, name, side)
     zoo_predict(checkpoint, photos, args.batch_size, args.workers)  # warm-up: imports, page cache
     times: dict[str, list[float]] = {"zoo": [], "loop": []}
     for _ in range(args.rounds):
@@ -110,7 +113,7 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
         agree = np.mean(np.array(ours) == np.array(theirs))
     zoo_rate = args.images / statistics.median(times["zoo"])
     loop_rate = args.images / statistics.median(times["loop"])
-    print(f"predict, ResNet-18 at 224 px, {args.images} JPEGs of 640x480, batch {args.batch_size}, {args.workers} workers: "
+    print(f"predict, {name} at {side} px, {args.images} JPEGs of 640x480, batch {args.batch_size}, {args.workers} workers: "
           f"zoo {zoo_rate:.1f} img/s, hand-written torchvision loop {loop_rate:.1f} img/s, ratio {zoo_rate / loop_rate:.2f} "
           f"(goal >= 0.95); top-1 agreement {agree:.1%}")
     print(f"  rounds, seconds: zoo {', '.join(f'{t:.2f}' for t in times['zoo'])}; "
@@ -153,7 +156,7 @@ def runtimes(work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
@@ -161,7 +164,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as folder:
-        throughput(args, Path(folder))
+        throughput(args, Path(folder), "resnet18", 224)  # the network's time dominates
+        throughput(args, Path(folder), "lenet5", 32)  # decoding and resizing dominate
         if not args.skip_runtimes:
             runtimes(Path(folder))
 

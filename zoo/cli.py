@@ -142,7 +142,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image, best first.")] = 5,
     format: Annotated[PredictionFormat | None, typer.Option(
         "--format", "-f", parser=choice(PredictionFormat, "format"),
-        help="What to print. [default: table, or as --output is named: .csv, .json]", show_default=False)] = None,
+        help="What to print (default: table, or as --output is named: .csv, .json).", show_default=False)] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of printing.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     device: DeviceOption = "auto",
@@ -169,11 +169,11 @@ def export(
         "--format", "-f", parser=choice(ExportFormat, "format"), help="The file to write.")] = ExportFormat.onnx,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", show_default=False,
-        help="The file to write, named for its format. [default: beside the checkpoint: best.pt -> best.onnx]")] = None,
+        help="The file to write, named for its format (default: beside the checkpoint, best.pt -> best.onnx).")] = None,
     opset: Annotated[int | None, typer.Option(
-        help="ONNX opset, 18 or newer. [default: the exporter's; the summary line says which]", show_default=False)] = None,
+        help="ONNX opset, 18 or newer (default: the exporter's; the summary line says which).", show_default=False)] = None,
     batch: Annotated[str | None, typer.Option(
-        help="dynamic (any batch size) or a fixed batch size N; onnx and pt2 only. [default: dynamic]",
+        help="dynamic (any batch size; the default) or a fixed batch size N; onnx and pt2 only.",
         show_default=False)] = None,
 ) -> None:
     """Export a checkpoint as ONNX, a torch.export program (pt2) or safetensors, checked against PyTorch."""
