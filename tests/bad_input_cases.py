@@ -368,6 +368,9 @@ CASES = [
          "holds no state_dict under a known key", saved(lambda checkpoint: {"student": lenet5_weights(checkpoint),
                                                                            "teacher": lenet5_weights(checkpoint)}, "tool.pt"),
          "lenet5's state_dict under 'student' and 'teacher'"),
+    Case("class weights that do not fit the classes", train("loss.class_weights=[1, 2]"),
+         "loss.class_weights has 2 weights but the data has 10 classes"),
+    Case("a class weight of 0", train("loss.class_weights=[0, 1]"), "loss.class_weights: give auto, or one weight above 0"),
     # -- predicting and exporting --
     Case("predict: a path that does not exist", ("predict", CHECKPOINT, "photos/"), "photos/ not found; give image files",
          with_checkpoint(), "a lenet5 checkpoint"),

@@ -198,3 +198,12 @@ def test_yaml_1_1_surprises_read_as_written(write):
 def test_sexagesimal_numbers_are_refused_not_read_as_seconds(write):
     with pytest.raises(ZooError, match=r"train.seed: input should be a valid integer, unable to parse string as an integer \(got '1:30'\)"):
         load_config(write(BASE + "train: {seed: 1:30}\n"))  # YAML 1.1: 90
+
+
+def test_unfreezing_after_the_last_epoch_is_refused():
+    from zoo.config import load_config
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "finetune_resnet18_imagefolder.yaml"
+    with pytest.raises(ZooError, match=r"finetune.unfreeze_at_epoch 30 is after the last epoch \(train.epochs 5\), so "
+                                       r"the frozen layers would never train"):
+        load_config(config, ["train.epochs=5", "finetune.unfreeze_at_epoch=30", "finetune.freeze=backbone"])

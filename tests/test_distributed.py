@@ -47,9 +47,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("loader", ["memory", "torchvision"])
-def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_path, loader):
-    done = torchrun(tmp_path, f"data.loader={loader}")
+@pytest.mark.parametrize("loader, recipe", [("memory", ()), ("torchvision", ("data.sampler=balanced", "loss.class_weights=auto"))])
+def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_path, loader, recipe):
+    done = torchrun(tmp_path, f"data.loader={loader}", *recipe)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = list(tmp_path.glob("*/*"))
     assert len(runs) == 1 and runs[0].parent.name == "lenet5_digits"  # one directory: rank 0's, shared

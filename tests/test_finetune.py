@@ -136,7 +136,7 @@ def test_fine_tuning_a_torchvision_file_on_an_imagefolder(torchvision_file, tmp_
     root = write_imagefolder(tmp_path / "photos", {f"class{i}": 6 for i in range(5)}, size=(48, 40))
     config = load_config(ROOT / "configs" / "finetune_resnet18_imagefolder.yaml", [
         f"finetune.source={path}", f"data.root={root}", "data.input_size=64", "data.batch_size=8", "train.epochs=1",
-        "train.max_steps_per_epoch=1", f"train.output_dir={tmp_path / 'runs'}"])
+        "finetune.unfreeze_at_epoch=null", "train.max_steps_per_epoch=1", f"train.output_dir={tmp_path / 'runs'}"])
     result, printed = quiet_train(config)
     assert "skipped 2 (fc.weight, fc.bias)" in printed
     state = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")

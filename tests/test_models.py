@@ -4,6 +4,8 @@ The module-scoped `model` fixture builds each network once (VGG and ResNet-152 a
 runs all tests of one model before building the next, so only one is alive at a time.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -187,3 +189,32 @@ def test_the_fixed_grid_pool_passes_a_map_at_its_size_through_and_pools_any_othe
     assert FitAvgPool2d(5)(torch.randn(1, 1, 5, 5)).shape == (1, 1, 5, 5)
     lenet = zoo.create_model("lenet5")
     assert isinstance(lenet.pool, FitAvgPool2d) and isinstance(lenet.pool, torch.nn.AdaptiveAvgPool2d)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet50", "se_resnet18"])
+def test_stochastic_depth_rises_linearly_to_drop_path_and_is_the_identity_in_eval(name):
+    import zoo
+
+    model = zoo.create_model(name, num_classes=10, drop_path=0.2)
+    blocks = [block for stage in range(1, model.num_stages + 1) for block in getattr(model, f"layer{stage}")]
+    rates = [0.0 if block.drop_path is None else block.drop_path.p for block in blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
+    assert rates == pytest.approx([0.2 * i / (len(blocks) - 1) for i in range(len(blocks))])
+    assert model.state_dict().keys() == zoo.create_model(name, num_classes=10).state_dict().keys()  # no new weights
+    x = torch.randn(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+        model.train()
+        assert not torch.equal(model(x), model(x))  # branches dropped per image
+
+
+def test_drop_path_out_of_range_or_on_a_network_without_residual_blocks_is_one_line(tmp_path):
+    from zoo.config import load_config
+    from zoo.errors import ZooError
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "lenet5_digits.yaml"
+    with pytest.raises(ZooError, match=r"model: resnet20 does not accept these arguments \(drop_path is 1.5; give a probability"):
+        load_config(config, ["model.name=resnet20", "model.drop_path=1.5"])
+    with pytest.raises(ZooError, match=r"model: lenet5 takes no argument .drop_path."):
+        load_config(config, ["model.drop_path=0.1"])

@@ -28,9 +28,11 @@ CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
 
 def _overrides(out: Path, loader: str, *extra: str) -> list[str]:
     """LeNet-5 on digits with everything that draws random numbers or keeps state: augmentation, momentum,
-    a warmup-then-cosine schedule, label smoothing, early-stopping counters. 3 epochs of 41 steps."""
+    a warmup-then-cosine schedule, label smoothing, class weights, the balanced sampler, early-stopping counters.
+    3 epochs of 41 steps."""
     return [f"train.output_dir={out}", "train.epochs=3", "train.deterministic=true", f"data.loader={loader}",
             "data.augment=true", "data.crop_padding=2", "scheduler.warmup_epochs=0.5", "loss.label_smoothing=0.1",
+            "loss.class_weights=auto", "data.sampler=balanced",
             "train.early_stopping={metric: val_loss, patience: 5}", *extra]
 
 
@@ -185,3 +187,22 @@ def test_a_fine_tuning_run_resumes_exactly_across_its_unfreezing(uninterrupted, 
     plan = prepare_resume(run_dir)
     train(plan.config, quiet=True, resume=plan)
     _assert_same_state(_final_state(straight.run_dir), _final_state(run_dir))
+
+
+def test_stochastic_depth_resumes_mid_epoch_bit_exact(tmp_path, monkeypatch):
+    """model.drop_path draws from torch's global generator, which a checkpoint keeps per rank."""
+    def config(out: Path):
+        return load_config(CONFIG, [f"train.output_dir={out}", "model.name=resnet20", "model.drop_path=0.3",
+                                    "model.in_channels=1", "train.epochs=2", "train.deterministic=true",
+                                    "data.batch_size=128", "train.checkpoint_every_steps=3", "scheduler.name=none"])
+
+    whole = train(config(tmp_path / "whole"), quiet=True)
+    _signal_at_step(monkeypatch, 14)  # epoch 2 (11 steps an epoch), its 3rd batch, after the step checkpoint at 12
+    with pytest.raises(RunStopped):
+        train(config(tmp_path / "cut"), quiet=True)
+    monkeypatch.undo()
+    run_dir = next((tmp_path / "cut").glob("*/*"))
+    plan = prepare_resume(run_dir)
+    train(plan.config, quiet=True, resume=plan)
+    a, b = _final_state(whole.run_dir), _final_state(run_dir)
+    assert all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])

@@ -46,6 +46,7 @@ CHANGES: dict[str, tuple[str, object]] = {
     "data.synthetic_size": ("64", REFUSED),
     "data.synthetic_classes": ("3", REFUSED),
     "data.loader": ("torchvision", "torchvision"),
+    "data.sampler": ("balanced", "balanced"),  # at an epoch boundary: the next epochs draw balanced
     "optimizer.name": ("adam", "adam"),
     "optimizer.lr": ("0.01", 0.01),
     "optimizer.momentum": ("0.5", 0.5),
@@ -64,6 +65,7 @@ CHANGES: dict[str, tuple[str, object]] = {
     "scheduler.pct_start": ("0.5", 0.5),
     "init": ("he_normal", REFUSED),  # the weights come from the checkpoint
     "loss.label_smoothing": ("0.1", 0.1),
+    "loss.class_weights": ("auto", "auto"),
     "loss.aux_weight": ("0.5", 0.5),
     "train.epochs": ("3", 3),
     "train.seed": ("1", REFUSED),  # the seed draws the hold-out

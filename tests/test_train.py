@@ -147,7 +147,8 @@ def test_every_shipped_config_trains_a_few_steps(path, tmp_path, monkeypatch):
         cached.parent.mkdir(parents=True)
         torch.save(getattr(torchvision.models, config.model.name)(weights=None).state_dict(), cached)
     data = [] if config.data.name == "xor" else ["data.name=synthetic", "data.synthetic_size=8", "data.batch_size=4"]
-    config = load_config(path, [*data, "train.epochs=1", "train.max_steps_per_epoch=2", "train.device=cpu",
+    one_epoch = ["finetune.unfreeze_at_epoch=null"] if config.finetune and config.finetune.unfreeze_at_epoch else []
+    config = load_config(path, [*data, "train.epochs=1", *one_epoch, "train.max_steps_per_epoch=2", "train.device=cpu",
                                 f"train.output_dir={tmp_path}"])
     result = train(config, quiet=True)
     assert result.metrics["train"]["steps"] >= 1
@@ -242,3 +243,29 @@ def test_running_out_of_memory_while_the_data_is_built_is_one_line(tmp_path, mon
     with pytest.raises(ZooError, match=r"^out of memory on cpu at data.batch_size 32 \(.*DefaultCPUAllocator.*\); lower"):
         train(_digits(tmp_path, "data.input_size=20000"), quiet=True)
     assert not (tmp_path / "runs").exists()
+
+
+def _epoch(correct: int, loss: float):
+    """An EpochResult of 4 images, `correct` of them right, with mean loss `loss`."""
+    from zoo.loop import EpochResult
+    from zoo.metrics import MetricAccumulator
+
+    meter = MetricAccumulator(2, torch.device("cpu"))
+    targets = torch.tensor([0, 1, 0, 1])
+    logits = torch.tensor([[1.0, 0.0] if i < correct and t == 0 or i >= correct and t == 1 else [0.0, 1.0]
+                           for i, t in enumerate(targets.tolist())])
+    meter.update(logits, targets, torch.tensor(loss))
+    return EpochResult(meter.compute(), 1.0, 4)
+
+
+def test_a_tie_on_validation_accuracy_goes_to_the_lower_validation_loss():
+    """The fresh tester's XOR: 100% from epoch 1, the loss still falling; best.pt must follow the loss."""
+    from zoo.checkpoint import Progress
+    from zoo.training.hooks import record_epoch
+
+    progress = Progress()
+    history = [(4, 0.025), (4, 0.010), (4, 0.012), (3, 0.001), (4, 0.0015)]
+    best = [record_epoch(progress, epoch, _epoch(4, 0.1), _epoch(correct, loss))
+            for epoch, (correct, loss) in enumerate(history, start=1)]
+    assert best == [True, True, False, False, True] and progress.best_epoch == 5
+    assert progress.best_val["loss"] == pytest.approx(0.0015)

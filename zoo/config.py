@@ -24,6 +24,7 @@ FUSED_DEVICES = {"sgd": ("cpu", "cuda"), "adam": ("cpu", "cuda"), "adamw": ("cpu
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("32", "bf16", "16")
 LOADERS = ("auto", "memory", "torchvision")
+SAMPLERS = ("shuffle", "balanced")
 METRICS = ("val_accuracy", "val_loss")
 # The keys that decide which images the carved validation and test splits hold (with the data set itself).
 HOLD_OUT_KEYS = ("data.classes", "data.val_split", "data.test_split", "data.synthetic_size", "data.synthetic_classes",
@@ -107,6 +108,7 @@ class DataConfig(Section):
     synthetic_size: int = Field(512, gt=0)  # images in the synthetic set; samples in a xor training epoch
     synthetic_classes: int = Field(10, gt=1)
     loader: Literal[LOADERS] = "auto"  # memory: tensors on the device, batched augmentation; auto: memory for IN_MEMORY
+    sampler: Literal[SAMPLERS] = "shuffle"  # balanced: each class drawn equally often (with replacement), for imbalance
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -168,6 +170,16 @@ class SchedulerConfig(Section):
 class LossConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     aux_weight: float = Field(0.3, ge=0)  # GoogLeNet's auxiliary heads (Szegedy et al.: 0.3)
+    # Training loss weight per class: auto, N / (K x n_c) over the training split (scikit-learn's "balanced"); or
+    # one weight per class, in class order. Validation and test losses stay unweighted.
+    class_weights: Literal["auto"] | tuple[float, ...] | None = None
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, tuple) and (not value or any(weight <= 0 for weight in value)):
+            raise ValueError("give auto, or one weight above 0 per class")
+        return value
 
 
 class EarlyStoppingConfig(Section):
@@ -254,6 +266,11 @@ class Config(Section):
         if self.optimizer.fused is True and self.optimizer.name == "sgd" and self.train.precision == "16":
             raise ValueError("optimizer.fused: true with train.precision: 16: torch's fused SGD is reported to move "
                              "its momentum on the steps the gradient scaler skips; set optimizer.fused: auto")
+        unfreeze = self.finetune.unfreeze_at_epoch if self.finetune else None
+        if unfreeze is not None and unfreeze > self.train.epochs:
+            fix = f"give 2 to {self.train.epochs}, or remove it" if self.train.epochs >= 2 else "remove it"
+            raise ValueError(f"finetune.unfreeze_at_epoch {unfreeze} is after the last epoch (train.epochs "
+                             f"{self.train.epochs}), so the frozen layers would never train; {fix}")
         return self
 
     @property

@@ -120,13 +120,13 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
         kinds = f" (only {len(others)} {'file' if len(others) == 1 else 'files'} of other kinds)" if others else ""
         raise ZooError(f"no image files in {', '.join(map(str, inputs))}{kinds}; zoo reads "
                        f"{', '.join(_extensions())}")
-    if others:
-        from zoo.data.images import note_others
-
-        note_others(Path(inputs[0]) if len(inputs) == 1 else Path.cwd(), others)
     predictor = load(source, device)
     if predictor.preprocessing is not None:
         predictor.preprocessing.check_pictures()  # xor's network: one line before any file is read
+    if others:  # once the source is known good: a bad one is the only line
+        from zoo.data.images import note_others
+
+        note_others(Path(inputs[0]) if len(inputs) == 1 else Path.cwd(), others)
     if workers is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         workers = 0 if len(paths) <= batch_size else min(4, cpus)

@@ -78,7 +78,8 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
 
     The in-memory path (uses_memory) gives MemoryLoaders that hold the data on `device` and follow the same
     rules as the DataLoaders of torchvision's per-sample pipeline, which are otherwise built here:
-    train draws its order with a TrainSampler seeded by `seed` (this rank's share under `distributed`, an
+    train draws its order with a TrainSampler seeded by `seed` (balanced over the classes with cfg.sampler
+    balanced; this rank's share under `distributed`, an
     initialized process group), renewed each epoch by set_epoch; a generator seeded by `seed + rank` seeds the
     workers' augmentation. Under `distributed` val and test take a ShardSampler each. A last training batch of a
     single sample, which batch norm cannot train on, is dropped; every other sample is seen each epoch.
@@ -89,7 +90,8 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
     common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
                                   worker_init_fn=ignore_interrupts if workers > 0 else None)
     rank, world_size = place() if distributed else (0, 1)
-    sampler = TrainSampler(splits.train, world_size, rank, seed=seed)
+    sampler = TrainSampler(splits.train, world_size, rank, seed=seed,
+                           balanced_by=splits.train.labels if cfg.sampler == "balanced" else None)
     per_rank = len(sampler)
     train = DataLoader(splits.train, cfg.batch_size, sampler=sampler, generator=torch.Generator().manual_seed(seed + rank),
                        drop_last=per_rank % cfg.batch_size == 1 and per_rank > 1, **common)

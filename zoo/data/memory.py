@@ -121,10 +121,11 @@ class MemoryLoader:
     """
 
     def __init__(self, images: Tensor, targets: Tensor, pipeline: Pipeline, batch_size: int, *, train: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+                 seed: int = 0, rank: int = 0, world_size: int = 1, balanced: bool = False) -> None:
         self.images, self.targets, self.pipeline, self.batch_size, self.train = images, targets, pipeline, batch_size, train
         self.eval_indices = torch.arange(rank, len(images), world_size)
-        self.sampler = TrainSampler(range(len(images)), world_size, rank, seed=seed)
+        self.sampler = TrainSampler(range(len(images)), world_size, rank, seed=seed,
+                                    balanced_by=targets.cpu() if balanced else None)
         self.augmentation = torch.Generator(images.device).manual_seed(seed + rank) if train and pipeline.augments else None
         self.per_rank = len(self.sampler) if train else len(self.eval_indices)
         # As build_loaders: a last training batch of one sample, which batch norm cannot train on, is dropped.
@@ -180,7 +181,8 @@ def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distri
         if not pipeline.fit and not pipeline.augments and images.numel() * 4 <= FIT_ONCE_BYTES:
             images, pipeline = pipeline(images), Pipeline([], None, None)  # nothing random: normalize once, not per batch
         return MemoryLoader(images, targets, pipeline, cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size,
-                            train=train, seed=seed, rank=rank, world_size=world_size)
+                            train=train, seed=seed, rank=rank, world_size=world_size,
+                            balanced=train and cfg.sampler == "balanced")
 
     return loader("train"), loader("val"), loader("test")
 

@@ -69,6 +69,11 @@ class View(Dataset):
         return (sample if self.transform is None else self.transform(sample)), self.label_map[target]
 
     @property
+    def labels(self) -> Tensor:
+        """Each sample's class, in the kept classes' numbering (what __getitem__ returns second), without loading it."""
+        return torch.as_tensor(self.label_map)[_targets(self.base)[torch.as_tensor(self.indices, dtype=torch.long)]]
+
+    @property
     def paths(self) -> list[str] | None:
         """Each sample's file, in order, where the base reads files (ImageFolder's samples); else None."""
         samples = getattr(self.base, "samples", None)

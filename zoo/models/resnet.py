@@ -9,6 +9,11 @@
 - `small_input=True` swaps the ImageNet stem (7x7 stride 2, max pool) for a 3x3 stride-1 convolution
   without pooling, for 32x32 data.
 - `se_reduction=r` puts a squeeze-and-excitation module in every block (zoo.models.senet).
+- `drop_path=p` trains with stochastic depth (Huang, Sun, Liu, Sedra, Weinberger 2016, "Deep Networks with
+  Stochastic Depth", arXiv:1603.09382): each block's residual branch is dropped per image with a probability
+  rising linearly from 0 at the first block to p at the last (the paper's linear decay rule, as timm's
+  drop_path_rate), through torchvision.ops.StochasticDepth, which scales kept branches by 1 / (1 - p) and is the
+  identity in eval mode. It has no weights, so state dicts are unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import StochasticDepth
 
 from zoo.models.base import Classifier
 from zoo.models.layers import SqueezeExcite
@@ -50,7 +56,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 se_reduction: int | None = None) -> None:
+                 se_reduction: int | None = None, drop_path: float = 0.0) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -58,6 +64,7 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = SqueezeExcite(planes, se_reduction) if se_reduction else None
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path else None
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
@@ -65,6 +72,8 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         if self.se is not None:
             out = self.se(out)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
@@ -73,7 +82,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 se_reduction: int | None = None) -> None:
+                 se_reduction: int | None = None, drop_path: float = 0.0) -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.conv1 = conv1x1(in_channels, planes)
@@ -84,6 +93,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.se = SqueezeExcite(out_channels, se_reduction) if se_reduction else None
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path else None
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
@@ -92,6 +102,8 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         if self.se is not None:
             out = self.se(out)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
@@ -100,8 +112,11 @@ Block = type[BasicBlock] | type[Bottleneck]
 
 
 def make_stage(block: Block, in_channels: int, planes: int, blocks: int, stride: int,
-               zero_pad_shortcut: bool = False, se_reduction: int | None = None) -> nn.Sequential:
-    """`blocks` blocks of `planes`; the first takes in_channels maps, strides, and gets the shortcut projection."""
+               zero_pad_shortcut: bool = False, se_reduction: int | None = None,
+               drop_paths: Sequence[float] = ()) -> nn.Sequential:
+    """`blocks` blocks of `planes`; the first takes in_channels maps, strides, and gets the shortcut projection.
+    `drop_paths`: each block's stochastic-depth probability (none: 0)."""
+    drop_paths = list(drop_paths) or [0.0] * blocks
     out_channels = planes * block.expansion
     downsample = None
     if stride != 1 or in_channels != out_channels:
@@ -109,8 +124,8 @@ def make_stage(block: Block, in_channels: int, planes: int, blocks: int, stride:
             downsample = ZeroPadShortcut(out_channels, stride)
         else:
             downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
-    stage = [block(in_channels, planes, stride, downsample, se_reduction)]
-    stage += [block(out_channels, planes, se_reduction=se_reduction) for _ in range(1, blocks)]
+    stage = [block(in_channels, planes, stride, downsample, se_reduction, drop_paths[0])]
+    stage += [block(out_channels, planes, se_reduction=se_reduction, drop_path=drop_paths[index]) for index in range(1, blocks)]
     return nn.Sequential(*stage)
 
 
@@ -128,8 +143,11 @@ class ResNet(Classifier):
         zero_pad_shortcut: bool = False,  # option A shortcuts (the paper's CIFAR networks)
         se_reduction: int | None = None,  # SE-ResNet when set (Hu et al. use 16)
         zero_init_residual: bool = False,  # start each block as the identity (Goyal et al. 2017)
+        drop_path: float = 0.0,  # stochastic depth: the last block's drop probability, 0 at the first (Huang et al. 2016)
     ) -> None:
         super().__init__()
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"drop_path is {drop_path}; give a probability from 0 up to (not including) 1")
         self.num_classes = num_classes
         if small_input:
             self.conv1 = conv3x3(in_channels, widths[0])
@@ -140,8 +158,12 @@ class ResNet(Classifier):
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)  # N x 64 x 56 x 56
         # Stage i halves the resolution after the first; imagenet: 56 -> 28 -> 14 -> 7.
         width = widths[0]
+        depth = sum(layers)
+        rates = [drop_path * block / max(depth - 1, 1) for block in range(depth)]  # over the whole network's blocks
         for index, (planes, blocks) in enumerate(zip(widths, layers), start=1):
-            stage = make_stage(block, width, planes, blocks, 1 if index == 1 else 2, zero_pad_shortcut, se_reduction)
+            first = sum(layers[:index - 1])
+            stage = make_stage(block, width, planes, blocks, 1 if index == 1 else 2, zero_pad_shortcut, se_reduction,
+                               rates[first:first + blocks])
             self.add_module(f"layer{index}", stage)
             width = planes * block.expansion
         self.num_stages = len(layers)

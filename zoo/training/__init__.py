@@ -13,6 +13,7 @@ test -> metrics.json. The steps themselves are zoo.loop's; the checkpoint's sche
     resume.py       finding a run's checkpoint, the config it resumes with, and where it goes on
     finetune.py     weights sources (zoo checkpoints, state_dicts, torchvision's), transplanting, freezing
     optim.py        the optimizer and the learning-rate schedule from the config
+    imbalance.py    the training split's class counts, loss.class_weights, the note on an imbalanced split
     tensorboard.py  what TensorBoard shows: scalars, gradient norms, histograms, confusion matrices, hparams
 """
 

@@ -133,10 +133,14 @@ class EarlyStopping:
 
 
 def record_epoch(progress: Progress, epoch: int, train: EpochResult, val: EpochResult | None) -> bool:
-    """Count the epoch into `progress`; True when it is the best so far: the best validation top-1 (the latest
-    epoch when there is no validation split), which best.pt then holds."""
+    """Count the epoch into `progress`; True when it is the best so far: the best validation top-1, a tie broken
+    by the lower validation loss (the latest epoch when there is no validation split), which best.pt then holds.
+    Without the tie-break a small validation split at 100% from epoch 1 keeps epoch 1's weights for good."""
     progress.epochs_run = epoch
-    improved = val is None or val.metrics.accuracy > progress.best_accuracy
+    best = progress.best_val
+    tied = val is not None and val.metrics.accuracy == progress.best_accuracy
+    improved = val is None or val.metrics.accuracy > progress.best_accuracy or (
+        tied and best is not None and val.metrics.loss < best["loss"])
     if improved:
         progress.best_accuracy, progress.best_epoch = (val.metrics.accuracy if val else -1.0), epoch
         progress.best_val = section(val) if val else None

@@ -60,6 +60,7 @@ REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resum
 MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupted epoch is
     "data.batch_size": "the position in the epoch is counted in batches of the old size",
     "train.max_steps_per_epoch": "the position in the epoch is counted against the old length",
+    "data.sampler": "the interrupted epoch's order was drawn by the old sampler",
 }
 
 

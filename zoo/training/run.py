@@ -104,7 +104,7 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
         stop = result.stop or guard.check(step, force=True)  # nothing non-finite is validated or saved
         if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.steps_per_epoch):
             raise stopped(stop, epoch, result.batches, step, run_dir)
-        val = evaluate_loader(parts.model, parts.val_loader, parts.compute, parts.step.criterion,
+        val = evaluate_loader(parts.model, parts.val_loader, parts.compute, parts.eval_criterion,
                               parts.num_classes) if parts.val_loader else None
         log.epoch(epoch, result, val, parts)
         improved = record_epoch(progress, epoch, result, val)
@@ -140,7 +140,7 @@ def _test_best(parts: Parts, job: Job, run_dir: Path):
     if job.is_main:
         parts.model.load_state_dict(read_state(run_dir / "checkpoints" / "best.pt", "weights", job.device).model)
     job.sync_module(parts.model)  # the other ranks may not see rank 0's disk (several nodes)
-    return evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.step.criterion, parts.num_classes)
+    return evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.eval_criterion, parts.num_classes)
 
 
 def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:

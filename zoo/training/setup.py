@@ -4,6 +4,7 @@ writes anything."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ from zoo.models.weight_init import init_weights
 from zoo.registry import get_model_info
 from zoo.runtime import compiled, grad_scaler, memory_format, seed_everything, tune_backends
 from zoo.training.finetune import Freezer, describe, lr_scale, read_source, transplant
+from zoo.training.imbalance import class_counts, class_weights, imbalance_note
 from zoo.training.optim import build_optimizer, build_scheduler
 from zoo.training.resume import Position, ResumePlan, restore_optimization
 
@@ -49,6 +51,12 @@ class Parts:
     @property
     def num_classes(self) -> int:
         return self.model.num_classes
+
+    @property
+    def eval_criterion(self) -> nn.Module:
+        """The validation and test loss: the training loss without loss.class_weights, as Keras reports it, so
+        that val_loss (and early stopping on it) measures the model, not the weighting."""
+        return nn.CrossEntropyLoss(label_smoothing=self.config.loss.label_smoothing)
 
     def state(self, job: Job, **training: object) -> TrainingState:
         """The checkpoint of the network now, with `training` (optimizer, position ...) when resumable."""
@@ -155,6 +163,11 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     check_classes(splits.classes, config)
     if plan is not None:
         check_same_data(splits, plan)
+    counts = class_counts(splits.train.labels, len(splits.classes))
+    weights = class_weights(config, counts, splits.classes)  # a list of another length: one line, nothing written yet
+    note = imbalance_note(config, counts, splits.classes)
+    if note and job.is_main and plan is None:
+        print(note, file=sys.stderr, flush=True)
     loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
                             pin_memory=device.type == "cuda", device=device)
     compute = Compute(device, train.precision, memory_format(train.channels_last), job.distributed)
@@ -187,7 +200,8 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     scale = lr_scale(model, finetune.backbone_lr_mult) if finetune else None
     optimizer = build_optimizer(model, config.optimizer, scale, include_frozen=freezer is not None)
     scheduler = build_scheduler(optimizer, config.scheduler, train.epochs, steps_per_epoch)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.loss.label_smoothing)
+    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.float().to(device),
+                                    label_smoothing=config.loss.label_smoothing)
     scaler = grad_scaler(device, train.precision)
     notes = restore_optimization(optimizer, scheduler, scaler, plan, steps_per_epoch, job.world_size) if plan else []
     step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip)
