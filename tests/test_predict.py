@@ -248,3 +248,25 @@ def test_bad_predict_input_is_one_line_and_writes_nothing(pets_run, tmp_path, ar
     assert result.returncode == 2 and message in result.stderr
     assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_googlenet_weights_predict_as_torchvisions_googlenet_with_transform_input(tmp_path, monkeypatch):
+    """torchvision's GoogLeNet turns ImageNet-normalized input into (x - 0.5) / 0.5, the statistics Google's weights
+    were trained with; zoo's network takes its input as it comes, so the preprocessing uses those statistics."""
+    from zoo.training.finetune import read_source
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True, transform_input=True).eval()
+    weights = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), cached)
+    photo = tmp_path / "photo.png"
+    _photo(photo, (90, 140, 200), (260, 300), 1)
+    with torch.no_grad(), Image.open(photo) as image:
+        expected = reference(weights.transforms()(image.convert("RGB")).unsqueeze(0)).softmax(1)[0]
+    prediction = zoo.load(f"torchvision:{weights}").predict(photo, top_k=3)[0]
+    assert list(prediction.indices) == expected.topk(3).indices.tolist()
+    assert prediction.probabilities == pytest.approx(expected.topk(3).values.tolist(), abs=1e-5)
+    source = read_source(f"torchvision:{weights}", "googlenet")  # fine-tuning normalizes the same way
+    assert source.normalization.mean == (0.5, 0.5, 0.5) and source.normalization.std == (0.5, 0.5, 0.5)

@@ -350,11 +350,12 @@ def _onnx(path: Path, device: torch.device) -> Predictor:
 
 def _torchvision(name: str, device: torch.device) -> Predictor:
     """torchvision's weights in zoo's own network (their keys match, tests/test_torchvision_compat.py proves it),
-    with the weights' categories and transforms (resize, centre crop, normalization)."""
+    with the weights' categories and transforms (resize, centre crop, normalization; GoogLeNet's statistics are
+    its weights', which torchvision's builder converts the input to)."""
     import torchvision
 
     from zoo.registry import create_model, get_model_info, list_models
-    from zoo.training.finetune import _torchvision_weights
+    from zoo.training.finetune import _torchvision_weights, torchvision_transforms
 
     try:
         weights = torchvision.models.get_weight(name)
@@ -370,21 +371,6 @@ def _torchvision(name: str, device: torch.device) -> Predictor:
     categories = list(weights.meta["categories"])
     model = create_model(model_name, num_classes=len(categories))
     model.load_state_dict(source.state)
-    transforms = weights.transforms()
-    if model_name == "googlenet":  # torchvision's GoogLeNet turns its input to the original weights' (x - 0.5) / 0.5
-        transforms = _RenormalizedInput(transforms)
+    transforms = torchvision_transforms(weights, get_model_info(model_name).torchvision)  # GoogLeNet's statistics too
     return Predictor(model.to(device).eval(), categories, transforms, in_channels=3, device=device,
                      source=f"torchvision:{name}")
-
-
-class _RenormalizedInput:
-    """A transform followed by torchvision's GoogLeNet(transform_input=True), which its ImageNet weights need: the
-    weights came from Google's TensorFlow model, trained on (x - 0.5) / 0.5, not ImageNet's mean and std."""
-
-    def __init__(self, transform: Callable) -> None:
-        self.transform = transform
-
-    def __call__(self, image: Image.Image) -> Tensor:
-        mean = torch.tensor(self.transform.mean).view(-1, 1, 1)
-        std = torch.tensor(self.transform.std).view(-1, 1, 1)
-        return self.transform(image) * (std / 0.5) + (mean - 0.5) / 0.5

@@ -146,11 +146,26 @@ def _torchvision_weights(name: str, model_name: str) -> Source:
     except OSError:  # no network: URLError and its kin
         raise ZooError(f"cannot download {weights.url} (offline?); fetch it elsewhere and place it at {cached}") from None
     normalization = None
-    transforms = weights.transforms()
+    transforms = torchvision_transforms(weights, counterpart)
     if hasattr(transforms, "mean"):
         normalization = Normalization(tuple(transforms.mean), tuple(transforms.std))
     return Source(state, f"torchvision {name} ({weights.meta.get('num_params', '?'):,} parameters, "
                          f"{len(weights.meta.get('categories') or [])} classes)", weights.meta.get("categories"), normalization)
+
+
+# torchvision builders that, given pre-trained weights, turn their ImageNet-normalized input into the statistics the
+# weights were trained with (transform_input=True): GoogLeNet's came from Google's TensorFlow model, trained on
+# (x - 0.5) / 0.5. zoo's networks take their input as it comes, so these statistics go into the preprocessing.
+INPUT_STATISTICS = {"googlenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+
+
+def torchvision_transforms(weights: Any, builder: str) -> Any:
+    """The weights' own inference transforms (resize, centre crop, normalize), with the statistics the weights were
+    trained with where torchvision's builder converts its input to them (INPUT_STATISTICS)."""
+    if builder in INPUT_STATISTICS:
+        mean, std = INPUT_STATISTICS[builder]
+        return weights.transforms(mean=list(mean), std=list(std))
+    return weights.transforms()
 
 
 def _example(torchvision_name: str) -> str:
