@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ExportMismatch, ZooError
-from zoo.inference import EXPORT_EXTRA, Metadata, Predictor
+from zoo.inference import EXPORT_EXTRA, Metadata, Predictor, open_checkpoint
 
 FORMATS = ("onnx", "pt2", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}
@@ -83,19 +83,15 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
     ExportMismatch (the file removed) when the export's logits differ from eager PyTorch's by more than the
     tolerance (see verify).
     """
-    from zoo.checkpoint import read_state
-    from zoo.evaluation import checkpoint_config, load_model
     from zoo.rundir import atomic_write
 
     format = str(getattr(format, "value", format))
     batch = parse_batch(batch) if isinstance(batch, str) else batch
     check_options(format, opset, batch)
     checkpoint = Path(checkpoint)
-    state = read_state(checkpoint, "evaluate")
+    state, config, model = open_checkpoint(checkpoint)  # on the CPU: exported graphs are device-free
     output = output_path(checkpoint, output, format)
-    config = checkpoint_config(state, checkpoint, [])
     metadata = Metadata.of_checkpoint(state, config)
-    model = load_model(state, config, checkpoint).eval()  # on the CPU: exported graphs are device-free
     images, inputs = check_inputs(config, metadata, batch)
     example = images[:batch or EXAMPLE_BATCH]
     data = _export(model, example, format, metadata, opset, dynamic=batch is None)

@@ -251,14 +251,20 @@ def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.dev
                      fixed_batch=fixed_batch)
 
 
-def _checkpoint(path: Path, device: torch.device) -> Predictor:
+def open_checkpoint(path: Path) -> tuple[TrainingState, Config, nn.Module]:
+    """A zoo checkpoint's state, its config (normalized as the network was trained) and the network, in eval mode
+    on the CPU. Raises ZooError for a file that is no zoo checkpoint, or weights that do not fit its config."""
     from zoo.checkpoint import read_state
     from zoo.evaluation import checkpoint_config, load_model
 
     state = read_state(path, "evaluate")
     config = checkpoint_config(state, path, [])
-    model = load_model(state, config, path).to(device).eval()
-    return _predictor(model, Metadata.of_checkpoint(state, config), device, path, config)
+    return state, config, load_model(state, config, path).eval()
+
+
+def _checkpoint(path: Path, device: torch.device) -> Predictor:
+    state, config, model = open_checkpoint(path)
+    return _predictor(model.to(device), Metadata.of_checkpoint(state, config), device, path, config)
 
 
 def _safetensors(path: Path, device: torch.device) -> Predictor:

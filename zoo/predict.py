@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.data.images import image_extensions
 from zoo.errors import ZooError
 from zoo.inference import Prediction, load, top_predictions
 
@@ -48,7 +49,6 @@ def gather(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     system entries skipped, files of other extensions set aside), glob patterns expanded (sorted; `**` recursive).
     Each file once, in order. Raises ZooError for a path that does not exist or a pattern that matches nothing."""
     from zoo.data.folders import is_hidden
-    from zoo.data.images import image_extensions
 
     extensions = image_extensions()
     found: list[Path] = []
@@ -119,7 +119,7 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     if not paths:
         kinds = f" (only {len(others)} {'file' if len(others) == 1 else 'files'} of other kinds)" if others else ""
         raise ZooError(f"no image files in {', '.join(map(str, inputs))}{kinds}; zoo reads "
-                       f"{', '.join(_extensions())}")
+                       f"{', '.join(image_extensions())}")
     predictor = load(source, device)
     if predictor.preprocessing is not None:
         predictor.preprocessing.check_pictures()  # xor's network: one line before any file is read
@@ -128,8 +128,9 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
 
         note_others(Path(inputs[0]) if len(inputs) == 1 else Path.cwd(), others)
     if workers is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        workers = 0 if len(paths) <= batch_size else min(4, cpus)
+        from zoo.data.loaders import file_workers
+
+        workers = 0 if len(paths) <= batch_size else file_workers()
     loader = DataLoader(Pictures(paths, predictor.transform), batch_size, num_workers=workers, collate_fn=_collate)
     rows: dict[int, Prediction] = {}
     skipped: list[tuple[Path, str]] = []
@@ -181,12 +182,6 @@ def write_output(output: Path, text: str) -> None:
 def _why(reason: str) -> str:
     """open_image's message without its advice, which the warning or error gives once."""
     return reason.removesuffix("; remove or replace it")
-
-
-def _extensions() -> list[str]:
-    from zoo.data.images import image_extensions
-
-    return list(image_extensions())
 
 
 def _progress(total: int) -> Any:

@@ -26,6 +26,11 @@ def default_workers(cfg: DataConfig) -> int:
         return cfg.workers
     if SPECS[cfg.name].in_process:
         return 0
+    return file_workers()
+
+
+def file_workers() -> int:
+    """DataLoader workers for decoding files: min(4, the CPUs this process may use)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(4, cpus)
 
