@@ -275,10 +275,16 @@ def _first_line(error: Exception) -> str:
 
 def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     """A .safetensors file holds tensors and nothing else: a state_dict, by construction code-free."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    return read_safetensors(path, map_location)[0]
+
+
+def read_safetensors(path: Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, str]]:
+    """A .safetensors file's tensors and its header's metadata (text to text; {} when it has none). A damaged
+    file is one line."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        return load_file(path, device=str(map_location))
+        with safe_open(str(path), framework="pt", device=str(map_location)) as file:
+            return {key: file.get_tensor(key) for key in file.keys()}, file.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise ZooError(f"{path} is damaged or not a safetensors file ({_first_line(error)}); use another file") from None

@@ -268,16 +268,10 @@ def _checkpoint(path: Path, device: torch.device) -> Predictor:
 
 
 def _safetensors(path: Path, device: torch.device) -> Predictor:
-    from safetensors import SafetensorError, safe_open
-
-    from zoo.checkpoint import TrainingState, load_weights
+    from zoo.checkpoint import TrainingState, load_weights, read_safetensors
     from zoo.config import validate_config
 
-    try:
-        with safe_open(str(path), framework="pt") as file:
-            strings, tensors = file.metadata(), {key: file.get_tensor(key) for key in file.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ZooError(f"{path} is damaged or not a safetensors file ({error}); use another file") from None
+    tensors, strings = read_safetensors(path)
     metadata = Metadata.from_strings(strings, path)
     config = validate_config(metadata.config, f"{path} (config)")
     model = config.model.build(metadata.num_classes, metadata.preprocessing.in_channels)
