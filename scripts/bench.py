@@ -118,7 +118,7 @@ class Setup:
             optimizer.state.clear()
             sync(self.device)
             start = time.perf_counter()
-            result = train_epoch(model, self.loader, step, self.num_classes, max_batches=self.steps, hook=hook)
+            result = train_epoch(model, self.loader, step, self.num_classes, epoch_batches=self.steps, hook=hook)
             sync(self.device)
             return result.images / (time.perf_counter() - start)
 

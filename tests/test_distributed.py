@@ -47,7 +47,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("loader, recipe", [("memory", ()), ("torchvision", ("data.sampler=balanced", "loss.class_weights=auto"))])
+RECIPE = ("data.sampler=balanced", "loss.class_weights=auto", "train.accumulate_steps=2", "train.ema={decay: 0.9}",
+          "model.activation=elu",
+          "data.augment={mixup_alpha: 0.2, cutmix_alpha: 1.0, random_erasing: 0.25, policy: trivialaugment}")
+
+
+@pytest.mark.parametrize("loader, recipe", [("memory", ()), ("torchvision", RECIPE)])
 def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_path, loader, recipe):
     done = torchrun(tmp_path, f"data.loader={loader}", *recipe)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -62,10 +67,12 @@ def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_pa
     assert metrics["test"]["count"] == len(splits.test) == 359  # ranks' shards of 180 and 179, summed
     assert metrics["val"]["count"] == len(splits.val) == 144
     assert metrics["train"]["images"] == 2 * len(splits.train)  # both ranks' halves, every epoch
-    assert metrics["train"]["steps"] == 2 * 21  # per rank: ceil(1294 / 2 / 32) batches an epoch
+    per_step = 2 if recipe else 1  # accumulated: 11 optimizer steps of the 21 batches
+    assert metrics["train"]["steps"] == 2 * -(-21 // per_step)  # per rank: ceil(1294 / 2 / 32) batches an epoch
 
     best = load_checkpoint(run / "checkpoints" / "best.pt")
-    assert best["epoch"] == metrics["best_epoch"] and load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
+    assert best["weights"] == metrics["best_weights"] and load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
+    assert best["epoch"] == metrics["best_epoch"] if best["weights"] == "raw" else "optimizer" not in best  # ema: weights
     assert not any(key.startswith("module.") for key in best["model"])  # the network's keys, not DDP's
     alone = evaluate_checkpoint(run / "checkpoints" / "best.pt", "test")  # loaded into one process, whole split
     assert alone.metrics.count == 359

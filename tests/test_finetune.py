@@ -200,3 +200,20 @@ def test_zoo_finetune_needs_a_finetune_section():
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"error: {DIGITS} has no finetune section; add finetune.source")
+
+
+def test_the_epoch_line_shows_the_heads_lr_and_tensorboard_each_groups(digits_source, tmp_path):
+    # With backbone_lr_mult 0.1 the first parameter group is the backbone's: showing it read 10x too low.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = load_config(DIGITS, [f"train.output_dir={tmp_path}", "data.classes=[5,6,7,8,9]", "train.epochs=2",
+                                  "scheduler.name=none", "optimizer.lr=0.01", "train.log_interval=5",
+                                  f"finetune.source={digits_source}", "finetune.backbone_lr_mult=0.1"])
+    result, printed = quiet_train(config)
+    assert printed.count("  lr 0.01  ") == 2
+    events = EventAccumulator(str(result.run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"lr/head", "lr/backbone", "lr_epoch/head", "lr_epoch/backbone"} <= set(scalars) and "lr" not in scalars
+    assert events.Scalars("lr/head")[0].value == pytest.approx(0.01)
+    assert events.Scalars("lr_epoch/backbone")[-1].value == pytest.approx(0.001)

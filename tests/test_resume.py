@@ -27,12 +27,15 @@ CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
 
 
 def _overrides(out: Path, loader: str, *extra: str) -> list[str]:
-    """LeNet-5 on digits with everything that draws random numbers or keeps state: augmentation, momentum,
-    a warmup-then-cosine schedule, label smoothing, class weights, the balanced sampler, early-stopping counters.
+    """LeNet-5 on digits with everything that draws random numbers or keeps state: augmentation (crops, random
+    erasing, Mixup/CutMix, TrivialAugment on the in-memory path), momentum, a warmup-then-cosine schedule, label
+    smoothing, class weights, the balanced sampler, an EMA of the weights, early-stopping counters.
     3 epochs of 41 steps."""
+    policy = ["data.augment.policy=trivialaugment"] if loader == "memory" else []  # per image: slow on the other path
     return [f"train.output_dir={out}", "train.epochs=3", "train.deterministic=true", f"data.loader={loader}",
-            "data.augment=true", "data.crop_padding=2", "scheduler.warmup_epochs=0.5", "loss.label_smoothing=0.1",
-            "loss.class_weights=auto", "data.sampler=balanced",
+            "data.augment=true", "data.crop_padding=2", "data.augment.random_erasing=0.25", "data.augment.mixup_alpha=0.2",
+            "data.augment.cutmix_alpha=1.0", *policy, "scheduler.warmup_epochs=0.5", "loss.label_smoothing=0.1",
+            "loss.class_weights=auto", "data.sampler=balanced", "train.ema={decay: 0.99, warmup_steps: 20}",
             "train.early_stopping={metric: val_loss, patience: 5}", *extra]
 
 
@@ -80,6 +83,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
     moments_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
     moments_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
     assert all(torch.equal(x, y) for x, y in zip(moments_a, moments_b, strict=True))
+    assert a["ema"].keys() == b["ema"].keys() and all(torch.equal(a["ema"][key], b["ema"][key]) for key in a["ema"])
     assert a["scheduler"] == b["scheduler"] and a["step"] == b["step"] == 3 * STEPS
     assert a["progress"]["best_epoch"] == b["progress"]["best_epoch"]
     assert _figures(a["progress"]["best_val"]) == _figures(b["progress"]["best_val"])
@@ -206,3 +210,24 @@ def test_stochastic_depth_resumes_mid_epoch_bit_exact(tmp_path, monkeypatch):
     train(plan.config, quiet=True, resume=plan)
     a, b = _final_state(whole.run_dir), _final_state(run_dir)
     assert all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])
+
+
+def test_accumulated_steps_resume_mid_epoch_bit_exact(tmp_path, monkeypatch):
+    """train.accumulate_steps 2: 41 batches an epoch make 21 optimizer steps; a signal in the middle of one stops
+    the run after it, at a step boundary, and the resumed run ends where the uninterrupted one does."""
+    def config(out: Path):
+        return _config(out, "memory", "train.accumulate_steps=2", "train.checkpoint_every_steps=5", "train.epochs=2")
+
+    whole = train(config(tmp_path / "whole"), quiet=True)
+    _signal_at_step(monkeypatch, STEPS + 25)  # epoch 2, batch 25: the first of optimizer step 13's two
+    with pytest.raises(RunStopped) as stopped:
+        train(config(tmp_path / "cut"), quiet=True)
+    assert "stopped at epoch 2, batch 26 (step 34)" in str(stopped.value)
+    monkeypatch.undo()
+    run_dir = next((tmp_path / "cut").glob("*/*"))
+    plan = prepare_resume(run_dir)
+    resumed = train(plan.config, quiet=True, resume=plan)
+    a, b = _final_state(whole.run_dir), _final_state(run_dir)
+    assert a["step"] == b["step"] == 42 and all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])
+    assert all(torch.equal(a["ema"][key], b["ema"][key]) for key in a["ema"])
+    assert _figures(resumed.metrics["test"]) == _figures(whole.metrics["test"])

@@ -75,6 +75,8 @@ CHANGES: dict[str, tuple[str, object]] = {
     "train.channels_last": ("true", True),
     "train.compile": ("true", True),
     "train.grad_clip": ("1.0", 1.0),
+    "train.accumulate_steps": ("2", 2),  # at an epoch boundary: the schedule goes on in the new optimizer steps
+    "train.ema": ("{decay: 0.9}", 0.9),  # checked as train.ema.decay: the average starts from the weights
     "train.log_interval": ("2", 2),
     "train.histogram_interval": ("2", 2),
     "train.max_steps_per_epoch": ("3", 3),
@@ -124,7 +126,8 @@ def test_a_key_changed_on_resume_takes_effect_or_is_refused_in_one_line(finished
     result = resume(run_dir, overrides=overrides, allow_config_change=True, quiet=True)
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     stored = _flatten(state["config"])
-    assert stored.get(key if key != "train.early_stopping" else "train.early_stopping.patience") == expected
+    checked_as = {"train.early_stopping": "train.early_stopping.patience", "train.ema": "train.ema.decay"}
+    assert stored.get(checked_as.get(key, key)) == expected
     assert result.run_dir == run_dir and result.metrics["epochs_run"] == 3 and state["epoch"] == 3
     assert result.metrics["test"]["count"] == 359  # every test image, once: the same hold-out
     assert "config changes (allowed):" in capsys.readouterr().out

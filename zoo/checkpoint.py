@@ -71,17 +71,19 @@ class Progress:
     best_epoch: int = 0
     best_val: dict[str, float] | None = None  # metrics.json's val section of the best epoch
     early_stopping: tuple[float | None, int] | None = None  # (best value, epochs without improvement)
+    best_weights: str = "raw"  # which weights best.pt holds: "raw", or "ema" (train.ema's average validated better)
 
     def to_dict(self) -> dict[str, Any]:
         return {"seconds": self.seconds, "images": self.images, "epochs_run": self.epochs_run,
                 "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_val": self.best_val,
-                "early_stopping": list(self.early_stopping) if self.early_stopping is not None else None}
+                "early_stopping": list(self.early_stopping) if self.early_stopping is not None else None,
+                "best_weights": self.best_weights}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Progress:
         early = data.get("early_stopping")
         return cls(data["seconds"], data["images"], data["epochs_run"], data["best_accuracy"], data["best_epoch"],
-                   data.get("best_val"), tuple(early) if early else None)
+                   data.get("best_val"), tuple(early) if early else None, data.get("best_weights", "raw"))
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ class TrainingState:
     world_size: int | None = None
     progress: Progress | None = None
     split_sizes: dict[str, int] | None = None  # images in train, val, test: a resumed run checks its data is the same
+    ema: dict[str, Tensor] | None = None  # train.ema's average (zoo.training.ema.WeightAverage.state_dict)
+    weights: str = "raw"  # what `model` holds: the trained weights, or (best.pt) their average, "ema"
 
     @classmethod
     def of_network(cls, network: nn.Module, config: dict[str, Any], classes: list[str], normalization: Normalization,
@@ -141,13 +145,13 @@ class TrainingState:
         state = {
             "model": self.model, "model_name": self.model_name, "num_classes": self.num_classes, "config": self.config,
             "classes": self.classes, "normalization": self.normalization.to_dict() if self.normalization else None,
-            "zoo_version": self.zoo_version, "torch_version": self.torch_version,
+            "zoo_version": self.zoo_version, "torch_version": self.torch_version, "weights": self.weights,
         }
         if self.optimizer is not None:
             state.update(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, epoch=self.epoch,
                          batch=self.batch, step=self.step, ranks=[rank.to_dict() for rank in self.ranks],
                          world_size=self.world_size, progress=self.progress.to_dict() if self.progress else None,
-                         split_sizes=self.split_sizes)
+                         split_sizes=self.split_sizes, ema=self.ema)
         return state
 
     @classmethod
@@ -161,6 +165,7 @@ class TrainingState:
             data.get("step", 0), [RankState.from_dict(rank) for rank in data.get("ranks") or []], data.get("world_size"),
             Progress.from_dict(data["progress"]) if training and data.get("progress") else None,
             data.get("split_sizes"),  # absent from checkpoints before it was added: not checked then
+            data.get("ema"), data.get("weights", "raw"),
         )
 
     @staticmethod
@@ -176,6 +181,9 @@ def read_state(path: str | Path, need: Need, map_location: str | torch.device = 
     path = Path(path)
     data = load_checkpoint(path, map_location)
     if not TrainingState.holds(data, need):
+        if need == "resume" and isinstance(data, dict) and data.get("weights") == "ema":
+            raise ZooError(f"{path} cannot be resumed: it holds train.ema's average of the weights, the epoch's best, "
+                           f"not the training state; resume from {path.parent / 'last.pt'}")
         if need == "resume":
             raise ZooError(f"{path} cannot be resumed: it holds no training state (optimizer, position, random "
                            "state), only weights; fine-tune from it instead (finetune.source)")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from zoo.data.specs import DATASETS, IN_MEMORY  # data.name's choices, and those loader memory holds: one table
 from zoo.errors import ZooError
@@ -25,6 +25,8 @@ SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("32", "bf16", "16")
 LOADERS = ("auto", "memory", "torchvision")
 SAMPLERS = ("shuffle", "balanced")
+POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment", "augmix")  # torchvision.transforms.v2's
+AUTOAUGMENT_POLICIES = ("imagenet", "cifar10", "svhn")  # v2.AutoAugmentPolicy: the data set the policy was learned on
 METRICS = ("val_accuracy", "val_loss")
 # The keys that decide which images the carved validation and test splits hold (with the data set itself).
 HOLD_OUT_KEYS = ("data.classes", "data.val_split", "data.test_split", "data.synthetic_size", "data.synthetic_classes",
@@ -88,6 +90,52 @@ class ModelConfig(BaseModel):
                             in_channels=self.in_channels or in_channels, **self.kwargs)
 
 
+FLAG, SECTION = "flag", "section"  # the two forms of a key that takes true/false or a section (data.augment)
+
+
+def _flag_or_section(value: Any) -> str:
+    """Which form a value takes: a mapping is the section, anything else the flag (validated as a bool)."""
+    return SECTION if isinstance(value, (dict, BaseModel)) else FLAG
+
+
+class AugmentConfig(Section):
+    """data.augment as a section: training images are cropped and flipped as with `augment: true` (data.crop_padding,
+    data.hflip), then changed by what these keys turn on, in this order: color jitter, rotation, the policy
+    (each on the image as stored, before scaling), random erasing (after normalization), and the batch's
+    Mixup/CutMix (in the training step). All are torchvision.transforms.v2's, drawn per image."""
+
+    policy: Literal[POLICIES] = "none"
+    num_ops: int = Field(2, gt=0)  # randaugment: operations per image (Cubuk et al. 2019, arXiv:1909.13719: N=2)
+    magnitude: int = Field(9, ge=0, le=30)  # randaugment: of 31 bins; torchvision's default 9
+    autoaugment_policy: Literal[AUTOAUGMENT_POLICIES] = "imagenet"  # autoaugment (Cubuk et al. 2018, arXiv:1805.09501)
+    severity: int = Field(3, ge=1, le=10)  # augmix (Hendrycks et al. 2019, arXiv:1912.02781)
+    color_jitter: float = Field(0.0, ge=0, le=1)  # brightness, contrast and saturation factors from [1 - x, 1 + x]
+    rotation: float = Field(0.0, ge=0, le=180)  # degrees, uniform in [-x, x], black corners
+    random_erasing: float = Field(0.0, ge=0, le=1)  # probability per image (Zhong et al. 2017, arXiv:1708.04896)
+    mixup_alpha: float = Field(0.0, ge=0)  # Beta(alpha, alpha) blend of image pairs (Zhang et al. 2017, arXiv:1710.09412)
+    cutmix_alpha: float = Field(0.0, ge=0)  # pasted boxes (Yun et al. 2019, arXiv:1905.04899)
+    switch_prob: float = Field(0.5, ge=0, le=1)  # with both alphas: the share of batches that take CutMix (timm's)
+
+    _OWNERS = {"num_ops": "randaugment", "magnitude": "randaugment", "autoaugment_policy": "autoaugment",
+               "severity": "augmix"}  # a policy's own settings
+
+    @model_validator(mode="after")
+    def _check(self) -> AugmentConfig:
+        for key, owner in self._OWNERS.items():  # a default value is no setting: a saved config holds them all
+            if getattr(self, key) != type(self).model_fields[key].default and self.policy != owner:
+                raise ValueError(f"{key} is a setting of policy {owner}, and the policy is {self.policy}; "
+                                 f"set policy: {owner}, or remove {key}")
+        if self.switch_prob != type(self).model_fields["switch_prob"].default and not (self.mixup_alpha and self.cutmix_alpha):
+            raise ValueError("switch_prob chooses between Mixup and CutMix; it needs mixup_alpha and cutmix_alpha "
+                             "above 0, or remove it")
+        return self
+
+    @property
+    def mixes(self) -> bool:
+        """Whether training batches are mixed (Mixup or CutMix), so that the loss takes soft targets."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+
 class DataConfig(Section):
     name: Literal[DATASETS]
     root: Path = Path("data")  # where torchvision's loaders find (or download) the files
@@ -99,7 +147,9 @@ class DataConfig(Section):
     normalize: bool = True  # subtract mean, divide by std
     mean: tuple[float, ...] | None = None  # None: the data set's own statistics
     std: tuple[float, ...] | None = None
-    augment: bool = False  # random crop with padding and (if hflip) horizontal flip, on training data only
+    # true: random crop with padding and (if hflip) horizontal flip, on training data only; a section (policy,
+    # mixup_alpha ...: AugmentConfig) adds to them
+    augment: Annotated[Annotated[bool, Tag(FLAG)] | Annotated[AugmentConfig, Tag(SECTION)], Discriminator(_flag_or_section)] = False
     crop_padding: int = Field(4, ge=0)
     hflip: bool = True  # off for digits and text, where mirror images are other classes
     val_split: float = Field(0.1, ge=0, lt=1)  # held out of training data when the set has no validation split
@@ -123,6 +173,13 @@ class DataConfig(Section):
         if self.loader == "memory" and self.name not in IN_MEMORY:
             raise ValueError(f"loader memory holds {', '.join(IN_MEMORY)}; {self.name} takes loader auto or torchvision")
         return self
+
+    @property
+    def augmentation(self) -> AugmentConfig | None:
+        """What augments the training images: None when nothing does; `augment: true` is the section's defaults."""
+        if isinstance(self.augment, AugmentConfig):
+            return self.augment
+        return AugmentConfig() if self.augment else None
 
 
 class OptimizerConfig(Section):
@@ -188,6 +245,13 @@ class EarlyStoppingConfig(Section):
     min_delta: float = Field(0.0, ge=0)
 
 
+class EmaConfig(Section):
+    """An exponential moving average of the weights (zoo.training.ema), evaluated beside them each epoch."""
+
+    decay: float = Field(0.9998, gt=0, lt=1)  # per optimizer step; timm's default. Remembers ~1 / (1 - decay) steps
+    warmup_steps: int = Field(0, ge=0)  # the decay rises linearly from 0 over these optimizer steps
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, gt=0)
     seed: int = 0
@@ -197,6 +261,8 @@ class TrainConfig(Section):
     channels_last: bool = False  # NHWC weights and batches: tensor cores' layout; oneDNN's faster kernels on CPUs
     compile: bool = False  # torch.compile the training step's model; CUDA only (on the CPU: ignored, slower there)
     grad_clip: float | None = Field(None, gt=0)  # max global gradient norm
+    accumulate_steps: int = Field(1, gt=0)  # batches whose gradients add up to one optimizer step
+    ema: EmaConfig | None = None  # an average of the weights, chosen for best.pt when it validates better
     log_interval: int = Field(50, gt=0)  # steps between TensorBoard scalars and per-layer gradient norms
     histogram_interval: int = Field(1, gt=0)  # epochs between weight histograms
     max_steps_per_epoch: int | None = Field(None, gt=0)  # cut epochs short: smoke tests and quick looks
@@ -410,8 +476,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
+            elif child is True and _takes_section(path[:path.index(part) + 1]):
+                child = node[part] = {}  # `augment: true` is the section's defaults
             elif not isinstance(child, dict):
-                raise ZooError(f"--set {'.'.join(path)}: {part} is a value, not a section")
+                name, key = ".".join(path[:path.index(part) + 1]), ".".join(path[path.index(part) + 1:])
+                if not _takes_section(path[:path.index(part) + 1]):
+                    raise ZooError(f"--set {'.'.join(path)}: {part} is a value, not a section")
+                raise ZooError(f"--set {'.'.join(path)}: {name} is {child!r}, not a section; give the section whole, "
+                               f"e.g. --set '{name}={{{key}: ...}}'")
             node = child
         node[path[-1]] = _merged(node.get(path[-1]), value)
     return raw
@@ -436,8 +508,20 @@ def _section_at(path: tuple[Any, ...] | list[str]) -> type[BaseModel] | None:
 
 
 def _kinds(field: Any) -> list[Any]:
-    """A field's types, None left out: `Path | None` -> [Path]."""
-    return [kind for kind in getattr(field.annotation, "__args__", (field.annotation,)) if kind is not type(None)]
+    """A field's types, None left out and Annotated unwrapped: `Path | None` -> [Path]."""
+    annotation = field.annotation
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    kinds = [get_args(kind)[0] if get_origin(kind) is Annotated else kind
+             for kind in getattr(annotation, "__args__", (annotation,))]
+    return [kind for kind in kinds if kind is not type(None)]
+
+
+def _takes_section(path: list[str]) -> bool:
+    """Whether the key at `path` may be a section of the schema (data.augment, train.ema)."""
+    section = _section_at(path)
+    field = section.model_fields.get(path[-1]) if section is not None else None
+    return field is not None and any(isinstance(kind, type) and issubclass(kind, BaseModel) for kind in _kinds(field))
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
@@ -447,7 +531,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    loc = tuple(str(p) for p in error["loc"])
+    loc = tuple(str(p) for p in error["loc"] if p not in (FLAG, SECTION))  # a flag-or-section key's form
     key = ".".join(loc) or "config"
     kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
@@ -457,7 +541,8 @@ def _describe(error: dict[str, Any]) -> str:
         choices = re.findall(r"'([^']*)'", message)
         close = difflib.get_close_matches(str(error.get("input")), choices, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else ""
-        return f"{key}: unknown {error['loc'][-1]} {error.get('input')!r}; choose one of {', '.join(choices)}{hint}"
+        what = error["loc"][-1] if error["loc"] else "value"  # a builder argument's own check has no location
+        return f"{key}: unknown {what} {error.get('input')!r}; choose one of {', '.join(choices)}{hint}"
     if kind == "missing":
         return f"{key}: required"
     if kind == "model_type":  # a value where a section belongs; pydantic would name the class

@@ -1,6 +1,7 @@
 """The loops: one training epoch and one evaluation pass, and the loss they train with.
 
-Lean on purpose: a training step is airbench's order (forward, zero_grad, backward, step, schedule) with AMP.
+Lean on purpose: a training step is airbench's order (forward, zero_grad, backward, step, schedule) with AMP,
+and gradient accumulation splits it at the backward.
 What a run does around its steps (logging, checkpoints, the guard's look at the loss and at signals) is a
 `StepHook` the run passes in, called once per step; nothing syncs with the device inside the loop except there.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Protocol
@@ -57,36 +59,58 @@ class Compute:
         return images.to(self.device, non_blocking=True, memory_format=layout), targets.to(self.device, non_blocking=True)
 
 
+Mix = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (images, labels) -> (mixed images, soft targets)
+
+
 @dataclass(frozen=True)
 class TrainStep:
-    """One optimizer step on one batch: what a step needs, and nothing the run does around it."""
+    """One optimizer step, over one batch or (train.accumulate_steps) the gradients of several: what a step
+    needs, and nothing the run does around it."""
 
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler  # stepped every batch
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # stepped every optimizer step
     scaler: torch.amp.GradScaler  # a no-op unless float16 on CUDA
     criterion: Criterion
     compute: Compute
     aux_weight: float = AUX_WEIGHT
     grad_clip: float | None = None  # max global gradient norm
+    accumulate_steps: int = 1  # batches per optimizer step
+    mix: Mix | None = None  # Mixup/CutMix (zoo.data.transforms.batch_mixing): the loss takes its soft targets
 
     def __call__(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, logits) of the batch, after the step; both still attached to the graph."""
+        """(loss, logits) of one batch, after an optimizer step on it alone; both still attached to the graph."""
+        loss, logits = self.backward(model, images, targets)
+        self.update(model)
+        return loss, logits
+
+    def backward(self, model: nn.Module, images: Tensor, targets: Tensor, share: float = 1.0,
+                 first: bool = True) -> tuple[Tensor, Tensor]:
+        """Forward and backward of one batch, its gradients scaled by `share` (its part of the optimizer step's
+        batches); `first`: the step's first batch, which clears the last step's gradients. Returns the batch's
+        own (loss, logits): the loss against the mixed targets when batches are mixed."""
+        if self.mix is not None:
+            images, soft = self.mix(images, targets)
         with autocast(self.compute.device, self.compute.precision):
-            loss, logits = aux_loss(model, images, targets, self.criterion, self.aux_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+            loss, logits = aux_loss(model, images, soft if self.mix is not None else targets, self.criterion, self.aux_weight)
+        if first:
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss if share == 1.0 else loss * share).backward()
+        return loss, logits
+
+    def update(self, model: nn.Module) -> None:
+        """The optimizer step on the gradients gathered since the step's first batch, then the schedule's."""
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss, logits
 
 
 class StepHook(Protocol):
     def __call__(self, step: int, batches: int, loss: Tensor, meter: MetricAccumulator) -> Stop | None:
-        """After optimizer step `step` of the run, the `batches`-th of this epoch: whether to stop the epoch."""
+        """After optimizer step `step` of the run, `batches` batches into this epoch, `loss` the step's (the mean
+        of its batches'): whether to stop the epoch."""
 
 
 @dataclass
@@ -104,28 +128,46 @@ class EpochResult:
 
 
 def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes: int, *, first_step: int = 0,
-                start_batch: int = 0, max_batches: int | None = None, meter: MetricAccumulator | None = None,
+                start_batch: int = 0, epoch_batches: int | None = None, meter: MetricAccumulator | None = None,
                 hook: StepHook | None = None, progress: tqdm | None = None) -> EpochResult:
     """One epoch, or its rest, of (N x C x H x W images, N labels) batches; the run has taken `first_step`
     optimizer steps before it. A resumed run passes the loader positioned at `start_batch` (resume_at) and the
-    epoch's sums so far in `meter`. `max_batches` cuts the epoch short (train.max_steps_per_epoch)."""
+    epoch's sums so far in `meter`. `epoch_batches`: the epoch's length in batches (None: the loader's), which
+    train.max_steps_per_epoch may cut short.
+
+    Every step.accumulate_steps batches make one optimizer step: the gradients of each are scaled by 1 / (the
+    step's batches), so that k equal batches step as one k times larger batch would (the epoch's last step may
+    have fewer); under DDP the gradients are all-reduced only at each step's last batch (no_sync before it).
+    The hook is called after each optimizer step, so a checkpoint is never taken halfway through one."""
     model.train()
     meter = meter or MetricAccumulator(num_classes, step.compute.device)
-    limit = None if max_batches is None else max(max_batches - start_batch, 0)
+    total = epoch_batches if epoch_batches is not None else len(loader)  # type: ignore[arg-type]
+    per_step = step.accumulate_steps
+    no_sync = getattr(model, "no_sync", None) if per_step > 1 else None  # DDP's; a plain module has none
     start, images_seen, batches, count, stop = time.perf_counter(), 0, start_batch, first_step, None
-    for images, targets in islice(loader, limit):  # None: the whole loader
+    step_loss = None
+    for images, targets in islice(loader, max(total - start_batch, 0)):
         images, targets = step.compute.batch(images, targets)
-        loss, logits = step(model, images, targets)
-        count += 1
+        within = batches % per_step  # start_batch is at a step boundary: checkpoints are taken only there
+        group = min(per_step, total - (batches - within))  # batches in this optimizer step
+        last = within == group - 1
+        with no_sync() if no_sync is not None and not last else nullcontext():
+            loss, logits = step.backward(model, images, targets, 1.0 / group, first=within == 0)
         batches += 1
-        meter.update(logits.detach().float(), targets, loss.detach())
+        loss = loss.detach()
+        meter.update(logits.detach().float(), targets, loss)
         images_seen += targets.numel()
+        step_loss = loss if group == 1 else (loss / group if within == 0 else step_loss + loss / group)
         if progress is not None:
             progress.update(1)
             if batches % 10 == 1:  # .item() waits for the device: not every step
                 elapsed = time.perf_counter() - start
                 progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{images_seen / max(elapsed, 1e-9):,.0f}")
-        if hook is not None and (stop := hook(count, batches, loss.detach(), meter)) is not None:
+        if not last:
+            continue
+        step.update(model)
+        count += 1
+        if hook is not None and (stop := hook(count, batches, step_loss, meter)) is not None:
             break
     if images_seen == 0:
         raise RuntimeError("the training loader yielded no batches")

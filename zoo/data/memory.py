@@ -2,7 +2,8 @@
 
 Each split is held once, as read (uint8 N x C x H x W; digits: float in [0, 1]), on the training device. Each
 batch is gathered by index and then fitted, augmented (random crop with padding, horizontal flip: two gathers
-for the whole batch) and normalized on the device, with no Python per sample; a split that nothing augments is
+for the whole batch) and normalized on the device, with no Python per sample (data.augment's policies, jitter,
+rotation and random erasing excepted: they run image by image, torchvision's transforms on the device); a split that nothing augments is
 fitted and normalized once, when its loader is built. The steps and their order are
 the torchvision path's, through the same torchvision functions, so an image comes out as the same tensor both
 ways before augmentation; and the order of the batches comes from the same torch samplers, so without
@@ -27,6 +28,7 @@ from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
 from zoo.data.samplers import TrainSampler
+from zoo.data.transforms import augmentation
 from zoo.distributed import place
 
 if TYPE_CHECKING:
@@ -61,11 +63,17 @@ def base_tensors(base: Dataset) -> tuple[Tensor, Tensor]:
 
 class Pipeline:
     """Per batch, on the batch's device: the remaining fit steps, augmentation (training only), scaling to
-    [0, 1] float and normalization, in the torchvision path's order."""
+    [0, 1] float and normalization, in the torchvision path's order. Crop and flip run batched; the other
+    random steps (zoo.data.transforms.augmentation: jitter, rotation, the policy, random erasing) image by
+    image, because a torchvision v2 transform given a batch draws one set of parameters for all of it."""
 
     def __init__(self, fit: list, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-                 crop_padding: int = 0, hflip: bool = False) -> None:
+                 crop_padding: int = 0, hflip: bool = False, stored: list | None = None, erasing: list | None = None) -> None:
+        from torchvision.transforms import v2
+
         self.fit, self.crop_padding, self.hflip = fit, crop_padding, hflip
+        self.stored = v2.Compose(stored) if stored else None  # on the images as stored, after crop and flip
+        self.erasing = v2.Compose(erasing) if erasing else None  # on the normalized images
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
@@ -76,7 +84,7 @@ class Pipeline:
 
     @property
     def augments(self) -> bool:
-        return self.crop_padding > 0 or self.hflip
+        return self.crop_padding > 0 or self.hflip or self.stored is not None or self.erasing is not None
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if images.dtype == torch.float32 and not self.fit and self.mean is None and not self.augments:
@@ -85,11 +93,16 @@ class Pipeline:
 
         for step in self.fit:
             images = step(images)
-        if generator is not None and self.augments:
+        training = generator is not None
+        if training and (self.crop_padding > 0 or self.hflip):
             images = crop_and_flip(images, self.crop_padding, self.hflip, generator)
+        if training and self.stored is not None:
+            images = torch.stack([self.stored(image) for image in images])  # torch's global generator, per rank
         images = to_dtype_image(images, torch.float32, scale=True)  # uint8: x / 255; float: as it is
         if self.mean is not None:
             images = images.sub(self.mean).div_(self.std)  # torchvision's Normalize, without its check that syncs
+        if training and self.erasing is not None:
+            images = torch.stack([self.erasing(image) for image in images])
         return images
 
 
@@ -175,8 +188,10 @@ def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distri
         if parts[split] is None:
             return None
         train = split == "train"
-        augment = train and cfg.augment
-        pipeline = Pipeline(fit, mean, std, cfg.crop_padding if augment else 0, augment and cfg.hflip).to(device)
+        augment = train and cfg.augmentation is not None
+        _, stored, erasing = augmentation(cfg, splits.input_size) if augment else ([], [], [])
+        pipeline = Pipeline(fit, mean, std, cfg.crop_padding if augment else 0, augment and cfg.hflip, stored,
+                            erasing).to(device)
         images, targets = (t.to(device) for t in parts[split])
         if not pipeline.fit and not pipeline.augments and images.numel() * 4 <= FIT_ONCE_BYTES:
             images, pipeline = pipeline(images), Pipeline([], None, None)  # nothing random: normalize once, not per batch

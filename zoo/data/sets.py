@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -172,13 +173,16 @@ def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
     for step in fit(spec.channels, spec.size, in_channels, input_size, "digits"):  # once, on the whole tensor
         images = step(images)
     images, targets = images.contiguous(), torch.from_numpy(digits.target).long()
-    base = TensorSet(images.clone(), targets)  # normalized below; the in-memory path normalizes per batch
-    selection = select({"train": base}, [str(d) for d in range(10)], cfg, seed)
+    selection = select({"train": TensorSet(images, targets)}, [str(d) for d in range(10)], cfg, seed)
     pixels = images[selection.indices["train"]].transpose(0, 1).flatten(1)  # C x (training pixels)
     mean, std = normalization(cfg, (pixels.mean(1).tolist(), pixels.std(1).tolist()), in_channels)
-    base.inputs.sub_(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1))
-    augment = augmentation(cfg, input_size, fill=tuple(-m / s for m, s in zip(mean, std)))  # black, normalized
-    train, val, test = selection.views(v2.Compose(augment) if augment else None, None)
+    crop_flip, stored, erasing = augmentation(cfg, input_size)  # on [0, 1] images, as the in-memory path's
+    if crop_flip or stored or erasing:  # per sample, normalized after the augmentation that needs [0, 1] images
+        train, val, test = selection.views(v2.Compose([*crop_flip, *stored, v2.Normalize(mean, std), *erasing]),
+                                           v2.Normalize(mean, std))
+    else:  # nothing random: the whole tensor normalized once
+        normalized = TensorSet(images.sub(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1)), targets)
+        train, val, test = replace(selection, bases=dict.fromkeys(selection.bases, normalized)).views(None, None)
     memory = _memory(selection, lambda _: (images, targets), [])
     return DataSplits(train, val, test, selection.classes, mean, std, in_channels, input_size, memory)
 
@@ -186,8 +190,8 @@ def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
 def _xor(cfg: DataConfig) -> DataSplits:
     """The course's four points as 2 flat features, labels 0, 1, 1, 0. Val and test are the four points; a
     training epoch shows them synthetic_size / 4 times each, so that an epoch is more than one step."""
-    if cfg.augment:
-        raise ZooError("data.augment: xor has no images to crop or flip; set data.augment: false")
+    if cfg.augmentation is not None:
+        raise ZooError("data.augment: xor has no images to augment; set data.augment: false")
     points = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     labels = torch.tensor([0, 1, 1, 0])
     spec = SPECS["xor"]

@@ -9,7 +9,7 @@ Importing this package imports no torch and no family; zoo.registry loads the fa
 FAMILY_MODULES when a model is first looked up.
 
     base.py         Classifier: the interface above, and initialization that keeps the layers' own draws
-    layers.py       blocks shared by several families: SqueezeExcite, conv_relu, FitAvgPool2d
+    layers.py       the ACTIVATIONS table and activation_layer; shared blocks: SqueezeExcite, conv_act, FitAvgPool2d
     weight_init.py  the initialization schemes a config can name (init_weights, SCHEMES); imports torch lazily
     lenet.py        LeNet-5 (LeCun et al. 1998)
     alexnet.py      AlexNet (2012), its one-weird-trick version (torchvision's alexnet) and ZFNet

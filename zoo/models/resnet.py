@@ -14,6 +14,9 @@
   rising linearly from 0 at the first block to p at the last (the paper's linear decay rule, as timm's
   drop_path_rate), through torchvision.ops.StochasticDepth, which scales kept branches by 1 / (1 - p) and is the
   identity in eval mode. It has no weights, so state dicts are unchanged.
+- `activation=name` (default "relu", the paper's) replaces every ReLU, stem and blocks (and the one inside SE),
+  with any name in zoo.models.layers.ACTIVATIONS. The modules keep torchvision's attribute name `relu`. The
+  initialization stays He et al.'s for ReLU whatever the activation.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
 from zoo.models.base import Classifier
-from zoo.models.layers import SqueezeExcite
+from zoo.models.layers import SqueezeExcite, activation_layer
 from zoo.registry import Paper, ParamReference, register_model
 
 HE_2015 = Paper("He, Zhang, Ren, Sun", 2015, "Deep Residual Learning for Image Recognition", "arXiv:1512.03385")
@@ -56,14 +59,14 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 se_reduction: int | None = None, drop_path: float = 0.0) -> None:
+                 se_reduction: int | None = None, drop_path: float = 0.0, activation: str = "relu") -> None:
         super().__init__()
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = activation_layer(activation)  # torchvision's name, whatever the activation
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.se = SqueezeExcite(planes, se_reduction) if se_reduction else None
+        self.se = SqueezeExcite(planes, se_reduction, activation) if se_reduction else None
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path else None
         self.downsample = downsample
 
@@ -82,7 +85,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 se_reduction: int | None = None, drop_path: float = 0.0) -> None:
+                 se_reduction: int | None = None, drop_path: float = 0.0, activation: str = "relu") -> None:
         super().__init__()
         out_channels = planes * self.expansion
         self.conv1 = conv1x1(in_channels, planes)
@@ -91,8 +94,8 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_channels)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.se = SqueezeExcite(out_channels, se_reduction) if se_reduction else None
+        self.relu = activation_layer(activation)
+        self.se = SqueezeExcite(out_channels, se_reduction, activation) if se_reduction else None
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path else None
         self.downsample = downsample
 
@@ -113,7 +116,7 @@ Block = type[BasicBlock] | type[Bottleneck]
 
 def make_stage(block: Block, in_channels: int, planes: int, blocks: int, stride: int,
                zero_pad_shortcut: bool = False, se_reduction: int | None = None,
-               drop_paths: Sequence[float] = ()) -> nn.Sequential:
+               drop_paths: Sequence[float] = (), activation: str = "relu") -> nn.Sequential:
     """`blocks` blocks of `planes`; the first takes in_channels maps, strides, and gets the shortcut projection.
     `drop_paths`: each block's stochastic-depth probability (none: 0)."""
     drop_paths = list(drop_paths) or [0.0] * blocks
@@ -124,8 +127,9 @@ def make_stage(block: Block, in_channels: int, planes: int, blocks: int, stride:
             downsample = ZeroPadShortcut(out_channels, stride)
         else:
             downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
-    stage = [block(in_channels, planes, stride, downsample, se_reduction, drop_paths[0])]
-    stage += [block(out_channels, planes, se_reduction=se_reduction, drop_path=drop_paths[index]) for index in range(1, blocks)]
+    stage = [block(in_channels, planes, stride, downsample, se_reduction, drop_paths[0], activation)]
+    stage += [block(out_channels, planes, se_reduction=se_reduction, drop_path=drop_paths[index], activation=activation)
+              for index in range(1, blocks)]
     return nn.Sequential(*stage)
 
 
@@ -144,6 +148,7 @@ class ResNet(Classifier):
         se_reduction: int | None = None,  # SE-ResNet when set (Hu et al. use 16)
         zero_init_residual: bool = False,  # start each block as the identity (Goyal et al. 2017)
         drop_path: float = 0.0,  # stochastic depth: the last block's drop probability, 0 at the first (Huang et al. 2016)
+        activation: str = "relu",  # every non-linearity, SE's inner one too: a name in zoo.models.layers.ACTIVATIONS
     ) -> None:
         super().__init__()
         if not 0.0 <= drop_path < 1.0:
@@ -154,7 +159,7 @@ class ResNet(Classifier):
         else:
             self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)  # N x 64 x 112 x 112
         self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = activation_layer(activation)
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)  # N x 64 x 56 x 56
         # Stage i halves the resolution after the first; imagenet: 56 -> 28 -> 14 -> 7.
         width = widths[0]
@@ -163,7 +168,7 @@ class ResNet(Classifier):
         for index, (planes, blocks) in enumerate(zip(widths, layers), start=1):
             first = sum(layers[:index - 1])
             stage = make_stage(block, width, planes, blocks, 1 if index == 1 else 2, zero_pad_shortcut, se_reduction,
-                               rates[first:first + blocks])
+                               rates[first:first + blocks], activation)
             self.add_module(f"layer{index}", stage)
             width = planes * block.expansion
         self.num_stages = len(layers)

@@ -3,6 +3,10 @@
 A ResNet whose every block rescales its residual branch's channels, before the addition, by a
 squeeze-and-excitation module (zoo.models.layers.SqueezeExcite) with reduction r = 16. SE is an
 option of zoo's ResNet blocks, so these builders only choose it.
+
+`activation` (default "relu", the paper's) goes to ResNet: any name in zoo.models.layers.ACTIVATIONS replaces
+the blocks' ReLUs and the one between the SE module's two FC layers; the SE gate stays a sigmoid (see
+zoo.models.layers.SqueezeExcite for why).
 """
 
 from __future__ import annotations

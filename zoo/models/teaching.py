@@ -4,6 +4,9 @@ The MLP reproduces the course's experiments: the deep sigmoid network that fails
 one that learns it, and the 784-256-256-10 MNIST network. The CNN is the course's (and Keras's
 "simple MNIST convnet") 34,826-parameter network; an adaptive pool, the identity at 28x28, lets
 its dense layer take other sizes.
+
+Both take `activation`, any name in zoo.models.layers.ACTIVATIONS (sigmoid, tanh, relu, ...): the MLP's after
+every hidden layer, the CNN's after both convolutions. The default is the course's, ReLU, for both.
 """
 
 from __future__ import annotations
@@ -14,16 +17,11 @@ from torch import Tensor, nn
 
 from zoo.errors import ZooError
 from zoo.models.base import Classifier
-from zoo.models.layers import FitAvgPool2d
+from zoo.models.layers import FitAvgPool2d, activation_layer, check_activation
 from zoo.registry import Paper, ParamReference, register_model
 
 RUMELHART_1986 = Paper("Rumelhart, Hinton, Williams", 1986, "Learning representations by back-propagating errors", "doi:10.1038/323533a0")
 LECUN_1989 = Paper("LeCun et al.", 1989, "Backpropagation applied to handwritten zip code recognition", "doi:10.1162/neco.1989.1.4.541")
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish,
-}
 
 
 class MLP(Classifier):
@@ -37,12 +35,11 @@ class MLP(Classifier):
         in_channels: int = 1,
         input_size: int | None = 28,  # side of a square image; None for flat inputs such as XOR's two bits
         hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
+        activation: str = "relu",  # after every hidden layer: a name in zoo.models.layers.ACTIVATIONS
         in_features: int | None = None,  # overrides in_channels x input_size^2
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ZooError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        check_activation(activation)  # also when there are no hidden layers to put it in
         self.num_classes = num_classes
         if in_features is None:
             in_features = in_channels * (input_size or 1) ** 2
@@ -51,7 +48,7 @@ class MLP(Classifier):
         layers: list[nn.Module] = []
         width = in_features
         for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
+            layers += [nn.Linear(width, hidden), activation_layer(activation, inplace=False)]  # nn.ReLU(), as before
             width = hidden
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(width, num_classes)
@@ -76,13 +73,13 @@ class MnistCNN(Classifier):
     min_input_size = 10  # conv3 -> pool2 -> conv3 -> pool2 leaves at least 1x1
     head_paths = ("fc",)
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, activation: str = "relu") -> None:
         super().__init__()
         self.num_classes = num_classes
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, kernel_size=3), nn.ReLU(inplace=True),  # N x 32 x 26 x 26
+            nn.Conv2d(in_channels, 32, kernel_size=3), activation_layer(activation),  # N x 32 x 26 x 26
             nn.MaxPool2d(2),  # N x 32 x 13 x 13
-            nn.Conv2d(32, 64, kernel_size=3), nn.ReLU(inplace=True),  # N x 64 x 11 x 11
+            nn.Conv2d(32, 64, kernel_size=3), activation_layer(activation),  # N x 64 x 11 x 11
             nn.MaxPool2d(2),  # N x 64 x 5 x 5
         )
         self.pool = FitAvgPool2d(5)
@@ -105,5 +102,5 @@ def mlp(num_classes: int = 10, in_channels: int = 1, **kwargs) -> MLP:
 
 @register_model(family="cnn", paper=LECUN_1989, input_size=(1, 28, 28), num_classes=10,
                 reference=ParamReference(34_826, "course 004, MNIST CNN summary (320 + 18,496 + 16,010)"))
-def mnist_cnn(num_classes: int = 10, in_channels: int = 1) -> MnistCNN:
-    return MnistCNN(num_classes, in_channels)
+def mnist_cnn(num_classes: int = 10, in_channels: int = 1, activation: str = "relu") -> MnistCNN:
+    return MnistCNN(num_classes, in_channels, activation)

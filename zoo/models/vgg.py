@@ -6,6 +6,10 @@ torchvision added; state dicts are key for key torchvision's.
 Stacks of 3x3 convolutions: two 3x3 see as far as one 5x5 and three as one 7x7, with fewer weights
 and more non-linearities. An adaptive average pool to the 7x7 grid (the identity at 224x224)
 lets the head take inputs from 32x32 up, as torchvision's does.
+
+Every builder takes `activation` (default "relu", the paper's), the non-linearity after each convolution
+(after its batch norm in the `_bn` versions) and after the first two FC layers: any name in
+zoo.models.layers.ACTIVATIONS. The initialization stays He et al.'s for ReLU whatever the activation.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable
 from torch import nn
 
 from zoo.models.base import Classifier
-from zoo.models.layers import FitAvgPool2d
+from zoo.models.layers import FitAvgPool2d, activation_layer
 from zoo.registry import Paper, ParamReference, register_model
 
 SIMONYAN_2014 = Paper("Simonyan, Zisserman", 2014, "Very Deep Convolutional Networks for Large-Scale Image Recognition", "arXiv:1409.1556")
@@ -29,7 +33,7 @@ CONFIGS: dict[str, list[int | str]] = {
 }
 
 
-def make_features(config: list[int | str], in_channels: int, batch_norm: bool) -> nn.Sequential:
+def make_features(config: list[int | str], in_channels: int, batch_norm: bool, activation: str = "relu") -> nn.Sequential:
     layers: list[nn.Module] = []
     for item in config:
         if item == "M":
@@ -38,7 +42,7 @@ def make_features(config: list[int | str], in_channels: int, batch_norm: bool) -
         layers.append(nn.Conv2d(in_channels, item, kernel_size=3, padding=1))
         if batch_norm:
             layers.append(nn.BatchNorm2d(item))
-        layers.append(nn.ReLU(inplace=True))
+        layers.append(activation_layer(activation))
         in_channels = item
     return nn.Sequential(*layers)
 
@@ -48,14 +52,14 @@ class VGG(Classifier):
     head_paths = ("classifier.6",)
 
     def __init__(self, config: str, batch_norm: bool = False, num_classes: int = 1000, in_channels: int = 3,
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, activation: str = "relu") -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.features = make_features(CONFIGS[config], in_channels, batch_norm)  # N x 512 x 7 x 7
+        self.features = make_features(CONFIGS[config], in_channels, batch_norm, activation)  # N x 512 x 7 x 7
         self.avgpool = FitAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(512 * 7 * 7, 4096), activation_layer(activation), nn.Dropout(dropout),
+            nn.Linear(4096, 4096), activation_layer(activation), nn.Dropout(dropout),
             nn.Linear(4096, num_classes),
         )
         self.initialize()
@@ -76,8 +80,8 @@ class VGG(Classifier):
 def _register_vgg(name: str, config: str, batch_norm: bool, params: int) -> Callable[..., VGG]:
     """VGG's eight builders differ only in configuration, so they are registered from one table."""
 
-    def build(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> VGG:
-        return VGG(config, batch_norm, num_classes, in_channels, dropout)
+    def build(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, activation: str = "relu") -> VGG:
+        return VGG(config, batch_norm, num_classes, in_channels, dropout, activation)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"VGG configuration {config}{' with batch normalization' if batch_norm else ''}."

@@ -21,6 +21,7 @@ from zoo.metrics import MetricAccumulator
 from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
 from zoo.runtime import capture_rng
 from zoo.training.guard import Guard, Stop
+from zoo.training.optim import learning_rates
 from zoo.training.setup import Parts
 
 
@@ -37,13 +38,16 @@ class RunLog:
         """Where the run writes (or, resumed, where it goes on from), and the model's graph once."""
         if resumed_from is None:
             print(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {self.config.train.output_dir}")
+            if parts.step.mix is not None:
+                print("data.augment mixes training batches (Mixup/CutMix): the training loss is against the mixed "
+                      "targets, the training accuracy against each image's own label")
             if self.tensorboard is not None:
                 example = next(iter(parts.test_loader))[0][:1].to(parts.compute.device)
                 self.tensorboard.graph(parts.model, example)
             else:
                 next(iter(parts.test_loader))  # the same random draws on every rank (a DataLoader's base seed)
             return
-        print(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.steps_per_epoch)}")
+        print(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.batches_per_epoch)}")
         if plan_changes:
             print(f"config changes (allowed): {'; '.join(plan_changes)}")
         for note in parts.resume_notes:
@@ -56,21 +60,26 @@ class RunLog:
     def step(self, step: int, loss: torch.Tensor, parts: Parts) -> None:
         """Every train.log_interval steps: the batch loss, the learning rate and per-layer gradient norms."""
         if self.tensorboard is not None:
-            self.tensorboard.scalars({"train/batch_loss": loss.item(), "lr": parts.step.optimizer.param_groups[0]["lr"]}, step)
+            self.tensorboard.scalars({"train/batch_loss": loss.item(), **learning_rates(parts.step.optimizer)}, step)
             self.tensorboard.gradient_norms(parts.model, step)
 
-    def epoch(self, epoch: int, train: EpochResult, val: EpochResult | None, parts: Parts) -> None:
-        lr = parts.step.optimizer.param_groups[0]["lr"]
+    def epoch(self, epoch: int, train: EpochResult, val: EpochResult | None, parts: Parts,
+              ema_val: EpochResult | None = None) -> None:
+        rates = learning_rates(parts.step.optimizer)
+        lr = next(iter(rates.values()))  # the head's when fine-tuning sets the backbone's apart
         if self.tensorboard is not None:
             board = self.tensorboard
             board.metrics("train", train.metrics, epoch)
-            board.scalars({"throughput/images_per_s": train.images_per_second, "time/epoch_s": train.seconds, "lr_epoch": lr}, epoch)
+            board.scalars({"throughput/images_per_s": train.images_per_second, "time/epoch_s": train.seconds,
+                           **{name.replace("lr", "lr_epoch", 1): rate for name, rate in rates.items()}}, epoch)
             if epoch % self.config.train.histogram_interval == 0 or epoch == self.config.train.epochs:
                 board.histograms(parts.model, epoch)
             if val is not None:
                 board.metrics("val", val.metrics, epoch)
                 board.confusion(val.metrics, parts.splits.classes, epoch)
-        print(epoch_line(epoch, self.config.train.epochs, train, val, lr), flush=True)
+            if ema_val is not None:
+                board.metrics("val_ema", ema_val.metrics, epoch)
+        print(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val), flush=True)
 
     def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None) -> None:
         if self.tensorboard is not None:
@@ -83,14 +92,16 @@ class RunLog:
             self.tensorboard.close()
 
 
-def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | None, lr: float) -> str:
+def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | None, lr: float,
+               ema_val: EpochResult | None = None) -> str:
     m = train.metrics
     text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} acc {m.accuracy:6.2%}"
-    if val is not None:
-        v = val.metrics
-        text += f"  val loss {v.loss:.4f} acc {v.accuracy:6.2%}"
-        if v.top5_accuracy is not None:  # None with 5 classes or fewer
-            text += f" top5 {v.top5_accuracy:6.2%}"
+    for name, result in (("val", val), ("ema val", ema_val)):
+        if result is not None:
+            v = result.metrics
+            text += f"  {name} loss {v.loss:.4f} acc {v.accuracy:6.2%}"
+            if v.top5_accuracy is not None:  # None with 5 classes or fewer
+                text += f" top5 {v.top5_accuracy:6.2%}"
     return text + f"  lr {lr:.3g}  {train.images_per_second:,.0f} img/s  {train.seconds:.1f}s"
 
 
@@ -132,10 +143,24 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def record_epoch(progress: Progress, epoch: int, train: EpochResult, val: EpochResult | None) -> bool:
+def better(val: EpochResult | None, ema_val: EpochResult | None) -> tuple[EpochResult | None, str]:
+    """With train.ema, the epoch's better weights, (their validation, "raw" or "ema"): the higher validation
+    top-1, a tie going to the lower loss, and to the raw weights. Without a validation split the average is
+    taken: it is what train.ema asks for, and there is nothing to measure it against."""
+    if val is None:
+        return None, "ema"
+    if ema_val is None:
+        return val, "raw"
+    raw, ema = val.metrics, ema_val.metrics
+    return (ema_val, "ema") if (ema.accuracy, -ema.loss) > (raw.accuracy, -raw.loss) else (val, "raw")
+
+
+def record_epoch(progress: Progress, epoch: int, train: EpochResult, val: EpochResult | None,
+                 weights: str = "raw") -> bool:
     """Count the epoch into `progress`; True when it is the best so far: the best validation top-1, a tie broken
     by the lower validation loss (the latest epoch when there is no validation split), which best.pt then holds.
-    Without the tie-break a small validation split at 100% from epoch 1 keeps epoch 1's weights for good."""
+    Without the tie-break a small validation split at 100% from epoch 1 keeps epoch 1's weights for good.
+    `val` is the validation of the epoch's `weights` (better() chose them)."""
     progress.epochs_run = epoch
     best = progress.best_val
     tied = val is not None and val.metrics.accuracy == progress.best_accuracy
@@ -144,6 +169,7 @@ def record_epoch(progress: Progress, epoch: int, train: EpochResult, val: EpochR
     if improved:
         progress.best_accuracy, progress.best_epoch = (val.metrics.accuracy if val else -1.0), epoch
         progress.best_val = section(val) if val else None
+        progress.best_weights = weights
     return improved
 
 
@@ -178,7 +204,9 @@ class Checkpointer:
         with self.guard.save():
             save_checkpoint(state, self.folder / "last.pt")
             self.saved = True
-            if best:
+            if best and self.progress.best_weights == "ema":
+                save_checkpoint(self.parts.averaged_state(), self.folder / "best.pt")
+            elif best:
                 publish_copy(self.folder / "last.pt", self.folder / "best.pt")
 
     def write_config(self, config: Config) -> None:
@@ -187,7 +215,7 @@ class Checkpointer:
 
 
 class StepHook:
-    """After each training step of `epoch`: the log every log_interval steps; the guard's look at the loss and
+    """After each optimizer step of `epoch`: the average of the weights (train.ema); the log every log_interval steps; the guard's look at the loss and
     at signals; and a checkpoint every train.checkpoint_every_steps, or where a signal stops the epoch (never
     after a non-finite loss)."""
 
@@ -197,13 +225,15 @@ class StepHook:
         self.save_every = parts.config.train.checkpoint_every_steps
 
     def __call__(self, step: int, batches: int, loss: torch.Tensor, meter: MetricAccumulator) -> Stop | None:
+        if self.parts.ema is not None:
+            self.parts.ema.update(self.parts.model)
         if step % self.log_interval == 0:
             self.log.step(step, loss, self.parts)
         self.guard.watch(loss, step)
         save_now = self.save_every is not None and step % self.save_every == 0
         stop = self.guard.check(step, force=save_now)  # never save a non-finite state
         if (save_now or stop is not None) and (stop is None or stop.nonfinite_step is None):
-            if batches < self.parts.steps_per_epoch:  # at the epoch's end its own checkpoint follows
+            if batches < self.parts.batches_per_epoch:  # at the epoch's end its own checkpoint follows
                 self.saver.save(self.epoch - 1, batches, step, meter)
         return stop
 

@@ -99,3 +99,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig, e
         return main
     ramp = S.LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warmup)
     return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The learning rate now, by name: {"lr": ...} when every group shares one scale; with fine-tuning's smaller
+    backbone lr (finetune.backbone_lr_mult), {"lr/head": ..., "lr/backbone": ...}. The head's is listed first:
+    it is optimizer.lr's, the one to print."""
+    by_scale = {group.get("lr_scale", 1.0): group["lr"] for group in optimizer.param_groups}
+    if len(by_scale) == 1:
+        return {"lr": next(iter(by_scale.values()))}
+    head, backbone = max(by_scale), min(by_scale)
+    return {"lr/head": by_scale[head], "lr/backbone": by_scale[backbone]}

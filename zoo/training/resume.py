@@ -23,6 +23,7 @@ from zoo.distributed import Job
 from zoo.errors import ZooError
 from zoo.metrics import MetricAccumulator
 from zoo.runtime import restore_rng
+from zoo.training.optim import learning_rates
 
 
 # ---- what to resume ----------------------------------------------------------------------------------
@@ -61,6 +62,7 @@ MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupte
     "data.batch_size": "the position in the epoch is counted in batches of the old size",
     "train.max_steps_per_epoch": "the position in the epoch is counted against the old length",
     "data.sampler": "the interrupted epoch's order was drawn by the old sampler",
+    "train.accumulate_steps": "the interrupted epoch's optimizer steps were counted in groups of the old size",
 }
 
 
@@ -168,12 +170,13 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
         return notes
     for group, settings in zip(optimizer.param_groups, fresh):
         group.update(settings)
-    position = state.epoch * steps_per_epoch + state.batch
+    per_step = plan.config.train.accumulate_steps  # the checkpoint's, mid-epoch (MID_EPOCH)
+    position = state.epoch * steps_per_epoch + -(-state.batch // per_step)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": replaying is the point
         for _ in range(position):
             scheduler.step()
-    lr = optimizer.param_groups[-1]["lr"]  # the last group: the head's when fine-tuning sets the backbone apart
+    lr = next(iter(learning_rates(optimizer).values()))  # the head's when fine-tuning sets the backbone apart
     notes.append(f"the learning-rate schedule goes on at step {position:,} of {plan.config.train.epochs * steps_per_epoch:,} "
                  f"({steps_per_epoch:,} per epoch): lr {lr:.3g} now")
     return notes

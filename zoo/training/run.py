@@ -10,11 +10,11 @@ from typing import Any
 from zoo.checkpoint import read_state
 from zoo.config import Config
 from zoo.distributed import Job, launch
-from zoo.loop import evaluate_loader, train_epoch
+from zoo.loop import EpochResult, evaluate_loader, train_epoch
 from zoo.errors import RunStopped
 from zoo.rundir import RunLock, create_run_dir, discard_run_dir, missing_folders, write_json
 from zoo.training.guard import Guard, out_of_memory
-from zoo.training.hooks import Checkpointer, EarlyStopping, RunLog, StepHook, record_epoch, section, stopped
+from zoo.training.hooks import Checkpointer, EarlyStopping, RunLog, StepHook, better, record_epoch, section, stopped
 from zoo.training.resume import ResumePlan, prepare_resume
 from zoo.training.setup import Parts, assemble
 
@@ -95,20 +95,21 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
     progress, step = position.progress, position.step
     for epoch in range(position.epoch + 1, config.train.epochs + 1):
         start_batch, meter = parts.enter_epoch(epoch, job)
-        with log.bar(epoch, start_batch, parts.steps_per_epoch) as bar:
+        with log.bar(epoch, start_batch, parts.batches_per_epoch) as bar:
             result = train_epoch(parts.step_model, parts.train_loader, parts.step, parts.num_classes,
-                                 first_step=step, start_batch=start_batch, max_batches=config.train.max_steps_per_epoch,
+                                 first_step=step, start_batch=start_batch, epoch_batches=parts.batches_per_epoch,
                                  meter=meter, hook=StepHook(epoch, parts, log, guard, saver), progress=bar)
         step = result.steps
         progress.seconds, progress.images = progress.seconds + result.seconds, progress.images + result.images
         stop = result.stop or guard.check(step, force=True)  # nothing non-finite is validated or saved
-        if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.steps_per_epoch):
+        if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.batches_per_epoch):
             raise stopped(stop, epoch, result.batches, step, run_dir)
-        val = evaluate_loader(parts.model, parts.val_loader, parts.compute, parts.eval_criterion,
-                              parts.num_classes) if parts.val_loader else None
-        log.epoch(epoch, result, val, parts)
-        improved = record_epoch(progress, epoch, result, val)
-        early_stop = stopper is not None and val is not None and stopper.should_stop(val)
+        val = _validate(parts, parts.model)
+        ema_val = _validate(parts, parts.ema.module) if parts.ema is not None else None  # beside the raw weights
+        log.epoch(epoch, result, val, parts, ema_val)
+        chosen, weights = better(val, ema_val) if parts.ema is not None else (val, "raw")
+        improved = record_epoch(progress, epoch, result, chosen, weights)
+        early_stop = stopper is not None and chosen is not None and stopper.should_stop(chosen)
         saver.save(epoch, 0, step, None, best=improved)
         stop = stop or guard.check(step, force=True)  # a signal during validation or the save
         if stop is not None:
@@ -117,6 +118,12 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
             print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
             break
     return step
+
+
+def _validate(parts: Parts, network) -> EpochResult | None:
+    if parts.val_loader is None:
+        return None
+    return evaluate_loader(network, parts.val_loader, parts.compute, parts.eval_criterion, parts.num_classes)
 
 
 def _known(error: BaseException, job: Job, config: Config) -> None:
@@ -151,6 +158,7 @@ def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:
         "data": config.data.name,
         "skipped_images": len(parts.splits.skipped),  # unreadable files left out of an ImageFolder
         "best_epoch": progress.best_epoch,
+        "best_weights": progress.best_weights,  # "ema": train.ema's average validated better than the weights
         "epochs_run": progress.epochs_run,
         "val": progress.best_val,
         "test": section(test),

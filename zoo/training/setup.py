@@ -21,6 +21,8 @@ from zoo.models.weight_init import init_weights
 from zoo.registry import get_model_info
 from zoo.runtime import compiled, grad_scaler, memory_format, seed_everything, tune_backends
 from zoo.training.finetune import Freezer, describe, lr_scale, read_source, transplant
+from zoo.data.transforms import batch_mixing
+from zoo.training.ema import WeightAverage, horizon_note
 from zoo.training.imbalance import class_counts, class_weights, imbalance_note
 from zoo.training.optim import build_optimizer, build_scheduler
 from zoo.training.resume import Position, ResumePlan, restore_optimization
@@ -40,9 +42,11 @@ class Parts:
     step_model: nn.Module
     freezer: Freezer | None
     step: TrainStep
-    steps_per_epoch: int
+    batches_per_epoch: int  # of the training loader, train.max_steps_per_epoch's cut included
+    steps_per_epoch: int  # optimizer steps: batches_per_epoch / train.accumulate_steps, rounded up
     position: Position
     resume_notes: list[str]  # what a resumed run with a changed config says it does (zoo.training.resume)
+    ema: WeightAverage | None = None  # train.ema's average of the weights
 
     @property
     def compute(self) -> Compute:
@@ -64,7 +68,17 @@ class Parts:
         normalization = Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
         if training:
             training["split_sizes"] = split_sizes(splits)
+            if self.ema is not None:
+                training["ema"] = self.ema.state_dict()
         return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, normalization, **training)
+
+    def averaged_state(self) -> TrainingState:
+        """best.pt when the average of the weights validated better: its weights alone (no training state, so
+        that a resumed run never trains on from the average)."""
+        splits = self.splits
+        normalization = Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
+        return TrainingState.of_network(self.ema.module, self.config.to_dict(), splits.classes, normalization,
+                                        weights="ema")
 
     def enter_epoch(self, epoch: int, job: Job) -> tuple[int, MetricAccumulator | None]:
         """Ready `epoch`: frozen layers join at finetune.unfreeze_at_epoch, and the loader draws the epoch's
@@ -180,7 +194,9 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
                        "classes; remove model.num_classes")
     if min(config.data.batch_size, -(-len(splits.train) // job.world_size)) == 1:
         check_batch_of_one(config, len(splits.classes), in_channels, splits.input_size)
-    steps_per_epoch = min(len(loaders[0]), train.max_steps_per_epoch or len(loaders[0]))
+    per_step = train.accumulate_steps
+    batches_per_epoch = min(len(loaders[0]), (train.max_steps_per_epoch or len(loaders[0])) * per_step)
+    steps_per_epoch = -(-batches_per_epoch // per_step)
     position = Position.of(plan.state, job) if plan else Position()
 
     # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
@@ -204,5 +220,15 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
                                     label_smoothing=config.loss.label_smoothing)
     scaler = grad_scaler(device, train.precision)
     notes = restore_optimization(optimizer, scheduler, scaler, plan, steps_per_epoch, job.world_size) if plan else []
-    step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip)
-    return Parts(config, splits, *loaders, model, step_model, freezer, step, steps_per_epoch, position, notes)
+    step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip,
+                     per_step, batch_mixing(config.data.augmentation, len(splits.classes)))
+    ema = WeightAverage(model, train.ema) if train.ema is not None else None
+    if ema is not None and job.is_main and plan is None and (note := horizon_note(train.ema, train.epochs * steps_per_epoch)):
+        print(note, file=sys.stderr, flush=True)
+    if ema is not None and plan is not None:
+        if plan.state.ema is not None:
+            ema.load_state_dict(plan.state.ema)
+        else:  # train.ema added on resume (--allow-config-change)
+            notes.append(f"train.ema: the checkpoint holds no average of the weights; it starts from them at step {position.step:,}")
+    return Parts(config, splits, *loaders, model, step_model, freezer, step, batches_per_epoch, steps_per_epoch,
+                 position, notes, ema)
