@@ -152,6 +152,9 @@ def test_text_and_folders_given_as_checkpoints_are_one_line(tmp_path):
     with pytest.raises(ZooError, match=r"notes.txt is damaged or not a PyTorch checkpoint \(unpickling failed"):
         load_checkpoint(tmp_path / "notes.txt")
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")
-    with pytest.raises(ZooError, match=r"run is a folder, not a checkpoint; give a file in it, e.g. .*run/checkpoints/best.pt"):
+    with pytest.raises(ZooError, match=r"run is a folder without checkpoints/best.pt, not a checkpoint; give a "
+                                       r"checkpoint file, or a run directory \(runs/<name>/<time>\)$"):
         load_checkpoint(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(ZooError, match=r"run/checkpoints/best.pt is damaged or not a PyTorch checkpoint \(an empty file\)"):
+        load_checkpoint(tmp_path / "run")  # a run directory means its best.pt

@@ -104,3 +104,21 @@ def test_the_runs_own_data_with_another_hold_out_is_refused(three_classes):
     for override in ("data.classes=[1, 2]", "data.test_split=0.3", "train.seed=1"):
         with pytest.raises(ZooError, match=r"^--set (data|train)\.\w+: .*(test split|draws)"):
             evaluate_checkpoint(three_classes, overrides=[override])
+
+
+def test_a_run_directory_stands_for_its_best_pt_wherever_a_checkpoint_is_asked_for(tmp_path):
+    # As `zoo train --resume` takes a run directory; "not found" for runs/<name>/<time> tripped a new user.
+    import zoo
+    from zoo.export import export_checkpoint
+
+    run = train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=3"]), quiet=True).run_dir
+    best = run / "checkpoints" / "best.pt"
+    by_dir, by_file = evaluate_checkpoint(run), evaluate_checkpoint(best)
+    assert by_dir.metrics.accuracy == by_file.metrics.accuracy and by_dir.confusion_csv.parent == best.parent
+    assert zoo.load(run).classes == zoo.load(best).classes
+    assert export_checkpoint(run / "checkpoints", "safetensors").path == best.with_suffix(".safetensors")
+    finetuned = train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        f"train.output_dir={tmp_path / 'ft'}", "train.epochs=1", "train.max_steps_per_epoch=1",
+        f"finetune.source={run}"]), quiet=True)
+    assert finetuned.metrics["epochs_run"] == 1

@@ -226,7 +226,7 @@ def test_the_predict_command_writes_csv_and_json_and_skips_unreadable_files(pets
 
 @pytest.mark.parametrize("args, message", [
     (["predict", "best.pt", "nothing/"], "nothing/ not found"),
-    (["predict", "notes", "bad.png"], "notes is a folder, not a checkpoint"),
+    (["predict", "notes", "bad.png"], "notes is a folder without checkpoints/best.pt, not a checkpoint"),
     (["predict", "notes/a.txt", "bad.png"], "a.txt is damaged or not a PyTorch checkpoint"),
     (["predict", "best.pt", "bad.png", "-f", "json", "-o", "out.csv"], "--output out.csv is named for csv but --format is json"),
     (["predict", "best.pt", "bad.png", "-o", "notes"], "--output notes is a folder"),

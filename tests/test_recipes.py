@@ -245,3 +245,25 @@ def test_augment_true_and_a_key_of_the_section_mean_the_section(tmp_path):
     assert config.data.augmentation == AugmentConfig(policy="randaugment", magnitude=5)
     saved = config.to_dict()["data"]["augment"]
     assert load_config(CONFIG, [f"data.augment={json.dumps(saved)}"]).data.augment == config.data.augment  # as stored
+
+
+# ---- the run's own records ---------------------------------------------------------------------------
+
+def test_history_csv_has_a_row_per_epoch_and_a_short_run_still_logs_steps(tmp_path):
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(_config(tmp_path, "train.epochs=3", "train.max_steps_per_epoch=4", "train.log_interval=50",
+                           "train.ema={decay: 0.9}"), quiet=True)
+    with (result.run_dir / "history.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert {"train_loss", "val_accuracy", "ema_val_accuracy", "lr", "images_per_s"} <= set(rows[0])
+    best = rows[result.metrics["best_epoch"] - 1]
+    column = "val_accuracy" if result.metrics["best_weights"] == "raw" else "ema_val_accuracy"
+    assert float(best[column]) == pytest.approx(result.metrics["val"]["accuracy"])
+    assert 0 < float(rows[0]["lr"]) <= 0.05
+    events = EventAccumulator(str(result.run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    assert len(events.Scalars("train/batch_loss")) == 12  # 12 steps, fewer than 20: every one logged

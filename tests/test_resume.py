@@ -112,6 +112,8 @@ def test_resume_after_an_epoch_is_bit_exact(uninterrupted, tmp_path, monkeypatch
     plan = prepare_resume(run_dir)
     resumed = train(plan.config, quiet=True, resume=plan)
     assert resumed.run_dir == run_dir and len(list(tmp_path.glob("*/*"))) == 1  # the same directory
+    epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3"]  # epoch 1's row kept, none written twice
     _assert_same_state(_final_state(whole.run_dir), _final_state(run_dir))
     assert _figures(resumed.metrics["test"]) == _figures(whole.metrics["test"])
     assert resumed.metrics["train"]["images"] == whole.metrics["train"]["images"]

@@ -178,7 +178,7 @@ def read_state(path: str | Path, need: Need, map_location: str | torch.device = 
     """The checkpoint at `path`, checked to hold what `need` reads: 'weights' (and the config), 'evaluate' (and
     the class count and normalization) or 'resume' (and the optimizer, position and per-rank random state).
     A file that lacks it is one line saying what to do instead."""
-    path = Path(path)
+    path = checkpoint_file(path)
     data = load_checkpoint(path, map_location)
     if not TrainingState.holds(data, need):
         if need == "resume" and isinstance(data, dict) and data.get("weights") == "ema":
@@ -220,9 +220,7 @@ def save_checkpoint(state: TrainingState | dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """Load a zoo checkpoint or weights file as saved (a dict); a missing, damaged or unsafe file is a one-line
     ZooError. `read_state` gives a zoo checkpoint as its TrainingState."""
-    path = Path(path)
-    if path.is_dir():
-        raise ZooError(folder_given(path))
+    path = checkpoint_file(path)
     if not path.is_file():
         raise ZooError(f"checkpoint {str(path)!r} not found; runs write runs/<name>/<time>/checkpoints/best.pt")
     if path.suffix == ".safetensors":
@@ -250,11 +248,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ZooError(f"{damaged} (unpickling failed: {type(error).__name__} {error}); use another checkpoint") from None
 
 
-def folder_given(path: Path) -> str:
-    """The message for a folder where a checkpoint file belongs: the run's best.pt named, where there is one."""
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a path names: a file as it is; a run directory (runs/<name>/<time>) or its checkpoints/
+    folder for its best.pt, as `zoo train --resume` takes a run directory for its last.pt. Another folder is a
+    one-line ZooError."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
     found = next((candidate for candidate in (path / "checkpoints" / "best.pt", path / "best.pt") if candidate.is_file()), None)
-    example = found or path / "checkpoints" / "best.pt"
-    return f"{path} is a folder, not a checkpoint; give a file in it, e.g. {example}"
+    if found is None:
+        raise ZooError(folder_given(path))
+    return found
+
+
+def folder_given(path: Path) -> str:
+    """The message for a folder where a checkpoint file belongs and that holds no best.pt."""
+    return (f"{path} is a folder without checkpoints/best.pt, not a checkpoint; give a checkpoint file, or a run "
+            "directory (runs/<name>/<time>)")
 
 
 def _check_crcs(path: Path) -> None:

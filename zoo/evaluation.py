@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.checkpoint import TrainingState, load_weights, read_state
+from zoo.checkpoint import TrainingState, checkpoint_file, load_weights, read_state
 from zoo.config import HOLD_OUT_KEYS, Config, apply_overrides, validate_config
 from zoo.data import SPLITS, build_datasets, build_folder, build_loaders
 from zoo.errors import ZooError
@@ -116,7 +116,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     consulted). Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
     order. Raises ZooError for a file that is no zoo checkpoint, a split the data has not, or data with
     classes the model does not predict."""
-    path = Path(path)
+    path = checkpoint_file(path)  # a run directory: its best.pt, beside which the confusion files go
     split = str(getattr(split, "value", split))  # the CLI's choice enum, or its text
     if split not in CHOICES:
         raise ZooError(f"unknown split {split!r}; choose one of {', '.join(CHOICES)}")

@@ -88,7 +88,9 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
     format = str(getattr(format, "value", format))
     batch = parse_batch(batch) if isinstance(batch, str) else batch
     check_options(format, opset, batch)
-    checkpoint = Path(checkpoint)
+    from zoo.checkpoint import checkpoint_file
+
+    checkpoint = checkpoint_file(checkpoint)  # a run directory: its best.pt, beside which the export goes
     state, config, model = open_checkpoint(checkpoint)  # on the CPU: exported graphs are device-free
     output = output_path(checkpoint, output, format)
     metadata = Metadata.of_checkpoint(state, config)

@@ -223,11 +223,9 @@ def load(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
     text = str(source)
     if text.startswith("torchvision:"):
         return _torchvision(text.removeprefix("torchvision:"), where)
-    path = Path(source)
-    if path.is_dir():
-        from zoo.checkpoint import folder_given
+    from zoo.checkpoint import checkpoint_file
 
-        raise ZooError(folder_given(path))
+    path = checkpoint_file(source)  # a run directory: its best.pt
     if not path.is_file():
         raise ZooError(f"{text!r} not found; give a checkpoint (runs/<name>/<time>/checkpoints/best.pt), a file of "
                        "zoo export (.onnx, .safetensors) or torchvision:<Weights>")

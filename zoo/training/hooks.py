@@ -21,6 +21,7 @@ from zoo.metrics import MetricAccumulator
 from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
 from zoo.runtime import capture_rng
 from zoo.training.guard import Guard, Stop
+from zoo.training.history import History
 from zoo.training.optim import learning_rates
 from zoo.training.setup import Parts
 
@@ -33,9 +34,13 @@ class RunLog:
 
         self.config, self.quiet = config, quiet or not job.is_main or not sys.stderr.isatty()
         self.tensorboard = TensorBoardLogger(run_dir) if job.is_main else None
+        self.history: History | None = None
 
     def start(self, run_dir: Path, parts: Parts, plan_changes: list[str] | None, resumed_from: str | None) -> None:
         """Where the run writes (or, resumed, where it goes on from), and the model's graph once."""
+        if self.tensorboard is not None:
+            self.history = History(run_dir / "history.csv", parts.ema is not None, list(learning_rates(parts.step.optimizer)),
+                                   parts.position.epoch if resumed_from is not None else None)
         if resumed_from is None:
             print(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {self.config.train.output_dir}")
             if parts.step.mix is not None:
@@ -79,6 +84,8 @@ class RunLog:
                 board.confusion(val.metrics, parts.splits.classes, epoch)
             if ema_val is not None:
                 board.metrics("val_ema", ema_val.metrics, epoch)
+        if self.history is not None:
+            self.history.write(epoch, train, val, ema_val, rates)
         print(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val), flush=True)
 
     def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None) -> None:
@@ -214,6 +221,15 @@ class Checkpointer:
             atomic_write(self.folder.parent / "config.yaml", config.to_yaml().encode())
 
 
+LOG_POINTS = 20  # per-step TensorBoard points a run gets at least, whatever train.log_interval says
+
+
+def log_interval(configured: int, total_steps: int) -> int:
+    """Optimizer steps between per-step logs: train.log_interval, or fewer when the run has too few steps for
+    LOG_POINTS of them (48 steps at log_interval 50 would log nothing)."""
+    return max(1, min(configured, total_steps // LOG_POINTS))
+
+
 class StepHook:
     """After each optimizer step of `epoch`: the average of the weights (train.ema); the log every log_interval steps; the guard's look at the loss and
     at signals; and a checkpoint every train.checkpoint_every_steps, or where a signal stops the epoch (never
@@ -221,7 +237,7 @@ class StepHook:
 
     def __init__(self, epoch: int, parts: Parts, log: RunLog, guard: Guard, saver: Checkpointer) -> None:
         self.epoch, self.parts, self.log, self.guard, self.saver = epoch, parts, log, guard, saver
-        self.log_interval = parts.config.train.log_interval
+        self.log_interval = log_interval(parts.config.train.log_interval, parts.config.train.epochs * parts.steps_per_epoch)
         self.save_every = parts.config.train.checkpoint_every_steps
 
     def __call__(self, step: int, batches: int, loss: torch.Tensor, meter: MetricAccumulator) -> Stop | None:

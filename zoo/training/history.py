@@ -1,0 +1,46 @@
+"""history.csv in the run directory: one row of figures per epoch, written as the epoch ends (as Keras' and
+Lightning's CSVLoggers do), so runs can be plotted and compared without TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from zoo.loop import EpochResult
+from zoo.rundir import atomic_write
+
+
+class History:
+    """The run's history.csv. A resumed run keeps the rows of the epochs its checkpoint has done and drops any
+    written after it (an epoch that ended but whose checkpoint was not saved is trained again)."""
+
+    def __init__(self, path: Path, ema: bool, rates: list[str], epochs_done: int | None = None) -> None:
+        self.path = path
+        self.columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
+                        *(["ema_val_loss", "ema_val_accuracy"] if ema else []),
+                        *(name.replace("/", "_") for name in rates), "images_per_s", "time_s"]
+        kept: list[dict[str, str]] = []
+        if epochs_done is not None and path.is_file():
+            with path.open(newline="") as file:
+                kept = [row for row in csv.DictReader(file) if row.get("epoch", "").isdigit()
+                        and int(row["epoch"]) <= epochs_done]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.columns, restval="", extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write(path, text.getvalue().encode())
+
+    def write(self, epoch: int, train: EpochResult, val: EpochResult | None, ema_val: EpochResult | None,
+              rates: dict[str, float]) -> None:
+        """Append `epoch`'s row: losses, top-1 accuracies (fractions), the learning rates, images/s, seconds."""
+        row: dict[str, object] = {"epoch": epoch, "train_loss": train.metrics.loss, "train_accuracy": train.metrics.accuracy,
+                                  "images_per_s": round(train.images_per_second, 1), "time_s": round(train.seconds, 3)}
+        if val is not None:
+            row.update(val_loss=val.metrics.loss, val_accuracy=val.metrics.accuracy,
+                       val_top5_accuracy="" if val.metrics.top5_accuracy is None else val.metrics.top5_accuracy)
+        if ema_val is not None:
+            row.update(ema_val_loss=ema_val.metrics.loss, ema_val_accuracy=ema_val.metrics.accuracy)
+        row.update({name.replace("/", "_"): rate for name, rate in rates.items()})
+        with self.path.open("a", newline="") as file:
+            csv.DictWriter(file, self.columns, restval="", extrasaction="ignore", lineterminator="\n").writerow(row)
