@@ -65,4 +65,4 @@ def test_the_runner_prints_what_python_m_zoo_prints(tmp_path):
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
     forked = run_zoo(list(args), tmp_path)
     assert (forked.returncode, forked.stdout, forked.stderr) == (real.returncode, real.stdout, real.stderr) == (
-        2, "", "error: configs/lenet5_digits.yaml: optimizer.lr: input should be greater than 0 (got 0)\n")
+        2, "", "error: --set optimizer.lr: input should be greater than 0 (got 0)\n")

@@ -552,15 +552,29 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {message[0].lower()}{message[1:]} (got {error.get('input')!r})" if "input" in error and kind != "value_error" else f"{key}: {message}"
 
 
-def validate_config(raw: Any, source: str = "config") -> Config:
+def validate_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> Config:
+    """`raw` validated into a Config. A ZooError names each problem's key and where it was written: `source`,
+    or `--set` for a key that one of `overrides` set (`--set optimizer.lrr: unknown key`, not the file's)."""
     if not isinstance(raw, dict):
         raise ZooError(f"{source}: expected a mapping of sections (model, data, ...), got {type(raw).__name__}")
     try:
         config = Config.model_validate(raw)
     except ValidationError as error:
-        raise ZooError(f"{source}: " + "; ".join(_describe(e) for e in error.errors())) from None
+        given = [".".join(path) for path, _ in parse_overrides(overrides or [])]
+        problems = [_describe(e) for e in error.errors()]
+        mine = [problem for problem in problems if not _set_by(problem, given)]
+        theirs = [problem for problem in problems if _set_by(problem, given)]
+        parts = ([f"{source}: " + "; ".join(mine)] if mine else []) + [f"--set {problem}" for problem in theirs]
+        raise ZooError("; ".join(parts)) from None
     _check_model(config, source)
     return config
+
+
+def _set_by(problem: str, given: list[str]) -> bool:
+    """Whether a problem ('key.path: ...') is about a key an override set, a key inside a section it set, or the
+    unknown section an override's key made (`--set optimiser.lr=...`)."""
+    key = problem.split(":", 1)[0]
+    return any(key == name or key.startswith(f"{name}.") or name.startswith(f"{key}.") for name in given)
 
 
 def _check_model(config: Config, source: str) -> None:
@@ -592,4 +606,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if isinstance(raw, dict):
         raw = _as_written(raw, written)
         raw = apply_overrides(raw, overrides or [])
-    return validate_config(raw, str(path))
+    return validate_config(raw, str(path), overrides)
