@@ -145,7 +145,7 @@ def test_config_takes_the_key_and_rejects_a_bad_value_in_one_line(tmp_path):
     config = zoo.load_config(ROOT / "configs" / "lenet5_digits.yaml", ["model.activation=swish"])
     assert config.model.kwargs == {"activation": "swish"}
     assert _activations(config.model.build(), nn.SiLU) == 4
-    with pytest.raises(zoo.ZooError, match=r"^\S+lenet5_digits.yaml: model: activation: input should be a valid string"):
+    with pytest.raises(zoo.ZooError, match=r"^--set model: activation: input should be a valid string"):
         zoo.load_config(ROOT / "configs" / "lenet5_digits.yaml", ["model.activation=1"])
 
 
