@@ -201,3 +201,20 @@ def test_images_added_between_stop_and_resume_are_refused(tmp_path):
                                        r"images; test 5 -> 7 images\): its splits would be drawn again"):
         resume(first.run_dir, overrides=["train.epochs=2"], allow_config_change=True, quiet=True)
     assert _snapshot(first.run_dir) == before
+
+
+def test_extending_a_finished_schedule_says_what_the_added_epochs_train_at(finished, tmp_path, capsys):
+    # A finished cosine of 2 epochs, rebuilt for 3, goes on at step 10 of 15 from 25% of the lr: said, no note. A
+    # finished cosine of 10 epochs rebuilt for 11 goes on at 2% of it: the added epoch trains little, and the run
+    # says so (it used to go on at lr 0.00025, then 0, without a word).
+    resume(finished, overrides=["train.epochs=3", "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
+    out = capsys.readouterr().out
+    assert "the learning-rate schedule goes on at step 10 of 15 (5 per epoch): lr 0.0125 now, " in out
+    assert "note: the rest of the schedule" not in out
+    ten = train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=10", "train.max_steps_per_epoch=5",
+                                     "data.augment=false"]), quiet=True)
+    capsys.readouterr()
+    resume(ten.run_dir, overrides=["train.epochs=11", "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
+    out = capsys.readouterr().out
+    assert "goes on at step 50 of 55 (5 per epoch): lr 0.00101 now, 4.08e-05 to 0.00101 over the rest" in out, out
+    assert "note: the rest of the schedule stays below 10% of optimizer.lr 0.05, so the added epochs train little" in out

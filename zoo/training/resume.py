@@ -177,9 +177,34 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
         for _ in range(position):
             scheduler.step()
     lr = next(iter(learning_rates(optimizer).values()))  # the head's when fine-tuning sets the backbone apart
-    notes.append(f"the learning-rate schedule goes on at step {position:,} of {plan.config.train.epochs * steps_per_epoch:,} "
-                 f"({steps_per_epoch:,} per epoch): lr {lr:.3g} now")
+    total = plan.config.train.epochs * steps_per_epoch
+    low, high = _rest_of_schedule(optimizer, scheduler, total - position)
+    notes.append(f"the learning-rate schedule goes on at step {position:,} of {total:,} ({steps_per_epoch:,} per epoch): "
+                 f"lr {lr:.3g} now, {low:.3g} to {high:.3g} over the rest")
+    peak = plan.config.optimizer.lr
+    if total > position and high < 0.1 * peak:  # a finished schedule extended: the new epochs would barely train
+        notes.append(f"note: the rest of the schedule stays below 10% of optimizer.lr {peak:g}, so the added epochs "
+                     "train little; for a new schedule from these weights, fine-tune from the checkpoint "
+                     f"(finetune.source: {plan.checkpoint})")
     return notes
+
+
+def _rest_of_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                      steps: int) -> tuple[float, float]:
+    """(lowest, highest) head learning rate of the next `steps` optimizer steps, found by stepping the schedule
+    ahead and putting it and the optimizer's rates back as they were."""
+    saved, rates = scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups]
+    now = next(iter(learning_rates(optimizer).values()))
+    seen = [now]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(max(steps - 1, 0)):
+            scheduler.step()
+            seen.append(next(iter(learning_rates(optimizer).values())))
+    scheduler.load_state_dict(saved)
+    for group, rate in zip(optimizer.param_groups, rates):
+        group["lr"] = rate
+    return min(seen), max(seen)
 
 
 # ---- where the run is --------------------------------------------------------------------------------
