@@ -384,6 +384,14 @@ def test_loaders_batch_shuffle_with_the_seed_and_choose_workers(tmp_path):
     assert loader.num_workers == min(4, cpus) and loader.persistent_workers == (min(4, cpus) > 0)
     assert build_loaders(mnist, DataConfig(name="mnist", workers=0, loader="torchvision"))[0].num_workers == 0
     assert isinstance(build_loaders(mnist, DataConfig(name="mnist"))[0], MemoryLoader)  # auto: the in-memory path
+    # A policy runs image by image: auto gives it the workers for files, keeps digits (held in process) in memory.
+    from zoo.config import AugmentConfig
+
+    policy = AugmentConfig(policy="trivialaugment")
+    assert not isinstance(build_loaders(mnist, DataConfig(name="mnist", augment=policy))[0], MemoryLoader)
+    assert isinstance(build_loaders(mnist, DataConfig(name="mnist", augment=AugmentConfig(mixup_alpha=0.2)))[0], MemoryLoader)
+    assert isinstance(build_loaders(mnist, DataConfig(name="mnist", augment=policy, loader="memory"))[0], MemoryLoader)
+    assert isinstance(build_loaders(splits, DataConfig(name="digits", augment=policy))[0], MemoryLoader)
 
 
 def test_a_last_training_batch_of_one_is_dropped():

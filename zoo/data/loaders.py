@@ -16,6 +16,7 @@ from zoo.data.memory import MemoryLoader, memory_loaders
 from zoo.data.samplers import ShardSampler, TrainSampler
 from zoo.data.specs import SPECS
 from zoo.data.splits import DataSplits
+from zoo.data.transforms import augmentation
 from zoo.distributed import place
 
 
@@ -36,10 +37,23 @@ def file_workers() -> int:
 
 
 def uses_memory(splits: DataSplits, cfg: DataConfig) -> bool:
-    """data.loader memory, or auto for a set SPECS holds in memory (when its splits carry the in-memory source)."""
+    """data.loader memory, or auto for a set SPECS holds in memory (when its splits carry the in-memory source),
+    unless data.augment runs per-image transforms on a file-based set (per_image_augmentation)."""
     if cfg.loader == "memory" and splits.memory is None:
         raise ValueError("data.loader is memory but these splits have no in-memory source")
-    return cfg.loader == "memory" or (cfg.loader == "auto" and SPECS[cfg.name].in_memory and splits.memory is not None)
+    spec = SPECS[cfg.name]
+    return cfg.loader == "memory" or (cfg.loader == "auto" and spec.in_memory and splits.memory is not None
+                                      and not (per_image_augmentation(cfg) and not spec.in_process))
+
+
+def per_image_augmentation(cfg: DataConfig) -> bool:
+    """Whether data.augment runs transforms image by image (a policy, jitter, rotation, random erasing). The
+    in-memory path would run them one after another in the training process: 3,600-8,800 CIFAR images/s against
+    66,000 with crop and flip alone (scripts/bench_augment.py), about what 2 DataLoader workers give, and 0.16x
+    of them with AugMix; workers run them beside the training step, so auto chooses them for a set read from
+    files. Digits, held by the process, keep the in-memory path."""
+    _, stored, erasing = augmentation(cfg, 0)
+    return bool(stored or erasing)
 
 
 def set_epoch(loader: DataLoader | MemoryLoader, epoch: int) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from zoo.checkpoint import Normalization, TrainingState, load_weights
 from zoo.config import Config
-from zoo.data import DataSplits, build_datasets, build_loaders, resume_at, set_epoch
+from zoo.data import DataSplits, build_datasets, build_loaders, resume_at, set_epoch, uses_memory
 from zoo.distributed import Job
 from zoo.errors import ZooError
 from zoo.loop import Compute, TrainStep
@@ -184,6 +184,10 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
         print(note, file=sys.stderr, flush=True)
     loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
                             pin_memory=device.type == "cuda", device=device)
+    if job.is_main and plan is None and config.data.loader == "auto" and splits.memory is not None \
+            and not uses_memory(splits, config.data):
+        print("note: data.augment transforms images one by one: they run in DataLoader workers beside the training "
+              "step (data.loader auto); --set data.loader=memory runs them in this process", file=sys.stderr, flush=True)
     compute = Compute(device, train.precision, memory_format(train.channels_last), job.distributed)
     model = init_weights(config.model.build(len(splits.classes), in_channels), config.init)
     model = model.to(device, memory_format=compute.memory_format)
