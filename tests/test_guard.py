@@ -128,3 +128,20 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_owners_lock_is_taken_over(
     plan = prepare_resume(whole.run_dir, overrides=["train.epochs=2"], allow_config_change=True)
     assert train(plan.config, quiet=True, resume=plan).metrics["epochs_run"] == 2  # the dead holder's lock is stale
     assert not (whole.run_dir / ".lock").exists()
+
+
+def test_ctrl_c_under_a_pipe_whose_reader_died_still_saves_and_exits_130(tmp_path):
+    # `zoo train 2>&1 | tee log` and Ctrl-C: the same Ctrl-C kills tee, so everything zoo prints afterwards meets a
+    # closed pipe; the run used to die printing its stop message (exit 1, no last.pt).
+    process = subprocess.Popen([sys.executable, "-m", "zoo", "train", "--config", "configs/lenet5_digits.yaml",
+                                "--set", f"train.output_dir={tmp_path}", "--set", "train.epochs=30"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch 1/30"):
+            break
+    process.stdout.close()  # the reader dies
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    run_dir = next(tmp_path.glob("*/*"))
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] >= STEPS and not (run_dir / ".lock").exists()

@@ -21,6 +21,7 @@ from types import FrameType
 import torch
 from torch import Tensor
 
+from zoo.console import say
 from zoo.errors import ZooError
 
 CHECK_INTERVAL = 10  # steps between looks on a GPU or under DDP
@@ -81,10 +82,10 @@ class Guard:
         name = signal.Signals(number).name
         if self.signal is None:
             self.signal = number
-            print(f"\n{name}: stopping after this step and saving last.pt ({name} again to stop without saving)",
-                  file=sys.stderr, flush=True)
+            say(f"\n{name}: stopping after this step and saving last.pt ({name} again to stop without saving)",
+                sys.stderr)  # the reader of a pipe may have died with the same Ctrl-C: say gives up quietly
         elif self.saving:
-            print(f"{name}: still saving last.pt; it stops right after", file=sys.stderr, flush=True)
+            say(f"{name}: still saving last.pt; it stops right after", sys.stderr)
         else:
             raise KeyboardInterrupt
 

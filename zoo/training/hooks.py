@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from zoo.checkpoint import Progress, RankState, save_checkpoint
 from zoo.config import Config, EarlyStoppingConfig
+from zoo.console import say
 from zoo.data import loader_state
 from zoo.distributed import Job
 from zoo.errors import RunStopped
@@ -42,9 +43,9 @@ class RunLog:
             self.history = History(run_dir / "history.csv", parts.ema is not None, list(learning_rates(parts.step.optimizer)),
                                    parts.position.epoch if resumed_from is not None else None)
         if resumed_from is None:
-            print(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {self.config.train.output_dir}")
+            say(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {self.config.train.output_dir}")
             if parts.step.mix is not None:
-                print("data.augment mixes training batches (Mixup/CutMix): the training loss is against the mixed "
+                say("data.augment mixes training batches (Mixup/CutMix): the training loss is against the mixed "
                       "targets, the training accuracy against each image's own label")
             if self.tensorboard is not None:
                 example = next(iter(parts.test_loader))[0][:1].to(parts.compute.device)
@@ -52,11 +53,11 @@ class RunLog:
             else:
                 next(iter(parts.test_loader))  # the same random draws on every rank (a DataLoader's base seed)
             return
-        print(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.batches_per_epoch)}")
+        say(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.batches_per_epoch)}")
         if plan_changes:
-            print(f"config changes (allowed): {'; '.join(plan_changes)}")
+            say(f"config changes (allowed): {'; '.join(plan_changes)}")
         for note in parts.resume_notes:
-            print(note)
+            say(note)
 
     def bar(self, epoch: int, start_batch: int, total: int) -> tqdm:
         return tqdm(total=total, initial=start_batch, desc=f"epoch {epoch}/{self.config.train.epochs}", unit="batch",
@@ -86,7 +87,7 @@ class RunLog:
                 board.metrics("val_ema", ema_val.metrics, epoch)
         if self.history is not None:
             self.history.write(epoch, train, val, ema_val, rates)
-        print(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val), flush=True)
+        say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val))
 
     def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None) -> None:
         if self.tensorboard is not None:

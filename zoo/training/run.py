@@ -9,6 +9,7 @@ from typing import Any
 
 from zoo.checkpoint import read_state
 from zoo.config import Config
+from zoo.console import say
 from zoo.distributed import Job, launch
 from zoo.loop import EpochResult, evaluate_loader, train_epoch
 from zoo.errors import RunStopped
@@ -83,7 +84,7 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
             lock.release()
     m = test.metrics
     top5 = f" top5 {m.top5_accuracy:.2%}" if m.top5_accuracy is not None else ""
-    print(f"test loss {m.loss:.4f} acc {m.accuracy:.2%}{top5} ({m.count:,} images, best epoch {progress.best_epoch})\n"
+    say(f"test loss {m.loss:.4f} acc {m.accuracy:.2%}{top5} ({m.count:,} images, best epoch {progress.best_epoch})\n"
           f"metrics: {run_dir / 'metrics.json'}")
     return RunResult(run_dir, metrics)
 
@@ -115,7 +116,7 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
         if stop is not None:
             raise stopped(stop, epoch + 1, 0, step, run_dir)
         if early_stop:
-            print(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
+            say(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
             break
     return step
 
