@@ -52,9 +52,12 @@ def test_split_folders_are_found_under_the_names_people_use(tmp_path, names, cap
     assert len(splits.val) == 6 and splits.val.base.root == str(tmp_path / names[1])  # the folder's, not carved from train/
     if len(names) == 3:
         assert len(splits.train) == 12 and len(splits.test) == 4 and splits.test.base.root == str(tmp_path / names[2])
+        assert capsys.readouterr().err == ""
     else:
-        assert len(splits.train) + len(splits.test) == 12  # no test folder: test is held out of train
-    assert capsys.readouterr().err == ""
+        assert len(splits.train) + len(splits.test) == 12  # no test folder: test is held out of train, and it says so
+        assert capsys.readouterr().err == (f"note: imagefolder: {tmp_path} has TRAIN/ and VAL/ but no test/: the test split "
+                                           "is 20% of TRAIN/'s images, held out by train.seed (add a test/ folder to "
+                                           "choose them)\n")
 
 
 @pytest.mark.parametrize(("names", "message"), [
@@ -75,8 +78,8 @@ def test_a_folder_beside_the_split_folders_is_warned_about(tmp_path, capsys):
     write_imagefolder(tmp_path / "train", {"cat": 4, "dog": 4})
     write_imagefolder(tmp_path / "extra", {"cat": 2})
     assert len(build(tmp_path, val_split=0.0).train) + 0 > 0
-    assert capsys.readouterr().err.strip() == (f"warning: {tmp_path}: extra/ not read: only the split folders are "
-                                              "(train/); move its images into them, or remove it")
+    assert capsys.readouterr().err.strip().splitlines()[0] == (f"warning: {tmp_path}: extra/ not read: only the split "
+                                                              "folders are (train/); move its images into them, or remove it")
 
 
 def test_class_names_that_contain_split_words_are_classes(tmp_path):

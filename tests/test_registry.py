@@ -22,6 +22,7 @@ def test_list_models_filters_with_fnmatch_wildcards():
     assert zoo.list_models("vgg16*") == ["vgg16", "vgg16_bn"]
     assert zoo.list_models("se_resnet?0") == ["se_resnet50"]
     assert zoo.list_models("nothing*") == []
+    assert zoo.list_models("ResNet1*") == zoo.list_models("resnet1*") and zoo.list_models("VGG16_BN") == ["vgg16_bn"]
 
 
 def test_every_model_records_its_paper_and_sizes():

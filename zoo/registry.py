@@ -120,9 +120,9 @@ def _load_models() -> None:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching an fnmatch pattern such as 'resnet*', sorted."""
+    """Registered names matching an fnmatch pattern such as 'resnet*', in any case ('ResNet*' too), sorted."""
     _load_models()
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern.lower()))
 
 
 def get_model_info(name: str) -> ModelInfo:

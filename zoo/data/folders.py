@@ -167,6 +167,16 @@ def announce_skipped(layout: Layout) -> None:
         _print_once(line)
 
 
+def announce_held_out_test(layout: Layout, test_split: float) -> None:
+    """One note when split folders have no test folder: the test images then come out of train's, which a
+    user with train/ and val/ may not expect (they might take val/ for the test)."""
+    named = {name: path for name, path in layout.splits.items() if path != layout.root}
+    if "train" in named and "test" not in named:
+        folders = " and ".join(f"{path.name}/" for path in named.values())
+        _print_once(f"note: imagefolder: {layout.root} has {folders} but no test/: the test split is {test_split:.0%} of "
+                    f"{named['train'].name}/'s images, held out by train.seed (add a test/ folder to choose them)")
+
+
 def _print_once(line: str) -> None:
     from zoo.distributed import place
 

@@ -70,7 +70,7 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
     root itself as the one folder to split. With `whole` (a split's name), only that split's folder, or root
     where there are no split folders, as train and test both: every image of it is tested. Hidden and system
     entries are skipped, unreadable images left out, each with one note; the unreadable are returned third."""
-    from zoo.data.folders import VisibleImageFolder, announce_skipped, find_layout
+    from zoo.data.folders import VisibleImageFolder, announce_held_out_test, announce_skipped, find_layout
 
     root = cfg.root
     if not root.is_dir():
@@ -112,6 +112,8 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
             raise ZooError(f"imagefolder: {dirs[split]} has classes {base.classes} but {dirs['train']} has "
                            f"{names}; give every split the same class folders")
     announce_skipped(layout)
+    if whole is None:
+        announce_held_out_test(layout, cfg.test_split)
     note_others(root, check.others)
     warn_skipped(root, check.unreadable)
     return bases, names, [path for path, _ in check.unreadable]
