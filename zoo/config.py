@@ -27,6 +27,8 @@ LOADERS = ("auto", "memory", "torchvision")
 SAMPLERS = ("shuffle", "balanced")
 POLICIES = ("none", "randaugment", "trivialaugment", "autoaugment", "augmix")  # torchvision.transforms.v2's
 AUTOAUGMENT_POLICIES = ("imagenet", "cifar10", "svhn")  # v2.AutoAugmentPolicy: the data set the policy was learned on
+POLICY_SETTINGS = {"num_ops": "randaugment", "magnitude": "randaugment", "autoaugment_policy": "autoaugment",
+                   "severity": "augmix"}  # data.augment's keys that belong to one policy
 METRICS = ("val_accuracy", "val_loss")
 # The keys that decide which images the carved validation and test splits hold (with the data set itself).
 HOLD_OUT_KEYS = ("data.classes", "data.val_split", "data.test_split", "data.synthetic_size", "data.synthetic_classes",
@@ -116,12 +118,9 @@ class AugmentConfig(Section):
     cutmix_alpha: float = Field(0.0, ge=0)  # pasted boxes (Yun et al. 2019, arXiv:1905.04899)
     switch_prob: float = Field(0.5, ge=0, le=1)  # with both alphas: the share of batches that take CutMix (timm's)
 
-    _OWNERS = {"num_ops": "randaugment", "magnitude": "randaugment", "autoaugment_policy": "autoaugment",
-               "severity": "augmix"}  # a policy's own settings
-
     @model_validator(mode="after")
     def _check(self) -> AugmentConfig:
-        for key, owner in self._OWNERS.items():  # a default value is no setting: a saved config holds them all
+        for key, owner in POLICY_SETTINGS.items():  # a default value is no setting: a saved config holds them all
             if getattr(self, key) != type(self).model_fields[key].default and self.policy != owner:
                 raise ValueError(f"{key} is a setting of policy {owner}, and the policy is {self.policy}; "
                                  f"set policy: {owner}, or remove {key}")
