@@ -65,20 +65,23 @@ class Parts:
     def state(self, job: Job, **training: object) -> TrainingState:
         """The checkpoint of the network now, with `training` (optimizer, position ...) when resumable."""
         splits = self.splits
-        normalization = Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
         if training:
             training["split_sizes"] = split_sizes(splits)
             if self.ema is not None:
                 training["ema"] = self.ema.state_dict()
-        return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, normalization, **training)
+        return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, self.normalization, **training)
 
     def averaged_state(self) -> TrainingState:
         """best.pt when the average of the weights validated better: its weights alone (no training state, so
         that a resumed run never trains on from the average)."""
-        splits = self.splits
-        normalization = Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
-        return TrainingState.of_network(self.ema.module, self.config.to_dict(), splits.classes, normalization,
+        return TrainingState.of_network(self.ema.module, self.config.to_dict(), self.splits.classes, self.normalization,
                                         weights="ema")
+
+    @property
+    def normalization(self) -> Normalization:
+        """How the network's inputs are prepared, as every checkpoint of the run records it."""
+        splits = self.splits
+        return Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
 
     def enter_epoch(self, epoch: int, job: Job) -> tuple[int, MetricAccumulator | None]:
         """Ready `epoch`: frozen layers join at finetune.unfreeze_at_epoch, and the loader draws the epoch's
