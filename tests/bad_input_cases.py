@@ -406,4 +406,11 @@ CASES = [
          "unknown format 'tflite'; choose one of onnx, pt2, safetensors", with_checkpoint(), "a lenet5 checkpoint"),
     Case("export: onto the checkpoint itself", ("export", CHECKPOINT, "--format", "safetensors", "--output", CHECKPOINT),
          f"--output {CHECKPOINT} is the checkpoint itself", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("lr-find: too few steps", ("lr-find", "--config", "configs/lenet5_digits.yaml", "--steps", "3"),
+         "--steps is 3; give 5 to 1000 optimizer steps"),
+    Case("lr-find: a range that goes down", ("lr-find", "--config", "configs/lenet5_digits.yaml",
+                                             "--start-lr", "1", "--end-lr", "0.001"),
+         "--start-lr 1 is not below --end-lr 0.001; the sweep goes up"),
+    Case("lr-find: a picture that is not a PNG", ("lr-find", "--config", "configs/lenet5_digits.yaml", "--output", "curve.jpg"),
+         "--output curve.jpg: the picture is a PNG; name it *.png"),
 ]

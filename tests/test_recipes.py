@@ -171,6 +171,14 @@ def test_both_data_paths_run_the_same_torchvision_steps_in_the_same_order():
                      "Normalize", "RandomErasing", "ToPureTensor"]
 
 
+@pytest.mark.parametrize("augment", [True, {"color_jitter": 0.2}, {"rotation": 5}, {"policy": "augmix"},
+                                     {"random_erasing": 0.1}, {"mixup_alpha": 0.2}])
+def test_per_image_is_whether_augmentation_builds_per_image_steps(augment):
+    config = DataConfig(name="cifar10", augment=augment)
+    _, stored, erasing = augmentation(config, 32)
+    assert config.augmentation.per_image == bool(stored or erasing)
+
+
 @pytest.mark.parametrize("loader", ["memory", "torchvision"])
 def test_each_image_of_a_batch_draws_its_own_policy(loader):
     # A v2 transform given a whole batch draws one operation for all of it; the in-memory path must not.

@@ -4,6 +4,7 @@
     >>> model = zoo.create_model("resnet18", num_classes=10)
     >>> zoo.list_models("vgg*")
     >>> result = zoo.train(zoo.load_config("configs/lenet5_digits.yaml"))
+    >>> zoo.lr_find(zoo.load_config("configs/lenet5_digits.yaml")).suggestion     # optimizer.lr to train with
     >>> report = zoo.evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     >>> predictor = zoo.load(result.run_dir / "checkpoints" / "best.pt")   # or an exported .onnx/.pt2/.safetensors
     >>> predictor.predict(["photo.jpg"], top_k=3)[0].label
@@ -48,6 +49,7 @@ _EXPORTS = {
     "load_config": "zoo.config",
     "train": "zoo.training",
     "resume": "zoo.training",
+    "lr_find": "zoo.training.lr_find",
     "evaluate_checkpoint": "zoo.evaluation",
     "load": "zoo.inference",
     "Predictor": "zoo.inference",

@@ -60,7 +60,7 @@ app.add_typer(config_app, name="config")
 
 @app.callback()
 def _root() -> None:
-    """A model zoo of the classic convolutional networks: list, summarize, train, evaluate, fine-tune, predict, export."""
+    """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, fine-tune, predict, export."""
 
 
 @app.command("list")
@@ -183,6 +183,41 @@ def export(
     typer.echo(report.summary())
 
 
+@app.command("lr-find")
+def lr_find_command(
+    config: ConfigOption,
+    set: SetOption = None,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="Then train with the suggested lr, as zoo train --set optimizer.lr=<it> would.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", show_default=False,
+        help="The picture of the loss against the lr, a PNG (default: <train.output_dir>/<run name>/lr_find.png).")] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps of the sweep, 5 to 1000.")] = 100,  # lr_find's STEPS ...
+    start_lr: Annotated[float, typer.Option(help="optimizer.lr of the first step.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="optimizer.lr of the last step, unless the loss diverges before.")] = 10.0,
+    quiet: QuietOption = False,
+) -> None:
+    """Learning-rate range test (Smith 2017, arXiv:1506.01186): sweep optimizer.lr exponentially for a few steps of
+    the config's training, suggest the lr where the loss falls fastest, and plot the curve. Writes only the plot."""
+    from zoo.config import load_config
+    from zoo.render import render_lr_find
+    from zoo.training.lr_find import check_range, lr_find, lr_overrides, plot_path, write_plot
+
+    check_range(steps, start_lr, end_lr)  # before the config and the data are read
+    resolved = load_config(config, set)
+    path = plot_path(resolved, output)
+    result = lr_find(resolved, steps, start_lr, end_lr, quiet=quiet)
+    write_plot(result, path, f"learning-rate range test: {resolved.model.name} on {resolved.data.name}")
+    overrides = lr_overrides(set, result.suggestion) if result.suggestion is not None else []
+    typer.echo(render_lr_find(result, config, overrides, path))
+    if result.problem is not None:
+        raise ZooError(result.problem)
+    if apply:
+        from zoo.training import train as run_training
+
+        run_training(load_config(config, overrides), quiet=quiet)
+
+
 @config_app.command("show")
 def config_show(config: ConfigOption, set: SetOption = None) -> None:
     """Print the resolved config: the file, the overrides and every default."""
@@ -228,21 +263,22 @@ def main(fast_exit: bool = False) -> None:
     from the commands through to here. With `fast_exit`, a read-only command that succeeded skips the
     interpreter's teardown (libtorch's static destructors cost 0.8 s) once its output is flushed.
     """
+    from zoo.console import say, silence
     from zoo.errors import RunStopped
 
     try:
         app()
     except ZooError as error:
-        typer.echo(f"error: {error}", err=True)
+        say(f"error: {error}", sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
     except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
         from zoo.distributed import place  # torch is imported already: a run raised this
 
         if place()[0] == 0:  # under torchrun, once
-            typer.echo(str(stop), err=True)
+            say(str(stop), sys.stderr)  # the console may have died with the signal (a pipe's reader)
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C, outside a save: the last checkpoint written is intact
-        typer.echo("interrupted; the last checkpoint written is intact", err=True)
+        say("interrupted; the last checkpoint written is intact", sys.stderr)
         sys.exit(130)
     except SystemExit as done:
         command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
@@ -250,8 +286,11 @@ def main(fast_exit: bool = False) -> None:
         # seen to abort a process in it (SIGABRT) after a run that had finished and written everything.
         torchrun_worker = "TORCHELASTIC_RUN_ID" in os.environ and command in ("train", "finetune")
         if fast_exit and done.code in (0, None) and (command in READ_ONLY_COMMANDS or torchrun_worker):
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):  # a reader that left (zoo list | head): nothing more to say
+                    silence(stream)
             os._exit(0)
         raise
 

@@ -134,6 +134,12 @@ class AugmentConfig(Section):
         """Whether training batches are mixed (Mixup or CutMix), so that the loss takes soft targets."""
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
+    @property
+    def per_image(self) -> bool:
+        """Whether a key turns on a transform that runs image by image (jitter, rotation, a policy, random erasing):
+        one given a batch would draw a single set of parameters for all of it (zoo.data.transforms.augmentation)."""
+        return bool(self.color_jitter or self.rotation or self.policy != "none" or self.random_erasing)
+
 
 class DataConfig(Section):
     name: Literal[DATASETS]

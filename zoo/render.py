@@ -5,6 +5,7 @@
     render_summary(summary, fmt)      `zoo summary`: the layer table, the totals and how to read them
     render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, confusion matrix
     render_predictions(report, fmt)   `zoo predict`: one row per image, its top-k classes and probabilities
+    render_lr_find(result, ...)       `zoo lr-find`: the sweep, the suggestion and the command to train with it
 
 The computing lives elsewhere (zoo.summary, zoo.evaluation); this module only turns its records into text.
 It imports no torch: the CLI reads the format choices from here before it knows which command runs.
@@ -12,8 +13,10 @@ It imports no torch: the CLI reads the format choices from here before it knows 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from zoo.evaluation import EvaluationReport
     from zoo.predict import PredictionReport
     from zoo.summary import CatalogRow, Layer, Summary, Totals
+    from zoo.training.lr_find import LrFindResult
 
 
 class Format(str, Enum):
@@ -276,3 +280,20 @@ def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
     rows = [[str(path), *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
             for path, p in report.rows]
     return render(headers, rows, "table", numeric=[False] * len(headers))
+
+
+# zoo lr-find
+
+def render_lr_find(result: LrFindResult, config: Path, overrides: Sequence[str], plot: Path) -> str:
+    """What the sweep did, the suggestion and the `zoo train` line that uses it (`overrides`: zoo.training.lr_find's
+    lr_overrides, the user's --set flags with the suggested optimizer.lr), and where the picture is."""
+    taken = len(result.lrs)
+    passes = f"{result.passes} pass{'es' if result.passes != 1 else ''} of the training data"
+    lines = [f"swept lr {result.start_lr:.1e} to {result.lrs[-1] if taken else result.start_lr:.1e} in {taken} "
+             f"step{'s' if taken != 1 else ''} ({passes}): {result.reason}"]
+    if result.suggestion is not None:
+        command = " ".join(["zoo train --config", shlex.quote(str(config)),
+                            *(f"--set {shlex.quote(item)}" for item in overrides)])
+        lines.append(f"suggested lr {result.suggestion:.1e} ({result.rule}); train with: {command}")
+    lines.append(f"plot: {plot}")
+    return "\n".join(lines)

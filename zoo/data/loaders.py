@@ -16,7 +16,6 @@ from zoo.data.memory import MemoryLoader, memory_loaders
 from zoo.data.samplers import ShardSampler, TrainSampler
 from zoo.data.specs import SPECS
 from zoo.data.splits import DataSplits
-from zoo.data.transforms import augmentation
 from zoo.distributed import place
 
 
@@ -52,8 +51,7 @@ def per_image_augmentation(cfg: DataConfig) -> bool:
     66,000 with crop and flip alone (scripts/bench_augment.py), about what 2 DataLoader workers give, and 0.16x
     of them with AugMix; workers run them beside the training step, so auto chooses them for a set read from
     files. Digits, held by the process, keep the in-memory path."""
-    _, stored, erasing = augmentation(cfg, 0)
-    return bool(stored or erasing)
+    return cfg.augmentation is not None and cfg.augmentation.per_image
 
 
 def set_epoch(loader: DataLoader | MemoryLoader, epoch: int) -> None:

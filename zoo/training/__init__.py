@@ -16,6 +16,7 @@ test -> metrics.json. The steps themselves are zoo.loop's; the checkpoint's sche
     imbalance.py    the training split's class counts, loss.class_weights, the note on an imbalanced split
     ema.py          train.ema: the average of the weights, validated beside them each epoch
     history.py      history.csv: a row of figures per epoch, as it ends
+    lr_find.py      zoo lr-find: the learning-rate range test, leaving nothing behind
     tensorboard.py  what TensorBoard shows: scalars, gradient norms, histograms, confusion matrices, hparams
 """
 
