@@ -155,6 +155,23 @@ def test_config_validate_exit_codes(tmp_path):
     assert result.stderr.strip() == f"error: {bad}: optimizer.lr: input should be greater than 0 (got -1)"
 
 
+def test_config_validate_prints_one_line_per_problem_and_train_agrees(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE + "optimizer: {lr: -1, lrr: 3}\ntrain: {epochs: 0}\n")
+    lines = [f"error: {bad}: optimizer.lr: input should be greater than 0 (got -1)",
+             f"error: {bad}: optimizer.lrr: unknown key; did you mean optimizer.lr?",
+             f"error: {bad}: train.epochs: input should be greater than 0 (got 0)"]
+    result = _zoo("config", "validate", str(bad))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == lines
+    result = _zoo("train", "--config", str(bad), "--set", "data.batch_size=-3")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [*lines, "error: --set data.batch_size: input should be greater than 0 (got -3)"]
+    with pytest.raises(ZooError) as caught:  # the library's message stays one line
+        load_config(bad)
+    assert str(caught.value) == "; ".join(line.removeprefix("error: ") for line in lines)
+
+
 def test_the_config_imports_no_torch():
     # zoo.config reads the data sets' table (zoo.data.specs); neither may pull in torch, so `zoo --help` stays fast.
     code = "import sys, zoo.config, zoo.data.specs; print('torch' in sys.modules)"

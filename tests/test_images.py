@@ -514,3 +514,19 @@ def test_long_class_names_keep_their_start_and_end_apart():
     dog, puppy = shorten("golden_retriever_dog"), shorten("golden_retriever_puppy")
     assert dog != puppy and len(dog) == len(puppy) == 16 and dog.endswith("_dog") and puppy.startswith("golden")
     assert shorten("cat") == "cat"
+
+
+@pytest.mark.parametrize("labels", [[str(d) for d in range(10)], ["a", "b"], ["golden_retriever_dog", "cat", "x"]])
+def test_the_row_caption_stays_left_of_the_first_columns_label(monkeypatch, labels):
+    confusion = torch.eye(len(labels), dtype=torch.long)
+    with_caption = np.asarray(plots.confusion_image(confusion, labels))
+    original = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", lambda self, xy, text, *args, **kwargs:
+                        None if text == plots.ROWS_CAPTION else original(self, xy, text, *args, **kwargs))
+    without = np.asarray(plots.confusion_image(confusion, labels))
+    assert with_caption.shape == without.shape
+    columns = np.nonzero((with_caption != without).any(axis=(0, 2)))[0]  # where the caption drew
+    font, names = plots.picture_font([plots.shorten(name) for name in labels], 13)  # confusion_image's size, up to 20 classes
+    monkeypatch.undo()
+    _, left, _ = plots.confusion_margins(font, names)
+    assert columns.size and columns.max() < left - 4  # the column labels start at `left`

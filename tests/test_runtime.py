@@ -4,6 +4,7 @@ pays (CUDA) and off or ignored on the CPU. The GPU tests skip cleanly without CU
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ from zoo.config import load_config
 from zoo.loop import Compute
 from zoo.evaluation import evaluate_checkpoint
 from zoo.errors import ZooError
+from zoo import runtime
 from zoo.runtime import autocast, compiled, grad_scaler, memory_format, resolve_device, tune_backends
 from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
 
 
 def short_run(tmp_path: Path, *overrides: str):
@@ -89,3 +92,80 @@ def test_bf16_channels_last_compiled_run_on_cuda(tmp_path):
     result = short_run(tmp_path, "train.device=cuda", "train.precision=bf16", "train.channels_last=true",
                        "train.compile=true")
     assert result.metrics["test"]["count"] == 359 and result.metrics["test"]["accuracy"] > 0.3
+
+
+# ---- train.threads ---------------------------------------------------------------------------------------
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def topology(root: Path, siblings: dict[int, str]) -> None:
+    """Linux's /sys/devices/system/cpu as `root`: each CPU's thread_siblings_list."""
+    for cpu, listed in siblings.items():
+        folder = root / f"cpu{cpu}" / "topology"
+        folder.mkdir(parents=True)
+        (folder / "thread_siblings_list").write_text(listed + "\n")
+
+
+def test_physical_cores_count_hyperthreads_once_and_follow_the_affinity(monkeypatch, tmp_path):
+    topology(tmp_path, {0: "0,4", 1: "1,5", 2: "2,6", 3: "3,7", 4: "0,4", 5: "1,5", 6: "2,6", 7: "3,7"})
+    monkeypatch.setattr(runtime, "SYS_CPU", str(tmp_path))
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert runtime.physical_cores() == 4
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1, 4})  # taskset -c 0,1,4
+    assert runtime.physical_cores() == 2
+    monkeypatch.setattr(runtime, "SYS_CPU", str(tmp_path / "absent"))  # no topology: the CPUs count
+    assert runtime.physical_cores() == 3
+
+
+def test_auto_threads_are_the_users_omp_setting_or_this_process_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [runtime.cpu_threads("auto", n) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
+    assert runtime.cpu_threads(3, 2) == 3  # a number is taken as it is
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    assert runtime.cpu_threads("auto", 1) == 6 and runtime.cpu_threads("auto", 2) == 6  # the user's
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun sets for several processes
+    assert runtime.cpu_threads("auto", 2) == 4 and runtime.cpu_threads("auto", 1) == 1
+
+
+def test_a_busy_machine_gets_a_note_an_idle_one_none(monkeypatch):
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    note = runtime.load_note(2, 2.0)
+    assert note.startswith("note: other processes keep 2 of 2 CPUs busy: 2 threads wait for each other")
+    assert note.endswith("--set train.threads=1") and runtime.load_note(1, 2.0) is None
+    assert runtime.load_note(2, 0.0) is None and runtime.load_note(2, None) is None
+
+
+def test_busy_cpus_counts_the_processes_that_spin_now():
+    import multiprocessing
+
+    spinners = [multiprocessing.get_context("spawn").Process(target=spin, daemon=True) for _ in range(2)]
+    for process in spinners:
+        process.start()
+    try:
+        time.sleep(1.0)  # started and spinning
+        busy = runtime.busy_cpus()
+    finally:
+        for process in spinners:
+            process.terminate()
+    assert busy is not None and busy >= 1.5, busy
+
+
+def test_a_run_trains_with_train_threads(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=2",
+                                   "train.threads=1"]), quiet=True)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
+def test_bad_thread_counts_are_one_line(value):
+    with pytest.raises(ZooError, match=r"train\.threads") as error:
+        load_config(CONFIG, [f"train.threads={value}"])
+    assert "\n" not in str(error.value)

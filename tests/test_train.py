@@ -96,7 +96,9 @@ def test_evaluate_cli_json_and_table(digits_run):
     assert [row["class"] for row in report["per_class"]] == [str(d) for d in range(10)]
     assert sum(row["support"] for row in report["per_class"]) == report["count"]
     table = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(best)], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert "macro average" in table.stdout and "confusion matrix" in table.stdout
+    assert "macro average" in table.stdout and "confusion matrix (rows: true class, columns: predicted)" in table.stdout
+    header = table.stdout.split("confusion matrix (rows: true class, columns: predicted)\n")[1].splitlines()[0]
+    assert header.split() == ["true", "class", *(str(d) for d in range(10))] and "\\" not in table.stdout
 
 
 def test_a_second_run_never_reuses_a_directory(tmp_path):

@@ -45,21 +45,48 @@ def choice(enum: type[Choice], what: str) -> Callable[[str | Choice], Choice]:
     return parse
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+# Click's plain help, not Typer's rich panels: at 80 columns and off a terminal (CI, a pipe) the panels cut option
+# names and help short with an ellipsis and show flags as taking a <bool>; click's wraps and never cuts.
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", parser=choice(Format, "format"), help="What to print.")]
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set optimizer.lr=0.01 (repeatable).")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="Override a key: --set optimizer.lr=0.01 (repeatable).")]
 DeviceOption = Annotated[str, typer.Option(
     help="auto (this machine's best: CUDA, MPS, the CPU), cpu, cuda, cuda:N or mps; not the training run's.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
 
-config_app = typer.Typer(no_args_is_help=True, help="Show or check a training config.")
+config_app = typer.Typer(no_args_is_help=True, help="Show or check a training config.", rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 
 
+def version_line() -> str:
+    """`zoo --version`: zoo's, torch's and torchvision's versions from the installed packages' metadata, which
+    is read without importing torch (that costs seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    zoo = of("zoo")
+    zoo = "(version unknown: not installed; pip install -e .)" if zoo == "not installed" else zoo
+    return f"zoo {zoo} (torch {of('torch')}, torchvision {of('torchvision')})"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_print_version, is_eager=True,
+        help="Print the versions of zoo, torch and torchvision, and exit.")] = False) -> None:
     """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, fine-tune, predict, export."""
 
 
@@ -68,7 +95,7 @@ def list_command(
     filter: Annotated[str, typer.Option("--filter", help="fnmatch pattern, e.g. 'resnet*'.")] = "*",
     format: FormatOption = Format.table,
 ) -> None:
-    """List the registered models: family, year, parameters and default input size."""
+    """List the models: family, year, parameters, default input size."""
     from zoo.render import render_catalog
     from zoo.summary import catalog
 
@@ -77,15 +104,19 @@ def list_command(
 
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml; this or --resume is required.")] = None,
     set: SetOption = None,
     quiet: QuietOption = False,
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue a run exactly: its directory (runs/<name>/<time>) or a checkpoint.")] = None,
     allow_config_change: Annotated[bool, typer.Option(
-        help="With --resume: accept a config (--config, --set) that differs from the checkpoint's.")] = False,
+        "--allow-config-change", help="With --resume: accept a config (--config, --set) that differs from the checkpoint's.")] = False,
 ) -> None:
-    """Train a model as a YAML config says; writes runs/<run-name>/<time>/. Or continue one with --resume."""
+    """Train a model as a YAML config says, or continue a run.
+
+    Give --config (a new run, written to runs/<run-name>/<time>/) or --resume (a run to continue): one of the two
+    is required."""
     from zoo.training import resume as resume_run
     from zoo.training import train as run_training
 
@@ -102,8 +133,15 @@ def train(
 
 
 @app.command()
-def finetune(config: ConfigOption, set: SetOption = None, quiet: QuietOption = False) -> None:
-    """Fine-tune trained weights on new data: a training config with a `finetune` section."""
+def finetune(
+    config: Annotated[Path, typer.Option("--config", "-c", help=(
+        "A training config with a finetune section, e.g. configs/finetune_resnet18_imagefolder.yaml."))],
+    set: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Fine-tune trained weights on new data.
+
+    The config is a training config with a `finetune` section (finetune.source: the weights to start from)."""
     from zoo.config import load_config
     from zoo.training import train as run_training
 
@@ -120,12 +158,16 @@ def evaluate(
     split: Annotated[Split, typer.Option(parser=choice(Split, "split"), help="The data split to measure.")] = Split.test,
     data: Annotated[str | None, typer.Option("--data", help="Another data set than the checkpoint's (data.name).")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="Where its files are (data.root).")] = None,
-    set: SetOption = None,
+    set: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a key of the checkpoint's config: --set data.batch_size=256 "
+        "(repeatable).")] = None,
     device: DeviceOption = "auto",
     format: Annotated[EvaluationFormat, typer.Option(
         "--format", "-f", parser=choice(EvaluationFormat, "format"), help="What to print.")] = EvaluationFormat.table,
 ) -> None:
-    """Loss, top-1/top-5 accuracy, per-class precision/recall/F1 and the confusion matrix of a checkpoint."""
+    """Evaluate a checkpoint on a split of its data or of other data.
+
+    Loss, top-1/top-5 accuracy, per-class precision/recall/F1 and the confusion matrix."""
     from zoo.evaluation import evaluate_checkpoint
     from zoo.render import render_evaluation
 
@@ -148,7 +190,9 @@ def predict(
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
-    """Classify images: the top-k classes and probabilities of each, preprocessed exactly as in evaluation."""
+    """Classify images: the top-k classes and their probabilities.
+
+    Each image is preprocessed exactly as in evaluation."""
     from zoo.predict import output_format, predict_files, write_output
     from zoo.render import render_predictions
 
@@ -176,7 +220,10 @@ def export(
         help="dynamic (any batch size; the default) or a fixed batch size N; onnx and pt2 only.",
         show_default=False)] = None,
 ) -> None:
-    """Export a checkpoint as ONNX, a torch.export program (pt2) or safetensors, checked against PyTorch."""
+    """Export a checkpoint as ONNX, pt2 or safetensors.
+
+    pt2 is a torch.export program. The file written is checked against PyTorch: a file that computes otherwise is
+    removed."""
     from zoo.export import export_checkpoint, parse_batch
 
     report = export_checkpoint(checkpoint, format.value, output, opset=opset, batch=None if batch is None else parse_batch(batch))
@@ -197,8 +244,10 @@ def lr_find_command(
     end_lr: Annotated[float, typer.Option(help="optimizer.lr of the last step, unless the loss diverges before.")] = 10.0,
     quiet: QuietOption = False,
 ) -> None:
-    """Learning-rate range test (Smith 2017, arXiv:1506.01186): sweep optimizer.lr exponentially for a few steps of
-    the config's training, suggest the lr where the loss falls fastest, and plot the curve. Writes only the plot."""
+    """Learning-rate range test: suggest optimizer.lr for a config.
+
+    Smith 2017 (arXiv:1506.01186): sweep optimizer.lr exponentially for a few steps of the config's training,
+    suggest the lr where the loss falls fastest, and plot the curve. Writes only the plot."""
     from zoo.config import load_config
     from zoo.render import render_lr_find
     from zoo.training.lr_find import check_range, lr_find, lr_overrides, plot_path, write_plot
@@ -220,7 +269,7 @@ def lr_find_command(
 
 @config_app.command("show")
 def config_show(config: ConfigOption, set: SetOption = None) -> None:
-    """Print the resolved config: the file, the overrides and every default."""
+    """Print the resolved config: file, overrides and every default."""
     from zoo.config import load_config
 
     typer.echo(load_config(config, set).to_yaml().rstrip())
@@ -228,7 +277,7 @@ def config_show(config: ConfigOption, set: SetOption = None) -> None:
 
 @config_app.command("validate")
 def config_validate(config: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
-    """Check a config; exit code 0 and 'ok', or one line naming every problem and exit code 2."""
+    """Check a config: 'ok', or one line per problem and exit code 2."""
     from zoo.config import load_config
 
     load_config(config)
@@ -246,7 +295,9 @@ def summary_command(
     aux: Annotated[bool, typer.Option(help="Build and list the auxiliary heads (GoogLeNet), marked training only.")] = False,
     format: FormatOption = Format.table,
 ) -> None:
-    """Per-layer shapes, parameters and MACs, with totals and memory estimates."""
+    """Summarize a model: per-layer shapes, parameters and MACs.
+
+    Totals and memory estimates follow the rows."""
     from zoo.render import render_summary
     from zoo.summary import summarize
 
@@ -257,7 +308,8 @@ READ_ONLY_COMMANDS = {"list", "summary", "config"}  # they write no files and st
 
 
 def main(fast_exit: bool = False) -> None:
-    """Entry point: known errors become one line on stderr and exit code 2; anything else is a bug.
+    """Entry point: known errors become one line on stderr (a config's: one per problem) and exit code 2; anything
+    else is a bug.
 
     Typer (in standalone mode) already answers usage errors with exit code 2, and lets exceptions
     from the commands through to here. With `fast_exit`, a read-only command that succeeded skips the
@@ -269,7 +321,8 @@ def main(fast_exit: bool = False) -> None:
     try:
         app()
     except ZooError as error:
-        say(f"error: {error}", sys.stderr)
+        for line in error.lines():  # a config's problems: one line each
+            say(f"error: {line}", sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
     except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
         from zoo.distributed import place  # torch is imported already: a run raised this

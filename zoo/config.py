@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from zoo.data.specs import DATASETS, IN_MEMORY  # data.name's choices, and those loader memory holds: one table
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, ZooError
 from zoo.models.weight_init import SCHEMES as INITS  # init's choices: the schemes zoo.models.weight_init knows
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
@@ -265,6 +265,7 @@ class TrainConfig(Section):
     precision: Literal[PRECISIONS] = "32"  # bf16 or 16 (float16 with a gradient scaler) autocast on GPU
     channels_last: bool = False  # NHWC weights and batches: tensor cores' layout; oneDNN's faster kernels on CPUs
     compile: bool = False  # torch.compile the training step's model; CUDA only (on the CPU: ignored, slower there)
+    threads: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"  # CPU threads per process (zoo.runtime.cpu_threads)
     grad_clip: float | None = Field(None, gt=0)  # max global gradient norm
     accumulate_steps: int = Field(1, gt=0)  # batches whose gradients add up to one optimizer step
     ema: EmaConfig | None = None  # an average of the weights, chosen for best.pt when it validates better
@@ -280,6 +281,16 @@ class TrainConfig(Section):
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value  # YAML reads `precision: 16` as a number
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and value.strip().isdigit():
+            number = int(value)
+        if value != "auto" and (number is None or number < 1):
+            raise ValueError(f"must be auto or a number of threads, 1 or more (got {value!r})")
+        return value if value == "auto" else number
 
     @field_validator("device")
     @classmethod
@@ -558,7 +569,7 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def validate_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> Config:
-    """`raw` validated into a Config. A ZooError names each problem's key and where it was written: `source`,
+    """`raw` validated into a Config. A ConfigError names each problem's key and where it was written: `source`,
     or `--set` for a key that one of `overrides` set (`--set optimizer.lrr: unknown key`, not the file's)."""
     if not isinstance(raw, dict):
         raise ZooError(f"{source}: expected a mapping of sections (model, data, ...), got {type(raw).__name__}")
@@ -569,8 +580,7 @@ def validate_config(raw: Any, source: str = "config", overrides: list[str] | Non
         problems = [_describe(e) for e in error.errors()]
         mine = [problem for problem in problems if not _set_by(problem, given)]
         theirs = [problem for problem in problems if _set_by(problem, given)]
-        parts = ([f"{source}: " + "; ".join(mine)] if mine else []) + [f"--set {problem}" for problem in theirs]
-        raise ZooError("; ".join(parts)) from None
+        raise ConfigError(*[f"{source}: {problem}" for problem in mine], *[f"--set {problem}" for problem in theirs]) from None
     _check_model(config, source)
     return config
 

@@ -36,6 +36,7 @@ class Job:
     local_rank: int = 0
     world_size: int = 1
     distributed: bool = False  # a process group is initialized (under torchrun, even for one process)
+    local_world_size: int = 1  # the processes of this run on this machine, which share its cores
 
     @property
     def is_main(self) -> bool:
@@ -111,7 +112,8 @@ def launch(device_name: str) -> Iterator[Job]:
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before init: NCCL and the object broadcasts use the current device
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    job = Job(device, rank, local_rank, world_size, distributed=True)
+    job = Job(device, rank, local_rank, world_size, distributed=True,
+              local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     try:
         with _quiet(not job.is_main):
             yield job

@@ -1,5 +1,6 @@
-"""The errors users see: a ZooError becomes a single line on stderr and exit code 2; a RunStopped its own line and
-code; an ExportMismatch (an export that does not compute what the checkpoint does) one line and exit code 1."""
+"""The errors users see: a ZooError becomes a single line on stderr and exit code 2 (a ConfigError one line per
+problem); a RunStopped its own line and code; an ExportMismatch (an export that does not compute what the
+checkpoint does) one line and exit code 1."""
 
 WORKER_TRACEBACK = "\nOriginal Traceback"  # torch's DataLoader re-raises a worker's error with this around it
 
@@ -17,6 +18,22 @@ class ZooError(Exception):
             last = text.rstrip().splitlines()[-1]
             return last.removeprefix(f"{__name__}.{type(self).__name__}: ")
         return text
+
+    def lines(self) -> list[str]:
+        """What the CLI prints, one `error: ` line each."""
+        return [str(self)]
+
+
+class ConfigError(ZooError):
+    """A config with problems, each naming where it was written and its key (`my.yaml: optimizer.lr: ...`,
+    `--set train.epochs: ...`): the CLI prints one line per problem; str() is them all on one line, joined by '; '."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
 
 
 class RunStopped(Exception):

@@ -147,6 +147,18 @@ def shorten(name: str, limit: int = LABEL_CHARACTERS) -> str:
     return f"{name[:head]}..{name[-(limit - 2 - head):]}"
 
 
+ROWS_CAPTION, COLUMNS_CAPTION = "rows: true", "columns: predicted"
+
+
+def confusion_margins(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, labels: Sequence[str]) -> tuple[int, int, int]:
+    """(the labels' width, the matrix's left and top edges) in pixels. The row caption sits left of the column
+    labels, above the row labels: the left margin holds the wider of the row labels and the caption, so that
+    the caption never runs into the first column's label (short names, such as digits, are narrower than it)."""
+    label_width = max((int(font.getlength(text)) for text in labels), default=0) + 8
+    left = max(label_width + 24, int(font.getlength(ROWS_CAPTION)) + 4 + 8)
+    return label_width, left, 40 + label_width
+
+
 def confusion_image(confusion: Tensor, classes: Sequence[str], title: str = "confusion matrix") -> Image.Image:
     """Rows are true classes, columns predictions; cells show counts, shade the share of the true class."""
     counts = confusion.cpu().long().numpy()
@@ -156,14 +168,13 @@ def confusion_image(confusion: Tensor, classes: Sequence[str], title: str = "con
     names = [shorten(str(c)) for c in classes] if n <= 40 else [""] * n
     font, (title, *labels) = picture_font((title, *names), max(8, min(14, cell // 3)))
     labels = [text[:LABEL_CHARS] for text in labels]
-    label_width = max((int(font.getlength(text)) for text in labels), default=0) + 8
-    left, top = label_width + 24, 40 + label_width
-    heading = max(font.getlength(title), font.getlength("columns: predicted"))  # the picture is at least as wide
+    label_width, left, top = confusion_margins(font, labels)
+    heading = max(font.getlength(title), font.getlength(COLUMNS_CAPTION))  # the picture is at least as wide
     image = Image.new("RGB", (left + max(n * cell + 12, int(heading) + 8), top + n * cell + 12), "white")
     draw = ImageDraw.Draw(image)
     draw.text((left, 8), title, fill="black", font=font)
-    draw.text((left, 24), "columns: predicted", fill="black", font=font)
-    draw.text((4, top - 16), "rows: true", fill="black", font=font)
+    draw.text((left, 24), COLUMNS_CAPTION, fill="black", font=font)
+    draw.text((4, top - 16), ROWS_CAPTION, fill="black", font=font)
     for index, text in enumerate(labels):
         draw.text((left - 6, top + index * cell + cell // 2), text, fill="black", font=font, anchor="rm")
         column = Image.new("RGBA", (label_width, cell), (255, 255, 255, 0))

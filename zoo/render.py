@@ -244,7 +244,7 @@ def _evaluation_table(report: EvaluationReport) -> str:
     lines.append(render(["class", "precision", "recall", "f1", "support"], rows, numeric=[False, True, True, True, True]))
     if len(report.classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
-        lines.append(render(["true \\ pred", *report.classes],
+        lines.append(render(["true class", *report.classes],
                             [[name, *row] for name, row in zip(report.classes, m.confusion.tolist())],
                             numeric=[False] + [True] * len(report.classes)))
     lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]

@@ -1,4 +1,4 @@
-"""Where and how a run executes: the device, seeds and random state, mixed precision, and the speed
+"""Where and how a run executes: the device, seeds and random state, mixed precision, CPU threads, and the speed
 settings: cuDNN benchmark mode and torch.compile on CUDA only, where they pay; channels_last everywhere."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,75 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """float16 needs loss scaling against underflow; bf16 and float32 do not (the scaler is then a no-op)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "16" and device.type == "cuda")
+
+
+TORCH_THREADS = torch.get_num_threads()  # torch's own choice at import: OMP_NUM_THREADS, else the physical cores
+SYS_CPU = "/sys/devices/system/cpu"  # Linux's CPU topology
+
+
+def cpu_threads(setting: int | str, local_world_size: int = 1) -> int:
+    """train.threads as a number of intra-op threads (torch.set_num_threads) for one process: the number, or for
+    `auto` this process's share of the cores: the cores torch would use alone (OMP_NUM_THREADS where the user set
+    it, else the physical cores this process may run on) divided among torchrun's `local_world_size` processes of
+    this machine. torchrun sets OMP_NUM_THREADS=1 for several processes (its own default, not the user's): that
+    value is read as the cores' share instead.
+
+    It does not follow the machine's load: the thread count changes the order of the CPU's sums, so a run's
+    weights would depend on other users' work (2 epochs of lenet5_digits: 1 and 2 threads differ by 3e-7)."""
+    if setting != "auto":
+        return int(setting)
+    user = os.environ.get("OMP_NUM_THREADS", "")
+    if user.isdigit() and int(user) > 0 and not (local_world_size > 1 and user == "1"):
+        return int(user)
+    return max(1, physical_cores() // max(local_world_size, 1))
+
+
+def physical_cores() -> int:
+    """The physical cores among the CPUs this process may run on (its affinity, as taskset and cgroups set it):
+    hyperthreads of one core count once, as torch counts them. The CPU count where Linux's topology is unreadable."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows: no affinity; torch's own count stands
+        return TORCH_THREADS if "OMP_NUM_THREADS" not in os.environ else (os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"{SYS_CPU}/cpu{cpu}/topology/thread_siblings_list") as siblings:
+                cores.add(siblings.read().strip())
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
+
+
+def busy_cpus() -> float | None:
+    """CPUs other processes keep busy now: on Linux the runnable processes of /proc/loadavg less this one, the
+    median of 5 looks 10 ms apart (the load average's minute would still count a run that just ended); elsewhere
+    the load average; None where neither is known (Windows)."""
+    try:
+        looks = []
+        for look in range(5):
+            with open("/proc/loadavg") as loadavg:
+                looks.append(int(loadavg.read().split()[3].split("/")[0]) - 1)
+            if look < 4:
+                time.sleep(0.01)
+        return float(sorted(looks)[2])
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def load_note(threads: int, busy: float | None) -> str | None:
+    """A note when other work holds (`busy`, from busy_cpus) at least half the CPUs this run's `threads` need:
+    threads that wait for each other on busy cores slow training by several times (scripts/bench_threads.py),
+    which no default avoids without giving up reproducibility (see cpu_threads). None with one thread."""
+    cpus = os.cpu_count() or 1
+    if threads == 1 or busy is None or busy < max(1.0, cpus / 2):
+        return None
+    return (f"note: other processes keep {busy:g} of {cpus} CPUs busy: {threads} threads wait for each other on "
+            f"busy cores, several times slower (README: Performance); if this run is slow, --set train.threads=1")
 
 
 def tune_backends(device: torch.device, precision: str, deterministic: bool) -> None:

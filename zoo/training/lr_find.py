@@ -311,15 +311,18 @@ class _Kept:
 
 @contextlib.contextmanager
 def _process_kept() -> Iterator[None]:
-    """The process's settings that assemble changes (seed_everything, tune_backends), put back afterwards."""
+    """The process's settings that assemble changes (seed_everything, tune_backends, train.threads), put back
+    afterwards."""
     rng = capture_rng()
     deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     benchmark = torch.backends.cudnn.benchmark
     cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    threads = torch.get_num_threads()
     try:
         yield
     finally:
         restore_rng(rng)
+        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         torch.backends.cudnn.benchmark = benchmark
         if cublas is None:

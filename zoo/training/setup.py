@@ -19,7 +19,7 @@ from zoo.loop import Compute, TrainStep
 from zoo.metrics import MetricAccumulator
 from zoo.models.weight_init import init_weights
 from zoo.registry import get_model_info
-from zoo.runtime import compiled, grad_scaler, memory_format, seed_everything, tune_backends
+from zoo.runtime import busy_cpus, compiled, cpu_threads, grad_scaler, load_note, memory_format, seed_everything, tune_backends
 from zoo.training.finetune import Freezer, describe, lr_scale, read_source, transplant
 from zoo.data.transforms import batch_mixing
 from zoo.training.ema import WeightAverage, horizon_note
@@ -171,6 +171,10 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     device = job.device
     seed_everything(train.seed + job.rank, train.deterministic)  # DDP starts every rank from rank 0's weights
     tune_backends(device, train.precision, train.deterministic)
+    threads = cpu_threads(train.threads, job.local_world_size)
+    torch.set_num_threads(threads)
+    if job.is_main and plan is None and threads > 1 and (note := load_note(threads, busy_cpus())):
+        print(note, file=sys.stderr, flush=True)
     in_channels, input_size = model_geometry(config)
     finetune = config.finetune
     source = read_source(finetune.source, config.model.name, finetune.source_key) if finetune and plan is None else None
