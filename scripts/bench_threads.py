@@ -4,6 +4,11 @@ machine's other work falls on all of them alike. Prints each setting's median wa
 first setting's, per load.
 
     python scripts/bench_threads.py [--rounds 3] [--loads 0 2] [--settings 1 2 auto] [--config ...] [--set k=v ...]
+    python scripts/bench_threads.py --steps [--rounds 5]     # one training step per network and batch size
+
+`--steps` times one training step (forward, cross-entropy, backward, SGD) of each network and batch size in
+STEP_CASES on 32x32 inputs, with 1 thread and with torch's default, alternating, in this process: where threads
+start to pay, against the multiply-adds a batch takes (zoo summary's MACs per image x the batch size).
 
 A setting is a train.threads value; `env:N` runs with OMP_NUM_THREADS=N and train.threads left at its default,
 `passive:N` with OMP_WAIT_POLICY=PASSIVE as well. A load of k starts k processes that spin on the CPU for the
@@ -46,6 +51,48 @@ def one_run(setting: str, config: str, out: str, extra: list[str]) -> float:
     return time.perf_counter() - start
 
 
+STEP_CASES = [("mlp", 1, 64), ("mnist_cnn", 1, 64), ("lenet5", 1, 32), ("lenet5", 1, 256), ("resnet20", 1, 4),
+              ("resnet20", 1, 16), ("resnet20", 3, 32), ("resnet20", 3, 128), ("resnet18", 3, 32)]
+
+
+def step_times(rounds: int) -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import zoo
+    from zoo.summary import summarize_model
+
+    default = torch.get_num_threads()
+    print(f"{os.cpu_count()} CPUs; one training step, median of {rounds} rounds of 10 steps, ms")
+    print(f"| network | input | batch | MMACs a batch | 1 thread | {default} threads | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, channels, batch in STEP_CASES:
+        size = 28 if name in ("mlp", "mnist_cnn") else 32
+        extra = {"small_input": True} if name == "resnet18" else {}
+        model = zoo.create_model(name, num_classes=10, in_channels=channels, **extra)
+        macs = summarize_model(model, (channels, size, size)).totals.macs * batch
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        images, labels = torch.randn(batch, channels, size, size), torch.randint(0, 10, (batch,))
+
+        def steps(threads: int) -> float:
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            for _ in range(10):
+                optimizer.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(model(images), labels).backward()
+                optimizer.step()
+            return (time.perf_counter() - start) / 10 * 1000
+
+        steps(1), steps(default)  # warm-up
+        one, many = [], []
+        for _ in range(rounds):
+            one.append(steps(1))
+            many.append(steps(default))
+        a, b = statistics.median(one), statistics.median(many)
+        print(f"| {name} | {channels}x{size}x{size} | {batch} | {macs / 1e6:,.0f} | {a:.2f} | {b:.2f} | {b / a:.2f} |")
+    torch.set_num_threads(default)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -53,7 +100,11 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["1", "2", "auto"])
     parser.add_argument("--config", default="configs/lenet5_digits.yaml")
     parser.add_argument("--set", nargs="*", default=[], help="overrides for every run, e.g. model.name=resnet20")
+    parser.add_argument("--steps", action="store_true", help="time training steps in this process instead")
     args = parser.parse_args()
+    if args.steps:
+        step_times(max(args.rounds, 5))
+        return
     print(f"{os.cpu_count()} CPUs; {args.config} {' '.join(args.set)}; median of {args.rounds} rounds, wall seconds per run")
     print("| busy processes | " + " | ".join(f"threads {s}" for s in args.settings) + " |")
     print("|---:|" + "---:|" * len(args.settings))

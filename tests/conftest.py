@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import torch
-import pytest
+import os
 
-import zoo
+# One CPU thread for torch in the suite and the commands it starts (before torch is imported: it reads this once).
+# A test machine is often busy, where 2 threads wait for each other (README, Performance) and zoo train prints a
+# note on stderr that tests reading stderr would have to expect. train.threads' own rules are tested directly.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import pytest  # noqa: E402
+
+import zoo  # noqa: E402
 
 
 def build_on_meta(name: str, **kwargs) -> torch.nn.Module:

@@ -19,6 +19,7 @@ from torch.utils.data import DistributedSampler
 from datafiles import CIFAR10_NAMES, accept_cifar_files, damage, write_cifar, write_imagefolder, write_jpeg, write_mnist
 from zoo.config import DataConfig
 from zoo.data import SPECS, DataSplits, MemoryLoader, ShardSampler, TensorSet, build_datasets, build_loaders
+from zoo.data.sets import read_digits
 from zoo.errors import ZooError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +147,19 @@ def test_class_subset_is_kept_and_relabelled_in_every_split(tmp_path):
         assert [dataset[i][1] for i in range(len(dataset))] == [int(originals[j]) - 5 for j in dataset.indices]
     with pytest.raises(ZooError, match=r"data.classes: 12 is not a class index of mnist, which has 10 classes"):
         build("mnist", root=tmp_path, classes=(3, 12))
+
+
+def test_digits_are_read_as_scikit_learn_loads_them_without_importing_it():
+    script = ("import sys; from zoo.data.sets import read_digits; images, labels = read_digits(); "
+              "print(any(name.startswith('sklearn') for name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    from sklearn.datasets import load_digits
+
+    images, labels = read_digits()
+    digits = load_digits()
+    assert images.shape == (1797, 8, 8) and images.dtype == digits.images.dtype and (images == digits.images).all()
+    assert labels.dtype == np.int64 and (labels == digits.target).all()
 
 
 def test_digits_splits_cover_all_1797_images_once_and_normalize_with_training_statistics():

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -163,18 +164,39 @@ def _synthetic(cfg: DataConfig, in_channels: int, input_size: int, seed: int) ->
     return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size)
 
 
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as load_digits gives them: (images N x 8 x 8, float64 in 0-16; labels N, int64),
+    N = 1,797, read from the file scikit-learn ships (datasets/data/digits.csv.gz: 64 pixels and the label per
+    row) without importing scikit-learn, which takes 1-2 s of the main job's start (importing its datasets
+    module); load_digits itself where that file is not where this scikit-learn keeps it."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    files = [Path(folder) / "datasets" / "data" / "digits.csv.gz" for folder in
+             (spec.submodule_search_locations or [] if spec is not None else [])]
+    file = next((file for file in files if file.is_file()), None)
+    if file is None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images, digits.target
+    with gzip.open(file, "rt") as rows:
+        table = np.loadtxt(rows, delimiter=",")
+    return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
+
+
 def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> DataSplits:
     """scikit-learn's 1,797 handwritten 8x8 digits, resized once as one tensor, test and val held out of
     them, normalized with the training split's statistics."""
-    from sklearn.datasets import load_digits
     from torchvision.transforms import v2
 
-    digits = load_digits()
-    images = torch.from_numpy(digits.images).float().div_(16).unsqueeze(1)  # N x 1 x 8 x 8 in [0, 1]
+    pixels, labels = read_digits()
+    images = torch.from_numpy(pixels).float().div_(16).unsqueeze(1)  # N x 1 x 8 x 8 in [0, 1]
     spec = SPECS["digits"]
     for step in fit(spec.channels, spec.size, in_channels, input_size, "digits"):  # once, on the whole tensor
         images = step(images)
-    images, targets = images.contiguous(), torch.from_numpy(digits.target).long()
+    images, targets = images.contiguous(), torch.from_numpy(labels).long()
     selection = select({"train": TensorSet(images, targets)}, [str(d) for d in range(10)], cfg, seed)
     pixels = images[selection.indices["train"]].transpose(0, 1).flatten(1)  # C x (training pixels)
     mean, std = normalization(cfg, (pixels.mean(1).tolist(), pixels.std(1).tolist()), in_channels)

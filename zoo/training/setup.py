@@ -173,8 +173,6 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     tune_backends(device, train.precision, train.deterministic)
     threads = cpu_threads(train.threads, job.local_world_size)
     torch.set_num_threads(threads)
-    if job.is_main and plan is None and threads > 1 and (note := load_note(threads, busy_cpus())):
-        print(note, file=sys.stderr, flush=True)
     in_channels, input_size = model_geometry(config)
     finetune = config.finetune
     source = read_source(finetune.source, config.model.name, finetune.source_key) if finetune and plan is None else None
@@ -241,5 +239,7 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
             ema.load_state_dict(plan.state.ema)
         else:  # train.ema added on resume (--allow-config-change)
             notes.append(f"train.ema: the checkpoint holds no average of the weights; it starts from them at step {position.step:,}")
+    if job.is_main and threads > 1 and (note := load_note(threads, busy_cpus())):  # last: after every check
+        print(note, file=sys.stderr, flush=True)
     return Parts(config, splits, *loaders, model, step_model, freezer, step, batches_per_epoch, steps_per_epoch,
                  position, notes, ema)
