@@ -100,3 +100,19 @@ def test_ci_runs_the_readmes_test_command():
     readme = (ROOT / "README.md").read_text()
     assert '<!-- test command: .ci/run runs this line -->\n```bash\npip install -c constraints.txt -e ".[dev,export]" && python -m pytest\n' in readme
     assert "grep -A 2 '<!-- test command' README.md" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("loader", ["memory", "torchvision"])  # no workers left, and workers left by the loader
+def test_a_run_that_skips_the_teardown_has_written_and_closed_everything(tmp_path, loader):
+    result = run("train", "--config", "configs/lenet5_digits.yaml", "--quiet", "--set", f"train.output_dir={tmp_path}",
+                 "--set", "train.epochs=2", "--set", f"data.loader={loader}", "--set", "data.workers=1")
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "lenet5_digits").iterdir())
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 2
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3  # the header and a row per epoch
+    assert not (run_dir / ".lock").exists() and not (run_dir.parent / ".lock").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert [event.step for event in events.Scalars("test/accuracy")] == [2]  # written last, before the exit
