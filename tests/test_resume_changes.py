@@ -74,6 +74,7 @@ CHANGES: dict[str, tuple[str, object]] = {
     "train.precision": ("bf16", "bf16"),
     "train.channels_last": ("true", True),
     "train.compile": ("true", True),
+    "train.threads": ("1", 1),
     "train.grad_clip": ("1.0", 1.0),
     "train.accumulate_steps": ("2", 2),  # at an epoch boundary: the schedule goes on in the new optimizer steps
     "train.ema": ("{decay: 0.9}", 0.9),  # checked as train.ema.decay: the average starts from the weights

@@ -129,6 +129,12 @@ def test_auto_threads_are_the_users_omp_setting_or_this_process_share_of_the_cor
     assert runtime.cpu_threads("auto", 1) == 6 and runtime.cpu_threads("auto", 2) == 6  # the user's
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun sets for several processes
     assert runtime.cpu_threads("auto", 2) == 4 and runtime.cpu_threads("auto", 1) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    small, large = runtime.SMALL_STEP_MACS - 1, runtime.SMALL_STEP_MACS
+    assert runtime.cpu_threads("auto", 1, small) == 1 and runtime.cpu_threads("auto", 2, large) == 4
+    assert runtime.cpu_threads(2, 1, small) == 2  # the key overrides the rule
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.cpu_threads("auto", 1, small) == 3  # so does the user's environment
 
 
 def test_a_busy_machine_gets_a_note_an_idle_one_none(monkeypatch):
@@ -152,6 +158,21 @@ def test_busy_cpus_counts_the_processes_that_spin_now():
         for process in spinners:
             process.terminate()
     assert busy is not None and busy >= 1.5, busy
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(None, 1), (0, "cores")])
+def test_auto_gives_the_main_job_one_thread_and_a_large_model_the_cores(tmp_path, monkeypatch, threshold, expected):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 3)
+    if threshold is not None:  # every model large
+        monkeypatch.setattr(runtime, "SMALL_STEP_MACS", threshold)
+    before = torch.get_num_threads()
+    try:
+        train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=2"]),
+              quiet=True)
+        assert torch.get_num_threads() == (3 if expected == "cores" else expected)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_run_trains_with_train_threads(tmp_path):

@@ -116,20 +116,29 @@ TORCH_THREADS = torch.get_num_threads()  # torch's own choice at import: OMP_NUM
 SYS_CPU = "/sys/devices/system/cpu"  # Linux's CPU topology
 
 
-def cpu_threads(setting: int | str, local_world_size: int = 1) -> int:
-    """train.threads as a number of intra-op threads (torch.set_num_threads) for one process: the number, or for
-    `auto` this process's share of the cores: the cores torch would use alone (OMP_NUM_THREADS where the user set
-    it, else the physical cores this process may run on) divided among torchrun's `local_world_size` processes of
-    this machine. torchrun sets OMP_NUM_THREADS=1 for several processes (its own default, not the user's): that
-    value is read as the cores' share instead.
+SMALL_STEP_MACS = 100_000_000  # multiply-adds of a training batch's forward pass below which one thread is faster
 
-    It does not follow the machine's load: the thread count changes the order of the CPU's sums, so a run's
-    weights would depend on other users' work (2 epochs of lenet5_digits: 1 and 2 threads differ by 3e-7)."""
+
+def cpu_threads(setting: int | str, local_world_size: int = 1, step_macs: int | None = None) -> int:
+    """train.threads as a number of intra-op threads (torch.set_num_threads) for one process: the number, or for
+    `auto`: OMP_NUM_THREADS where the user set it; else one thread for a small model on the CPU (`step_macs`, the
+    multiply-adds of a batch's forward pass, below SMALL_STEP_MACS); else this process's share of the cores: the
+    physical cores it may run on, divided among torchrun's `local_world_size` processes of this machine.
+    torchrun sets OMP_NUM_THREADS=1 for several processes (its own default, not the user's): that value is read
+    as the cores' share instead.
+
+    Why one thread for a small model: its operations are too short to split, and threads that wait for each other
+    at the end of each one lose when any core is busy (scripts/bench_threads.py: the main job took 3.7x as long
+    with 2 threads beside one busy process, and 1.13x on an idle machine). It does not follow the machine's load:
+    the thread count changes the order of the CPU's sums, so a run's weights would depend on other users' work
+    (2 epochs of lenet5_digits: 1 and 2 threads differ by 3e-7)."""
     if setting != "auto":
         return int(setting)
     user = os.environ.get("OMP_NUM_THREADS", "")
     if user.isdigit() and int(user) > 0 and not (local_world_size > 1 and user == "1"):
         return int(user)
+    if step_macs is not None and step_macs < SMALL_STEP_MACS:
+        return 1
     return max(1, physical_cores() // max(local_world_size, 1))
 
 

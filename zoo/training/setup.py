@@ -165,14 +165,22 @@ def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input
                        "(data.input_size)") from None
 
 
+def step_macs(model: nn.Module, in_channels: int, input_size: int, batch_size: int) -> int:
+    """Multiply-adds of one training batch's forward pass (zoo.summary's count x the batch size); for flat inputs
+    (xor), the parameters', which for fully connected layers are their multiply-adds."""
+    if input_size <= 1:
+        return sum(p.numel() for p in model.parameters()) * batch_size
+    from zoo.summary import summarize_model
+
+    return summarize_model(model, (in_channels, input_size, input_size)).totals.macs * batch_size
+
+
 def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     """Everything `config` trains with, on this process's device; with `plan`, as its checkpoint left it."""
     train = config.train
     device = job.device
     seed_everything(train.seed + job.rank, train.deterministic)  # DDP starts every rank from rank 0's weights
     tune_backends(device, train.precision, train.deterministic)
-    threads = cpu_threads(train.threads, job.local_world_size)
-    torch.set_num_threads(threads)
     in_channels, input_size = model_geometry(config)
     finetune = config.finetune
     source = read_source(finetune.source, config.model.name, finetune.source_key) if finetune and plan is None else None
@@ -198,6 +206,9 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     model = model.to(device, memory_format=compute.memory_format)
     if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
+    threads = cpu_threads(train.threads, job.local_world_size,
+                          step_macs(model, in_channels, splits.input_size, config.data.batch_size) if device.type == "cpu" else None)
+    torch.set_num_threads(threads)
     if model.num_classes < len(splits.classes):
         raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
                        "classes; remove model.num_classes")
