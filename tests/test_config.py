@@ -155,6 +155,19 @@ def test_config_validate_exit_codes(tmp_path):
     assert result.stderr.strip() == f"error: {bad}: optimizer.lr: input should be greater than 0 (got -1)"
 
 
+def test_config_validate_takes_config_as_the_other_commands_do_and_set(tmp_path):
+    named = _zoo("config", "validate", "--config", "configs/lenet5_digits.yaml", "--set", "train.epochs=3")
+    assert named.returncode == 0 and named.stdout.strip() == "configs/lenet5_digits.yaml: ok"
+    bad = _zoo("config", "validate", "-c", "configs/lenet5_digits.yaml", "--set", "model.name=resnet-18")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --set model.name: unknown model 'resnet-18'")
+    twice = _zoo("config", "validate", "configs/lenet5_digits.yaml", "--config", "configs/lenet5_digits.yaml")
+    assert twice.returncode == 2 and twice.stderr.strip().startswith("error: give the config once")
+    across = _zoo("config", "validate", "configs/finetune_resnet18_imagefolder.yaml", "--set", "train.epochs=2")
+    assert across.stderr.strip() == ("error: configs/finetune_resnet18_imagefolder.yaml with --set train.epochs=2: "
+                                     "finetune.unfreeze_at_epoch 4 is after the last epoch (train.epochs 2), so the "
+                                     "frozen layers would never train; set it to 2 (or remove it)")
+
+
 def test_config_validate_prints_one_line_per_problem_and_train_agrees(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(BASE + "optimizer: {lr: -1, lrr: 3}\ntrain: {epochs: 0}\n")

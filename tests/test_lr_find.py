@@ -91,7 +91,7 @@ def test_a_run_after_the_sweep_is_bit_identical(tmp_path):
     alone = train(config(tmp_path / "alone", *quick), quiet=True)
     deterministic = torch.are_deterministic_algorithms_enabled()
     before = capture_rng()
-    lr_find(config(tmp_path / "after", *quick), steps=20)
+    lr_find(config(tmp_path / "after", *quick), steps=20, start_lr=1e-4, end_lr=1.0)
     assert same_rng(capture_rng(), before) and torch.are_deterministic_algorithms_enabled() == deterministic
     after = train(config(tmp_path / "after", *quick), quiet=True)
     best = [read_state(run.run_dir / "checkpoints" / "best.pt", "weights").model for run in (alone, after)]
@@ -113,7 +113,7 @@ def test_sweep_puts_the_parts_back(tmp_path):
     weights = {k: v.clone() for k, v in parts.model.state_dict().items()}
     groups = [{k: v for k, v in g.items() if k != "params"} for g in parts.step.optimizer.param_groups]
     rng = capture_rng()
-    result = sweep(parts, steps=25)
+    result = sweep(parts, steps=25, start_lr=1e-4, end_lr=1.0)
     assert result.lrs and all(torch.equal(v, weights[k]) for k, v in parts.model.state_dict().items())
     assert [{k: v for k, v in g.items() if k != "params"} for g in parts.step.optimizer.param_groups] == groups
     assert not parts.step.optimizer.state and all(p.grad is None for p in parts.model.parameters())
@@ -172,6 +172,7 @@ def test_lenet5_on_digits_trains_well_with_the_suggestion(tmp_path):
     (("--start-lr", "0"), "error: --start-lr is 0; give a positive learning rate"),
     (("--end-lr", "-1"), "error: --end-lr is -1; give a positive learning rate"),
     (("--end-lr", "nan"), "error: --end-lr is nan; give a positive learning rate"),
+    (("--steps", "20"), "error: --steps 20 over 8 decades of lr are 2.4 a decade, too coarse to take the loss's slope"),
 ])
 def test_bad_input_is_one_line_exit_code_2_and_nothing_written(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -187,7 +188,7 @@ def test_under_torchrun_it_refuses_before_reading_the_data(tmp_path, monkeypatch
                         ("MASTER_PORT", "29500"), ("LOCAL_WORLD_SIZE", "2"), ("GROUP_RANK", "0")):
         monkeypatch.setenv(name, value)
     with pytest.raises(zoo.ZooError, match="zoo lr-find runs in one process; start it without torchrun"):
-        lr_find(config(tmp_path), steps=10)
+        lr_find(config(tmp_path), steps=100)
     assert not list(tmp_path.iterdir())
 
 

@@ -150,6 +150,10 @@ def test_an_average_that_outlasts_the_run_gets_a_note():
         "note: train.ema.decay 0.9998 averages over about 5,000 optimizer steps and this run has 820")
     assert "--set train.ema.decay=0.9878" in horizon_note(EmaConfig(decay=0.9998), 820)
     assert horizon_note(EmaConfig(decay=0.99), 820) is None
+    long_warmup = horizon_note(EmaConfig(decay=0.9, warmup_steps=2000), 82)  # the decay would end at 0.037
+    assert long_warmup.startswith("note: train.ema.warmup_steps 2,000 is over half this run's 82 optimizer steps: "
+                                  "the decay reaches 0.037 of 0.9") and long_warmup.endswith("train.ema.warmup_steps=8")
+    assert horizon_note(EmaConfig(decay=0.9, warmup_steps=8), 82) is None
 
 
 # ---- augmentation ------------------------------------------------------------------------------------

@@ -276,12 +276,22 @@ def config_show(config: ConfigOption, set: SetOption = None) -> None:
 
 
 @config_app.command("validate")
-def config_validate(config: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
-    """Check a config: 'ok', or one line per problem and exit code 2."""
+def config_validate(
+    config: Annotated[Path | None, typer.Argument(help="The YAML file to check.", show_default=False)] = None,
+    config_option: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="The same, as config show and train name it.", show_default=False)] = None,
+    set: SetOption = None,
+) -> None:
+    """Check a config: 'ok', or one line per problem and exit code 2.
+
+    With --set, the config as these overrides change it (as zoo train would read it)."""
     from zoo.config import load_config
 
-    load_config(config)
-    typer.echo(f"{config}: ok")
+    if (config is None) == (config_option is None):
+        raise ZooError("give the config once: zoo config validate configs/lenet5_digits.yaml (or --config ...)")
+    path = config if config is not None else config_option
+    load_config(path, set)
+    typer.echo(f"{path}: ok")
 
 
 @app.command("summary")

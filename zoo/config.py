@@ -350,7 +350,9 @@ class Config(Section):
                              "its momentum on the steps the gradient scaler skips; set optimizer.fused: auto")
         unfreeze = self.finetune.unfreeze_at_epoch if self.finetune else None
         if unfreeze is not None and unfreeze > self.train.epochs:
-            fix = f"give 2 to {self.train.epochs}, or remove it" if self.train.epochs >= 2 else "remove it"
+            epochs = self.train.epochs
+            fix = ("set it to 2 (or remove it)" if epochs == 2 else f"set it to 2 to {epochs}, or remove it" if epochs > 2
+                   else "remove it (--set finetune.unfreeze_at_epoch=null)")
             raise ValueError(f"finetune.unfreeze_at_epoch {unfreeze} is after the last epoch (train.epochs "
                              f"{self.train.epochs}), so the frozen layers would never train; {fix}")
         return self
@@ -578,22 +580,29 @@ def validate_config(raw: Any, source: str = "config", overrides: list[str] | Non
     except ValidationError as error:
         given = [".".join(path) for path, _ in parse_overrides(overrides or [])]
         problems = [_describe(e) for e in error.errors()]
-        mine = [problem for problem in problems if not _set_by(problem, given)]
-        theirs = [problem for problem in problems if _set_by(problem, given)]
-        raise ConfigError(*[f"{source}: {problem}" for problem in mine], *[f"--set {problem}" for problem in theirs]) from None
-    _check_model(config, source)
+        # A check across sections (train.epochs against finetune.unfreeze_at_epoch) names no key: the file and the
+        # overrides together made it.
+        whole = f"{source} with --set {' '.join(overrides)}" if overrides else source
+        lines = [f"{whole}: {problem.removeprefix('config: ')}" if problem.startswith("config: ")
+                 else f"--set {problem}" if _set_by(problem, given) else f"{source}: {problem}" for problem in problems]
+        raise ConfigError(*sorted(lines, key=lambda line: line.startswith("--set"))) from None
+    _check_model(config, source, [".".join(path) for path, _ in parse_overrides(overrides or [])])
     return config
 
 
 def _set_by(problem: str, given: list[str]) -> bool:
     """Whether a problem ('key.path: ...') is about a key an override set, a key inside a section it set, or the
     unknown section an override's key made (`--set optimiser.lr=...`)."""
-    key = problem.split(":", 1)[0]
-    return any(key == name or key.startswith(f"{name}.") or name.startswith(f"{key}.") for name in given)
+    key, _, text = problem.partition(":")
+    section = key.rpartition(".")[0]
+    return any(key == name or key.startswith(f"{name}.") or name.startswith(f"{key}.")
+               # a key the section needs, missing from the section an override brought (`--set finetune.freeze=...`)
+               or (text.strip().startswith("required") and section and name.startswith(f"{section}.")) for name in given)
 
 
-def _check_model(config: Config, source: str) -> None:
-    """The model name and its builder arguments, checked by building it on the meta device (no memory)."""
+def _check_model(config: Config, source: str, given: list[str]) -> None:
+    """The model name and its builder arguments, checked by building it on the meta device (no memory); a problem
+    is named as `--set`'s when an override (`given`, key paths) set the key."""
     import torch
 
     try:
@@ -601,9 +610,11 @@ def _check_model(config: Config, source: str) -> None:
             config.model.build()
     except ZooError as error:
         key = "model.name" if str(error).startswith("unknown model") else "model"
-        raise ZooError(f"{source}: {key}: {error}") from None
+        where = "--set" if _set_by(f"{key}: ", given) else f"{source}:"
+        raise ZooError(f"{where} {key}: {error}") from None
     except (TypeError, ValueError) as error:
-        raise ZooError(f"{source}: model: {config.model.name} does not accept these arguments ({error})") from None
+        where = "--set" if _set_by("model: ", given) else f"{source}:"
+        raise ZooError(f"{where} model: {config.model.name} does not accept these arguments ({error})") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -232,7 +232,7 @@ def _pct(value: float | None) -> str:
 def _evaluation_table(report: EvaluationReport) -> str:
     m = report.metrics
     lines = [
-        f"{report.checkpoint} on the {report.split} split: {m.count:,} images",
+        f"{report.checkpoint} on {report.evaluated or f'the {report.split} split'}: {m.count:,} images",
         f"loss {m.loss:.4f}  top-1 {_pct(m.accuracy)}  top-5 {_pct(m.top5_accuracy)}",
         "",
     ]
@@ -289,6 +289,8 @@ def render_lr_find(result: LrFindResult, config: Path, overrides: Sequence[str],
     lr_overrides, the user's --set flags with the suggested optimizer.lr), and where the picture is."""
     taken = len(result.lrs)
     passes = f"{result.passes} pass{'es' if result.passes != 1 else ''} of the training data"
+    if result.passes == 1 and result.batches_seen < result.batches_per_pass:
+        passes = f"{result.batches_seen:,} of the training data's {result.batches_per_pass:,} batches"
     lines = [f"swept lr {result.start_lr:.1e} to {result.lrs[-1] if taken else result.start_lr:.1e} in {taken} "
              f"step{'s' if taken != 1 else ''} ({passes}): {result.reason}"]
     if result.suggestion is not None:

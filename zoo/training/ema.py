@@ -63,7 +63,14 @@ class WeightAverage:
 
 def horizon_note(config: EmaConfig, total_steps: int) -> str | None:
     """A note when the average remembers over more steps (1 / (1 - decay)) than half the run has: it would still
-    be mostly the early weights at the end, and lose to the raw ones every epoch."""
+    be mostly the early weights at the end, and lose to the raw ones every epoch. Or when the decay's warmup
+    lasts over half the run: the decay then ends far below train.ema.decay (0.9998 x 82 / 2000 = 0.041), and the
+    average is the raw weights of the last few steps, so that neither the note above nor any decay would help."""
+    if config.warmup_steps > total_steps / 2:
+        reached = config.decay * min(1.0, total_steps / config.warmup_steps)
+        return (f"note: train.ema.warmup_steps {config.warmup_steps:,} is over half this run's {total_steps:,} optimizer "
+                f"steps: the decay reaches {reached:.2g} of {config.decay:g} by the end, and the average stays next to the "
+                f"raw weights; consider --set train.ema.warmup_steps={max(total_steps // 10, 0)}")
     horizon = 1.0 / (1.0 - config.decay)
     if horizon <= total_steps / 2:
         return None

@@ -82,6 +82,8 @@ class LrFindResult:
     end_lr: float
     steps: int  # asked for; len(lrs) were taken
     passes: int  # over the training loader
+    batches_seen: int = 0  # training batches the sweep took (its steps x train.accumulate_steps)
+    batches_per_pass: int = 0  # of the training loader
 
     @property
     def rule(self) -> str:
@@ -98,6 +100,11 @@ def check_range(steps: int, start_lr: float, end_lr: float) -> None:
     if start_lr >= end_lr:
         raise ZooError(f"--start-lr {start_lr:g} is not below --end-lr {end_lr:g}; the sweep goes up, "
                        f"e.g. --start-lr {START_LR:g} --end-lr {END_LR:g}")
+    decades = math.log10(end_lr / start_lr)
+    if (steps - 1) / decades < MIN_PER_DECADE:  # the suggestion would be refused after the sweep: say so before it
+        raise ZooError(f"--steps {steps} over {decades:.2g} decades of lr are {(steps - 1) / decades:.2g} a decade, too "
+                       f"coarse to take the loss's slope (it needs {MIN_PER_DECADE}); give --steps "
+                       f"{math.ceil(MIN_PER_DECADE * decades) + 1} or more, or a narrower range")
 
 
 def lr_find(config: Config, steps: int = STEPS, start_lr: float = START_LR, end_lr: float = END_LR,
@@ -145,7 +152,8 @@ def sweep(parts: Parts, steps: int = STEPS, start_lr: float = START_LR, end_lr: 
     centered, index, problem = suggest(recorder.lrs, recorder.losses, start_lr, end_lr)
     return LrFindResult(recorder.lrs, recorder.losses, recorder.smoothed, centered,
                         None if index is None else float(f"{recorder.lrs[index]:.2g}"), index,
-                        recorder.stopped_early, recorder.reason, problem, start_lr, end_lr, steps, passes)
+                        recorder.stopped_early, recorder.reason, problem, start_lr, end_lr, steps, passes,
+                        len(recorder.losses) * step.accumulate_steps, parts.batches_per_epoch)
 
 
 def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: float
@@ -181,7 +189,7 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
     if covered < MIN_DECADES:
         where = (f"start lower (--start-lr {start_lr / 100:g})" if lrs and lrs[-1] < end_lr / 1.0001
                  else f"sweep a wider range (--start-lr {min(start_lr, START_LR):g} --end-lr {max(end_lr, END_LR):g})")
-        return centered.tolist(), None, (f"no suggestion: the sweep covered {covered:.2g} decades of lr, fewer than the "
+        return centered.tolist(), None, (f"no suggestion: the sweep covered {covered:.2g} decade{'s' if covered != 1 else ''} of lr, fewer than the "
                                          f"{MIN_DECADES:g} the slope of a +-{CENTERED_DECADES:g}-decade average needs; {where}")
     if n < skip + MIN_POINTS:
         return centered.tolist(), None, (f"no suggestion: {taken} are too few to take the loss's slope; sweep longer "
