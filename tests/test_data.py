@@ -373,9 +373,11 @@ def test_a_failed_download_is_one_line_with_its_cause(tmp_path, monkeypatch):
                                     r"\(<urlopen error no network>\); run again while online"),
                           ("cifar10", r"CIFAR-10 not found \(or failing its checksum\) under .*cifar-10-batches-py "
                                       r"and the download failed \(<urlopen error no network>\)")):
+        root = tmp_path / name / "data"  # absent: the failed download leaves no empty folders behind
         with pytest.raises(ZooError, match=message) as error:
-            build_datasets(DataConfig(name=name, root=tmp_path, download=True), in_channels=1, input_size=32)
+            build_datasets(DataConfig(name=name, root=root, download=True), in_channels=1, input_size=32)
         assert "\n" not in str(error.value)
+        assert not (tmp_path / name).exists()
 
 
 # ---- loaders -----------------------------------------------------------------------------------

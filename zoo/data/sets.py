@@ -4,7 +4,7 @@ digits and the course's xor, preprocessed once into tensors. `build_datasets` pi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,11 +50,15 @@ def _torchvision(cfg: DataConfig, spec: DatasetSpec) -> tuple[dict[str, Dataset 
     files = spec.torchvision
     loader = getattr(torchvision.datasets, files.loader)
     bases: dict[str, Dataset | None] = {}
+    absent = [path for path in (cfg.root / files.folder, *(cfg.root / files.folder).parents) if not path.exists()]
     with _rank_zero_first(cfg.download):
         for split in ("train", "test"):
             try:
                 bases[split] = loader(str(cfg.root), train=split == "train", download=cfg.download)
             except (RuntimeError, OSError) as error:  # not there, fails the checksum, or no network
+                for path in absent:  # deepest first: the folders the failed download made, if it left them empty
+                    with suppress(OSError):
+                        path.rmdir()
                 checksum = " (or failing its checksum)" if files.checksummed else ""
                 missing = f"{spec.title} not found{checksum} under {cfg.root / files.folder}"
                 if cfg.download:
