@@ -225,6 +225,22 @@ def damaged_class(name: str) -> Callable[[Path, Path], None]:
     return setup
 
 
+RUN = "lenet5_digits/20260101-000000"  # a run folder, not under runs/ (which every case must leave absent)
+
+
+def later_last_pt(work: Path, checkpoint: Path) -> None:
+    """RUN of 2 epochs whose best.pt is epoch 1's (the real checkpoint) and whose last.pt is epoch 2's."""
+    import yaml
+
+    folder = work / RUN / "checkpoints"
+    folder.mkdir(parents=True)
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["train"]["epochs"] = 2
+    (work / RUN / "config.yaml").write_text(yaml.safe_dump(state["config"]))
+    torch.save(state, folder / "best.pt")
+    torch.save({**state, "epoch": 2, "step": 2 * state["step"]}, folder / "last.pt")
+
+
 def no_cuda() -> str | None:
     return "this machine has CUDA" if torch.cuda.is_available() else None
 
@@ -334,8 +350,12 @@ CASES = [
     Case("checkpoint of another architecture: evaluate", ("evaluate", CHECKPOINT, "--set", "model.name=mnist_cnn"),
          f"{CHECKPOINT} does not fit mnist_cnn", with_checkpoint(), "a lenet5 checkpoint"),
     Case("class count that does not fit the checkpoint", ("evaluate", CHECKPOINT, "--data", "imagefolder", "--data-root", "photos"),
-         f"imagefolder has 11 classes but {CHECKPOINT} predicts 10", with_checkpoint(photos({f"c{i:02}": 1 for i in range(11)})),
-         "a 10-class checkpoint; photos/ has 11 class folders"),
+         f"the data has classes {CHECKPOINT} does not predict: cat (11 classes for its 10); it predicts 0, 1, 2",
+         with_checkpoint(photos({**{str(i): 1 for i in range(10)}, "cat": 1})),
+         "a 10-class digits checkpoint; photos/ has 0/ to 9/ and cat/"),
+    Case("a folder for a data set that reads no files", ("evaluate", CHECKPOINT, "--data-root", "photos"),
+         "--data-root photos: digits reads no files; to evaluate on a folder of images add --data imagefolder",
+         with_checkpoint(photos({"3": 1, "cat": 1})), "a digits checkpoint; photos/ holds class folders; no --data"),
     Case("unknown split", ("evaluate", CHECKPOINT, "--split", "validation"), "unknown split 'validation'", with_checkpoint()),
     Case("a class folder the checkpoint does not predict", ("evaluate", CHECKPOINT, "--data", "imagefolder", "--data-root", "photos"),
          f"the data has classes {CHECKPOINT} does not predict: cat; it predicts 0, 1, 2", with_checkpoint(photos({"3": 1, "cat": 1})),
@@ -354,6 +374,14 @@ CASES = [
                                                        "--allow-config-change"),
          "--allow-config-change cannot change data.test_split (0.2 -> 0.3): it changes which images are held out",
          with_checkpoint(), "a lenet5 checkpoint"),
+    Case("resume: a finished run", ("train", "--resume", CHECKPOINT),
+         f"--resume {CHECKPOINT}: the run is finished, there is nothing left to train (it has done its 1 epoch); "
+         f"to train more: zoo train --resume {CHECKPOINT} --set train.epochs=11 --allow-config-change",
+         with_checkpoint(), "a lenet5 checkpoint of a finished 1-epoch run"),
+    Case("resume: a best.pt behind the run's last.pt", ("train", "--resume", f"{RUN}/checkpoints/best.pt"),
+         f"{RUN}/checkpoints/best.pt is at the end of epoch 1 (step 2), behind the run's {RUN}/checkpoints/last.pt at "
+         "the end of epoch 2 (step 4): resuming from it would train again over the later epochs", later_last_pt,
+         "a 2-epoch run whose best.pt is epoch 1's"),
     Case("--allow-config-change without --resume", (*train(), "--allow-config-change"),
          "--allow-config-change goes with --resume; remove it"),
     Case("train with neither a config nor --resume", ("train",), "give a config (zoo train --config"),

@@ -122,3 +122,50 @@ def test_a_run_directory_stands_for_its_best_pt_wherever_a_checkpoint_is_asked_f
         f"train.output_dir={tmp_path / 'ft'}", "train.epochs=1", "train.max_steps_per_epoch=1",
         f"finetune.source={run}"]), quiet=True)
     assert finetuned.metrics["epochs_run"] == 1
+
+
+@pytest.fixture(scope="module")
+def digits_best(tmp_path_factory) -> Path:
+    """best.pt of LeNet-5 on scikit-learn's digits after 2 steps: a data set that reads no files."""
+    work = tmp_path_factory.mktemp("digits")
+    return train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        f"train.output_dir={work / 'runs'}", "train.epochs=1", "train.max_steps_per_epoch=2"]), quiet=True).run_dir / "checkpoints" / "best.pt"
+
+
+def test_a_folder_for_a_data_set_that_reads_no_files_is_refused(digits_best, tmp_path):
+    # It was ignored: the run's own digits test split was measured, as if it were the folder's, and exit code 0.
+    photos = _photos(tmp_path / "photos", ["ant", "bee"], 2)
+    with pytest.raises(ZooError, match=rf"^--data-root {photos}: digits reads no files; to evaluate on a folder of "
+                                       "images add --data imagefolder$"):
+        evaluate_checkpoint(digits_best, data_root=photos)
+    with pytest.raises(ZooError, match=r"^--set data.root=.*photos: digits reads no files"):
+        evaluate_checkpoint(digits_best, overrides=[f"data.root={photos}"])
+    with pytest.raises(ZooError, match=r"^--data-root .*: xor reads no files; remove it, or give --data imagefolder"):
+        evaluate_checkpoint(digits_best, data="xor", data_root=photos)
+    assert not list(digits_best.parent.glob("*.confusion.*"))  # nothing written
+    assert evaluate_checkpoint(digits_best, data_root="data").metrics.count == 359  # the run's own root: its own data
+
+
+def test_other_data_does_not_overwrite_the_runs_own_confusion_files(three_classes, tmp_path):
+    from zoo.render import render_evaluation
+
+    own = evaluate_checkpoint(three_classes)
+    assert own.confusion_csv == three_classes.with_name("best.test.confusion.csv")
+    saved = own.confusion_csv.read_bytes(), own.confusion_png.read_bytes()
+    assert render_evaluation(own).splitlines()[0] == f"{three_classes} on the test split: 12 images"
+    new = evaluate_checkpoint(three_classes, data_root=_photos(tmp_path / "new", ["cat"], 5))  # every cat, none right but cat
+    assert (new.confusion_csv.name, new.confusion_png.name) == ("best.new.confusion.csv", "best.new.confusion.png")
+    assert render_evaluation(new).splitlines()[0] == f"{three_classes} on every image of {tmp_path / 'new'}: 5 images"
+    _photos(tmp_path / "held" / "test", ["ant", "bee"], 2)
+    held = evaluate_checkpoint(three_classes, data_root=tmp_path / "held")
+    assert held.confusion_csv.name == "best.held.test.confusion.csv"
+    assert held.to_dict()["evaluated"] == f"every image of {tmp_path / 'held' / 'test'}"
+    assert (own.confusion_csv.read_bytes(), own.confusion_png.read_bytes()) == saved
+
+
+def test_an_unknown_class_is_named_whatever_the_class_counts(three_classes, tmp_path):
+    # 4 folders for a 3-class model: the count alone was the message, without the class it does not know.
+    new = _photos(tmp_path / "new", ["ant", "bee", "cat", "dog"], 2)
+    with pytest.raises(ZooError, match=r"^the data has classes .*best.pt does not predict: dog \(4 classes for its 3\); "
+                                       "it predicts ant, bee, cat: name the class folders as in training"):
+        evaluate_checkpoint(three_classes, data_root=new)

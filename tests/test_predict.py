@@ -212,7 +212,7 @@ def test_the_predict_command_writes_csv_and_json_and_skips_unreadable_files(pets
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"warning: {folder / '0.png'} cannot be decoded (") and lines[0].endswith("; skipped")
-    assert "1 of 3 image files could not be read" in lines[1] and lines[-1] == "wrote 2 predictions to out.csv"
+    assert lines[1:] == ["wrote 2 predictions to out.csv"]  # one warning line for the one file (the README's promise)
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert rows[0] == "path,class_1,probability_1,class_2,probability_2" and len(rows) == 3
     assert rows[1].startswith(f"{folder / '1.png'},fox,")
@@ -222,6 +222,23 @@ def test_the_predict_command_writes_csv_and_json_and_skips_unreadable_files(pets
     assert len(data["predictions"][0]["top_k"]) == 3  # top-5 of 3 classes
     table = _zoo("predict", str(pets_run), str(folder / "1.png"), cwd=tmp_path).stdout.splitlines()
     assert table[0].split() == ["image", "top-1", "top-2", "top-3"] and " fox " in table[2]
+
+
+def test_a_truncated_jpeg_is_one_warning_line_and_many_are_counted_past_ten(pets, pets_run, tmp_path, capsys):
+    # A real JPEG cut in half: a file and a count line were two warnings for it, where the README promises one.
+    from datafiles import write_jpeg
+
+    good = pets / "test" / "fox" / "1.png"
+    half = damage(write_jpeg(tmp_path / "one" / "cut.jpg", size=(64, 48)), "half")
+    report = predict_files(pets_run, [good, half])
+    assert [path for path, _ in report.rows] == [good] and [path for path, _ in report.skipped] == [half]
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {half} cannot be decoded (") and lines[0].endswith("; skipped")
+    many = [damage(write_jpeg(tmp_path / "many" / f"{i:02}.jpg", seed=i), "half") for i in range(12)]
+    assert len(predict_files(pets_run, [good, *many]).skipped) == 12
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" cannot be decoded")[0] for line in lines[:10]] == [f"warning: {path}" for path in many[:10]]
+    assert lines[10:] == ["warning: 2 more of the 13 image files could not be read and have no prediction"]
 
 
 @pytest.mark.parametrize("args, message", [

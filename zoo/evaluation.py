@@ -18,6 +18,7 @@ from torch import nn
 from zoo.checkpoint import TrainingState, checkpoint_file, load_weights, read_state
 from zoo.config import HOLD_OUT_KEYS, Config, apply_overrides, validate_config
 from zoo.data import SPLITS, build_datasets, build_folder, build_loaders
+from zoo.data.specs import SPECS
 from zoo.errors import ZooError
 from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
@@ -35,6 +36,7 @@ class EvaluationReport:
     result: EpochResult
     confusion_csv: Path
     confusion_png: Path
+    evaluated: str = ""  # what was measured, as the table's header says it ("" : the split)
     logits: torch.Tensor | None = None  # N x classes, the split's images in order
     paths: list[str] | None = None  # their files, where the data set reads files (ImageFolder)
 
@@ -59,6 +61,7 @@ class EvaluationReport:
         return {
             "checkpoint": str(self.checkpoint),
             "split": self.split,
+            "evaluated": self.evaluated or f"the {self.split} split",
             **self.metrics.summary(),
             "macro": self.metrics.macro(),
             "per_class": self.per_class(),
@@ -96,6 +99,44 @@ def check_hold_out(config: Config, stored: Config, path: Path) -> None:
                            "class's figures)")
 
 
+def check_root(config: Config, stored: Config, data: str | None, data_root: str | Path | None) -> None:
+    """A data set that reads no files (SPECS' in_process: generated or held by the process) has no use for another
+    folder: it would be ignored, and the run's own test split measured as if it were the folder's."""
+    if not SPECS[config.data.name].in_process or Path(config.data.root).resolve() == Path(stored.data.root).resolve():
+        return
+    given = f"--data-root {data_root}" if data_root is not None else f"--set data.root={config.data.root}"
+    fix = ("to evaluate on a folder of images add --data imagefolder" if data is None
+           else "remove it, or give --data imagefolder to evaluate on a folder of images")
+    raise ZooError(f"{given}: {config.data.name} reads no files; {fix}")
+
+
+def confusion_paths(path: Path, config: Config, stored: Config, split: str, folder: Path | None) -> tuple[Path, Path]:
+    """Beside the checkpoint: best.test.confusion.csv/.png for the run's own data; for other data, what differs
+    (the data set's name, the folder's, or both) after the stem, so that it never overwrites the run's own:
+    best.photos.confusion.csv for every image of photos/, best.held.test.confusion.csv for held/test/,
+    best.mnist.test.confusion.csv for --data mnist."""
+    parts = [str(path.with_suffix(""))]
+    if foreign(config, stored):
+        root = Path(config.data.root).resolve()
+        differs = [config.data.name] if config.data.name != stored.data.name else []
+        differs += [root.name or "root"] if root != Path(stored.data.root).resolve() else []
+        parts.append("-".join(differs))
+    if folder is None or folder.resolve() != Path(config.data.root).resolve():  # not a folder measured whole
+        parts.append(split)
+    stem = ".".join(parts)
+    return Path(f"{stem}.confusion.csv"), Path(f"{stem}.confusion.png")
+
+
+def measured(config: Config, stored: Config, split: str, folder: Path | None) -> tuple[str, str]:
+    """What was evaluated, as the table's header says it (every image of a folder measured whole, or a split)
+    and as the confusion picture's title does, shorter."""
+    if folder is None:
+        other = f" of {config.data.name} in {config.data.root}" if foreign(config, stored) else ""
+        return f"the {split} split{other}", f"{config.data.name} {split}"
+    root = Path(config.data.root).resolve()
+    return f"every image of {folder}", root.name + ("" if folder.resolve() == root else f"/{folder.name}")
+
+
 def foreign(config: Config, stored: Config) -> bool:
     """Whether `config` names other data than the run trained on: another data set, or another folder."""
     return config.data.name != stored.data.name or Path(config.data.root).resolve() != Path(stored.data.root).resolve()
@@ -127,6 +168,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     where = resolve_device(device, key="--device")
     normalization = state.normalization
     stored = validate_config(dict(state.config), f"{path} (config)")
+    check_root(config, stored, data, data_root)
     whole = config.data.name == "imagefolder" and foreign(config, stored)
     if whole:  # a new folder: every image of it (or of its split folder), nothing held out
         splits = build_folder(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
@@ -134,6 +176,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     else:
         splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
                                 seed=config.train.seed)
+    if state.classes:  # by name, whatever the counts: one line naming the classes the model does not know
+        refuse_unknown(splits.classes, state.classes, path)
     if len(splits.classes) > state.num_classes:
         raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state.num_classes}; "
                        "evaluate on the data it was trained on, or fine-tune it first (zoo finetune)")
@@ -143,15 +187,16 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     if loader is None:
         raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set data.val_split above 0")
     paths = getattr(getattr(loader, "dataset", None), "paths", None)  # a View's files; the in-memory path has none
+    folder = Path(splits.test.base.root) if whole else None  # the folder read: its split folder, or data.root
     loader = by_name(loader, splits.classes, classes, path)
     model = load_model(state, config, path).to(where)
     logits: list[torch.Tensor] = []
     result = evaluate_loader(model, loader, Compute(where, config.train.precision), nn.CrossEntropyLoss(), model.num_classes,
                              logits=logits)
-    stem = path.with_suffix("")
-    csv_path, png_path = Path(f"{stem}.{split}.confusion.csv"), Path(f"{stem}.{split}.confusion.png")
-    _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {config.data.name} {split}")
-    return EvaluationReport(path, split, classes, result, csv_path, png_path, torch.cat(logits), paths)
+    csv_path, png_path = confusion_paths(path, config, stored, split, folder)
+    evaluated, title = measured(config, stored, split, folder)
+    _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {title}")
+    return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, torch.cat(logits), paths)
 
 
 class Relabelled:
@@ -173,16 +218,25 @@ def by_name(loader: Iterable, data_classes: list[str], model_classes: list[str],
     order), or as it is where the names agree. A class the model does not know is a ZooError naming it."""
     if data_classes == model_classes[:len(data_classes)]:
         return loader
-    unknown = [name for name in data_classes if name not in model_classes]
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        known = ", ".join(model_classes[:10]) + (" ..." if len(model_classes) > 10 else "")
-        raise ZooError(f"the data has classes {path} does not predict: {shown}; it predicts {known}: name the class "
-                       "folders as in training, or fine-tune it on the new classes (zoo finetune)")
+    refuse_unknown(data_classes, model_classes, path)
     lookup = [model_classes.index(name) for name in data_classes]
     print(f"note: the data's classes are matched to {path.name}'s by name: "
           + ", ".join(f"{name} -> {index}" for name, index in list(zip(data_classes, lookup))[:10]), file=sys.stderr)
     return Relabelled(loader, torch.tensor(lookup))
+
+
+def refuse_unknown(data_classes: list[str], model_classes: list[str], path: Path) -> None:
+    """A ZooError naming the data's classes the model does not predict (and the class counts, where the data has
+    more), if there are any."""
+    unknown = [name for name in data_classes if name not in model_classes]
+    if not unknown:
+        return
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    more = len(data_classes) > len(model_classes)
+    counts = f" ({len(data_classes)} classes for its {len(model_classes)})" if more else ""
+    known = ", ".join(model_classes[:10]) + (" ..." if len(model_classes) > 10 else "")
+    raise ZooError(f"the data has classes {path} does not predict: {shown}{counts}; it predicts {known}: name the class "
+                   "folders as in training, or fine-tune it on the new classes (zoo finetune)")
 
 
 def _save_confusion(confusion: torch.Tensor, classes: list[str], csv_path: Path, png_path: Path, title: str) -> None:

@@ -27,7 +27,7 @@ from zoo.errors import ZooError
 from zoo.inference import Prediction, load, top_predictions
 
 GLOB_CHARACTERS = frozenset("*?[")
-SHOWN = 10  # unreadable files named one line each; the count covers the rest
+SHOWN = 10  # unreadable files named one line each; one more line counts the rest
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,8 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     """The top_k classes of every image `inputs` name (files, folders, glob patterns; see `gather`), by the
     network at `source` (see zoo.load) on `device`, `batch_size` pictures at a time, decoded by `workers`
     DataLoader processes (None: up to 4, none for a single batch). Unreadable files are warned about on stderr
-    once the rest are predicted (one line each, the first SHOWN, and a count) and listed in the report's `skipped`.
+    once the rest are predicted (one line a file for the first SHOWN, then one line counting the rest) and listed
+    in the report's `skipped`.
 
     Raises ZooError for a missing path, a pattern matching nothing, no readable image, an unknown source,
     top_k or batch_size below 1.
@@ -145,12 +146,11 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
         bar.close()
     if not rows:
         raise ZooError(f"none of the {len(paths)} image files could be read ({_why(skipped[0][1])}); replace them")
-    for _, reason in skipped[:SHOWN]:
-        print(f"warning: {_why(reason)}; skipped", file=sys.stderr)
-    if skipped:
-        more = f" ({len(skipped) - SHOWN} more not named)" if len(skipped) > SHOWN else ""
-        print(f"warning: {len(skipped)} of {len(paths)} image files could not be read and have no prediction{more}",
-              file=sys.stderr, flush=True)
+    for _, reason in skipped[:SHOWN]:  # one line a file, as the README promises
+        print(f"warning: {_why(reason)}; skipped", file=sys.stderr, flush=True)
+    if len(skipped) > SHOWN:
+        print(f"warning: {len(skipped) - SHOWN} more of the {len(paths)} image files could not be read and have no "
+              "prediction", file=sys.stderr, flush=True)
     return PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)], skipped, others)
 
 
