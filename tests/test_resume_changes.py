@@ -4,6 +4,7 @@ the new config's steps) or is refused in one line before anything is written."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def test_a_batch_size_change_mid_epoch_is_refused_naming_the_epoch(finished, tmp
 
 
 def test_fewer_epochs_than_done_is_refused(finished):
-    with pytest.raises(ZooError, match=r"train.epochs 1: .*last.pt has done 2 epochs already; give at least 2"):
+    with pytest.raises(ZooError, match=r"train.epochs 1: .*last.pt has done 2 epochs already; give at least 3"):
         resume(finished, overrides=["train.epochs=1"], allow_config_change=True)
 
 
@@ -208,7 +209,9 @@ def test_extending_a_finished_schedule_says_what_the_added_epochs_train_at(finis
     # A finished cosine of 2 epochs, rebuilt for 3, goes on at step 10 of 15 from 25% of the lr: said, no note. A
     # finished cosine of 10 epochs rebuilt for 11 goes on at 2% of it: the added epoch trains little, and the run
     # says so (it used to go on at lr 0.00025, then 0, without a word).
-    resume(finished, overrides=["train.epochs=3", "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)  # the module's run stays a finished 2-epoch one
+    resume(run_dir, overrides=["train.epochs=3", "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
     out = capsys.readouterr().out
     assert "the learning-rate schedule goes on at step 10 of 15 (5 per epoch): lr 0.0125 now, " in out
     assert "note: the rest of the schedule" not in out
@@ -217,5 +220,117 @@ def test_extending_a_finished_schedule_says_what_the_added_epochs_train_at(finis
     capsys.readouterr()
     resume(ten.run_dir, overrides=["train.epochs=11", "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
     out = capsys.readouterr().out
-    assert "goes on at step 50 of 55 (5 per epoch): lr 0.00101 now, 4.08e-05 to 0.00101 over the rest" in out, out
+    assert "goes on at step 50 of 55 (5 per epoch): lr 0.00101 now, down to 4.08e-05 by the last step" in out, out
     assert "note: the rest of the schedule stays below 10% of optimizer.lr 0.05, so the added epochs train little" in out
+
+
+# ---- what --resume refuses: a checkpoint behind last.pt, a finished run ------------------------------
+
+def _run_of(tmp_path: Path, *sets: str) -> Path:
+    return train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.max_steps_per_epoch=5", "data.augment=false",
+                                      *sets]), quiet=True).run_dir
+
+
+def test_a_best_pt_behind_last_pt_is_refused_before_anything_is_written(tmp_path, capsys):
+    # best.pt of epoch 1 in a run that went on to epoch 2: resuming it used to train epoch 2 again in place,
+    # over last.pt, metrics.json, config.yaml and the history, without a word.
+    run_dir = _run_of(tmp_path, "train.epochs=1")
+    checkpoints = run_dir / "checkpoints"
+    epoch_one = (checkpoints / "last.pt").read_bytes()
+    resume(run_dir, overrides=["train.epochs=2"], allow_config_change=True, quiet=True)
+    (checkpoints / "best.pt").unlink()  # a hard link to last.pt: writing into it would write last.pt
+    (checkpoints / "best.pt").write_bytes(epoch_one)  # as best.pt is when epoch 1 validated best
+    before = _snapshot(run_dir)
+    behind = (rf"^{checkpoints}/best.pt is at the end of epoch 1 \(step 5\), behind the run's {checkpoints}/last.pt at "
+              rf"the end of epoch 2 \(step 10\): resuming from it would train again over the later epochs and overwrite "
+              rf"them; go on from last.pt with zoo train --resume {run_dir}, or fine-tune from best.pt into a new run with "
+              rf"zoo finetune --config {run_dir}/config.yaml --set finetune.source={checkpoints}/best.pt$")
+    for overrides, allow in (([], False), (["train.epochs=3"], True)):
+        with pytest.raises(ZooError, match=behind) as refused:
+            resume(checkpoints / "best.pt", overrides=overrides, allow_config_change=allow, quiet=True)
+    assert _snapshot(run_dir) == before
+    # The fine-tuning it names starts a new run of the same name (config.yaml's run_name: null was read as 'null').
+    config, source = re.search(r"zoo finetune --config (\S+) --set (\S+)$", str(refused.value)).groups()
+    tuned = train(load_config(config, [source, f"train.output_dir={tmp_path / 'tuned'}"]), quiet=True)
+    assert tuned.run_dir.parent == tmp_path / "tuned" / "lenet5_digits" and tuned.metrics["epochs_run"] == 2
+    assert _snapshot(run_dir) == before
+    # train.ema's best.pt (weights only) keeps its own message, which names last.pt.
+    ema = {key: value for key, value in load_checkpoint(checkpoints / "last.pt").items()
+           if key in ("model", "model_name", "num_classes", "config", "classes", "normalization")}
+    (checkpoints / "best.pt").unlink()
+    torch.save({**ema, "weights": "ema"}, checkpoints / "best.pt")
+    with pytest.raises(ZooError, match=rf"best.pt cannot be resumed: it holds train.ema's average .*resume from "
+                                       rf"{checkpoints}/last.pt$"):
+        resume(checkpoints / "best.pt", quiet=True)
+    # A best.pt at last.pt's step is the newest state: it resumes (here extended, since the run is finished).
+    (checkpoints / "best.pt").unlink()
+    (checkpoints / "best.pt").write_bytes((checkpoints / "last.pt").read_bytes())
+    result = resume(checkpoints / "best.pt", overrides=["train.epochs=3"], allow_config_change=True, quiet=True)
+    assert result.metrics["epochs_run"] == 3 and load_checkpoint(checkpoints / "last.pt")["step"] == 15
+
+
+def test_a_finished_run_is_refused_and_the_command_it_names_trains_more(finished, tmp_path, capsys):
+    # It used to say "resuming ... at the start of epoch 3", train nothing, and rewrite metrics.json and config.yaml.
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    before = _snapshot(run_dir)
+    fix = f"zoo train --resume {run_dir} --set train.epochs=12 --allow-config-change"
+    for target in (run_dir, run_dir / "checkpoints" / "last.pt"):
+        with pytest.raises(ZooError) as refused:
+            resume(target, quiet=True)
+        assert str(refused.value) == (f"--resume {target}: the run is finished, there is nothing left to train (it has "
+                                      f"done its 2 epochs); to train more: {fix}")
+    with pytest.raises(ZooError, match=r"the run is finished"):  # its own config.yaml is the checkpoint's config
+        resume(run_dir, config=run_dir / "config.yaml", quiet=True)
+    assert _snapshot(run_dir) == before
+    capsys.readouterr()
+    result = resume(run_dir, overrides=fix.split("--set ")[1].split()[:1], allow_config_change=True, quiet=True)
+    assert "the learning-rate schedule goes on at step 10 of 60 (5 per epoch): lr 0.0467 now, down to " in capsys.readouterr().out
+    assert result.metrics["epochs_run"] == 12 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 60
+
+
+def test_a_run_early_stopping_ended_is_finished_and_more_patience_trains_on(tmp_path):
+    never = "train.early_stopping={metric: val_loss, patience: 2, min_delta: 100}"  # no epoch improves by 100
+    run_dir = _run_of(tmp_path / "early", "train.epochs=6", never)
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 3
+    before = _snapshot(run_dir)
+    fix = f"zoo train --resume {run_dir} --set train.early_stopping.patience=7 --allow-config-change"
+    with pytest.raises(ZooError) as refused:
+        resume(run_dir, quiet=True)
+    assert str(refused.value) == (f"--resume {run_dir}: the run is finished, there is nothing left to train (early "
+                                  "stopping ended it after epoch 3 of 6: val_loss has not improved for 2 epochs "
+                                  f"(train.early_stopping.patience 2)); to train more: {fix}")
+    with pytest.raises(ZooError, match=r"early stopping ended it after epoch 3 of 9"):  # more epochs alone: still stopped
+        resume(run_dir, overrides=["train.epochs=9"], allow_config_change=True, quiet=True)
+    with pytest.raises(ZooError, match=r"train.epochs 3: .*last.pt has done 3 epochs already; give at least 4"):
+        resume(run_dir, overrides=["train.epochs=3"], allow_config_change=True, quiet=True)  # as many as done: nothing
+    assert _snapshot(run_dir) == before
+    result = resume(run_dir, overrides=["train.early_stopping.patience=7"], allow_config_change=True, quiet=True)
+    assert result.metrics["epochs_run"] == 6  # 3 more epochs without improvement, to the end of train.epochs
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["early_stopping"][1] == 5
+
+    # Stopped at its last epoch: both the epochs and the patience are spent, and the fix names both.
+    last_epoch = _run_of(tmp_path / "both", "train.epochs=2", never.replace("patience: 2", "patience: 1"))
+    with pytest.raises(ZooError) as refused:
+        resume(last_epoch, quiet=True)
+    assert str(refused.value).endswith(
+        "(its 2 epochs are done and early stopping would stop it at once: val_loss has not improved for 1 epoch "
+        f"(train.early_stopping.patience 1)); to train more: zoo train --resume {last_epoch} --set train.epochs=12 "
+        "--set train.early_stopping.patience=6 --allow-config-change")
+
+
+def test_the_schedule_note_says_which_way_the_rest_goes(tmp_path, capsys):
+    # A rising rest used to read "2.04e-06 to 0.0237 over the rest", its range taken for the schedule backwards.
+    warm = _run_of(tmp_path / "warm", "train.epochs=1", "scheduler.name=none")
+    capsys.readouterr()
+    resume(warm, overrides=["train.epochs=2", "scheduler.warmup_epochs=2"], allow_config_change=True, quiet=True)
+    assert "goes on at step 5 of 10 (5 per epoch): lr 0.028 now, up to 0.05 by the last step\n" in capsys.readouterr().out
+    cycle = _run_of(tmp_path / "cycle", "train.epochs=1", "scheduler.name=onecycle")
+    capsys.readouterr()
+    resume(cycle, overrides=["train.epochs=4", "scheduler.pct_start=0.5"], allow_config_change=True, quiet=True)
+    out = capsys.readouterr().out  # rising to step 10, then falling
+    assert "goes on at step 5 of 20 (5 per epoch): lr 0.0302 now, up to 0.05, then down to 2e-07 by the last step\n" in out
+    flat = _run_of(tmp_path / "flat", "train.epochs=1", "scheduler.name=none")
+    capsys.readouterr()
+    resume(flat, overrides=["train.epochs=2"], allow_config_change=True, quiet=True)
+    assert "goes on at step 5 of 10 (5 per epoch): lr 0.05 now and to the last step\n" in capsys.readouterr().out

@@ -437,7 +437,7 @@ def _walk(node: yaml.Node, path: tuple[str, ...], written: dict[tuple[str, ...],
                 raise ZooError(f"{source}: {name} is written twice ({where}); keep one")
             lines[key.value] = mark
             if isinstance(value, yaml.ScalarNode):
-                if value.style is None and value.tag != "tag:yaml.org,2002:str":
+                if value.style is None and value.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:null"):  # null: no value
                     written[(*path, key.value)] = value.value
             else:
                 _walk(value, (*path, key.value), written, source)

@@ -176,7 +176,9 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     else:
         splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
                                 seed=config.train.seed)
-    if state.classes:  # by name, whatever the counts: one line naming the classes the model does not know
+    # A folder's classes by name, whatever the counts: one line naming those the model does not know. A built-in
+    # set's classes are its own (digits 0-9): there the counts' message below gives the fix (its data.classes).
+    if state.classes and config.data.name == "imagefolder":
         refuse_unknown(splits.classes, state.classes, path)
     if len(splits.classes) > state.num_classes:
         raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state.num_classes}; "

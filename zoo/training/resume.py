@@ -5,7 +5,9 @@ scaler; the position (epochs done, batches done in the next one, optimizer steps
 and the epoch's metric sums so far. The training order of an epoch depends on (seed, epoch) alone, so the resumed
 run draws it again and skips the batches already trained on. On the CPU in deterministic mode the resumed run
 ends bit for bit where the uninterrupted one does. The config is the checkpoint's; a changed one is refused
-unless allowed.
+unless allowed. Refused too, before anything is written: a checkpoint behind its run's last.pt (an earlier
+best.pt), whose run would train over the later epochs, and a run with nothing left to train (its epochs done, or
+ended by early stopping).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
     which may differ from it only with `allow_config_change`."""
     checkpoint = find_checkpoint(target)
     state = read_state(checkpoint, "resume")
+    check_newest(checkpoint, state, run_dir_of(checkpoint))
     stored = validate_config(state.config, f"{checkpoint} (config)")
     if config_path is not None:
         # A fine-tuning run stored its source's mean and std in its config: a file that sets none means those.
@@ -104,7 +107,64 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
     check_changes(plan.changed, state, checkpoint)
     if state.progress is not None and plan.changes_key("train.early_stopping.metric"):
         state.progress.early_stopping = None  # counters of another metric: early stopping starts counting afresh
+    check_unfinished(plan, target)
     return plan
+
+
+def check_newest(checkpoint: Path, state: TrainingState, run_dir: Path) -> None:
+    """Refuse a checkpoint behind its run's last.pt (best.pt of an earlier epoch, say): the resumed run would write
+    over last.pt, metrics.json and the history, and train the later epochs again. An unreadable last.pt holds
+    nothing to lose and does not stop it."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file() or last.samefile(checkpoint):  # best.pt is often a hard link to last.pt
+        return
+    try:
+        newest = read_state(last, "resume")
+    except ZooError:
+        return
+    if newest.step <= state.step:  # best.pt of the last epoch: the same state as last.pt
+        return
+    config = run_dir / "config.yaml"
+    raise ZooError(f"{checkpoint} is at {_where(state)}, behind the run's {last} at {_where(newest)}: resuming from it "
+                   f"would train again over the later epochs and overwrite them; go on from last.pt with zoo train "
+                   f"--resume {run_dir}, or fine-tune from {checkpoint.name} into a new run with zoo finetune --config "
+                   f"{config if config.is_file() else '<the run config>'} --set finetune.source={checkpoint}")
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
+def _where(state: TrainingState) -> str:
+    where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"the end of epoch {state.epoch}"
+    return f"{where} (step {state.step:,})"
+
+
+def check_unfinished(plan: ResumePlan, target: Path) -> None:
+    """Refuse a run that would train nothing: its epochs all done, or early stopping's patience used up (a run
+    early stopping ended is finished too); the fix is the change that gives it more to train."""
+    state, train = plan.state, plan.config.train
+    if state.batch:
+        return
+    done = state.epoch >= train.epochs
+    counters = state.progress.early_stopping if state.progress is not None else None
+    stopper = train.early_stopping
+    stopped = stopper is not None and counters is not None and counters[1] >= stopper.patience
+    if not (done or stopped):
+        return
+    last = plan.run_dir / "checkpoints" / "last.pt"
+    again = plan.run_dir if last.is_file() and last.samefile(plan.checkpoint) else plan.checkpoint
+    sets = ([f"train.epochs={state.epoch + 10}"] if done else []) + (
+        [f"train.early_stopping.patience={counters[1] + 5}"] if stopped else [])
+    fix = f"zoo train --resume {again} {' '.join(f'--set {item}' for item in sets)} --allow-config-change"
+    if stopped:
+        patience = (f"{stopper.metric} has not improved for {_epochs(counters[1])} "
+                    f"(train.early_stopping.patience {stopper.patience})")
+        why = (f"its {_epochs(state.epoch)} are done and early stopping would stop it at once: {patience}" if done else
+               f"early stopping ended it after epoch {state.epoch} of {train.epochs}: {patience}")
+    else:
+        why = f"it has done its {_epochs(state.epoch)}"
+    raise ZooError(f"--resume {target}: the run is finished, there is nothing left to train ({why}); to train more: {fix}")
 
 
 def changed_keys(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
@@ -128,10 +188,9 @@ def check_changes(changed: list[tuple[str, Any, Any]], state: TrainingState, che
                     "at the epoch boundary (the run stops there with Ctrl-C, or use its last epoch-end checkpoint)")
         if rule is not None:
             raise ZooError(f"--allow-config-change cannot change {key} ({before!r} -> {after!r}): {rule}")
-        if key == "train.epochs" and after < state.epoch + (1 if state.batch else 0):
+        if key == "train.epochs" and after <= state.epoch:  # as many as done would train nothing
             done = f"{state.epoch} epochs and {state.batch} batches" if state.batch else f"{state.epoch} epochs"
-            raise ZooError(f"train.epochs {after}: {checkpoint} has done {done} already; give at least "
-                           f"{state.epoch + (1 if state.batch else 0)}")
+            raise ZooError(f"train.epochs {after}: {checkpoint} has done {done} already; give at least {state.epoch + 1}")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -178,9 +237,10 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
             scheduler.step()
     lr = next(iter(learning_rates(optimizer).values()))  # the head's when fine-tuning sets the backbone apart
     total = plan.config.train.epochs * steps_per_epoch
-    low, high = _rest_of_schedule(optimizer, scheduler, total - position)
+    rest = _rest_of_schedule(optimizer, scheduler, total - position)
+    high = max(rest)
     notes.append(f"the learning-rate schedule goes on at step {position:,} of {total:,} ({steps_per_epoch:,} per epoch): "
-                 f"lr {lr:.3g} now, {low:.3g} to {high:.3g} over the rest")
+                 f"{_course(lr, rest)}")
     peak = plan.config.optimizer.lr
     if total > position and high < 0.1 * peak:  # a finished schedule extended: the new epochs would barely train
         notes.append(f"note: the rest of the schedule stays below 10% of optimizer.lr {peak:g}, so the added epochs "
@@ -190,9 +250,9 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
 
 
 def _rest_of_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                      steps: int) -> tuple[float, float]:
-    """(lowest, highest) head learning rate of the next `steps` optimizer steps, found by stepping the schedule
-    ahead and putting it and the optimizer's rates back as they were."""
+                      steps: int) -> list[float]:
+    """The head learning rate of each of the next `steps` optimizer steps (at least the next one), found by
+    stepping the schedule ahead and putting it and the optimizer's rates back as they were."""
     saved, rates = scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups]
     now = next(iter(learning_rates(optimizer).values()))
     seen = [now]
@@ -204,7 +264,22 @@ def _rest_of_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.l
     scheduler.load_state_dict(saved)
     for group, rate in zip(optimizer.param_groups, rates):
         group["lr"] = rate
-    return min(seen), max(seen)
+    return seen
+
+
+def _course(now: float, rest: list[float]) -> str:
+    """The rest of the schedule in the order it goes: 'lr 0.05 now, up to 0.1, then down to 0 by the last step'.
+    Compared as printed (3 digits), so float noise of a flat schedule reads as flat."""
+    first, last, low, high = (float(f"{rate:.3g}") for rate in (now, rest[-1], min(rest), max(rest)))
+    if high > max(first, last):
+        path = f"up to {high:.3g}, then down to {last:.3g}"
+    elif low < min(first, last):
+        path = f"down to {low:.3g}, then up to {last:.3g}"
+    elif last != first:
+        path = f"{'up' if last > first else 'down'} to {last:.3g}"
+    else:
+        return f"lr {now:.3g} now and to the last step"
+    return f"lr {now:.3g} now, {path} by the last step"
 
 
 # ---- where the run is --------------------------------------------------------------------------------
