@@ -86,6 +86,15 @@ def test_evaluate_reproduces_the_recorded_test_accuracy(digits_run):
     assert rows[0].split(",")[1:] == [str(d) for d in range(10)] and len(rows) == 11
 
 
+def test_pictures_are_drawn_about_ten_times_a_run_and_at_its_end():
+    from zoo.training.hooks import picture_epoch
+
+    assert [e for e in range(1, 21) if picture_epoch(e, 20, None)] == list(range(2, 21, 2))
+    assert [e for e in range(1, 26) if picture_epoch(e, 25, None)] == [3, 6, 9, 12, 15, 18, 21, 24, 25]
+    assert all(picture_epoch(e, 5, None) for e in range(1, 6)) and all(picture_epoch(e, 20, 1) for e in range(1, 21))
+    assert [e for e in range(1, 8) if picture_epoch(e, 7, 3)] == [3, 6, 7]
+
+
 def test_evaluate_cli_json_and_table(digits_run):
     best = digits_run.run_dir / "checkpoints" / "best.pt"
     result = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(best), "--format", "json"],
