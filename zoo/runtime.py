@@ -114,8 +114,6 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
 
 TORCH_THREADS = torch.get_num_threads()  # torch's own choice at import: OMP_NUM_THREADS, else the physical cores
 SYS_CPU = "/sys/devices/system/cpu"  # Linux's CPU topology
-
-
 SMALL_STEP_MACS = 100_000_000  # multiply-adds of a training batch's forward pass below which one thread is faster
 
 
@@ -129,7 +127,7 @@ def cpu_threads(setting: int | str, local_world_size: int = 1, step_macs: int | 
 
     Why one thread for a small model: its operations are too short to split, and threads that wait for each other
     at the end of each one lose when any core is busy (scripts/bench_threads.py: the main job took 3.7x as long
-    with 2 threads beside one busy process, and 1.13x on an idle machine). It does not follow the machine's load:
+    with 2 threads beside one busy process, and 1.04x on an idle machine). It does not follow the machine's load:
     the thread count changes the order of the CPU's sums, so a run's weights would depend on other users' work
     (2 epochs of lenet5_digits: 1 and 2 threads differ by 3e-7)."""
     if setting != "auto":
