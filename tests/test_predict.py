@@ -287,3 +287,11 @@ def test_googlenet_weights_predict_as_torchvisions_googlenet_with_transform_inpu
     assert prediction.probabilities == pytest.approx(expected.topk(3).values.tolist(), abs=1e-5)
     source = read_source(f"torchvision:{weights}", "googlenet")  # fine-tuning normalizes the same way
     assert source.normalization.mean == (0.5, 0.5, 0.5) and source.normalization.std == (0.5, 0.5, 0.5)
+
+
+def test_a_top_k_above_the_class_count_shows_every_class_and_says_so(pets, pets_run, capsys):
+    report = predict_files(pets_run, [pets / "test"], top_k=20, device="cpu")
+    classes = len(report.rows[0][1].classes)
+    assert all(len(prediction.classes) == classes for _, prediction in report.rows)
+    note = [line for line in capsys.readouterr().err.splitlines() if "--top-k" in line]
+    assert note == [f"note: --top-k 20 is more than the {classes} classes {pets_run} predicts; showing all {classes}"]

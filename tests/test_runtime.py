@@ -53,7 +53,11 @@ def test_on_the_cpu_precision_benchmark_and_compile_are_off(capsys):
     assert torch.backends.cudnn.benchmark == before
     model = torch.nn.Linear(2, 2)
     assert compiled(model, cpu, True) is model and compiled(model, cpu, False) is model
-    assert "train.compile: ignored on cpu" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train.precision: bf16 ignored on cpu (autocast does not pay there); training in float32" in printed
+    assert "train.compile: ignored on cpu" in printed
+    tune_backends(cpu, "32", deterministic=False)
+    assert capsys.readouterr().out == ""  # float32 asks for nothing to ignore
 
 
 def test_channels_last_batches_and_flat_inputs_left_alone():
@@ -66,7 +70,8 @@ def test_channels_last_batches_and_flat_inputs_left_alone():
 
 def test_a_channels_last_run_saves_plain_weights_that_evaluate_the_same(tmp_path, capsys):
     result = short_run(tmp_path, "train.channels_last=true", "train.compile=true", "train.precision=bf16")
-    assert "train.compile: ignored on cpu" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train.precision: bf16 ignored on cpu" in printed and "train.compile: ignored on cpu" in printed
     recorded = json.loads((result.run_dir / "metrics.json").read_text())["test"]
     report = evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt", "test")  # a contiguous model
     assert report.metrics.count == recorded["count"] == 359
@@ -135,6 +140,13 @@ def test_auto_threads_are_the_users_omp_setting_or_this_process_share_of_the_cor
     assert runtime.cpu_threads(2, 1, small) == 2  # the key overrides the rule
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert runtime.cpu_threads("auto", 1, small) == 3  # so does the user's environment
+
+
+def test_more_threads_than_cores_get_a_note(monkeypatch):
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    assert runtime.threads_note(64, 64) == ("note: train.threads 64 is more than the 2 physical cores this process may "
+                                            "use: threads sharing a core wait for each other; 2 or fewer (auto) train faster")
+    assert runtime.threads_note(2, 2) is None and runtime.threads_note("auto", 2) is None
 
 
 def test_a_busy_machine_gets_a_note_an_idle_one_none(monkeypatch):

@@ -181,7 +181,8 @@ def predict(
                                                ".safetensors) or torchvision:<Weights>.")],
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", show_default=False,
                                                 help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image, best first.")] = 5,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", show_default=False,
+                                              help="Classes per image, best first. [default: 5]")] = None,
     format: Annotated[PredictionFormat | None, typer.Option(
         "--format", "-f", parser=choice(PredictionFormat, "format"),
         help="What to print (default: table, or as --output is named: .csv, .json).", show_default=False)] = None,

@@ -103,9 +103,13 @@ def _collate(items: list[tuple[int, Tensor | None, str]]) -> tuple[list[int], Te
     return [index for index, _ in read], torch.stack([tensor for _, tensor in read]) if read else None, failed
 
 
-def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: int = 5, batch_size: int = 64,
+TOP_K = 5  # classes per image when top_k is not given (all of them for a model of fewer)
+
+
+def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: int | None = None, batch_size: int = 64,
                   device: str = "auto", workers: int | None = None, progress: bool = False) -> PredictionReport:
-    """The top_k classes of every image `inputs` name (files, folders, glob patterns; see `gather`), by the
+    """The top_k classes (None: TOP_K, or every class of a model with fewer; a top_k above the model's classes
+    shows them all, with a note) of every image `inputs` name (files, folders, glob patterns; see `gather`), by the
     network at `source` (see zoo.load) on `device`, `batch_size` pictures at a time, decoded by `workers`
     DataLoader processes (None: up to 4, none for a single batch). Unreadable files are warned about on stderr
     once the rest are predicted (one line a file for the first SHOWN, then one line counting the rest) and listed
@@ -114,8 +118,8 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     Raises ZooError for a missing path, a pattern matching nothing, no readable image, an unknown source,
     top_k or batch_size below 1.
     """
-    if top_k < 1 or batch_size < 1:
-        raise ZooError(f"--{'top-k' if top_k < 1 else 'batch-size'} must be 1 or more")
+    if (top_k is not None and top_k < 1) or batch_size < 1:
+        raise ZooError(f"--{'top-k' if top_k is not None and top_k < 1 else 'batch-size'} must be 1 or more")
     paths, others = gather(inputs)
     if not paths:
         kinds = f" (only {len(others)} {'file' if len(others) == 1 else 'files'} of other kinds)" if others else ""
@@ -124,6 +128,11 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     predictor = load(source, device)
     if predictor.preprocessing is not None:
         predictor.preprocessing.check_pictures()  # xor's network: one line before any file is read
+    if top_k is None:
+        top_k = min(TOP_K, len(predictor.classes))
+    elif top_k > len(predictor.classes):  # every class is shown: said, so that 10 columns for -k 20 are no surprise
+        print(f"note: --top-k {top_k} is more than the {len(predictor.classes)} classes {source} predicts; showing all "
+              f"{len(predictor.classes)}", file=sys.stderr, flush=True)
     if others:  # once the source is known good: a bad one is the only line
         from zoo.data.images import note_others
 

@@ -157,6 +157,16 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def threads_note(setting: int | str, threads: int) -> str | None:
+    """A note when train.threads asks for more threads than the physical cores this process may run on: the
+    extra threads share cores and wait for each other at every operation's end."""
+    cores = physical_cores()
+    if setting == "auto" or threads <= cores:
+        return None
+    return (f"note: train.threads {threads} is more than the {cores} physical core{'s' if cores != 1 else ''} this "
+            f"process may use: threads sharing a core wait for each other; {cores} or fewer (auto) train faster")
+
+
 def busy_cpus() -> float | None:
     """CPUs other processes keep busy now: on Linux the runnable processes of /proc/loadavg less this one, the
     median of 5 looks 10 ms apart (the load average's minute would still count a run that just ended); elsewhere
@@ -192,6 +202,9 @@ def tune_backends(device: torch.device, precision: str, deterministic: bool) -> 
     """On CUDA: cuDNN's benchmark mode (it times the convolution algorithms for each new input shape and keeps
     the fastest) unless deterministic; bf16 refused on a GPU without it. Nothing to do on other devices."""
     if device.type != "cuda":
+        if precision != "32":  # said, as train.compile's no-op is: a key that does nothing should not pass in silence
+            print(f"train.precision: {precision} ignored on {device.type} (autocast does not pay there); training in "
+                  "float32")
         return
     if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ZooError(f"train.precision is bf16 but {torch.cuda.get_device_name(device)} has no bfloat16 "

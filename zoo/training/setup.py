@@ -19,7 +19,8 @@ from zoo.loop import Compute, TrainStep
 from zoo.metrics import MetricAccumulator
 from zoo.models.weight_init import init_weights
 from zoo.registry import get_model_info
-from zoo.runtime import busy_cpus, compiled, cpu_threads, grad_scaler, load_note, memory_format, seed_everything, tune_backends
+from zoo.runtime import (busy_cpus, compiled, cpu_threads, grad_scaler, load_note, memory_format, seed_everything,
+                         threads_note, tune_backends)
 from zoo.training.finetune import Freezer, describe, lr_scale, read_source, transplant
 from zoo.data.transforms import batch_mixing
 from zoo.training.ema import WeightAverage, horizon_note
@@ -209,6 +210,8 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     threads = cpu_threads(train.threads, job.local_world_size,
                           step_macs(model, in_channels, splits.input_size, config.data.batch_size) if device.type == "cpu" else None)
     torch.set_num_threads(threads)
+    if job.is_main and plan is None and (note := threads_note(train.threads, threads)):
+        print(note, file=sys.stderr, flush=True)
     if model.num_classes < len(splits.classes):
         raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
                        "classes; remove model.num_classes")
