@@ -575,10 +575,10 @@ def validate_config(raw: Any, source: str = "config", overrides: list[str] | Non
     or `--set` for a key that one of `overrides` set (`--set optimizer.lrr: unknown key`, not the file's)."""
     if not isinstance(raw, dict):
         raise ZooError(f"{source}: expected a mapping of sections (model, data, ...), got {type(raw).__name__}")
+    given = [".".join(path) for path, _ in parse_overrides(overrides or [])]
     try:
         config = Config.model_validate(raw)
     except ValidationError as error:
-        given = [".".join(path) for path, _ in parse_overrides(overrides or [])]
         problems = [_describe(e) for e in error.errors()]
         # A check across sections (train.epochs against finetune.unfreeze_at_epoch) names no key: the file and the
         # overrides together made it.
@@ -586,7 +586,7 @@ def validate_config(raw: Any, source: str = "config", overrides: list[str] | Non
         lines = [f"{whole}: {problem.removeprefix('config: ')}" if problem.startswith("config: ")
                  else f"--set {problem}" if _set_by(problem, given) else f"{source}: {problem}" for problem in problems]
         raise ConfigError(*sorted(lines, key=lambda line: line.startswith("--set"))) from None
-    _check_model(config, source, [".".join(path) for path, _ in parse_overrides(overrides or [])])
+    _check_model(config, source, given)
     return config
 
 

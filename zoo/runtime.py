@@ -7,6 +7,7 @@ import contextlib
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -117,10 +118,10 @@ SYS_CPU = "/sys/devices/system/cpu"  # Linux's CPU topology
 SMALL_STEP_MACS = 100_000_000  # multiply-adds of a training batch's forward pass below which one thread is faster
 
 
-def cpu_threads(setting: int | str, local_world_size: int = 1, step_macs: int | None = None) -> int:
+def cpu_threads(setting: int | str, local_world_size: int = 1, step_macs: Callable[[], int] | None = None) -> int:
     """train.threads as a number of intra-op threads (torch.set_num_threads) for one process: the number, or for
-    `auto`: OMP_NUM_THREADS where the user set it; else one thread for a small model on the CPU (`step_macs`, the
-    multiply-adds of a batch's forward pass, below SMALL_STEP_MACS); else this process's share of the cores: the
+    `auto`: OMP_NUM_THREADS where the user set it; else one thread for a small model on the CPU (`step_macs` gives
+    the multiply-adds of a batch's forward pass, counted only here, where needed: below SMALL_STEP_MACS); else this process's share of the cores: the
     physical cores it may run on, divided among torchrun's `local_world_size` processes of this machine.
     torchrun sets OMP_NUM_THREADS=1 for several processes (its own default, not the user's): that value is read
     as the cores' share instead.
@@ -135,7 +136,7 @@ def cpu_threads(setting: int | str, local_world_size: int = 1, step_macs: int | 
     user = os.environ.get("OMP_NUM_THREADS", "")
     if user.isdigit() and int(user) > 0 and not (local_world_size > 1 and user == "1"):
         return int(user)
-    if step_macs is not None and step_macs < SMALL_STEP_MACS:
+    if step_macs is not None and step_macs() < SMALL_STEP_MACS:
         return 1
     return max(1, physical_cores() // max(local_world_size, 1))
 

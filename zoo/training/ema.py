@@ -70,7 +70,7 @@ def horizon_note(config: EmaConfig, total_steps: int) -> str | None:
         reached = config.decay * min(1.0, total_steps / config.warmup_steps)
         return (f"note: train.ema.warmup_steps {config.warmup_steps:,} is over half this run's {total_steps:,} optimizer "
                 f"steps: the decay reaches {reached:.2g} of {config.decay:g} by the end, and the average stays next to the "
-                f"raw weights; consider --set train.ema.warmup_steps={max(total_steps // 10, 0)}")
+                f"raw weights; consider --set train.ema.warmup_steps={total_steps // 10}")
     horizon = 1.0 / (1.0 - config.decay)
     if horizon <= total_steps / 2:
         return None

@@ -226,8 +226,6 @@ class Checkpointer:
 
 
 LOG_POINTS = 20  # per-step TensorBoard points a run gets at least, whatever train.log_interval says
-
-
 PICTURES = 10  # per run, at most about: weight histograms and validation confusion images with train.histogram_interval auto
 
 

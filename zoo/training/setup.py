@@ -207,8 +207,8 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     model = model.to(device, memory_format=compute.memory_format)
     if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
-    threads = cpu_threads(train.threads, job.local_world_size,
-                          step_macs(model, in_channels, splits.input_size, config.data.batch_size) if device.type == "cpu" else None)
+    macs = lambda: step_macs(model, in_channels, splits.input_size, config.data.batch_size)  # noqa: E731
+    threads = cpu_threads(train.threads, job.local_world_size, macs if device.type == "cpu" else None)
     torch.set_num_threads(threads)
     if job.is_main and plan is None and (note := threads_note(train.threads, threads)):
         print(note, file=sys.stderr, flush=True)
