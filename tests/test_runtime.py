@@ -16,7 +16,8 @@ from zoo.evaluation import evaluate_checkpoint
 from zoo.errors import ZooError
 from zoo import runtime
 from zoo.runtime import autocast, compiled, grad_scaler, memory_format, resolve_device, tune_backends
-from zoo.training import train
+from zoo.checkpoint import read_state
+from zoo.training import resume, setup, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
@@ -125,25 +126,19 @@ def test_physical_cores_count_hyperthreads_once_and_follow_the_affinity(monkeypa
     assert runtime.physical_cores() == 3
 
 
-def test_auto_threads_are_the_users_omp_setting_or_this_process_share_of_the_cores(monkeypatch):
+def test_auto_threads_are_the_users_omp_setting_or_this_process_share_of_the_idle_cores(monkeypatch):
     monkeypatch.setattr(runtime, "physical_cores", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert [runtime.cpu_threads("auto", n) for n in (1, 2, 3, 16)] == [8, 4, 2, 1]
     assert runtime.cpu_threads(3, 2) == 3  # a number is taken as it is
+    assert [runtime.cpu_threads("auto", 1, busy) for busy in (0, 1, 2.4, 7, 12)] == [8, 7, 6, 1, 1]  # the idle cores
+    assert runtime.cpu_threads("auto", 2, 7) == 4  # several workers: the share (the others count as busy)
+    assert runtime.cpu_threads("auto", 1, 7, started=8) == 8  # a resumed run: the count it started with
+    assert runtime.cpu_threads(2, 1, 7, started=8) == 2  # the key overrides the rule
     monkeypatch.setenv("OMP_NUM_THREADS", "6")
-    assert runtime.cpu_threads("auto", 1) == 6 and runtime.cpu_threads("auto", 2) == 6  # the user's
+    assert runtime.cpu_threads("auto", 1, 7) == 6 and runtime.cpu_threads("auto", 2) == 6  # the user's
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun sets for several processes
     assert runtime.cpu_threads("auto", 2) == 4 and runtime.cpu_threads("auto", 1) == 1
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    small, large = (lambda: runtime.SMALL_STEP_MACS - 1), (lambda: runtime.SMALL_STEP_MACS)
-
-    def uncounted() -> int:
-        raise AssertionError("the multiply-adds are counted only where the rule needs them")
-
-    assert runtime.cpu_threads("auto", 1, small) == 1 and runtime.cpu_threads("auto", 2, large) == 4
-    assert runtime.cpu_threads(2, 1, uncounted) == 2  # the key overrides the rule
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert runtime.cpu_threads("auto", 1, uncounted) == 3  # so does the user's environment
 
 
 def test_more_threads_than_cores_get_a_note(monkeypatch):
@@ -153,12 +148,12 @@ def test_more_threads_than_cores_get_a_note(monkeypatch):
     assert runtime.threads_note(2, 2) is None and runtime.threads_note("auto", 2) is None
 
 
-def test_a_busy_machine_gets_a_note_an_idle_one_none(monkeypatch):
-    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
-    note = runtime.load_note(2, 2.0)
-    assert note.startswith("note: other processes keep 2 of 2 CPUs busy: 2 threads wait for each other")
-    assert note.endswith("--set train.threads=1") and runtime.load_note(1, 2.0) is None
-    assert runtime.load_note(2, 0.0) is None and runtime.load_note(2, None) is None
+def test_cores_left_to_other_processes_get_a_note_all_cores_none(monkeypatch):
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    assert runtime.load_note(1, 1.0) == ("note: train.threads auto: 1 of 2 cores, as other processes keep 1 CPU busy "
+                                         "(threads on busy cores wait for each other, several times slower); "
+                                         "--set train.threads=2 uses all")
+    assert runtime.load_note(2, 0.0) is None and runtime.load_note(1, None) is None and runtime.load_note(2, 3.0) is None
 
 
 def test_busy_cpus_counts_the_processes_that_spin_now():
@@ -176,17 +171,22 @@ def test_busy_cpus_counts_the_processes_that_spin_now():
     assert busy is not None and busy >= 1.5, busy
 
 
-@pytest.mark.parametrize(("threshold", "expected"), [(None, 1), (0, "cores")])
-def test_auto_gives_the_main_job_one_thread_and_a_large_model_the_cores(tmp_path, monkeypatch, threshold, expected):
+@pytest.mark.parametrize(("busy", "expected"), [(0.0, 3), (1.0, 2), (5.0, 1)])
+def test_auto_leaves_the_busy_cores_and_a_resumed_run_keeps_its_count(tmp_path, monkeypatch, capsys, busy, expected):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runtime, "physical_cores", lambda: 3)
-    if threshold is not None:  # every model large
-        monkeypatch.setattr(runtime, "SMALL_STEP_MACS", threshold)
+    monkeypatch.setattr(setup, "busy_cpus", lambda: busy)
     before = torch.get_num_threads()
     try:
-        train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=2"]),
-              quiet=True)
-        assert torch.get_num_threads() == (3 if expected == "cores" else expected)
+        overrides = [f"train.output_dir={tmp_path}", "train.epochs=2", "train.max_steps_per_epoch=2"]
+        done = train(load_config(CONFIG, overrides + ["train.epochs=1"]), quiet=True)
+        assert torch.get_num_threads() == expected
+        assert ("note: train.threads auto" in capsys.readouterr().err) == (expected < 3)
+        assert read_state(done.run_dir / "checkpoints" / "last.pt", "resume").progress.threads == expected
+        monkeypatch.setattr(setup, "busy_cpus", lambda: 0.0 if busy else 2.0)  # the load has changed since
+        torch.set_num_threads(1)
+        resume(done.run_dir, overrides=["train.epochs=2"], allow_config_change=True, quiet=True)
+        assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(before)
 

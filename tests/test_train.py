@@ -1,5 +1,6 @@
 """End-to-end runs of `zoo train` and `zoo evaluate` on data that works offline (digits, xor, synthetic)."""
 
+import io
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from zoo.checkpoint import load_checkpoint
@@ -71,6 +73,12 @@ def test_tensorboard_reader_finds_scalars_histograms_and_the_confusion_image(dig
     assert any(t.startswith("grad_norm/features.0.weight") for t in tags["scalars"])
     assert any(t.startswith("weights/features.0.weight") for t in tags["histograms"])
     assert "val/confusion_matrix" in tags["images"]
+    image = events.Images("val/confusion_matrix")[-1]
+    assert image.step == 20  # the last epoch always draws
+    picture = Image.open(io.BytesIO(image.encoded_image_string))
+    assert picture.format == "PNG" and picture.size == (image.width, image.height) and picture.mode == "RGB"
+    histogram = events.Histograms("weights/features.0.weight")[-1].histogram_value
+    assert histogram.num == 150 and histogram.min < 0 < histogram.max  # conv1's 6 x 1 x 5 x 5 weights
     assert tags["graph"] is True
 
 

@@ -72,18 +72,19 @@ class Progress:
     best_val: dict[str, float] | None = None  # metrics.json's val section of the best epoch
     early_stopping: tuple[float | None, int] | None = None  # (best value, epochs without improvement)
     best_weights: str = "raw"  # which weights best.pt holds: "raw", or "ema" (train.ema's average validated better)
+    threads: int | None = None  # CPU threads per process the run started with (zoo.runtime.cpu_threads)
 
     def to_dict(self) -> dict[str, Any]:
         return {"seconds": self.seconds, "images": self.images, "epochs_run": self.epochs_run,
                 "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch, "best_val": self.best_val,
                 "early_stopping": list(self.early_stopping) if self.early_stopping is not None else None,
-                "best_weights": self.best_weights}
+                "best_weights": self.best_weights, "threads": self.threads}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Progress:
         early = data.get("early_stopping")
         return cls(data["seconds"], data["images"], data["epochs_run"], data["best_accuracy"], data["best_epoch"],
-                   data.get("best_val"), tuple(early) if early else None, data.get("best_weights", "raw"))
+                   data.get("best_val"), tuple(early) if early else None, data.get("best_weights", "raw"), data.get("threads"))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -115,30 +114,31 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
 
 TORCH_THREADS = torch.get_num_threads()  # torch's own choice at import: OMP_NUM_THREADS, else the physical cores
 SYS_CPU = "/sys/devices/system/cpu"  # Linux's CPU topology
-SMALL_STEP_MACS = 100_000_000  # multiply-adds of a training batch's forward pass below which one thread is faster
 
 
-def cpu_threads(setting: int | str, local_world_size: int = 1, step_macs: Callable[[], int] | None = None) -> int:
+def cpu_threads(setting: int | str, local_world_size: int = 1, busy: float | None = None,
+                started: int | None = None) -> int:
     """train.threads as a number of intra-op threads (torch.set_num_threads) for one process: the number, or for
-    `auto`: OMP_NUM_THREADS where the user set it; else one thread for a small model on the CPU (`step_macs` gives
-    the multiply-adds of a batch's forward pass, counted only here, where needed: below SMALL_STEP_MACS); else this process's share of the cores: the
-    physical cores it may run on, divided among torchrun's `local_world_size` processes of this machine.
-    torchrun sets OMP_NUM_THREADS=1 for several processes (its own default, not the user's): that value is read
-    as the cores' share instead.
+    `auto`: OMP_NUM_THREADS where the user set it; else, for several torchrun processes on this machine, each one's
+    share of the physical cores (torchrun's own OMP_NUM_THREADS=1 is not read as the user's); else, for a resumed
+    run, the count it `started` with (its checkpoint's: a resumed run sums in the same order as an uninterrupted
+    one); else the physical cores less those other processes keep `busy` now (busy_cpus), at least one.
 
-    Why one thread for a small model: its operations are too short to split, and threads that wait for each other
-    at the end of each one lose when any core is busy (scripts/bench_threads.py: the main job took 3.7x as long
-    with 2 threads beside one busy process, and 1.04x on an idle machine). It does not follow the machine's load:
-    the thread count changes the order of the CPU's sums, so a run's weights would depend on other users' work
-    (2 epochs of lenet5_digits: 1 and 2 threads differ by 3e-7)."""
+    Why not every core on a busy machine: torch's threads wait for each other at the end of every operation, so
+    one that shares its core with another process holds all of them back (scripts/bench_threads.py, this 2-core
+    machine: the main job took 3.7x as long on 2 threads as on 1 beside one busy process, ResNet-20 2.7x). Idle,
+    every core pays even for LeNet-5 (2 threads: 0.90x the wall time of 1 over the whole main job). Load that
+    starts after the run did is not followed: the count is chosen once, so one run sums in one order."""
     if setting != "auto":
         return int(setting)
     user = os.environ.get("OMP_NUM_THREADS", "")
     if user.isdigit() and int(user) > 0 and not (local_world_size > 1 and user == "1"):
         return int(user)
-    if step_macs is not None and step_macs() < SMALL_STEP_MACS:
-        return 1
-    return max(1, physical_cores() // max(local_world_size, 1))
+    if local_world_size > 1:  # the other workers are busy too: the share, not the load
+        return max(1, physical_cores() // local_world_size)
+    if started is not None:
+        return started
+    return max(1, physical_cores() - round(busy or 0))
 
 
 def physical_cores() -> int:
@@ -189,14 +189,14 @@ def busy_cpus() -> float | None:
 
 
 def load_note(threads: int, busy: float | None) -> str | None:
-    """A note when other work holds (`busy`, from busy_cpus) at least half the CPUs this run's `threads` need:
-    threads that wait for each other on busy cores slow training by several times (scripts/bench_threads.py),
-    which no default avoids without giving up reproducibility (see cpu_threads). None with one thread."""
-    cpus = os.cpu_count() or 1
-    if threads == 1 or busy is None or busy < max(1.0, cpus / 2):
+    """A note when train.threads auto left cores to other processes (cpu_threads: `busy` of them, by busy_cpus):
+    why this run uses fewer threads than the machine has cores, and the key that gives it all of them."""
+    cores = physical_cores()
+    if busy is None or threads >= cores:
         return None
-    return (f"note: other processes keep {busy:g} of {cpus} CPUs busy: {threads} threads wait for each other on "
-            f"busy cores, several times slower (README: Performance); if this run is slow, --set train.threads=1")
+    return (f"note: train.threads auto: {threads} of {cores} cores, as other processes keep {busy:g} CPU"
+            f"{'s' if busy != 1 else ''} busy (threads on busy cores wait for each other, several times slower); "
+            f"--set train.threads={cores} uses all")
 
 
 def tune_backends(device: torch.device, precision: str, deterministic: bool) -> None:

