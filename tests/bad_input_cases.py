@@ -441,4 +441,9 @@ CASES = [
          "--start-lr 1 is not below --end-lr 0.001; the sweep goes up"),
     Case("lr-find: a picture that is not a PNG", ("lr-find", "--config", "configs/lenet5_digits.yaml", "--output", "curve.jpg"),
          "--output curve.jpg: the picture is a PNG; name it *.png"),
+    Case("report: a folder that is not a finished run", ("report", "photos"),
+         "photos is not a finished run: config.yaml, history.csv, metrics.json, checkpoints/best.pt missing",
+         photos({"cat": 1}), "photos/ holds images"),
+    Case("report: a page that is not HTML", ("report", "runs/lenet5_digits/1", "--output", "report.pdf"),
+         "--output report.pdf: the report is an HTML page; name it *.html"),
 ]

@@ -87,7 +87,7 @@ def _print_version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option(
         "--version", "-V", callback=_print_version, is_eager=True,
         help="Print the versions of zoo, torch and torchvision, and exit.")] = False) -> None:
-    """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, fine-tune, predict, export."""
+    """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, report, fine-tune, predict, export."""
 
 
 @app.command("list")
@@ -268,6 +268,22 @@ def lr_find_command(
         run_training(load_config(config, overrides), quiet=quiet)
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished run's directory, runs/<name>/<time> (or its best.pt).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", show_default=False, help="The page to write, .html (default: RUN_DIR/report.html).")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Write a run's report: one self-contained HTML page.
+
+    The config, the curves per epoch, the test split's per-class table and confusion matrix, timing and
+    throughput; figures inlined, no network. Opens in any browser."""
+    from zoo.report import write_report
+
+    typer.echo(f"wrote {write_report(run_dir, output, device)}")
+
+
 @config_app.command("show")
 def config_show(config: ConfigOption, set: SetOption = None) -> None:
     """Print the resolved config: file, overrides and every default."""
@@ -318,7 +334,7 @@ def summary_command(
 READ_ONLY_COMMANDS = {"list", "summary", "config"}  # they write no files and start no threads
 # They close what they write (atomic files, the TensorBoard writer, history.csv) before they return: once one has
 # succeeded and no DataLoader worker is left, the teardown has nothing to do but cost 1.5-1.8 s (issue 18).
-CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate"}
+CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate", "report"}
 
 
 def main(fast_exit: bool = False) -> None:

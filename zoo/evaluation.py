@@ -151,10 +151,11 @@ def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
 
 def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] | None = None, *,
                         data: str | None = None, data_root: str | Path | None = None,
-                        device: str = "auto") -> EvaluationReport:
+                        device: str = "auto", save: bool = True) -> EvaluationReport:
     """`path`'s model on `split` (test, val or train) of its data set, or of `data` under `data_root`, with
     `overrides` (key.path=value), on `device` (auto: this machine's best; the training run's device is not
-    consulted). Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
+    consulted). With `save` (the default) the confusion matrix is written beside the checkpoint (CSV, PNG); `zoo
+    report` measures without writing. Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
     order. Raises ZooError for a file that is no zoo checkpoint, a split the data has not, or data with
     classes the model does not predict."""
     path = checkpoint_file(path)  # a run directory: its best.pt, beside which the confusion files go
@@ -197,7 +198,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
                              logits=logits)
     csv_path, png_path = confusion_paths(path, config, stored, split, folder)
     evaluated, title = measured(config, stored, split, folder)
-    _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {title}")
+    if save:
+        _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {title}")
     return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, torch.cat(logits), paths)
 
 

@@ -1,0 +1,122 @@
+"""`zoo report RUN_DIR`: the page a browser opens, built from a real run's files, with every section and nothing
+fetched from elsewhere; a real headless Chromium renders it where one is installed (Debian's `chromium`)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo.config import load_config
+from zoo.evaluation import evaluate_checkpoint
+from zoo.report import SECTIONS
+from zoo.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOURS = {"café": (220, 30, 30), "dog": (30, 220, 30), "猫": (30, 30, 220)}  # names a figure's font must draw
+
+
+def zoo_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=cwd, timeout=180, env=env)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished LeNet-5 run on a folder of three one-colour classes, two of them named outside ASCII."""
+    work = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(0)
+    for name, colour in COLOURS.items():
+        (work / "photos" / name).mkdir(parents=True)
+        for i in range(16):
+            pixels = np.clip(np.array(colour)[None, None] + rng.normal(0, 15, (20, 20, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(work / "photos" / name / f"{i}.png")
+    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        "data.name=imagefolder", f"data.root={work / 'photos'}", "data.batch_size=16", "train.epochs=3",
+        "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none", f"train.output_dir={work / 'runs'}"])
+    return train(config, quiet=True).run_dir
+
+
+@pytest.fixture(scope="module")
+def page(run_dir) -> str:
+    before = sorted(path.relative_to(run_dir) for path in run_dir.rglob("*"))
+    result = zoo_cli("report", str(run_dir), cwd=run_dir.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {run_dir / 'report.html'}"
+    after = sorted(path.relative_to(run_dir) for path in run_dir.rglob("*"))
+    assert sorted({*before, Path("report.html")}) == after  # the page and nothing else: no confusion files
+    return (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_page_has_every_section_and_fetches_nothing(page):
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page, section
+    assert not re.search(r"<(script|link|iframe)\b", page)  # no script to fail, no style sheet to fetch
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) >= 2 and all(source.startswith("data:image/png;base64,") for source in sources)
+    for source in sources:  # each figure is a whole PNG
+        image = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+        image.load()
+        assert image.width >= 200 and image.height >= 150
+
+
+def test_the_figures_are_the_runs_own(page, run_dir):
+    evaluation = evaluate_checkpoint(run_dir / "checkpoints" / "best.pt", save=False)
+    assert f"{evaluation.metrics.accuracy:.2%}" in page
+    for row in evaluation.per_class():  # each class's row, names as written (café, 猫), figures as measured
+        cells = [row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"])]
+        assert "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" in page
+    assert "optimizer:\n  name: adam" in page  # the resolved config
+    epochs = (run_dir / "history.csv").read_text().count("\n") - 1
+    assert page.count("</td></tr>") >= epochs + len(COLOURS)
+
+
+def test_another_output_and_the_refusals(run_dir, tmp_path):
+    result = zoo_cli("report", str(run_dir / "checkpoints" / "best.pt"), "-o", str(tmp_path / "hw.html"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '<section id="curves">' in (tmp_path / "hw.html").read_text(encoding="utf-8")
+    for args, message in [
+        ((str(run_dir), "-o", str(tmp_path / "report.pdf")), "the report is an HTML page; name it *.html"),
+        ((str(run_dir), "-o", str(tmp_path)), "is a folder; name the page"),
+        ((str(run_dir.parent),), "is not a finished run: config.yaml, history.csv, metrics.json, checkpoints/best.pt "
+                                 "missing; runs inside it:"),
+    ]:
+        result = zoo_cli("report", *args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["hw.html"]
+
+
+def test_chromium_renders_every_section_without_errors(page, run_dir, tmp_path):
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium here (Debian: apt-get install chromium); .ci/run installs it")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    problems: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        view = browser.new_page(viewport={"width": 1200, "height": 900})
+        view.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
+        view.on("pageerror", lambda error: problems.append(str(error)))
+        view.on("request", lambda request: None if request.url.startswith(("file:", "data:")) else problems.append(request.url))
+        view.goto((run_dir / "report.html").as_uri(), wait_until="load")
+        shown = view.evaluate("""() => [...document.querySelectorAll('section')].map(s => [s.id,
+            s.getBoundingClientRect().height, [...s.querySelectorAll('img')].map(i => i.complete && i.naturalWidth)])""")
+        view.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert problems == []
+    assert [section for section, _, _ in shown] == list(SECTIONS)
+    assert all(height > 40 for _, height, _ in shown)
+    widths = [width for _, _, images in shown for width in images]
+    assert len(widths) >= 2 and all(width and width >= 200 for width in widths)
+    screenshot = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
+    assert screenshot.shape[0] > 1500 and screenshot.std() > 10  # a long page with figures, not a blank one

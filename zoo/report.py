@@ -1,0 +1,279 @@
+"""`zoo report RUN_DIR`: one self-contained HTML page of a training run, to attach to homework or a pull request.
+
+    path = write_report("runs/lenet5_digits/20261203-073422")   # -> runs/.../report.html
+
+The page inlines everything (figures as PNG data URIs, one style sheet, no script and no network), so it opens
+the same from a mail attachment as from the run directory. Its sections, in order (`SECTIONS`, each an `id` a
+test or a link can name):
+
+    summary      the model, the data, the test split's top-1 / top-5 / macro F1 and the training totals
+    curves       loss and top-1 accuracy per epoch (training and validation) and the learning rate: history.csv
+    classes      per-class precision, recall, F1 and support of the test split, as `zoo evaluate` measures them
+    confusion    the confusion matrix, as `zoo evaluate` draws it (zoo.plots)
+    timing       seconds and images/s per epoch, and the whole run's: history.csv and metrics.json
+    config       the resolved config the run trained with: config.yaml
+
+It reads the run directory (config.yaml, history.csv, metrics.json, checkpoints/best.pt) and evaluates best.pt
+on the run's test split again, because the figures a checkpoint alone holds do not include the per-class table.
+It writes only the page. The curves are drawn with matplotlib, imported here and never by training.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import ZooError
+from zoo.rundir import atomic_write
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from zoo.evaluation import EvaluationReport
+
+SECTIONS = ("summary", "curves", "classes", "confusion", "timing", "config")
+RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoints/best.pt")  # what a finished run has
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run directory's files, read: the resolved config as text, history.csv's rows (one dict of
+    column -> text per epoch) and metrics.json."""
+
+    directory: Path
+    config_text: str
+    history: list[dict[str, str]]
+    metrics: dict[str, Any]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.directory / "checkpoints" / "best.pt"
+
+
+@dataclass
+class Page:
+    """The report's parts as they are built: (section id, title, HTML body) in `SECTIONS` order."""
+
+    title: str
+    sections: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, section: str, title: str, body: str) -> None:
+        self.sections.append((section, title, body))
+
+    def html(self) -> str:
+        nav = " · ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in self.sections)
+        bodies = "\n".join(f'<section id="{key}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
+                           for key, title, body in self.sections)
+        return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+                f"<title>{html.escape(self.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+                f"<h1>{html.escape(self.title)}</h1>\n<nav>{nav}</nav>\n{bodies}\n</body>\n</html>\n")
+
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans", "DejaVu Sans", sans-serif; margin: 2em auto;
+       max-width: 70em; padding: 0 1em; color: #1b1f24; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 0.2em; }
+nav { margin-bottom: 1.5em; color: #57606a; } nav a { color: #0969da; text-decoration: none; }
+table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #d0d7de; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; } th { background: #f6f8fa; }
+figure { margin: 0.5em 0 1.5em; } figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+figcaption { color: #57606a; font-size: 0.9em; } pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
+.na { color: #8c959f; } table.kv td { text-align: left; } table.kv td:first-child { color: #57606a; }
+"""
+
+
+def read_run(path: str | Path) -> Run:
+    """The run directory `path` (runs/<name>/<time>), or the one a checkpoint inside it belongs to. Raises
+    ZooError for a path that is not there, or a directory without a finished run's files (RUN_FILES)."""
+    path = Path(path)
+    if path.is_file() and path.parent.name == "checkpoints":
+        path = path.parent.parent
+    if not path.is_dir():
+        raise ZooError(f"{path}: no such run directory; give a run's directory, e.g. runs/lenet5_digits/<time>")
+    missing = [name for name in RUN_FILES if not (path / name).is_file()]
+    if missing:
+        runs = sorted(str(child.parent) for child in path.glob("*/checkpoints/best.pt"))[-3:]
+        hint = f"; runs inside it: {', '.join(runs)}" if runs else "; give a finished run's directory (runs/<name>/<time>)"
+        raise ZooError(f"{path} is not a finished run: {', '.join(missing)} missing{hint}")
+    try:
+        with (path / "history.csv").open(newline="", encoding="utf-8") as file:
+            history = list(csv.DictReader(file))
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, csv.Error) as error:
+        raise ZooError(f"{path}: its history.csv or metrics.json does not read ({error}); train the run again") from None
+    return Run(path, (path / "config.yaml").read_text(encoding="utf-8"), history, metrics)
+
+
+def check_output(output: str | Path | None) -> Path | None:
+    """`--output` as given, checked before anything is read: a page named .html in a folder that exists. Raises
+    ZooError for a folder, another kind of file, or a folder that is not there."""
+    if output is None:
+        return None
+    path = Path(output)
+    if path.is_dir():
+        raise ZooError(f"--output {path} is a folder; name the page, e.g. {path / 'report.html'}")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ZooError(f"--output {path}: the report is an HTML page; name it *.html")
+    if not path.parent.is_dir():
+        raise ZooError(f"--output {path}: the folder {path.parent} does not exist; create it first")
+    return path
+
+
+def write_report(run_dir: str | Path, output: str | Path | None = None, device: str = "auto") -> Path:
+    """Build the report of `run_dir` (zoo.report's docstring says what it holds) and write it atomically to
+    `output` (default: report.html in the run directory); returns its path. Raises ZooError for a path that is
+    not a finished run, a bad `output`, or a test split that cannot be read (the data moved)."""
+    path = check_output(output)
+    run = read_run(run_dir)
+    path = path or run.directory / "report.html"
+    atomic_write(path, build_page(run, device).encode("utf-8"))
+    return path
+
+
+def build_page(run: Run, device: str = "auto") -> str:
+    """The whole page, as text."""
+    from zoo.evaluation import evaluate_checkpoint
+
+    evaluation = evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+    metrics = run.metrics
+    page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}")
+    page.add("summary", "Summary", summary_html(run, evaluation))
+    page.add("curves", "Training curves", figure(curves_png(run.history), "Loss and top-1 accuracy per epoch "
+                                                 "(training, validation) and the learning rate; from history.csv."))
+    page.add("classes", "Per-class figures (test split)", classes_html(evaluation))
+    from zoo.plots import confusion_image
+
+    confusion = confusion_image(evaluation.metrics.confusion, evaluation.classes, f"{metrics.get('model')} on the test split")
+    page.add("confusion", "Confusion matrix (test split)",
+             figure(png(confusion), "Rows: the true class; columns: the predicted one; each row shaded by its own total."))
+    page.add("timing", "Timing and throughput", timing_html(run))
+    page.add("config", "Config", f"<p>The resolved config the run trained with (config.yaml).</p>\n"
+                                 f"<pre>{html.escape(run.config_text)}</pre>")
+    return page.html()
+
+
+# ---- sections -------------------------------------------------------------------------------------------
+
+def summary_html(run: Run, evaluation: EvaluationReport) -> str:
+    m, train = evaluation.metrics, run.metrics.get("train", {})
+    macro = m.macro()
+    rows = [
+        ("model", run.metrics.get("model")), ("data", run.metrics.get("data")), ("run", str(run.directory)),
+        ("test images", f"{m.count:,}"), ("test top-1 accuracy", percent(m.accuracy)),
+        ("test top-5 accuracy", percent(m.top5_accuracy)), ("test macro F1", fraction(macro.get("f1"))),
+        ("test loss", fraction(m.loss)),
+        ("best epoch", f"{run.metrics.get('best_epoch')} of {run.metrics.get('epochs_run')} "
+                       f"({run.metrics.get('best_weights', 'raw')} weights)"),
+        ("training time", seconds(train.get("time_s"))),
+        ("training throughput", f"{train.get('images_per_s', 0):,.0f} images/s"),
+    ]
+    return table(["", ""], rows, header=False, kind="kv")
+
+
+def classes_html(evaluation: EvaluationReport) -> str:
+    rows = [(row["class"], fraction(row["precision"]), fraction(row["recall"]), fraction(row["f1"]), f"{row['support']:,}")
+            for row in evaluation.per_class()]
+    macro = evaluation.metrics.macro()
+    rows.append(("macro average", fraction(macro.get("precision")), fraction(macro.get("recall")),
+                 fraction(macro.get("f1")), f"{evaluation.metrics.count:,}"))
+    return ("<p>As <code>zoo evaluate</code> measures them on best.pt; n/a: a class neither in the split nor "
+            "predicted, left out of the macro average.</p>\n"
+            + table(["class", "precision", "recall", "F1", "support"], rows))
+
+
+def timing_html(run: Run) -> str:
+    train, test = run.metrics.get("train", {}), run.metrics.get("test", {})
+    totals = table(["", ""], [
+        ("training", f"{seconds(train.get('time_s'))}, {train.get('images', 0):,} images in {train.get('steps', 0):,} "
+                     f"optimizer steps, {train.get('images_per_s', 0):,.0f} images/s"),
+        ("test split", f"{seconds(test.get('time_s'))}, {test.get('images_per_s', 0):,.0f} images/s"),
+    ], header=False, kind="kv")
+    rows = [(row.get("epoch", ""), seconds(number(row.get("time_s"))), f"{number(row.get('images_per_s')) or 0:,.0f}")
+            for row in run.history]
+    return totals + "\n" + table(["epoch", "training time", "images/s"], rows)
+
+
+# ---- figures --------------------------------------------------------------------------------------------
+
+def curves_png(history: Sequence[dict[str, str]]) -> bytes:
+    """Loss, top-1 accuracy and learning rate against the epoch, as three panels of one PNG."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend to choose
+
+    epochs = [number(row.get("epoch")) for row in history]
+    rates = [key for key in (history[0] if history else {}) if key.startswith("lr")]
+    fig = Figure(figsize=(12, 3.4), dpi=100, layout="constrained")
+    loss, accuracy, lr = fig.subplots(1, 3)
+    for axes, kind, label in ((loss, "loss", "loss"), (accuracy, "accuracy", "top-1 accuracy")):
+        for split, style in (("train", "-"), ("val", "--"), ("ema_val", ":")):
+            values = [number(row.get(f"{split}_{kind}")) for row in history]
+            if any(value is not None for value in values):
+                axes.plot(epochs, values, style, marker=".", label=split.replace("_", " "))
+        axes.set(xlabel="epoch", title=label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    for key in rates:
+        lr.plot(epochs, [number(row.get(key)) for row in history], marker=".", label=key.replace("_", "/"))
+    lr.set(xlabel="epoch", title="learning rate (at the epoch's end)")
+    lr.grid(alpha=0.3)
+    if len(rates) > 1:
+        lr.legend()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", compress_level=6)
+    return buffer.getvalue()
+
+
+def figure(data: bytes, caption: str, alt: str | None = None) -> str:
+    """An inline <figure>: the PNG as a data URI, and its caption."""
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(alt or caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+# ---- text -----------------------------------------------------------------------------------------------
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], header: bool = True, kind: str = "") -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(str(name))}</th>" for name in headers) + "</tr>\n" if header else ""
+    body = "".join("<tr>" + "".join(cell(value) for value in row) + "</tr>\n" for row in rows)
+    return f'<table class="{kind}">\n{head}{body}</table>' if kind else f"<table>\n{head}{body}</table>"
+
+
+def cell(value: Any) -> str:
+    return '<td class="na">n/a</td>' if value is None or value == "n/a" else f"<td>{html.escape(str(value))}</td>"
+
+
+def number(text: str | float | None) -> float | None:
+    """A history.csv field as a number; None for an empty field (no validation split, no EMA)."""
+    if text is None or text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} s" if value >= 10 else f"{value:.2f} s"
+
