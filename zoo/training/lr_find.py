@@ -120,6 +120,8 @@ def lr_find(config: Config, steps: int = STEPS, start_lr: float = START_LR, end_
     with _process_kept(), launch(config.train.device) as job:
         try:
             parts = assemble(config, job, None)
+            for note in parts.start_notes:  # the sweep writes no run directory: they go now
+                print(note, file=sys.stderr, flush=True)
             return sweep(parts, steps, start_lr, end_lr, quiet)
         except Exception as error:
             known = out_of_memory(error, job.device, config.data.batch_size)

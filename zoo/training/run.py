@@ -3,6 +3,7 @@ best.pt (best by validation accuracy), and metrics.json; or, resumed, the rest o
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
     lock = log = saver = None
     try:
         lock = RunLock(run_dir).acquire() if job.is_main else None
+        for note in parts.start_notes:
+            print(note, file=sys.stderr, flush=True)
         log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
         stopper = EarlyStopping.of(config.train.early_stopping, progress)
         saver = Checkpointer(run_dir, parts, job, guard, progress, stopper)

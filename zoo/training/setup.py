@@ -5,8 +5,7 @@ writes anything."""
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -49,6 +48,9 @@ class Parts:
     position: Position
     resume_notes: list[str]  # what a resumed run with a changed config says it does (zoo.training.resume)
     ema: WeightAverage | None = None  # train.ema's average of the weights
+    # A new run's notes on its set-up (class imbalance, threads, the EMA's horizon), printed once its directory
+    # exists: a run refused after assemble (a folder it cannot write) says one line, the error.
+    start_notes: list[str] = field(default_factory=list)
 
     @property
     def compute(self) -> Compute:
@@ -184,15 +186,13 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
         check_same_data(splits, plan)
     counts = class_counts(splits.train.labels, len(splits.classes))
     weights = class_weights(config, counts, splits.classes)  # a list of another length: one line, nothing written yet
-    note = imbalance_note(config, counts, splits.classes)
-    if note and job.is_main and plan is None:
-        print(note, file=sys.stderr, flush=True)
+    says = job.is_main and plan is None
+    start_notes = [note] if says and (note := imbalance_note(config, counts, splits.classes)) else []
     loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
                             pin_memory=device.type == "cuda", device=device)
-    if job.is_main and plan is None and config.data.loader == "auto" and splits.memory is not None \
-            and not uses_memory(splits, config.data):
-        print("note: data.augment transforms images one by one: they run in DataLoader workers beside the training "
-              "step (data.loader auto); --set data.loader=memory runs them in this process", file=sys.stderr, flush=True)
+    if says and config.data.loader == "auto" and splits.memory is not None and not uses_memory(splits, config.data):
+        start_notes.append("note: data.augment transforms images one by one: they run in DataLoader workers beside the "
+                           "training step (data.loader auto); --set data.loader=memory runs them in this process")
     compute = Compute(device, train.precision, memory_format(train.channels_last), job.distributed)
     model = init_weights(config.model.build(len(splits.classes), in_channels), config.init)
     model = model.to(device, memory_format=compute.memory_format)
@@ -213,8 +213,8 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     threads = cpu_threads(train.threads, job.local_world_size, busy, position.progress.threads)
     torch.set_num_threads(threads)
     position.progress.threads = threads  # a resumed run's auto goes on with it
-    if job.is_main and plan is None and (note := threads_note(train.threads, threads) or load_note(threads, busy)):
-        print(note, file=sys.stderr, flush=True)
+    if says and (note := threads_note(train.threads, threads) or load_note(threads, busy)):
+        start_notes.append(note)
 
     # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
     # the parameters that require gradients at construction.
@@ -240,12 +240,12 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip,
                      per_step, batch_mixing(config.data.augmentation, len(splits.classes)))
     ema = WeightAverage(model, train.ema) if train.ema is not None else None
-    if ema is not None and job.is_main and plan is None and (note := horizon_note(train.ema, train.epochs * steps_per_epoch)):
-        print(note, file=sys.stderr, flush=True)
+    if ema is not None and says and (note := horizon_note(train.ema, train.epochs * steps_per_epoch)):
+        start_notes.append(note)
     if ema is not None and plan is not None:
         if plan.state.ema is not None:
             ema.load_state_dict(plan.state.ema)
         else:  # train.ema added on resume (--allow-config-change)
             notes.append(f"train.ema: the checkpoint holds no average of the weights; it starts from them at step {position.step:,}")
     return Parts(config, splits, *loaders, model, step_model, freezer, step, batches_per_epoch, steps_per_epoch,
-                 position, notes, ema)
+                 position, notes, ema, start_notes)
