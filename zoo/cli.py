@@ -243,7 +243,7 @@ def export(
 def explain(
     checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", help=(
         "A checkpoint (runs/.../best.pt), its .safetensors export or torchvision:<Weights>."))],
-    images: Annotated[list[str] | None, typer.Argument(metavar="[IMAGE]...", show_default=False, help=(
+    images: Annotated[list[str] | None, typer.Argument(metavar="IMAGE...", show_default=False, help=(
         "Pictures to explain: files, folders (recursive) and glob patterns."))] = None,
     method: Annotated[ExplainMethod, typer.Option(parser=choice(ExplainMethod, "method"), help=(
         "gradcam (on a convolutional stage), saliency (input gradients) or occlusion (a patch moved over the "
@@ -261,7 +261,7 @@ def explain(
         "The folder for the PNGs. [default: beside the checkpoint, best.pt -> best.explain/]"))] = None,
     device: DeviceOption = "auto",
 ) -> None:
-    """Show what a network looks at: heat maps, its first filters, its feature maps.
+    """Show what a network sees: heat maps, filters, feature maps.
 
     For each picture: the top-k classes and a heat map of the target class over the picture as the network saw
     it. Pictures are prepared as zoo predict prepares them; each PNG written is printed."""

@@ -196,11 +196,12 @@ def resolve_target(target: str | None, classes: list[str]) -> int | None:
         return classes.index(target)
     if target.strip().lstrip("-").isdigit() and 0 <= int(target) < len(classes):
         return int(target)
-    close = difflib.get_close_matches(target, classes, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    number = target.strip().lstrip("-").isdigit()
+    close = [] if number else difflib.get_close_matches(target, classes, n=1)
+    problem = "no class has that index" if number else "not a class of this network" + (
+        f" (did you mean {close[0]}?)" if close else "")
     shown = ", ".join(classes) if len(classes) <= 12 else f"{', '.join(classes[:10])} ... ({len(classes)} classes)"
-    raise ZooError(f"--target {target}: not a class of this network{hint}; give a name or an index 0-{len(classes) - 1}: "
-                   f"{shown}")
+    raise ZooError(f"--target {target}: {problem}; give a name or an index 0-{len(classes) - 1}: {shown}")
 
 
 # ---- the command ------------------------------------------------------------------------------------
