@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from zoo.inference import Prediction, Predictor
 
-METHODS = ("gradcam", "saliency", "occlusion")  # zoo.cli.ExplainMethod is the same list (importing it here would import torch there)
+METHODS = ("gradcam", "saliency", "occlusion")  # zoo.cli.ExplainMethod is the same list (no torch in cli.py)
 TOP_K = 3  # classes printed and captioned per picture
 MAX_CHANNELS = 64  # feature-map channels drawn per stage
 BATCH = 16  # pictures per attribution pass
@@ -252,7 +252,7 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
     Raises ZooError, before anything is written, for nothing asked, an --output that is a file, a picture that
     cannot be read, an unknown --layer or --target, a network without convolutions asked for Grad-CAM, filters or
     feature maps, or a method unknown."""
-    from zoo.inference import load, top_predictions
+    from zoo.inference import load
     from zoo.predict import gather
 
     if method not in METHODS:
@@ -294,26 +294,9 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
                            "are fully connected")
     if filters:
         drawn.append((folder / "filters.png", filter_grid(model)))  # ZooError for the MLP, before anything is written
-    stems = unique_stems(paths)
-    k = min(top_k, len(predictor.classes))
-    for start in range(0, len(pictures), BATCH):
-        batch = torch.stack(pictures[start:start + BATCH]).to(predictor.device)
-        with torch.no_grad():
-            logits = model(batch).float().cpu()
-        predictions = top_predictions(logits, predictor.classes, k)
-        targets = [index if index is not None else p.indices[0] for p in predictions]
-        maps = heatmaps(model, batch, targets, method, report.layer)
-        probabilities = logits.softmax(dim=1)
-        for offset, (prediction, chosen) in enumerate(zip(predictions, targets)):
-            number = start + offset
-            path = folder / f"{stems[number]}.{method}.png"
-            name, probability = predictor.classes[chosen], probabilities[offset, chosen].item()
-            where = f" at {report.layer}" if method == "gradcam" else ""
-            caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})",
-                       f"top-{k}: " + ", ".join(f"{c} {p:.1%}" for c, p in zip(prediction.classes, prediction.probabilities))]
-            picture = seen(predictor, pictures[number]).numpy()
-            drawn.append((path, heatmap_overlay(picture, maps[offset].numpy(), caption)))
-            report.rows.append(Explained(paths[number], prediction, chosen, name, probability, path))
+    for path, picture, row in overlays(predictor, paths, pictures, folder, method, report.layer, index, top_k):
+        drawn.append((path, picture))
+        report.rows.append(row)
     if mapped is not None and backbone is not None:
         outputs, _ = trace(model, mapped[None].to(predictor.device))
         stem = Path(feature_maps).stem
@@ -325,6 +308,35 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
         report.filters = folder / "filters.png"
     write_pictures(drawn)
     return report
+
+
+def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], folder: Path, method: str,
+             layer: str | None, target: int | None, top_k: int) -> list[tuple[Path, Image.Image, Explained]]:
+    """Each picture's (PNG path, overlay, row): its top_k, and the heat map of `target` (None: its top-1), BATCH
+    pictures a pass."""
+    from zoo.inference import top_predictions
+
+    model, classes = predictor.model, predictor.classes
+    stems, k = unique_stems(paths), min(top_k, len(classes))
+    where = f" at {layer}" if method == "gradcam" else ""
+    drawn = []
+    for start in range(0, len(pictures), BATCH):
+        batch = torch.stack(pictures[start:start + BATCH]).to(predictor.device)
+        with torch.no_grad():
+            logits = model(batch).float().cpu()
+        probabilities = logits.softmax(dim=1)
+        predictions = top_predictions(logits, classes, k)
+        targets = [target if target is not None else p.indices[0] for p in predictions]
+        maps = heatmaps(model, batch, targets, method, layer)
+        for offset, (prediction, chosen) in enumerate(zip(predictions, targets)):
+            number = start + offset
+            path = folder / f"{stems[number]}.{method}.png"
+            name, probability = classes[chosen], probabilities[offset, chosen].item()
+            top = ", ".join(f"{c} {p:.1%}" for c, p in zip(prediction.classes, prediction.probabilities))
+            caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})", f"top-{k}: {top}"]
+            picture = heatmap_overlay(seen(predictor, pictures[number]).numpy(), maps[offset].numpy(), caption)
+            drawn.append((path, picture, Explained(paths[number], prediction, chosen, name, probability, path)))
+    return drawn
 
 
 def default_output(source: str) -> Path:
