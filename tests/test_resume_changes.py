@@ -81,6 +81,7 @@ CHANGES: dict[str, tuple[str, object]] = {
     "train.ema": ("{decay: 0.9}", 0.9),  # checked as train.ema.decay: the average starts from the weights
     "train.log_interval": ("2", 2),
     "train.histogram_interval": ("2", 2),
+    "train.log_filters": ("true", True),
     "train.max_steps_per_epoch": ("3", 3),
     "train.checkpoint_every_steps": ("2", 2),
     "train.early_stopping": ("{patience: 2}", 2),  # checked as train.early_stopping.patience

@@ -26,9 +26,11 @@ The public names are imported on first use, so `import zoo` (and `zoo --help`) s
     inference.py    zoo.load: any trained network (checkpoint, export, torchvision weights) as a Predictor
     predict.py      zoo predict: top-k classes of image files, folders and glob patterns, batched
     export.py       zoo export: ONNX, torch.export (.pt2) and safetensors with metadata, checked against eager
+    explain.py      zoo explain: Grad-CAM, saliency and occlusion heat maps (captum), filters, feature maps
+    grids.py        the pictures of explain and train.log_filters: tile grids, heat-map overlays (no captum)
     summary/        zoo summary: per-layer shapes, parameters, MACs and memory
     render.py       what the CLI prints: tables, Markdown, CSV, JSON, reports
-    plots.py        the confusion-matrix picture
+    plots.py        the confusion-matrix picture, and the fonts of every picture's text
     cli.py          the zoo command (Typer); errors.py: ZooError and RunStopped
 """
 
@@ -56,6 +58,7 @@ _EXPORTS = {
     "Prediction": "zoo.inference",
     "predict_files": "zoo.predict",
     "export_checkpoint": "zoo.export",
+    "filter_grid": "zoo.grids",
     "TrainingState": "zoo.checkpoint",
     "read_state": "zoo.checkpoint",
     "aux_loss": "zoo.loop",

@@ -20,6 +20,14 @@ from zoo.render import EvaluationFormat, ExportFormat, Format, PredictionFormat
 Choice = TypeVar("Choice", bound=Enum)
 
 
+class ExplainMethod(str, Enum):
+    """`zoo explain --method`; zoo.explain.METHODS is the same list."""
+
+    gradcam = "gradcam"
+    saliency = "saliency"
+    occlusion = "occlusion"
+
+
 class Split(str, Enum):
     """`zoo evaluate --split`; zoo.evaluation.SPLITS is the same list (importing it here would import torch)."""
 
@@ -87,7 +95,7 @@ def _print_version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option(
         "--version", "-V", callback=_print_version, is_eager=True,
         help="Print the versions of zoo, torch and torchvision, and exit.")] = False) -> None:
-    """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, report, fine-tune, predict, export."""
+    """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, fine-tune, predict, explain, report, export."""
 
 
 @app.command("list")
@@ -231,6 +239,39 @@ def export(
     typer.echo(report.summary())
 
 
+@app.command()
+def explain(
+    checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", help=(
+        "A checkpoint (runs/.../best.pt), its .safetensors export or torchvision:<Weights>."))],
+    images: Annotated[list[str] | None, typer.Argument(metavar="IMAGE...", show_default=False, help=(
+        "Pictures to explain: files, folders (recursive) and glob patterns."))] = None,
+    method: Annotated[ExplainMethod, typer.Option(parser=choice(ExplainMethod, "method"), help=(
+        "gradcam (on a convolutional stage), saliency (input gradients) or occlusion (a patch moved over the "
+        "picture: one forward pass a position)."))] = ExplainMethod.gradcam,
+    layer: Annotated[str | None, typer.Option(help=(
+        "Grad-CAM's layer, a dotted module name: layer3, features.8. [default: the last convolutional stage]"),
+        show_default=False)] = None,
+    target: Annotated[str | None, typer.Option(help="The class to explain, a name or an index. [default: the top-1]",
+                                               show_default=False)] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes printed per picture, best first.")] = 3,
+    filters: Annotated[bool, typer.Option("--filters", help="Draw the first convolution's filters as a grid.")] = False,
+    feature_maps: Annotated[Path | None, typer.Option("--feature-maps", metavar="IMAGE", show_default=False, help=(
+        "Draw each stage's activations for this picture, a grid per stage (at most 64 channels)."))] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False, help=(
+        "The folder for the PNGs. [default: beside the checkpoint, best.pt -> best.explain/]"))] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Show what a network sees: heat maps, filters, feature maps.
+
+    For each picture: the top-k classes and a heat map of the target class over the picture as the network saw
+    it. Pictures are prepared as zoo predict prepares them; each PNG written is printed."""
+    from zoo.explain import explain as run_explain
+
+    report = run_explain(checkpoint, images or [], method=method.value, layer=layer, target=target, top_k=top_k,
+                         filters=filters, feature_maps=feature_maps, output=output, device=device)
+    typer.echo(report.summary())
+
+
 @app.command("lr-find")
 def lr_find_command(
     config: ConfigOption,
@@ -334,7 +375,7 @@ def summary_command(
 READ_ONLY_COMMANDS = {"list", "summary", "config"}  # they write no files and start no threads
 # They close what they write (atomic files, the TensorBoard writer, history.csv) before they return: once one has
 # succeeded and no DataLoader worker is left, the teardown has nothing to do but cost 1.5-1.8 s (issue 18).
-CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate", "report"}
+CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate", "explain", "report"}
 
 
 def main(fast_exit: bool = False) -> None:

@@ -271,6 +271,7 @@ class TrainConfig(Section):
     ema: EmaConfig | None = None  # an average of the weights, chosen for best.pt when it validates better
     log_interval: int = Field(50, gt=0)  # optimizer steps between TensorBoard scalars and gradient norms (20+ per run)
     histogram_interval: int | None = Field(None, gt=0)  # epochs between weight histograms and confusion images; None: auto
+    log_filters: bool = False  # the first convolution's filters as a TensorBoard image each validation (filters/<layer>)
     max_steps_per_epoch: int | None = Field(None, gt=0)  # cut epochs short: smoke tests and quick looks
     checkpoint_every_steps: int | None = Field(None, gt=0)  # also save last.pt within epochs: resume mid-epoch
     early_stopping: EarlyStoppingConfig | None = None

@@ -86,6 +86,8 @@ class RunLog:
                 board.metrics("val", val.metrics, epoch)
                 if drawn:
                     board.confusion(val.metrics, parts.splits.classes, epoch)
+                if self.config.train.log_filters:
+                    board.filters(parts.model, epoch)
             if ema_val is not None:
                 board.metrics("val_ema", ema_val.metrics, epoch)
         if self.history is not None:

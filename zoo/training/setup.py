@@ -15,6 +15,7 @@ from zoo.config import Config
 from zoo.data import DataSplits, build_datasets, build_loaders, resume_at, set_epoch, uses_memory
 from zoo.distributed import Job
 from zoo.errors import ZooError
+from zoo.grids import first_conv
 from zoo.loop import Compute, TrainStep
 from zoo.metrics import MetricAccumulator
 from zoo.models.weight_init import init_weights
@@ -198,6 +199,8 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     model = model.to(device, memory_format=compute.memory_format)
     if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
+    if train.log_filters:  # a network without convolutions has no filters to log: one line, nothing written yet
+        first_conv(model, "train.log_filters")
     if model.num_classes < len(splits.classes):
         raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
                        "classes; remove model.num_classes")

@@ -1,0 +1,380 @@
+"""`zoo explain`: what a trained network looks at, and what it has learnt to see.
+
+    report = explain("runs/.../checkpoints/best.pt", ["seven.png"], method="gradcam")   # overlays
+    report = explain("runs/.../checkpoints/best.pt", filters=True, feature_maps="seven.png")
+    print(report.summary())                                                           # each PNG written
+
+    heat maps      Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391) on a convolutional stage, by captum's
+                   LayerGradCam, upsampled bilinearly to the input; saliency (Simonyan et al. 2013,
+                   arXiv:1312.6034: |d logit / d pixel|, the largest over the channels) by captum's Saliency;
+                   occlusion (Zeiler and Fergus 2013, arXiv:1311.2901: the logit's fall when a patch is the mean
+                   colour) by captum's Occlusion. Each of the target class: --target, else the top-1 prediction.
+    stages         the backbone's top-level children that give 4-D maps (find_stages), found by running
+                   forward_features once with hooks: ResNet's conv1 ... layer4, LeNet's features.0 ... features.5.
+    filters        the first convolution's weights (zoo.grids.filter_grid, which TensorBoard draws too).
+    feature maps   each stage's activations for one picture (zoo.grids.map_grid).
+
+Pictures are prepared exactly as zoo predict and zoo evaluate prepare them (Predictor.prepare); overlays show the
+input as the network saw it (resized and fitted, before normalization). Everything is read, resolved and drawn
+before the first file is written; then each PNG atomically. captum is imported only when heat maps are drawn.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from zoo.errors import ZooError
+from zoo.grids import filter_grid, heatmap_overlay, map_grid
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from zoo.inference import Prediction, Predictor
+
+METHODS = ("gradcam", "saliency", "occlusion")  # zoo.cli.ExplainMethod is the same list (no torch in cli.py)
+TOP_K = 3  # classes printed and captioned per picture
+MAX_CHANNELS = 64  # feature-map channels drawn per stage
+BATCH = 16  # pictures per attribution pass
+LISTED = 10  # stage names a bad --layer's message lists before shortening
+
+
+# ---- the network's stages ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stage:
+    """A top-level child of the backbone and the shape of its output for one picture (C x h x w)."""
+
+    name: str  # dotted module name: layer4, features.4
+    shape: tuple[int, int, int]
+    convolutional: bool  # it is or holds an nn.Conv2d
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What forward_features runs, as find_stages saw it for one picture."""
+
+    stages: list[Stage]
+    maps: dict[str, tuple[int, ...]]  # every module whose output is a 4-D map: name -> N x C x h x w, in running order
+    default: str | None  # Grad-CAM's layer when none is named; None for a network without convolutions
+
+    def resolve(self, layer: str | None, model: nn.Module, model_name: str) -> str:
+        """`layer` (a dotted module name) checked, or the default. Raises ZooError for a name that is no module of
+        the network, one whose output is no map of the backbone, or a network without convolutional stages."""
+        if self.default is None:
+            raise ZooError(f"--method gradcam: {model_name} has no convolutional stage (its layers are fully connected); "
+                           "use --method saliency or occlusion")
+        if layer is None or layer in self.maps:
+            return layer or self.default
+        names = [stage.name for stage in self.stages if stage.convolutional or stage.name == self.default]
+        shown = names if len(names) <= LISTED else [*names[:3], "...", *names[-(LISTED - 4):]]
+        example = next((name for name in reversed(self.maps) if isinstance(model.get_submodule(name), nn.Conv2d)), None)
+        choose = f"choose a stage: {', '.join(shown)} (default {self.default})" + (
+            f", or a module inside one by its dotted name, e.g. {example}" if example else "")
+        if layer in dict(model.named_modules()):
+            raise ZooError(f"--layer {layer}: its output is not a feature map of {model_name}'s backbone; {choose}")
+        close = difflib.get_close_matches(layer, list(self.maps), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ZooError(f"--layer {layer}: {model_name} has no module of that name{hint}; {choose}")
+
+
+@torch.no_grad()
+def trace(model: nn.Module, batch: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """({module name: its output}, the output) of model.forward_features(batch), every module's output recorded
+    by a forward hook, in the order the modules finished."""
+    outputs: dict[str, Tensor] = {}
+
+    def record(name: str):
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            if isinstance(output, Tensor):
+                outputs[name] = output
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules() if name]
+    try:
+        result = model.forward_features(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, result
+
+
+def find_stages(model: nn.Module, example: Tensor) -> Backbone:
+    """The backbone's stages for `example` (1 x C x H x W, preprocessed).
+
+    The backbone is the module that produces forward_features' output when it also runs everything before
+    (LeNet's, AlexNet's and VGG's `features`), else the network itself (ResNet, GoogLeNet); its stages are its
+    direct children whose outputs are 4-D maps. The default Grad-CAM layer is the last stage at the spatial size
+    of the last stage holding a convolution: that convolution's block with its activation (ResNet's layer4,
+    LeNet's features.4, VGG's last ReLU), where the maps are still the convolution's, before the pooling after it.
+    """
+    outputs, result = trace(model, example)
+    maps = {name: tuple(output.shape) for name, output in outputs.items() if output.dim() == 4}
+    producers = [name for name, output in outputs.items() if output is result]
+    producer = min(producers, key=lambda name: name.count("."), default=None)
+    inside = producer is not None and all(name == producer or name.startswith(f"{producer}.") for name in outputs)
+    root = model.get_submodule(producer) if inside else model
+    prefix = f"{producer}." if inside else ""
+    stages = []
+    for child, module in root.named_children():
+        name = prefix + child
+        if name in maps:
+            convolutional = any(isinstance(inner, nn.Conv2d) for inner in module.modules())
+            stages.append(Stage(name, maps[name][1:], convolutional))  # type: ignore[arg-type]
+    order = list(outputs)
+    stages.sort(key=lambda stage: order.index(stage.name))
+    last_conv = max((index for index, stage in enumerate(stages) if stage.convolutional), default=None)
+    default = None
+    if last_conv is not None:
+        side = stages[last_conv].shape[1:]
+        default = next(stage.name for stage in reversed(stages[last_conv:]) if stage.shape[1:] == side)
+    return Backbone(stages, maps, default)
+
+
+# ---- attribution ------------------------------------------------------------------------------------
+
+def heatmaps(model: nn.Module, batch: Tensor, targets: list[int], method: str, layer: str | None = None) -> Tensor:
+    """N x C x H x W (preprocessed) -> N x H x W heat maps in [0, 1] (each divided by its largest value; an
+    all-zero map stays 0) of each picture's target class, by `method` (see the module docstring; `layer`:
+    Grad-CAM's module, a dotted name). The model is in eval mode; its in-place activations are made out-of-place
+    first, since they would overwrite the layer output captum's hook keeps."""
+    from captum.attr import LayerAttribution, LayerGradCam, Occlusion, Saliency
+
+    for module in model.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False
+    if method == "gradcam":
+        cam = LayerGradCam(model, model.get_submodule(layer or ""))
+        maps = cam.attribute(batch, target=targets, relu_attributions=True)  # N x 1 x h x w
+        maps = LayerAttribution.interpolate(maps, tuple(batch.shape[-2:]), interpolate_mode="bilinear")[:, 0]
+    elif method == "saliency":
+        maps = Saliency(model).attribute(batch.clone().requires_grad_(), target=targets, abs=True).amax(dim=1)
+    elif method == "occlusion":
+        side = max(2, -(-max(batch.shape[-2:]) // 8))  # a patch of an eighth of the side, moved by half a patch
+        channels = batch.shape[1]
+        maps = Occlusion(model).attribute(batch, sliding_window_shapes=(channels, side, side),
+                                          strides=(channels, max(1, side // 2), max(1, side // 2)), baselines=0.0,
+                                          target=targets, perturbations_per_eval=16).sum(dim=1)
+    else:
+        raise ZooError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    maps = maps.detach().float().clamp_min(0).cpu()
+    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    return maps / peak
+
+
+def seen(predictor: Predictor, picture: Tensor) -> Tensor:
+    """A preprocessed picture (C x H x W) as the network saw it: normalization undone, H x W x 3 uint8 (gray
+    repeated for 1 channel, the channels' mean for other counts but 3)."""
+    mean, std = _statistics(predictor, picture.shape[0])
+    values = (picture.float().cpu() * std[:, None, None] + mean[:, None, None]).clamp(0, 1)
+    if values.shape[0] != 3:
+        values = values.mean(dim=0, keepdim=True).expand(3, -1, -1)
+    return (values * 255).round().to(torch.uint8).permute(1, 2, 0)
+
+
+def _statistics(predictor: Predictor, channels: int) -> tuple[Tensor, Tensor]:
+    """The per-channel mean and std the picture was normalized by: the run's, or torchvision weights' transform's."""
+    source = predictor.preprocessing or predictor.transform
+    mean, std = getattr(source, "mean", None), getattr(source, "std", None)
+    if mean is None or std is None:
+        return torch.zeros(channels), torch.ones(channels)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
+def resolve_target(target: str | None, classes: list[str]) -> int | None:
+    """--target: a class name, else an index (0 to classes - 1); None stays None (each picture's top-1). Raises
+    ZooError naming the classes for another value."""
+    if target is None:
+        return None
+    if target in classes:
+        return classes.index(target)
+    if target.strip().lstrip("-").isdigit() and 0 <= int(target) < len(classes):
+        return int(target)
+    number = target.strip().lstrip("-").isdigit()
+    close = [] if number else difflib.get_close_matches(target, classes, n=1)
+    problem = "no class has that index" if number else "not a class of this network" + (
+        f" (did you mean {close[0]}?)" if close else "")
+    shown = ", ".join(classes) if len(classes) <= 12 else f"{', '.join(classes[:10])} ... ({len(classes)} classes)"
+    raise ZooError(f"--target {target}: {problem}; give a name or an index 0-{len(classes) - 1}: {shown}")
+
+
+# ---- the command ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Explained:
+    """One picture's top-k, the class its heat map is of, and the PNG written."""
+
+    path: Path
+    prediction: Prediction
+    target: int
+    target_class: str
+    probability: float  # the target's, softmax of the logits
+    written: Path
+
+
+@dataclass
+class ExplainReport:
+    method: str
+    layer: str | None  # Grad-CAM's
+    rows: list[Explained] = field(default_factory=list)
+    filters: Path | None = None
+    feature_maps: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """What zoo explain prints: per picture its top-k and the overlay written; then the other PNGs."""
+        lines = []
+        for row in self.rows:
+            top = ", ".join(f"{name} {p:.1%}" for name, p in zip(row.prediction.classes, row.prediction.probabilities))
+            where = f" at {self.layer}" if self.method == "gradcam" else ""
+            lines += [f"{row.path}: {top}",
+                      f"wrote {row.written} ({self.method}{where} of {row.target_class}, {row.probability:.1%})"]
+        if self.filters is not None:
+            lines.append(f"wrote {self.filters}")
+        lines += [f"wrote {path}" for path in self.feature_maps]
+        return "\n".join(lines)
+
+
+def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, method: str = "gradcam",
+            layer: str | None = None, target: str | None = None, top_k: int = TOP_K, filters: bool = False,
+            feature_maps: str | Path | None = None, output: Path | None = None, device: str = "auto") -> ExplainReport:
+    """Heat maps of `images` (files, folders, glob patterns, as zoo predict takes them), the first convolution's
+    `filters` and the stages' activations for the picture `feature_maps`, as PNGs in `output` (default: beside
+    the checkpoint, <checkpoint stem>.explain/): <picture stem>.<method>.png, filters.png and
+    <picture stem>.feature_maps.<stage>.png.
+
+    `source`: a checkpoint, a .safetensors export or torchvision:<Weights> (zoo.load; .onnx has no gradients).
+    Raises ZooError, before anything is written, for nothing asked, an --output that is a file, a picture that
+    cannot be read, an unknown --layer or --target, a network without convolutions asked for Grad-CAM, filters or
+    feature maps, or a method unknown."""
+    from zoo.inference import load
+    from zoo.predict import gather
+
+    if method not in METHODS:
+        raise ZooError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not images and not filters and feature_maps is None:
+        raise ZooError("nothing to explain; give pictures (zoo explain best.pt seven.png), --filters or --feature-maps PICTURE")
+    if layer is not None and method != "gradcam":
+        raise ZooError(f"--layer is Grad-CAM's; remove it, or give --method gradcam (not {method})")
+    if top_k < 1:
+        raise ZooError("--top-k must be 1 or more")
+    if output is not None:
+        check_output(Path(output))
+    paths = gather(images)[0] if images else []
+    if images and not paths:
+        raise ZooError(f"no image files in {', '.join(map(str, images))}")
+    predictor = load(source, device)
+    model = predictor.model
+    if not isinstance(model, nn.Module):
+        raise ZooError(f"{predictor.source}: zoo explain needs the PyTorch network's gradients, which an ONNX file has not; "
+                       "give the checkpoint (.pt) or its .safetensors export")
+    if predictor.preprocessing is not None:
+        predictor.preprocessing.check_pictures()
+    model_name = predictor.config.model.name if predictor.config is not None else type(model).__name__.lower()
+    folder = Path(output) if output is not None else default_output(predictor.source)
+    check_output(folder)
+    pictures = [predictor.prepare(path) for path in paths]  # an unreadable file: one line, before anything is drawn
+    mapped = predictor.prepare(feature_maps) if feature_maps is not None else None
+    index = resolve_target(target, predictor.classes)
+    report = ExplainReport(method, None)
+    drawn: list[tuple[Path, Image.Image]] = []
+    backbone = None
+    if (pictures and method == "gradcam") or mapped is not None:
+        example = (mapped if mapped is not None else pictures[0])[None].to(predictor.device)
+        backbone = find_stages(model, example)
+        if pictures and method == "gradcam":
+            report.layer = backbone.resolve(layer, model, model_name)
+        if mapped is not None and not backbone.stages:
+            raise ZooError(f"--feature-maps: {model_name} has no convolutional stage, so no feature maps; its layers "
+                           "are fully connected")
+    if filters:
+        drawn.append((folder / "filters.png", filter_grid(model)))  # ZooError for the MLP, before anything is written
+    for path, picture, row in overlays(predictor, paths, pictures, folder, method, report.layer, index, top_k):
+        drawn.append((path, picture))
+        report.rows.append(row)
+    if mapped is not None and backbone is not None:
+        outputs, _ = trace(model, mapped[None].to(predictor.device))
+        stem = Path(feature_maps).stem
+        for stage in backbone.stages:
+            path = folder / f"{stem}.feature_maps.{stage.name}.png"
+            drawn.append((path, map_grid(outputs[stage.name][0], stage.name, MAX_CHANNELS)))
+            report.feature_maps.append(path)
+    if filters:
+        report.filters = folder / "filters.png"
+    write_pictures(drawn)
+    return report
+
+
+def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], folder: Path, method: str,
+             layer: str | None, target: int | None, top_k: int) -> list[tuple[Path, Image.Image, Explained]]:
+    """Each picture's (PNG path, overlay, row): its top_k, and the heat map of `target` (None: its top-1), BATCH
+    pictures a pass."""
+    from zoo.inference import top_predictions
+
+    model, classes = predictor.model, predictor.classes
+    stems, k = unique_stems(paths), min(top_k, len(classes))
+    where = f" at {layer}" if method == "gradcam" else ""
+    drawn = []
+    for start in range(0, len(pictures), BATCH):
+        batch = torch.stack(pictures[start:start + BATCH]).to(predictor.device)
+        with torch.no_grad():
+            logits = model(batch).float().cpu()
+        probabilities = logits.softmax(dim=1)
+        predictions = top_predictions(logits, classes, k)
+        targets = [target if target is not None else p.indices[0] for p in predictions]
+        maps = heatmaps(model, batch, targets, method, layer)
+        for offset, (prediction, chosen) in enumerate(zip(predictions, targets)):
+            number = start + offset
+            path = folder / f"{stems[number]}.{method}.png"
+            name, probability = classes[chosen], probabilities[offset, chosen].item()
+            top = ", ".join(f"{c} {p:.1%}" for c, p in zip(prediction.classes, prediction.probabilities))
+            caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})", f"top-{k}: {top}"]
+            picture = heatmap_overlay(seen(predictor, pictures[number]).numpy(), maps[offset].numpy(), caption)
+            drawn.append((path, picture, Explained(paths[number], prediction, chosen, name, probability, path)))
+    return drawn
+
+
+def default_output(source: str) -> Path:
+    """Beside the checkpoint: runs/.../checkpoints/best.pt -> runs/.../checkpoints/best.explain; torchvision
+    weights: <weights>.explain in the working directory."""
+    if source.startswith("torchvision:"):
+        return Path(f"{source.removeprefix('torchvision:')}.explain")
+    path = Path(source)
+    return path.parent / f"{path.stem}.explain"
+
+
+def check_output(folder: Path) -> None:
+    """Raises ZooError when `folder`, or the nearest of its parents that exists, is not a folder."""
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        which = f"--output {folder} is a file" if existing == folder else f"--output {folder}: {existing} is a file"
+        raise ZooError(f"{which}; give a folder for the PNGs, e.g. {folder.parent / (folder.stem + '.explain')}")
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Each picture's file stem, a second picture of the same stem (a.png, other/a.jpg) numbered: a-2."""
+    seen_stems: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        count = seen_stems.get(path.stem, 0) + 1
+        seen_stems[path.stem] = count
+        stems.append(path.stem if count == 1 else f"{path.stem}-{count}")
+    return stems
+
+
+def write_pictures(drawn: list[tuple[Path, Image.Image]]) -> None:
+    """Each picture as a PNG, atomically (zoo.rundir.atomic_write); an unwritable folder is one line."""
+    from zoo.rundir import atomic_write
+
+    for path, picture in drawn:
+        encoded = io.BytesIO()
+        picture.save(encoded, format="PNG")
+        try:
+            atomic_write(path, encoded.getvalue())
+        except OSError as error:
+            raise ZooError(f"cannot write {path} ({error.strerror or error}); give --output a writable folder") from None
