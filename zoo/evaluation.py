@@ -186,8 +186,9 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     """`path`'s model on `split` (test, val or train) of its data set, or of `data` under `data_root`, with
     `overrides` (key.path=value), on `device` (auto: this machine's best; the training run's device is not
     consulted). Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
-    order. Raises ZooError for a file that is no zoo checkpoint, a split the data has not, or data with
-    classes the model does not predict."""
+    order. Writes the confusion matrix (CSV, PNG) and the trust figures (TrustFiles: ROC, precision-recall,
+    reliability and, with wrong predictions, their gallery) beside the checkpoint. Raises ZooError for a file
+    that is no zoo checkpoint, a split the data has not, or data with classes the model does not predict."""
     path = checkpoint_file(path)  # a run directory: its best.pt, beside which the confusion files go
     split = str(getattr(split, "value", split))  # the CLI's choice enum, or its text
     if split not in CHOICES:
