@@ -156,7 +156,8 @@ def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tupl
     targets: list[torch.Tensor] = []
     result = evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.eval_criterion, parts.num_classes,
                              logits=logits, targets=targets)
-    shares = job.gather((torch.cat(logits), torch.cat(targets)))
+    mine = (torch.cat(logits), torch.cat(targets)) if logits else (torch.empty(0, parts.num_classes), torch.empty(0, dtype=torch.long))
+    shares = job.gather(mine)  # a rank's share may be empty: a test split of fewer images than ranks
     if not job.is_main:
         return result, None
     return result, (torch.cat([share[0] for share in shares]), torch.cat([share[1] for share in shares]))
