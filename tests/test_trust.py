@@ -4,6 +4,7 @@ TensorBoard; classes absent from the data, and class names in other scripts."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -80,7 +81,8 @@ def test_auc_ap_and_ece_are_scikit_learns_on_the_scores_zoo_evaluate_produced(di
     confidence, correct = scores.max(axis=1), scores.argmax(axis=1) == truth
     accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=15, strategy="uniform")
     filled = [b for b in trust.reliability if b.count]
-    assert [b.accuracy for b in filled] == pytest.approx(list(accuracy)) and [b.confidence for b in filled] == pytest.approx(list(mean_confidence))
+    assert [b.accuracy for b in filled] == pytest.approx(list(accuracy))
+    assert [b.confidence for b in filled] == pytest.approx(list(mean_confidence))
     assert trust.ece == pytest.approx(sum(abs(a - c) * b.count for a, c, b in zip(accuracy, mean_confidence, filled)) / 359)
     assert sum(b.count for b in trust.reliability) == 359 and 0 < trust.ece < 1
     wrong = np.flatnonzero(~correct)
@@ -105,7 +107,7 @@ def test_ece_by_hand_and_the_edge_cases():
     assert one.auc == [None, None, None] and one.auc_macro is None and one.average_precision == [1.0, None, None]
     assert one.wrong == [] and one.ece == pytest.approx(1 - torch.tensor([2.0, 0.0, -1.0]).softmax(0).max().item())
     for figure in (roc_figure, pr_figure, reliability_figure):
-        assert Image.open(__import__("io").BytesIO(figure(one, "one sample"))).size == (640, 480)
+        assert Image.open(io.BytesIO(figure(one, "one sample"))).size == (640, 480)
     # A class absent from the data: None, left out of the averages.
     absent = compute_trust(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1, 0, 1]),
                            ["a", "b", "c"])
@@ -133,7 +135,7 @@ def test_the_figures_are_written_beside_the_checkpoint_and_decode(digits_report)
 
 def test_zoo_evaluate_json_has_the_trust_fields(digits_run, digits_report):
     done = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(digits_run / "checkpoints" / "best.pt"), "-f", "json"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     fields = json.loads(done.stdout)
     assert set(fields["auc"]) == {"macro", "weighted", "per_class"} and list(fields["auc"]["per_class"]) == [str(d) for d in range(10)]
