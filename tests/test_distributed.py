@@ -78,6 +78,13 @@ def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_pa
     assert alone.metrics.count == 359
     assert alone.metrics.accuracy == pytest.approx(metrics["test"]["accuracy"])
     assert alone.metrics.loss == pytest.approx(metrics["test"]["loss"], rel=1e-5)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    events.Reload()  # the test split's PR curves on rank 0: both ranks' shards, each image once (true positives at 0)
+    positives = [tensor_util.make_ndarray(events.Tensors(f"pr/test/{d}")[-1].tensor_proto)[0, 0] for d in range(10)]
+    assert positives == alone.trust.support and sum(positives) == 359
 
 
 def test_launch_joins_torchruns_group_and_leaves_it_also_on_error(tmp_path, monkeypatch):

@@ -175,7 +175,8 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint on a split of its data or of other data.
 
-    Loss, top-1/top-5 accuracy, per-class precision/recall/F1 and the confusion matrix."""
+    Loss, top-1/top-5 accuracy, per-class precision/recall/F1, the confusion matrix, ROC AUC and average precision,
+    the calibration error (ECE) and the most confidently wrong images; the pictures are saved beside the checkpoint."""
     from zoo.evaluation import evaluate_checkpoint
     from zoo.render import render_evaluation
 

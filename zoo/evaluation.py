@@ -1,5 +1,6 @@
 """`zoo evaluate`: a checkpoint's model on a data split, with per-class precision, recall and F1 and the
-confusion matrix, which is also saved beside the checkpoint as CSV and PNG."""
+confusion matrix, which is also saved beside the checkpoint as CSV and PNG; and the trust figures of zoo.trust
+(ROC AUC, average precision, ECE, the most confidently wrong images), saved beside it as PNGs."""
 
 from __future__ import annotations
 
@@ -24,8 +25,28 @@ from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
 from zoo.rundir import atomic_write
 from zoo.runtime import resolve_device
+from zoo.trust import Trust, compute_trust
 
 CHOICES = tuple(reversed(SPLITS))  # test, val, train: the order `zoo evaluate --split` offers them
+
+
+@dataclass(frozen=True)
+class TrustFiles:
+    """The trust figures' PNGs beside the checkpoint (named as confusion_paths names the confusion files)."""
+
+    roc: Path
+    pr: Path
+    reliability: Path
+    wrong: Path | None  # None: no wrong prediction (or inputs that are no images), so no gallery
+
+    @classmethod
+    def beside(cls, stem: str) -> TrustFiles:
+        return cls(Path(f"{stem}.roc.png"), Path(f"{stem}.pr.png"), Path(f"{stem}.reliability.png"),
+                   Path(f"{stem}.wrong.png"))
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"roc_png": str(self.roc), "pr_png": str(self.pr), "reliability_png": str(self.reliability),
+                "wrong_png": None if self.wrong is None else str(self.wrong)}
 
 
 @dataclass(frozen=True)
@@ -39,6 +60,10 @@ class EvaluationReport:
     evaluated: str = ""  # what was measured, as the table's header says it ("" : the split)
     logits: torch.Tensor | None = None  # N x classes, the split's images in order
     paths: list[str] | None = None  # their files, where the data set reads files (ImageFolder)
+    targets: torch.Tensor | None = None  # N labels, in the model's class indices
+    trust: Trust | None = None
+    trust_files: TrustFiles | None = None  # None: evaluated with save=False, nothing written
+    wrong_images: list[Any] | None = None  # PIL pictures of trust.wrong, for the gallery (None: inputs are no images)
 
     @property
     def probabilities(self) -> torch.Tensor | None:
@@ -68,6 +93,8 @@ class EvaluationReport:
             "confusion_matrix": self.metrics.confusion.tolist(),
             "confusion_csv": str(self.confusion_csv),
             "confusion_png": str(self.confusion_png),
+            **(self.trust.to_dict() if self.trust is not None else {}),
+            **(self.trust_files.to_dict() if self.trust_files is not None else {}),
         }
 
 
@@ -115,6 +142,12 @@ def confusion_paths(path: Path, config: Config, stored: Config, split: str, fold
     (the data set's name, the folder's, or both) after the stem, so that it never overwrites the run's own:
     best.photos.confusion.csv for every image of photos/, best.held.test.confusion.csv for held/test/,
     best.mnist.test.confusion.csv for --data mnist."""
+    stem = output_stem(path, config, stored, split, folder)
+    return Path(f"{stem}.confusion.csv"), Path(f"{stem}.confusion.png")
+
+
+def output_stem(path: Path, config: Config, stored: Config, split: str, folder: Path | None) -> str:
+    """What the files of one evaluation begin with (see confusion_paths): .../best.test, .../best.photos."""
     parts = [str(path.with_suffix(""))]
     if foreign(config, stored):
         root = Path(config.data.root).resolve()
@@ -123,8 +156,7 @@ def confusion_paths(path: Path, config: Config, stored: Config, split: str, fold
         parts.append("-".join(differs))
     if folder is None or folder.resolve() != Path(config.data.root).resolve():  # not a folder measured whole
         parts.append(split)
-    stem = ".".join(parts)
-    return Path(f"{stem}.confusion.csv"), Path(f"{stem}.confusion.png")
+    return ".".join(parts)
 
 
 def measured(config: Config, stored: Config, split: str, folder: Path | None) -> tuple[str, str]:
@@ -154,10 +186,11 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
                         device: str = "auto", save: bool = True) -> EvaluationReport:
     """`path`'s model on `split` (test, val or train) of its data set, or of `data` under `data_root`, with
     `overrides` (key.path=value), on `device` (auto: this machine's best; the training run's device is not
-    consulted). With `save` (the default) the confusion matrix is written beside the checkpoint (CSV, PNG); `zoo
-    report` measures without writing. Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
-    order. Raises ZooError for a file that is no zoo checkpoint, a split the data has not, or data with
-    classes the model does not predict."""
+    consulted). Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
+    order. With `save` (the default), writes the confusion matrix (CSV, PNG) and the trust figures (TrustFiles:
+    ROC, precision-recall, reliability and, with wrong predictions, their gallery) beside the checkpoint; `zoo
+    report` measures without writing. Raises ZooError for a file that is no zoo checkpoint, a split the data has
+    not, or data with classes the model does not predict."""
     path = checkpoint_file(path)  # a run directory: its best.pt, beside which the confusion files go
     split = str(getattr(split, "value", split))  # the CLI's choice enum, or its text
     if split not in CHOICES:
@@ -194,13 +227,21 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     loader = by_name(loader, splits.classes, classes, path)
     model = load_model(state, config, path).to(where)
     logits: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
     result = evaluate_loader(model, loader, Compute(where, config.train.precision), nn.CrossEntropyLoss(), model.num_classes,
-                             logits=logits)
+                             logits=logits, targets=targets)
+    scores, labels = torch.cat(logits), torch.cat(targets)
     csv_path, png_path = confusion_paths(path, config, stored, split, folder)
     evaluated, title = measured(config, stored, split, folder)
+    title = f"{config.model.name} on {title}"
+    trust = compute_trust(scores, labels, classes, paths)
+    pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
+    files = None
     if save:
-        _save_confusion(result.metrics.confusion, classes, csv_path, png_path, f"{config.model.name} on {title}")
-    return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, torch.cat(logits), paths)
+        _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
+        files = _save_trust(trust, pictures, TrustFiles.beside(output_stem(path, config, stored, split, folder)), title)
+    return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust, files,
+                            pictures)
 
 
 class Relabelled:
@@ -255,3 +296,42 @@ def _save_confusion(confusion: torch.Tensor, classes: list[str], csv_path: Path,
     image = io.BytesIO()
     confusion_image(confusion, classes, title).save(image, format="png")
     atomic_write(png_path, image.getvalue())
+
+
+def wrong_pictures(loader: Iterable, trust: Trust, paths: list[str] | None, mean: tuple[float, ...],
+                   std: tuple[float, ...]) -> list[Any] | None:
+    """The pictures of trust.wrong for the gallery: each file itself where the split reads files, else the network's
+    input (as the loader gives it, normalized by `mean` and `std`) turned back into pixels; None for inputs that
+    are no images (xor's points). Reads only those samples again: the evaluation pass keeps no images."""
+    from zoo.data.images import open_image
+    from zoo.trust_figures import input_picture
+
+    if paths is not None:
+        return [open_image(paths[wrong.index]) for wrong in trust.wrong]
+    inner = getattr(loader, "loader", loader)  # Relabelled's: the labels differ, the images do not
+    positions = [wrong.index for wrong in trust.wrong]
+    if hasattr(inner, "eval_indices"):  # a MemoryLoader: its tensors through its (evaluation) pipeline
+        chosen = inner.eval_indices[positions].to(inner.images.device)
+        inputs = inner.pipeline(inner.images[chosen]).cpu() if positions else torch.empty(0)
+    else:  # a DataLoader in order over a data set (no sampler: this is one process)
+        inputs = [inner.dataset[position][0] for position in positions]
+    if any(image.dim() != 3 for image in inputs):
+        return None
+    return [input_picture(image, mean, std) for image in inputs]
+
+
+def _save_trust(trust: Trust, pictures: list[Any] | None, files: TrustFiles, title: str) -> TrustFiles:
+    """The trust figures as PNGs beside the checkpoint; the gallery only with wrong predictions of pictures, an
+    older one removed otherwise, so that no gallery of another evaluation stands for this one."""
+    from zoo.trust_figures import png_bytes, pr_figure, reliability_figure, roc_figure, wrong_gallery
+
+    drawn = {files.roc: roc_figure(trust, title), files.pr: pr_figure(trust, title),
+             files.reliability: reliability_figure(trust, title)}
+    if trust.wrong and pictures is not None:
+        drawn[files.wrong] = png_bytes(wrong_gallery(trust, pictures, title))
+    else:
+        files.wrong.unlink(missing_ok=True)
+        files = TrustFiles(files.roc, files.pr, files.reliability, None)
+    for target, data in drawn.items():
+        atomic_write(target, data)
+    return files

@@ -180,20 +180,24 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
 
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader: Iterable, compute: Compute, criterion: Criterion, num_classes: int,
-                    progress: tqdm | None = None, logits: list[Tensor] | None = None) -> EpochResult:
+                    progress: tqdm | None = None, logits: list[Tensor] | None = None,
+                    targets: list[Tensor] | None = None) -> EpochResult:
     """Loss, top-1/top-5 and the confusion matrix over every sample of `loader`, counted once (summed over
-    ranks when `compute.distributed`). `logits`, when given, gets each batch's (N x num_classes, on the CPU)."""
+    ranks when `compute.distributed`). `logits`, when given, gets each batch's (N x num_classes, on the CPU),
+    `targets` its labels (N, on the CPU): this rank's share of them when distributed."""
     model.eval()
     meter = MetricAccumulator(num_classes, compute.device)
     start = time.perf_counter()
-    for images, targets in loader:
-        images, targets = compute.batch(images, targets)
+    for images, labels in loader:
+        images, labels = compute.batch(images, labels)
         with autocast(compute.device, compute.precision):
             outputs = model(images)
         outputs = outputs.float()
-        meter.update(outputs, targets, criterion(outputs, targets))
+        meter.update(outputs, labels, criterion(outputs, labels))
         if logits is not None:
             logits.append(outputs.cpu())
+        if targets is not None:
+            targets.append(labels.cpu())
         if progress is not None:
             progress.update(1)
     if compute.distributed:

@@ -3,7 +3,7 @@
     render(headers, rows, fmt)        any table, in any Format
     render_catalog(rows, fmt)         `zoo list`: one row per model
     render_summary(summary, fmt)      `zoo summary`: the layer table, the totals and how to read them
-    render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, confusion matrix
+    render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, trust figures, confusion matrix
     render_predictions(report, fmt)   `zoo predict`: one row per image, its top-k classes and probabilities
     render_lr_find(result, ...)       `zoo lr-find`: the sweep, the suggestion and the command to train with it
 
@@ -242,13 +242,40 @@ def _evaluation_table(report: EvaluationReport) -> str:
     over = "" if macro["classes"] == len(report.classes) else f" ({macro['classes']} of {len(report.classes)} classes)"
     rows.append([f"macro average{over}", _pct(macro["precision"]), _pct(macro["recall"]), f"{macro['f1']:.4f}", m.count])
     lines.append(render(["class", "precision", "recall", "f1", "support"], rows, numeric=[False, True, True, True, True]))
+    lines += _trust_lines(report)
     if len(report.classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
         lines.append(render(["true class", *report.classes],
                             [[name, *row] for name, row in zip(report.classes, m.confusion.tolist())],
                             numeric=[False] + [True] * len(report.classes)))
     lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]
+    if report.trust_files is not None:
+        files = report.trust_files
+        lines += [f"       {path}" for path in (files.roc, files.pr, files.reliability, files.wrong) if path is not None]
     return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _trust_lines(report: EvaluationReport) -> list[str]:
+    """One line of zoo.trust's figures (macro AUC and AP, one class against the rest; ECE) and one of the gallery."""
+    trust = report.trust
+    if trust is None:
+        return []
+    lines = ["", f"trust: macro AUC {_figure(trust.auc_macro)}  macro AP {_figure(trust.ap_macro)}  "
+                 f"ECE {trust.ece:.2%} ({len(trust.reliability)} bins)"]
+    if not trust.wrong:
+        lines.append("most confidently wrong: none, every prediction is right (no gallery)")
+    else:
+        gallery = "" if report.trust_files is None or report.trust_files.wrong is None else f" in {report.trust_files.wrong.name}"
+        first = trust.wrong[0]
+        shown = (f"{trust.wrong_count:,} wrong" if len(trust.wrong) == trust.wrong_count
+                 else f"the {len(trust.wrong)} surest of {trust.wrong_count:,} wrong")
+        lines.append(f"most confidently wrong: {shown}{gallery}; the surest {trust.classes[first.true]} -> "
+                     f"{trust.classes[first.predicted]} at {first.probability:.1%}")
+    return lines
 
 
 def render_evaluation(report: EvaluationReport, fmt: str = "table") -> str:

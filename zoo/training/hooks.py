@@ -94,9 +94,14 @@ class RunLog:
             self.history.write(epoch, train, val, ema_val, rates)
         say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val))
 
-    def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None) -> None:
+    def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None, classes: list[str],
+               scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """The test split's figures on best.pt's weights; `scores`, its (N x classes logits, N labels) over every
+        rank, draw its per-class PR curves."""
         if self.tensorboard is not None:
             self.tensorboard.metrics("test", test.metrics, epochs_run)
+            if scores is not None:
+                self.tensorboard.pr_curves("test", *scores, classes, epochs_run)
             self.tensorboard.hparams(hparams(self.config), {"hparam/test_accuracy": test.metrics.accuracy,
                                                             "hparam/val_accuracy": (best_val or {}).get("accuracy", test.metrics.accuracy)})
 

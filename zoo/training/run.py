@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from zoo.checkpoint import read_state
 from zoo.config import Config
 from zoo.console import say
@@ -70,11 +72,11 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
         with guard.handling_signals():
             parts.position.restore(parts.train_loader)  # the random state last: building the model and loaders drew from it
             step = _epochs(parts, job, log, guard, saver, stopper, run_dir)
-        test = _test_best(parts, job, run_dir)
+        test, scores = _test_best(parts, job, run_dir)
         metrics = _metrics(parts, progress, step, test)
         if job.is_main:
             write_json(run_dir / "metrics.json", metrics)
-        log.finish(test, progress.epochs_run, progress.best_val)
+        log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores)
     except BaseException as error:
         if fresh and not isinstance(error, RunStopped) and not (saver is not None and saver.saved):  # a stopped run names its checkpoint
             _discard(run_dir, made, log, lock)
@@ -146,12 +148,22 @@ def _discard(run_dir: Path, made: list[Path], log: RunLog | None, lock: RunLock 
     discard_run_dir(run_dir, made)
 
 
-def _test_best(parts: Parts, job: Job, run_dir: Path):
-    """The test split on best.pt's weights, on every rank."""
+def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The test split on best.pt's weights, on every rank; and, on rank 0, its (N x classes logits, N labels)
+    over every rank's share, for TensorBoard's PR curves (one pass, after the training loop: its cost is the
+    copy of each test batch's logits to the CPU)."""
     if job.is_main:
         parts.model.load_state_dict(read_state(run_dir / "checkpoints" / "best.pt", "weights", job.device).model)
     job.sync_module(parts.model)  # the other ranks may not see rank 0's disk (several nodes)
-    return evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.eval_criterion, parts.num_classes)
+    logits: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    result = evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.eval_criterion, parts.num_classes,
+                             logits=logits, targets=targets)
+    mine = (torch.cat(logits), torch.cat(targets)) if logits else (torch.empty(0, parts.num_classes), torch.empty(0, dtype=torch.long))
+    shares = job.gather(mine)  # a rank's share may be empty: a test split of fewer images than ranks
+    if not job.is_main:
+        return result, None
+    return result, (torch.cat([share[0] for share in shares]), torch.cat([share[1] for share in shares]))
 
 
 def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:

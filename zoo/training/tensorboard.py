@@ -20,8 +20,8 @@ from zoo.plots import confusion_image
 
 
 class TensorBoardLogger:
-    """Scalars, per-layer gradient norms, weight histograms, the confusion matrix, first-layer filters, the graph,
-    hparams."""
+    """Scalars, per-layer gradient norms, weight histograms, the confusion matrix, first-layer filters, the test
+    split's PR curves, the graph, hparams."""
 
     def __init__(self, log_dir: Path) -> None:
         self.writer = SummaryWriter(log_dir=str(log_dir))
@@ -59,6 +59,17 @@ class TensorBoardLogger:
         filters/<its name>: a student watches them form. 1 ms for LeNet-5's 6, 5 ms for ResNet-18's 64."""
         name, _ = first_conv(model, "train.log_filters")
         self.image(f"filters/{name}", filter_grid(model), epoch)
+
+    def pr_curves(self, split: str, logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[str], step: int) -> None:
+        """One precision-recall curve per class, the class against the rest on its softmax probability, under
+        pr/<split>/<class> (TensorBoard's PR Curves tab); `logits` N x classes, `targets` N class indices. A class
+        without samples gets none: its recall is undefined (zoo.trust leaves it out too)."""
+        probabilities = logits.detach().float().cpu().softmax(dim=1)
+        truth = targets.detach().cpu()
+        for k, name in enumerate(classes):
+            positive = truth == k
+            if positive.any():
+                self.writer.add_pr_curve(f"pr/{split}/{name}", positive.numpy(), probabilities[:, k].numpy(), step)
 
     def image(self, tag: str, picture: Any, step: int) -> None:
         """A PIL image as TensorBoard's image summary, encoded once as a fast PNG (compress level 1): add_image
