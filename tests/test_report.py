@@ -72,9 +72,12 @@ def test_the_page_has_every_section_and_fetches_nothing(page):
 def test_the_figures_are_the_runs_own(page, run_dir):
     evaluation = evaluate_checkpoint(run_dir / "checkpoints" / "best.pt", save=False)
     assert f"{evaluation.metrics.accuracy:.2%}" in page
-    for row in evaluation.per_class():  # each class's row, names as written (café, 猫), figures as measured
-        cells = [row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"])]
+    trust = evaluation.trust
+    for k, row in enumerate(evaluation.per_class()):  # each class's row, names as written (café, 猫), as measured
+        cells = [row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                 f"{trust.auc[k]:.4f}", f"{trust.average_precision[k]:.4f}", str(row["support"])]
         assert "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" in page
+    assert f"expected calibration error {trust.ece:.2%}" in page
     assert "optimizer:\n  name: adam" in page  # the resolved config
     epochs = (run_dir / "history.csv").read_text().count("\n") - 1
     assert page.count("</td></tr>") >= epochs + len(COLOURS)

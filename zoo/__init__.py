@@ -5,7 +5,8 @@
     >>> zoo.list_models("vgg*")
     >>> result = zoo.train(zoo.load_config("configs/lenet5_digits.yaml"))
     >>> zoo.lr_find(zoo.load_config("configs/lenet5_digits.yaml")).suggestion     # optimizer.lr to train with
-    >>> report = zoo.evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt")
+    >>> report = zoo.evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt")   # report.trust: AUC, ECE
+    >>> zoo.write_report(result.run_dir)                                  # report.html: the run on one page
     >>> predictor = zoo.load(result.run_dir / "checkpoints" / "best.pt")   # or an exported .onnx/.pt2/.safetensors
     >>> predictor.predict(["photo.jpg"], top_k=3)[0].label
 
@@ -22,12 +23,14 @@ The public names are imported on first use, so `import zoo` (and `zoo --help`) s
     rundir.py       run directories, the lock, atomic files (no torch)
     runtime.py      the device, seeds and random state, precision and speed settings
     distributed.py  torchrun: the process group, Job (this process's rank and device)
-    evaluation.py   zoo evaluate: a checkpoint on a split, per-class figures, the confusion matrix
+    evaluation.py   zoo evaluate: a checkpoint on a split, per-class figures, the confusion matrix, trust figures
+    trust.py        ROC AUC, average precision (scikit-learn), ECE; trust_figures.py: their pictures (matplotlib)
     inference.py    zoo.load: any trained network (checkpoint, export, torchvision weights) as a Predictor
     predict.py      zoo predict: top-k classes of image files, folders and glob patterns, batched
     export.py       zoo export: ONNX, torch.export (.pt2) and safetensors with metadata, checked against eager
     explain.py      zoo explain: Grad-CAM, saliency and occlusion heat maps (captum), filters, feature maps
     grids.py        the pictures of explain and train.log_filters: tile grids, heat-map overlays (no captum)
+    report.py       zoo report: a run's self-contained HTML page
     summary/        zoo summary: per-layer shapes, parameters, MACs and memory
     render.py       what the CLI prints: tables, Markdown, CSV, JSON, reports
     plots.py        the confusion-matrix picture, and the fonts of every picture's text
@@ -59,6 +62,8 @@ _EXPORTS = {
     "predict_files": "zoo.predict",
     "export_checkpoint": "zoo.export",
     "filter_grid": "zoo.grids",
+    "compute_trust": "zoo.trust",
+    "write_report": "zoo.report",
     "TrainingState": "zoo.checkpoint",
     "read_state": "zoo.checkpoint",
     "aux_loss": "zoo.loop",

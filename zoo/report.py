@@ -10,11 +10,14 @@ test or a link can name):
     curves       loss and top-1 accuracy per epoch (training and validation) and the learning rate: history.csv
     classes      per-class precision, recall, F1 and support of the test split, as `zoo evaluate` measures them
     confusion    the confusion matrix, as `zoo evaluate` draws it (zoo.plots)
+    trust        ROC and precision-recall curves, the reliability diagram and its ECE (zoo.trust, zoo.trust_figures)
+    wrong        the test images the model got wrong most confidently, with their files where the data has files
+    filters      the first convolution's filters (zoo.grids.filter_grid: zoo explain --filters' picture)
     timing       seconds and images/s per epoch, and the whole run's: history.csv and metrics.json
     config       the resolved config the run trained with: config.yaml
 
 It reads the run directory (config.yaml, history.csv, metrics.json, checkpoints/best.pt) and evaluates best.pt
-on the run's test split again, because the figures a checkpoint alone holds do not include the per-class table.
+on the run's test split again, because the figures a checkpoint alone holds do not include the per-class table or the scores the trust figures need.
 It writes only the page. The curves are drawn with matplotlib, imported here and never by training.
 """
 
@@ -38,7 +41,8 @@ if TYPE_CHECKING:
 
     from zoo.evaluation import EvaluationReport
 
-SECTIONS = ("summary", "curves", "classes", "confusion", "timing", "config")
+SECTIONS = ("summary", "curves", "classes", "confusion", "trust", "wrong", "filters", "timing", "config")
+FILTERS_WIDTH = 480  # pixels: a smaller filter grid is enlarged to at least this
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoints/best.pt")  # what a finished run has
 
 
@@ -87,6 +91,7 @@ th, td { border: 1px solid #d0d7de; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f6f8fa; }
 figure { margin: 0.5em 0 1.5em; } figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 figcaption { color: #57606a; font-size: 0.9em; } pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
+.figures { display: flex; flex-wrap: wrap; gap: 0 1em; } .figures figure { flex: 1 1 30em; }
 .na { color: #8c959f; } table.kv td { text-align: left; } table.kv td:first-child { color: #57606a; }
 """
 
@@ -152,9 +157,13 @@ def build_page(run: Run, device: str = "auto") -> str:
     page.add("classes", "Per-class figures (test split)", classes_html(evaluation))
     from zoo.plots import confusion_image
 
-    confusion = confusion_image(evaluation.metrics.confusion, evaluation.classes, f"{metrics.get('model')} on the test split")
+    title = f"{metrics.get('model')} on the test split"
+    confusion = confusion_image(evaluation.metrics.confusion, evaluation.classes, title)
     page.add("confusion", "Confusion matrix (test split)",
              figure(png(confusion), "Rows: the true class; columns: the predicted one; each row shaded by its own total."))
+    page.add("trust", "Can its scores be trusted? (test split)", trust_html(evaluation, title))
+    page.add("wrong", "The most confidently wrong test images", wrong_html(evaluation, title))
+    page.add("filters", "First-layer filters", filters_html(run))
     page.add("timing", "Timing and throughput", timing_html(run))
     page.add("config", "Config", f"<p>The resolved config the run trained with (config.yaml).</p>\n"
                                  f"<pre>{html.escape(run.config_text)}</pre>")
@@ -171,6 +180,8 @@ def summary_html(run: Run, evaluation: EvaluationReport) -> str:
         ("test images", f"{m.count:,}"), ("test top-1 accuracy", percent(m.accuracy)),
         ("test top-5 accuracy", percent(m.top5_accuracy)), ("test macro F1", fraction(macro.get("f1"))),
         ("test loss", fraction(m.loss)),
+        ("test macro ROC AUC", fraction(evaluation.trust.auc_macro)),
+        ("expected calibration error", percent(evaluation.trust.ece)),
         ("best epoch", f"{run.metrics.get('best_epoch')} of {run.metrics.get('epochs_run')} "
                        f"({run.metrics.get('best_weights', 'raw')} weights)"),
         ("training time", seconds(train.get("time_s"))),
@@ -180,14 +191,70 @@ def summary_html(run: Run, evaluation: EvaluationReport) -> str:
 
 
 def classes_html(evaluation: EvaluationReport) -> str:
-    rows = [(row["class"], fraction(row["precision"]), fraction(row["recall"]), fraction(row["f1"]), f"{row['support']:,}")
-            for row in evaluation.per_class()]
+    trust = evaluation.trust
+    rows = [(row["class"], fraction(row["precision"]), fraction(row["recall"]), fraction(row["f1"]),
+             fraction(trust.auc[k]), fraction(trust.average_precision[k]), f"{row['support']:,}")
+            for k, row in enumerate(evaluation.per_class())]
     macro = evaluation.metrics.macro()
     rows.append(("macro average", fraction(macro.get("precision")), fraction(macro.get("recall")),
-                 fraction(macro.get("f1")), f"{evaluation.metrics.count:,}"))
-    return ("<p>As <code>zoo evaluate</code> measures them on best.pt; n/a: a class neither in the split nor "
-            "predicted, left out of the macro average.</p>\n"
-            + table(["class", "precision", "recall", "F1", "support"], rows))
+                 fraction(macro.get("f1")), fraction(trust.auc_macro), fraction(trust.ap_macro),
+                 f"{evaluation.metrics.count:,}"))
+    return ("<p>As <code>zoo evaluate</code> measures them on best.pt. AUC and AP: the class against the rest on "
+            "its softmax probability (scikit-learn's ROC AUC and average precision). n/a: a class neither in the "
+            "split nor predicted (AUC, AP: not in the split), left out of the macro average.</p>\n"
+            + table(["class", "precision", "recall", "F1", "ROC AUC", "AP", "support"], rows))
+
+
+def trust_html(evaluation: EvaluationReport, title: str) -> str:
+    from zoo.trust_figures import pr_figure, reliability_figure, roc_figure
+
+    trust = evaluation.trust
+    return "\n".join([
+        f"<p>Macro ROC AUC {fraction(trust.auc_macro)}, macro average precision {fraction(trust.ap_macro)}; "
+        f"expected calibration error {percent(trust.ece)} of the top-1 confidence in {len(trust.reliability)} "
+        "equal-width bins (Guo et al. 2017): how far the probabilities the model gives are from how often it is "
+        "right.</p>",
+        '<div class="figures">',
+        figure(roc_figure(trust, title), "ROC curves: each class against the rest."),
+        figure(pr_figure(trust, title), "Precision-recall curves: each class against the rest."),
+        figure(reliability_figure(trust, title), "Reliability diagram: accuracy in each confidence bin; a "
+                                                 "calibrated model follows the diagonal."),
+        "</div>",
+    ])
+
+
+def wrong_html(evaluation: EvaluationReport, title: str) -> str:
+    from zoo.trust_figures import png_bytes, wrong_gallery
+
+    trust = evaluation.trust
+    if not trust.wrong:
+        return f"<p>None: every one of the {trust.count:,} test images is predicted right.</p>"
+    rows = [(trust.classes[w.true], trust.classes[w.predicted], percent(w.probability), w.path or f"image {w.index}")
+            for w in trust.wrong]
+    shown = f"The {len(trust.wrong)} surest of {trust.wrong_count:,} wrong predictions"
+    picture = "" if evaluation.wrong_images is None else figure(
+        png_bytes(wrong_gallery(trust, evaluation.wrong_images, title)), f"{shown}: true -> predicted, probability.")
+    return picture + "\n" + table(["true", "predicted", "probability", "image"], rows)
+
+
+def filters_html(run: Run) -> str:
+    from zoo.grids import filter_grid, first_conv
+    from zoo.inference import open_checkpoint
+
+    _, _, model = open_checkpoint(run.checkpoint)
+    try:
+        name, conv = first_conv(model, "filters")
+    except ZooError:
+        return "<p>None: the network has no convolution (its layers are fully connected).</p>"
+    shape = " x ".join(str(size) for size in conv.weight.shape)
+    grid = filter_grid(model)
+    if grid.width < FILTERS_WIDTH:  # LeNet-5's 6 filters of 5 x 5 would be a stamp: enlarged, pixels kept square
+        from PIL import Image
+
+        factor = -(-FILTERS_WIDTH // grid.width)
+        grid = grid.resize((grid.width * factor, grid.height * factor), Image.Resampling.NEAREST)
+    return figure(png(grid), f"{name}'s {conv.out_channels} filters ({shape}: out x in x height x "
+                  "width), each scaled to its own range; what zoo explain --filters draws.")
 
 
 def timing_html(run: Run) -> str:

@@ -26,13 +26,23 @@ from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import StochasticDepth
 
 from zoo.models.base import Classifier
 from zoo.models.layers import SqueezeExcite, activation_layer
 from zoo.registry import Paper, ParamReference, register_model
 
 HE_2015 = Paper("He, Zhang, Ren, Sun", 2015, "Deep Residual Learning for Image Recognition", "arXiv:1512.03385")
+
+
+def stochastic_depth(rate: float) -> nn.Module | None:
+    """torchvision.ops.StochasticDepth in "row" mode (a sample's whole branch), or None at rate 0. Imported here:
+    importing torchvision costs 1.5 s (its ops import torch._dynamo), which evaluate, predict and report of a
+    network without it need not pay."""
+    if not rate:
+        return None
+    from torchvision.ops import StochasticDepth
+
+    return StochasticDepth(rate, "row")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -67,7 +77,7 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = SqueezeExcite(planes, se_reduction, activation) if se_reduction else None
-        self.drop_path = StochasticDepth(drop_path, "row") if drop_path else None
+        self.drop_path = stochastic_depth(drop_path)
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
@@ -96,7 +106,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = activation_layer(activation)
         self.se = SqueezeExcite(out_channels, se_reduction, activation) if se_reduction else None
-        self.drop_path = StochasticDepth(drop_path, "row") if drop_path else None
+        self.drop_path = stochastic_depth(drop_path)
         self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
