@@ -52,7 +52,7 @@ RECIPE = ("data.sampler=balanced", "loss.class_weights=auto", "train.accumulate_
           "data.augment={mixup_alpha: 0.2, cutmix_alpha: 1.0, random_erasing: 0.25, policy: trivialaugment}")
 
 
-@pytest.mark.parametrize("loader, recipe", [("memory", ()), ("torchvision", RECIPE)])
+@pytest.mark.parametrize("loader, recipe", [("memory", ()), pytest.param("torchvision", RECIPE, marks=pytest.mark.slow)])
 def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_path, loader, recipe):
     done = torchrun(tmp_path, f"data.loader={loader}", *recipe)
     assert done.returncode == 0, done.stderr[-3000:]

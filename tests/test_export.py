@@ -23,6 +23,7 @@ from zoo.registry import get_model_info, list_models
 # scripts/export_all.py runs every registered model and prints the table.
 COVERING = ("lenet5", "mlp", "mnist_cnn", "alexnet_owt", "zfnet", "googlenet", "resnet20", "resnet18", "resnet50",
             "se_resnet18", "vgg11_bn")
+QUICK = ("lenet5", "mlp", "mnist_cnn", "resnet20")  # under 3 s each: the default suite; the rest run with -m slow
 
 
 def small_side(name: str) -> int:
@@ -57,7 +58,7 @@ def test_the_exported_networks_cover_every_family():
     assert {get_model_info(name).family for name in COVERING} == families, "add the new family's smallest network"
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "vgg11_bn" else name
+@pytest.mark.parametrize("name", [name if name in QUICK else pytest.param(name, marks=pytest.mark.slow)
                                   for name in COVERING])
 def test_a_network_of_each_family_exports_to_onnx_and_pt2_within_tolerance(name, tmp_path):
     path = checkpoint_of(name, tmp_path)
@@ -69,6 +70,7 @@ def test_a_network_of_each_family_exports_to_onnx_and_pt2_within_tolerance(name,
         report.path.unlink()  # the large ones take disk
 
 
+@pytest.mark.slow
 def test_onnx_metadata_static_batch_and_opset(tmp_path):
     path = checkpoint_of("resnet20", tmp_path)
     report = export_checkpoint(path, "onnx", tmp_path / "fixed.onnx", opset=18, batch=4)
@@ -87,6 +89,7 @@ def test_onnx_metadata_static_batch_and_opset(tmp_path):
     assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named, free batch dimension
 
 
+@pytest.mark.slow
 def test_googlenet_exports_its_main_head_and_safetensors_keeps_every_tensor(tmp_path):
     path = checkpoint_of("googlenet", tmp_path, side=64, aux_logits=True)
     onnx_report = export_checkpoint(path, "onnx")

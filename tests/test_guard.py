@@ -90,7 +90,7 @@ def _wait_for(process: subprocess.Popen, text: str) -> str:
     raise AssertionError(f"{text!r} never printed: {seen}{process.stderr.read()}")
 
 
-@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("number", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_a_signal_to_zoo_train_saves_once_prints_the_resume_command_and_exits_128_plus_it(tmp_path, number):
     process = _zoo("train", "--config", "configs/lenet5_digits.yaml", "--set", f"train.output_dir={tmp_path}",
                    "--set", "train.epochs=30", "--set", "train.checkpoint_every_steps=500")

@@ -159,6 +159,7 @@ def test_suggestion_is_the_steepest_descent_and_says_when_there_is_none():
     assert lr_overrides(["optimizer.lr=1", "data.batch_size=64"], 0.0032) == ["data.batch_size=64", "optimizer.lr=0.0032"]
 
 
+@pytest.mark.slow
 def test_lenet5_on_digits_trains_well_with_the_suggestion(tmp_path):
     result = lr_find(config(tmp_path))
     assert result.suggestion is not None, result.problem

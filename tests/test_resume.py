@@ -196,6 +196,7 @@ def test_a_fine_tuning_run_resumes_exactly_across_its_unfreezing(uninterrupted, 
     _assert_same_state(_final_state(straight.run_dir), _final_state(run_dir))
 
 
+@pytest.mark.slow
 def test_stochastic_depth_resumes_mid_epoch_bit_exact(tmp_path, monkeypatch):
     """model.drop_path draws from torch's global generator, which a checkpoint keeps per rank."""
     def config(out: Path):
