@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -20,6 +21,7 @@ from zoo.data import build_datasets
 from zoo.distributed import launch
 from zoo.errors import ZooError
 from zoo.evaluation import evaluate_checkpoint
+from zoo.scores import read_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +87,13 @@ def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_pa
     events.Reload()  # the test split's PR curves on rank 0: both ranks' shards, each image once (true positives at 0)
     positives = [tensor_util.make_ndarray(events.Tensors(f"pr/test/{d}")[-1].tensor_proto)[0, 0] for d in range(10)]
     assert positives == alone.trust.support and sum(positives) == 359
+    kept = read_scores(run, 359, 10)  # zoo report's scores: both ranks' shares put back in the split's order
+    assert torch.equal(torch.from_numpy(kept.targets), alone.targets)
+    assert torch.allclose(torch.from_numpy(kept.logits), alone.logits, atol=1e-5)
+    assert kept.wrong.tolist() == [wrong.index for wrong in alone.trust.wrong]
+    assert len(kept.pictures) == len(alone.wrong_images) == len(alone.trust.wrong) > 0
+    for picture, evaluated in zip(kept.pictures, alone.wrong_images):  # read again by rank 0, as one process reads them
+        assert np.array_equal(np.asarray(picture), np.asarray(evaluated.convert("RGB")))
 
 
 def test_launch_joins_torchruns_group_and_leaves_it_also_on_error(tmp_path, monkeypatch):

@@ -83,6 +83,33 @@ def test_the_figures_are_the_runs_own(page, run_dir):
     assert page.count("</td></tr>") >= epochs + len(COLOURS)
 
 
+def section(page: str, name: str) -> str:
+    return page.split(f'<section id="{name}">')[1].split("</section>")[0]
+
+
+def test_without_the_runs_scores_the_report_evaluates_best_pt_again(page, run_dir, tmp_path):
+    older = tmp_path / "older"  # a run from before zoo kept test_scores.npz
+    shutil.copytree(run_dir, older, ignore=shutil.ignore_patterns("test_scores.npz", "report.html"))
+    result = zoo_cli("report", str(older), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    again = (older / "report.html").read_text(encoding="utf-8")
+    for name in ("classes", "trust", "wrong"):  # the same figures and pictures either way
+        assert section(again, name) == section(page, name), name
+    assert not (older / "test_scores.npz").exists() and not list(older.glob("checkpoints/best.test.*"))  # wrote the page alone
+
+
+def test_the_report_reads_no_data(page, run_dir, tmp_path):
+    photos = run_dir.parents[2] / "photos"  # the run's data.root
+    moved = photos.rename(tmp_path / "photos")
+    try:
+        result = zoo_cli("report", str(run_dir), "-o", str(tmp_path / "away.html"), cwd=tmp_path)
+    finally:
+        moved.rename(photos)
+    assert result.returncode == 0, result.stderr
+    away = (tmp_path / "away.html").read_text(encoding="utf-8")
+    assert section(away, "classes") == section(page, "classes") and section(away, "trust") == section(page, "trust")
+
+
 def test_another_output_and_the_refusals(run_dir, tmp_path):
     result = zoo_cli("report", str(run_dir / "checkpoints" / "best.pt"), "-o", str(tmp_path / "hw.html"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr

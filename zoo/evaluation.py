@@ -55,8 +55,8 @@ class EvaluationReport:
     split: str
     classes: list[str]
     result: EpochResult
-    confusion_csv: Path
-    confusion_png: Path
+    confusion_csv: Path | None  # None: not written (zoo report's test split)
+    confusion_png: Path | None
     evaluated: str = ""  # what was measured, as the table's header says it ("" : the split)
     logits: torch.Tensor | None = None  # N x classes, the split's images in order
     paths: list[str] | None = None  # their files, where the data set reads files (ImageFolder)

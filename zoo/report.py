@@ -16,9 +16,10 @@ test or a link can name):
     timing       seconds and images/s per epoch, and the whole run's: history.csv and metrics.json
     config       the resolved config the run trained with: config.yaml
 
-It reads the run directory (config.yaml, history.csv, metrics.json, checkpoints/best.pt) and evaluates best.pt
-on the run's test split again, because the figures a checkpoint alone holds do not include the per-class table or the scores the trust figures need.
-It writes only the page. The curves are drawn with matplotlib, imported here and never by training.
+It reads the run directory (config.yaml, history.csv, metrics.json, checkpoints/best.pt) and the test split's
+scores the run kept (test_scores.npz, zoo.scores): no data, no evaluation, no torchvision. A run without them
+(older, or a split too large to keep) has best.pt evaluated on its test split again, as `zoo evaluate` does. It
+writes only the page. The curves are drawn with matplotlib, imported here and never by training.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from zoo.rundir import atomic_write
 
 if TYPE_CHECKING:
     from PIL import Image
+    from torch import nn
 
     from zoo.evaluation import EvaluationReport
 
@@ -146,9 +148,10 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, device: 
 
 def build_page(run: Run, device: str = "auto") -> str:
     """The whole page, as text."""
-    from zoo.evaluation import evaluate_checkpoint
+    from zoo.inference import open_checkpoint
 
-    evaluation = evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+    state, _, model = open_checkpoint(run.checkpoint)
+    evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), device)
     metrics = run.metrics
     page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}")
     page.add("summary", "Summary", summary_html(run, evaluation))
@@ -163,11 +166,47 @@ def build_page(run: Run, device: str = "auto") -> str:
              figure(png(confusion), "Rows: the true class; columns: the predicted one; each row shaded by its own total."))
     page.add("trust", "Can its scores be trusted? (test split)", trust_html(evaluation, title))
     page.add("wrong", "The most confidently wrong test images", wrong_html(evaluation, title))
-    page.add("filters", "First-layer filters", filters_html(run))
+    page.add("filters", "First-layer filters", filters_html(model))
     page.add("timing", "Timing and throughput", timing_html(run))
     page.add("config", "Config", f"<p>The resolved config the run trained with (config.yaml).</p>\n"
                                  f"<pre>{html.escape(run.config_text)}</pre>")
     return page.html()
+
+
+def test_split(run: Run, classes: list[str], device: str = "auto") -> EvaluationReport:
+    """best.pt on the run's test split: from the scores the run kept (zoo.scores: no data read, nothing evaluated),
+    or, for a run without them (older, or a split too large to keep), evaluated again as zoo evaluate does."""
+    import torch
+    from torch.nn import functional
+
+    from zoo.evaluation import EvaluationReport, evaluate_checkpoint
+    from zoo.loop import EpochResult
+    from zoo.metrics import MetricAccumulator
+    from zoo.scores import read_scores
+    from zoo.trust import compute_trust
+
+    scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), len(classes))
+    if scores is None:
+        return evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+    logits, targets = torch.from_numpy(scores.logits), torch.from_numpy(scores.targets)
+    accumulator = MetricAccumulator(len(classes))
+    accumulator.update(logits, targets, functional.cross_entropy(logits, targets))
+    trust = compute_trust(logits, targets, classes, scores.paths)
+    pictures = scores.pictures
+    if scores.paths is not None and trust.wrong:  # the files themselves, where they still are
+        pictures = pictures_of([wrong.path for wrong in trust.wrong])
+    return EvaluationReport(run.checkpoint, "test", classes, EpochResult(accumulator.compute(), 0.0, 0), None, None,
+                            logits=logits, paths=scores.paths, targets=targets, trust=trust, wrong_images=pictures)
+
+
+def pictures_of(paths: Sequence[str]) -> list[Image.Image] | None:
+    """The pictures at `paths`, as zoo predict opens them; None when one of them is gone or unreadable."""
+    from zoo.data.images import open_image
+
+    try:
+        return [open_image(path) for path in paths]
+    except (OSError, ValueError, ZooError):  # moved, deleted or damaged since the run: the table still lists them
+        return None
 
 
 # ---- sections -------------------------------------------------------------------------------------------
@@ -237,11 +276,9 @@ def wrong_html(evaluation: EvaluationReport, title: str) -> str:
     return picture + "\n" + table(["true", "predicted", "probability", "image"], rows)
 
 
-def filters_html(run: Run) -> str:
+def filters_html(model: nn.Module) -> str:
     from zoo.grids import filter_grid, first_conv
-    from zoo.inference import open_checkpoint
 
-    _, _, model = open_checkpoint(run.checkpoint)
     try:
         name, conv = first_conv(model, "filters")
     except ZooError:

@@ -145,11 +145,18 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
     correct = predicted == truth
     reliability = _reliability(confidence, correct, bins)
     ece = sum(abs(b.accuracy - b.confidence) * b.count for b in reliability if b.count) / count
-    wrong = np.flatnonzero(~correct)
-    order = wrong[np.argsort(-confidence[wrong], kind="stable")][:shown]
+    order = confidently_wrong(probabilities, truth, shown)
     kept = [Wrong(int(i), paths[i] if paths is not None else None, int(truth[i]), int(predicted[i]), float(confidence[i]))
             for i in order]
-    return Trust(list(classes), count, support, auc, ap, roc, pr, float(ece), reliability, kept, len(wrong))
+    return Trust(list(classes), count, support, auc, ap, roc, pr, float(ece), reliability, kept, int((~correct).sum()))
+
+
+def confidently_wrong(probabilities: np.ndarray, truth: np.ndarray, shown: int = WRONG_SHOWN) -> np.ndarray:
+    """Indices of the wrong top-1 predictions of N x K `probabilities` against N `truth`, the highest predicted
+    probability first (ties: the earlier sample), at most `shown`: the gallery's, in its order."""
+    confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != truth)
+    return wrong[np.argsort(-confidence[wrong], kind="stable")][:shown]
 
 
 def _reliability(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[Bin]:

@@ -75,7 +75,8 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
         test, scores = _test_best(parts, job, run_dir)
         metrics = _metrics(parts, progress, step, test)
         if job.is_main:
-            write_json(run_dir / "metrics.json", metrics)
+            _write_scores(parts, run_dir, *scores)
+            write_json(run_dir / "metrics.json", metrics)  # last: a run with metrics.json has all its files
         log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores)
     except BaseException as error:
         if fresh and not isinstance(error, RunStopped) and not (saver is not None and saver.saved):  # a stopped run names its checkpoint
@@ -163,7 +164,30 @@ def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tupl
     shares = job.gather(mine)  # a rank's share may be empty: a test split of fewer images than ranks
     if not job.is_main:
         return result, None
-    return result, (torch.cat([share[0] for share in shares]), torch.cat([share[1] for share in shares]))
+    count = sum(len(share[1]) for share in shares)
+    logits, targets = torch.empty(count, parts.num_classes), torch.empty(count, dtype=torch.long)
+    for rank, (share_logits, share_targets) in enumerate(shares):  # rank r evaluated samples r, r + w, ... (ShardSampler)
+        logits[rank::len(shares)], targets[rank::len(shares)] = share_logits.float(), share_targets
+    return result, (logits, targets)
+
+
+def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """test_scores.npz (zoo.scores) for zoo report: the scores, and the pictures of the most confidently wrong
+    images where the data set holds tensors (16 samples read again: milliseconds)."""
+    from zoo.scores import write_scores
+    from zoo.trust import confidently_wrong
+
+    test = parts.splits.test
+    paths = getattr(test, "paths", None)
+    wrong = confidently_wrong(logits.double().softmax(dim=1).numpy(), targets.numpy())
+    pictures = None
+    if paths is None and wrong.size:
+        from zoo.trust_figures import input_picture
+
+        inputs = [test[int(index)][0] for index in wrong]
+        if all(image.dim() == 3 for image in inputs):  # images, not xor's points
+            pictures = [input_picture(image, parts.splits.mean, parts.splits.std) for image in inputs]
+    write_scores(run_dir, logits.numpy(), targets.numpy(), paths, wrong, pictures)
 
 
 def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:
