@@ -186,3 +186,18 @@ def test_class_names_in_other_scripts_a_perfect_model_and_an_absent_class(named_
     for path in (other.trust_files.roc, other.trust_files.pr, other.trust_files.reliability, other.trust_files.wrong):
         with Image.open(path) as picture:
             picture.load()
+
+
+def test_a_head_wider_than_the_data_has_its_extra_outputs_as_absent_classes(tmp_path):
+    """model.num_classes 12 on the 10 digits: the two outputs no sample has are n/a, not a crash (a shared case)."""
+    run = train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
+        "model.num_classes=12", "train.epochs=1", "train.max_steps_per_epoch=5", f"train.output_dir={tmp_path}"]),
+        quiet=True).run_dir
+    report = evaluate_checkpoint(run / "checkpoints" / "best.pt", save=False)
+    trust = report.trust
+    assert report.logits.shape == (359, 12) and trust.classes[10:] == ["10", "11"]
+    assert trust.auc[10:] == [None, None] and trust.average_precision[10:] == [None, None]
+    assert trust.auc_macro == pytest.approx(np.mean(trust.auc[:10]))
+    from zoo.report import write_report  # the report of such a run draws too
+
+    assert "ROC AUC" in write_report(run).read_text(encoding="utf-8")

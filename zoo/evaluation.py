@@ -25,7 +25,7 @@ from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
 from zoo.rundir import atomic_write
 from zoo.runtime import resolve_device
-from zoo.trust import Trust, compute_trust
+from zoo.trust import Trust, compute_trust, output_names
 
 CHOICES = tuple(reversed(SPLITS))  # test, val, train: the order `zoo evaluate --split` offers them
 
@@ -234,7 +234,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     csv_path, png_path = confusion_paths(path, config, stored, split, folder)
     evaluated, title = measured(config, stored, split, folder)
     title = f"{config.model.name} on {title}"
-    trust = compute_trust(scores, labels, classes, paths)
+    trust = compute_trust(scores, labels, output_names(classes, scores.shape[1]), paths)
     pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
     files = None
     if save:

@@ -151,7 +151,7 @@ def build_page(run: Run, device: str = "auto") -> str:
     from zoo.inference import open_checkpoint
 
     state, _, model = open_checkpoint(run.checkpoint)
-    evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), device)
+    evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), state.num_classes, device)
     metrics = run.metrics
     page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}")
     page.add("summary", "Summary", summary_html(run, evaluation))
@@ -173,7 +173,7 @@ def build_page(run: Run, device: str = "auto") -> str:
     return page.html()
 
 
-def test_split(run: Run, classes: list[str], device: str = "auto") -> EvaluationReport:
+def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto") -> EvaluationReport:
     """best.pt on the run's test split: from the scores the run kept (zoo.scores: no data read, nothing evaluated),
     or, for a run without them (older, or a split too large to keep), evaluated again as zoo evaluate does."""
     import torch
@@ -183,15 +183,15 @@ def test_split(run: Run, classes: list[str], device: str = "auto") -> Evaluation
     from zoo.loop import EpochResult
     from zoo.metrics import MetricAccumulator
     from zoo.scores import read_scores
-    from zoo.trust import compute_trust
+    from zoo.trust import compute_trust, output_names
 
-    scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), len(classes))
+    scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), outputs)
     if scores is None:
         return evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
     logits, targets = torch.from_numpy(scores.logits), torch.from_numpy(scores.targets)
-    accumulator = MetricAccumulator(len(classes))
+    accumulator = MetricAccumulator(outputs)
     accumulator.update(logits, targets, functional.cross_entropy(logits, targets))
-    trust = compute_trust(logits, targets, classes, scores.paths)
+    trust = compute_trust(logits, targets, output_names(classes, outputs), scores.paths)
     pictures = scores.pictures
     if scores.paths is not None and trust.wrong:  # the files themselves, where they still are
         pictures = pictures_of([wrong.path for wrong in trust.wrong])

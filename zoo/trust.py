@@ -151,6 +151,12 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
     return Trust(list(classes), count, support, auc, ap, roc, pr, float(ece), reliability, kept, int((~correct).sum()))
 
 
+def output_names(classes: list[str], outputs: int) -> list[str]:
+    """A name for each of a model's `outputs`: the data's `classes`, then the outputs beyond them by index (a head
+    wider than the data, model.num_classes 12 on the 10 digits), which no sample has: n/a in every figure."""
+    return [*classes, *(str(index) for index in range(len(classes), outputs))][:outputs]
+
+
 def confidently_wrong(probabilities: np.ndarray, truth: np.ndarray, shown: int = WRONG_SHOWN) -> np.ndarray:
     """Indices of the wrong top-1 predictions of N x K `probabilities` against N `truth`, the highest predicted
     probability first (ties: the earlier sample), at most `shown`: the gallery's, in its order."""
