@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from datafiles import write_colour_folders
 from zoo.checkpoint import load_checkpoint, save_checkpoint
 from zoo.config import load_config
 from zoo.errors import ZooError
@@ -21,13 +20,7 @@ COLOURS = {"ant": (220, 30, 30), "bee": (30, 220, 30), "cat": (30, 30, 220), "do
 
 
 def _photos(root: Path, classes: list[str], count: int) -> Path:
-    rng = np.random.default_rng(len(str(root)))
-    for name in classes:
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            pixels = np.clip(np.array(COLOURS[name])[None, None] + rng.normal(0, 15, (20, 20, 3)), 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png")
-    return root
+    return write_colour_folders(root, {name: COLOURS[name] for name in classes}, count)
 
 
 @pytest.fixture(scope="module")

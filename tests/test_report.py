@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from datafiles import write_colour_folders
 from zoo.config import load_config
 from zoo.evaluation import evaluate_checkpoint
 from zoo.report import SECTIONS
@@ -34,12 +35,7 @@ def zoo_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def run_dir(tmp_path_factory) -> Path:
     """A finished LeNet-5 run on a folder of three one-colour classes, two of them named outside ASCII."""
     work = tmp_path_factory.mktemp("report")
-    rng = np.random.default_rng(0)
-    for name, colour in COLOURS.items():
-        (work / "photos" / name).mkdir(parents=True)
-        for i in range(16):
-            pixels = np.clip(np.array(colour)[None, None] + rng.normal(0, 15, (20, 20, 3)), 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(work / "photos" / name / f"{i}.png")
+    write_colour_folders(work / "photos", COLOURS, 16, seed=0)
     config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
         "data.name=imagefolder", f"data.root={work / 'photos'}", "data.batch_size=16", "train.epochs=3",
         "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none", f"train.output_dir={work / 'runs'}"])

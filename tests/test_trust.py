@@ -18,6 +18,7 @@ from PIL import Image
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from datafiles import write_colour_folders
 from zoo.config import load_config
 from zoo.evaluation import evaluate_checkpoint
 from zoo.render import render_evaluation
@@ -42,22 +43,12 @@ def digits_report(digits_run):
     return evaluate_checkpoint(digits_run / "checkpoints" / "best.pt")
 
 
-def _photos(root: Path, classes: dict[str, tuple[int, int, int]], count: int) -> Path:
-    rng = np.random.default_rng(len(str(root)))
-    for name, colour in classes.items():
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            pixels = np.clip(np.array(colour)[None, None] + rng.normal(0, 15, (20, 20, 3)), 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def named_run(tmp_path_factory) -> Path:
     """best.pt of LeNet-5 trained on café/猫/dog folders of one colour each: right on every test image."""
     work = tmp_path_factory.mktemp("named")
     config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        "data.name=imagefolder", f"data.root={_photos(work / 'train', COLOURS, 20)}", "data.batch_size=16",
+        "data.name=imagefolder", f"data.root={write_colour_folders(work / 'train', COLOURS, 20)}", "data.batch_size=16",
         "train.epochs=8", "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none", "data.augment=false",
         f"train.output_dir={work / 'runs'}"])
     result = train(config, quiet=True)
@@ -171,8 +162,8 @@ def test_class_names_in_other_scripts_a_perfect_model_and_an_absent_class(named_
     assert "most confidently wrong: none, every prediction is right (no gallery)" in render_evaluation(report)
     # café's images in 猫/, and no café/: café's AUC and AP are n/a, and its images the surest mistakes, by file.
     new = tmp_path / "new"
-    _photos(new, {"dog": COLOURS["dog"]}, 3)
-    moved = _photos(tmp_path / "moved", {"café": COLOURS["café"]}, 3) / "café"
+    write_colour_folders(new, {"dog": COLOURS["dog"]}, 3)
+    moved = write_colour_folders(tmp_path / "moved", {"café": COLOURS["café"]}, 3) / "café"
     moved.rename(new / "猫")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns of a glyph missing from its font
