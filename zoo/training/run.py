@@ -151,8 +151,8 @@ def _discard(run_dir: Path, made: list[Path], log: RunLog | None, lock: RunLock 
 
 def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
     """The test split on best.pt's weights, on every rank; and, on rank 0, its (N x classes logits, N labels)
-    over every rank's share, for TensorBoard's PR curves (one pass, after the training loop: its cost is the
-    copy of each test batch's logits to the CPU)."""
+    over every rank's share in the split's order, for TensorBoard's PR curves and test_scores.npz (one pass,
+    after the training loop: its cost is the copy of each test batch's logits to the CPU)."""
     if job.is_main:
         parts.model.load_state_dict(read_state(run_dir / "checkpoints" / "best.pt", "weights", job.device).model)
     job.sync_module(parts.model)  # the other ranks may not see rank 0's disk (several nodes)
