@@ -42,6 +42,7 @@ METHODS = ("gradcam", "saliency", "occlusion")  # zoo.cli.ExplainMethod is the s
 TOP_K = 3  # classes printed and captioned per picture
 MAX_CHANNELS = 64  # feature-map channels drawn per stage
 BATCH = 16  # pictures per attribution pass
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".html", ".gif", ".webp")  # an --output named as one file
 LISTED = 10  # stage names a bad --layer's message lists before shortening
 
 
@@ -273,9 +274,11 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
     if not isinstance(model, nn.Module):
         raise ZooError(f"{predictor.source}: zoo explain needs the PyTorch network's gradients, which an ONNX file has not; "
                        "give the checkpoint (.pt) or its .safetensors export")
-    if predictor.preprocessing is not None:
-        predictor.preprocessing.check_pictures()
     model_name = predictor.config.model.name if predictor.config is not None else type(model).__name__.lower()
+    preprocessing = predictor.preprocessing
+    if preprocessing is not None and not preprocessing.takes_pictures:  # xor's MLP: no picture, no filter to draw
+        raise ZooError(f"{model_name} was trained on {preprocessing.data}'s {preprocessing.in_channels} features, not on "
+                       "pictures: zoo explain has nothing to draw; it explains networks trained on images")
     folder = Path(output) if output is not None else default_output(predictor.source)
     check_output(folder)
     pictures = [predictor.prepare(path) for path in paths]  # an unreadable file: one line, before anything is drawn
@@ -350,6 +353,9 @@ def default_output(source: str) -> Path:
 
 def check_output(folder: Path) -> None:
     """Raises ZooError when `folder`, or the nearest of its parents that exists, is not a folder."""
+    if not folder.exists() and folder.suffix.lower() in FILE_SUFFIXES:
+        raise ZooError(f"--output {folder}: zoo explain writes several PNGs into a folder; give a folder, e.g. "
+                       f"{folder.with_suffix('')}")
     existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
     if existing is not None and not existing.is_dir():
         which = f"--output {folder} is a file" if existing == folder else f"--output {folder}: {existing} is a file"

@@ -50,10 +50,11 @@ def first_conv(model: nn.Module, key: str = "--filters") -> tuple[str, nn.Conv2d
 
 
 @torch.no_grad()
-def filter_grid(model: nn.Module) -> Image.Image:
+def filter_grid(model: nn.Module, tile: int | None = None) -> Image.Image:
     """The first convolution's filters (out x in x kh x kw) as a grid, one tile per filter, each min-max
     normalized over its own weights: RGB for 3 input channels, gray for 1, the mean over the input channels
-    (gray) for other counts. Raises ZooError for a network without a Conv2d."""
+    (gray) for other counts; `tile`: each at least this many pixels a side (default TILE). Raises ZooError for a
+    network without a Conv2d."""
     name, conv = first_conv(model)
     weight = conv.weight.detach().float().cpu()  # out x in x kh x kw
     out, channels, height, width = weight.shape
@@ -64,7 +65,7 @@ def filter_grid(model: nn.Module) -> Image.Image:
     tiles = tiles[..., 0] if tiles.shape[-1] == 1 else tiles
     mean = "" if channels in (1, 3) else f", the mean of {channels} input channels"
     caption = f"{name}: {out} filters, {channels} x {height} x {width}{mean}"
-    return tile_grid(_bytes(tiles), caption)
+    return tile_grid(_bytes(tiles), caption, tile=tile)
 
 
 @torch.no_grad()
@@ -78,11 +79,12 @@ def map_grid(activations: torch.Tensor, name: str, limit: int = 64) -> Image.Ima
     return tile_grid(_bytes(tiles), f"{name}: {which}, {height} x {width}")
 
 
-def tile_grid(tiles: np.ndarray, caption: str, columns: int | None = None) -> Image.Image:
+def tile_grid(tiles: np.ndarray, caption: str, columns: int | None = None, tile: int | None = None) -> Image.Image:
     """N x h x w (gray) or N x h x w x 3 (RGB) uint8 tiles in a grid of `columns` (default: ceil(sqrt(N))),
-    each enlarged by nearest neighbour to at least TILE pixels a side, GAP pixels apart, `caption` below."""
+    each enlarged by nearest neighbour to at least `tile` (default TILE) pixels a side, GAP pixels apart,
+    `caption` below."""
     count, height, width = tiles.shape[:3]
-    scale = max(1, math.ceil(TILE / max(height, width)))
+    scale = max(1, math.ceil((tile or TILE) / max(height, width)))
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     side_x, side_y = width * scale, height * scale

@@ -29,6 +29,7 @@ import csv
 import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from zoo.evaluation import EvaluationReport
 
 SECTIONS = ("summary", "curves", "classes", "confusion", "trust", "wrong", "filters", "timing", "config")
-FILTERS_WIDTH = 480  # pixels: a smaller filter grid is enlarged to at least this
+FILTERS_WIDTH = 480  # pixels: the filter grid's width at least, with tiles of 1/columns of it
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoints/best.pt")  # what a finished run has
 
 
@@ -102,14 +103,20 @@ def read_run(path: str | Path) -> Run:
     """The run directory `path` (runs/<name>/<time>), or the one a checkpoint inside it belongs to. Raises
     ZooError for a path that is not there, or a directory without a finished run's files (RUN_FILES)."""
     path = Path(path)
-    if path.is_file() and path.parent.name == "checkpoints":
-        path = path.parent.parent
+    if path.is_file() and path.parent.name == "checkpoints" or path.name == "checkpoints" and path.is_dir():
+        path = path.parent.parent if path.is_file() else path.parent  # best.pt, or its folder: the run's
     if not path.is_dir():
         raise ZooError(f"{path}: no such run directory; give a run's directory, e.g. runs/lenet5_digits/<time>")
     missing = [name for name in RUN_FILES if not (path / name).is_file()]
+    if "metrics.json" in missing and {"config.yaml", "history.csv"}.isdisjoint(missing) \
+            and (path / "checkpoints" / "last.pt").is_file():  # stopped (Ctrl-C, a signal, a crash) or still running
+        raise ZooError(f"{path} has no metrics.json: the run stopped before its end (or is still running); continue "
+                       f"it with zoo train --resume {path}, or measure its checkpoint with zoo evaluate")
     if missing:
-        runs = sorted(str(child.parent) for child in path.glob("*/checkpoints/best.pt"))[-3:]
-        hint = f"; runs inside it: {', '.join(runs)}" if runs else "; give a finished run's directory (runs/<name>/<time>)"
+        runs = sorted({str(best.parent.parent) for pattern in ("*/checkpoints/best.pt", "*/*/checkpoints/best.pt")
+                       for best in path.glob(pattern)})
+        shown = ", ".join(runs[-3:]) + (f" ({len(runs)} in all)" if len(runs) > 3 else "")
+        hint = f"; runs inside it: {shown}" if runs else "; give a finished run's directory (runs/<name>/<time>)"
         raise ZooError(f"{path} is not a finished run: {', '.join(missing)} missing{hint}")
     try:
         with (path / "history.csv").open(newline="", encoding="utf-8") as file:
@@ -277,19 +284,15 @@ def wrong_html(evaluation: EvaluationReport, title: str) -> str:
 
 
 def filters_html(model: nn.Module) -> str:
-    from zoo.grids import filter_grid, first_conv
+    from zoo.grids import TILE, filter_grid, first_conv
 
     try:
         name, conv = first_conv(model, "filters")
     except ZooError:
         return "<p>None: the network has no convolution (its layers are fully connected).</p>"
     shape = " x ".join(str(size) for size in conv.weight.shape)
-    grid = filter_grid(model)
-    if grid.width < FILTERS_WIDTH:  # LeNet-5's 6 filters of 5 x 5 would be a stamp: enlarged, pixels kept square
-        from PIL import Image
-
-        factor = -(-FILTERS_WIDTH // grid.width)
-        grid = grid.resize((grid.width * factor, grid.height * factor), Image.Resampling.NEAREST)
+    columns = math.ceil(math.sqrt(conv.out_channels))  # tile_grid's; LeNet-5's 6 filters would be a stamp
+    grid = filter_grid(model, tile=max(TILE, FILTERS_WIDTH // columns))
     return figure(png(grid), f"{name}'s {conv.out_channels} filters ({shape}: out x in x height x "
                   "width), each scaled to its own range; what zoo explain --filters draws.")
 
@@ -324,6 +327,10 @@ def curves_png(history: Sequence[dict[str, str]]) -> bytes:
         axes.set(xlabel="epoch", title=label)
         axes.grid(alpha=0.3)
         axes.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for axes in (loss, accuracy, lr):  # epochs, not 1.5 of them
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     for key in rates:
         lr.plot(epochs, [number(row.get(key)) for row in history], marker=".", label=key.replace("_", "/"))
     lr.set(xlabel="epoch", title="learning rate (at the epoch's end)")

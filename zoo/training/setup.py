@@ -23,6 +23,7 @@ from zoo.registry import get_model_info
 from zoo.runtime import (busy_cpus, compiled, cpu_threads, grad_scaler, load_note, memory_format, seed_everything,
                          threads_note, tune_backends)
 from zoo.training.finetune import Freezer, describe, lr_scale, read_source, transplant
+from zoo.data.specs import SPECS
 from zoo.data.transforms import batch_mixing
 from zoo.training.ema import WeightAverage, horizon_note
 from zoo.training.imbalance import class_counts, class_weights, imbalance_note
@@ -189,6 +190,11 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     weights = class_weights(config, counts, splits.classes)  # a list of another length: one line, nothing written yet
     says = job.is_main and plan is None
     start_notes = [note] if says and (note := imbalance_note(config, counts, splits.classes)) else []
+    stored = SPECS[config.data.name].channels
+    if says and config.model.in_channels is None and stored and in_channels < stored:  # a colour task fails silently in gray
+        start_notes.append(f"note: {config.model.name} takes {in_channels} channel{'s' if in_channels > 1 else ''}: "
+                           f"{config.data.name}'s {stored}-channel pictures are converted to gray, and their colour is "
+                           f"lost; --set model.in_channels={stored} keeps it")
     loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
                             pin_memory=device.type == "cuda", device=device)
     if says and config.data.loader == "auto" and splits.memory is not None and not uses_memory(splits, config.data):
