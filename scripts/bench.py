@@ -17,7 +17,9 @@ Each comparison line ends in `ratio X.XX`, zoo over its baseline:
   machine's own float32 matrix-multiply peak, measured here (the ratio is the fraction of the peak).
 - With CUDA: ResNet-18 and ResNet-50 at bf16 + channels_last, batch 256, 224 x 224 synthetic data, zoo against
   the raw loop, images/s against the published ~2,470 images/s of ResNet-50 AMP training on one A100, and
-  FLOP/s against the GPU's bf16 matmul peak. Without CUDA this part says so and is skipped.
+  FLOP/s against the GPU's bf16 matmul peak; ResNet-50 with torch.compile against without (train.compile); and
+  the in-memory data path on the GPU against torchvision's DataLoader feeding the GPU. Without CUDA this part
+  says so and is skipped.
 
 Timings: rounds of zoo and its baseline back to back, the first side alternating, so that load from elsewhere
 weighs on both alike; a line shows the round of the median ratio: both sides' images/s and their ratio.
@@ -100,9 +102,11 @@ class Setup:
         model.load_state_dict(self.start_weights)
         return model, optimizer(model)
 
-    def zoo(self) -> Callable[[], float]:
-        """zoo's loop.train_epoch over the in-memory loader, with the optimizer zoo train builds."""
+    def zoo(self, compiled: bool = False) -> Callable[[], float]:
+        """zoo's loop.train_epoch over the in-memory loader, with the optimizer zoo train builds; `compiled`: the
+        step's model through torch.compile, as train.compile does (compiled in the warm-up rounds)."""
         model, optimizer = self._restart(lambda model: build_optimizer(model, OptimizerConfig(lr=0.01, momentum=0.9)))
+        step_model = torch.compile(model) if compiled else model
         step = TrainStep(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
                          grad_scaler(self.device, self.precision), nn.CrossEntropyLoss(),
                          Compute(self.device, self.precision, self.layout))
@@ -120,7 +124,7 @@ class Setup:
             optimizer.state.clear()
             sync(self.device)
             start = time.perf_counter()
-            result = train_epoch(model, self.loader, step, self.num_classes, epoch_batches=self.steps, hook=hook)
+            result = train_epoch(step_model, self.loader, step, self.num_classes, epoch_batches=self.steps, hook=hook)
             sync(self.device)
             return result.images / (time.perf_counter() - start)
 
@@ -153,13 +157,18 @@ class Setup:
         return run
 
 
-def loader_rate(loader, batches: int) -> float:
-    """Images/s of iterating `batches` batches (a fresh pass)."""
+def loader_rate(loader, batches: int, device: torch.device | None = None) -> float:
+    """Images/s of iterating `batches` batches (a fresh pass); with `device`, each batch brought to it (from
+    pinned memory, without blocking, as zoo's loop does) and the device waited for at the end."""
     start, seen = time.perf_counter(), 0
     for index, (images, _) in enumerate(loader):
+        if device is not None:
+            images = images.to(device, non_blocking=True)
         seen += len(images)
         if index + 1 == batches:
             break
+    if device is not None:
+        sync(device)
     return seen / (time.perf_counter() - start)
 
 
@@ -264,9 +273,10 @@ def cpu_benchmarks(quick: bool, work: Path) -> list[Row]:
     return rows
 
 
-def gpu_benchmarks(quick: bool) -> list[Row]:
+def gpu_benchmarks(quick: bool, work: Path) -> list[Row]:
     """ResNet-18 and ResNet-50, bf16 autocast and channels_last, batch 256, 224 x 224 synthetic uint8 images
-    held on the GPU and normalized per batch by zoo's in-memory path."""
+    held on the GPU and normalized per batch by zoo's in-memory path; ResNet-50 compiled against eager; and the
+    in-memory data path on the GPU against torchvision's DataLoader feeding the GPU, on CIFAR-shaped files."""
     if not torch.cuda.is_available():
         print("gpu        skipped: no CUDA device here (resnet18/resnet50 bf16 + channels_last, batch 256, 224x224)")
         return []
@@ -290,6 +300,28 @@ def gpu_benchmarks(quick: bool) -> list[Row]:
         achieved = zoo * training_flops(name, (3, 224, 224), 1000)
         rows.append(row("FLOP/s", f"{name} batch 256 bf16 ({achieved / peak:.1%} of peak)", achieved / 1e12,
                         peak / 1e12, "TFLOP/s", "bf16 matmul peak"))
+        if name == "resnet50":  # train.compile: on against off, zoo's loop both
+            compiled, eager, ratio = alternate(setup.zoo(compiled=True), setup.zoo(), rounds=3 if quick else 7)
+            rows.append(row("compile", f"{subject}, torch.compile", compiled, eager, "img/s", "eager", "", ratio))
+    del loader, images, targets
+
+    count = 10_000 if quick else 50_000
+    patch = cifar_shaped(work, count)
+    try:
+        cfg = DataConfig(name="cifar10", root=work, download=False, batch_size=256, val_split=0, loader="memory",
+                         augment=True)
+        splits = build_datasets(cfg, in_channels=3, input_size=32)
+        memory = build_loaders(splits, cfg, device="cuda")[0]
+        per_sample = build_loaders(splits, cfg.model_copy(update={"loader": "torchvision"}), pin_memory=True,
+                                    device="cuda")[0]
+        batches = min(len(memory), 150)
+        zoo, raw, ratio = alternate(lambda: loader_rate(memory, batches, device),
+                                    lambda: loader_rate(per_sample, batches, device), rounds=3 if quick else 5)
+        rows.append(row("data path", f"cifar-shaped augmented batch 256 on {torch.cuda.get_device_name(device)} "
+                        f"({count:,} images)", zoo, raw, "img/s",
+                        f"torchvision DataLoader to the GPU ({per_sample.num_workers} workers)", ">= 5", ratio))
+    finally:
+        patch.undo()
     return rows
 
 
@@ -304,7 +336,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        rows = ([] if args.gpu_only else cpu_benchmarks(args.quick, Path(work))) + gpu_benchmarks(args.quick)
+        rows = ([] if args.gpu_only else cpu_benchmarks(args.quick, Path(work))) + gpu_benchmarks(args.quick, Path(work))
     print(f"{time.perf_counter() - start:.0f} s")
     if args.quick:
         return

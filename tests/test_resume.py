@@ -235,3 +235,27 @@ def test_accumulated_steps_resume_mid_epoch_bit_exact(tmp_path, monkeypatch):
     assert a["step"] == b["step"] == 42 and all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])
     assert all(torch.equal(a["ema"][key], b["ema"][key]) for key in a["ema"])
     assert _figures(resumed.metrics["test"]) == _figures(whole.metrics["test"])
+
+
+@pytest.mark.gpu
+def test_a_float16_run_on_cuda_stopped_and_resumed_ends_where_the_uninterrupted_one_does(tmp_path, monkeypatch):
+    """precision 16 on CUDA: the gradient scaler's scale and growth tracker are saved and restored with the rest.
+    Deterministic mode on CUDA (cuDNN's deterministic kernels, CUBLAS_WORKSPACE_CONFIG) makes the pair agree
+    bit for bit where the kernels allow; the scaler's state must agree exactly."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    sets = ["train.device=cuda", "train.precision=16", "train.checkpoint_every_steps=10", "train.epochs=2"]
+    whole = train(_config(tmp_path / "whole", "memory", *sets), quiet=True)
+    _signal_at_step(monkeypatch, STEPS + 17)
+    with pytest.raises(RunStopped):
+        train(_config(tmp_path / "cut", "memory", *sets), quiet=True)
+    monkeypatch.undo()
+    run_dir = next((tmp_path / "cut").glob("*/*"))
+    saved = _final_state(run_dir)
+    assert saved["scaler"] and saved["scaler"]["scale"] > 0 and (saved["epoch"], saved["batch"]) == (1, 17)
+    plan = prepare_resume(run_dir)
+    resumed = train(plan.config, quiet=True, resume=plan)
+    a, b = _final_state(whole.run_dir), _final_state(run_dir)
+    assert a["step"] == b["step"] == 2 * STEPS and a["scaler"] == b["scaler"]
+    for key in a["model"]:
+        assert torch.allclose(a["model"][key].float(), b["model"][key].float(), atol=1e-5), key
+    assert resumed.metrics["test"]["count"] == whole.metrics["test"]["count"] == 359

@@ -87,6 +87,7 @@ CHANGES: dict[str, tuple[str, object]] = {
     "train.early_stopping": ("{patience: 2}", 2),  # checked as train.early_stopping.patience
     "train.output_dir": ("elsewhere", REFUSED),  # the run goes on in its own directory
     "train.run_name": ("other", REFUSED),
+    "train.run_id": ("other", REFUSED),
     "finetune": ("{source: best.pt, freeze: backbone}", REFUSED),  # a source means nothing to a resumed run
 }
 

@@ -400,7 +400,7 @@ def main(fast_exit: bool = False) -> None:
     except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
         from zoo.distributed import place  # torch is imported already: a run raised this
 
-        if place()[0] == 0:  # under torchrun, once
+        if place()[0] == 0 or stop.every_rank:  # under torchrun, once
             say(str(stop), sys.stderr)  # the console may have died with the signal (a pipe's reader)
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C, outside a save: the last checkpoint written is intact

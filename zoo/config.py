@@ -277,6 +277,7 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig | None = None
     output_dir: Path = Path("runs")
     run_name: str | None = None  # None: <model>_<data>
+    run_id: str | None = None  # the run directory's name (runs/<run_name>/<run_id>) instead of the start time: starts the run, or continues it (zoo.restarts)
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -300,10 +301,10 @@ class TrainConfig(Section):
             raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
         return value
 
-    @field_validator("run_name")
+    @field_validator("run_name", "run_id")
     @classmethod
     def _run_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[\w.-]+", value):
+        if value is not None and (not re.fullmatch(r"[\w.-]+", value) or value in (".", "..")):
             raise ValueError("use letters, digits, '.', '_' and '-' only (it names a folder)")
         return value
 

@@ -111,7 +111,17 @@ def launch(device_name: str) -> Iterator[Job]:
     device = resolve_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before init: NCCL and the object broadcasts use the current device
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+    if restart and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's static rendezvous (--master-port) keeps its store through restarts, and the group's keys
+        # with it: a restarted rank would read the dead attempt's addresses (gloo: "connection refused").
+        # Each attempt keys its own (the c10d rendezvous does so by round).
+        store = dist.PrefixStore(f"zoo/attempt_{restart}", dist.TCPStore(
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False))
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
+    else:
+        dist.init_process_group(backend)
     job = Job(device, rank, local_rank, world_size, distributed=True,
               local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     try:

@@ -37,11 +37,13 @@ class ConfigError(ZooError):
 
 
 class RunStopped(Exception):
-    """A run that stopped early on purpose (a signal, a non-finite loss): one line on stderr and its own exit code."""
+    """A run that stopped early (a signal, a non-finite loss, a lost process of the run): one line on stderr and its
+    own exit code. Under torchrun rank 0 prints it, or with `every_rank` each rank (the others may be gone)."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, every_rank: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.every_rank = every_rank
 
 
 class ExportMismatch(ZooError):

@@ -24,8 +24,9 @@ LOCK_NAME = ".lock"
 
 # ---- the directory -----------------------------------------------------------------------------------
 
-def create_run_dir(output_dir: Path, run_name: str) -> Path:
-    """A new, empty directory; a second run in the same second gets a -1, -2 ... suffix, never the same one."""
+def create_run_dir(output_dir: Path, run_name: str, run_id: str | None = None) -> Path:
+    """A new, empty directory: output_dir/run_name/run_id, or for no run_id one named by the time, where a second
+    run in the same second gets a -1, -2 ... suffix, never the same one."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     parent = Path(output_dir) / run_name
     try:
@@ -36,6 +37,13 @@ def create_run_dir(output_dir: Path, run_name: str) -> Path:
             raise ZooError(f"cannot create {parent}: {blocking} is a file, not a folder; set train.output_dir to a "
                            "folder, or move the file") from None
         raise ZooError(f"cannot create {parent} ({error.strerror}); set train.output_dir to a writable folder") from None
+    if run_id is not None:
+        try:
+            (parent / run_id).mkdir()
+        except FileExistsError:
+            raise ZooError(f"{parent / run_id} appeared while this run started (another run with train.run_id "
+                           f"{run_id}?); wait for it, or choose another train.run_id") from None
+        return parent / run_id
     for suffix in ["", *(f"-{i}" for i in range(1, 1000))]:
         candidate = parent / f"{stamp}{suffix}"
         try:
@@ -80,21 +88,25 @@ def _alive(pid: int) -> bool:
 
 
 class RunLock:
-    """A lock file holding the owner's PID and host. A lock whose process is gone (a killed run) is stale and
-    taken over; a live one stops the second run with one line."""
+    """A lock file holding the owner's PID, host and launcher job. A lock whose process is gone (a killed run) is
+    stale and taken over, and so is one of an earlier attempt of the same launcher job (`job`, zoo.restarts:
+    torchrun restarts and a scheduler requeues only once the earlier attempt is gone, maybe on another host);
+    a live one stops the second run with one line."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, job: str | None = None) -> None:
         self.path = Path(run_dir) / LOCK_NAME
+        self.job = job.replace(" ", "_") if job else None
         self.stale_pid: int | None = None  # set when a dead owner's lock was taken over
 
     def acquire(self) -> RunLock:
-        me = f"{os.getpid()} {socket.gethostname()}\n"
+        me = f"{os.getpid()} {socket.gethostname()}{f' {self.job}' if self.job else ''}\n"
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                pid, host = self._owner()
-                if pid is not None and host == socket.gethostname() and not _alive(pid):
+                pid, host, job = self._owner()
+                earlier_attempt = self.job is not None and job == self.job and pid != os.getpid()
+                if pid is not None and (earlier_attempt or host == socket.gethostname() and not _alive(pid)):
                     self.stale_pid = pid
                     self.path.unlink(missing_ok=True)
                     continue
@@ -106,12 +118,12 @@ class RunLock:
             return self
         raise ZooError(f"could not lock {self.path.parent}; remove {self.path} and try again")
 
-    def _owner(self) -> tuple[int | None, str | None]:
+    def _owner(self) -> tuple[int | None, str | None, str | None]:
         try:
-            pid, host = self.path.read_text().split()
-            return int(pid), host
+            pid, host, *job = self.path.read_text().split()
+            return int(pid), host, job[0] if job else None
         except (OSError, ValueError):
-            return None, None
+            return None, None, None
 
     def release(self) -> None:
         if self._owner()[0] == os.getpid():

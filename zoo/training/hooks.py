@@ -38,8 +38,10 @@ class RunLog:
         self.tensorboard = TensorBoardLogger(run_dir) if job.is_main else None
         self.history: History | None = None
 
-    def start(self, run_dir: Path, parts: Parts, plan_changes: list[str] | None, resumed_from: str | None) -> None:
-        """Where the run writes (or, resumed, where it goes on from), and the model's graph once."""
+    def start(self, run_dir: Path, parts: Parts, plan_changes: list[str] | None, resumed_from: str | None,
+              reason: str | None = None) -> None:
+        """Where the run writes (or, resumed, where it goes on from, and `reason`: what continued it), and the
+        model's graph once."""
         if self.tensorboard is not None:
             self.history = History(run_dir / "history.csv", parts.ema is not None, list(learning_rates(parts.step.optimizer)),
                                    parts.position.epoch if resumed_from is not None else None)
@@ -54,7 +56,8 @@ class RunLog:
             else:
                 next(iter(parts.test_loader))  # the same random draws on every rank (a DataLoader's base seed)
             return
-        say(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.batches_per_epoch)}")
+        why = f" ({reason})" if reason else ""
+        say(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.batches_per_epoch)}{why}")
         if plan_changes:
             say(f"config changes (allowed): {'; '.join(plan_changes)}")
         for note in parts.resume_notes:

@@ -37,6 +37,7 @@ class ResumePlan:
     state: TrainingState
     config: Config
     changed: list[tuple[str, Any, Any]] = field(default_factory=list)  # (key, old, new), allowed by allow_config_change
+    reason: str | None = None  # why the same command line continues a run: "train.run_id", "torchrun restart 1 of 3"
 
     @property
     def changes(self) -> list[str]:
@@ -58,6 +59,7 @@ REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resum
     **dict.fromkeys(HOLD_OUT_KEYS, _HELD_OUT),
     "train.output_dir": "a resumed run continues in its own directory; start a new run to write elsewhere",
     "train.run_name": "a resumed run continues in its own directory; start a new run to write elsewhere",
+    "train.run_id": "a resumed run continues in its own directory; start a new run to write elsewhere",
     "init": _NO_EFFECT, "finetune.source": _NO_EFFECT, "finetune.strict": _NO_EFFECT,
 }
 MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupted epoch is
@@ -111,6 +113,23 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
     return plan
 
 
+def continue_run(run_dir: Path, config: Config, reason: str) -> ResumePlan:
+    """The run in `run_dir` goes on from its last.pt, started again by the same command line (zoo.restarts):
+    `config` is that command line's and must be the checkpoint's. `reason`: what made this start a continuation
+    ("train.run_id abc", "torchrun restart 1 of 3"), named in the run's first line and in the refusals."""
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    state = read_state(checkpoint, "resume")
+    stored = validate_config(state.config, f"{checkpoint} (config)")
+    requested = config.with_normalization(stored.data.mean, stored.data.std)
+    plan = ResumePlan(checkpoint, run_dir, state, requested, changed_keys(stored, requested), reason)
+    if plan.changed:
+        raise ZooError(f"{reason} continues {run_dir}, whose config differs: {'; '.join(plan.changes)}; give the config "
+                       "it was started with, or another train.run_id for a new run, or change it with zoo train "
+                       f"--resume {run_dir} --config ... --allow-config-change")
+    check_unfinished(plan, run_dir)
+    return plan
+
+
 def check_newest(checkpoint: Path, state: TrainingState, run_dir: Path) -> None:
     """Refuse a checkpoint behind its run's last.pt (best.pt of an earlier epoch, say): the resumed run would write
     over last.pt, metrics.json and the history, and train the later epochs again. An unreadable last.pt holds
@@ -147,6 +166,8 @@ def check_unfinished(plan: ResumePlan, target: Path) -> None:
     if state.batch:
         return
     done = state.epoch >= train.epochs
+    if done and not (plan.run_dir / "metrics.json").is_file() and plan.checkpoint.name == "last.pt":
+        return  # stopped after its last epoch, before its test (killed, preempted): the run goes on to the test
     counters = state.progress.early_stopping if state.progress is not None else None
     stopper = train.early_stopping
     stopped = stopper is not None and counters is not None and counters[1] >= stopper.patience

@@ -3,6 +3,9 @@ best.pt (best by validation accuracy), and metrics.json; or, resumed, the rest o
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +18,12 @@ from zoo.config import Config
 from zoo.console import say
 from zoo.distributed import Job, launch
 from zoo.loop import EpochResult, evaluate_loader, train_epoch
-from zoo.errors import RunStopped
+from zoo.errors import RunStopped, ZooError
+from zoo.restarts import Attempt, find_run, write_launch
 from zoo.rundir import RunLock, create_run_dir, discard_run_dir, missing_folders, write_json
 from zoo.training.guard import Guard, out_of_memory
 from zoo.training.hooks import Checkpointer, EarlyStopping, RunLog, StepHook, better, record_epoch, section, stopped
-from zoo.training.resume import ResumePlan, prepare_resume
+from zoo.training.resume import ResumePlan, continue_run, prepare_resume
 from zoo.training.setup import Parts, assemble
 
 
@@ -36,7 +40,18 @@ def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None)
     trains its share with DDP (zoo.distributed) and rank 0 writes the run. `quiet`: no progress bars (always
     off when stderr is not a terminal). `resume`: used by zoo.resume, which continues a stopped run."""
     with launch(config.train.device) as job:
-        return _run(config, job, quiet, resume)
+        attempt = Attempt.current()
+        if resume is None:  # the same command line again: a launcher's restart, or train.run_id's run (zoo.restarts)
+            action, run_dir = job.share(_find_run(config, attempt) if job.is_main else None)
+            if action == "finished" and attempt.restarted:  # the run ended; a worker failed as the job did
+                say(f"{attempt.describe()}: {run_dir} finished before it (metrics.json); nothing left to do")
+                return RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()))
+            if action == "continue":
+                reason = attempt.describe() if config.train.run_id is None else f"train.run_id {config.train.run_id}"
+                resume = continue_run(run_dir, config, reason)
+            elif action != "new":
+                _start_again(action, run_dir, config, job)
+        return _run(config, job, quiet, resume, attempt)
 
 
 def resume(target: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
@@ -47,7 +62,31 @@ def resume(target: str | Path, config: str | Path | None = None, overrides: list
     return train(plan.config, quiet=quiet, resume=plan)
 
 
-def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunResult:
+def _find_run(config: Config, attempt: Attempt) -> tuple[str, Path | None]:
+    """(zoo.restarts.find_run's action, its run directory), on rank 0, or ("error", the one line) to raise on every rank."""
+    try:
+        return find_run(config.train.output_dir / config.run_name, config.train.run_id, attempt)
+    except OSError as error:
+        return "error", Path(f"cannot read {config.train.output_dir / config.run_name} ({error.strerror})")
+
+
+def _start_again(action: str, run_dir: Path, config: Config, job: Job) -> None:
+    """A run that an earlier attempt began and never saved goes, to begin again; the rest is refused."""
+    if action == "error":
+        raise ZooError(f"{run_dir}; set train.output_dir to a readable folder")
+    if action == "finished":
+        raise ZooError(f"train.run_id {config.train.run_id} names a finished run, {run_dir} (metrics.json); choose "
+                       f"another train.run_id for a new run, or train it further with zoo train --resume {run_dir} "
+                       f"--set train.epochs=N --allow-config-change")
+    if action == "foreign":
+        raise ZooError(f"train.run_id {config.train.run_id}: {run_dir} exists and is not a run zoo began (no "
+                       "launch.json, no checkpoint); choose another train.run_id, or move that folder")
+    if job.is_main:  # "again": only what a run writes before its first save (config, logs) is lost
+        say(f"{run_dir}: the earlier attempt stopped before its first checkpoint; starting the run again")
+        shutil.rmtree(run_dir)  # train.run_id's is made again; a restart's new run gets a new time-stamped one
+
+
+def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt) -> RunResult:
     try:  # data, model, weights, optimizer: every check before anything is written
         parts = assemble(config, job, plan)
     except Exception as error:
@@ -56,10 +95,14 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
     config, progress = parts.config, parts.position.progress
     fresh = job.is_main and plan is None  # a new run's directory goes again if the run fails before its first save
     made = missing_folders(config.train.output_dir / config.run_name) if fresh else []
-    run_dir = job.share((plan.run_dir if plan else create_run_dir(config.train.output_dir, config.run_name)) if job.is_main else None)
+    if job.is_main:
+        run_dir = plan.run_dir if plan else create_run_dir(config.train.output_dir, config.run_name, config.train.run_id)
+    run_dir = job.share(run_dir if job.is_main else None)
     lock = log = saver = None
     try:
-        lock = RunLock(run_dir).acquire() if job.is_main else None
+        lock = RunLock(run_dir, attempt.job).acquire() if job.is_main else None
+        if job.is_main and (config.train.run_id is not None or attempt.torchrun_id is not None):
+            write_launch(run_dir, config.train.run_id, attempt)  # what the next attempt finds the run by
         for note in parts.start_notes:
             print(note, file=sys.stderr, flush=True)
         log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
@@ -68,7 +111,8 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
         if job.is_main:
             saver.clean()
         saver.write_config(config)
-        log.start(run_dir, parts, plan.changes if plan else None, plan.checkpoint.name if plan else None)
+        log.start(run_dir, parts, plan.changes if plan else None, plan.checkpoint.name if plan else None,
+                  plan.reason if plan else None)
         with guard.handling_signals():
             parts.position.restore(parts.train_loader)  # the random state last: building the model and loaders drew from it
             step = _epochs(parts, job, log, guard, saver, stopper, run_dir)
@@ -82,6 +126,8 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None) -> RunR
         if fresh and not isinstance(error, RunStopped) and not (saver is not None and saver.saved):  # a stopped run names its checkpoint
             _discard(run_dir, made, log, lock)
         _known(error, job, config)
+        if job.distributed and _peer_lost(error):
+            raise _lost(error, run_dir, config) from None
         raise
     finally:
         if log is not None:
@@ -138,6 +184,30 @@ def _known(error: BaseException, job: Job, config: Config) -> None:
     known = out_of_memory(error, job.device, config.data.batch_size)
     if known is not None:
         raise known from None
+
+
+def _peer_lost(error: BaseException) -> bool:
+    """Whether a collective failed because another process of the run is gone (killed, its node lost): torch's
+    DistError, or gloo's and NCCL's RuntimeError."""
+    import torch.distributed as dist
+
+    text = str(error)
+    return isinstance(error, dist.DistError) or isinstance(error, RuntimeError) and (
+        "gloo/transport" in text or "Connection reset by peer" in text or "Connection closed by peer" in text
+        or "NCCL" in text)
+
+
+def _lost(error: BaseException, run_dir: Path, config: Config) -> RunStopped:
+    """The one line a rank ends with when another process of the run is gone: last.pt (written only when every
+    rank took part in the save) holds the run up to its last save."""
+    cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    cause = re.sub(r"^\[[^\]]*\]\s*", "", cause).split(". ")[0]  # gloo's "[.../pair.cc:561] " goes
+    last = run_dir / "checkpoints" / "last.pt"
+    again = (f"start the same launch again on every node (train.run_id {config.train.run_id} continues the run)"
+             if config.train.run_id else f"continue with torchrun ... -m zoo train --resume {run_dir} on every node")
+    saved = f"{last} is intact as last saved" if last.is_file() else "no checkpoint was saved yet"
+    return RunStopped(f"lost another process of the run ({cause[:160]}): a worker or node stopped; {saved}; {again}",
+                      1, every_rank=True)
 
 
 def _discard(run_dir: Path, made: list[Path], log: RunLog | None, lock: RunLock | None) -> None:

@@ -1,0 +1,174 @@
+"""zoo.restarts: the same command line continues the run it began (train.run_id; torchrun's restarts), what it
+refuses, and the lock of an earlier attempt of the same launcher job. The real torchrun restarts, two nodes, a
+lost node and preemption are in test_elastic.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo.loop
+from zoo.checkpoint import load_checkpoint
+from zoo.config import load_config
+from zoo.errors import RunStopped, ZooError
+from zoo.restarts import Attempt, find_run, read_launch, write_launch
+from zoo.rundir import RunLock
+from zoo.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(out: Path, *extra: str):
+    return load_config(ROOT / "configs" / "lenet5_digits.yaml",
+                       [f"train.output_dir={out}", "train.epochs=2", "train.deterministic=true",
+                        "train.checkpoint_every_steps=10", "train.run_id=job-1", *extra])
+
+
+def _figures(section: dict) -> dict:
+    return {key: value for key, value in section.items() if key not in ("time_s", "images_per_s")}
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in folder.rglob("*")}
+
+
+def test_the_same_run_id_continues_a_stopped_run_bit_for_bit_and_then_refuses_to_train_it_again(tmp_path, monkeypatch):
+    whole = train(_config(tmp_path / "whole"), quiet=True)
+    assert whole.run_dir == tmp_path / "whole" / "lenet5_digits" / "job-1"  # named by the id, not the time
+
+    real, calls = zoo.loop.aux_loss, {"n": 0}
+
+    def interrupted(*args, **kwargs):  # Ctrl-C during step 25 of 82: mid-epoch 1, after the save at step 20
+        calls["n"] += 1
+        if calls["n"] == 25:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.loop, "aux_loss", interrupted)
+    with pytest.raises(RunStopped):
+        train(_config(tmp_path / "cut"), quiet=True)
+    monkeypatch.setattr(zoo.loop, "aux_loss", real)
+    run = tmp_path / "cut" / "lenet5_digits" / "job-1"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 25 and not (run / "metrics.json").exists()
+
+    again = train(_config(tmp_path / "cut"), quiet=True)  # the same command line
+    assert again.run_dir == run and [p.name for p in run.parent.iterdir()] == ["job-1"]
+    final, expected = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (run, whole.run_dir))
+    assert final["step"] == expected["step"] == 82
+    for key, tensor in expected["model"].items():
+        assert torch.equal(final["model"][key], tensor), key
+    assert _figures(again.metrics["test"]) == _figures(whole.metrics["test"]) and _figures(again.metrics["val"]) == _figures(whole.metrics["val"])
+    assert [attempt["torchrun_restart"] for attempt in read_launch(run)["attempts"]] == [None, None]
+
+    before = _files(run)
+    with pytest.raises(ZooError, match=r"train.run_id job-1 names a finished run, .*job-1 \(metrics.json\); choose "
+                                        r"another train.run_id .* zoo train --resume"):
+        train(_config(tmp_path / "cut"), quiet=True)
+    assert _files(run) == before  # nothing written
+
+
+def test_a_run_killed_after_its_last_epoch_goes_on_to_its_test_alone(tmp_path):
+    done = train(_config(tmp_path), quiet=True)
+    for name in ("metrics.json", "test_scores.npz"):  # killed before its test ended
+        (done.run_dir / name).unlink()
+    step = load_checkpoint(done.run_dir / "checkpoints" / "last.pt")["step"]
+    again = train(_config(tmp_path), quiet=True)
+    assert again.metrics["test"]["accuracy"] == done.metrics["test"]["accuracy"]
+    assert again.metrics["test"]["count"] == 359 and (done.run_dir / "test_scores.npz").is_file()
+    assert load_checkpoint(done.run_dir / "checkpoints" / "last.pt")["step"] == step  # nothing trained again
+
+
+def test_a_changed_config_under_the_same_run_id_is_refused_before_anything_is_written(tmp_path):
+    done = train(_config(tmp_path), quiet=True)
+    (done.run_dir / "metrics.json").unlink()
+    before = _files(done.run_dir)
+    with pytest.raises(ZooError, match=r"train.run_id job-1 continues .*job-1, whose config differs: "
+                                       r"optimizer.lr: 0.05 -> 0.1; give the config it was started with"):
+        train(_config(tmp_path, "optimizer.lr=0.1"), quiet=True)
+    assert _files(done.run_dir) == before
+
+
+def test_a_folder_that_is_not_a_run_is_refused_and_an_attempt_that_never_saved_starts_again(tmp_path):
+    folder = tmp_path / "lenet5_digits" / "job-1"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ZooError, match=r"job-1 exists and is not a run zoo began .*choose another train.run_id"):
+        train(_config(tmp_path), quiet=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+
+    (folder / "notes.txt").unlink()
+    write_launch(folder, "job-1", Attempt())  # begun, then killed before its first checkpoint
+    (folder / "config.yaml").write_text("stale")
+    done = train(_config(tmp_path), quiet=True)
+    assert done.run_dir == folder and (folder / "config.yaml").read_text() != "stale"
+    assert len(read_launch(folder)["attempts"]) == 1  # the new start's own record
+
+
+def test_a_numeric_run_id_stays_text_and_a_path_is_refused():
+    assert load_config(ROOT / "configs" / "lenet5_digits.yaml", ["train.run_id=0042"]).train.run_id == "0042"
+    for bad in ("a/b", "..", "my run"):
+        with pytest.raises(ZooError, match="train.run_id"):
+            load_config(ROOT / "configs" / "lenet5_digits.yaml", [f"train.run_id={bad}"])
+
+
+def _begun(parent: Path, name: str, attempt: Attempt, *files: str) -> Path:
+    run = parent / name
+    (run / "checkpoints").mkdir(parents=True)
+    write_launch(run, None, attempt)
+    for file in files:
+        (run / file).write_bytes(b"x")
+    return run
+
+
+def test_a_torchrun_restart_finds_the_run_its_first_attempt_began_and_no_other(tmp_path):
+    first = Attempt("none", 0, 3, "node-a", 100)
+    restart = Attempt("none", 1, 3, "node-a", 100)
+    other_agent = Attempt("none", 0, 3, "node-a", 200)
+    _begun(tmp_path, "20261203-100000", other_agent, "checkpoints/last.pt")
+    assert find_run(tmp_path, None, restart) == ("new", None)  # another torchrun's run, though the id is "none" too
+    assert find_run(tmp_path, None, first) == ("new", None)  # attempt 0 always starts a new run
+
+    mine = _begun(tmp_path, "20261203-100500", first, "checkpoints/last.pt")
+    assert find_run(tmp_path, None, restart) == ("continue", mine)
+    (mine / "metrics.json").write_text("{}")
+    assert find_run(tmp_path, None, restart) == ("finished", mine)
+
+    named = Attempt("job-9", 2, 3, "node-b", 300)  # a rendezvous id: any host, any agent
+    run = _begun(tmp_path, "20261203-101000", Attempt("job-9", 0, 3, "node-a", 100))
+    assert find_run(tmp_path, None, named) == ("again", run)  # begun, never saved
+    assert named.job == "torchrun:job-9" and restart.job is None
+
+
+def test_the_launchers_facts_come_from_the_environment(monkeypatch):
+    for name in ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS", "SLURM_JOB_ID",
+                 "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    alone = Attempt.current()
+    assert alone.torchrun_id is None and not alone.restarted and alone.job is None
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "3")
+    monkeypatch.setenv("SLURM_JOB_ID", "812")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "800")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "12")
+    attempt = Attempt.current()
+    assert attempt.restarted and attempt.describe() == "torchrun restart 2 of 3"
+    assert attempt.agent_pid == os.getppid() and attempt.job == "slurm:800_12"  # a requeue keeps the job id
+
+
+def test_an_earlier_attempts_lock_is_taken_over_even_from_another_host_and_no_one_elses(tmp_path):
+    lock = tmp_path / ".lock"
+    lock.write_text(f"{os.getpid() + 1} elsewhere torchrun:job-9\n")  # alive or not, it cannot be checked from here
+    with pytest.raises(ZooError, match="in use by process .* on elsewhere"):
+        RunLock(tmp_path, "torchrun:job-8").acquire()
+    with pytest.raises(ZooError, match="in use by"):
+        RunLock(tmp_path).acquire()
+    taken = RunLock(tmp_path, "torchrun:job-9").acquire()
+    assert lock.read_text() == f"{os.getpid()} {socket.gethostname()} torchrun:job-9\n" and taken.stale_pid is not None
+    taken.release()
+    assert not lock.exists()
