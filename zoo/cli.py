@@ -124,7 +124,8 @@ def train(
     """Train a model as a YAML config says, or continue a run.
 
     Give --config (a new run, written to runs/<run-name>/<time>/) or --resume (a run to continue): one of the two
-    is required."""
+    is required. With train.run_id set, --config writes runs/<run-name>/<run-id>/ and continues that run when it
+    exists: one command line for the first start and every restart (torchrun --max-restarts, a requeue)."""
     from zoo.training import resume as resume_run
     from zoo.training import train as run_training
 
@@ -400,7 +401,8 @@ def main(fast_exit: bool = False) -> None:
     except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
         from zoo.distributed import place  # torch is imported already: a run raised this
 
-        if place()[0] == 0 or stop.every_rank:  # under torchrun, once
+        # Under torchrun, once; a lost process of the run, once a machine (rank 0 may be the one lost)
+        if place()[0] == 0 or stop.every_rank and os.environ.get("LOCAL_RANK", "0") == "0":
             say(str(stop), sys.stderr)  # the console may have died with the signal (a pipe's reader)
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C, outside a save: the last checkpoint written is intact

@@ -188,13 +188,12 @@ def _known(error: BaseException, job: Job, config: Config) -> None:
 
 def _peer_lost(error: BaseException) -> bool:
     """Whether a collective failed because another process of the run is gone (killed, its node lost): torch's
-    DistError, or gloo's and NCCL's RuntimeError."""
+    DistError (NCCL's errors, the store's), or gloo's RuntimeError from its transport."""
     import torch.distributed as dist
 
     text = str(error)
     return isinstance(error, dist.DistError) or isinstance(error, RuntimeError) and (
-        "gloo/transport" in text or "Connection reset by peer" in text or "Connection closed by peer" in text
-        or "NCCL" in text)
+        "gloo/transport" in text or "Connection reset by peer" in text or "Connection closed by peer" in text)
 
 
 def _lost(error: BaseException, run_dir: Path, config: Config) -> RunStopped:
