@@ -228,6 +228,16 @@ def damaged_class(name: str) -> Callable[[Path, Path], None]:
 RUN = "lenet5_digits/20260101-000000"  # a run folder, not under runs/ (which every case must leave absent)
 
 
+def run_folder(name: str) -> Callable[[Path, Path], None]:
+    """out/lenet5_digits/<name>: a copy of the real checkpoint's finished run, as train.run_id=<name> finds it."""
+    def setup(work: Path, checkpoint: Path) -> None:
+        import shutil
+
+        shutil.copytree(checkpoint.parents[1], work / "out" / "lenet5_digits" / name)
+
+    return setup
+
+
 def later_last_pt(work: Path, checkpoint: Path) -> None:
     """RUN of 2 epochs whose best.pt is epoch 1's (the real checkpoint) and whose last.pt is epoch 2's."""
     import yaml
@@ -382,6 +392,14 @@ CASES = [
          f"{RUN}/checkpoints/best.pt is at the end of epoch 1 (step 2), behind the run's {RUN}/checkpoints/last.pt at "
          "the end of epoch 2 (step 4): resuming from it would train again over the later epochs", later_last_pt,
          "a 2-epoch run whose best.pt is epoch 1's"),
+    Case("train.run_id of a finished run", train("train.output_dir=out", "train.run_id=job1"),
+         "train.run_id job1 names a finished run, out/lenet5_digits/job1 (metrics.json); choose another train.run_id "
+         "for a new run, or train it further with zoo train --resume out/lenet5_digits/job1 --set train.epochs=N",
+         run_folder("job1"), "out/lenet5_digits/job1 holds a finished run"),
+    Case("train.run_id naming a folder that is not a run", train("train.output_dir=out", "train.run_id=mine"),
+         "train.run_id mine: out/lenet5_digits/mine exists and is not a run zoo began (no launch.json, no checkpoint); "
+         "choose another train.run_id, or move that folder", text_file("out/lenet5_digits/mine/notes.txt"),
+         "out/lenet5_digits/mine/notes.txt"),
     Case("--allow-config-change without --resume", (*train(), "--allow-config-change"),
          "--allow-config-change goes with --resume; remove it"),
     Case("train with neither a config nor --resume", ("train",), "give a config (zoo train --config"),

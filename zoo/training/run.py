@@ -38,7 +38,8 @@ def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None)
     metrics.json holds. Every check and all data loading happen before anything is written; bad input raises
     ZooError, a signal or a non-finite loss RunStopped (after saving last.pt). Started by torchrun, each process
     trains its share with DDP (zoo.distributed) and rank 0 writes the run. `quiet`: no progress bars (always
-    off when stderr is not a terminal). `resume`: used by zoo.resume, which continues a stopped run."""
+    off when stderr is not a terminal). `resume`: used by zoo.resume, which continues a stopped run; without it,
+    the run that train.run_id names, or a torchrun restart's first attempt began, is continued (zoo.restarts)."""
     with launch(config.train.device) as job:
         attempt = Attempt.current()
         if resume is None:  # the same command line again: a launcher's restart, or train.run_id's run (zoo.restarts)
@@ -50,7 +51,9 @@ def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None)
                 reason = attempt.describe() if config.train.run_id is None else f"train.run_id {config.train.run_id}"
                 resume = continue_run(run_dir, config, reason)
             elif action != "new":
-                _start_again(action, run_dir, config, job)
+                _refuse(action, run_dir, config)
+            if action == "again":  # begun by an earlier attempt, never saved: it goes, once the checks pass
+                return _run(config, job, quiet, None, attempt, stale=run_dir)
         return _run(config, job, quiet, resume, attempt)
 
 
@@ -62,18 +65,19 @@ def resume(target: str | Path, config: str | Path | None = None, overrides: list
     return train(plan.config, quiet=quiet, resume=plan)
 
 
-def _find_run(config: Config, attempt: Attempt) -> tuple[str, Path | None]:
+def _find_run(config: Config, attempt: Attempt) -> tuple[str, Path | str | None]:
     """(zoo.restarts.find_run's action, its run directory), on rank 0, or ("error", the one line) to raise on every rank."""
+    parent = config.train.output_dir / config.run_name
     try:
-        return find_run(config.train.output_dir / config.run_name, config.train.run_id, attempt)
+        return find_run(parent, config.train.run_id, attempt)
     except OSError as error:
-        return "error", Path(f"cannot read {config.train.output_dir / config.run_name} ({error.strerror})")
+        return "error", f"cannot read {parent} ({error.strerror}); set train.output_dir to a readable folder"
 
 
-def _start_again(action: str, run_dir: Path, config: Config, job: Job) -> None:
-    """A run that an earlier attempt began and never saved goes, to begin again; the rest is refused."""
+def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
+    """The one line for a start that can neither begin nor continue a run (zoo.restarts.find_run's action)."""
     if action == "error":
-        raise ZooError(f"{run_dir}; set train.output_dir to a readable folder")
+        raise ZooError(str(run_dir))
     if action == "finished":
         raise ZooError(f"train.run_id {config.train.run_id} names a finished run, {run_dir} (metrics.json); choose "
                        f"another train.run_id for a new run, or train it further with zoo train --resume {run_dir} "
@@ -81,12 +85,12 @@ def _start_again(action: str, run_dir: Path, config: Config, job: Job) -> None:
     if action == "foreign":
         raise ZooError(f"train.run_id {config.train.run_id}: {run_dir} exists and is not a run zoo began (no "
                        "launch.json, no checkpoint); choose another train.run_id, or move that folder")
-    if job.is_main:  # "again": only what a run writes before its first save (config, logs) is lost
-        say(f"{run_dir}: the earlier attempt stopped before its first checkpoint; starting the run again")
-        shutil.rmtree(run_dir)  # train.run_id's is made again; a restart's new run gets a new time-stamped one
 
 
-def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt) -> RunResult:
+def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt,
+         stale: Path | None = None) -> RunResult:
+    """`stale`: a run directory an earlier attempt began and never saved in, removed before the run is created
+    (train.run_id's is made again; a torchrun restart's new run gets a new time-stamped one)."""
     try:  # data, model, weights, optimizer: every check before anything is written
         parts = assemble(config, job, plan)
     except Exception as error:
@@ -95,6 +99,9 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
     config, progress = parts.config, parts.position.progress
     fresh = job.is_main and plan is None  # a new run's directory goes again if the run fails before its first save
     made = missing_folders(config.train.output_dir / config.run_name) if fresh else []
+    if job.is_main and stale is not None:  # only what a run writes before its first save (config, logs) is lost
+        say(f"{stale}: the earlier attempt stopped before its first checkpoint; starting the run again")
+        shutil.rmtree(stale)
     if job.is_main:
         run_dir = plan.run_dir if plan else create_run_dir(config.train.output_dir, config.run_name, config.train.run_id)
     run_dir = job.share(run_dir if job.is_main else None)
