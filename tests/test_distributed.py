@@ -19,7 +19,7 @@ from zoo.checkpoint import load_checkpoint
 from zoo.config import DataConfig
 from zoo.data import build_datasets
 from zoo.distributed import launch
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 from zoo.evaluation import evaluate_checkpoint
 from zoo.scores import read_scores
 
@@ -113,6 +113,24 @@ def test_launch_joins_torchruns_group_and_leaves_it_also_on_error(tmp_path, monk
     assert not dist.is_initialized()
     with pytest.raises(ZooError, match="each process takes its own device"), launch("cuda:1"):
         pass
+
+
+def test_a_process_of_the_launch_lost_while_joining_ends_in_one_line(monkeypatch):
+    """What torch raises when the store's host goes while this rank joins (seen: a node killed during start-up)."""
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"),
+                        ("MASTER_PORT", str(_free_port()))):
+        monkeypatch.setenv(name, value)
+
+    def lost(*args, **kwargs):
+        raise dist.DistNetworkError("Failed to recv, got 0 bytes. Connection was likely closed. Did the remote "
+                                    "server shutdown or crash?")
+
+    monkeypatch.setattr(dist, "init_process_group", lost)
+    with pytest.raises(RunStopped) as stopped, launch("cpu"):
+        pass
+    assert str(stopped.value) == ("could not join the run's processes (Failed to recv, got 0 bytes): another process "
+                                  "of the launch stopped or cannot be reached; start the launch again on every node")
+    assert stopped.value.exit_code == 1 and stopped.value.every_rank
 
 
 def test_without_torchrun_a_process_runs_alone():

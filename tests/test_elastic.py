@@ -161,6 +161,8 @@ def test_sigterm_to_the_launcher_saves_every_rank_exits_143_and_the_same_command
     code, _, err = _finish(job)
     assert code == 143, err[-3000:]
     assert "SIGTERM: stopped at epoch 1, batch " in err and f"saved {run / 'checkpoints' / 'last.pt'}" in err
+    assert "resume with: the same command (train.run_id preempted continues the run)" in err
+    assert err.count("SIGTERM: stopping after this step") == 1  # torchrun signals both ranks; rank 0 says it
     stopped = load_checkpoint(run / "checkpoints" / "last.pt")
     assert len(stopped["ranks"]) == 2 and stopped["step"] < 82  # every rank's state, saved by rank 0
 

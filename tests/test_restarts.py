@@ -55,6 +55,11 @@ def test_the_same_run_id_continues_a_stopped_run_bit_for_bit_and_then_refuses_to
     monkeypatch.setattr(zoo.loop, "aux_loss", real)
     run = tmp_path / "cut" / "lenet5_digits" / "job-1"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 25 and not (run / "metrics.json").exists()
+    from zoo.report import read_run
+
+    with pytest.raises(ZooError, match=r"stopped before its end .*continue it by running the command that started "
+                                       r"it again \(train.run_id job-1\)"):
+        read_run(run)  # zoo report
 
     again = train(_config(tmp_path / "cut"), quiet=True)  # the same command line
     assert again.run_dir == run and [p.name for p in run.parent.iterdir()] == ["job-1"]
@@ -88,7 +93,9 @@ def test_a_changed_config_under_the_same_run_id_is_refused_before_anything_is_wr
     (done.run_dir / "metrics.json").unlink()
     before = _files(done.run_dir)
     with pytest.raises(ZooError, match=r"train.run_id job-1 continues .*job-1, whose config differs: "
-                                       r"optimizer.lr: 0.05 -> 0.1; give the config it was started with"):
+                                       r"optimizer.lr: 0.05 -> 0.1; give the config it was started with, .* or make "
+                                       r"the change with zoo train --resume \S+job-1 --set optimizer.lr=0.1 "
+                                       r"--allow-config-change$"):
         train(_config(tmp_path, "optimizer.lr=0.1"), quiet=True)
     assert _files(done.run_dir) == before
 
@@ -109,11 +116,15 @@ def test_a_folder_that_is_not_a_run_is_refused_and_an_attempt_that_never_saved_s
     assert len(read_launch(folder)["attempts"]) == 1  # the new start's own record
 
 
-def test_a_numeric_run_id_stays_text_and_a_path_is_refused():
-    assert load_config(ROOT / "configs" / "lenet5_digits.yaml", ["train.run_id=0042"]).train.run_id == "0042"
-    for bad in ("a/b", "..", "my run"):
-        with pytest.raises(ZooError, match="train.run_id"):
-            load_config(ROOT / "configs" / "lenet5_digits.yaml", [f"train.run_id={bad}"])
+def test_a_numeric_run_id_stays_text_and_an_empty_one_or_a_path_is_refused():
+    config = ROOT / "configs" / "lenet5_digits.yaml"
+    assert load_config(config, ["train.run_id=0042"]).train.run_id == "0042"  # a SLURM job id
+    assert load_config(config, ["train.run_id=812_12"]).train.run_id == "812_12"  # an array task
+    with pytest.raises(ZooError, match=r"--set train.run_id=: the value is empty \(an unset shell variable\?\)"):
+        load_config(config, ["train.run_id="])  # `--set train.run_id=$SLURM_JOB_ID` outside SLURM: not a new run each time
+    for bad in ("a/b", "..", ".hidden", "--help", "my run"):
+        with pytest.raises(ZooError, match="train.run_id: .*starting with a letter, a digit or '_'"):
+            load_config(config, [f"train.run_id={bad}"])
 
 
 def _begun(parent: Path, name: str, attempt: Attempt, *files: str) -> Path:
@@ -172,3 +183,35 @@ def test_an_earlier_attempts_lock_is_taken_over_even_from_another_host_and_no_on
     assert lock.read_text() == f"{os.getpid()} {socket.gethostname()} torchrun:job-9\n" and taken.stale_pid is not None
     taken.release()
     assert not lock.exists()
+
+
+def test_a_run_killed_between_last_pt_and_best_pt_publishes_best_pt_again_before_its_test(tmp_path, monkeypatch):
+    """An epoch's save writes last.pt, then best.pt; killed between the two, best.pt is the earlier best while
+    last.pt names this epoch as the best: the continued run must test this epoch's weights, as the whole run does."""
+    whole = train(_config(tmp_path / "whole"), quiet=True)
+    assert whole.metrics["best_epoch"] == 2  # epoch 2 improves: its save publishes best.pt
+
+    import zoo.training.hooks as hooks
+
+    real, calls = hooks.publish_copy, {"n": 0}
+
+    class Killed(BaseException):
+        pass
+
+    def killed_at_the_second(source, target):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed  # as kill -9 between the two writes
+        real(source, target)
+
+    monkeypatch.setattr(hooks, "publish_copy", killed_at_the_second)
+    with pytest.raises(Killed):
+        train(_config(tmp_path / "cut"), quiet=True)
+    monkeypatch.undo()
+    run = tmp_path / "cut" / "lenet5_digits" / "job-1"
+    last, best = (load_checkpoint(run / "checkpoints" / name) for name in ("last.pt", "best.pt"))
+    assert last["progress"]["best_epoch"] == 2 and best["epoch"] == 1  # the window the kill left
+
+    again = train(_config(tmp_path / "cut"), quiet=True)  # epochs done: it goes on to the test alone
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 2
+    assert _figures(again.metrics["test"]) == _figures(whole.metrics["test"]) and again.metrics["best_epoch"] == 2

@@ -301,11 +301,20 @@ class TrainConfig(Section):
             raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
         return value
 
-    @field_validator("run_name", "run_id")
+    @field_validator("run_name")
     @classmethod
     def _run_name(cls, value: str | None) -> str | None:
         if value is not None and (not re.fullmatch(r"[\w.-]+", value) or value in (".", "..")):
             raise ValueError("use letters, digits, '.', '_' and '-' only (it names a folder)")
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        # It names a folder that scripts pass around ($SLURM_JOB_ID): no hidden folder, nothing read as an option
+        if value is not None and not re.fullmatch(r"\w[\w.-]*", value):
+            raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-', starting with a letter, a digit or '_' "
+                             "(it names the run's folder)")
         return value
 
 
@@ -477,6 +486,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
         if not sep or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key.strip()):
             raise ZooError(f"--set {item!r}: write key.path=value, e.g. --set optimizer.lr=0.01")
         path = key.strip().split(".")
+        if not text.strip() and _takes_text(path):  # `--set train.run_id=$SLURM_JOB_ID` with the variable unset
+            raise ZooError(f"--set {key.strip()}=: the value is empty (an unset shell variable?); give one, or null for none")
         try:
             value = _read_yaml(text, f"--set {key.strip()}")[0] if text.strip() else None
         except yaml.YAMLError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,6 +22,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from zoo.errors import RunStopped
 from zoo.runtime import resolve_device
 
 T = TypeVar("T")
@@ -111,17 +113,11 @@ def launch(device_name: str) -> Iterator[Job]:
     device = resolve_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before init: NCCL and the object broadcasts use the current device
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-    if restart and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-        # torchrun's static rendezvous (--master-port) keeps its store through restarts, and the group's keys
-        # with it: a restarted rank would read the dead attempt's addresses (gloo: "connection refused").
-        # Each attempt keys its own (the c10d rendezvous does so by round).
-        store = dist.PrefixStore(f"zoo/attempt_{restart}", dist.TCPStore(
-            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False))
-        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
-    else:
-        dist.init_process_group(backend)
+    try:
+        _join(device, rank, world_size)
+    except dist.DistError as error:  # a process of the launch died, or its machine is unreachable, while joining
+        raise RunStopped(f"could not join the run's processes ({first_line(error)}): another process of the launch "
+                         "stopped or cannot be reached; start the launch again on every node", 1, every_rank=True) from None
     job = Job(device, rank, local_rank, world_size, distributed=True,
               local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     try:
@@ -136,6 +132,29 @@ def launch(device_name: str) -> Iterator[Job]:
         # group is gone, gloo's threads can abort the process the same way (seen once in about 60 runs).
         gc.collect()
         dist.destroy_process_group()
+
+
+def _join(device: torch.device, rank: int, world_size: int) -> None:
+    import torch.distributed as dist
+
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+    if restart and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's static rendezvous (--master-port) keeps its store through restarts, and the group's keys
+        # with it: a restarted rank would read the dead attempt's addresses (gloo: "connection refused").
+        # Each attempt keys its own (the c10d rendezvous does so by round).
+        store = dist.PrefixStore(f"zoo/attempt_{restart}", dist.TCPStore(
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False))
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
+    else:
+        dist.init_process_group(backend)
+
+
+def first_line(error: BaseException) -> str:
+    """A distributed error's gist for a one-line message: its first line, without gloo's "[.../pair.cc:561] "
+    source prefix and the advice sentences after it, at most 160 characters."""
+    line = next((text.strip() for text in str(error).splitlines() if text.strip()), type(error).__name__)
+    return re.sub(r"^\[[^\]]*\]\s*", "", line).split(". ")[0][:160]
 
 
 @contextlib.contextmanager

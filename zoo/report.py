@@ -110,8 +110,14 @@ def read_run(path: str | Path) -> Run:
     missing = [name for name in RUN_FILES if not (path / name).is_file()]
     if "metrics.json" in missing and {"config.yaml", "history.csv"}.isdisjoint(missing) \
             and (path / "checkpoints" / "last.pt").is_file():  # stopped (Ctrl-C, a signal, a crash) or still running
+        from zoo.restarts import read_launch
+
+        launch = read_launch(path) or {}
+        how = (f"by running the command that started it again (train.run_id {launch['run_id']})" if launch.get("run_id")
+               else f"with torchrun (as many processes as it had) -m zoo train --resume {path}"
+               if launch.get("torchrun_id") is not None else f"with zoo train --resume {path}")
         raise ZooError(f"{path} has no metrics.json: the run stopped before its end (or is still running); continue "
-                       f"it with zoo train --resume {path}, or measure its checkpoint with zoo evaluate")
+                       f"it {how}, or measure its checkpoint with zoo evaluate")
     if missing:
         runs = sorted({str(best.parent.parent) for pattern in ("*/checkpoints/best.pt", "*/*/checkpoints/best.pt")
                        for best in path.glob(pattern)})

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from zoo.console import say
+from zoo.distributed import place
 from zoo.errors import ZooError
 
 CHECK_INTERVAL = 10  # steps between looks on a GPU or under DDP
@@ -82,8 +83,9 @@ class Guard:
         name = signal.Signals(number).name
         if self.signal is None:
             self.signal = number
-            say(f"\n{name}: stopping after this step and saving last.pt ({name} again to stop without saving)",
-                sys.stderr)  # the reader of a pipe may have died with the same Ctrl-C: say gives up quietly
+            if place()[0] == 0:  # torchrun hands the signal to every rank: said once
+                say(f"\n{name}: stopping after this step and saving last.pt ({name} again to stop without saving)",
+                    sys.stderr)  # the reader of a pipe may have died with the same Ctrl-C: say gives up quietly
         elif self.saving:
             say(f"{name}: still saving last.pt; it stops right after", sys.stderr)
         else:

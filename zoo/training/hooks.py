@@ -205,9 +205,23 @@ class Checkpointer:
         self.saved = (self.folder / "last.pt").is_file()  # a resumed run's, or one of this run's saves
 
     def clean(self) -> None:
-        """Temporary files a killed save left behind."""
+        """What a killed save left behind: temporary files, and a best.pt one best behind last.pt."""
         remove_stale_temporaries(self.folder)
         remove_stale_temporaries(self.folder.parent)
+        self._publish_best_again()
+
+    def _publish_best_again(self) -> None:
+        """An epoch's save writes last.pt, then best.pt: a run killed between the two kept an earlier best.pt while
+        last.pt names the epoch it holds as the best. So a run resumed at the end of its best epoch publishes
+        best.pt again from last.pt (its weights, or the average restored from it); at any other position the
+        save that made the best epoch's best.pt was followed by another last.pt, so both were written."""
+        position = self.parts.position
+        if not self.saved or position.batch or position.epoch == 0 or self.progress.best_epoch != position.epoch:
+            return
+        if self.progress.best_weights == "ema":
+            save_checkpoint(self.parts.averaged_state(), self.folder / "best.pt")
+        else:
+            publish_copy(self.folder / "last.pt", self.folder / "best.pt")
 
     def save(self, epoch: int, batch: int, step: int, meter: MetricAccumulator | None, best: bool = False) -> None:
         """The state after `epoch` epochs and `batch` batches of the next, `step` optimizer steps."""
@@ -277,10 +291,22 @@ class StepHook:
         return stop
 
 
-def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path) -> RunStopped:
-    """The one line a stopped run ends with. `epoch`, `batch`: where a resumed run would go on."""
+def resume_command(run_dir: Path, job: Job) -> str:
+    """`zoo train --resume RUN_DIR`, under torchrun with the launch it needs: a checkpoint saved mid-epoch by N
+    processes is resumed by N."""
+    if not job.distributed:
+        return f"zoo train --resume {run_dir}"
+    nodes = max(1, job.world_size // max(1, job.local_world_size))
+    launch = f"--nproc_per_node={job.local_world_size}" if nodes == 1 else \
+        f"--nnodes={nodes} --nproc_per_node={job.local_world_size} ... (on every node)"
+    return f"torchrun {launch} -m zoo train --resume {run_dir}"
+
+
+def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path, job: Job, run_id: str | None = None) -> RunStopped:
+    """The one line a stopped run ends with. `epoch`, `batch`: where a resumed run would go on; `run_id`:
+    train.run_id's, whose own command line continues the run."""
     last = run_dir / "checkpoints" / "last.pt"
-    command = f"zoo train --resume {run_dir}"
+    command = resume_command(run_dir, job)
     if stop.nonfinite_step is not None:
         if not last.is_file():  # nothing to resume: the advice is to start again
             return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; no checkpoint "
@@ -290,5 +316,6 @@ def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path) -> Run
                           f"checkpoint: {last}; lower optimizer.lr or set train.grad_clip, then {command} "
                           "--set optimizer.lr=... --allow-config-change", stop.exit_code)
     where = f"epoch {epoch}, batch {batch}" if batch else f"the start of epoch {epoch}"
-    return RunStopped(f"{stop.signal_name}: stopped at {where} (step {step}); saved {last}; resume with: {command}",
+    again = f"the same command (train.run_id {run_id} continues the run)" if run_id else command
+    return RunStopped(f"{stop.signal_name}: stopped at {where} (step {step}); saved {last}; resume with: {again}",
                       stop.exit_code)

@@ -123,11 +123,25 @@ def continue_run(run_dir: Path, config: Config, reason: str) -> ResumePlan:
     requested = config.with_normalization(stored.data.mean, stored.data.std)
     plan = ResumePlan(checkpoint, run_dir, state, requested, changed_keys(stored, requested), reason)
     if plan.changed:
+        sets = " ".join(f"--set {_as_set(key, new)}" for key, _, new in plan.changed)
         raise ZooError(f"{reason} continues {run_dir}, whose config differs: {'; '.join(plan.changes)}; give the config "
-                       "it was started with, or another train.run_id for a new run, or change it with zoo train "
-                       f"--resume {run_dir} --config ... --allow-config-change")
+                       "it was started with, or another train.run_id for a new run, or make the change with zoo train "
+                       f"--resume {run_dir} {sets} --allow-config-change")
     check_unfinished(plan, run_dir)
     return plan
+
+
+def _as_set(key: str, value: Any) -> str:
+    """`key=value` as --set reads it back (YAML: null, true, [1, 2], {a: 1}), quoted for a shell where needed."""
+    import shlex
+
+    import yaml
+
+    if value is not None and not isinstance(value, (bool, int, float, str, list, dict)):
+        value = str(value)  # a path
+    text = "null" if value is None else yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    text = text.removesuffix("\n...").strip()
+    return shlex.quote(f"{key}={text}")
 
 
 def check_newest(checkpoint: Path, state: TrainingState, run_dir: Path) -> None:

@@ -4,7 +4,6 @@ best.pt (best by validation accuracy), and metrics.json; or, resumed, the rest o
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -16,13 +15,14 @@ import torch
 from zoo.checkpoint import read_state
 from zoo.config import Config
 from zoo.console import say
-from zoo.distributed import Job, launch
+from zoo.distributed import Job, first_line, launch
 from zoo.loop import EpochResult, evaluate_loader, train_epoch
 from zoo.errors import RunStopped, ZooError
 from zoo.restarts import Attempt, find_run, write_launch
 from zoo.rundir import RunLock, create_run_dir, discard_run_dir, missing_folders, write_json
 from zoo.training.guard import Guard, out_of_memory
-from zoo.training.hooks import Checkpointer, EarlyStopping, RunLog, StepHook, better, record_epoch, section, stopped
+from zoo.training.hooks import (Checkpointer, EarlyStopping, RunLog, StepHook, better, record_epoch, resume_command,
+                                section, stopped)
 from zoo.training.resume import ResumePlan, continue_run, prepare_resume
 from zoo.training.setup import Parts, assemble
 
@@ -134,7 +134,7 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
             _discard(run_dir, made, log, lock)
         _known(error, job, config)
         if job.distributed and _peer_lost(error):
-            raise _lost(error, run_dir, config) from None
+            raise _lost(error, run_dir, config, job) from None
         raise
     finally:
         if log is not None:
@@ -163,7 +163,7 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
         progress.seconds, progress.images = progress.seconds + result.seconds, progress.images + result.images
         stop = result.stop or guard.check(step, force=True)  # nothing non-finite is validated or saved
         if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.batches_per_epoch):
-            raise stopped(stop, epoch, result.batches, step, run_dir)
+            raise stopped(stop, epoch, result.batches, step, run_dir, job, config.train.run_id)
         val = _validate(parts, parts.model)
         ema_val = _validate(parts, parts.ema.module) if parts.ema is not None else None  # beside the raw weights
         log.epoch(epoch, result, val, parts, ema_val)
@@ -173,7 +173,7 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
         saver.save(epoch, 0, step, None, best=improved)
         stop = stop or guard.check(step, force=True)  # a signal during validation or the save
         if stop is not None:
-            raise stopped(stop, epoch + 1, 0, step, run_dir)
+            raise stopped(stop, epoch + 1, 0, step, run_dir, job, config.train.run_id)
         if early_stop:
             say(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
             break
@@ -203,16 +203,14 @@ def _peer_lost(error: BaseException) -> bool:
         "gloo/transport" in text or "Connection reset by peer" in text or "Connection closed by peer" in text)
 
 
-def _lost(error: BaseException, run_dir: Path, config: Config) -> RunStopped:
+def _lost(error: BaseException, run_dir: Path, config: Config, job: Job) -> RunStopped:
     """The one line a rank ends with when another process of the run is gone: last.pt (written only when every
     rank took part in the save) holds the run up to its last save."""
-    cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-    cause = re.sub(r"^\[[^\]]*\]\s*", "", cause).split(". ")[0]  # gloo's "[.../pair.cc:561] " goes
     last = run_dir / "checkpoints" / "last.pt"
     again = (f"start the same launch again on every node (train.run_id {config.train.run_id} continues the run)"
-             if config.train.run_id else f"continue with torchrun ... -m zoo train --resume {run_dir} on every node")
+             if config.train.run_id else f"continue with {resume_command(run_dir, job)}")
     saved = f"{last} is intact as last saved" if last.is_file() else "no checkpoint was saved yet"
-    return RunStopped(f"lost another process of the run ({cause[:160]}): a worker or node stopped; {saved}; {again}",
+    return RunStopped(f"lost another process of the run ({first_line(error)}): a worker or node stopped; {saved}; {again}",
                       1, every_rank=True)
 
 
