@@ -107,6 +107,9 @@ def test_a_folder_that_is_not_a_run_is_refused_and_an_attempt_that_never_saved_s
     with pytest.raises(ZooError, match=r"job-1 exists and is not a run zoo began .*choose another train.run_id"):
         train(_config(tmp_path), quiet=True)
     assert (folder / "notes.txt").read_text() == "mine"
+    (tmp_path / "lenet5_digits" / "job-2").write_text("a file")
+    with pytest.raises(ZooError, match=r"train.run_id job-2: \S+job-2 is a file; choose another train.run_id, or move that file"):
+        train(_config(tmp_path, "train.run_id=job-2"), quiet=True)
 
     (folder / "notes.txt").unlink()
     write_launch(folder, "job-1", Attempt())  # begun, then killed before its first checkpoint

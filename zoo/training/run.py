@@ -83,8 +83,10 @@ def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
                        f"another train.run_id for a new run, or train it further with zoo train --resume {run_dir} "
                        f"--set train.epochs=N --allow-config-change")
     if action == "foreign":
-        raise ZooError(f"train.run_id {config.train.run_id}: {run_dir} exists and is not a run zoo began (no "
-                       "launch.json, no checkpoint); choose another train.run_id, or move that folder")
+        what = ("is a file" if Path(run_dir).is_file() else
+                "exists and is not a run zoo began (no launch.json, no checkpoint)")
+        raise ZooError(f"train.run_id {config.train.run_id}: {run_dir} {what}; choose another train.run_id, or move "
+                       f"that {'file' if Path(run_dir).is_file() else 'folder'}")
 
 
 def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt,
