@@ -218,3 +218,20 @@ def test_a_run_killed_between_last_pt_and_best_pt_publishes_best_pt_again_before
     again = train(_config(tmp_path / "cut"), quiet=True)  # epochs done: it goes on to the test alone
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 2
     assert _figures(again.metrics["test"]) == _figures(whole.metrics["test"]) and again.metrics["best_epoch"] == 2
+
+
+def test_a_new_run_beside_a_stopped_one_of_the_same_name_says_how_to_continue_that_one(tmp_path, capsys):
+    plain = ["train.run_id=null", "train.epochs=1"]
+    first = train(_config(tmp_path, *plain), quiet=True)
+    (first.run_dir / "metrics.json").unlink()  # stopped before its end (killed during its test, say)
+    (first.run_dir / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")  # held by a live process
+    capsys.readouterr()
+    train(_config(tmp_path, *plain), quiet=True)
+    assert "stopped before its end" not in capsys.readouterr().err  # a run still going is not named
+
+    (first.run_dir / ".lock").unlink()
+    second = train(_config(tmp_path, *plain), quiet=True)
+    err = capsys.readouterr().err
+    assert (f"note: {first.run_dir} stopped before its end (no metrics.json); this is a new run; to continue that one "
+            f"instead, stop this and run zoo train --resume {first.run_dir} (with train.run_id set") in err
+    assert second.run_dir != first.run_dir and len(list(tmp_path.glob("*/*"))) == 3

@@ -4,6 +4,7 @@ same command line continues the run it began instead of starting a new one.
     attempt = Attempt.current()                      # torchrun's facts and the scheduler's, from the environment
     found = find_run(parent, run_id, attempt)         # (what to do, the run directory)
     write_launch(run_dir, run_id, attempt)            # a new run's launch.json, read by the next attempt
+    stopped_runs(parent, run_dir)                     # runs of the same name that stopped before their end
 
 Which run a restart continues, on the launcher's own facts (torchrun sets them in every worker:
 torch.distributed.elastic.agent.server.local_elastic_agent):
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from zoo.rundir import atomic_write, json_text
+from zoo.rundir import RunLock, atomic_write, json_text
 
 LAUNCH_NAME = "launch.json"
 Action = Literal["new", "continue", "again", "finished", "foreign"]
@@ -121,6 +122,17 @@ def find_run(parent: Path, run_id: str | None, attempt: Attempt) -> tuple[Action
     if read_launch(target) is not None or (target.is_dir() and not any(target.iterdir())):
         return "again", target
     return "foreign", target
+
+
+def stopped_runs(parent: Path, beside: Path) -> list[Path]:
+    """The runs under `parent` (runs/<run_name>) other than `beside` that stopped before their end (a last.pt, no
+    metrics.json) and that no live process holds: what a new run of the same command may have been meant to
+    continue. Newest first."""
+    if not Path(parent).is_dir():
+        return []
+    stopped = [run for run in Path(parent).iterdir() if run != beside and (run / "checkpoints" / "last.pt").is_file()
+               and not (run / "metrics.json").exists() and not RunLock(run).held()]
+    return sorted(stopped, key=lambda run: (run / "checkpoints" / "last.pt").stat().st_mtime, reverse=True)
 
 
 def _newest_begun(parent: Path, attempt: Attempt) -> Path | None:

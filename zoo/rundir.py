@@ -125,6 +125,11 @@ class RunLock:
         except (OSError, ValueError):
             return None, None, None
 
+    def held(self) -> bool:
+        """Whether a live process holds the lock (one on another host counts as live: it cannot be checked)."""
+        pid, host, _ = self._owner()
+        return pid is not None and (host != socket.gethostname() or _alive(pid))
+
     def release(self) -> None:
         if self._owner()[0] == os.getpid():
             self.path.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from zoo.console import say
 from zoo.distributed import Job, first_line, launch
 from zoo.loop import EpochResult, evaluate_loader, train_epoch
 from zoo.errors import RunStopped, ZooError
-from zoo.restarts import Attempt, find_run, write_launch
+from zoo.restarts import Attempt, find_run, stopped_runs, write_launch
 from zoo.rundir import RunLock, create_run_dir, discard_run_dir, missing_folders, write_json
 from zoo.training.guard import Guard, out_of_memory
 from zoo.training.hooks import (Checkpointer, EarlyStopping, RunLog, StepHook, better, record_epoch, resume_command,
@@ -112,7 +112,8 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
         lock = RunLock(run_dir, attempt.job).acquire() if job.is_main else None
         if job.is_main and (config.train.run_id is not None or attempt.torchrun_id is not None):
             write_launch(run_dir, config.train.run_id, attempt)  # what the next attempt finds the run by
-        for note in parts.start_notes:
+        notes = parts.start_notes + (_stopped_note(config, job, run_dir) if fresh else [])
+        for note in notes:
             print(note, file=sys.stderr, flush=True)
         log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
         stopper = EarlyStopping.of(config.train.early_stopping, progress)
@@ -193,6 +194,17 @@ def _known(error: BaseException, job: Job, config: Config) -> None:
     known = out_of_memory(error, job.device, config.data.batch_size)
     if known is not None:
         raise known from None
+
+
+def _stopped_note(config: Config, job: Job, run_dir: Path) -> list[str]:
+    """A new run beside one of the same name that stopped before its end (killed, preempted, torchrun's restarts
+    used up): the same command started this one afresh; say how to continue that one instead."""
+    stopped = stopped_runs(config.train.output_dir / config.run_name, run_dir)
+    if not stopped:
+        return []
+    return [f"note: {stopped[0]} stopped before its end (no metrics.json); this is a new run; to continue that one "
+            f"instead, stop this and run {resume_command(stopped[0], job)} (with train.run_id set, the same command "
+            "continues its run)"]
 
 
 def _peer_lost(error: BaseException) -> bool:
