@@ -251,7 +251,8 @@ def test_a_float16_run_on_cuda_stopped_and_resumed_ends_where_the_uninterrupted_
     monkeypatch.undo()
     run_dir = next((tmp_path / "cut").glob("*/*"))
     saved = _final_state(run_dir)
-    assert saved["scaler"] and saved["scaler"]["scale"] > 0 and (saved["epoch"], saved["batch"]) == (1, 17)
+    # on a GPU the flag is looked at every 10 steps (and at each step checkpoint): it stops within 10 of step 58
+    assert saved["scaler"] and saved["scaler"]["scale"] > 0 and saved["epoch"] == 1 and 17 <= saved["batch"] <= 27
     plan = prepare_resume(run_dir)
     resumed = train(plan.config, quiet=True, resume=plan)
     a, b = _final_state(whole.run_dir), _final_state(run_dir)

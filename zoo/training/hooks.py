@@ -291,12 +291,16 @@ class StepHook:
         return stop
 
 
-def resume_command(run_dir: Path, job: Job) -> str:
-    """`zoo train --resume RUN_DIR`, under torchrun with the launch it needs: a checkpoint saved mid-epoch by N
-    processes is resumed by N."""
+def resume_command(run_dir: Path, job: Job, run_id: str | None = None) -> str:
+    """How the run in `run_dir` goes on: for train.run_id's run (`run_id`) its own command line again; else
+    `zoo train --resume RUN_DIR`, under torchrun in the launch it needs (a checkpoint saved mid-epoch by N
+    processes is resumed by N)."""
+    nodes = max(1, job.world_size // max(1, job.local_world_size)) if job.distributed else 1
+    if run_id is not None:
+        again = "the same command" if nodes == 1 else "the same launch on every node"
+        return f"{again} (train.run_id {run_id} continues the run)"
     if not job.distributed:
         return f"zoo train --resume {run_dir}"
-    nodes = max(1, job.world_size // max(1, job.local_world_size))
     launch = f"--nproc_per_node={job.local_world_size}" if nodes == 1 else \
         f"--nnodes={nodes} --nproc_per_node={job.local_world_size} ... (on every node)"
     return f"torchrun {launch} -m zoo train --resume {run_dir}"
@@ -306,7 +310,7 @@ def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path, job: J
     """The one line a stopped run ends with. `epoch`, `batch`: where a resumed run would go on; `run_id`:
     train.run_id's, whose own command line continues the run."""
     last = run_dir / "checkpoints" / "last.pt"
-    command = resume_command(run_dir, job)
+    command = resume_command(run_dir, job)  # a changed learning rate needs --resume, run_id or not
     if stop.nonfinite_step is not None:
         if not last.is_file():  # nothing to resume: the advice is to start again
             return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; no checkpoint "
@@ -316,6 +320,6 @@ def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path, job: J
                           f"checkpoint: {last}; lower optimizer.lr or set train.grad_clip, then {command} "
                           "--set optimizer.lr=... --allow-config-change", stop.exit_code)
     where = f"epoch {epoch}, batch {batch}" if batch else f"the start of epoch {epoch}"
-    again = f"the same command (train.run_id {run_id} continues the run)" if run_id else command
-    return RunStopped(f"{stop.signal_name}: stopped at {where} (step {step}); saved {last}; resume with: {again}",
+    return RunStopped(f"{stop.signal_name}: stopped at {where} (step {step}); saved {last}; resume with: "
+                      f"{resume_command(run_dir, job, run_id)}",
                       stop.exit_code)

@@ -83,10 +83,10 @@ def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
                        f"another train.run_id for a new run, or train it further with zoo train --resume {run_dir} "
                        f"--set train.epochs=N --allow-config-change")
     if action == "foreign":
-        what = ("is a file" if Path(run_dir).is_file() else
-                "exists and is not a run zoo began (no launch.json, no checkpoint)")
+        what, kind = (("is a file", "file") if Path(run_dir).is_file() else
+                      ("exists and is not a run zoo began (no launch.json, no checkpoint)", "folder"))
         raise ZooError(f"train.run_id {config.train.run_id}: {run_dir} {what}; choose another train.run_id, or move "
-                       f"that {'file' if Path(run_dir).is_file() else 'folder'}")
+                       f"that {kind}")
 
 
 def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt,
@@ -202,9 +202,9 @@ def _stopped_note(config: Config, job: Job, run_dir: Path) -> list[str]:
     stopped = stopped_runs(config.train.output_dir / config.run_name, run_dir)
     if not stopped:
         return []
+    fixed = "" if config.train.run_id else " (with train.run_id set, the same command continues its run)"
     return [f"note: {stopped[0]} stopped before its end (no metrics.json); this is a new run; to continue that one "
-            f"instead, stop this and run {resume_command(stopped[0], job)} (with train.run_id set, the same command "
-            "continues its run)"]
+            f"instead, stop this and run {resume_command(stopped[0], job)}{fixed}"]
 
 
 def _peer_lost(error: BaseException) -> bool:
@@ -221,11 +221,9 @@ def _lost(error: BaseException, run_dir: Path, config: Config, job: Job) -> RunS
     """The one line a rank ends with when another process of the run is gone: last.pt (written only when every
     rank took part in the save) holds the run up to its last save."""
     last = run_dir / "checkpoints" / "last.pt"
-    again = (f"start the same launch again on every node (train.run_id {config.train.run_id} continues the run)"
-             if config.train.run_id else f"continue with {resume_command(run_dir, job)}")
     saved = f"{last} is intact as last saved" if last.is_file() else "no checkpoint was saved yet"
-    return RunStopped(f"lost another process of the run ({first_line(error)}): a worker or node stopped; {saved}; {again}",
-                      1, every_rank=True)
+    return RunStopped(f"lost another process of the run ({first_line(error)}): a worker or node stopped; {saved}; "
+                      f"continue with {resume_command(run_dir, job, config.train.run_id)}", 1, every_rank=True)
 
 
 def _discard(run_dir: Path, made: list[Path], log: RunLog | None, lock: RunLock | None) -> None:
