@@ -39,7 +39,7 @@ class ConfigError(ZooError):
 class RunStopped(Exception):
     """A run that stopped early (a signal, a non-finite loss, a lost process of the run): one line on stderr and its
     own exit code. Under torchrun rank 0 prints it, or with `every_rank` each machine's first process (LOCAL_RANK 0:
-rank 0 may be the one gone)."""
+    rank 0 may be the one gone)."""
 
     def __init__(self, message: str, exit_code: int, every_rank: bool = False) -> None:
         super().__init__(message)

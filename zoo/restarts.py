@@ -89,11 +89,12 @@ def read_launch(run_dir: Path) -> dict | None:
 def write_launch(run_dir: Path, run_id: str | None, attempt: Attempt) -> None:
     """launch.json in a new run: train.run_id and torchrun's facts, so a restart finds the run; each attempt
     that continues it adds itself to `attempts`."""
+    torchrun = attempt.torchrun_id is not None
     record = read_launch(run_dir) or {"run_id": run_id, "torchrun_id": attempt.torchrun_id, "host": attempt.host,
-                                      "agent_pid": attempt.agent_pid if attempt.torchrun_id is not None else None, "scheduler_job": attempt.scheduler_job,
-                                      "attempts": []}
+                                      "agent_pid": attempt.agent_pid if torchrun else None,
+                                      "scheduler_job": attempt.scheduler_job, "attempts": []}
     record["attempts"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": attempt.host,
-                               "torchrun_restart": attempt.restart if attempt.torchrun_id is not None else None})
+                               "torchrun_restart": attempt.restart if torchrun else None})
     atomic_write(Path(run_dir) / LAUNCH_NAME, (json_text(record) + "\n").encode())
 
 

@@ -87,6 +87,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _live(pid: int, host: str | None) -> bool:
+    """Whether a lock's owner may still run: a process on another host counts as live (it cannot be checked)."""
+    return host != socket.gethostname() or _alive(pid)
+
+
 class RunLock:
     """A lock file holding the owner's PID, host and launcher job. A lock whose process is gone (a killed run) is
     stale and taken over, and so is one of an earlier attempt of the same launcher job (`job`, zoo.restarts:
@@ -106,7 +111,7 @@ class RunLock:
             except FileExistsError:
                 pid, host, job = self._owner()
                 earlier_attempt = self.job is not None and job == self.job and pid != os.getpid()
-                if pid is not None and (earlier_attempt or host == socket.gethostname() and not _alive(pid)):
+                if pid is not None and (earlier_attempt or not _live(pid, host)):
                     self.stale_pid = pid
                     self.path.unlink(missing_ok=True)
                     continue
@@ -126,9 +131,9 @@ class RunLock:
             return None, None, None
 
     def held(self) -> bool:
-        """Whether a live process holds the lock (one on another host counts as live: it cannot be checked)."""
+        """Whether a live process holds the lock."""
         pid, host, _ = self._owner()
-        return pid is not None and (host != socket.gethostname() or _alive(pid))
+        return pid is not None and _live(pid, host)
 
     def release(self) -> None:
         if self._owner()[0] == os.getpid():

@@ -57,9 +57,8 @@ _NO_EFFECT = "it has no effect on a resumed run, whose weights come from its che
 REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resume
     "data.name": "the run would go on with another data set; fine-tune on it instead (zoo finetune)",
     **dict.fromkeys(HOLD_OUT_KEYS, _HELD_OUT),
-    "train.output_dir": "a resumed run continues in its own directory; start a new run to write elsewhere",
-    "train.run_name": "a resumed run continues in its own directory; start a new run to write elsewhere",
-    "train.run_id": "a resumed run continues in its own directory; start a new run to write elsewhere",
+    **dict.fromkeys(("train.output_dir", "train.run_name", "train.run_id"),
+                    "a resumed run continues in its own directory; start a new run to write elsewhere"),
     "init": _NO_EFFECT, "finetune.source": _NO_EFFECT, "finetune.strict": _NO_EFFECT,
 }
 MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupted epoch is
