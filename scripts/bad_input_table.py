@@ -26,7 +26,8 @@ def main() -> None:
         print(HEADER)
         for number, case in enumerate(CASES):
             if case.skip():
-                print(next((row for row in docs if row.startswith(f"| {case.name} ")), case.row(f"error: ... {case.message} ...")))
+                print(next((row for row in docs if row.startswith(f"| {case.name} ")),
+                           case.row(f"error: ... {case.message} ...")))
                 continue
             work = Path(tmp, str(number))
             work.mkdir()

@@ -32,7 +32,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -49,11 +48,11 @@ from zoo.config import DataConfig, OptimizerConfig  # noqa: E402
 from zoo.data import MemoryLoader, build_datasets, build_loaders  # noqa: E402
 from zoo.data.memory import Pipeline  # noqa: E402
 from zoo.loop import Compute, TrainStep, train_epoch  # noqa: E402
-from zoo.training.guard import Guard  # noqa: E402
-from zoo.training.optim import build_optimizer  # noqa: E402
-from zoo.registry import create_model  # noqa: E402
+from zoo.models.registry import create_model  # noqa: E402
 from zoo.runtime import autocast, grad_scaler, memory_format  # noqa: E402
 from zoo.summary import summarize  # noqa: E402
+from zoo.training.guard import Guard  # noqa: E402
+from zoo.training.optim import build_optimizer  # noqa: E402
 
 A100_RESNET50_AMP = 2470  # images/s, ResNet-50 mixed-precision training on one A100 (NVIDIA's published figure)
 Row = dict[str, object]
@@ -97,7 +96,8 @@ class Setup:
         # The raw loop's data: the same images, normalized once, batches indexed out of one tensor.
         self.images = loader.pipeline(loader.images).contiguous(memory_format=self.layout)
 
-    def _restart(self, optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> tuple[nn.Module, torch.optim.Optimizer]:
+    def _restart(self, optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+                 ) -> tuple[nn.Module, torch.optim.Optimizer]:
         model = copy.deepcopy(self.model)
         model.load_state_dict(self.start_weights)
         return model, optimizer(model)
@@ -228,7 +228,8 @@ def cpu_benchmarks(quick: bool, work: Path) -> list[Row]:
     digits = build_loaders(build_datasets(cfg, in_channels=1, input_size=32), cfg)[0]
     lenet = Setup("lenet5", digits, 10, len(digits))
     zoo, raw, ratio = alternate(lenet.zoo(), lenet.raw(), rounds=21 if quick else 61)
-    rows.append(row("train step", "lenet5 digits 1x32x32 b32 cpu, zoo fused SGD", zoo, raw, "img/s", "raw PyTorch", ">= 0.97", ratio))
+    rows.append(row("train step", "lenet5 digits 1x32x32 b32 cpu, zoo fused SGD", zoo, raw, "img/s", "raw PyTorch",
+                    ">= 0.97", ratio))
     control = alternate(lenet.raw(), lenet.raw(), rounds=21 if quick else 61)  # the noise: a loop against itself
     rows.append(row("control", "raw PyTorch against itself, as above", *control[:2], "img/s", "raw PyTorch", "1.00",
                     control[2]))
@@ -249,8 +250,8 @@ def cpu_benchmarks(quick: bool, work: Path) -> list[Row]:
         rows.append(row("train step", "resnet20 cifar-shaped b128 cpu, zoo fused SGD", zoo, raw, "img/s", "raw PyTorch",
                         ">= 0.97", ratio))
         fused = alternate(resnet.zoo(), resnet.raw(fused=True), rounds=11 if quick else 21)
-        rows.append(row("loop only", "resnet20 as above, both with fused SGD", *fused[:2], "img/s", "raw PyTorch fused", "",
-                        fused[2]))
+        rows.append(row("loop only", "resnet20 as above, both with fused SGD", *fused[:2], "img/s",
+                        "raw PyTorch fused", "", fused[2]))
         resnet_flops = zoo * training_flops("resnet20", (3, 32, 32), 10)
 
         # The data paths alone, with augmentation: random crop (padding 4), flip, normalization.
@@ -336,18 +337,20 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        rows = ([] if args.gpu_only else cpu_benchmarks(args.quick, Path(work))) + gpu_benchmarks(args.quick, Path(work))
+        rows = (([] if args.gpu_only else cpu_benchmarks(args.quick, Path(work)))
+                + gpu_benchmarks(args.quick, Path(work)))
     print(f"{time.perf_counter() - start:.0f} s")
     if args.quick:
         return
-    from zoo.render import render
+    from zoo.present.text import render
 
     print()
     print(render(["comparison", "subject", "zoo", "baseline", "unit", "baseline_name", "goal", "ratio"],
                  [[r[k] for k in ("comparison", "subject", "zoo", "baseline", "unit", "baseline_name", "goal", "ratio")]
                   for r in rows]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"torch": str(torch.__version__), "cpus": os.cpu_count(), "rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"torch": str(torch.__version__), "cpus": os.cpu_count(), "rows": rows}, indent=2)
+                        + "\n")
     print(f"\n{args.out}")
 
 

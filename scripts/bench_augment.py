@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from bench import cifar_shaped, loader_rate  # noqa: E402
+
 from zoo.config import AugmentConfig, DataConfig  # noqa: E402
 from zoo.data import build_datasets, build_loaders  # noqa: E402
 from zoo.data.transforms import batch_mixing  # noqa: E402
@@ -78,7 +79,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         patch = cifar_shaped(Path(work), args.images)
         try:
-            base = DataConfig(name="cifar10", root=Path(work), download=False, batch_size=128, val_split=0, loader="memory")
+            base = DataConfig(name="cifar10", root=Path(work), download=False, batch_size=128, val_split=0,
+                              loader="memory")
             splits = build_datasets(base, in_channels=3, input_size=32)
             crop_flip = build_loaders(splits, base.model_copy(update={"augment": True}))[0]
             print(f"{'setting':32} {'memory img/s':>12} {'DataLoader img/s':>17} {'memory / DataLoader':>20} "

@@ -39,7 +39,8 @@ import json, sys, time
 t = [time.perf_counter()]
 import zoo.cli; t.append(time.perf_counter())
 import torch; t.append(time.perf_counter())
-from zoo.render import render_summary; from zoo.summary import summarize; import zoo.models; t.append(time.perf_counter())
+from zoo.present.text import render_summary; from zoo.summary import summarize
+import zoo.models; t.append(time.perf_counter())
 summary = summarize("resnet152"); t.append(time.perf_counter())
 render_summary(summary); t.append(time.perf_counter())
 names = ["zoo.cli and typer", "import torch", "zoo.summary and models", "summarize resnet152", "render"]

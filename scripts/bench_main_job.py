@@ -74,7 +74,8 @@ def main() -> None:
               f"ratio {results['zoo'][0] / results['hand'][0]:.3f}", flush=True)
     ratio = statistics.median(z[0] / h[0] for z, h in zip(zoo_runs, hand_runs))
     print(f"median wall: zoo {statistics.median(z[0] for z in zoo_runs):.2f} s, by hand "
-          f"{statistics.median(h[0] for h in hand_runs):.2f} s; median of the rounds' ratios {ratio:.3f} (goal <= 1.05); "
+          f"{statistics.median(h[0] for h in hand_runs):.2f} s; "
+          f"median of the rounds' ratios {ratio:.3f} (goal <= 1.05); "
           f"test accuracy zoo {min(z[1] for z in zoo_runs):.2%}-{max(z[1] for z in zoo_runs):.2%}, "
           f"by hand {min(h[1] for h in hand_runs):.2%}-{max(h[1] for h in hand_runs):.2%}; "
           f"busy CPUs at the rounds' starts {min(loads):g}-{max(loads):g}")

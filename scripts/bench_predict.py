@@ -5,8 +5,9 @@ ONNX Runtime against eager PyTorch on the CPU.
 
 1. `zoo.predict_files` on a folder of JPEGs (640 x 480, camera-like) with checkpoints of ImageFolder runs
    (ResNet-18 at 224 px, where the network's time dominates; LeNet-5 on RGB at 32 px, where decoding does), against
-   the loop a user writes: torchvision's ImageFolder-style reading (PIL, RGB), Resize, CenterCrop, ToTensor, Normalize, a DataLoader with the same workers and batch size, the same network in
-   eval mode under inference_mode, softmax and top-5. Rounds alternate; the ratio is zoo's images/s over the
+   the loop a user writes: torchvision's ImageFolder-style reading (PIL, RGB), Resize, CenterCrop, ToTensor,
+   Normalize, a DataLoader with the same workers and batch size, the same network in eval mode under
+   inference_mode, softmax and top-5. Rounds alternate; the ratio is zoo's images/s over the
    loop's (goal >= 0.95). Both produce the same top-1, which is checked.
 2. LeNet-5 and ResNet-18 (224 px) at batch 1 and 32: the exported ONNX file in ONNX Runtime (CPU provider, its
    default threads) against eager PyTorch, each the median of timed calls after warm-up.
@@ -86,7 +87,7 @@ def hand_written(checkpoint: Path, photos: Path, batch_size: int, workers: int) 
 
 
 def zoo_predict(checkpoint: Path, photos: Path, batch_size: int, workers: int) -> list[int]:
-    from zoo.predict import predict_files
+    from zoo.inference.predict import predict_files
 
     report = predict_files(checkpoint, [photos], top_k=5, batch_size=batch_size, device="cpu", workers=workers)
     return [prediction.indices[0] for _, prediction in report.rows]
@@ -113,9 +114,9 @@ def throughput(args: argparse.Namespace, work: Path, name: str, side: int) -> No
         agree = np.mean(np.array(ours) == np.array(theirs))
     zoo_rate = args.images / statistics.median(times["zoo"])
     loop_rate = args.images / statistics.median(times["loop"])
-    print(f"predict, {name} at {side} px, {args.images} JPEGs of 640x480, batch {args.batch_size}, {args.workers} workers: "
-          f"zoo {zoo_rate:.1f} img/s, hand-written torchvision loop {loop_rate:.1f} img/s, ratio {zoo_rate / loop_rate:.2f} "
-          f"(goal >= 0.95); top-1 agreement {agree:.1%}")
+    print(f"predict, {name} at {side} px, {args.images} JPEGs of 640x480, batch {args.batch_size}, "
+          f"{args.workers} workers: zoo {zoo_rate:.1f} img/s, hand-written torchvision loop {loop_rate:.1f} img/s, "
+          f"ratio {zoo_rate / loop_rate:.2f} (goal >= 0.95); top-1 agreement {agree:.1%}")
     print(f"  rounds, seconds: zoo {', '.join(f'{t:.2f}' for t in times['zoo'])}; "
           f"loop {', '.join(f'{t:.2f}' for t in times['loop'])}")
 
@@ -135,7 +136,7 @@ def runtimes(work: Path) -> None:
     from test_export import checkpoint_of
 
     import zoo
-    from zoo.export import export_checkpoint
+    from zoo.inference.export import export_checkpoint
 
     for name, side in (("lenet5", 32), ("resnet18", 224)):
         checkpoint = checkpoint_of(name, work, side=side)
@@ -150,8 +151,8 @@ def runtimes(work: Path) -> None:
             session = onnx.model.session
             onnx_s = median_call(lambda: session.run(None, {"images": array}), calls)
             faster = "ONNX Runtime faster" if onnx_s < eager_s else "eager faster"
-            print(f"{name} batch {batch:>2}: eager {batch / eager_s:,.0f} img/s, ONNX Runtime {batch / onnx_s:,.0f} img/s, "
-                  f"ratio {eager_s / onnx_s:.2f} ({faster})")
+            print(f"{name} batch {batch:>2}: eager {batch / eager_s:,.0f} img/s, "
+                  f"ONNX Runtime {batch / onnx_s:,.0f} img/s, ratio {eager_s / onnx_s:.2f} ({faster})")
 
 
 def main() -> None:

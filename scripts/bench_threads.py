@@ -105,7 +105,8 @@ def main() -> None:
     if args.steps:
         step_times(max(args.rounds, 5))
         return
-    print(f"{os.cpu_count()} CPUs; {args.config} {' '.join(args.set)}; median of {args.rounds} rounds, wall seconds per run")
+    print(f"{os.cpu_count()} CPUs; {args.config} {' '.join(args.set)}; median of {args.rounds} rounds, "
+          "wall seconds per run")
     print("| busy processes | " + " | ".join(f"threads {s}" for s in args.settings) + " |")
     print("|---:|" + "---:|" * len(args.settings))
     with tempfile.TemporaryDirectory() as out:

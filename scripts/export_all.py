@@ -22,14 +22,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 def main() -> None:
     from test_export import checkpoint_of, small_side
 
-    from zoo.export import export_checkpoint
-    from zoo.registry import list_models
+    from zoo.inference.export import export_checkpoint
+    from zoo.models.registry import list_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--filter", default="*")
     parser.add_argument("--formats", nargs="+", default=["onnx", "pt2"])
     args = parser.parse_args()
-    print("| model | side | " + " | ".join(f"{f} max diff | {f} tolerance | {f} MB | {f} s" for f in args.formats) + " |")
+    print("| model | side | " + " | ".join(f"{f} max diff | {f} tolerance | {f} MB | {f} s" for f in args.formats)
+          + " |")
     print("|---|---:|" + "---:|" * 4 * len(args.formats))
     for name in list_models(args.filter):
         with tempfile.TemporaryDirectory() as folder:
@@ -39,7 +40,8 @@ def main() -> None:
                 start = time.perf_counter()
                 report = export_checkpoint(checkpoint, format)
                 seconds = time.perf_counter() - start
-                cells += [f"{report.max_abs_diff:.1e}", f"{report.tolerance:.1e}", f"{report.bytes / 1e6:.1f}", f"{seconds:.1f}"]
+                cells += [f"{report.max_abs_diff:.1e}", f"{report.tolerance:.1e}", f"{report.bytes / 1e6:.1f}",
+                          f"{seconds:.1f}"]
                 report.path.unlink()
             print(f"| {name} | {small_side(name)} | " + " | ".join(cells) + " |", flush=True)
 

@@ -49,7 +49,8 @@ def shifted(images: torch.Tensor, generator: torch.Generator, padding: int = 2) 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
-        correct = sum(int((model(images[i:i + 256]).argmax(1) == labels[i:i + 256]).sum()) for i in range(0, len(images), 256))
+        correct = sum(int((model(images[i:i + 256]).argmax(1) == labels[i:i + 256]).sum())
+                      for i in range(0, len(images), 256))
     model.train()
     return correct / len(images)
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from zoo.checkpoint import read_state  # noqa: E402
 from zoo.config import load_config  # noqa: E402
 from zoo.data import build_datasets, build_loaders  # noqa: E402
-from zoo.registry import create_model  # noqa: E402
+from zoo.models.registry import create_model  # noqa: E402
 from zoo.training import train  # noqa: E402
 
 CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
@@ -46,20 +46,22 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
         with contextlib.redirect_stdout(io.StringIO()):
-            source = train(load_config(CONFIG, [f"train.output_dir={out}", "data.classes=[0,1,2,3,4]", "train.run_name=source"]), quiet=True)
+            source = train(load_config(CONFIG, [f"train.output_dir={out}", "data.classes=[0,1,2,3,4]",
+                                                "train.run_name=source"]), quiet=True)
         checkpoint = source.run_dir / "checkpoints" / "best.pt"
         print(f"source: digits 0-4, test accuracy {source.metrics['test']['accuracy']:.2%}")
         for budget, split in (("full split", "0.2"), ("scarce (test_split 0.9)", "0.9")):
             for freeze in ("backbone", "until:features", "none"):
                 tuned, scratch = [], []
                 for seed in range(args.seeds):
-                    common = [f"train.output_dir={out}", "data.classes=[5,6,7,8,9]", "train.epochs=1", f"train.seed={seed}",
-                              "scheduler.name=none", f"data.test_split={split}"]
+                    common = [f"train.output_dir={out}", "data.classes=[5,6,7,8,9]", "train.epochs=1",
+                              f"train.seed={seed}", "scheduler.name=none", f"data.test_split={split}"]
                     tuned.append(accuracy([*common, f"finetune.source={checkpoint}", f"finetune.freeze={freeze}"]))
                     scratch.append(accuracy(common))
                 a, b = statistics.mean(tuned), statistics.mean(scratch)
                 print(f"digits 5-9, one epoch, {budget}, freeze {freeze}: fine-tuned {a:.2%} "
-                      f"({', '.join(f'{t:.1%}' for t in tuned)}), scratch {b:.2%} ({', '.join(f'{s:.1%}' for s in scratch)}), ratio {a / b:.2f}")
+                      f"({', '.join(f'{t:.1%}' for t in tuned)}), scratch {b:.2%} "
+                      f"({', '.join(f'{s:.1%}' for s in scratch)}), ratio {a / b:.2f}")
         probe(checkpoint)
 
 
@@ -82,7 +84,8 @@ def layer_features(checkpoint: Path) -> dict[str, tuple]:
             conv = model.pool(model.forward_features(images)).flatten(1)
             fc1 = model.classifier[1](model.classifier[0](conv))
             fc2 = model.classifier[3](model.classifier[2](fc1))
-        for name, values in (("pixels", images.flatten(1)), ("conv (400)", conv), ("fc1 (120)", fc1), ("fc2/F6 (84)", fc2)):
+        for name, values in (("pixels", images.flatten(1)), ("conv (400)", conv), ("fc1 (120)", fc1),
+                             ("fc2/F6 (84)", fc2)):
             features.setdefault(name, []).extend([values.numpy(), labels.numpy()])
     return {name: tuple(parts) for name, parts in features.items()}
 

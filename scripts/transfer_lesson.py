@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from zoo.checkpoint import read_state  # noqa: E402
 from zoo.config import Config, load_config  # noqa: E402
 from zoo.data import build_datasets  # noqa: E402
-from zoo.registry import create_model  # noqa: E402
+from zoo.models.registry import create_model  # noqa: E402
 from zoo.training import train  # noqa: E402
 
 CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
@@ -112,9 +112,10 @@ def source_run(seed: int, out: Path, epochs: int | None) -> tuple[Path, float]:
     return result.run_dir / "checkpoints" / "best.pt", result.metrics["test"]["accuracy"]
 
 
-def target_config(seed: int, epochs: int, lr: float, out: Path, source: Path, freeze: str | None, run_name: str) -> Config:
-    overrides = [f"train.output_dir={out}", f"train.run_name={run_name}", f"train.seed={seed}", f"train.epochs={epochs}",
-                 f"optimizer.lr={lr!r}",
+def target_config(seed: int, epochs: int, lr: float, out: Path, source: Path, freeze: str | None,
+                  run_name: str) -> Config:
+    overrides = [f"train.output_dir={out}", f"train.run_name={run_name}", f"train.seed={seed}",
+                 f"train.epochs={epochs}", f"optimizer.lr={lr!r}",
                  f"data.classes=[{','.join(map(str, TARGET_CLASSES))}]", "data.val_split=0",
                  f"data.test_split={test_fraction()!r}"]
     if freeze is not None:
@@ -125,8 +126,10 @@ def target_config(seed: int, epochs: int, lr: float, out: Path, source: Path, fr
 
 def frozen_unchanged(run_dir: Path, source: Path, freeze: str) -> bool:
     """Whether the frozen layers of a fine-tuned run's best.pt still hold the source's tensors."""
-    prefixes = {"until:features": ("features.",), "backbone": ("features.", "classifier.0.", "classifier.2.")}.get(freeze, ())
-    tuned, original = read_state(run_dir / "checkpoints" / "best.pt", "weights").model, read_state(source, "weights").model
+    prefixes = {"until:features": ("features.",),
+                "backbone": ("features.", "classifier.0.", "classifier.2.")}.get(freeze, ())
+    tuned, original = (read_state(run_dir / "checkpoints" / "best.pt", "weights").model,
+                       read_state(source, "weights").model)
     return all(torch.equal(tuned[k], original[k]) for k in original if k.startswith(prefixes))
 
 
@@ -215,8 +218,8 @@ def render(m: Measurement) -> str:
                     differences = [v - s for v, s in zip(values, scratch)]
                     diff, wins = mean_se(differences), f"{sum(d > 0 for d in differences)} of {len(differences)}"
                 lines.append(f"| {budget} | {lr:g} | {label} | {mean_se(values)} | {diff} | {wins} |")
-    lines += ["", "Why feature extraction loses: each layer of the source network on the same 10 images per class of 5-9 "
-              "(linear probe: logistic regression to convergence, tested on the rest; spectrum: covariance of the "
+    lines += ["", "Why feature extraction loses: each layer of the source network on the same 10 images per class of "
+              "5-9 (linear probe: logistic regression to convergence, tested on the rest; spectrum: covariance of the "
               "layer's features on the test images).", "",
               "| features of 5-9 | width | linear probe test accuracy (%) | variance in top 4 directions (%) "
               "| effective dimension (participation ratio) |",

@@ -1,4 +1,5 @@
-"""Shared fixtures. Models are built on the meta device wherever only shapes and counts matter."""
+"""Shared fixtures: one trained digits run for the session, a seed per test, the `gpu` skip rule. Models are built on
+the meta device wherever only shapes and counts matter. Plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import os
 # note on stderr that tests reading stderr would have to expect. train.threads' own rules are tested directly.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
+from helpers import digits_config  # noqa: E402
 
 import zoo  # noqa: E402
 
@@ -37,3 +39,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """The README's main job (configs/lenet5_digits.yaml as written: LeNet-5, 20 epochs), in-process, once for the
+    session; what zoo.train returns (run_dir, metrics). A module that needs another run (fewer steps, other data)
+    trains its own, and says why."""
+    from zoo.training import train
+
+    return train(digits_config(tmp_path_factory.mktemp("digits_run")), quiet=True)

@@ -101,7 +101,8 @@ def write_imagefolder(root: Path, counts: dict[str, int], size: tuple[int, int] 
     return root
 
 
-def write_colour_folders(root: Path, colours: dict[str, tuple[int, int, int]], count: int, seed: int | None = None) -> Path:
+def write_colour_folders(root: Path, colours: dict[str, tuple[int, int, int]], count: int,
+                         seed: int | None = None) -> Path:
     """root/<class>/<i>.png: `count` 20 x 20 pictures a class, each its class's RGB colour plus noise (sd 15), so
     that a LeNet-5 learns them in a few epochs. `seed` None: from the path's length, as the tests first did."""
     rng = np.random.default_rng(len(str(root)) if seed is None else seed)

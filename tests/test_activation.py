@@ -7,17 +7,16 @@ models per family, all activations sharing one set of weights (activations have 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_on_meta
+from helpers import run_zoo
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import zoo
-from conftest import build_on_meta
 from zoo.models.layers import ACTIVATIONS, SqueezeExcite, activation_layer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +71,8 @@ def test_every_model_takes_every_activation_with_the_same_state_dict(name):
 def test_the_default_is_the_papers_and_builds_the_same_network(name):
     default, explicit = build_on_meta(name), build_on_meta(name, activation=_default(name))
     assert str(explicit) == str(default)
-    assert [(path, type(m)) for path, m in explicit.named_modules()] == [(path, type(m)) for path, m in default.named_modules()]
+    assert ([(path, type(m)) for path, m in explicit.named_modules()]
+            == [(path, type(m)) for path, m in default.named_modules()])
 
 
 def test_default_modules_are_todays():
@@ -151,8 +151,7 @@ def test_config_takes_the_key_and_rejects_a_bad_value_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("command", [["config", "show"], ["train"]])
 def test_cli_exits_2_with_one_line_for_a_bad_activation(command):
-    result = subprocess.run([sys.executable, "-m", "zoo", *command, "-c", "configs/lenet5_digits.yaml",
-                             "--set", "model.activation=rellu"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_zoo(*command, "-c", "configs/lenet5_digits.yaml", "--set", "model.activation=rellu")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == ("error: --set model: unknown activation 'rellu'; "  # the override wrote it, not the file
                              f"choose one of {CHOICES}; did you mean relu?\n")

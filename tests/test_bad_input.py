@@ -1,18 +1,17 @@
 """Bad input never yields a traceback: every case of docs/reliability.md's "Bad input" table (tests/bad_input_cases.py)
 through the real CLI: exit code 2, one line on stderr naming the problem and the fix, nothing written or overwritten,
-and the line exactly as the table shows it."""
+and the line exactly as the table shows it.
+Tests zoo.cli and zoo.errors: how every command reports bad input."""
 
 from __future__ import annotations
 
 import os
 import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
+import helpers
 import pytest
-
 from bad_input_cases import CASES, HEADER, ROOT, link_configs, make_checkpoint, run_zoo, train
 
 DOCS = ROOT / "docs" / "reliability.md"
@@ -47,7 +46,8 @@ def test_bad_input_is_one_line_exit_code_2_and_nothing_written(case, checkpoint,
     assert len(lines) == 1 and lines[0].startswith("error: ") and case.message in lines[0], result.stderr
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "runs").is_dir()  # the default train.output_dir, relative to the working directory
-    assert case.row(lines[0]) in DOCS.read_text(), f"docs/reliability.md: update the row of {case.name!r} (scripts/bad_input_table.py)"
+    assert case.row(lines[0]) in DOCS.read_text(), (
+        f"docs/reliability.md: update the row of {case.name!r} (scripts/bad_input_table.py)")
 
 
 def test_the_docs_table_lists_every_case_once_in_order():
@@ -61,8 +61,7 @@ def test_the_docs_table_lists_every_case_once_in_order():
 def test_the_runner_prints_what_python_m_zoo_prints(tmp_path):
     args = train("optimizer.lr=0")
     link_configs(tmp_path)
-    real = subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+    real = helpers.run_zoo(*args, cwd=tmp_path)  # `python -m zoo`, this checkout's zoo
     forked = run_zoo(list(args), tmp_path)
     assert (forked.returncode, forked.stdout, forked.stderr) == (real.returncode, real.stdout, real.stderr) == (
         2, "", "error: --set optimizer.lr: input should be greater than 0 (got 0)\n")

@@ -1,3 +1,5 @@
+"""zoo.checkpoint and zoo.rundir's writes: atomic saves, loads that never run code, damaged files as one line."""
+
 import os
 import pickle
 
@@ -5,8 +7,8 @@ import pytest
 import torch
 
 from zoo.checkpoint import load_checkpoint, save_checkpoint
-from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
 from zoo.errors import ZooError
+from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -84,7 +86,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(ZooError, match=r"cannot save .*last.pt \(No space left on device\); the previous checkpoint is intact"):
+    with pytest.raises(ZooError,
+                       match=r"cannot save .*last.pt \(No space left on device\); the previous checkpoint is intact"):
         save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
@@ -107,7 +110,8 @@ def test_a_flipped_bit_in_a_tensor_fails_the_archives_crc(tmp_path):
     data[middle] ^= 0x01
     (tmp_path / "flipped.pt").write_bytes(bytes(data))
     assert torch.load(tmp_path / "flipped.pt", weights_only=True)["model"]["w"][500] != 500  # loaded, wrong
-    with pytest.raises(ZooError, match=r"flipped.pt is damaged \(Bad CRC-32 for file 'archive/data/0': its bytes changed"):
+    with pytest.raises(ZooError,
+                       match=r"flipped.pt is damaged \(Bad CRC-32 for file 'archive/data/0': its bytes changed"):
         load_checkpoint(tmp_path / "flipped.pt")
     torch.serialization.set_crc32_options(False)
     try:
@@ -156,5 +160,6 @@ def test_text_and_folders_given_as_checkpoints_are_one_line(tmp_path):
                                        r"checkpoint file, or a run directory \(runs/<name>/<time>\)$"):
         load_checkpoint(tmp_path / "run")
     (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")
-    with pytest.raises(ZooError, match=r"run/checkpoints/best.pt is damaged or not a PyTorch checkpoint \(an empty file\)"):
+    with pytest.raises(ZooError,
+                       match=r"run/checkpoints/best.pt is damaged or not a PyTorch checkpoint \(an empty file\)"):
         load_checkpoint(tmp_path / "run")  # a run directory means its best.pt

@@ -57,7 +57,8 @@ def test_cli_shim_and_console_script_are_the_same_app():
     (("list", "--filter", "transformer*"), "error: no model matches 'transformer*'; run 'zoo list' to see them all"),
     (("summary", "lenet5", "-f", "xml"), "error: unknown format 'xml'; choose one of table, markdown, csv, json"),
     (("evaluate", "missing.pt", "--format", "markdown"), "error: unknown format 'markdown'; choose table or json"),
-    (("evaluate", "missing.pt", "--split", "validation"), "error: unknown split 'validation'; choose one of test, val, train"),
+    (("evaluate", "missing.pt", "--split", "validation"),
+     "error: unknown split 'validation'; choose one of test, val, train"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message):
     result = run(*args)
@@ -74,7 +75,7 @@ def test_help_lists_the_choices():
 
 def test_evaluate_offers_the_splits_the_library_knows():
     from zoo.cli import Split
-    from zoo.evaluation import SPLITS
+    from zoo.evaluation.evaluate import SPLITS
 
     assert sorted(split.value for split in Split) == sorted(SPLITS)  # the order is --help's: test, val, train
 
@@ -85,7 +86,8 @@ def test_usage_errors_exit_2():
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; sys.argv = ['zoo', '--help']\nfrom zoo.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    code = ("import sys; sys.argv = ['zoo', '--help']\nfrom zoo.cli import main\ntry:\n    main()\nexcept SystemExit:\n"
+            "    pass\nprint('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "list" in result.stdout and result.stdout.strip().endswith("False")
 

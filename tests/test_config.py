@@ -1,9 +1,12 @@
+"""zoo.config: YAML and --set into one frozen, typed Config, each problem one line naming its key; `zoo config`."""
+
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import run_zoo
 from pydantic import ValidationError
 
 from zoo.config import Config, load_config, validate_config
@@ -54,19 +57,26 @@ def test_the_config_is_frozen(write):
 @pytest.mark.parametrize(("text", "expected"), [
     (BASE + "optimizr: {lr: 0.1}\n", "optimizr: unknown key; did you mean optimizer?"),
     (BASE + "optimizer: {lrr: 0.1}\n", "optimizer.lrr: unknown key; did you mean optimizer.lr?"),
-    ("model: {name: lenet5}\ndata: {name: digits, batch_sise: 3}\n", "data.batch_sise: unknown key; did you mean data.batch_size?"),
+    ("model: {name: lenet5}\ndata: {name: digits, batch_sise: 3}\n",
+     "data.batch_sise: unknown key; did you mean data.batch_size?"),
     (BASE + "optimizer: {lr: -0.1}\n", "optimizer.lr: input should be greater than 0 (got -0.1)"),
     (BASE + "optimizer: {lr: 0}\n", "optimizer.lr: input should be greater than 0 (got 0)"),
     (BASE + "train: {epochs: 0}\n", "train.epochs: input should be greater than 0 (got 0)"),
     (BASE + "train: {epochs: ten}\n", "train.epochs: input should be a valid integer"),
-    ("model: {name: lenet5}\ndata: {name: digits, batch_size: -4}\n", "data.batch_size: input should be greater than 0 (got -4)"),
-    (BASE + "optimizer: {name: sgdd}\n", "optimizer.name: unknown name 'sgdd'; choose one of sgd, adagrad, rmsprop, adam, adamw; did you mean sgd?"),
-    (BASE + "scheduler: {name: cosin}\n", "scheduler.name: unknown name 'cosin'; choose one of none, step, multistep, cosine, onecycle; did you mean cosine?"),
-    (BASE + "init: kaiming\n", "init: unknown init 'kaiming'; choose one of default, xavier_uniform, xavier_normal, he_uniform, he_normal"),
+    ("model: {name: lenet5}\ndata: {name: digits, batch_size: -4}\n",
+     "data.batch_size: input should be greater than 0 (got -4)"),
+    (BASE + "optimizer: {name: sgdd}\n",
+     "optimizer.name: unknown name 'sgdd'; choose one of sgd, adagrad, rmsprop, adam, adamw; did you mean sgd?"),
+    (BASE + "scheduler: {name: cosin}\n",
+     "scheduler.name: unknown name 'cosin'; choose one of none, step, multistep, cosine, onecycle; "
+     "did you mean cosine?"),
+    (BASE + "init: kaiming\n",
+     "init: unknown init 'kaiming'; choose one of default, xavier_uniform, xavier_normal, he_uniform, he_normal"),
     ("model: {name: lenet5}\ndata: {name: imagenet}\n", "data.name: unknown name 'imagenet'; choose one of mnist"),
     ("model: {name: resnet19}\ndata: {name: digits}\n", "model.name: unknown model 'resnet19'; did you mean resnet18"),
     ("model: {name: resnet18, widht: 2}\ndata: {name: digits}\n", "model: resnet18 takes no argument 'widht'"),
-    ("model: {name: resnet20, small_input: false}\ndata: {name: digits}\n", "model: resnet20 sets 'small_input' itself; leave it out"),
+    ("model: {name: resnet20, small_input: false}\ndata: {name: digits}\n",
+     "model: resnet20 sets 'small_input' itself; leave it out"),
     (BASE + "train: {device: gpu}\n", "train.device: must be auto, cpu, cuda, cuda:N or mps"),
     (BASE + "train: {run_name: 'a/b'}\n", "train.run_name: use letters, digits"),
     (BASE + "optimizer: {name: adam, nesterov: true}\n", "optimizer: nesterov needs name: sgd and a momentum above 0"),
@@ -114,7 +124,8 @@ def test_bad_overrides(write, override, expected):
 
 def test_resolved_config_round_trips_through_yaml(write):
     # One model section: a second one is refused now (test_a_key_written_twice_is_refused_naming_both_lines).
-    config = load_config(write("model: {name: mlp, hidden_sizes: [10, 10], activation: sigmoid}\ndata: {name: digits}\n"))
+    config = load_config(write("model: {name: mlp, hidden_sizes: [10, 10], activation: sigmoid}\n"
+                               "data: {name: digits}\n"))
     again = validate_config(yaml.safe_load(config.to_yaml()))
     assert again == config and isinstance(again, Config)
 
@@ -134,12 +145,8 @@ def test_shipped_configs_cover_the_issue():
     }
 
 
-def _zoo(*args):
-    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
-
-
 def test_config_show_prints_the_resolved_config():
-    result = _zoo("config", "show", "--config", "configs/lenet5_digits.yaml", "--set", "train.epochs=2")
+    result = run_zoo("config", "show", "--config", "configs/lenet5_digits.yaml", "--set", "train.epochs=2")
     assert result.returncode == 0, result.stderr
     shown = yaml.safe_load(result.stdout)
     assert shown["train"]["epochs"] == 2 and shown["model"]["name"] == "lenet5"
@@ -147,22 +154,23 @@ def test_config_show_prints_the_resolved_config():
 
 
 def test_config_validate_exit_codes(tmp_path):
-    assert _zoo("config", "validate", "configs/lenet5_digits.yaml").stdout.strip() == "configs/lenet5_digits.yaml: ok"
+    assert (run_zoo("config", "validate", "configs/lenet5_digits.yaml").stdout.strip()
+            == "configs/lenet5_digits.yaml: ok")
     bad = tmp_path / "bad.yaml"
     bad.write_text(BASE + "optimizer: {lr: -1}\n")
-    result = _zoo("config", "validate", str(bad))
+    result = run_zoo("config", "validate", str(bad))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == f"error: {bad}: optimizer.lr: input should be greater than 0 (got -1)"
 
 
 def test_config_validate_takes_config_as_the_other_commands_do_and_set(tmp_path):
-    named = _zoo("config", "validate", "--config", "configs/lenet5_digits.yaml", "--set", "train.epochs=3")
+    named = run_zoo("config", "validate", "--config", "configs/lenet5_digits.yaml", "--set", "train.epochs=3")
     assert named.returncode == 0 and named.stdout.strip() == "configs/lenet5_digits.yaml: ok"
-    bad = _zoo("config", "validate", "-c", "configs/lenet5_digits.yaml", "--set", "model.name=resnet-18")
+    bad = run_zoo("config", "validate", "-c", "configs/lenet5_digits.yaml", "--set", "model.name=resnet-18")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --set model.name: unknown model 'resnet-18'")
-    twice = _zoo("config", "validate", "configs/lenet5_digits.yaml", "--config", "configs/lenet5_digits.yaml")
+    twice = run_zoo("config", "validate", "configs/lenet5_digits.yaml", "--config", "configs/lenet5_digits.yaml")
     assert twice.returncode == 2 and twice.stderr.strip().startswith("error: give the config once")
-    across = _zoo("config", "validate", "configs/finetune_resnet18_imagefolder.yaml", "--set", "train.epochs=2")
+    across = run_zoo("config", "validate", "configs/finetune_resnet18_imagefolder.yaml", "--set", "train.epochs=2")
     assert across.stderr.strip() == ("error: configs/finetune_resnet18_imagefolder.yaml with --set train.epochs=2: "
                                      "finetune.unfreeze_at_epoch 4 is after the last epoch (train.epochs 2), so the "
                                      "frozen layers would never train; set it to 2 (or remove it)")
@@ -174,26 +182,28 @@ def test_config_validate_prints_one_line_per_problem_and_train_agrees(tmp_path):
     lines = [f"error: {bad}: optimizer.lr: input should be greater than 0 (got -1)",
              f"error: {bad}: optimizer.lrr: unknown key; did you mean optimizer.lr?",
              f"error: {bad}: train.epochs: input should be greater than 0 (got 0)"]
-    result = _zoo("config", "validate", str(bad))
+    result = run_zoo("config", "validate", str(bad))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == lines
-    result = _zoo("train", "--config", str(bad), "--set", "data.batch_size=-3")
+    result = run_zoo("train", "--config", str(bad), "--set", "data.batch_size=-3")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.splitlines() == [*lines, "error: --set data.batch_size: input should be greater than 0 (got -3)"]
+    assert result.stderr.splitlines() == [*lines,
+                                          "error: --set data.batch_size: input should be greater than 0 (got -3)"]
     with pytest.raises(ZooError) as caught:  # the library's message stays one line
         load_config(bad)
     assert str(caught.value) == "; ".join(line.removeprefix("error: ") for line in lines)
 
 
 def test_the_config_imports_no_torch():
-    # zoo.config reads the data sets' table (zoo.data.specs); neither may pull in torch, so `zoo --help` stays fast.
-    code = "import sys, zoo.config, zoo.data.specs; print('torch' in sys.modules)"
+    # zoo.config reads the data sets' table (zoo.datasets); neither may pull in torch, so `zoo --help` stays fast.
+    code = "import sys, zoo.config, zoo.datasets; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("model: {name: lenet5}\ndata: {name: digits}\noptimizer: {lr: 0.01}\ntrain: {epochs: 1}\noptimizer: {weight_decay: 0.1}\n",
+    ("model: {name: lenet5}\ndata: {name: digits}\noptimizer: {lr: 0.01}\ntrain: {epochs: 1}\n"
+     "optimizer: {weight_decay: 0.1}\n",
      "optimizer is written twice (lines 3 and 5); keep one"),
     ("model: {name: lenet5}\ndata: {name: digits, batch_size: 32, batch_size: 8}\n",
      "data.batch_size is written twice (line 2, columns 22 and 38); keep one"),
@@ -205,7 +215,7 @@ def test_a_key_written_twice_is_refused_naming_both_lines(write, text, expected)
     with pytest.raises(ZooError) as caught:
         load_config(path)
     assert str(caught.value) == f"{path}: {expected}"
-    result = _zoo("config", "validate", str(path))
+    result = run_zoo("config", "validate", str(path))
     assert result.returncode == 2 and result.stderr.strip() == f"error: {path}: {expected}"
 
 
@@ -226,7 +236,8 @@ def test_yaml_1_1_surprises_read_as_written(write):
 
 
 def test_sexagesimal_numbers_are_refused_not_read_as_seconds(write):
-    with pytest.raises(ZooError, match=r"train.seed: input should be a valid integer, unable to parse string as an integer \(got '1:30'\)"):
+    with pytest.raises(ZooError, match=r"train.seed: input should be a valid integer, unable to parse string as an "
+                                       r"integer \(got '1:30'\)"):
         load_config(write(BASE + "train: {seed: 1:30}\n"))  # YAML 1.1: 90
 
 

@@ -1,10 +1,10 @@
 """kill -9 at 20 moments of a training run, half of them inside a checkpoint write: last.pt always loads,
-the next start clears the killed save's temporary file and the dead run's lock, and the run goes on."""
+the next start clears the killed save's temporary file and the dead run's lock, and the run goes on.
+Tests zoo.checkpoint's and zoo.rundir's atomic writes and lock under kill -9."""
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import random
 import signal
 import subprocess
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_zoo
 
 from zoo.checkpoint import load_checkpoint
 
@@ -22,12 +23,6 @@ KILLS = 20
 # enough (tenths of a second) to be hit.
 SETTINGS = ["model.name=resnet18", "data.name=synthetic", "data.input_size=32", "data.synthetic_size=64",
             "data.batch_size=8", "train.epochs=500", "train.checkpoint_every_steps=1", "scheduler.name=none"]
-
-
-def _start(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "zoo", "train", "--quiet", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _zoo_main(argv: list[str]) -> None:
@@ -114,7 +109,8 @@ def test_kill_9_at_20_moments_never_costs_the_last_checkpoint(tmp_path, forked):
     # A last, ordinary start: once it has saved, SIGTERM stops it cleanly, and the killed saves' leftovers are gone.
     last = checkpoints / "last.pt"
     before = last.stat().st_mtime_ns
-    final = _start("--resume", str(run_dir))
+    final = run_zoo("train", "--quiet", "--resume", run_dir, env={"OMP_NUM_THREADS": "1"}, popen=True,
+                    stdout=subprocess.DEVNULL)
     while last.stat().st_mtime_ns == before:
         assert final.poll() is None, final.stderr.read()
         time.sleep(0.01)

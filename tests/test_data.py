@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from datafiles import CIFAR10_NAMES, accept_cifar_files, damage, write_cifar, write_imagefolder, write_jpeg, write_mnist
+from helpers import run_zoo
 from PIL import Image
 from torch.utils.data import DistributedSampler
 
-from datafiles import CIFAR10_NAMES, accept_cifar_files, damage, write_cifar, write_imagefolder, write_jpeg, write_mnist
 from zoo.config import DataConfig
 from zoo.data import SPECS, DataSplits, MemoryLoader, ShardSampler, TensorSet, build_datasets, build_loaders
 from zoo.data.sets import read_digits
@@ -171,7 +172,8 @@ def test_digits_splits_cover_all_1797_images_once_and_normalize_with_training_st
     x = torch.stack([train[i][0] for i in range(len(train))])
     assert x.shape == (1294, 1, 32, 32)
     assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-3
-    assert splits.mean[0] == pytest.approx(train.base.inputs.mul(splits.std[0]).add(splits.mean[0]).mean().item(), abs=0.02)
+    assert splits.mean[0] == pytest.approx(train.base.inputs.mul(splits.std[0]).add(splits.mean[0]).mean().item(),
+                                           abs=0.02)
     assert build("digits").test.indices == test.indices and build("digits", seed=1).test.indices != test.indices
 
 
@@ -183,7 +185,8 @@ def test_digits_channels_subset_and_normalize_off():
     x = torch.stack([raw.train[i][0] for i in range(len(raw.train))])
     assert raw.val is None and (raw.mean, raw.std) == ((0.0,), (1.0,)) and x.min() >= 0 and x.max() <= 1
     first = build("digits", classes=(0, 1, 2, 3, 4))
-    assert first.classes == ["0", "1", "2", "3", "4"] and 850 < len(first.train) + len(first.val) + len(first.test) < 950
+    assert (first.classes == ["0", "1", "2", "3", "4"]
+            and 850 < len(first.train) + len(first.val) + len(first.test) < 950)
     assert {first.train[i][1] for i in range(len(first.train))} == set(range(5))
 
 
@@ -333,7 +336,8 @@ def test_an_image_that_fails_to_decode_after_the_scan_is_one_line_in_the_workers
     broken = damage(write_jpeg(tmp_path / "pets" / "dog" / "2.jpg"), "scan")  # header and end marker intact
     splits = build("imagefolder", in_channels=3, input_size=16, root=tmp_path / "pets", val_split=0, test_split=0.2)
     assert splits.skipped == ()
-    message = f"imagefolder: {broken} cannot be decoded (broken data stream when reading image file); remove or replace it"
+    message = (f"imagefolder: {broken} cannot be decoded (broken data stream when reading image file); "
+               "remove or replace it")
     for workers in (0, 1):
         cfg = DataConfig(name="imagefolder", root=tmp_path / "pets", batch_size=8, workers=workers)
         train, _, test = build_loaders(splits, cfg)
@@ -346,9 +350,8 @@ def test_zoo_train_skips_unreadable_images_and_finishes(tmp_path):
     pets_with_unreadable_images(tmp_path / "pets")
     sets = ["data.name=imagefolder", f"data.root={tmp_path / 'pets'}", "data.batch_size=4", "train.epochs=1",
             f"train.output_dir={tmp_path / 'runs'}"]
-    result = subprocess.run([sys.executable, "-m", "zoo", "train", "--config", "configs/lenet5_digits.yaml",
-                             *(arg for item in sets for arg in ("--set", item))],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_zoo("train", "--config", "configs/lenet5_digits.yaml",
+                     *(arg for item in sets for arg in ("--set", item)), timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("warning: skipped 4 unreadable images in ") and "Traceback" not in result.stderr
     assert list((tmp_path / "runs").glob("lenet5_imagefolder/*/checkpoints/best.pt"))
@@ -405,7 +408,8 @@ def test_loaders_batch_shuffle_with_the_seed_and_choose_workers(tmp_path):
 
     policy = AugmentConfig(policy="trivialaugment")
     assert not isinstance(build_loaders(mnist, DataConfig(name="mnist", augment=policy))[0], MemoryLoader)
-    assert isinstance(build_loaders(mnist, DataConfig(name="mnist", augment=AugmentConfig(mixup_alpha=0.2)))[0], MemoryLoader)
+    assert isinstance(build_loaders(mnist, DataConfig(name="mnist", augment=AugmentConfig(mixup_alpha=0.2)))[0],
+                      MemoryLoader)
     assert isinstance(build_loaders(mnist, DataConfig(name="mnist", augment=policy, loader="memory"))[0], MemoryLoader)
     assert isinstance(build_loaders(splits, DataConfig(name="digits", augment=policy))[0], MemoryLoader)
 
@@ -430,7 +434,8 @@ def test_distributed_loaders_use_a_distributed_sampler_for_train_and_shards_for_
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
         splits = build("digits")
-        train, val, test = build_loaders(splits, DataConfig(name="digits", loader="torchvision"), seed=5, distributed=True)
+        train, val, test = build_loaders(splits, DataConfig(name="digits", loader="torchvision"), seed=5,
+                                         distributed=True)
         assert isinstance(train.sampler, DistributedSampler) and train.sampler.seed == 5
         assert isinstance(val.sampler, ShardSampler) and isinstance(test.sampler, ShardSampler)
         assert len(test.sampler) == len(splits.test)

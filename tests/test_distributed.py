@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from helpers import free_port
 
 from zoo.checkpoint import load_checkpoint
 from zoo.config import DataConfig
 from zoo.data import build_datasets
 from zoo.distributed import launch
 from zoo.errors import RunStopped, ZooError
-from zoo.evaluation import evaluate_checkpoint
-from zoo.scores import read_scores
+from zoo.evaluation.evaluate import evaluate_checkpoint
+from zoo.evaluation.scores import read_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def torchrun(output_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 def _torchrun_command(output_dir: Path, *overrides: str) -> list[str]:
     sets = [f"train.output_dir={output_dir}", *overrides]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
             "-m", "zoo", "train", "--config", "configs/lenet5_digits.yaml", "--quiet",
             *(part for item in sets for part in ("--set", item))]
 
@@ -43,18 +43,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 RECIPE = ("data.sampler=balanced", "loss.class_weights=auto", "train.accumulate_steps=2", "train.ema={decay: 0.9}",
           "model.activation=elu",
           "data.augment={mixup_alpha: 0.2, cutmix_alpha: 1.0, random_erasing: 0.25, policy: trivialaugment}")
 
 
-@pytest.mark.parametrize("loader, recipe", [("memory", ()), pytest.param("torchvision", RECIPE, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("loader, recipe",
+                         [("memory", ()), pytest.param("torchvision", RECIPE, marks=pytest.mark.slow)])
 def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_path, loader, recipe):
     done = torchrun(tmp_path, f"data.loader={loader}", *recipe)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -74,7 +69,8 @@ def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_pa
 
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["weights"] == metrics["best_weights"] and load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
-    assert best["epoch"] == metrics["best_epoch"] if best["weights"] == "raw" else "optimizer" not in best  # ema: weights
+    # ema: weights
+    assert best["epoch"] == metrics["best_epoch"] if best["weights"] == "raw" else "optimizer" not in best
     assert not any(key.startswith("module.") for key in best["model"])  # the network's keys, not DDP's
     alone = evaluate_checkpoint(run / "checkpoints" / "best.pt", "test")  # loaded into one process, whole split
     assert alone.metrics.count == 359
@@ -101,7 +97,7 @@ def test_launch_joins_torchruns_group_and_leaves_it_also_on_error(tmp_path, monk
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
     with launch("cpu") as job:
         assert job.distributed and job.is_main and dist.get_backend() == "gloo" and job.device.type == "cpu"
         assert job.share(tmp_path) == tmp_path
@@ -118,7 +114,7 @@ def test_launch_joins_torchruns_group_and_leaves_it_also_on_error(tmp_path, monk
 def test_a_process_of_the_launch_lost_while_joining_ends_in_one_line(monkeypatch):
     """What torch raises when the store's host goes while this rank joins (seen: a node killed during start-up)."""
     for name, value in (("RANK", "1"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"),
-                        ("MASTER_PORT", str(_free_port()))):
+                        ("MASTER_PORT", str(free_port()))):
         monkeypatch.setenv(name, value)
 
     def lost(*args, **kwargs):
@@ -164,7 +160,7 @@ def test_a_two_process_run_stopped_by_sigterm_resumes_bit_exact(tmp_path):
     assert stopped["step"] < 3 * 21, "the run ended before the signal reached it"
 
     resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-                              str(_free_port()), "-m", "zoo", "train", "--resume", str(run), "--quiet"],
+                              str(free_port()), "-m", "zoo", "train", "--resume", str(run), "--quiet"],
                              cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = load_checkpoint(next((tmp_path / "whole").glob("*/*")) / "checkpoints" / "last.pt")

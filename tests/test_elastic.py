@@ -1,7 +1,8 @@
 """Restarts at scale, on this machine's CPUs (gloo) with the real torchrun: a worker killed under --max-restarts
 and the run continued by torchrun's restart; two launches as two nodes (a c10d rendezvous on 127.0.0.1); a node
 lost mid-run and both launched again; SIGTERM to the launcher (preemption). Each ends where one uninterrupted
-2-process run ends, bit for bit (CPU, deterministic mode)."""
+2-process run ends, bit for bit (CPU, deterministic mode).
+Tests zoo.training.restarts and zoo.distributed under the real torchrun."""
 
 from __future__ import annotations
 
@@ -15,22 +16,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port
 
 from zoo.checkpoint import load_checkpoint
-from zoo.restarts import read_launch
+from zoo.training.restarts import read_launch
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 # LeNet-5 on digits, 2 epochs of 41 batches of 16 per rank, a checkpoint every 10 steps: 82 steps, about 3 s.
 SETS = ["train.epochs=2", "data.batch_size=16", "train.deterministic=true", "train.checkpoint_every_steps=10"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _torchrun(out: Path, launcher: list[str], *sets: str) -> list[str]:
@@ -116,7 +110,7 @@ def test_a_worker_killed_under_max_restarts_is_continued_by_torchruns_restart_in
 
 
 def test_two_nodes_train_as_one_launch_and_a_lost_node_is_continued_by_launching_both_again(tmp_path, reference):
-    port = _free_port()
+    port = free_port()
     nodes = [_start(_node(tmp_path / "whole", port, "two")) for _ in range(2)]
     results = [_finish(node) for node in nodes]
     assert [code for code, _, _ in results] == [0, 0], results[0][2][-2000:] + results[1][2][-2000:]
@@ -125,7 +119,7 @@ def test_two_nodes_train_as_one_launch_and_a_lost_node_is_continued_by_launching
     assert list((tmp_path / "whole").glob("*/*")) == [whole]
     _same_weights(whole, reference)
 
-    out, port = tmp_path / "lost", _free_port()
+    out, port = tmp_path / "lost", free_port()
     first = _start(_node(out, port, "lost"))
     second = _start(_node(out, port, "lost"))
     run = _first_checkpoint(out, first, second)
@@ -140,7 +134,7 @@ def test_two_nodes_train_as_one_launch_and_a_lost_node_is_continued_by_launching
     stopped = load_checkpoint(run / "checkpoints" / "last.pt")  # loads: intact
     assert 10 <= stopped["step"] < 82 and not (run / "metrics.json").exists()
 
-    port = _free_port()
+    port = free_port()
     again = [_finish(node) for node in [_start(_node(out, port, "lost")) for _ in range(2)]]  # the same command lines
     assert [code for code, _, _ in again] == [0, 0], again[0][2][-2000:] + again[1][2][-2000:]
     printed = "".join(out for _, out, _ in again)

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from datafiles import write_colour_folders
+from helpers import digits_config
+
 from zoo.checkpoint import load_checkpoint, save_checkpoint
-from zoo.config import load_config
 from zoo.errors import ZooError
-from zoo.evaluation import by_name, evaluate_checkpoint
+from zoo.evaluation.evaluate import by_name, evaluate_checkpoint
 from zoo.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"ant": (220, 30, 30), "bee": (30, 220, 30), "cat": (30, 30, 220), "dog": (220, 220, 30)}
 
 
@@ -23,14 +22,15 @@ def _photos(root: Path, classes: list[str], count: int) -> Path:
     return write_colour_folders(root, {name: COLOURS[name] for name in classes}, count)
 
 
+# Not conftest's digits_run: these tests evaluate folders of named classes (ant, bee, cat), so the model learns those.
 @pytest.fixture(scope="module")
 def three_classes(tmp_path_factory) -> Path:
     """best.pt of LeNet-5 trained on ant/bee/cat folders of one colour each: right on every test image."""
     work = tmp_path_factory.mktemp("classes")
-    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        "data.name=imagefolder", f"data.root={_photos(work / 'train3', ['ant', 'bee', 'cat'], 20)}", "data.batch_size=16",
-        "train.epochs=8", "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none", "data.augment=false",
-        f"train.output_dir={work / 'runs'}"])
+    config = digits_config(
+        work / "runs", "data.name=imagefolder", f"data.root={_photos(work / 'train3', ['ant', 'bee', 'cat'], 20)}",
+        "data.batch_size=16", "train.epochs=8", "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none",
+        "data.augment=false")
     result = train(config, quiet=True)
     assert result.metrics["test"]["accuracy"] == 1.0
     return result.run_dir / "checkpoints" / "best.pt"
@@ -40,14 +40,16 @@ def test_a_folder_of_some_classes_is_matched_by_name(three_classes, tmp_path, ca
     new = _photos(tmp_path / "new", ["bee", "cat"], 10)  # no ant/: bee and cat come first and second here
     report = evaluate_checkpoint(three_classes, data_root=new)
     assert report.metrics.accuracy == 1.0 and report.classes == ["ant", "bee", "cat"]
-    assert report.metrics.confusion.diag().tolist() == [0, 10, 10] and report.metrics.count == 20  # every image: new data
+    # every image: new data
+    assert report.metrics.confusion.diag().tolist() == [0, 10, 10] and report.metrics.count == 20
     assert "matched to best.pt's by name: bee -> 1, cat -> 2" in capsys.readouterr().err
     assert report.per_class()[0] == {"class": "ant", "precision": None, "recall": None, "f1": None, "support": 0}
 
 
 def test_a_class_the_model_does_not_know_is_refused(three_classes, tmp_path):
     new = _photos(tmp_path / "new", ["bee", "dog"], 10)
-    with pytest.raises(ZooError, match=r"the data has classes .*best.pt does not predict: dog; it predicts ant, bee, cat"):
+    with pytest.raises(ZooError,
+                       match=r"the data has classes .*best.pt does not predict: dog; it predicts ant, bee, cat"):
         evaluate_checkpoint(three_classes, data_root=new)
 
 
@@ -65,7 +67,8 @@ def test_the_training_device_is_not_an_order_for_evaluate(three_classes, tmp_pat
     save_checkpoint(state, moved)
     assert evaluate_checkpoint(moved).metrics.accuracy == 1.0  # auto: this machine's best device
     if not torch.cuda.is_available():
-        with pytest.raises(ZooError, match="--device is 'cuda' but this machine has no CUDA device; use --device auto or cpu"):
+        with pytest.raises(ZooError,
+                           match="--device is 'cuda' but this machine has no CUDA device; use --device auto or cpu"):
             evaluate_checkpoint(moved, device="cuda")
     with pytest.raises(ZooError, match="--device is 'tpu'; use auto, cpu, cuda, cuda:N or mps"):
         evaluate_checkpoint(moved, device="tpu")
@@ -84,9 +87,9 @@ def test_a_checkpoint_trained_on_some_classes_evaluates_a_folder_of_them(tmp_pat
     # Its data.classes ([0, 2] of ant, bee, cat) picked classes of the training folder by index; a new folder's
     # classes are matched by name instead (here ant and cat, the only two).
     work = tmp_path / "work"
-    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        "data.name=imagefolder", f"data.root={_photos(work / 'train3', ['ant', 'bee', 'cat'], 20)}", "data.classes=[0, 2]",
-        "train.epochs=1", "train.max_steps_per_epoch=2", "data.batch_size=8", f"train.output_dir={work / 'runs'}"])
+    config = digits_config(
+        work / "runs", "data.name=imagefolder", f"data.root={_photos(work / 'train3', ['ant', 'bee', 'cat'], 20)}",
+        "data.classes=[0, 2]", "train.epochs=1", "train.max_steps_per_epoch=2", "data.batch_size=8")
     best = train(config, quiet=True).run_dir / "checkpoints" / "best.pt"
     report = evaluate_checkpoint(best, data_root=_photos(tmp_path / "new", ["ant", "cat"], 4))
     assert report.classes == ["ant", "cat"] and report.metrics.count == 8
@@ -102,27 +105,26 @@ def test_the_runs_own_data_with_another_hold_out_is_refused(three_classes):
 def test_a_run_directory_stands_for_its_best_pt_wherever_a_checkpoint_is_asked_for(tmp_path):
     # As `zoo train --resume` takes a run directory; "not found" for runs/<name>/<time> tripped a new user.
     import zoo
-    from zoo.export import export_checkpoint
+    from zoo.inference.export import export_checkpoint
 
-    run = train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=3"]), quiet=True).run_dir
+    run = train(digits_config(tmp_path, "train.epochs=1", "train.max_steps_per_epoch=3"), quiet=True).run_dir
     best = run / "checkpoints" / "best.pt"
     by_dir, by_file = evaluate_checkpoint(run), evaluate_checkpoint(best)
     assert by_dir.metrics.accuracy == by_file.metrics.accuracy and by_dir.confusion_csv.parent == best.parent
     assert zoo.load(run).classes == zoo.load(best).classes
     assert export_checkpoint(run / "checkpoints", "safetensors").path == best.with_suffix(".safetensors")
-    finetuned = train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        f"train.output_dir={tmp_path / 'ft'}", "train.epochs=1", "train.max_steps_per_epoch=1",
-        f"finetune.source={run}"]), quiet=True)
+    finetuned = train(digits_config(tmp_path / "ft", "train.epochs=1", "train.max_steps_per_epoch=1",
+                                    f"finetune.source={run}"), quiet=True)
     assert finetuned.metrics["epochs_run"] == 1
 
 
+# Not conftest's digits_run: a test here asserts no confusion files beside best.pt, and test_train writes them there.
 @pytest.fixture(scope="module")
 def digits_best(tmp_path_factory) -> Path:
     """best.pt of LeNet-5 on scikit-learn's digits after 2 steps: a data set that reads no files."""
     work = tmp_path_factory.mktemp("digits")
-    return train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        f"train.output_dir={work / 'runs'}", "train.epochs=1", "train.max_steps_per_epoch=2"]), quiet=True).run_dir / "checkpoints" / "best.pt"
+    run = train(digits_config(work / "runs", "train.epochs=1", "train.max_steps_per_epoch=2"), quiet=True).run_dir
+    return run / "checkpoints" / "best.pt"
 
 
 def test_a_folder_for_a_data_set_that_reads_no_files_is_refused(digits_best, tmp_path):
@@ -140,13 +142,14 @@ def test_a_folder_for_a_data_set_that_reads_no_files_is_refused(digits_best, tmp
 
 
 def test_other_data_does_not_overwrite_the_runs_own_confusion_files(three_classes, tmp_path):
-    from zoo.render import render_evaluation
+    from zoo.present.text import render_evaluation
 
     own = evaluate_checkpoint(three_classes)
     assert own.confusion_csv == three_classes.with_name("best.test.confusion.csv")
     saved = own.confusion_csv.read_bytes(), own.confusion_png.read_bytes()
     assert render_evaluation(own).splitlines()[0] == f"{three_classes} on the test split: 12 images"
-    new = evaluate_checkpoint(three_classes, data_root=_photos(tmp_path / "new", ["cat"], 5))  # every cat, none right but cat
+    # every cat, none right but cat
+    new = evaluate_checkpoint(three_classes, data_root=_photos(tmp_path / "new", ["cat"], 5))
     assert (new.confusion_csv.name, new.confusion_png.name) == ("best.new.confusion.csv", "best.new.confusion.png")
     assert render_evaluation(new).splitlines()[0] == f"{three_classes} on every image of {tmp_path / 'new'}: 5 images"
     _photos(tmp_path / "held" / "test", ["ant", "bee"], 2)
@@ -159,6 +162,7 @@ def test_other_data_does_not_overwrite_the_runs_own_confusion_files(three_classe
 def test_an_unknown_class_is_named_whatever_the_class_counts(three_classes, tmp_path):
     # 4 folders for a 3-class model: the count alone was the message, without the class it does not know.
     new = _photos(tmp_path / "new", ["ant", "bee", "cat", "dog"], 2)
-    with pytest.raises(ZooError, match=r"^the data has classes .*best.pt does not predict: dog \(4 classes for its 3\); "
-                                       "it predicts ant, bee, cat: name the class folders as in training"):
+    with pytest.raises(ZooError,
+                       match=r"^the data has classes .*best.pt does not predict: dog \(4 classes for its 3\); "
+                             "it predicts ant, bee, cat: name the class folders as in training"):
         evaluate_checkpoint(three_classes, data_root=new)

@@ -10,18 +10,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from bad_input_cases import run_zoo
 from PIL import Image
 from sklearn.datasets import load_digits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 import zoo
-from bad_input_cases import run_zoo
 from zoo.config import load_config
 from zoo.errors import ZooError
-from zoo.explain import explain, find_stages, heatmaps
-from zoo.grids import GAP, TILE, filter_grid
+from zoo.inference.explain import explain, find_stages, heatmaps
 from zoo.models.base import Classifier
+from zoo.present.grids import GAP, TILE, filter_grid
+from zoo.present.text import render_explain
 from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,8 @@ def digits(tmp_path_factory) -> tuple[Path, list[Path]]:
     data set's stored form: pixel x 16)."""
     work = tmp_path_factory.mktemp("explain")
     config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        f"train.output_dir={work / 'runs'}", "train.epochs=3", "train.max_steps_per_epoch=15", "train.log_filters=true"])
+        f"train.output_dir={work / 'runs'}", "train.epochs=3", "train.max_steps_per_epoch=15",
+        "train.log_filters=true"])
     checkpoint = train(config, quiet=True).run_dir / "checkpoints" / "best.pt"
     data = load_digits()
     pictures = []
@@ -69,7 +71,8 @@ def test_gradcam_peaks_on_the_patch_that_decides_the_class():
     picture = torch.zeros(1, 1, 24, 24)
     picture[..., 14:20, 3:9] = 1.0  # bright patch, lower left
     backbone = find_stages(model, picture)
-    assert [stage.name for stage in backbone.stages] == ["features.0", "features.1"] and backbone.default == "features.1"
+    assert ([stage.name for stage in backbone.stages] == ["features.0", "features.1"]
+            and backbone.default == "features.1")
     for method in ("gradcam", "saliency", "occlusion"):
         heat = heatmaps(model, picture, [1], method, backbone.default if method == "gradcam" else None)[0]
         assert heat.shape == (24, 24) and heat.max() == pytest.approx(1.0)
@@ -141,7 +144,7 @@ def test_saliency_a_target_by_name_and_a_folder_of_its_own(digits, tmp_path):
     (row,) = report.rows
     assert row.target == 5 and row.target_class == "5" and len(row.prediction.classes) == 2
     assert row.written == tmp_path / "out" / f"{pictures[1].stem}.saliency.png" and row.written.is_file()
-    assert report.layer is None and "saliency of 5" in report.summary()
+    assert report.layer is None and "saliency of 5" in render_explain(report)
 
 
 def test_filter_grid_of_a_resnet18_and_gradcam_on_its_layer4():
@@ -151,8 +154,10 @@ def test_filter_grid_of_a_resnet18_and_gradcam_on_its_layer4():
     assert picture.width == GAP + 8 * (3 * scale + GAP) and picture.height > GAP + 8 * (3 * scale + GAP)
     batch = torch.randn(2, 3, 32, 32)
     backbone = find_stages(model, batch[:1])
-    assert backbone.default == "layer4" and [stage.name for stage in backbone.stages][-4:] == ["layer1", "layer2", "layer3", "layer4"]
-    heat = heatmaps(model, batch, [0, 1], "gradcam", "layer3.1.conv2")  # a module inside a stage, before an in-place ReLU
+    assert (backbone.default == "layer4"
+            and [stage.name for stage in backbone.stages][-4:] == ["layer1", "layer2", "layer3", "layer4"])
+    # a module inside a stage, before an in-place ReLU
+    heat = heatmaps(model, batch, [0, 1], "gradcam", "layer3.1.conv2")
     assert heat.shape == (2, 32, 32) and float(heat.max()) == pytest.approx(1.0)
 
 
@@ -185,9 +190,9 @@ def mlp(tmp_path_factory) -> Path:
 
 BAD = {  # what is wrong: (the arguments after `zoo explain`, a fragment of the one line printed)
     "unknown layer": ("{checkpoint} {picture} --layer features.9",
-                      "--layer features.9: lenet5 has no module of that name (did you mean features.5?); choose a stage: "
-                      "features.0, features.3, features.4 (default features.4), or a module inside one by its dotted "
-                      "name, e.g. features.3"),
+                      "--layer features.9: lenet5 has no module of that name (did you mean features.5?); choose a "
+                      "stage: features.0, features.3, features.4 (default features.4), or a module inside one by its "
+                      "dotted name, e.g. features.3"),
     "a layer of the head": ("{checkpoint} {picture} --layer classifier.0",
                             "--layer classifier.0: its output is not a feature map of lenet5's backbone"),
     "unreadable picture": ("{checkpoint} {picture} bad.png --filters", "bad.png cannot be decoded"),

@@ -15,8 +15,8 @@ import zoo
 from zoo.checkpoint import Normalization, TrainingState, save_checkpoint
 from zoo.config import validate_config
 from zoo.errors import ExportMismatch, ZooError
-from zoo.export import TOLERANCE, export_checkpoint
-from zoo.registry import get_model_info, list_models
+from zoo.inference.export import TOLERANCE, export_checkpoint
+from zoo.models.registry import get_model_info, list_models
 
 # One network of each family, and of each kind of block: the others take 3-25 s each on 2 cores (VGG's
 # 100-million-weight classifier serializes slowly), 6 minutes in all, which the default suite cannot afford;
@@ -37,8 +37,9 @@ def checkpoint_of(name: str, folder: Path, side: int | None = None, **model: obj
     images; the config names FakeData at the given side, so the export's check runs on its test images."""
     side = side or small_side(name)
     info = get_model_info(name)
-    config = validate_config({"model": {"name": name, **model}, "data": {"name": "synthetic", "input_size": side,
-                                                                         "synthetic_classes": 10, "synthetic_size": 64}})
+    config = validate_config({"model": {"name": name, **model},
+                              "data": {"name": "synthetic", "input_size": side, "synthetic_classes": 10,
+                                       "synthetic_size": 64}})
     network = config.model.build(10, info.input_size[0])
     norms = [module for module in network.modules() if isinstance(module, torch.nn.BatchNorm2d)]
     for norm in norms:  # statistics of real activations, as after training: eval-mode batch norm is not the identity
@@ -110,7 +111,7 @@ def test_the_export_check_removes_a_file_that_computes_otherwise(tmp_path, monke
     path = checkpoint_of("lenet5", tmp_path)
     output = tmp_path / "lenet5.onnx"
     output.write_bytes(b"the previous export")
-    monkeypatch.setattr("zoo.export.TOLERANCE", -1.0)  # every difference, even 0, is above it
+    monkeypatch.setattr("zoo.inference.export.TOLERANCE", -1.0)  # every difference, even 0, is above it
     with pytest.raises(ExportMismatch, match="computes other logits than the checkpoint"):
         export_checkpoint(path, "onnx", output)
     assert output.read_bytes() == b"the previous export"
@@ -121,7 +122,7 @@ def test_the_cli_exits_1_when_the_check_fails(tmp_path, monkeypatch, capsys):
     from zoo.cli import main
 
     path = checkpoint_of("lenet5", tmp_path)
-    monkeypatch.setattr("zoo.export.TOLERANCE", -1.0)
+    monkeypatch.setattr("zoo.inference.export.TOLERANCE", -1.0)
     monkeypatch.setattr(sys, "argv", ["zoo", "export", str(path), "--format", "pt2"])
     with pytest.raises(SystemExit) as stopped:
         main()
@@ -158,7 +159,8 @@ def test_onnx_without_the_export_extra_names_it(tmp_path, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "onnxscript" else find_spec(name, *args))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "onnxscript" else find_spec(name, *args))
     with pytest.raises(ZooError, match=r"--format onnx needs onnxscript: pip install 'zoo\[export\]'"):
         export_checkpoint(checkpoint_of("lenet5", tmp_path), "onnx")
 
@@ -173,5 +175,6 @@ def test_files_zoo_did_not_write_are_refused_by_zoo_load(tmp_path):
     with pytest.raises(ZooError, match="junk.onnx is damaged or not an ONNX model"):
         zoo.load(tmp_path / "junk.onnx")
     program = export_checkpoint(checkpoint_of("lenet5", tmp_path), "pt2").path  # a good one: refused all the same
-    with pytest.raises(ZooError, match=r"lenet5.pt2: zoo does not load .pt2 programs, since torch.export.load unpickles"):
+    with pytest.raises(ZooError,
+                       match=r"lenet5.pt2: zoo does not load .pt2 programs, since torch.export.load unpickles"):
         zoo.load(program)

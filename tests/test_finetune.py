@@ -1,26 +1,25 @@
 """`zoo finetune`: sources (zoo checkpoints, torchvision state_dict files, torchvision's weights API),
 freezing, discriminative learning rates, and what travels into the new checkpoint."""
 
-import io
 import contextlib
-import subprocess
-import sys
+import io
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from datafiles import write_imagefolder
+from helpers import run_zoo
+from test_torchvision_compat import randomize
 
 import zoo
-from datafiles import write_imagefolder
-from test_torchvision_compat import randomize
 from zoo.checkpoint import load_checkpoint
 from zoo.config import FinetuneConfig, OptimizerConfig, load_config
 from zoo.errors import ZooError
-from zoo.evaluation import evaluate_checkpoint
+from zoo.evaluation.evaluate import evaluate_checkpoint
+from zoo.training import train
 from zoo.training.finetune import Freezer, head_keys, lr_scale, read_source, transplant
 from zoo.training.optim import build_optimizer
-from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "configs" / "lenet5_digits.yaml"
@@ -36,7 +35,8 @@ def quiet_train(config):
 def digits_source(tmp_path_factory):
     """LeNet-5 trained on the digits 0-4: the source of the transfer tests."""
     out = tmp_path_factory.mktemp("source")
-    result, _ = quiet_train(load_config(DIGITS, [f"train.output_dir={out}", "data.classes=[0,1,2,3,4]", "train.epochs=4"]))
+    result, _ = quiet_train(load_config(DIGITS, [f"train.output_dir={out}", "data.classes=[0,1,2,3,4]",
+                                                 "train.epochs=4"]))
     return result.run_dir / "checkpoints" / "best.pt"
 
 
@@ -76,27 +76,34 @@ def test_fine_tuned_checkpoint_carries_the_new_classes_and_evaluates(feature_ext
 
 def test_evaluating_on_more_classes_than_the_checkpoint_predicts_is_refused(feature_extraction):
     result, _ = feature_extraction
-    with pytest.raises(ZooError, match="digits has 10 classes but .*best.pt predicts 5; evaluate on the data it was trained on"):
+    with pytest.raises(ZooError,
+                       match="digits has 10 classes but .*best.pt predicts 5; evaluate on the data it was trained on"):
         evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt", overrides=["data.classes=null"])
 
 
 def test_unfreezing_at_an_epoch_trains_everything_from_then_on(digits_source, tmp_path):
     config = load_config(DIGITS, [f"train.output_dir={tmp_path}", "data.classes=[5,6,7,8,9]", "train.epochs=2",
-                                  f"finetune.source={digits_source}", "finetune.freeze=backbone", "finetune.unfreeze_at_epoch=2"])
+                                  f"finetune.source={digits_source}", "finetune.freeze=backbone",
+                                  "finetune.unfreeze_at_epoch=2"])
     result, printed = quiet_train(config)
     assert "epoch 2: every layer trains from now on" in printed
     before = load_checkpoint(digits_source)["model"]["features.0.weight"]
-    assert not torch.equal(load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["model"]["features.0.weight"], before)
+    assert not torch.equal(load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["model"]["features.0.weight"],
+                           before)
 
 
 def test_frozen_batch_norm_keeps_its_running_statistics(tmp_path):
     out = tmp_path / "runs"
-    synthetic = ["data.name=synthetic", "data.synthetic_size=32", "data.batch_size=8", "train.epochs=1", f"train.output_dir={out}"]
-    source, _ = quiet_train(load_config(ROOT / "configs" / "resnet56_cifar10.yaml", [*synthetic, "model.name=resnet20"]))
+    synthetic = ["data.name=synthetic", "data.synthetic_size=32", "data.batch_size=8", "train.epochs=1",
+                 f"train.output_dir={out}"]
+    source, _ = quiet_train(load_config(ROOT / "configs" / "resnet56_cifar10.yaml",
+                                        [*synthetic, "model.name=resnet20"]))
     checkpoint = source.run_dir / "checkpoints" / "best.pt"
     tuned, _ = quiet_train(load_config(ROOT / "configs" / "resnet56_cifar10.yaml", [
-        *synthetic, "model.name=resnet20", "data.synthetic_classes=4", f"finetune.source={checkpoint}", "finetune.freeze=until:layer2"]))
-    before, after = load_checkpoint(checkpoint)["model"], load_checkpoint(tuned.run_dir / "checkpoints" / "last.pt")["model"]
+        *synthetic, "model.name=resnet20", "data.synthetic_classes=4", f"finetune.source={checkpoint}",
+        "finetune.freeze=until:layer2"]))
+    before, after = (load_checkpoint(checkpoint)["model"],
+                     load_checkpoint(tuned.run_dir / "checkpoints" / "last.pt")["model"])
     for key in ("bn1.running_mean", "layer1.0.bn1.running_var", "layer2.2.bn2.weight", "layer2.2.bn2.running_mean"):
         assert torch.equal(before[key], after[key]), key
     for key in ("layer3.0.bn1.running_mean", "layer3.2.conv2.weight"):
@@ -161,7 +168,8 @@ def test_a_zoo_checkpoint_of_another_model_is_refused(digits_source):
 def test_torchvision_weights_api_offline_and_from_the_cache(torchvision_file, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    with pytest.raises(ZooError, match=rf"cannot download .*resnet18-f37072fd.pth \(offline\?\); .* place it at {cached}"):
+    with pytest.raises(ZooError,
+                       match=rf"cannot download .*resnet18-f37072fd.pth \(offline\?\); .* place it at {cached}"):
         read_source("torchvision:ResNet18_Weights.IMAGENET1K_V1", "resnet18")
     cached.parent.mkdir(parents=True, exist_ok=True)  # the failed download made it
     cached.write_bytes(torchvision_file[1].read_bytes())
@@ -171,8 +179,10 @@ def test_torchvision_weights_api_offline_and_from_the_cache(torchvision_file, tm
 
 
 @pytest.mark.parametrize(("spec", "model", "message"), [
-    ("torchvision:ResNet18_Weights.NOPE", "resnet18", "unknown torchvision weights 'ResNet18_Weights.NOPE'; e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1"),
-    ("torchvision:VGG16_Weights.IMAGENET1K_V1", "resnet18", "are weights for another network; resnet18 takes torchvision:ResNet18_Weights.IMAGENET1K_V1"),
+    ("torchvision:ResNet18_Weights.NOPE", "resnet18",
+     "unknown torchvision weights 'ResNet18_Weights.NOPE'; e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1"),
+    ("torchvision:VGG16_Weights.IMAGENET1K_V1", "resnet18",
+     "are weights for another network; resnet18 takes torchvision:ResNet18_Weights.IMAGENET1K_V1"),
     ("torchvision:ResNet18_Weights.IMAGENET1K_V1", "lenet5", "lenet5 has no torchvision counterpart"),
 ])
 def test_bad_torchvision_specs(spec, model, message):
@@ -181,7 +191,8 @@ def test_bad_torchvision_specs(spec, model, message):
 
 
 def test_freeze_until_a_module_that_does_not_exist():
-    with pytest.raises(ZooError, match="resnet18 has no module 'layer9'; its top-level modules are conv1, bn1, relu, maxpool, layer1"):
+    with pytest.raises(ZooError, match="resnet18 has no module 'layer9'; its top-level modules are conv1, bn1, relu, "
+                                       "maxpool, layer1"):
         Freezer(zoo.create_model("resnet18"), "until:layer9")
 
 
@@ -196,8 +207,7 @@ def test_head_keys_cover_googlenets_auxiliary_heads():
 
 
 def test_zoo_finetune_needs_a_finetune_section():
-    result = subprocess.run([sys.executable, "-m", "zoo", "finetune", "--config", str(DIGITS)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_zoo("finetune", "--config", DIGITS)
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"error: {DIGITS} has no finetune section; add finetune.source")
 

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from datafiles import write_imagefolder
+
 from zoo.config import DataConfig
 from zoo.data import build_datasets
 from zoo.data.folders import find_layout, is_hidden
@@ -49,15 +49,16 @@ def test_split_folders_are_found_under_the_names_people_use(tmp_path, names, cap
     for name, count in zip(names, (6, 3, 2)):  # train, val, test
         write_imagefolder(tmp_path / name, {"cat": count, "dog": count})
     splits = build(tmp_path)
-    assert len(splits.val) == 6 and splits.val.base.root == str(tmp_path / names[1])  # the folder's, not carved from train/
+    # the folder's, not carved from train/
+    assert len(splits.val) == 6 and splits.val.base.root == str(tmp_path / names[1])
     if len(names) == 3:
         assert len(splits.train) == 12 and len(splits.test) == 4 and splits.test.base.root == str(tmp_path / names[2])
         assert capsys.readouterr().err == ""
     else:
         assert len(splits.train) + len(splits.test) == 12  # no test folder: test is held out of train, and it says so
-        assert capsys.readouterr().err == (f"note: imagefolder: {tmp_path} has TRAIN/ and VAL/ but no test/: the test split "
-                                           "is 20% of TRAIN/'s images, held out by train.seed (add a test/ folder to "
-                                           "choose them)\n")
+        assert capsys.readouterr().err == (f"note: imagefolder: {tmp_path} has TRAIN/ and VAL/ but no test/: the test "
+                                           "split is 20% of TRAIN/'s images, held out by train.seed (add a test/ "
+                                           "folder to choose them)\n")
 
 
 @pytest.mark.parametrize(("names", "message"), [
@@ -79,7 +80,8 @@ def test_a_folder_beside_the_split_folders_is_warned_about(tmp_path, capsys):
     write_imagefolder(tmp_path / "extra", {"cat": 2})
     assert len(build(tmp_path, val_split=0.0).train) + 0 > 0
     assert capsys.readouterr().err.strip().splitlines()[0] == (f"warning: {tmp_path}: extra/ not read: only the split "
-                                                              "folders are (train/); move its images into them, or remove it")
+                                                              "folders are (train/); move its images into them, "
+                                                              "or remove it")
 
 
 def test_class_names_that_contain_split_words_are_classes(tmp_path):
@@ -128,9 +130,11 @@ def test_one_level_too_many_gets_a_word_on_data_root(tmp_path):
     write_imagefolder(tmp_path / "photos" / "images" / "train", {"cat": 3, "dog": 3})
     (tmp_path / "photos" / "images" / "val").mkdir()
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "lenet5_digits.yaml",
-                         ["data.name=imagefolder", f"data.root={tmp_path / 'photos'}", f"train.output_dir={tmp_path / 'runs'}"])
-    with pytest.raises(ZooError, match=r"holds 1 class \(images\); a classifier needs at least 2: add a folder of images "
-                                       r"per class; if images/ holds the splits or the class folders, set data.root one level down"):
+                         ["data.name=imagefolder", f"data.root={tmp_path / 'photos'}",
+                          f"train.output_dir={tmp_path / 'runs'}"])
+    with pytest.raises(ZooError, match=r"holds 1 class \(images\); a classifier needs at least 2: add a folder of "
+                                       r"images per class; if images/ holds the splits or the class folders, set "
+                                       r"data.root one level down"):
         train(config, quiet=True)
 
 

@@ -1,3 +1,5 @@
+"""zoo.models.googlenet's auxiliary heads, and zoo.loop.aux_loss, which weighs them in training."""
+
 import pytest
 import torch
 from torch import nn

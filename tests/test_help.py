@@ -1,9 +1,9 @@
 """What a new user reads first: every command's --help as CI or a pipe shows it (no terminal, 80 columns), and
-`zoo --version`. The commands are read from the app, so a new one is checked the moment it is added."""
+`zoo --version`. The commands are read from the app, so a new one is checked the moment it is added.
+Tests zoo.cli's help texts."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import typer.main
 import yaml
+from helpers import run_zoo
 
 from zoo.cli import app, version_line
 
@@ -35,11 +36,8 @@ COMMANDS = commands()
 def zoo(*args: str, columns: int = 80) -> subprocess.CompletedProcess:
     """`zoo *args` with its output a pipe, as in CI or `| less`, at `columns` wide; no variable that would force
     a terminal or colours."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS", "LINES")}
-    env["COLUMNS"] = str(columns)
-    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=120)
+    unset = dict.fromkeys(("TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS", "LINES"))
+    return run_zoo(*args, env={**unset, "COLUMNS": str(columns)})
 
 
 def flat(text: str) -> str:

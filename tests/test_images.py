@@ -1,6 +1,6 @@
 """Pictures as a viewer shows them: every image mode Pillow writes to a file, read back through the ImageFolder
 path with exact values (zoo.data.images.display_rgb's rules), EXIF orientation, and class names drawn into the
-confusion-matrix picture without missing-glyph boxes (zoo.plots)."""
+confusion-matrix picture without missing-glyph boxes (zoo.present.figures)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-import zoo.plots as plots
+import zoo.present.figures as plots
 from zoo.config import DataConfig
 from zoo.data import build_datasets
 from zoo.data.images import display_rgb, open_rgb
@@ -144,7 +144,8 @@ def _(tmp):
 @mode_case("La-TIFF-premultiplied")
 def _(tmp):
     stored, alpha = [0, 51, 10, 200], [0, 51, 51, 255]  # level x alpha / 255, as stored
-    premultiplied_tiff(tmp / "lap.tif", Image.fromarray(np.stack([grid(stored), grid(alpha)], -1).astype(np.uint8), "LA"))
+    premultiplied_tiff(tmp / "lap.tif",
+                       Image.fromarray(np.stack([grid(stored), grid(alpha)], -1).astype(np.uint8), "LA"))
     return tmp / "lap.tif", "La", gray([255, 255, 214, 200])  # stored + 255 - alpha
 
 
@@ -203,7 +204,8 @@ def _rgb(fmt: str, ext: str, **save) -> Case:
     return write
 
 
-for _fmt, _ext, _save in (("PNG", "png", {}), ("TIFF", "tif", {}), ("BMP", "bmp", {}), ("WEBP", "webp", {"lossless": True})):
+for _fmt, _ext, _save in (("PNG", "png", {}), ("TIFF", "tif", {}), ("BMP", "bmp", {}),
+                          ("WEBP", "webp", {"lossless": True})):
     mode_case(f"RGB-{_fmt}")(_rgb(_fmt, _ext, **_save))
 
 
@@ -222,7 +224,8 @@ def _(tmp):
 
 @mode_case("RGB-PNG-48-bit")  # Pillow reads 16 bits a channel by the high byte
 def _(tmp):
-    save_png_rgb48(tmp / "rgb48.png", grid([(0, 0x0101, 0xFFFF), (0x1234, 0x8000, 0x7FFF), (65535,) * 3, (0x00FF,) * 3]))
+    save_png_rgb48(tmp / "rgb48.png",
+                   grid([(0, 0x0101, 0xFFFF), (0x1234, 0x8000, 0x7FFF), (65535,) * 3, (0x00FF,) * 3]))
     return tmp / "rgb48.png", "RGB", grid([(0, 1, 255), (0x12, 0x80, 0x7F), (255,) * 3, (0,) * 3]).astype(np.uint8)
 
 
@@ -276,14 +279,16 @@ def _(tmp):
     ycc = [(128, 128, 128), (76, 85, 255), (150, 44, 21), (29, 255, 107)]
     Image.fromarray(grid(ycc).astype(np.uint8), "YCbCr").save(tmp / "ycc.tif")
     y, cb, cr = (grid(ycc)[..., i].astype(np.float64) for i in range(3))  # JFIF (ITU-T T.871), full range
-    rgb = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)], -1)
+    rgb = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128),
+                    y + 1.772 * (cb - 128)], -1)
     return tmp / "ycc.tif", "YCbCr", np.clip(np.floor(rgb + 0.5), 0, 255).astype(np.uint8)
 
 
 @mode_case("LAB-TIFF")  # neutral grays: CIE L* to sRGB needs no white-point adaptation
 def _(tmp):
     levels = [0, 128, 200, 255]  # L* x 2.55; a* and b* 0 (stored as signed bytes, as TIFF's CIELAB stores them)
-    Image.fromarray(np.stack([grid(levels), grid([0] * 4), grid([0] * 4)], -1).astype(np.uint8), "LAB").save(tmp / "lab.tif")
+    Image.fromarray(np.stack([grid(levels), grid([0] * 4), grid([0] * 4)], -1).astype(np.uint8),
+                    "LAB").save(tmp / "lab.tif")
     lightness = grid(levels) * 100 / 255
     y = np.where(lightness > 8, ((lightness + 16) / 116) ** 3, lightness / 903.3)  # relative luminance
     srgb = np.where(y <= 0.0031308, 12.92 * y, 1.055 * y ** (1 / 2.4) - 0.055)
@@ -378,7 +383,8 @@ def test_sixteen_bit_gray_keeps_its_levels_for_a_one_channel_model(tmp_path):
     with Image.open(path) as image:
         assert np.asarray(image.convert("RGB"))[..., 0].tolist() == [[0, 255], [255, 255]]  # what Pillow alone gives
     one_channel = through_imagefolder(path, in_channels=1)[..., 0].astype(int)
-    assert np.abs(one_channel - expected[..., 0]).max() <= 1  # torchvision's Grayscale: weights summing to 0.9999, truncated
+    # torchvision's Grayscale: weights summing to 0.9999, truncated
+    assert np.abs(one_channel - expected[..., 0]).max() <= 1
 
 
 def test_hsv_which_no_format_saves_converts_by_pillow():
@@ -457,7 +463,7 @@ def drawn_texts(monkeypatch, labels: list[str]) -> list[tuple[str, object]]:
 
 
 def fonts_in(monkeypatch, folder: Path, *files: Path) -> None:
-    """Make `folder`, holding copies of `files`, the only place zoo.plots looks for fonts."""
+    """Make `folder`, holding copies of `files`, the only place zoo.present.figures looks for fonts."""
     folder.mkdir(exist_ok=True)
     for file in files:
         shutil.copy(file, folder / file.name)
@@ -509,7 +515,7 @@ def test_fallback_text_keeps_names_readable():
 
 
 def test_long_class_names_keep_their_start_and_end_apart():
-    from zoo.plots import shorten
+    from zoo.present.figures import shorten
 
     dog, puppy = shorten("golden_retriever_dog"), shorten("golden_retriever_puppy")
     assert dog != puppy and len(dog) == len(puppy) == 16 and dog.endswith("_dog") and puppy.startswith("golden")
@@ -526,7 +532,8 @@ def test_the_row_caption_stays_left_of_the_first_columns_label(monkeypatch, labe
     without = np.asarray(plots.confusion_image(confusion, labels))
     assert with_caption.shape == without.shape
     columns = np.nonzero((with_caption != without).any(axis=(0, 2)))[0]  # where the caption drew
-    font, names = plots.picture_font([plots.shorten(name) for name in labels], 13)  # confusion_image's size, up to 20 classes
+    # confusion_image's size, up to 20 classes
+    font, names = plots.picture_font([plots.shorten(name) for name in labels], 13)
     monkeypatch.undo()
     _, left, _ = plots.confusion_margins(font, names)
     assert columns.size and columns.max() < left - 4  # the column labels start at `left`

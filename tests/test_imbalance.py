@@ -1,5 +1,6 @@
 """Class imbalance: the balanced sampler (exact from (seed, epoch), both data paths, DDP shards), loss.class_weights
-(scikit-learn's 'balanced' for auto; validation and test losses unweighted), and the note on an imbalanced split."""
+(scikit-learn's 'balanced' for auto; validation and test losses unweighted), and the note on an imbalanced split.
+Tests zoo.data.samplers and zoo.training.imbalance."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datafiles import write_imagefolder
 from sklearn.utils.class_weight import compute_class_weight
 
-from datafiles import write_imagefolder
 from zoo.config import DataConfig, load_config
 from zoo.data import build_datasets, build_loaders
 from zoo.data.samplers import TrainSampler
 from zoo.errors import ZooError
-from zoo.evaluation import evaluate_checkpoint
+from zoo.evaluation.evaluate import evaluate_checkpoint
 from zoo.training import train
 from zoo.training.imbalance import class_weights
 

@@ -1,3 +1,5 @@
+"""zoo.models.weight_init: each scheme's weight statistics, the model's own default, every layer reached."""
+
 import math
 import subprocess
 import sys

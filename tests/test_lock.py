@@ -1,3 +1,5 @@
+"""zoo.rundir: the run directory's lock (one writer; a dead owner's lock taken over) and strict JSON files."""
+
 import os
 import subprocess
 import sys
@@ -33,7 +35,8 @@ def test_json_files_stay_strict_json_when_a_figure_is_not_finite(tmp_path):
 
     from zoo.rundir import write_json
 
-    write_json(tmp_path / "metrics.json", {"val": {"loss": float("nan"), "accuracy": 0.1}, "curve": [1.0, float("inf")]})
+    write_json(tmp_path / "metrics.json",
+               {"val": {"loss": float("nan"), "accuracy": 0.1}, "curve": [1.0, float("inf")]})
     text = (tmp_path / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text, parse_constant=lambda name: pytest.fail(name)) == {"val": {"loss": None, "accuracy": 0.1},

@@ -33,7 +33,10 @@ def config(output_dir: Path, *overrides: str) -> zoo.Config:
 
 
 def zoo_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """The zoo command in this process, through main(): the one place errors become exit codes."""
+    """The zoo command in this process, through main(): the one place errors become exit codes.
+
+    In this process rather than through helpers.run_zoo, as the sweeps here need no isolation: each call saves the
+    seconds of a new interpreter importing torch."""
     monkeypatch.setattr(sys, "argv", ["zoo", *args])
     with pytest.raises(SystemExit) as done:
         main()
@@ -76,7 +79,8 @@ def test_cli_prints_the_suggestion_and_writes_only_the_png(tmp_path, monkeypatch
     assert swept.startswith("swept lr 1.0e-07 to ") and "passes of the training data" in swept
     flag = re.search(r"--set optimizer\.lr=(\S+)$", suggested)
     assert flag and suggested.startswith(f"suggested lr {float(flag.group(1)):.1e} (steepest descent")
-    assert f"train with: zoo train --config {CONFIG} --set train.output_dir={tmp_path} --set train.epochs=3 --set optimizer.lr=" in suggested
+    assert (f"train with: zoo train --config {CONFIG} --set train.output_dir={tmp_path} --set train.epochs=3 "
+            "--set optimizer.lr=") in suggested
     picture = tmp_path / "lenet5_digits" / "lr_find.png"
     assert plot == f"plot: {picture}"
     assert files(tmp_path) == ["lenet5_digits/lr_find.png"]  # no run directory, no TensorBoard files, no temporary file
@@ -98,7 +102,8 @@ def test_a_run_after_the_sweep_is_bit_identical(tmp_path):
     assert best[0].keys() == best[1].keys() and all(torch.equal(best[0][k], best[1][k]) for k in best[0])
     metrics = [untimed(json.loads((run.run_dir / "metrics.json").read_text())) for run in (alone, after)]
     assert metrics[0] == metrics[1]
-    assert [path.name for path in (tmp_path / "after" / "lenet5_digits").iterdir()] == [after.run_dir.name]  # the sweep wrote nothing
+    # the sweep wrote nothing
+    assert [path.name for path in (tmp_path / "after" / "lenet5_digits").iterdir()] == [after.run_dir.name]
 
 
 def test_sweep_puts_the_parts_back(tmp_path):
@@ -106,7 +111,8 @@ def test_sweep_puts_the_parts_back(tmp_path):
     cfg = config(tmp_path, "train.max_steps_per_epoch=6", "data.augment=true")
 
     def epoch(parts):
-        train_epoch(parts.step_model, parts.train_loader, parts.step, parts.num_classes, epoch_batches=parts.batches_per_epoch)
+        train_epoch(parts.step_model, parts.train_loader, parts.step, parts.num_classes,
+                    epoch_batches=parts.batches_per_epoch)
         return {k: v.clone() for k, v in parts.model.state_dict().items()}
 
     parts = assemble(cfg, Job(torch.device("cpu")), None)
@@ -156,7 +162,8 @@ def test_suggestion_is_the_steepest_descent_and_says_when_there_is_none():
     assert index is None and "fell fastest at the sweep's end" in problem
     _, index, problem = suggest(lrs, [1.0 + k for k in range(100)], lrs[0], lrs[-1])  # rising from the start
     assert index is None and "--start-lr" in problem
-    assert lr_overrides(["optimizer.lr=1", "data.batch_size=64"], 0.0032) == ["data.batch_size=64", "optimizer.lr=0.0032"]
+    assert lr_overrides(["optimizer.lr=1", "data.batch_size=64"], 0.0032) == ["data.batch_size=64",
+                                                                               "optimizer.lr=0.0032"]
 
 
 @pytest.mark.slow

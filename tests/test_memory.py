@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from datafiles import accept_cifar_files, write_cifar, write_mnist
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.transforms.v2 import functional as F
 
 import zoo.data.memory as memory
-from datafiles import accept_cifar_files, write_cifar, write_mnist
 from zoo.config import DataConfig, load_config
 from zoo.data import MemoryLoader, build_datasets, build_loaders
 from zoo.data.memory import Pipeline, crop_and_flip
@@ -100,8 +100,8 @@ def test_under_ddp_ranks_share_the_distributed_samplers_order_and_evaluate_each_
 
 def test_a_single_sample_last_batch_is_dropped_as_by_the_dataloader():
     def sizes(count: int) -> list[int]:
-        loader = MemoryLoader(torch.zeros(count, 1, 2, 2), torch.zeros(count, dtype=torch.long), Pipeline([], None, None),
-                              5, train=True)
+        loader = MemoryLoader(torch.zeros(count, 1, 2, 2), torch.zeros(count, dtype=torch.long),
+                              Pipeline([], None, None), 5, train=True)
         return [len(y) for _, y in loader]
 
     assert sizes(11) == [5, 5] and sizes(12) == [5, 5, 2] and sizes(1) == [1]
@@ -137,7 +137,8 @@ def test_augmented_training_batches_differ_each_epoch_and_pad_with_normalized_bl
 def test_loader_memory_is_for_the_sets_that_fit(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: {name: lenet5}\ndata: {name: imagefolder, loader: memory}\n")
-    with pytest.raises(ZooError, match="data: loader memory holds digits, mnist, .*; imagefolder takes loader auto or torchvision"):
+    with pytest.raises(ZooError, match="data: loader memory holds digits, mnist, .*; "
+                                       "imagefolder takes loader auto or torchvision"):
         load_config(path)
     assert DataConfig(name="cifar10").loader == "auto"
 

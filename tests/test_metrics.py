@@ -1,3 +1,5 @@
+"""zoo.metrics.classification: accuracy, top-5, loss and macro averages from summed counts, as scikit-learn."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +22,8 @@ def test_metrics_match_scikit_learn_over_uneven_batches():
     predictions = logits.argmax(1).numpy()
     assert metrics.count == 103
     assert metrics.accuracy == pytest.approx((predictions == targets.numpy()).mean())
-    assert metrics.top5_accuracy == pytest.approx(top_k_accuracy_score(targets.numpy(), logits.numpy(), k=5, labels=range(7)))
+    assert metrics.top5_accuracy == pytest.approx(
+        top_k_accuracy_score(targets.numpy(), logits.numpy(), k=5, labels=range(7)))
     assert metrics.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-6)
     assert np.array_equal(metrics.confusion.numpy(), confusion_matrix(targets.numpy(), predictions, labels=range(7)))
     precision, recall, f1, support = metrics.per_class()
@@ -57,7 +60,8 @@ def test_macro_averages_run_over_the_classes_present_as_in_scikit_learn(num_clas
         meter = MetricAccumulator(num_classes)
         meter.update(torch.nn.functional.one_hot(predictions, num_classes).float(), targets, torch.tensor(0.1))
         macro = meter.compute().macro()
-        expected = precision_recall_fscore_support(targets.numpy(), predictions.numpy(), average="macro", zero_division=0)
+        expected = precision_recall_fscore_support(targets.numpy(), predictions.numpy(), average="macro",
+                                                   zero_division=0)
         assert (macro["precision"], macro["recall"], macro["f1"]) == pytest.approx(expected[:3])
         assert macro["classes"] == len(set(targets.tolist()) | set(predictions.tolist()))
     assert macro["precision"] == pytest.approx((5 / 5 + 5 / 6 + 0) / 3)  # class 2 is present: predicted once

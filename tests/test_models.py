@@ -2,15 +2,17 @@
 
 The module-scoped `model` fixture builds each network once (VGG and ResNet-152 are large); pytest
 runs all tests of one model before building the next, so only one is alive at a time.
+
+Tests zoo.models (every family module, zoo.models.base).
 """
 
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_on_meta
 
 import zoo
-from conftest import build_on_meta
 
 
 @pytest.fixture(scope="module", params=zoo.list_models())
@@ -77,7 +79,8 @@ def test_minimum_size_is_exactly_what_the_layers_need(model):
     size, channels = info.min_input_size, info.input_size[0]
     assert _probe_features(meta, channels, size) is not None
     tight = _probe_features(meta, channels, size - 1) is None
-    total_stride = _probe_features(meta, channels, size) == (1, 1) and _probe_features(meta, channels, 2 * size) == (2, 2)
+    total_stride = (_probe_features(meta, channels, size) == (1, 1)
+                    and _probe_features(meta, channels, 2 * size) == (2, 2))
     assert tight or total_stride
 
 
@@ -214,7 +217,8 @@ def test_drop_path_out_of_range_or_on_a_network_without_residual_blocks_is_one_l
     from zoo.errors import ZooError
 
     config = Path(__file__).resolve().parents[1] / "configs" / "lenet5_digits.yaml"
-    with pytest.raises(ZooError, match=r"model: resnet20 does not accept these arguments \(drop_path is 1.5; give a probability"):
+    with pytest.raises(ZooError,
+                       match=r"model: resnet20 does not accept these arguments \(drop_path is 1.5; give a probability"):
         load_config(config, ["model.name=resnet20", "model.drop_path=1.5"])
     with pytest.raises(ZooError, match=r"model: lenet5 takes no argument .drop_path."):
         load_config(config, ["model.drop_path=0.1"])

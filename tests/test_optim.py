@@ -1,3 +1,5 @@
+"""zoo.training.optim: optimizers and schedulers built from the config, parameter groups, fused kernels."""
+
 import pytest
 import torch
 from torch import nn
@@ -8,13 +10,16 @@ from zoo.training.optim import build_optimizer, build_scheduler
 
 
 def net() -> nn.Module:
+    """A conv, a batch norm and a linear layer, new at each call (a test may need two): not test_googlenet's fixture."""
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 2))
 
 
 @pytest.mark.parametrize(("name", "cls"), [("sgd", torch.optim.SGD), ("adagrad", torch.optim.Adagrad),
-                                           ("rmsprop", torch.optim.RMSprop), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+                                           ("rmsprop", torch.optim.RMSprop), ("adam", torch.optim.Adam),
+                                           ("adamw", torch.optim.AdamW)])
 def test_every_optimizer_is_built_with_the_lr(name, cls):
-    optimizer = build_optimizer(net(), OptimizerConfig(name=name, lr=0.02, momentum=0.5 if name in ("sgd", "rmsprop") else 0.9))
+    optimizer = build_optimizer(net(), OptimizerConfig(name=name, lr=0.02,
+                                                       momentum=0.5 if name in ("sgd", "rmsprop") else 0.9))
     assert isinstance(optimizer, cls)
     assert all(group["lr"] == 0.02 for group in optimizer.param_groups)
 
@@ -79,7 +84,8 @@ def test_none_keeps_the_lr():
     assert set(_lrs(SchedulerConfig(name="none"))) == {0.1}
 
 
-@pytest.mark.parametrize(("name", "fused"), [("sgd", True), ("adam", True), ("adamw", True), ("adagrad", True), ("rmsprop", None)])
+@pytest.mark.parametrize(("name", "fused"),
+                         [("sgd", True), ("adam", True), ("adamw", True), ("adagrad", True), ("rmsprop", None)])
 def test_optimizers_with_a_fused_kernel_use_it_on_the_cpu(name, fused):
     optimizer = build_optimizer(net(), OptimizerConfig(name=name))
     assert optimizer.defaults.get("fused") == fused
@@ -92,7 +98,8 @@ def test_the_fused_step_matches_the_loop_to_float_rounding(name):
     models = [net(), net()]
     models[1].load_state_dict(models[0].state_dict())
     start = [p.detach().clone() for p in models[0].parameters()]
-    optimizers = [build_optimizer(m, OptimizerConfig(name=name, lr=0.05, weight_decay=5e-4, fused=f)) for m, f in zip(models, (True, False))]
+    optimizers = [build_optimizer(m, OptimizerConfig(name=name, lr=0.05, weight_decay=5e-4, fused=f))
+                  for m, f in zip(models, (True, False))]
     x, y = torch.randn(16, 3, 3, 3), torch.randint(0, 2, (16,))
     for _ in range(20):
         for model, optimizer in zip(models, optimizers):
@@ -133,7 +140,8 @@ def test_parameters_that_join_later_keep_sgd_unfused():
 def test_fused_sgd_is_refused_where_torch_gets_it_wrong():
     from zoo.config import Config
 
-    raw = {"model": {"name": "lenet5"}, "data": {"name": "digits"}, "optimizer": {"fused": True}, "train": {"precision": "16"}}
+    raw = {"model": {"name": "lenet5"}, "data": {"name": "digits"}, "optimizer": {"fused": True},
+           "train": {"precision": "16"}}
     with pytest.raises(ValueError, match="gradient scaler skips"):
         Config.model_validate(raw)
     Config.model_validate({**raw, "optimizer": {"fused": "auto"}})

@@ -1,13 +1,15 @@
 """Parameter counts at the paper's input and class count, biases included, against the published figures.
 
 The figures are written here, independently of the registry's references, which are checked too.
+
+Tests zoo.models against the papers, and zoo.models.registry's references.
 """
 
 import pytest
+from conftest import build_on_meta, count_params
 from torch import nn
 
 import zoo
-from conftest import build_on_meta, count_params
 
 EXACT = {
     "lenet5": 61_706,  # course 002

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from datafiles import damage, write_mnist
+from helpers import run_zoo
 from PIL import Image
 
 import zoo
-from datafiles import damage, write_mnist
 from zoo.config import load_config
 from zoo.errors import ZooError
-from zoo.evaluation import evaluate_checkpoint
-from zoo.predict import gather, predict_files
+from zoo.evaluation.evaluate import evaluate_checkpoint
+from zoo.inference.predict import gather, predict_files
 from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,14 +59,16 @@ def pets_run(pets, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("pets_run")
     config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
         "data.name=imagefolder", f"data.root={pets}", "model.in_channels=3", "data.batch_size=8", "train.epochs=3",
-        "optimizer.name=adam", "optimizer.lr=0.003", "scheduler.name=none", "data.val_split=0", f"train.output_dir={work}"])
+        "optimizer.name=adam", "optimizer.lr=0.003", "scheduler.name=none", "data.val_split=0",
+        f"train.output_dir={work}"])
     return train(config, quiet=True).run_dir / "checkpoints" / "best.pt"
 
 
 def _same(first: list, second: list) -> bool:
     """The same classes in the same order, the same probabilities (batches of other sizes round differently)."""
     return len(first) == len(second) and all(
-        a.indices == b.indices and a.probabilities == pytest.approx(b.probabilities, abs=1e-6) for a, b in zip(first, second))
+        a.indices == b.indices and a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+        for a, b in zip(first, second))
 
 
 def _by_path(report) -> dict[str, object]:
@@ -127,14 +128,17 @@ def test_zoo_load_predicts_paths_pil_images_and_tensors_alike(pets, pets_run):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda p: p.predict(torch.zeros(2, 1, 32, 32)), r"takes N x 3 x 32 x 32 inputs, not a tensor of shape \(2, 1, 32, 32\)"),
-    (lambda p: p.predict(torch.zeros(2, 3, 64, 64)), r"takes N x 3 x 32 x 32 inputs, not a tensor of shape \(2, 3, 64, 64\)"),
+    (lambda p: p.predict(torch.zeros(2, 1, 32, 32)),
+     r"takes N x 3 x 32 x 32 inputs, not a tensor of shape \(2, 1, 32, 32\)"),
+    (lambda p: p.predict(torch.zeros(2, 3, 64, 64)),
+     r"takes N x 3 x 32 x 32 inputs, not a tensor of shape \(2, 3, 64, 64\)"),
     (lambda p: p.predict(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)), "a uint8 tensor is not a preprocessed batch"),
     (lambda p: p.predict(torch.full((1, 3, 32, 32), float("nan"))), "the batch holds NaN or infinite values"),
     (lambda p: p.predict(torch.zeros(2, 3, 32, 32), top_k=0), "top_k is 0; give 1 or more"),
     (lambda p: p.predict("missing.png"), "missing.png not found"),
     (lambda p: p.predict(ROOT / "configs"), "configs is a folder; give its files"),
-    (lambda p: p.predict([np.zeros((4, 4, 3))]), "cannot predict a ndarray; give paths, PIL images or one float tensor"),
+    (lambda p: p.predict([np.zeros((4, 4, 3))]),
+     "cannot predict a ndarray; give paths, PIL images or one float tensor"),
 ])
 def test_zoo_load_refuses_in_one_line(pets_run, call, message):
     with pytest.raises(ZooError, match=message):
@@ -156,10 +160,11 @@ def test_gather_walks_folders_sorted_skips_hidden_and_expands_patterns(tmp_path)
 
 
 def test_exported_files_predict_what_the_checkpoint_predicts(pets, pets_run, tmp_path):
-    from zoo.export import export_checkpoint
+    from zoo.inference.export import export_checkpoint
 
     expected = _by_path(predict_files(pets_run, [pets / "test"], top_k=3, device="cpu"))
-    for format in ("onnx", "safetensors"):  # the .pt2 program is checked when written; zoo.load refuses it (it unpickles)
+    # the .pt2 program is checked when written; zoo.load refuses it (it unpickles)
+    for format in ("onnx", "safetensors"):
         report = export_checkpoint(pets_run, format, tmp_path / f"pets.{format}")
         assert report.inputs == "test images of imagefolder" and report.max_abs_diff <= report.tolerance
         assert report.top1_agreement == 1.0
@@ -198,17 +203,14 @@ def test_torchvision_weights_predict_as_torchvision_does(tmp_path, monkeypatch):
         zoo.load("torchvision:Nope")
 
 
-def _zoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=cwd, timeout=180)
-
-
 def test_the_predict_command_writes_csv_and_json_and_skips_unreadable_files(pets, pets_run, tmp_path):
     folder = tmp_path / "mixed"
     for path in sorted((pets / "test" / "fox").iterdir())[:3]:
         (folder / path.name).parent.mkdir(exist_ok=True)
         (folder / path.name).write_bytes(path.read_bytes())
     damage(folder / "0.png", "noise")
-    result = _zoo("predict", str(pets_run), str(folder), "--output", "out.csv", "-k", "2", cwd=tmp_path)  # csv by its name
+    # csv by its name
+    result = run_zoo("predict", str(pets_run), str(folder), "--output", "out.csv", "-k", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"warning: {folder / '0.png'} cannot be decoded (") and lines[0].endswith("; skipped")
@@ -216,11 +218,11 @@ def test_the_predict_command_writes_csv_and_json_and_skips_unreadable_files(pets
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert rows[0] == "path,class_1,probability_1,class_2,probability_2" and len(rows) == 3
     assert rows[1].startswith(f"{folder / '1.png'},fox,")
-    result = _zoo("predict", str(pets_run), str(folder / "1.png"), "--format", "json", cwd=tmp_path)
+    result = run_zoo("predict", str(pets_run), str(folder / "1.png"), "--format", "json", cwd=tmp_path)
     data = json.loads(result.stdout)
     assert data["images"] == 1 and data["predictions"][0]["top_k"][0]["class"] == "fox"
     assert len(data["predictions"][0]["top_k"]) == 3  # top-5 of 3 classes
-    table = _zoo("predict", str(pets_run), str(folder / "1.png"), cwd=tmp_path).stdout.splitlines()
+    table = run_zoo("predict", str(pets_run), str(folder / "1.png"), cwd=tmp_path).stdout.splitlines()
     assert table[0].split() == ["image", "top-1", "top-2", "top-3"] and " fox " in table[2]
 
 
@@ -233,7 +235,8 @@ def test_a_truncated_jpeg_is_one_warning_line_and_many_are_counted_past_ten(pets
     report = predict_files(pets_run, [good, half])
     assert [path for path, _ in report.rows] == [good] and [path for path, _ in report.skipped] == [half]
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"warning: {half} cannot be decoded (") and lines[0].endswith("; skipped")
+    assert (len(lines) == 1 and lines[0].startswith(f"warning: {half} cannot be decoded (")
+            and lines[0].endswith("; skipped"))
     many = [damage(write_jpeg(tmp_path / "many" / f"{i:02}.jpg", seed=i), "half") for i in range(12)]
     assert len(predict_files(pets_run, [good, *many]).skipped) == 12
     lines = capsys.readouterr().err.splitlines()
@@ -245,12 +248,14 @@ def test_a_truncated_jpeg_is_one_warning_line_and_many_are_counted_past_ten(pets
     (["predict", "best.pt", "nothing/"], "nothing/ not found"),
     (["predict", "notes", "bad.png"], "notes is a folder without checkpoints/best.pt, not a checkpoint"),
     (["predict", "notes/a.txt", "bad.png"], "a.txt is damaged or not a PyTorch checkpoint"),
-    (["predict", "best.pt", "bad.png", "-f", "json", "-o", "out.csv"], "--output out.csv is named for csv but --format is json"),
+    (["predict", "best.pt", "bad.png", "-f", "json", "-o", "out.csv"],
+     "--output out.csv is named for csv but --format is json"),
     (["predict", "best.pt", "bad.png", "-o", "notes"], "--output notes is a folder"),
     (["export", "best.pt", "-o", "best.safetensors"], "an onnx file is named *.onnx"),
     (["export", "best.pt", "-f", "safetensors", "--batch", "4"], "--batch is for onnx and pt2"),
     (["export", "best.pt", "-o", "bad.png/model.onnx"], "cannot write bad.png/model.onnx"),
-    (["predict", "best.pt", "bad.png", "--output", "out.csv"], "none of the 1 image files could be read (bad.png cannot"),
+    (["predict", "best.pt", "bad.png", "--output", "out.csv"],
+     "none of the 1 image files could be read (bad.png cannot"),
     (["predict", "best.pt", "notes/"], "no image files in notes/ (only 1 file of other kinds)"),
     (["predict", "nope.onnx", "bad.png"], "'nope.onnx' not found"),
     (["predict", "best.pt", "bad.png", "-k", "0"], "--top-k must be 1 or more"),
@@ -261,7 +266,7 @@ def test_bad_predict_input_is_one_line_and_writes_nothing(pets_run, tmp_path, ar
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("x")
     before = sorted(tmp_path.rglob("*"))
-    result = _zoo(*args, cwd=tmp_path)
+    result = run_zoo(*args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr
     assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
     assert sorted(tmp_path.rglob("*")) == before
@@ -273,7 +278,8 @@ def test_googlenet_weights_predict_as_torchvisions_googlenet_with_transform_inpu
     from zoo.training.finetune import read_source
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True, transform_input=True).eval()
+    reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
+                                             transform_input=True).eval()
     weights = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
     cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
     cached.parent.mkdir(parents=True)

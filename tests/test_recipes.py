@@ -1,5 +1,6 @@
 """The training recipes of data.augment (policies, jitter, rotation, random erasing, Mixup/CutMix), train.ema and
-train.accumulate_steps: what each computes, both data paths, and how a run reports and saves them."""
+train.accumulate_steps: what each computes, both data paths, and how a run reports and saves them.
+Tests zoo.data.transforms, zoo.training.ema and zoo.loop's TrainStep."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import digits_config
 from torch import nn
 from torchvision.transforms import v2
 
@@ -17,7 +19,7 @@ from zoo.config import AugmentConfig, DataConfig, EmaConfig, load_config
 from zoo.data import build_datasets, build_loaders
 from zoo.data.transforms import augmentation, batch_mixing
 from zoo.errors import ZooError
-from zoo.evaluation import evaluate_checkpoint
+from zoo.evaluation.evaluate import evaluate_checkpoint
 from zoo.loop import Compute, EpochResult, TrainStep
 from zoo.metrics import Metrics
 from zoo.training import train
@@ -28,8 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "lenet5_digits.yaml"
 
 
-def _config(out: Path, *extra: str):
-    return load_config(CONFIG, [f"train.output_dir={out}", "train.deterministic=true", *extra])
+DETERMINISTIC = "train.deterministic=true"  # the runs here: the digits config, deterministic
 
 
 class Tiny(nn.Sequential):
@@ -47,8 +48,9 @@ def test_four_batches_of_8_step_as_one_batch_of_32(tmp_path):
     # Same images in the same order (the sampler's permutation), 2 epochs of 5 optimizer steps, momentum and a
     # cosine schedule counted in optimizer steps.
     common = ["data.augment=false", "train.epochs=2", "train.max_steps_per_epoch=5", "scheduler.name=cosine"]
-    whole = train(_config(tmp_path / "whole", *common, "data.batch_size=32"), quiet=True)
-    split = train(_config(tmp_path / "split", *common, "data.batch_size=8", "train.accumulate_steps=4"), quiet=True)
+    whole = train(digits_config(tmp_path / "whole", DETERMINISTIC, *common, "data.batch_size=32"), quiet=True)
+    split = train(digits_config(tmp_path / "split", DETERMINISTIC, *common, "data.batch_size=8",
+                                "train.accumulate_steps=4"), quiet=True)
     a, b = (load_checkpoint(run.run_dir / "checkpoints" / "last.pt") for run in (whole, split))
     assert a["step"] == b["step"] == 10 and split.metrics["train"]["images"] == whole.metrics["train"]["images"] == 320
     for key in a["model"]:
@@ -58,15 +60,16 @@ def test_four_batches_of_8_step_as_one_batch_of_32(tmp_path):
 
 def test_the_epochs_last_optimizer_step_takes_the_batches_left(tmp_path):
     # 41 batches of 32 an epoch in steps of 4: ten of 4 batches and one of 1, which is not lost.
-    result = train(_config(tmp_path, "train.epochs=1", "train.accumulate_steps=4"), quiet=True)
+    result = train(digits_config(tmp_path, DETERMINISTIC, "train.epochs=1", "train.accumulate_steps=4"), quiet=True)
     assert result.metrics["train"]["steps"] == 11 and result.metrics["train"]["images"] == 1_294
 
 
 def test_accumulation_steps_the_optimizer_only_at_each_groups_last_batch():
     model = Tiny(nn.Linear(4, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    step = TrainStep(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), torch.amp.GradScaler(enabled=False),
-                     nn.CrossEntropyLoss(), Compute(torch.device("cpu")), accumulate_steps=3)
+    step = TrainStep(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                     torch.amp.GradScaler(enabled=False), nn.CrossEntropyLoss(), Compute(torch.device("cpu")),
+                     accumulate_steps=3)
     images, targets = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
     weight = model[0].weight
     before = weight.detach().clone()
@@ -104,7 +107,8 @@ def test_the_average_follows_its_formula_with_a_linear_warmup():
 
 
 def _result(accuracy: float, loss: float) -> EpochResult:
-    metrics = Metrics(loss=loss, accuracy=accuracy, top5_accuracy=None, count=100, confusion=torch.zeros(2, 2, dtype=torch.long))
+    metrics = Metrics(loss=loss, accuracy=accuracy, top5_accuracy=None, count=100,
+                      confusion=torch.zeros(2, 2, dtype=torch.long))
     return EpochResult(metrics, 1.0, 100)
 
 
@@ -118,7 +122,8 @@ def test_the_better_weights_win_a_tie_goes_to_the_lower_loss_then_to_the_raw_one
 
 
 def test_a_run_evaluates_the_average_beside_the_weights_and_says_which_best_pt_holds(tmp_path, capsys):
-    result = train(_config(tmp_path, "train.epochs=2", "train.ema={decay: 0.9, warmup_steps: 10}"), quiet=True)
+    result = train(digits_config(tmp_path, DETERMINISTIC, "train.epochs=2", "train.ema={decay: 0.9, warmup_steps: 10}"),
+                   quiet=True)
     out = capsys.readouterr().out
     assert out.count("ema val loss") == 2
     assert result.metrics["best_weights"] in ("raw", "ema")
@@ -130,7 +135,7 @@ def test_a_run_evaluates_the_average_beside_the_weights_and_says_which_best_pt_h
 
 def test_when_the_average_wins_best_pt_holds_it_and_the_test_split_is_measured_on_it(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo.training.run, "better", lambda val, ema_val: (ema_val, "ema"))
-    result = train(_config(tmp_path, "train.epochs=2", "train.ema={decay: 0.9}"), quiet=True)
+    result = train(digits_config(tmp_path, DETERMINISTIC, "train.epochs=2", "train.ema={decay: 0.9}"), quiet=True)
     assert result.metrics["best_weights"] == "ema" and result.metrics["best_epoch"] == 2
     checkpoints = result.run_dir / "checkpoints"
     best, last = load_checkpoint(checkpoints / "best.pt"), load_checkpoint(checkpoints / "last.pt")
@@ -215,8 +220,9 @@ def test_mixup_and_cutmix_give_soft_targets_that_the_loss_takes(tmp_path):
     model = Tiny(nn.Flatten(), nn.Linear(16, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     only_mixup = batch_mixing(AugmentConfig(mixup_alpha=0.4), 3)
-    step = TrainStep(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), torch.amp.GradScaler(enabled=False),
-                     nn.CrossEntropyLoss(), Compute(torch.device("cpu")), mix=only_mixup)
+    step = TrainStep(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                     torch.amp.GradScaler(enabled=False), nn.CrossEntropyLoss(), Compute(torch.device("cpu")),
+                     mix=only_mixup)
     torch.manual_seed(2)
     loss, logits = step.backward(model, images, labels)
     torch.manual_seed(2)
@@ -226,15 +232,16 @@ def test_mixup_and_cutmix_give_soft_targets_that_the_loss_takes(tmp_path):
 
 
 def test_a_mixed_run_reports_training_accuracy_against_the_labels_and_says_so(tmp_path, capsys):
-    result = train(_config(tmp_path, "train.epochs=1", "data.augment={mixup_alpha: 0.2, cutmix_alpha: 1.0}"), quiet=True)
+    result = train(digits_config(tmp_path, DETERMINISTIC, "train.epochs=1",
+                                 "data.augment={mixup_alpha: 0.2, cutmix_alpha: 1.0}"), quiet=True)
     assert "the training loss is against the mixed targets, the training accuracy against each image's own label" \
         in capsys.readouterr().out
     assert 0 < result.metrics["test"]["accuracy"] <= 1
 
 
 @pytest.mark.parametrize("sets, message", [
-    (["data.augment={policy: randaug}"], "data.augment.policy: unknown policy 'randaug'; choose one of none, randaugment, "
-                                         "trivialaugment, autoaugment, augmix; did you mean randaugment?"),
+    (["data.augment={policy: randaug}"], "data.augment.policy: unknown policy 'randaug'; choose one of none, "
+                                         "randaugment, trivialaugment, autoaugment, augmix; did you mean randaugment?"),
     (["data.augment={polcy: trivialaugment}"], "data.augment.polcy: unknown key; did you mean data.augment.policy?"),
     (["data.augment={magnitude: 5}"], "data.augment: magnitude is a setting of policy randaugment, and the policy is "
                                       "none; set policy: randaugment, or remove magnitude"),
@@ -242,7 +249,8 @@ def test_a_mixed_run_reports_training_accuracy_against_the_labels_and_says_so(tm
                                                               "CutMix; it needs mixup_alpha and cutmix_alpha above 0"),
     (["data.augment=sometimes"], "data.augment: input should be a valid boolean"),
     (["data.augment=false", "data.augment.policy=augmix"], "--set data.augment.policy: data.augment is False, not a "
-                                                            "section; give the section whole, e.g. --set 'data.augment={policy: ...}'"),
+                                                            "section; give the section whole, e.g. --set "
+                                                            "'data.augment={policy: ...}'"),
     (["train.accumulate_steps=0"], "train.accumulate_steps: input should be greater than 0"),
     (["train.ema={decay: 1}"], "train.ema.decay: input should be less than 1"),
 ])
@@ -266,8 +274,8 @@ def test_history_csv_has_a_row_per_epoch_and_a_short_run_still_logs_steps(tmp_pa
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = train(_config(tmp_path, "train.epochs=3", "train.max_steps_per_epoch=4", "train.log_interval=50",
-                           "train.ema={decay: 0.9}"), quiet=True)
+    result = train(digits_config(tmp_path, DETERMINISTIC, "train.epochs=3", "train.max_steps_per_epoch=4",
+                                 "train.log_interval=50", "train.ema={decay: 0.9}"), quiet=True)
     with (result.run_dir / "history.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]

@@ -1,9 +1,11 @@
+"""zoo.models.registry: list_models, create_model, and what each registration records and checks."""
+
 import inspect
 
 import pytest
 
 import zoo
-from zoo.registry import ParamReference, get_model_info, register_model
+from zoo.models.registry import ParamReference, get_model_info, register_model
 
 FAMILIES = {"lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "senet", "mlp", "cnn"}
 

@@ -5,47 +5,39 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from datafiles import write_colour_folders
+from helpers import digits_config, run_zoo
 from PIL import Image
 
-from datafiles import write_colour_folders
-from zoo.config import load_config
-from zoo.evaluation import evaluate_checkpoint
-from zoo.report import SECTIONS
+from zoo.evaluation.evaluate import evaluate_checkpoint
+from zoo.present.report import SECTIONS
 from zoo.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"café": (220, 30, 30), "dog": (30, 220, 30), "猫": (30, 30, 220)}  # names a figure's font must draw
 
 
-def zoo_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, cwd=cwd, timeout=180, env=env)
-
-
+# Not conftest's digits_run: the page must show class names outside ASCII (café, 猫), which the digits lack.
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A finished LeNet-5 run on a folder of three one-colour classes, two of them named outside ASCII."""
     work = tmp_path_factory.mktemp("report")
     write_colour_folders(work / "photos", COLOURS, 16, seed=0)
-    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        "data.name=imagefolder", f"data.root={work / 'photos'}", "data.batch_size=16", "train.epochs=3",
-        "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none", f"train.output_dir={work / 'runs'}"])
+    config = digits_config(
+        work / "runs", "data.name=imagefolder", f"data.root={work / 'photos'}", "data.batch_size=16", "train.epochs=3",
+        "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none")
     return train(config, quiet=True).run_dir
 
 
 @pytest.fixture(scope="module")
 def page(run_dir) -> str:
     before = sorted(path.relative_to(run_dir) for path in run_dir.rglob("*"))
-    result = zoo_cli("report", str(run_dir), cwd=run_dir.parent)
+    result = run_zoo("report", str(run_dir), cwd=run_dir.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"wrote {run_dir / 'report.html'}"
     after = sorted(path.relative_to(run_dir) for path in run_dir.rglob("*"))
@@ -86,19 +78,20 @@ def section(page: str, name: str) -> str:
 def test_without_the_runs_scores_the_report_evaluates_best_pt_again(page, run_dir, tmp_path):
     older = tmp_path / "older"  # a run from before zoo kept test_scores.npz
     shutil.copytree(run_dir, older, ignore=shutil.ignore_patterns("test_scores.npz", "report.html"))
-    result = zoo_cli("report", str(older), cwd=tmp_path)
+    result = run_zoo("report", str(older), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     again = (older / "report.html").read_text(encoding="utf-8")
     for name in ("classes", "trust", "wrong"):  # the same figures and pictures either way
         assert section(again, name) == section(page, name), name
-    assert not (older / "test_scores.npz").exists() and not list(older.glob("checkpoints/best.test.*"))  # wrote the page alone
+    # wrote the page alone
+    assert not (older / "test_scores.npz").exists() and not list(older.glob("checkpoints/best.test.*"))
 
 
 def test_the_report_reads_no_data(page, run_dir, tmp_path):
     photos = run_dir.parents[2] / "photos"  # the run's data.root
     moved = photos.rename(tmp_path / "photos")
     try:
-        result = zoo_cli("report", str(run_dir), "-o", str(tmp_path / "away.html"), cwd=tmp_path)
+        result = run_zoo("report", str(run_dir), "-o", str(tmp_path / "away.html"), cwd=tmp_path)
     finally:
         moved.rename(photos)
     assert result.returncode == 0, result.stderr
@@ -107,7 +100,7 @@ def test_the_report_reads_no_data(page, run_dir, tmp_path):
 
 
 def test_another_output_and_the_refusals(run_dir, tmp_path):
-    result = zoo_cli("report", str(run_dir / "checkpoints" / "best.pt"), "-o", str(tmp_path / "hw.html"), cwd=tmp_path)
+    result = run_zoo("report", str(run_dir / "checkpoints" / "best.pt"), "-o", str(tmp_path / "hw.html"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '<section id="curves">' in (tmp_path / "hw.html").read_text(encoding="utf-8")
     for args, message in [
@@ -116,7 +109,7 @@ def test_another_output_and_the_refusals(run_dir, tmp_path):
         ((str(run_dir.parent),), "is not a finished run: config.yaml, history.csv, metrics.json, checkpoints/best.pt "
                                  "missing; runs inside it:"),
     ]:
-        result = zoo_cli("report", *args, cwd=tmp_path)
+        result = run_zoo("report", *args, cwd=tmp_path)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert message in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["hw.html"]
@@ -131,12 +124,15 @@ def test_chromium_renders_every_section_without_errors(page, run_dir, tmp_path):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         view = browser.new_page(viewport={"width": 1200, "height": 900})
-        view.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
+        view.on("console",
+                lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
         view.on("pageerror", lambda error: problems.append(str(error)))
-        view.on("request", lambda request: None if request.url.startswith(("file:", "data:")) else problems.append(request.url))
+        view.on("request",
+                lambda request: None if request.url.startswith(("file:", "data:")) else problems.append(request.url))
         view.goto((run_dir / "report.html").as_uri(), wait_until="load")
         shown = view.evaluate("""() => [...document.querySelectorAll('section')].map(s => [s.id,
-            s.getBoundingClientRect().height, [...s.querySelectorAll('img')].map(i => i.complete && i.naturalWidth)])""")
+            s.getBoundingClientRect().height,
+            [...s.querySelectorAll('img')].map(i => i.complete && i.naturalWidth)])""")
         view.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert problems == []

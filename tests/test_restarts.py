@@ -1,4 +1,4 @@
-"""zoo.restarts: the same command line continues the run it began (train.run_id; torchrun's restarts), what it
+"""zoo.training.restarts: the same command line continues the run it began (train.run_id; torchrun's restarts), what it
 refuses, and the lock of an earlier attempt of the same launcher job. The real torchrun restarts, two nodes, a
 lost node and preemption are in test_elastic.py."""
 
@@ -11,26 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import digits_config, metric_figures
 
 import zoo.loop
 from zoo.checkpoint import load_checkpoint
 from zoo.config import load_config
 from zoo.errors import RunStopped, ZooError
-from zoo.restarts import Attempt, find_run, read_launch, write_launch
 from zoo.rundir import RunLock
 from zoo.training import train
+from zoo.training.restarts import Attempt, find_run, read_launch, write_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(out: Path, *extra: str):
-    return load_config(ROOT / "configs" / "lenet5_digits.yaml",
-                       [f"train.output_dir={out}", "train.epochs=2", "train.deterministic=true",
-                        "train.checkpoint_every_steps=10", "train.run_id=job-1", *extra])
-
-
-def _figures(section: dict) -> dict:
-    return {key: value for key, value in section.items() if key not in ("time_s", "images_per_s")}
+# The runs here: the digits config, 2 epochs of 41 steps, deterministic, a checkpoint every 10 steps, run id job-1.
+JOB = ("train.epochs=2", "train.deterministic=true", "train.checkpoint_every_steps=10", "train.run_id=job-1")
 
 
 def _files(folder: Path) -> dict[str, int]:
@@ -38,7 +33,7 @@ def _files(folder: Path) -> dict[str, int]:
 
 
 def test_the_same_run_id_continues_a_stopped_run_bit_for_bit_and_then_refuses_to_train_it_again(tmp_path, monkeypatch):
-    whole = train(_config(tmp_path / "whole"), quiet=True)
+    whole = train(digits_config(tmp_path / "whole", *JOB), quiet=True)
     assert whole.run_dir == tmp_path / "whole" / "lenet5_digits" / "job-1"  # named by the id, not the time
 
     real, calls = zoo.loop.aux_loss, {"n": 0}
@@ -51,52 +46,53 @@ def test_the_same_run_id_continues_a_stopped_run_bit_for_bit_and_then_refuses_to
 
     monkeypatch.setattr(zoo.loop, "aux_loss", interrupted)
     with pytest.raises(RunStopped):
-        train(_config(tmp_path / "cut"), quiet=True)
+        train(digits_config(tmp_path / "cut", *JOB), quiet=True)
     monkeypatch.setattr(zoo.loop, "aux_loss", real)
     run = tmp_path / "cut" / "lenet5_digits" / "job-1"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 25 and not (run / "metrics.json").exists()
-    from zoo.report import read_run
+    from zoo.present.report import read_run
 
     with pytest.raises(ZooError, match=r"stopped before its end .*continue it by running the command that started "
                                        r"it again \(train.run_id job-1\)"):
         read_run(run)  # zoo report
 
-    again = train(_config(tmp_path / "cut"), quiet=True)  # the same command line
+    again = train(digits_config(tmp_path / "cut", *JOB), quiet=True)  # the same command line
     assert again.run_dir == run and [p.name for p in run.parent.iterdir()] == ["job-1"]
     final, expected = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (run, whole.run_dir))
     assert final["step"] == expected["step"] == 82
     for key, tensor in expected["model"].items():
         assert torch.equal(final["model"][key], tensor), key
-    assert _figures(again.metrics["test"]) == _figures(whole.metrics["test"]) and _figures(again.metrics["val"]) == _figures(whole.metrics["val"])
+    assert (metric_figures(again.metrics["test"]) == metric_figures(whole.metrics["test"])
+            and metric_figures(again.metrics["val"]) == metric_figures(whole.metrics["val"]))
     assert [attempt["torchrun_restart"] for attempt in read_launch(run)["attempts"]] == [None, None]
 
     before = _files(run)
     with pytest.raises(ZooError, match=r"train.run_id job-1 names a finished run, .*job-1 \(metrics.json\); choose "
                                         r"another train.run_id .* zoo train --resume"):
-        train(_config(tmp_path / "cut"), quiet=True)
+        train(digits_config(tmp_path / "cut", *JOB), quiet=True)
     assert _files(run) == before  # nothing written
 
 
 def test_a_run_killed_after_its_last_epoch_goes_on_to_its_test_alone(tmp_path):
-    done = train(_config(tmp_path), quiet=True)
+    done = train(digits_config(tmp_path, *JOB), quiet=True)
     for name in ("metrics.json", "test_scores.npz"):  # killed before its test ended
         (done.run_dir / name).unlink()
     step = load_checkpoint(done.run_dir / "checkpoints" / "last.pt")["step"]
-    again = train(_config(tmp_path), quiet=True)
+    again = train(digits_config(tmp_path, *JOB), quiet=True)
     assert again.metrics["test"]["accuracy"] == done.metrics["test"]["accuracy"]
     assert again.metrics["test"]["count"] == 359 and (done.run_dir / "test_scores.npz").is_file()
     assert load_checkpoint(done.run_dir / "checkpoints" / "last.pt")["step"] == step  # nothing trained again
 
 
 def test_a_changed_config_under_the_same_run_id_is_refused_before_anything_is_written(tmp_path):
-    done = train(_config(tmp_path), quiet=True)
+    done = train(digits_config(tmp_path, *JOB), quiet=True)
     (done.run_dir / "metrics.json").unlink()
     before = _files(done.run_dir)
     with pytest.raises(ZooError, match=r"train.run_id job-1 continues .*job-1, whose config differs: "
                                        r"optimizer.lr: 0.05 -> 0.1; give the config it was started with, .* or make "
                                        r"the change with zoo train --resume \S+job-1 --set optimizer.lr=0.1 "
                                        r"--allow-config-change$"):
-        train(_config(tmp_path, "optimizer.lr=0.1"), quiet=True)
+        train(digits_config(tmp_path, *JOB, "optimizer.lr=0.1"), quiet=True)
     assert _files(done.run_dir) == before
 
 
@@ -105,16 +101,17 @@ def test_a_folder_that_is_not_a_run_is_refused_and_an_attempt_that_never_saved_s
     folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(ZooError, match=r"job-1 exists and is not a run zoo began .*choose another train.run_id"):
-        train(_config(tmp_path), quiet=True)
+        train(digits_config(tmp_path, *JOB), quiet=True)
     assert (folder / "notes.txt").read_text() == "mine"
     (tmp_path / "lenet5_digits" / "job-2").write_text("a file")
-    with pytest.raises(ZooError, match=r"train.run_id job-2: \S+job-2 is a file; choose another train.run_id, or move that file"):
-        train(_config(tmp_path, "train.run_id=job-2"), quiet=True)
+    with pytest.raises(ZooError,
+                       match=r"train.run_id job-2: \S+job-2 is a file; choose another train.run_id, or move that file"):
+        train(digits_config(tmp_path, *JOB, "train.run_id=job-2"), quiet=True)
 
     (folder / "notes.txt").unlink()
     write_launch(folder, "job-1", Attempt())  # begun, then killed before its first checkpoint
     (folder / "config.yaml").write_text("stale")
-    done = train(_config(tmp_path), quiet=True)
+    done = train(digits_config(tmp_path, *JOB), quiet=True)
     assert done.run_dir == folder and (folder / "config.yaml").read_text() != "stale"
     assert len(read_launch(folder)["attempts"]) == 1  # the new start's own record
 
@@ -124,7 +121,8 @@ def test_a_numeric_run_id_stays_text_and_an_empty_one_or_a_path_is_refused():
     assert load_config(config, ["train.run_id=0042"]).train.run_id == "0042"  # a SLURM job id
     assert load_config(config, ["train.run_id=812_12"]).train.run_id == "812_12"  # an array task
     with pytest.raises(ZooError, match=r"--set train.run_id=: the value is empty \(an unset shell variable\?\)"):
-        load_config(config, ["train.run_id="])  # `--set train.run_id=$SLURM_JOB_ID` outside SLURM: not a new run each time
+        # `--set train.run_id=$SLURM_JOB_ID` outside SLURM: not a new run each time
+        load_config(config, ["train.run_id="])
     for bad in ("a/b", "..", ".hidden", "--help", "my run"):
         with pytest.raises(ZooError, match="train.run_id: .*starting with a letter, a digit or '_'"):
             load_config(config, [f"train.run_id={bad}"])
@@ -191,7 +189,7 @@ def test_an_earlier_attempts_lock_is_taken_over_even_from_another_host_and_no_on
 def test_a_run_killed_between_last_pt_and_best_pt_publishes_best_pt_again_before_its_test(tmp_path, monkeypatch):
     """An epoch's save writes last.pt, then best.pt; killed between the two, best.pt is the earlier best while
     last.pt names this epoch as the best: the continued run must test this epoch's weights, as the whole run does."""
-    whole = train(_config(tmp_path / "whole"), quiet=True)
+    whole = train(digits_config(tmp_path / "whole", *JOB), quiet=True)
     assert whole.metrics["best_epoch"] == 2  # epoch 2 improves: its save publishes best.pt
 
     import zoo.training.hooks as hooks
@@ -209,28 +207,29 @@ def test_a_run_killed_between_last_pt_and_best_pt_publishes_best_pt_again_before
 
     monkeypatch.setattr(hooks, "publish_copy", killed_at_the_second)
     with pytest.raises(Killed):
-        train(_config(tmp_path / "cut"), quiet=True)
+        train(digits_config(tmp_path / "cut", *JOB), quiet=True)
     monkeypatch.undo()
     run = tmp_path / "cut" / "lenet5_digits" / "job-1"
     last, best = (load_checkpoint(run / "checkpoints" / name) for name in ("last.pt", "best.pt"))
     assert last["progress"]["best_epoch"] == 2 and best["epoch"] == 1  # the window the kill left
 
-    again = train(_config(tmp_path / "cut"), quiet=True)  # epochs done: it goes on to the test alone
+    again = train(digits_config(tmp_path / "cut", *JOB), quiet=True)  # epochs done: it goes on to the test alone
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 2
-    assert _figures(again.metrics["test"]) == _figures(whole.metrics["test"]) and again.metrics["best_epoch"] == 2
+    assert (metric_figures(again.metrics["test"]) == metric_figures(whole.metrics["test"])
+            and again.metrics["best_epoch"] == 2)
 
 
 def test_a_new_run_beside_a_stopped_one_of_the_same_name_says_how_to_continue_that_one(tmp_path, capsys):
     plain = ["train.run_id=null", "train.epochs=1"]
-    first = train(_config(tmp_path, *plain), quiet=True)
+    first = train(digits_config(tmp_path, *JOB, *plain), quiet=True)
     (first.run_dir / "metrics.json").unlink()  # stopped before its end (killed during its test, say)
     (first.run_dir / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")  # held by a live process
     capsys.readouterr()
-    train(_config(tmp_path, *plain), quiet=True)
+    train(digits_config(tmp_path, *JOB, *plain), quiet=True)
     assert "stopped before its end" not in capsys.readouterr().err  # a run still going is not named
 
     (first.run_dir / ".lock").unlink()
-    second = train(_config(tmp_path, *plain), quiet=True)
+    second = train(digits_config(tmp_path, *JOB, *plain), quiet=True)
     err = capsys.readouterr().err
     assert (f"note: {first.run_dir} stopped before its end (no metrics.json); this is a new run; to continue that one "
             f"instead, stop this and run zoo train --resume {first.run_dir} (with train.run_id set") in err

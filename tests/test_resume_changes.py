@@ -1,6 +1,7 @@
 """`zoo train --resume ... --allow-config-change`: every config key, changed on resume, either takes effect (the
 resumed run's checkpoint holds the new value, and the learning-rate schedule goes on from where the run is, in
-the new config's steps) or is refused in one line before anything is written."""
+the new config's steps) or is refused in one line before anything is written.
+Tests zoo.training.resume's config changes."""
 
 from __future__ import annotations
 
@@ -101,12 +102,14 @@ def finished(tmp_path_factory) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def test_every_config_key_has_a_rule(finished):
     keys = set(_flatten(load_config(CONFIG).to_dict()))
-    assert keys == set(CHANGES), f"add a row for {sorted(keys - set(CHANGES))} (or remove {sorted(set(CHANGES) - keys)})"
+    assert keys == set(CHANGES), (
+        f"add a row for {sorted(keys - set(CHANGES))} (or remove {sorted(set(CHANGES) - keys)})")
 
 
 @pytest.mark.slow
@@ -150,20 +153,22 @@ def test_a_larger_batch_on_resume_continues_the_schedule_in_its_own_steps(schedu
     # 82 old steps: onecycle stepped past its end, cosine climbed back up).
     first = train(load_config(CONFIG, [f"train.output_dir={tmp_path}", f"scheduler.name={schedule}", "train.epochs=2",
                                        "data.augment=false"]), quiet=True)
-    result = resume(first.run_dir, overrides=["train.epochs=4", "data.batch_size=128"], allow_config_change=True, quiet=True)
-    assert f"the learning-rate schedule goes on at step 22 of 44 (11 per epoch)" in capsys.readouterr().out
+    result = resume(first.run_dir, overrides=["train.epochs=4", "data.batch_size=128"], allow_config_change=True,
+                    quiet=True)
+    assert "the learning-rate schedule goes on at step 22 of 44 (11 per epoch)" in capsys.readouterr().out
     fresh = train(load_config(CONFIG, [f"train.output_dir={tmp_path / 'fresh'}", f"scheduler.name={schedule}",
                                        "train.epochs=4", "data.batch_size=128", "data.augment=false"]), quiet=True)
     resumed, straight = _lrs(result.run_dir), _lrs(fresh.run_dir)
     assert len(resumed) == 4 and resumed[2:] == pytest.approx(straight[2:], rel=1e-6, abs=1e-9)
-    assert resumed[1] < 1e-4 and resumed[3] < resumed[2] > 1e-3  # the 2-epoch schedule had ended; the 4-epoch one decays
+    # the 2-epoch schedule had ended; the 4-epoch one decays
+    assert resumed[1] < 1e-4 and resumed[3] < resumed[2] > 1e-3
     state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert state["step"] == 2 * 41 + 2 * 11 and result.metrics["train"]["images"] == 4 * TRAIN_IMAGES
 
 
 def test_another_optimizer_on_resume_starts_its_state_afresh(tmp_path, capsys):
-    first = train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=5"]),
-                  quiet=True)
+    first = train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=1",
+                                       "train.max_steps_per_epoch=5"]), quiet=True)
     resume(first.run_dir, overrides=["optimizer.name=adam", "optimizer.lr=0.001", "train.epochs=2",
                                      "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
     assert "optimizer.name: 'sgd' -> 'adam': the new optimizer starts with no state" in capsys.readouterr().out
@@ -178,9 +183,9 @@ def test_a_batch_size_change_mid_epoch_is_refused_naming_the_epoch(finished, tmp
     state["batch"] = 3  # as a step checkpoint 3 batches into epoch 3 would hold
     mid = tmp_path / "mid.pt"
     torch.save(state, mid)
-    with pytest.raises(ZooError, match=r"^--allow-config-change cannot change data.batch_size \(32 -> 64\): the position "
-                                       r"in the epoch is counted in batches of the old size; resume without the change "
-                                       r"to finish epoch 3"):
+    with pytest.raises(ZooError, match=r"^--allow-config-change cannot change data.batch_size \(32 -> 64\): the "
+                                       r"position in the epoch is counted in batches of the old size; resume without "
+                                       r"the change to finish epoch 3"):
         resume(mid, overrides=["data.batch_size=64", "train.epochs=3"], allow_config_change=True)
 
 
@@ -196,13 +201,14 @@ def test_images_added_between_stop_and_resume_are_refused(tmp_path):
     photos = write_imagefolder(tmp_path / "photos", {"cat": 12, "dog": 12})
     first = train(load_config(CONFIG, [f"train.output_dir={tmp_path / 'runs'}", "data.name=imagefolder",
                                        f"data.root={photos}", "train.epochs=1", "data.batch_size=8"]), quiet=True)
-    assert load_checkpoint(first.run_dir / "checkpoints" / "last.pt")["split_sizes"] == {"train": 17, "val": 2, "test": 5}
+    assert load_checkpoint(first.run_dir / "checkpoints" / "last.pt")["split_sizes"] == {"train": 17, "val": 2,
+                                                                                         "test": 5}
     write_imagefolder(tmp_path / "more", {"cat": 6, "dog": 6}, seed=5)
     for path in (tmp_path / "more").rglob("*.png"):
         path.rename(photos / path.parent.name / f"new_{path.name}")
     before = _snapshot(first.run_dir)
-    with pytest.raises(ZooError, match=r"the data changed since .*last.pt was saved \(train 17 -> 26 images; val 2 -> 3 "
-                                       r"images; test 5 -> 7 images\): its splits would be drawn again"):
+    with pytest.raises(ZooError, match=r"the data changed since .*last.pt was saved \(train 17 -> 26 images; "
+                                       r"val 2 -> 3 images; test 5 -> 7 images\): its splits would be drawn again"):
         resume(first.run_dir, overrides=["train.epochs=2"], allow_config_change=True, quiet=True)
     assert _snapshot(first.run_dir) == before
 
@@ -220,17 +226,19 @@ def test_extending_a_finished_schedule_says_what_the_added_epochs_train_at(finis
     ten = train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.epochs=10", "train.max_steps_per_epoch=5",
                                      "data.augment=false"]), quiet=True)
     capsys.readouterr()
-    resume(ten.run_dir, overrides=["train.epochs=11", "train.max_steps_per_epoch=5"], allow_config_change=True, quiet=True)
+    resume(ten.run_dir, overrides=["train.epochs=11", "train.max_steps_per_epoch=5"], allow_config_change=True,
+           quiet=True)
     out = capsys.readouterr().out
     assert "goes on at step 50 of 55 (5 per epoch): lr 0.00101 now, down to 4.08e-05 by the last step" in out, out
-    assert "note: the rest of the schedule stays below 10% of optimizer.lr 0.05, so the added epochs train little" in out
+    assert ("note: the rest of the schedule stays below 10% of optimizer.lr 0.05, so the added epochs train little"
+            in out)
 
 
 # ---- what --resume refuses: a checkpoint behind last.pt, a finished run ------------------------------
 
 def _run_of(tmp_path: Path, *sets: str) -> Path:
-    return train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.max_steps_per_epoch=5", "data.augment=false",
-                                      *sets]), quiet=True).run_dir
+    return train(load_config(CONFIG, [f"train.output_dir={tmp_path}", "train.max_steps_per_epoch=5",
+                                      "data.augment=false", *sets]), quiet=True).run_dir
 
 
 def test_a_best_pt_behind_last_pt_is_refused_before_anything_is_written(tmp_path, capsys):
@@ -243,10 +251,11 @@ def test_a_best_pt_behind_last_pt_is_refused_before_anything_is_written(tmp_path
     (checkpoints / "best.pt").unlink()  # a hard link to last.pt: writing into it would write last.pt
     (checkpoints / "best.pt").write_bytes(epoch_one)  # as best.pt is when epoch 1 validated best
     before = _snapshot(run_dir)
-    behind = (rf"^{checkpoints}/best.pt is at the end of epoch 1 \(step 5\), behind the run's {checkpoints}/last.pt at "
-              rf"the end of epoch 2 \(step 10\): resuming from it would train again over the later epochs and overwrite "
-              rf"them; go on from last.pt with zoo train --resume {run_dir}, or fine-tune from best.pt into a new run with "
-              rf"zoo finetune --config {run_dir}/config.yaml --set finetune.source={checkpoints}/best.pt$")
+    behind = (rf"^{checkpoints}/best.pt is at the end of epoch 1 \(step 5\), behind the run's "
+              rf"{checkpoints}/last.pt at the end of epoch 2 \(step 10\): resuming from it would train again over "
+              rf"the later epochs and overwrite them; go on from last.pt with zoo train --resume {run_dir}, or "
+              rf"fine-tune from best.pt into a new run with zoo finetune --config {run_dir}/config.yaml "
+              rf"--set finetune.source={checkpoints}/best.pt$")
     for overrides, allow in (([], False), (["train.epochs=3"], True)):
         with pytest.raises(ZooError, match=behind) as refused:
             resume(checkpoints / "best.pt", overrides=overrides, allow_config_change=allow, quiet=True)
@@ -287,7 +296,8 @@ def test_a_finished_run_is_refused_and_the_command_it_names_trains_more(finished
     assert _snapshot(run_dir) == before
     capsys.readouterr()
     result = resume(run_dir, overrides=fix.split("--set ")[1].split()[:1], allow_config_change=True, quiet=True)
-    assert "the learning-rate schedule goes on at step 10 of 60 (5 per epoch): lr 0.0467 now, down to " in capsys.readouterr().out
+    assert ("the learning-rate schedule goes on at step 10 of 60 (5 per epoch): lr 0.0467 now, down to "
+            in capsys.readouterr().out)
     assert result.metrics["epochs_run"] == 12 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 60
 
 
@@ -302,7 +312,8 @@ def test_a_run_early_stopping_ended_is_finished_and_more_patience_trains_on(tmp_
     assert str(refused.value) == (f"--resume {run_dir}: the run is finished, there is nothing left to train (early "
                                   "stopping ended it after epoch 3 of 6: val_loss has not improved for 2 epochs "
                                   f"(train.early_stopping.patience 2)); to train more: {fix}")
-    with pytest.raises(ZooError, match=r"early stopping ended it after epoch 3 of 9"):  # more epochs alone: still stopped
+    # more epochs alone: still stopped
+    with pytest.raises(ZooError, match=r"early stopping ended it after epoch 3 of 9"):
         resume(run_dir, overrides=["train.epochs=9"], allow_config_change=True, quiet=True)
     with pytest.raises(ZooError, match=r"train.epochs 3: .*last.pt has done 3 epochs already; give at least 4"):
         resume(run_dir, overrides=["train.epochs=3"], allow_config_change=True, quiet=True)  # as many as done: nothing
@@ -326,12 +337,14 @@ def test_the_schedule_note_says_which_way_the_rest_goes(tmp_path, capsys):
     warm = _run_of(tmp_path / "warm", "train.epochs=1", "scheduler.name=none")
     capsys.readouterr()
     resume(warm, overrides=["train.epochs=2", "scheduler.warmup_epochs=2"], allow_config_change=True, quiet=True)
-    assert "goes on at step 5 of 10 (5 per epoch): lr 0.028 now, up to 0.05 by the last step\n" in capsys.readouterr().out
+    assert ("goes on at step 5 of 10 (5 per epoch): lr 0.028 now, up to 0.05 by the last step\n"
+            in capsys.readouterr().out)
     cycle = _run_of(tmp_path / "cycle", "train.epochs=1", "scheduler.name=onecycle")
     capsys.readouterr()
     resume(cycle, overrides=["train.epochs=4", "scheduler.pct_start=0.5"], allow_config_change=True, quiet=True)
     out = capsys.readouterr().out  # rising to step 10, then falling
-    assert "goes on at step 5 of 20 (5 per epoch): lr 0.0302 now, up to 0.05, then down to 2e-07 by the last step\n" in out
+    assert ("goes on at step 5 of 20 (5 per epoch): lr 0.0302 now, up to 0.05, then down to 2e-07 by the last step\n"
+            in out)
     flat = _run_of(tmp_path / "flat", "train.epochs=1", "scheduler.name=none")
     capsys.readouterr()
     resume(flat, overrides=["train.epochs=2"], allow_config_change=True, quiet=True)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.config import load_config
-from zoo.loop import Compute
-from zoo.evaluation import evaluate_checkpoint
-from zoo.errors import ZooError
 from zoo import runtime
-from zoo.runtime import autocast, compiled, grad_scaler, memory_format, resolve_device, tune_backends
 from zoo.checkpoint import read_state
+from zoo.config import load_config
+from zoo.errors import ZooError
+from zoo.evaluation.evaluate import evaluate_checkpoint
+from zoo.loop import Compute
+from zoo.runtime import autocast, compiled, grad_scaler, memory_format, resolve_device, tune_backends
 from zoo.training import resume, setup, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,8 @@ def test_device_auto_falls_back_to_the_cpu_silently_and_an_absent_device_is_one_
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu") and capsys.readouterr() == ("", "")
     for name in ("cuda", "cuda:7"):
-        with pytest.raises(ZooError, match=f"train.device is '{name}' but this machine has no CUDA device; use device: auto or cpu"):
+        with pytest.raises(ZooError, match=f"train.device is '{name}' but this machine has no CUDA device; "
+                                           "use device: auto or cpu"):
             resolve_device(name)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -144,7 +145,8 @@ def test_auto_threads_are_the_users_omp_setting_or_this_process_share_of_the_idl
 def test_more_threads_than_cores_get_a_note(monkeypatch):
     monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
     assert runtime.threads_note(64, 64) == ("note: train.threads 64 is more than the 2 physical cores this process may "
-                                            "use: threads sharing a core wait for each other; 2 or fewer (auto) train faster")
+                                            "use: threads sharing a core wait for each other; 2 or fewer (auto) "
+                                            "train faster")
     assert runtime.threads_note(2, 2) is None and runtime.threads_note("auto", 2) is None
 
 
@@ -153,7 +155,8 @@ def test_cores_left_to_other_processes_get_a_note_all_cores_none(monkeypatch):
     assert runtime.load_note(1, 1.0) == ("note: train.threads auto: 1 of 2 cores, as other processes keep 1 CPU busy "
                                          "(threads on busy cores wait for each other, several times slower); "
                                          "--set train.threads=2 uses all")
-    assert runtime.load_note(2, 0.0) is None and runtime.load_note(1, None) is None and runtime.load_note(2, 3.0) is None
+    assert (runtime.load_note(2, 0.0) is None and runtime.load_note(1, None) is None
+            and runtime.load_note(2, 3.0) is None)
 
 
 def test_busy_cpus_counts_the_processes_that_spin_now():

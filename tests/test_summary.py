@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from functools import cache
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import run_zoo
 from torch import nn
 
 from zoo.cli import main
-from zoo.registry import ParamReference, create_model, get_model_info, list_models
-from zoo.summary import Summary, render_summary, summarize, summarize_model
+from zoo.models.registry import ParamReference, create_model, get_model_info, list_models
+from zoo.present.text import render_summary
+from zoo.summary import Summary, summarize, summarize_model
 
 # torchvision's published operation counts (weights meta "_ops", GFLOPS meaning GMACs) at 224x224.
 TORCHVISION_GMACS = {"resnet18": 1.814, "resnet50": 4.089, "vgg16": 15.470, "googlenet": 1.498, "alexnet_owt": 0.714}
@@ -257,7 +258,8 @@ def test_reference_mismatch_is_flagged_loudly() -> None:
 def test_formats() -> None:
     summary = summarize("mnist_cnn")
     data = json.loads(render_summary(summary, "json"))
-    assert list(data) == ["model", "input_size", "batch_size", "depth", "layers", "totals", "totals_without_aux", "reference"]
+    assert list(data) == ["model", "input_size", "batch_size", "depth", "layers", "totals", "totals_without_aux",
+                          "reference"]
     assert data["totals"]["params"] == 34_826 and data["input_size"] == [1, 28, 28]
     assert data["layers"][0]["name"] == "features.0" and data["layers"][0]["output_shape"] == [32, 26, 26]
     csv = render_summary(summary, "csv").splitlines()
@@ -285,6 +287,5 @@ def test_cli_errors_are_one_line_and_exit_2(args: list[str], message: str, monke
 
 
 def test_cli_prints_json_in_a_subprocess() -> None:
-    result = subprocess.run([sys.executable, "-m", "zoo", "summary", "lenet5", "--format", "json", "--depth", "1"],
-                            capture_output=True, text=True, check=True)
+    result = run_zoo("summary", "lenet5", "--format", "json", "--depth", "1", cwd=None, check=True)
     assert json.loads(result.stdout)["totals"]["params"] == 61_706

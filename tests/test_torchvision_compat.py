@@ -2,6 +2,8 @@
 
 torchvision's weights are randomized first (weights, biases and batch-norm statistics, scaled to keep
 activations of order one), so that equal logits mean equal networks and not two near-zero outputs.
+
+Tests zoo.models' attribute names against torchvision's.
 """
 
 import math
@@ -9,10 +11,10 @@ import math
 import pytest
 import torch
 import torchvision.models as tvm
+from conftest import build_on_meta
 from torch import nn
 
 import zoo
-from conftest import build_on_meta
 
 COMPATIBLE = [name for name in zoo.list_models() if zoo.get_model_info(name).torchvision]
 

@@ -1,30 +1,23 @@
-"""End-to-end runs of `zoo train` and `zoo evaluate` on data that works offline (digits, xor, synthetic)."""
+"""End-to-end runs of `zoo train` and `zoo evaluate` on data that works offline (digits, xor, synthetic).
+Tests zoo.training.run and zoo.training.hooks end to end."""
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import digits_config, run_zoo
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from zoo.checkpoint import load_checkpoint
 from zoo.config import load_config
-from zoo.evaluation import evaluate_checkpoint
+from zoo.evaluation.evaluate import evaluate_checkpoint
 from zoo.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    """The README's main job, in-process, once for the module."""
-    out = tmp_path_factory.mktemp("runs")
-    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [f"train.output_dir={out}"])
-    return train(config, quiet=True)
+# digits_run: conftest's session-wide run of the README's main job (configs/lenet5_digits.yaml, 20 epochs).
 
 
 def test_main_job_reaches_97_percent_on_digits(digits_run):
@@ -52,8 +45,8 @@ def test_run_directory_layout(digits_run):
 
 def test_checkpoint_holds_everything_to_resume_and_evaluate(digits_run):
     state = load_checkpoint(digits_run.run_dir / "checkpoints" / "last.pt")
-    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "progress", "ranks", "config", "classes",
-            "normalization", "zoo_version", "torch_version"} <= set(state)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "progress", "ranks", "config",
+            "classes", "normalization", "zoo_version", "torch_version"} <= set(state)
     assert state["epoch"] == 20 and state["batch"] == 0 and state["classes"] == [str(d) for d in range(10)]
     assert state["normalization"]["input_size"] == 32 and state["normalization"]["in_channels"] == 1
     assert {"rng", "loader", "meter"} <= set(state["ranks"][0]) and state["ranks"][0]["meter"] is None  # between epochs
@@ -95,7 +88,7 @@ def test_evaluate_reproduces_the_recorded_test_accuracy(digits_run):
 
 
 def test_pictures_are_drawn_about_ten_times_a_run_and_at_its_end():
-    from zoo.training.hooks import picture_epoch
+    from zoo.training.log import picture_epoch
 
     assert [e for e in range(1, 21) if picture_epoch(e, 20, None)] == list(range(2, 21, 2))
     assert [e for e in range(1, 26) if picture_epoch(e, 25, None)] == [3, 6, 9, 12, 15, 18, 21, 24, 25]
@@ -105,14 +98,13 @@ def test_pictures_are_drawn_about_ten_times_a_run_and_at_its_end():
 
 def test_evaluate_cli_json_and_table(digits_run):
     best = digits_run.run_dir / "checkpoints" / "best.pt"
-    result = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(best), "--format", "json"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_zoo("evaluate", best, "--format", "json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["accuracy"] == digits_run.metrics["test"]["accuracy"]
     assert [row["class"] for row in report["per_class"]] == [str(d) for d in range(10)]
     assert sum(row["support"] for row in report["per_class"]) == report["count"]
-    table = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(best)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    table = run_zoo("evaluate", best)
     assert "macro average" in table.stdout and "confusion matrix (rows: true class, columns: predicted)" in table.stdout
     header = table.stdout.split("confusion matrix (rows: true class, columns: predicted)\n")[1].splitlines()[0]
     assert header.split() == ["true", "class", *(str(d) for d in range(10))] and "\\" not in table.stdout
@@ -177,8 +169,7 @@ def test_every_shipped_config_trains_a_few_steps(path, tmp_path, monkeypatch):
 # ---- what a run refuses before its first step, and what a failed first step leaves ---------------------
 
 def _digits(tmp_path: Path, *overrides: str):
-    return load_config(ROOT / "configs" / "lenet5_digits.yaml", [f"train.output_dir={tmp_path / 'runs'}", "train.epochs=1",
-                                                                "train.max_steps_per_epoch=3", *overrides])
+    return digits_config(tmp_path / "runs", "train.epochs=1", "train.max_steps_per_epoch=3", *overrides)
 
 
 def test_one_class_is_refused_before_anything_is_written(tmp_path):
@@ -189,7 +180,8 @@ def test_one_class_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ZooError, match=r"^data.classes keeps 1 class \(3\); a classifier needs at least 2"):
         train(_digits(tmp_path, "data.classes=[3]"), quiet=True)
     write_imagefolder(tmp_path / "photos", {"defect": 12})
-    with pytest.raises(ZooError, match=r"^imagefolder: .*photos holds 1 class \(defect\); a classifier needs at least 2"):
+    with pytest.raises(ZooError,
+                       match=r"^imagefolder: .*photos holds 1 class \(defect\); a classifier needs at least 2"):
         train(_digits(tmp_path, "data.name=imagefolder", f"data.root={tmp_path / 'photos'}"), quiet=True)
     assert not (tmp_path / "runs").exists()
     assert train(_digits(tmp_path, "data.classes=[3, 5]"), quiet=True).metrics["test"]["count"] > 0  # two are enough
@@ -199,12 +191,14 @@ def test_batches_of_one_image_are_refused_where_batch_norm_cannot_train(tmp_path
     from zoo.errors import ZooError
 
     synthetic = ["data.name=synthetic", "data.synthetic_size=8", "data.batch_size=1"]
-    with pytest.raises(ZooError, match=r"^data.batch_size 1: resnet18's batch norm layer4.0.bn1 sees one value per channel "
-                                       r"in training at 32x32 inputs; set data.batch_size to 2 or more"):
+    with pytest.raises(ZooError,
+                       match=r"^data.batch_size 1: resnet18's batch norm layer4.0.bn1 sees one value per channel "
+                             r"in training at 32x32 inputs; set data.batch_size to 2 or more"):
         train(_digits(tmp_path, "model.name=resnet18", "data.input_size=32", *synthetic), quiet=True)
     assert not (tmp_path / "runs").exists()
     # Where every batch norm sees more than one value (a 64x64 input leaves 2x2), and without batch norm, it trains.
-    assert train(_digits(tmp_path, "model.name=resnet18", "data.input_size=64", *synthetic), quiet=True).metrics["train"]["steps"] == 3
+    assert train(_digits(tmp_path, "model.name=resnet18", "data.input_size=64", *synthetic),
+                 quiet=True).metrics["train"]["steps"] == 3
     assert train(_digits(tmp_path, "data.batch_size=1"), quiet=True).metrics["train"]["steps"] == 3
 
 
@@ -243,8 +237,9 @@ def test_running_out_of_memory_is_one_line_and_a_run_with_a_checkpoint_keeps_it(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(zoo.loop, "aux_loss", out_of_memory_at_step_3)
-    with pytest.raises(ZooError, match=r"^out of memory on cpu at data.batch_size 32 \(CUDA out of memory\. Tried to allocate "
-                                       r"2\.00 GiB\. GPU 0 has a total capacity\); lower data.batch_size"):
+    with pytest.raises(ZooError,
+                       match=r"^out of memory on cpu at data.batch_size 32 \(CUDA out of memory\. Tried to allocate "
+                             r"2\.00 GiB\. GPU 0 has a total capacity\); lower data.batch_size"):
         train(_digits(tmp_path, "train.checkpoint_every_steps=2"), quiet=True)
     kept = list((tmp_path / "runs").glob("lenet5_digits/*/checkpoints/last.pt"))
     assert len(kept) == 1  # saved at step 2, before the failure: the run can be resumed, so it stays
@@ -259,7 +254,8 @@ def test_running_out_of_memory_while_the_data_is_built_is_one_line(tmp_path, mon
                            "you tried to allocate 2875200000000 bytes. Error code 12 (Cannot allocate memory)")
 
     monkeypatch.setattr(zoo.training.setup, "build_datasets", too_big)
-    with pytest.raises(ZooError, match=r"^out of memory on cpu at data.batch_size 32 \(.*DefaultCPUAllocator.*\); lower"):
+    with pytest.raises(ZooError,
+                       match=r"^out of memory on cpu at data.batch_size 32 \(.*DefaultCPUAllocator.*\); lower"):
         train(_digits(tmp_path, "data.input_size=20000"), quiet=True)
     assert not (tmp_path / "runs").exists()
 

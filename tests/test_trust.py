@@ -1,4 +1,4 @@
-"""zoo.trust and its figures: ROC AUC, average precision and ECE as scikit-learn computes them on the scores
+"""zoo.metrics.trust and its figures: ROC AUC, average precision and ECE as scikit-learn computes them on the scores
 `zoo evaluate` produced; the PNGs beside the checkpoint; the JSON fields; the test split's PR curves in
 TensorBoard; classes absent from the data, and class names in other scripts."""
 
@@ -6,51 +6,48 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from datafiles import write_colour_folders
+from helpers import digits_config, run_zoo
 from PIL import Image
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from datafiles import write_colour_folders
-from zoo.config import load_config
-from zoo.evaluation import evaluate_checkpoint
-from zoo.render import render_evaluation
+from zoo.evaluation.evaluate import evaluate_checkpoint
+from zoo.metrics.trust import compute_trust
+from zoo.present.figures import pr_figure, reliability_figure, roc_figure
+from zoo.present.text import render_evaluation
 from zoo.training import train
-from zoo.trust import compute_trust
-from zoo.trust_figures import pr_figure, reliability_figure, roc_figure
 
-ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"café": (220, 30, 30), "猫": (30, 220, 30), "dog": (30, 30, 220)}
 
 
+# Not conftest's digits_run: the tests need more than 16 wrong test images, and the 20-epoch main job gets 97% right.
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> Path:
+def short_digits_run(tmp_path_factory) -> Path:
     """The run directory of LeNet-5 on the digits after 2 epochs of 3 steps: wrong on many test images."""
     work = tmp_path_factory.mktemp("digits")
-    return train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        f"train.output_dir={work}", "train.epochs=2", "train.max_steps_per_epoch=3"]), quiet=True).run_dir
+    return train(digits_config(work, "train.epochs=2", "train.max_steps_per_epoch=3"), quiet=True).run_dir
 
 
 @pytest.fixture(scope="module")
-def digits_report(digits_run):
-    return evaluate_checkpoint(digits_run / "checkpoints" / "best.pt")
+def digits_report(short_digits_run):
+    return evaluate_checkpoint(short_digits_run / "checkpoints" / "best.pt")
 
 
 @pytest.fixture(scope="module")
 def named_run(tmp_path_factory) -> Path:
     """best.pt of LeNet-5 trained on café/猫/dog folders of one colour each: right on every test image."""
     work = tmp_path_factory.mktemp("named")
-    config = load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        "data.name=imagefolder", f"data.root={write_colour_folders(work / 'train', COLOURS, 20)}", "data.batch_size=16",
-        "train.epochs=8", "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none", "data.augment=false",
-        f"train.output_dir={work / 'runs'}"])
+    config = digits_config(
+        work / "runs", "data.name=imagefolder", f"data.root={write_colour_folders(work / 'train', COLOURS, 20)}",
+        "data.batch_size=16", "train.epochs=8", "optimizer.name=adam", "optimizer.lr=0.002", "scheduler.name=none",
+        "data.augment=false")
     result = train(config, quiet=True)
     assert result.metrics["test"]["accuracy"] == 1.0
     return result.run_dir / "checkpoints" / "best.pt"
@@ -65,16 +62,18 @@ def test_auc_ap_and_ece_are_scikit_learns_on_the_scores_zoo_evaluate_produced(di
     for average in ("macro", "weighted"):
         assert getattr(trust, f"auc_{average}") == pytest.approx(
             roc_auc_score(truth, scores, multi_class="ovr", average=average), abs=1e-12)
-        assert getattr(trust, f"ap_{average}") == pytest.approx(average_precision_score(onehot, scores, average=average),
-                                                               abs=1e-12)
+        assert getattr(trust, f"ap_{average}") == pytest.approx(
+            average_precision_score(onehot, scores, average=average), abs=1e-12)
     assert trust.auc == pytest.approx([roc_auc_score(truth == k, scores[:, k]) for k in range(10)], abs=1e-12)
-    assert trust.average_precision == pytest.approx(list(average_precision_score(onehot, scores, average=None)), abs=1e-12)
+    assert trust.average_precision == pytest.approx(list(average_precision_score(onehot, scores, average=None)),
+                                                    abs=1e-12)
     confidence, correct = scores.max(axis=1), scores.argmax(axis=1) == truth
     accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=15, strategy="uniform")
     filled = [b for b in trust.reliability if b.count]
     assert [b.accuracy for b in filled] == pytest.approx(list(accuracy))
     assert [b.confidence for b in filled] == pytest.approx(list(mean_confidence))
-    assert trust.ece == pytest.approx(sum(abs(a - c) * b.count for a, c, b in zip(accuracy, mean_confidence, filled)) / 359)
+    assert trust.ece == pytest.approx(
+        sum(abs(a - c) * b.count for a, c, b in zip(accuracy, mean_confidence, filled)) / 359)
     assert sum(b.count for b in trust.reliability) == 359 and 0 < trust.ece < 1
     wrong = np.flatnonzero(~correct)
     assert trust.wrong_count == len(wrong) > 16 and len(trust.wrong) == 16  # 2 epochs of 3 steps: far from right
@@ -84,7 +83,8 @@ def test_auc_ap_and_ece_are_scikit_learns_on_the_scores_zoo_evaluate_produced(di
 
 def test_ece_by_hand_and_the_edge_cases():
     # Guo et al.'s ECE by hand: bins of 1/15; 0.9 and 0.92 share (13/15, 14/15], the others have one bin each.
-    probabilities = torch.tensor([[0.9, 0.1], [0.25, 0.75], [0.3, 0.7], [0.55, 0.45], [0.08, 0.92]], dtype=torch.float64)
+    probabilities = torch.tensor([[0.9, 0.1], [0.25, 0.75], [0.3, 0.7], [0.55, 0.45], [0.08, 0.92]],
+                                 dtype=torch.float64)
     targets = torch.tensor([0, 0, 1, 0, 0])  # right, wrong, right, right, wrong
     trust = compute_trust(probabilities.log(), targets, ["a", "b"])
     # |0.5 - 0.91| x 2 + |0 - 0.75| + |1 - 0.7| + |1 - 0.55|, over 5 samples
@@ -100,8 +100,8 @@ def test_ece_by_hand_and_the_edge_cases():
     for figure in (roc_figure, pr_figure, reliability_figure):
         assert Image.open(io.BytesIO(figure(one, "one sample"))).size == (640, 480)
     # A class absent from the data: None, left out of the averages.
-    absent = compute_trust(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 0, 1, 0, 1]),
-                           ["a", "b", "c"])
+    absent = compute_trust(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)),
+                           torch.tensor([0, 1, 0, 1, 0, 1]), ["a", "b", "c"])
     assert absent.auc[2] is None and absent.average_precision[2] is None
     assert absent.auc_macro == pytest.approx((absent.auc[0] + absent.auc[1]) / 2)
     assert absent.to_dict()["auc"]["per_class"]["c"] is None
@@ -116,39 +116,44 @@ def test_the_figures_are_written_beside_the_checkpoint_and_decode(digits_report)
         with Image.open(path) as picture:
             assert picture.format == "PNG" and picture.size == (640, 480)
     with Image.open(files.wrong) as gallery:  # 4 x 4 thumbnails of 128 pixels and their captions
-        assert files.wrong.name == "best.test.wrong.png" and 4 * 128 <= gallery.width < 1200 and 4 * 128 < gallery.height < 1000
+        assert (files.wrong.name == "best.test.wrong.png" and 4 * 128 <= gallery.width < 1200
+                and 4 * 128 < gallery.height < 1000)
         assert len(np.unique(np.asarray(gallery.convert("L")))) > 50  # the digits, not a blank sheet
     lines = render_evaluation(digits_report).splitlines()
     assert any(line.startswith("trust: macro AUC 0.") and "ECE" in line for line in lines)
-    assert any(line.startswith(f"most confidently wrong: the 16 surest of {digits_report.trust.wrong_count} wrong") for line in lines)
+    assert any(line.startswith(f"most confidently wrong: the 16 surest of {digits_report.trust.wrong_count} wrong")
+               for line in lines)
     assert lines[-4:] == [f"       {path}" for path in (files.roc, files.pr, files.reliability, files.wrong)]
 
 
-def test_zoo_evaluate_json_has_the_trust_fields(digits_run, digits_report):
-    done = subprocess.run([sys.executable, "-m", "zoo", "evaluate", str(digits_run / "checkpoints" / "best.pt"), "-f", "json"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+def test_zoo_evaluate_json_has_the_trust_fields(short_digits_run, digits_report):
+    done = run_zoo("evaluate", short_digits_run / "checkpoints" / "best.pt", "-f", "json")
     assert done.returncode == 0, done.stderr
     fields = json.loads(done.stdout)
-    assert set(fields["auc"]) == {"macro", "weighted", "per_class"} and list(fields["auc"]["per_class"]) == [str(d) for d in range(10)]
-    assert fields["auc"]["macro"] == pytest.approx(digits_report.trust.auc_macro, abs=1e-9)  # the same scores, in a subprocess
+    assert (set(fields["auc"]) == {"macro", "weighted", "per_class"}
+            and list(fields["auc"]["per_class"]) == [str(d) for d in range(10)])
+    # the same scores, in a subprocess
+    assert fields["auc"]["macro"] == pytest.approx(digits_report.trust.auc_macro, abs=1e-9)
     assert fields["average_precision"]["weighted"] == pytest.approx(digits_report.trust.ap_weighted, abs=1e-9)
     assert 0 < fields["ece"] < 1 and fields["ece_bins"] == 15 and len(fields["reliability"]) == 15
     assert set(fields["reliability"][0]) == {"lower", "upper", "count", "accuracy", "confidence"}
     wrong = fields["confidently_wrong"]
     assert len(wrong) == 16 and set(wrong[0]) == {"index", "path", "true", "predicted", "probability"}
-    assert wrong[0]["path"] is None and wrong[0]["true"] != wrong[0]["predicted"] and wrong[0]["probability"] >= wrong[-1]["probability"]
+    assert (wrong[0]["path"] is None and wrong[0]["true"] != wrong[0]["predicted"]
+            and wrong[0]["probability"] >= wrong[-1]["probability"])
     assert fields["wrong_png"].endswith("best.test.wrong.png") and Path(fields["roc_png"]).is_file()
 
 
-def test_the_test_splits_pr_curves_are_in_tensorboard(digits_run, digits_report):
+def test_the_test_splits_pr_curves_are_in_tensorboard(short_digits_run, digits_report):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tensor_util
 
-    events = EventAccumulator(str(digits_run), size_guidance={"tensors": 0})
+    events = EventAccumulator(str(short_digits_run), size_guidance={"tensors": 0})
     events.Reload()
     assert {f"pr/test/{d}" for d in range(10)} <= set(events.Tags()["tensors"])
     for k in (0, 9):
-        curve = tensor_util.make_ndarray(events.Tensors(f"pr/test/{k}")[-1].tensor_proto)  # tp, fp, tn, fn, precision, recall
+        # tp, fp, tn, fn, precision, recall
+        curve = tensor_util.make_ndarray(events.Tensors(f"pr/test/{k}")[-1].tensor_proto)
         assert curve.shape == (6, 127)
         assert curve[0, 0] == digits_report.trust.support[k] and curve[5, 0] == 1.0  # every positive at threshold 0
 
@@ -181,14 +186,13 @@ def test_class_names_in_other_scripts_a_perfect_model_and_an_absent_class(named_
 
 def test_a_head_wider_than_the_data_has_its_extra_outputs_as_absent_classes(tmp_path):
     """model.num_classes 12 on the 10 digits: the two outputs no sample has are n/a, not a crash (a shared case)."""
-    run = train(load_config(ROOT / "configs" / "lenet5_digits.yaml", [
-        "model.num_classes=12", "train.epochs=1", "train.max_steps_per_epoch=5", f"train.output_dir={tmp_path}"]),
-        quiet=True).run_dir
+    run = train(digits_config(tmp_path, "model.num_classes=12", "train.epochs=1", "train.max_steps_per_epoch=5"),
+                quiet=True).run_dir
     report = evaluate_checkpoint(run / "checkpoints" / "best.pt", save=False)
     trust = report.trust
     assert report.logits.shape == (359, 12) and trust.classes[10:] == ["10", "11"]
     assert trust.auc[10:] == [None, None] and trust.average_precision[10:] == [None, None]
     assert trust.auc_macro == pytest.approx(np.mean(trust.auc[:10]))
-    from zoo.report import write_report  # the report of such a run draws too
+    from zoo.present.report import write_report  # the report of such a run draws too
 
     assert "ROC AUC" in write_report(run).read_text(encoding="utf-8")

@@ -1,6 +1,7 @@
 """Weights users bring as finetune.source: state_dicts saved through a wrapper (DataParallel, torch.compile,
 AveragedModel, a Lightning module), inside other tools' training checkpoints, and from before PyTorch 0.4.1.
-Each file is written with torch.save in the format those tools write; `zoo evaluate` takes none of them."""
+Each file is written with torch.save in the format those tools write; `zoo evaluate` takes none of them.
+Tests zoo.training.finetune's reading of foreign weight files."""
 
 import collections
 import contextlib
@@ -15,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 import zoo
 from zoo.config import FinetuneConfig, load_config
 from zoo.errors import ZooError
-from zoo.evaluation import evaluate_checkpoint
+from zoo.evaluation.evaluate import evaluate_checkpoint
 from zoo.training import train
 from zoo.training.finetune import head_keys, read_source, transplant, unwrap
 
@@ -56,9 +57,12 @@ def assert_loaded(model, reference):
 
 @pytest.mark.parametrize(("wrap", "note"), [
     (nn.DataParallel, "stripped the prefix 'module.' (DataParallel/DDP) from 10 keys"),
-    (torch.compile, "stripped the prefix '_orig_mod.' (torch.compile) from 10 keys"),  # compiles nothing until a forward
-    (lambda m: nn.DataParallel(torch.compile(m)), "stripped the prefix 'module._orig_mod.' (DataParallel/DDP, torch.compile) from 10 keys"),
-    (AveragedModel, "stripped the prefix 'module.' (AveragedModel, torch's SWA/EMA) from 10 keys and dropped n_averaged"),
+    # torch.compile compiles nothing until a forward
+    (torch.compile, "stripped the prefix '_orig_mod.' (torch.compile) from 10 keys"),
+    (lambda m: nn.DataParallel(torch.compile(m)),
+     "stripped the prefix 'module._orig_mod.' (DataParallel/DDP, torch.compile) from 10 keys"),
+    (AveragedModel,
+     "stripped the prefix 'module.' (AveragedModel, torch's SWA/EMA) from 10 keys and dropped n_averaged"),
     (LitClassifier, "stripped the prefix 'model.' (a Lightning module's attribute) from 10 keys"),
 ])
 def test_a_wrappers_prefix_is_stripped_and_named(lenet, wrap, note, tmp_path):
@@ -81,10 +85,10 @@ def test_strict_false_that_loads_almost_nothing_is_refused_and_the_model_is_unch
     model = zoo.create_model("lenet5", num_classes=5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     source = read_source(str(tmp_path / "encoder.pth"), "lenet5")
-    with pytest.raises(ZooError, match=r"^state_dict .*encoder.pth fits only 0.0% of lenet5's backbone parameters \(0 of 8 "
-                                       r"tensors; none matched; first misfit: encoder.conv.weight is not in lenet5\), "
-                                       r"too few to fine-tune from even "
-                                       r"with finetune.strict: false; choose weights saved from a lenet5, or remove finetune"):
+    with pytest.raises(ZooError, match=r"^state_dict .*encoder.pth fits only 0.0% of lenet5's backbone parameters "
+                                       r"\(0 of 8 tensors; none matched; first misfit: encoder.conv.weight is not in "
+                                       r"lenet5\), too few to fine-tune from even with finetune.strict: false; choose "
+                                       r"weights saved from a lenet5, or remove finetune"):
         transplant(model, source, strict=False)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
@@ -124,7 +128,8 @@ def test_a_tutorial_style_checkpoint_loads_from_model_state_dict(lenet, tmp_path
                 "loss": 0.25}, tmp_path / "tutorial.pt")
     model, source, report = fine_tune(tmp_path / "tutorial.pt")
     assert source.description.endswith("tutorial.pt['model_state_dict']")
-    assert source.notes == ("the weights are the file's 'model_state_dict' entry (PyTorch's tutorial on saving a general checkpoint)",)
+    assert source.notes == ("the weights are the file's 'model_state_dict' entry (PyTorch's tutorial on saving a "
+                            "general checkpoint)",)
     assert len(report.loaded) == 8
     assert_loaded(model, lenet)
 
@@ -134,7 +139,8 @@ def test_a_lightning_checkpoint_loads_from_state_dict_without_its_model_prefix(l
                 "state_dict": LitClassifier(lenet).state_dict(), "optimizer_states": [], "lr_schedulers": []},
                tmp_path / "last.ckpt")
     model, source, report = fine_tune(tmp_path / "last.ckpt")
-    assert source.notes == ("the weights are the file's 'state_dict' entry (PyTorch Lightning, MMPretrain, timm's train.py)",)
+    assert source.notes == ("the weights are the file's 'state_dict' entry (PyTorch Lightning, MMPretrain, timm's "
+                            "train.py)",)
     assert report.notes == ["stripped the prefix 'model.' (a Lightning module's attribute) from 10 keys"]
     assert_loaded(model, lenet)
 
@@ -147,7 +153,8 @@ def test_a_timm_train_checkpoint_with_its_argparse_namespace_loads(lenet, tmp_pa
                 "args": argparse.Namespace(model="lenet5", lr=0.1, aa=None), "metric": 0.9, "version": 2},
                tmp_path / "model_best.pth.tar")
     model, source, _ = fine_tune(tmp_path / "model_best.pth.tar")
-    assert source.notes == ("the weights are the file's 'state_dict' entry (PyTorch Lightning, MMPretrain, timm's train.py)",)
+    assert source.notes == ("the weights are the file's 'state_dict' entry (PyTorch Lightning, MMPretrain, timm's "
+                            "train.py)",)
     assert_loaded(model, lenet)
 
 
@@ -156,32 +163,36 @@ def test_state_dict_wins_over_its_ema_unless_source_key_says(lenet, tmp_path):
     torch.save({"epoch": 9, "arch": "lenet5", "state_dict": lenet.state_dict(), "state_dict_ema": ema.state_dict()},
                tmp_path / "timm.pth.tar")
     model, source, _ = fine_tune(tmp_path / "timm.pth.tar")
-    assert source.notes == ("the weights are the file's 'state_dict' entry (PyTorch Lightning, MMPretrain, timm's train.py); "
-                            "it also holds 'state_dict_ema': set finetune.source_key to fine-tune from another",)
+    assert source.notes == ("the weights are the file's 'state_dict' entry (PyTorch Lightning, MMPretrain, timm's "
+                            "train.py); it also holds 'state_dict_ema': set finetune.source_key to fine-tune from "
+                            "another",)
     assert_loaded(model, lenet)
     model, source, _ = fine_tune(tmp_path / "timm.pth.tar", source_key="state_dict_ema")
-    assert source.notes == ("the weights are the file's 'state_dict_ema' entry (finetune.source_key); it also holds 'state_dict': "
-                            "set finetune.source_key to fine-tune from another",)
+    assert source.notes == ("the weights are the file's 'state_dict_ema' entry (finetune.source_key); it also holds "
+                            "'state_dict': set finetune.source_key to fine-tune from another",)
     assert_loaded(model, ema)
 
 
 def test_entries_no_tool_writes_are_listed_for_the_user_to_choose(lenet, tmp_path):
     torch.save({"encoder": lenet.state_dict(), "teacher": lenet.state_dict(), "step": 7}, tmp_path / "custom.pt")
-    with pytest.raises(ZooError, match=r"^finetune.source .*custom.pt holds no state_dict under a known key \(state_dict, "
-                                       r"model_state_dict, model, net, weights, state_dict_ema, model_ema\); its entries holding "
-                                       r"tensors are 'encoder', 'teacher': set finetune.source_key to one$"):
+    with pytest.raises(ZooError, match=r"^finetune.source .*custom.pt holds no state_dict under a known key "
+                                       r"\(state_dict, model_state_dict, model, net, weights, state_dict_ema, "
+                                       r"model_ema\); its entries holding tensors are 'encoder', 'teacher': set "
+                                       r"finetune.source_key to one$"):
         fine_tune(tmp_path / "custom.pt")
     model, _, _ = fine_tune(tmp_path / "custom.pt", source_key="teacher")
     assert_loaded(model, lenet)
-    with pytest.raises(ZooError, match=r"^finetune.source_key: .*custom.pt has no entry 'student' holding a state_dict; "
-                                       r"its entries holding tensors are 'encoder', 'teacher'$"):
+    with pytest.raises(ZooError, match=r"^finetune.source_key: .*custom.pt has no entry 'student' holding a "
+                                       r"state_dict; its entries holding tensors are 'encoder', 'teacher'$"):
         fine_tune(tmp_path / "custom.pt", source_key="student")
 
 
 @pytest.mark.parametrize(("content", "source_key", "message"), [
     ({"epoch": 3, "loss": 0.25}, None, "is neither a zoo checkpoint nor a state_dict of tensors$"),
-    ({"epoch": 3, "loss": 0.25}, "state_dict", "has no entry 'state_dict' holding a state_dict; no entry holds tensors: choose another source$"),
-    ("bare", "state_dict", "has no entry 'state_dict' holding a state_dict; the file is a state_dict itself: remove finetune.source_key$"),
+    ({"epoch": 3, "loss": 0.25}, "state_dict",
+     "has no entry 'state_dict' holding a state_dict; no entry holds tensors: choose another source$"),
+    ("bare", "state_dict",
+     "has no entry 'state_dict' holding a state_dict; the file is a state_dict itself: remove finetune.source_key$"),
 ])
 def test_files_without_a_state_dict_where_looked(lenet, content, source_key, message, tmp_path):
     torch.save(lenet.state_dict() if content == "bare" else content, tmp_path / "file.pt")
@@ -244,15 +255,17 @@ def test_batch_norm_without_num_batches_tracked_loads_exactly_when_torch_accepts
     torch.save(old, tmp_path / "old.pth")
     loaded = torch.load(tmp_path / "old.pth", weights_only=True)
     try:
-        (nn.DataParallel(zoo.create_model("resnet20", num_classes=10)) if wrap else zoo.create_model("resnet20", num_classes=10)).load_state_dict(loaded)
+        (nn.DataParallel(zoo.create_model("resnet20", num_classes=10)) if wrap
+         else zoo.create_model("resnet20", num_classes=10)).load_state_dict(loaded)
         torch_accepts = True
     except RuntimeError:
         torch_accepts = False
     assert torch_accepts == (version != 2)
     if not torch_accepts:
-        with pytest.raises(ZooError, match=r"^state_dict .*old.pth does not fit resnet20: bn1.num_batches_tracked is missing from "
-                                           r"the source; layer1.0.bn1.num_batches_tracked is missing .*; choose the matching "
-                                           r"model.name, or set finetune.strict: false to load what fits$"):
+        with pytest.raises(ZooError, match=r"^state_dict .*old.pth does not fit resnet20: bn1.num_batches_tracked is "
+                                           r"missing from the source; layer1.0.bn1.num_batches_tracked is missing "
+                                           r".*; choose the matching model.name, or set finetune.strict: false to "
+                                           r"load what fits$"):
             fine_tune(tmp_path / "old.pth", "resnet20")
         return
     model, _, report = fine_tune(tmp_path / "old.pth", "resnet20")
@@ -271,18 +284,19 @@ def test_batch_norm_without_num_batches_tracked_loads_exactly_when_torch_accepts
 ])
 def test_evaluate_refuses_weights_files_in_one_line(lenet, content, tmp_path):
     torch.save(content(lenet), tmp_path / "weights.pt")
-    with pytest.raises(ZooError, match=r"weights.pt is not a zoo checkpoint \(no model, config, num_classes and normalization "
-                                       r"inside\); use a runs/.../checkpoints/\*.pt file$"):
+    with pytest.raises(ZooError, match=r"weights.pt is not a zoo checkpoint \(no model, config, num_classes and "
+                                       r"normalization inside\); use a runs/.../checkpoints/\*.pt file$"):
         evaluate_checkpoint(tmp_path / "weights.pt")
 
 
 @pytest.mark.parametrize(("prefix", "extra", "note"), [
     ("net.", {}, "stripped the prefix 'net.' (shared by 10 of 10 keys) from 10 keys"),
-    ("backbone.", {"loss.weight": torch.ones(10)}, "stripped the prefix 'backbone.' (shared by 10 of 11 keys) from 10 keys "
-                                                   "and dropped loss.weight"),
+    ("backbone.", {"loss.weight": torch.ones(10)},
+     "stripped the prefix 'backbone.' (shared by 10 of 11 keys) from 10 keys and dropped loss.weight"),
 ])
 def test_a_prefix_no_table_names_is_stripped_where_the_rest_fits(lenet, tmp_path, prefix, extra, note):
-    torch.save({"state_dict": {**{prefix + k: v for k, v in lenet.state_dict().items()}, **extra}}, tmp_path / "tool.ckpt")
+    torch.save({"state_dict": {**{prefix + k: v for k, v in lenet.state_dict().items()}, **extra}},
+               tmp_path / "tool.ckpt")
     model, _, report = fine_tune(tmp_path / "tool.ckpt")  # strict: it loads without finetune.strict: false
     assert report.notes == [note] and len(report.loaded) == 8
     assert_loaded(model, lenet)

@@ -12,29 +12,28 @@
 
 The public names are imported on first use, so `import zoo` (and `zoo --help`) stays fast.
 
-    registry.py     register_model, create_model, list_models, get_model_info
-    models/         one file per family of networks, their shared layers and weight initialization
-    config.py       the typed, validated training config: the only code that reads YAML
-    data/           data sets (torchvision's, digits, xor), splits, transforms, the in-memory path
+The package map, one layer a line group, from the top down: a module imports only from the groups below it
+(pyproject.toml's import-linter contract checks it; tests/test_layout.py checks this map names every module).
+
+    cli.py          the zoo command (Typer): options in, one library call, text out; known errors -> exit code 2
+    present/        text.py (what the commands print) and report.py (zoo report's HTML page): the renderers
+    inference/      zoo.load and Predictor (load.py), zoo predict, zoo export, zoo explain
+    training/       zoo train / finetune / resume / lr-find: the run, its set-up by stage, hooks, restarts
+    evaluation/     zoo evaluate (evaluate.py), and test_scores.npz, the test split's scores a run keeps
     loop.py         one training epoch and one evaluation pass (AMP, DDP), the loss with auxiliary heads
-    metrics.py      loss, top-1/top-5, the confusion matrix, per-class precision/recall/F1
-    training/       zoo train / finetune / resume: the run, its hooks, the guard, fine-tuning, optimizers
-    checkpoint.py   TrainingState, the checkpoint's schema; atomic saves and safe loads
-    rundir.py       run directories, the lock, atomic files (no torch)
+    data/           data sets (torchvision's, digits, xor), splits, transforms, the in-memory path
+    summary/        zoo summary and zoo list: per-layer shapes, parameters, MACs and memory
+    checkpoint.py   TrainingState, the checkpoint's one schema; atomic saves and safe loads
+    config.py       the typed, validated training config: the only code that reads YAML
+    datasets.py     every fact about each data set, in one table (SPECS): data.name's choices
+    present/        figures.py and grids.py: every picture (Pillow, matplotlib), from numbers and metrics' records
+    models/         one file per family of networks, their shared layers, weight initialization, the registry
+    metrics/        loss, top-1/top-5, the confusion matrix, per-class figures; trust: ROC AUC, AP, ECE
+    distributed.py  torchrun: the process group, Job (this process's rank and device), rank 0 and unwrap
     runtime.py      the device, seeds and random state, precision and speed settings
-    distributed.py  torchrun: the process group, Job (this process's rank and device)
-    evaluation.py   zoo evaluate: a checkpoint on a split, per-class figures, the confusion matrix, trust figures
-    trust.py        ROC AUC, average precision (scikit-learn), ECE; trust_figures.py: their pictures (matplotlib)
-    inference.py    zoo.load: any trained network (checkpoint, export, torchvision weights) as a Predictor
-    predict.py      zoo predict: top-k classes of image files, folders and glob patterns, batched
-    export.py       zoo export: ONNX, torch.export (.pt2) and safetensors with metadata, checked against eager
-    explain.py      zoo explain: Grad-CAM, saliency and occlusion heat maps (captum), filters, feature maps
-    grids.py        the pictures of explain and train.log_filters: tile grids, heat-map overlays (no captum)
-    report.py       zoo report: a run's self-contained HTML page
-    summary/        zoo summary: per-layer shapes, parameters, MACs and memory
-    render.py       what the CLI prints: tables, Markdown, CSV, JSON, reports
-    plots.py        the confusion-matrix picture, and the fonts of every picture's text
-    cli.py          the zoo command (Typer); errors.py: ZooError and RunStopped
+    rundir.py       run directories, the lock, atomic files (no torch)
+    present/        console.py: printing to a console that may be gone
+    errors.py       ZooError and the other errors users see, with their exit codes
 """
 
 from __future__ import annotations
@@ -45,25 +44,25 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ZooError": "zoo.errors",
-    "create_model": "zoo.registry",
-    "list_models": "zoo.registry",
-    "get_model_info": "zoo.registry",
-    "register_model": "zoo.registry",
+    "create_model": "zoo.models.registry",
+    "list_models": "zoo.models.registry",
+    "get_model_info": "zoo.models.registry",
+    "register_model": "zoo.models.registry",
     "init_weights": "zoo.models.weight_init",
     "Config": "zoo.config",
     "load_config": "zoo.config",
     "train": "zoo.training",
     "resume": "zoo.training",
     "lr_find": "zoo.training.lr_find",
-    "evaluate_checkpoint": "zoo.evaluation",
-    "load": "zoo.inference",
-    "Predictor": "zoo.inference",
-    "Prediction": "zoo.inference",
-    "predict_files": "zoo.predict",
-    "export_checkpoint": "zoo.export",
-    "filter_grid": "zoo.grids",
-    "compute_trust": "zoo.trust",
-    "write_report": "zoo.report",
+    "evaluate_checkpoint": "zoo.evaluation.evaluate",
+    "load": "zoo.inference.load",
+    "Predictor": "zoo.inference.load",
+    "Prediction": "zoo.inference.load",
+    "predict_files": "zoo.inference.predict",
+    "export_checkpoint": "zoo.inference.export",
+    "filter_grid": "zoo.present.grids",
+    "compute_trust": "zoo.metrics.trust",
+    "write_report": "zoo.present.report",
     "TrainingState": "zoo.checkpoint",
     "read_state": "zoo.checkpoint",
     "aux_loss": "zoo.loop",

@@ -84,7 +84,8 @@ class Progress:
     def from_dict(cls, data: dict[str, Any]) -> Progress:
         early = data.get("early_stopping")
         return cls(data["seconds"], data["images"], data["epochs_run"], data["best_accuracy"], data["best_epoch"],
-                   data.get("best_val"), tuple(early) if early else None, data.get("best_weights", "raw"), data.get("threads"))
+                   data.get("best_val"), tuple(early) if early else None, data.get("best_weights", "raw"),
+                   data.get("threads"))
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,9 @@ class TrainingState:
         return cls(
             data["model"], data["config"], data.get("model_name"), data.get("num_classes"), data.get("classes"),
             Normalization.from_dict(data.get("normalization")), data.get("zoo_version"), data.get("torch_version"),
-            data.get("optimizer"), data.get("scheduler"), data.get("scaler"), data.get("epoch", 0), data.get("batch", 0),
-            data.get("step", 0), [RankState.from_dict(rank) for rank in data.get("ranks") or []], data.get("world_size"),
+            data.get("optimizer"), data.get("scheduler"), data.get("scaler"), data.get("epoch", 0),
+            data.get("batch", 0), data.get("step", 0), [RankState.from_dict(rank) for rank in data.get("ranks") or []],
+            data.get("world_size"),
             Progress.from_dict(data["progress"]) if training and data.get("progress") else None,
             data.get("split_sizes"),  # absent from checkpoints before it was added: not checked then
             data.get("ema"), data.get("weights", "raw"),
@@ -202,7 +204,8 @@ def load_weights(model: nn.Module, state: TrainingState, path: Path, model_name:
         trained = state.model_name
         fix = (f"it holds a {trained}: leave model.name as the checkpoint has it" if trained and trained != model_name
                else "use the checkpoint with the config it was trained with")
-        raise ZooError(f"{path} does not fit {model_name} ({lines[0].rstrip('.') if lines else error}); {fix}") from None
+        raise ZooError(f"{path} does not fit {model_name} ({lines[0].rstrip('.') if lines else error}); "
+                       f"{fix}") from None
 
 
 # ---- the file ----------------------------------------------------------------------------------------
@@ -245,8 +248,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                        "use another checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise ZooError(f"{damaged} ({_first_line(error)}); use another checkpoint") from None
-    except (KeyError, IndexError, TypeError, AttributeError) as error:  # the unpickler's, on bytes that are no pickle (text)
-        raise ZooError(f"{damaged} (unpickling failed: {type(error).__name__} {error}); use another checkpoint") from None
+    except (KeyError, IndexError, TypeError, AttributeError) as error:
+        # the unpickler's, on bytes that are no pickle (text)
+        raise ZooError(f"{damaged} (unpickling failed: {type(error).__name__} {error}); "
+                       "use another checkpoint") from None
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -256,7 +261,8 @@ def checkpoint_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         return path
-    found = next((candidate for candidate in (path / "checkpoints" / "best.pt", path / "best.pt") if candidate.is_file()), None)
+    found = next((candidate for candidate in (path / "checkpoints" / "best.pt", path / "best.pt")
+                  if candidate.is_file()), None)
     if found is None:
         raise ZooError(folder_given(path))
     return found
@@ -306,4 +312,5 @@ def read_safetensors(path: Path, map_location: str | torch.device = "cpu") -> tu
         with safe_open(str(path), framework="pt", device=str(map_location)) as file:
             return {key: file.get_tensor(key) for key in file.keys()}, file.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
-        raise ZooError(f"{path} is damaged or not a safetensors file ({_first_line(error)}); use another file") from None
+        raise ZooError(f"{path} is damaged or not a safetensors file ({_first_line(error)}); "
+                       "use another file") from None

@@ -1,4 +1,5 @@
-"""The `zoo` command. Each command parses its options, calls one library function and prints.
+"""The `zoo` command. Each command parses its options, calls one library function and prints its result
+(`lr-find --apply` then trains, as `zoo train` would).
 
 Torch is imported inside the commands, so `zoo --help` does not pay for it.
 """
@@ -15,13 +16,13 @@ from typing import Annotated, TypeVar
 import typer
 
 from zoo.errors import ZooError
-from zoo.render import EvaluationFormat, ExportFormat, Format, PredictionFormat
+from zoo.present.text import EvaluationFormat, ExportFormat, Format, PredictionFormat
 
 Choice = TypeVar("Choice", bound=Enum)
 
 
 class ExplainMethod(str, Enum):
-    """`zoo explain --method`; zoo.explain.METHODS is the same list."""
+    """`zoo explain --method`; zoo.inference.explain.METHODS is the same list."""
 
     gradcam = "gradcam"
     saliency = "saliency"
@@ -29,7 +30,8 @@ class ExplainMethod(str, Enum):
 
 
 class Split(str, Enum):
-    """`zoo evaluate --split`; zoo.evaluation.SPLITS is the same list (importing it here would import torch)."""
+    """`zoo evaluate --split`; zoo.evaluation.evaluate.SPLITS is the same list (importing it here would import
+    torch)."""
 
     test = "test"
     val = "val"
@@ -63,7 +65,8 @@ SetOption = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="Override a key: --set optimizer.lr=0.01 (repeatable).")]
 DeviceOption = Annotated[str, typer.Option(
     help="auto (this machine's best: CUDA, MPS, the CPU), cpu, cuda, cuda:N or mps; not the training run's.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
 
 config_app = typer.Typer(no_args_is_help=True, help="Show or check a training config.", rich_markup_mode=None)
 app.add_typer(config_app, name="config")
@@ -95,7 +98,8 @@ def _print_version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option(
         "--version", "-V", callback=_print_version, is_eager=True,
         help="Print the versions of zoo, torch and torchvision, and exit.")] = False) -> None:
-    """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, fine-tune, predict, explain, report, export."""
+    """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, fine-tune,
+    predict, explain, report, export."""
 
 
 @app.command("list")
@@ -104,7 +108,7 @@ def list_command(
     format: FormatOption = Format.table,
 ) -> None:
     """List the models: family, year, parameters, default input size."""
-    from zoo.render import render_catalog
+    from zoo.present.text import render_catalog
     from zoo.summary import catalog
 
     typer.echo(render_catalog(catalog(filter), format))
@@ -119,7 +123,8 @@ def train(
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue a run exactly: its directory (runs/<name>/<time>) or a checkpoint.")] = None,
     allow_config_change: Annotated[bool, typer.Option(
-        "--allow-config-change", help="With --resume: accept a config (--config, --set) that differs from the checkpoint's.")] = False,
+        "--allow-config-change",
+        help="With --resume: accept a config (--config, --set) that differs from the checkpoint's.")] = False,
 ) -> None:
     """Train a model as a YAML config says, or continue a run.
 
@@ -133,7 +138,8 @@ def train(
         resume_run(resume, config, set, allow_config_change, quiet=quiet)
         return
     if config is None:
-        raise ZooError("give a config (zoo train --config configs/lenet5_digits.yaml), or --resume RUN_DIR to continue a run")
+        raise ZooError("give a config (zoo train --config configs/lenet5_digits.yaml), or --resume RUN_DIR "
+                       "to continue a run")
     if allow_config_change:
         raise ZooError("--allow-config-change goes with --resume; remove it")
     from zoo.config import load_config
@@ -151,21 +157,18 @@ def finetune(
     """Fine-tune trained weights on new data.
 
     The config is a training config with a `finetune` section (finetune.source: the weights to start from)."""
-    from zoo.config import load_config
-    from zoo.training import train as run_training
+    from zoo.training import finetune as run_finetune
 
-    resolved = load_config(config, set)
-    if resolved.finetune is None:
-        raise ZooError(f"{config} has no finetune section; add finetune.source (a checkpoint, a .pth file or "
-                       "torchvision:<Weights>), or run zoo train")
-    run_training(resolved, quiet=quiet)
+    run_finetune(config, set, quiet=quiet)
 
 
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
-    split: Annotated[Split, typer.Option(parser=choice(Split, "split"), help="The data split to measure.")] = Split.test,
-    data: Annotated[str | None, typer.Option("--data", help="Another data set than the checkpoint's (data.name).")] = None,
+    split: Annotated[Split, typer.Option(
+        parser=choice(Split, "split"), help="The data split to measure.")] = Split.test,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Another data set than the checkpoint's (data.name).")] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="Where its files are (data.root).")] = None,
     set: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE", help="Override a key of the checkpoint's config: --set data.batch_size=256 "
@@ -178,8 +181,8 @@ def evaluate(
 
     Loss, top-1/top-5 accuracy, per-class precision/recall/F1, the confusion matrix, ROC AUC and average precision,
     the calibration error (ECE) and the most confidently wrong images; the pictures are saved beside the checkpoint."""
-    from zoo.evaluation import evaluate_checkpoint
-    from zoo.render import render_evaluation
+    from zoo.evaluation.evaluate import evaluate_checkpoint
+    from zoo.present.text import render_evaluation
 
     report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root, device=device)
     typer.echo(render_evaluation(report, format))
@@ -187,16 +190,19 @@ def evaluate(
 
 @app.command()
 def predict(
-    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A checkpoint (runs/.../best.pt), a file of zoo export (.onnx, "
-                                               ".safetensors) or torchvision:<Weights>.")],
-    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", show_default=False,
-                                                help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")],
+    source: Annotated[str, typer.Argument(
+        metavar="SOURCE", help="A checkpoint (runs/.../best.pt), a file of zoo export (.onnx, "
+                               ".safetensors) or torchvision:<Weights>.")],
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", show_default=False,
+        help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")],
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", show_default=False,
                                               help="Classes per image, best first. [default: 5]")] = None,
     format: Annotated[PredictionFormat | None, typer.Option(
         "--format", "-f", parser=choice(PredictionFormat, "format"),
         help="What to print (default: table, or as --output is named: .csv, .json).", show_default=False)] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of printing.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of printing.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -204,8 +210,8 @@ def predict(
     """Classify images: the top-k classes and their probabilities.
 
     Each image is preprocessed exactly as in evaluation."""
-    from zoo.predict import output_format, predict_files, write_output
-    from zoo.render import render_predictions
+    from zoo.inference.predict import output_format, predict_files, write_output
+    from zoo.present.text import render_predictions
 
     fmt = output_format(format and format.value, output)
     report = predict_files(source, inputs, top_k=top_k, batch_size=batch_size, device=device, progress=not quiet)
@@ -226,7 +232,8 @@ def export(
         "--output", "-o", show_default=False,
         help="The file to write, named for its format (default: beside the checkpoint, best.pt -> best.onnx).")] = None,
     opset: Annotated[int | None, typer.Option(
-        help="ONNX opset, 18 or newer (default: the exporter's; the summary line says which).", show_default=False)] = None,
+        help="ONNX opset, 18 or newer (default: the exporter's; the summary line says which).",
+        show_default=False)] = None,
     batch: Annotated[str | None, typer.Option(
         help="dynamic (any batch size; the default) or a fixed batch size N; onnx and pt2 only.",
         show_default=False)] = None,
@@ -235,10 +242,12 @@ def export(
 
     pt2 is a torch.export program. The file written is checked against PyTorch: a file that computes otherwise is
     removed."""
-    from zoo.export import export_checkpoint, parse_batch
+    from zoo.inference.export import export_checkpoint, parse_batch
+    from zoo.present.text import render_export
 
-    report = export_checkpoint(checkpoint, format.value, output, opset=opset, batch=None if batch is None else parse_batch(batch))
-    typer.echo(report.summary())
+    report = export_checkpoint(checkpoint, format.value, output, opset=opset,
+                               batch=None if batch is None else parse_batch(batch))
+    typer.echo(render_export(report))
 
 
 @app.command()
@@ -267,11 +276,12 @@ def explain(
 
     For each picture: the top-k classes and a heat map of the target class over the picture as the network saw
     it. Pictures are prepared as zoo predict prepares them; each PNG written is printed."""
-    from zoo.explain import explain as run_explain
+    from zoo.inference.explain import explain as run_explain
+    from zoo.present.text import render_explain
 
     report = run_explain(checkpoint, images or [], method=method.value, layer=layer, target=target, top_k=top_k,
                          filters=filters, feature_maps=feature_maps, output=output, device=device)
-    typer.echo(report.summary())
+    typer.echo(render_explain(report))
 
 
 @app.command("lr-find")
@@ -282,38 +292,36 @@ def lr_find_command(
         "--apply", help="Then train with the suggested lr, as zoo train --set optimizer.lr=<it> would.")] = False,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", show_default=False,
-        help="The picture of the loss against the lr, a PNG (default: <train.output_dir>/<run name>/lr_find.png).")] = None,
+        help="The picture of the loss against the lr, a PNG "
+             "(default: <train.output_dir>/<run name>/lr_find.png).")] = None,
     steps: Annotated[int, typer.Option(help="Optimizer steps of the sweep, 5 to 1000.")] = 100,  # lr_find's STEPS ...
     start_lr: Annotated[float, typer.Option(help="optimizer.lr of the first step.")] = 1e-7,
-    end_lr: Annotated[float, typer.Option(help="optimizer.lr of the last step, unless the loss diverges before.")] = 10.0,
+    end_lr: Annotated[float, typer.Option(
+        help="optimizer.lr of the last step, unless the loss diverges before.")] = 10.0,
     quiet: QuietOption = False,
 ) -> None:
     """Learning-rate range test: suggest optimizer.lr for a config.
 
     Smith 2017 (arXiv:1506.01186): sweep optimizer.lr exponentially for a few steps of the config's training,
     suggest the lr where the loss falls fastest, and plot the curve. Writes only the plot."""
-    from zoo.config import load_config
-    from zoo.render import render_lr_find
-    from zoo.training.lr_find import check_range, lr_find, lr_overrides, plot_path, write_plot
+    from zoo.present.text import render_lr_find
+    from zoo.training.lr_find import run_lr_find
 
-    check_range(steps, start_lr, end_lr)  # before the config and the data are read
-    resolved = load_config(config, set)
-    path = plot_path(resolved, output)
-    result = lr_find(resolved, steps, start_lr, end_lr, quiet=quiet)
-    write_plot(result, path, f"learning-rate range test: {resolved.model.name} on {resolved.data.name}")
-    overrides = lr_overrides(set, result.suggestion) if result.suggestion is not None else []
-    typer.echo(render_lr_find(result, config, overrides, path))
-    if result.problem is not None:
-        raise ZooError(result.problem)
-    if apply:
+    found = run_lr_find(config, set, output, steps=steps, start_lr=start_lr, end_lr=end_lr, quiet=quiet)
+    typer.echo(render_lr_find(found.result, config, found.overrides, found.plot))
+    if found.result.problem is not None:
+        raise ZooError(found.result.problem)
+    if apply:  # then train, as zoo train --set optimizer.lr=<it> would
+        from zoo.config import load_config
         from zoo.training import train as run_training
 
-        run_training(load_config(config, overrides), quiet=quiet)
+        run_training(load_config(config, found.overrides), quiet=quiet)
 
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished run's directory, runs/<name>/<time> (or its best.pt).")],
+    run_dir: Annotated[Path, typer.Argument(
+        metavar="RUN_DIR", help="A finished run's directory, runs/<name>/<time> (or its best.pt).")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", show_default=False, help="The page to write, .html (default: RUN_DIR/report.html).")] = None,
     device: DeviceOption = "auto",
@@ -322,7 +330,7 @@ def report(
 
     The config, the curves per epoch, the test split's per-class table and confusion matrix, timing and
     throughput; figures inlined, no network. Opens in any browser."""
-    from zoo.report import write_report
+    from zoo.present.report import write_report
 
     typer.echo(f"wrote {write_report(run_dir, output, device)}")
 
@@ -362,13 +370,14 @@ def summary_command(
     num_classes: Annotated[int | None, typer.Option(help="Classes. [default: the paper's]")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step, for the training memory estimate.")] = 1,
     depth: Annotated[int, typer.Option(help="Nesting depth of the rows; deeper blocks fold into their parent.")] = 2,
-    aux: Annotated[bool, typer.Option(help="Build and list the auxiliary heads (GoogLeNet), marked training only.")] = False,
+    aux: Annotated[bool, typer.Option(
+        help="Build and list the auxiliary heads (GoogLeNet), marked training only.")] = False,
     format: FormatOption = Format.table,
 ) -> None:
     """Summarize a model: per-layer shapes, parameters and MACs.
 
     Totals and memory estimates follow the rows."""
-    from zoo.render import render_summary
+    from zoo.present.text import render_summary
     from zoo.summary import summarize
 
     typer.echo(render_summary(summarize(name, input_size, num_classes, batch_size, depth, aux), format))
@@ -389,8 +398,8 @@ def main(fast_exit: bool = False) -> None:
     CLOSED_COMMANDS with no worker left, skips the interpreter's teardown (libtorch's static destructors cost
     0.8 s, more after a run) once its output is flushed.
     """
-    from zoo.console import say, silence
     from zoo.errors import RunStopped
+    from zoo.present.console import say, silence
 
     try:
         app()
@@ -399,10 +408,10 @@ def main(fast_exit: bool = False) -> None:
             say(f"error: {line}", sys.stderr)
         sys.exit(getattr(error, "exit_code", 2))
     except RunStopped as stop:  # a signal or a non-finite loss: the run saved what it could and says how to go on
-        from zoo.distributed import place  # torch is imported already: a run raised this
+        from zoo.distributed import local_rank, place  # torch is imported already: a run raised this
 
         # Under torchrun, once; a lost process of the run, once a machine (rank 0 may be the one lost)
-        if place()[0] == 0 or stop.every_rank and os.environ.get("LOCAL_RANK", "0") == "0":
+        if place()[0] == 0 or stop.every_rank and local_rank() == 0:
             say(str(stop), sys.stderr)  # the console may have died with the signal (a pipe's reader)
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C, outside a save: the last checkpoint written is intact

@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from zoo.data.specs import DATASETS, IN_MEMORY  # data.name's choices, and those loader memory holds: one table
+from zoo.datasets import DATASETS, IN_MEMORY  # data.name's choices, and those loader memory holds: one table
 from zoo.errors import ConfigError, ZooError
 from zoo.models.weight_init import SCHEMES as INITS  # init's choices: the schemes zoo.models.weight_init knows
 
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw")
-FUSED_DEVICES = {"sgd": ("cpu", "cuda"), "adam": ("cpu", "cuda"), "adamw": ("cpu", "cuda"), "adagrad": ("cpu",)}  # torch's fused kernels
+# torch's fused kernels
+FUSED_DEVICES = {"sgd": ("cpu", "cuda"), "adam": ("cpu", "cuda"), "adamw": ("cpu", "cuda"), "adagrad": ("cpu",)}
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
 PRECISIONS = ("32", "bf16", "16")
 LOADERS = ("auto", "memory", "torchvision")
@@ -44,7 +45,7 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str
+    name: str  # a registered model: zoo list shows them
     num_classes: int | None = Field(None, gt=0)  # None: the data set's class count
     in_channels: int | None = Field(None, gt=0)  # None: the model's own (images are converted to it)
 
@@ -58,7 +59,7 @@ class ModelConfig(BaseModel):
         from pydantic import TypeAdapter
         from pydantic.errors import PydanticSchemaGenerationError
 
-        from zoo.registry import argument_types
+        from zoo.models.registry import argument_types
 
         try:
             types = argument_types(data["name"])
@@ -86,7 +87,7 @@ class ModelConfig(BaseModel):
         """The model this section names, through zoo.create_model: num_classes and in_channels as set here, else
         the ones given (the data's), else the paper's; every other key goes to the builder. Weights are the
         model's own initialization; under `with torch.device("meta")`, shapes only."""
-        from zoo.registry import create_model
+        from zoo.models.registry import create_model
 
         return create_model(self.name, num_classes=self.num_classes or num_classes,
                             in_channels=self.in_channels or in_channels, **self.kwargs)
@@ -106,7 +107,7 @@ class AugmentConfig(Section):
     (each on the image as stored, before scaling), random erasing (after normalization), and the batch's
     Mixup/CutMix (in the training step). All are torchvision.transforms.v2's, drawn per image."""
 
-    policy: Literal[POLICIES] = "none"
+    policy: Literal[POLICIES] = "none"  # torchvision.transforms.v2's automatic augmentation, per image
     num_ops: int = Field(2, gt=0)  # randaugment: operations per image (Cubuk et al. 2019, arXiv:1909.13719: N=2)
     magnitude: int = Field(9, ge=0, le=30)  # randaugment: of 31 bins; torchvision's default 9
     autoaugment_policy: Literal[AUTOAUGMENT_POLICIES] = "imagenet"  # autoaugment (Cubuk et al. 2018, arXiv:1805.09501)
@@ -114,7 +115,8 @@ class AugmentConfig(Section):
     color_jitter: float = Field(0.0, ge=0, le=1)  # brightness, contrast and saturation factors from [1 - x, 1 + x]
     rotation: float = Field(0.0, ge=0, le=180)  # degrees, uniform in [-x, x], black corners
     random_erasing: float = Field(0.0, ge=0, le=1)  # probability per image (Zhong et al. 2017, arXiv:1708.04896)
-    mixup_alpha: float = Field(0.0, ge=0)  # Beta(alpha, alpha) blend of image pairs (Zhang et al. 2017, arXiv:1710.09412)
+    # Beta(alpha, alpha) blend of image pairs (Zhang et al. 2017, arXiv:1710.09412)
+    mixup_alpha: float = Field(0.0, ge=0)
     cutmix_alpha: float = Field(0.0, ge=0)  # pasted boxes (Yun et al. 2019, arXiv:1905.04899)
     switch_prob: float = Field(0.5, ge=0, le=1)  # with both alphas: the share of batches that take CutMix (timm's)
 
@@ -124,7 +126,8 @@ class AugmentConfig(Section):
             if getattr(self, key) != type(self).model_fields[key].default and self.policy != owner:
                 raise ValueError(f"{key} is a setting of policy {owner}, and the policy is {self.policy}; "
                                  f"set policy: {owner}, or remove {key}")
-        if self.switch_prob != type(self).model_fields["switch_prob"].default and not (self.mixup_alpha and self.cutmix_alpha):
+        if self.switch_prob != type(self).model_fields["switch_prob"].default \
+                and not (self.mixup_alpha and self.cutmix_alpha):
             raise ValueError("switch_prob chooses between Mixup and CutMix; it needs mixup_alpha and cutmix_alpha "
                              "above 0, or remove it")
         return self
@@ -142,7 +145,7 @@ class AugmentConfig(Section):
 
 
 class DataConfig(Section):
-    name: Literal[DATASETS]
+    name: Literal[DATASETS]  # the data set (zoo.datasets.SPECS); imagefolder: your own, one folder per class
     root: Path = Path("data")  # where torchvision's loaders find (or download) the files
     download: bool = True  # fetch a missing data set when online
     batch_size: int = Field(128, gt=0)  # per process, under torchrun too
@@ -151,17 +154,18 @@ class DataConfig(Section):
     input_size: int | None = Field(None, gt=0)  # side the images are resized/padded to; None: the model's
     normalize: bool = True  # subtract mean, divide by std
     mean: tuple[float, ...] | None = None  # None: the data set's own statistics
-    std: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None  # per channel, with mean; None: the data set's own
     # true: random crop with padding and (if hflip) horizontal flip, on training data only; a section (policy,
     # mixup_alpha ...: AugmentConfig) adds to them
-    augment: Annotated[Annotated[bool, Tag(FLAG)] | Annotated[AugmentConfig, Tag(SECTION)], Discriminator(_flag_or_section)] = False
-    crop_padding: int = Field(4, ge=0)
+    augment: Annotated[Annotated[bool, Tag(FLAG)] | Annotated[AugmentConfig, Tag(SECTION)],
+                       Discriminator(_flag_or_section)] = False
+    crop_padding: int = Field(4, ge=0)  # augment: pixels of black padding before the random crop back to size
     hflip: bool = True  # off for digits and text, where mirror images are other classes
     val_split: float = Field(0.1, ge=0, lt=1)  # held out of training data when the set has no validation split
     test_split: float = Field(0.2, gt=0, lt=1)  # for sets without a test split (digits, an ImageFolder without test/)
     classes: tuple[int, ...] | None = None  # keep only these class indices, relabelled 0..k-1
     synthetic_size: int = Field(512, gt=0)  # images in the synthetic set; samples in a xor training epoch
-    synthetic_classes: int = Field(10, gt=1)
+    synthetic_classes: int = Field(10, gt=1)  # classes of the synthetic set (FakeData)
     loader: Literal[LOADERS] = "auto"  # memory: tensors on the device, batched augmentation; auto: memory for IN_MEMORY
     sampler: Literal[SAMPLERS] = "shuffle"  # balanced: each class drawn equally often (with replacement), for imbalance
 
@@ -176,7 +180,8 @@ class DataConfig(Section):
         if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
             raise ValueError("classes must be distinct class indices, 0 or more")
         if self.loader == "memory" and self.name not in IN_MEMORY:
-            raise ValueError(f"loader memory holds {', '.join(IN_MEMORY)}; {self.name} takes loader auto or torchvision")
+            raise ValueError(f"loader memory holds {', '.join(IN_MEMORY)}; "
+                             f"{self.name} takes loader auto or torchvision")
         return self
 
     @property
@@ -188,14 +193,14 @@ class DataConfig(Section):
 
 
 class OptimizerConfig(Section):
-    name: Literal[OPTIMIZERS] = "sgd"
-    lr: float = Field(0.1, gt=0)
+    name: Literal[OPTIMIZERS] = "sgd"  # torch.optim's SGD, Adagrad, RMSprop, Adam or AdamW
+    lr: float = Field(0.1, gt=0)  # the learning rate (the schedule's peak); zoo lr-find suggests one
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd and rmsprop
     nesterov: bool = False  # sgd only
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)  # L2 penalty (sgd, adam, ...), decoupled decay for adamw
     decay_bias_and_norm: bool = True  # False: no weight decay on biases and normalization weights
     betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
-    eps: float = Field(1e-8, gt=0)
+    eps: float = Field(1e-8, gt=0)  # added to the denominator: adam, adamw, rmsprop, adagrad
     # torch's fused kernel, one kernel stepping every parameter (sgd, adam, adamw on CPU and CUDA; adagrad on CPU).
     # auto: fused on the CPU, where it measured 3x faster; torch's default elsewhere (foreach on CUDA)
     fused: bool | Literal["auto"] = "auto"
@@ -205,14 +210,15 @@ class OptimizerConfig(Section):
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs name: sgd and a momentum above 0")
         if self.fused is True and self.name not in FUSED_DEVICES:
-            raise ValueError(f"fused: torch has no fused {self.name}; set fused: auto, or name one of {', '.join(FUSED_DEVICES)}")
+            raise ValueError(f"fused: torch has no fused {self.name}; set fused: auto, "
+                             f"or name one of {', '.join(FUSED_DEVICES)}")
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError("betas must lie in [0, 1)")
         return self
 
 
 class SchedulerConfig(Section):
-    name: Literal[SCHEDULERS] = "none"
+    name: Literal[SCHEDULERS] = "none"  # the learning rate over the run, stepped every optimizer step
     warmup_epochs: float = Field(0.0, ge=0)  # linear warmup from lr/100, counted in (fractional) epochs
     step_size: int = Field(30, gt=0)  # step: epochs between decays
     milestones: tuple[int, ...] = ()  # multistep: epochs at which to decay
@@ -230,7 +236,7 @@ class SchedulerConfig(Section):
 
 
 class LossConfig(Section):
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # targets (1 - x) one-hot + x / classes (Szegedy et al. 2015)
     aux_weight: float = Field(0.3, ge=0)  # GoogLeNet's auxiliary heads (Szegedy et al.: 0.3)
     # Training loss weight per class: auto, N / (K x n_c) over the training split (scikit-learn's "balanced"); or
     # one weight per class, in class order. Validation and test losses stay unweighted.
@@ -245,9 +251,9 @@ class LossConfig(Section):
 
 
 class EarlyStoppingConfig(Section):
-    metric: Literal[METRICS] = "val_accuracy"
+    metric: Literal[METRICS] = "val_accuracy"  # what must improve: validation top-1, or validation loss
     patience: int = Field(5, gt=0)  # epochs without improvement before stopping
-    min_delta: float = Field(0.0, ge=0)
+    min_delta: float = Field(0.0, ge=0)  # an improvement smaller than this does not count
 
 
 class EmaConfig(Section):
@@ -258,8 +264,8 @@ class EmaConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, gt=0)
-    seed: int = 0
+    epochs: int = Field(10, gt=0)  # passes over the training split
+    seed: int = 0  # weights, data order, held-out splits and augmentation; each rank adds its rank
     deterministic: bool = False  # bit-reproducible kernels (slower on GPU)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     precision: Literal[PRECISIONS] = "32"  # bf16 or 16 (float16 with a gradient scaler) autocast on GPU
@@ -270,14 +276,18 @@ class TrainConfig(Section):
     accumulate_steps: int = Field(1, gt=0)  # batches whose gradients add up to one optimizer step
     ema: EmaConfig | None = None  # an average of the weights, chosen for best.pt when it validates better
     log_interval: int = Field(50, gt=0)  # optimizer steps between TensorBoard scalars and gradient norms (20+ per run)
-    histogram_interval: int | None = Field(None, gt=0)  # epochs between weight histograms and confusion images; None: auto
-    log_filters: bool = False  # the first convolution's filters as a TensorBoard image each validation (filters/<layer>)
+    # epochs between weight histograms and confusion images; None: auto
+    histogram_interval: int | None = Field(None, gt=0)
+    # the first convolution's filters as a TensorBoard image each validation (filters/<layer>)
+    log_filters: bool = False
     max_steps_per_epoch: int | None = Field(None, gt=0)  # cut epochs short: smoke tests and quick looks
     checkpoint_every_steps: int | None = Field(None, gt=0)  # also save last.pt within epochs: resume mid-epoch
     early_stopping: EarlyStoppingConfig | None = None
-    output_dir: Path = Path("runs")
+    output_dir: Path = Path("runs")  # runs go to output_dir/run_name/<time or run_id>
     run_name: str | None = None  # None: <model>_<data>
-    run_id: str | None = None  # the run directory's name (runs/<run_name>/<run_id>) instead of the start time: starts the run, or continues it (zoo.restarts)
+    # the run directory's name (runs/<run_name>/<run_id>) instead of the start time: starts the run, or continues it
+    # (zoo.training.restarts)
+    run_id: str | None = None
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -313,8 +323,8 @@ class TrainConfig(Section):
     def _run_id(cls, value: str | None) -> str | None:
         # It names a folder that scripts pass around ($SLURM_JOB_ID): no hidden folder, nothing read as an option
         if value is not None and not re.fullmatch(r"\w[\w.-]*", value):
-            raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-', starting with a letter, a digit or '_' "
-                             "(it names the run's folder)")
+            raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-', starting with a letter, a digit "
+                             "or '_' (it names the run's folder)")
         return value
 
 
@@ -326,7 +336,8 @@ class FinetuneConfig(Section):
     backbone_lr_mult: float = Field(1.0, gt=0, le=1)  # the pre-trained layers' lr = optimizer.lr x this
     unfreeze_at_epoch: int | None = Field(None, gt=1)  # from this epoch on, everything trains
     strict: bool = True  # False: load the keys that fit, report the rest
-    source_key: str | None = None  # the entry of another tool's checkpoint holding the weights (state_dict_ema); default: the first known
+    # the entry of another tool's checkpoint holding the weights (state_dict_ema); default: the first known
+    source_key: str | None = None
 
     @field_validator("freeze")
     @classmethod
@@ -349,7 +360,7 @@ class Config(Section):
     data: DataConfig
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
-    init: Literal[INITS] = "default"
+    init: Literal[INITS] = "default"  # weight initialization (zoo.models.weight_init); default: the model's own
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     finetune: FinetuneConfig | None = None  # `zoo finetune` needs it
@@ -362,7 +373,8 @@ class Config(Section):
         unfreeze = self.finetune.unfreeze_at_epoch if self.finetune else None
         if unfreeze is not None and unfreeze > self.train.epochs:
             epochs = self.train.epochs
-            fix = ("set it to 2 (or remove it)" if epochs == 2 else f"set it to 2 to {epochs}, or remove it" if epochs > 2
+            fix = ("set it to 2 (or remove it)" if epochs == 2
+                   else f"set it to 2 to {epochs}, or remove it" if epochs > 2
                    else "remove it (--set finetune.unfreeze_at_epoch=null)")
             raise ValueError(f"finetune.unfreeze_at_epoch {unfreeze} is after the last epoch (train.epochs "
                              f"{self.train.epochs}), so the frozen layers would never train; {fix}")
@@ -371,6 +383,14 @@ class Config(Section):
     @property
     def run_name(self) -> str:
         return self.train.run_name or f"{self.model.name}_{self.data.name}"
+
+    def geometry(self) -> tuple[int, int]:
+        """(in_channels, input_size) of the network's input: the config's (model.in_channels, data.input_size),
+        else the model's own default from the registry."""
+        from zoo.models.registry import get_model_info
+
+        info = get_model_info(self.model.name)
+        return self.model.in_channels or info.input_size[0], self.data.input_size or info.input_size[1]
 
     def with_normalization(self, mean: Any, std: Any, channels: int | None = None) -> Config:
         """This config normalizing with `mean` and `std` (a checkpoint's, a weights source's), unless it sets its
@@ -401,7 +421,8 @@ class _Loader(yaml.SafeLoader):
     float, as YAML 1.2 and every JSON reader have it."""
 
 
-_YAML_1_1 = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+_YAML_1_1 = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+             "tag:yaml.org,2002:timestamp"}
 _Loader.yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML_1_1]
                                    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
@@ -414,7 +435,8 @@ _Loader.add_implicit_resolver(
     list("-+.0123456789"))
 _Loader.add_constructor("tag:yaml.org,2002:int",
                         lambda loader, node: int(node.value, 0) if node.value[1:2] in ("o", "x") else int(node.value))
-_Loader.add_constructor("tag:yaml.org,2002:float", lambda loader, node: float(node.value.lower().replace(".inf", "inf").replace(".nan", "nan")))
+_Loader.add_constructor("tag:yaml.org,2002:float",
+                        lambda loader, node: float(node.value.lower().replace(".inf", "inf").replace(".nan", "nan")))
 
 
 def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str]]:
@@ -448,7 +470,8 @@ def _walk(node: yaml.Node, path: tuple[str, ...], written: dict[tuple[str, ...],
                 raise ZooError(f"{source}: {name} is written twice ({where}); keep one")
             lines[key.value] = mark
             if isinstance(value, yaml.ScalarNode):
-                if value.style is None and value.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:null"):  # null: no value
+                # null: no value
+                if value.style is None and value.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:null"):
                     written[(*path, key.value)] = value.value
             else:
                 _walk(value, (*path, key.value), written, source)
@@ -487,7 +510,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
             raise ZooError(f"--set {item!r}: write key.path=value, e.g. --set optimizer.lr=0.01")
         path = key.strip().split(".")
         if not text.strip() and _takes_text(path):  # `--set train.run_id=$SLURM_JOB_ID` with the variable unset
-            raise ZooError(f"--set {key.strip()}=: the value is empty (an unset shell variable?); give one, or null for none")
+            raise ZooError(f"--set {key.strip()}=: the value is empty (an unset shell variable?); "
+                           "give one, or null for none")
         try:
             value = _read_yaml(text, f"--set {key.strip()}")[0] if text.strip() else None
         except yaml.YAMLError:
@@ -530,8 +554,8 @@ def _section_at(path: tuple[Any, ...] | list[str]) -> type[BaseModel] | None:
     """The schema's section that holds the key at `path` (Config for a top-level key), or None off the schema."""
     model: type[BaseModel] = Config
     for part in path[:-1]:
-        sections = [kind for kind in _kinds(model.model_fields[part]) if isinstance(kind, type) and issubclass(kind, BaseModel)
-                    ] if part in model.model_fields else []
+        sections = [kind for kind in _kinds(model.model_fields[part])
+                    if isinstance(kind, type) and issubclass(kind, BaseModel)] if part in model.model_fields else []
         if not sections:
             return None
         model = sections[0]
@@ -580,7 +604,8 @@ def _describe(error: dict[str, Any]) -> str:
         keys = _fields_at((*loc, ""))
         return f"{key}: must be a section of keys ({', '.join(keys[:4])}, ...), got {error.get('input')!r}"
     message = message.removeprefix("Value error, ")
-    return f"{key}: {message[0].lower()}{message[1:]} (got {error.get('input')!r})" if "input" in error and kind != "value_error" else f"{key}: {message}"
+    return (f"{key}: {message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+            if "input" in error and kind != "value_error" else f"{key}: {message}")
 
 
 def validate_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> Config:
@@ -610,7 +635,8 @@ def _set_by(problem: str, given: list[str]) -> bool:
     section = key.rpartition(".")[0]
     return any(key == name or key.startswith(f"{name}.") or name.startswith(f"{key}.")
                # a key the section needs, missing from the section an override brought (`--set finetune.freeze=...`)
-               or (text.strip().startswith("required") and section and name.startswith(f"{section}.")) for name in given)
+               or (text.strip().startswith("required") and section and name.startswith(f"{section}."))
+               for name in given)
 
 
 def _check_model(config: Config, source: str, given: list[str]) -> None:

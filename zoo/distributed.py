@@ -87,6 +87,11 @@ class Job:
         return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (its .module); any other module as it is."""
+    return getattr(model, "module", model)
+
+
 def place() -> tuple[int, int]:
     """(rank, world size) in the initialized process group, else torchrun's RANK and WORLD_SIZE, else (0, 1):
     the one answer to "which process is this" for code that has no Job (data loading, the CLI's last line)."""
@@ -95,6 +100,12 @@ def place() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def local_rank() -> int:
+    """This process's rank on its machine: torchrun's LOCAL_RANK, else 0. Each machine's first process says what
+    every machine must hear (a lost process of the run: rank 0 may be the one gone)."""
+    return int(os.environ.get("LOCAL_RANK", 0))
 
 
 def launched_by_torchrun() -> bool:
@@ -117,7 +128,8 @@ def launch(device_name: str) -> Iterator[Job]:
         _join(device, rank, world_size)
     except dist.DistError as error:  # a process of the launch died, or its machine is unreachable, while joining
         raise RunStopped(f"could not join the run's processes ({first_line(error)}): another process of the launch "
-                         "stopped or cannot be reached; start the launch again on every node", 1, every_rank=True) from None
+                         "stopped or cannot be reached; start the launch again on every node", 1,
+                         every_rank=True) from None
     job = Job(device, rank, local_rank, world_size, distributed=True,
               local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
     try:

@@ -3,17 +3,19 @@
 Lean on purpose: a training step is airbench's order (forward, zero_grad, backward, step, schedule) with AMP,
 and gradient accumulation splits it at the backward.
 What a run does around its steps (logging, checkpoints, the guard's look at the loss and at signals) is a
-`StepHook` the run passes in, called once per step; nothing syncs with the device inside the loop except there.
+`StepHook` the run passes in, called once per optimizer step. The loop itself waits for the device only to show
+the loss on the progress bar, every 10th batch and only where a bar is shown; the hook decides its own waits.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -22,11 +24,10 @@ from tqdm import tqdm
 from zoo.metrics import MetricAccumulator, Metrics
 from zoo.runtime import autocast
 
-if TYPE_CHECKING:
-    from zoo.training.guard import Stop
-
 AUX_WEIGHT = 0.3  # Szegedy et al. 2014: "their loss is added to the total loss ... with a discount weight 0.3"
 Criterion = Callable[[Tensor, Tensor], Tensor]
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as shells report it
+NONFINITE_EXIT_CODE = 3  # 1 is a bug, 2 bad input
 
 
 def aux_loss(model: nn.Module, images: Tensor, targets: Tensor, criterion: Criterion,
@@ -56,7 +57,8 @@ class Compute:
     def batch(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """The batch on the device (a no-op for the in-memory path's, already there); images in memory_format."""
         layout = self.memory_format if images.dim() == 4 else torch.preserve_format
-        return images.to(self.device, non_blocking=True, memory_format=layout), targets.to(self.device, non_blocking=True)
+        return (images.to(self.device, non_blocking=True, memory_format=layout),
+                targets.to(self.device, non_blocking=True))
 
 
 Mix = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (images, labels) -> (mixed images, soft targets)
@@ -91,7 +93,8 @@ class TrainStep:
         if self.mix is not None:
             images, soft = self.mix(images, targets)
         with autocast(self.compute.device, self.compute.precision):
-            loss, logits = aux_loss(model, images, soft if self.mix is not None else targets, self.criterion, self.aux_weight)
+            loss, logits = aux_loss(model, images, soft if self.mix is not None else targets, self.criterion,
+                                    self.aux_weight)
         if first:
             self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss if share == 1.0 else loss * share).backward()
@@ -105,6 +108,23 @@ class TrainStep:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why a StepHook (the run's guard) stops an epoch: a signal (its number), or a non-finite loss first seen at
+    `nonfinite_step`; the exit code the run then ends with."""
+
+    signal: int | None = None
+    nonfinite_step: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return NONFINITE_EXIT_CODE if self.nonfinite_step is not None else EXIT_CODES.get(self.signal, 130)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signal).name if self.signal else ""
 
 
 class StepHook(Protocol):

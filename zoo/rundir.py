@@ -6,6 +6,8 @@ No torch here: zoo.checkpoint turns a checkpoint into bytes and hands them to `a
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -13,7 +15,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,8 @@ def create_run_dir(output_dir: Path, run_name: str, run_id: str | None = None) -
         if blocking is not None:
             raise ZooError(f"cannot create {parent}: {blocking} is a file, not a folder; set train.output_dir to a "
                            "folder, or move the file") from None
-        raise ZooError(f"cannot create {parent} ({error.strerror}); set train.output_dir to a writable folder") from None
+        raise ZooError(f"cannot create {parent} ({error.strerror}); "
+                       "set train.output_dir to a writable folder") from None
     if run_id is not None:
         try:
             (parent / run_id).mkdir()
@@ -94,7 +97,7 @@ def _live(pid: int, host: str | None) -> bool:
 
 class RunLock:
     """A lock file holding the owner's PID, host and launcher job. A lock whose process is gone (a killed run) is
-    stale and taken over, and so is one of an earlier attempt of the same launcher job (`job`, zoo.restarts:
+    stale and taken over, and so is one of an earlier attempt of the same launcher job (`job`, zoo.training.restarts:
     torchrun restarts and a scheduler requeues only once the earlier attempt is gone, maybe on another host);
     a live one stops the second run with one line."""
 
@@ -192,6 +195,15 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def csv_text(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as CSV text (Python's csv dialect, newline-terminated lines), headers first."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

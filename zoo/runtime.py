@@ -47,7 +47,8 @@ def resolve_device(name: str, local_rank: int | None = None, key: str = "train.d
                                "start at most that many processes per node (--nproc_per_node)")
             return torch.device("cuda", local_rank)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ZooError(f"{key} is {name!r} but there are {torch.cuda.device_count()} CUDA devices (0 to {torch.cuda.device_count() - 1})")
+            raise ZooError(f"{key} is {name!r} but there are {torch.cuda.device_count()} CUDA devices "
+                           f"(0 to {torch.cuda.device_count() - 1})")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ZooError(f"{key} is 'mps' but MPS is not available here; {fix}")
     if device.type not in ("cpu", "cuda", "mps"):
@@ -74,7 +75,8 @@ def capture_rng() -> dict[str, Any]:
     numpy_state = np.random.get_state(legacy=False)
     return {
         "python": _plain(random.getstate()),
-        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)), "pos": int(numpy_state["state"]["pos"]),
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]),
                   "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

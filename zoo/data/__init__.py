@@ -9,10 +9,10 @@ torchvision's Grayscale does); a side at most 4 pixels short is padded with blac
 as LeCun et al. 1998 did), any other side is resized. Augmentation touches training data only: a validation
 split carved from the training set is a second view, with the eval transforms, over the same files.
 
-    specs.py       every fact about each data set, in one table (SPECS); no torch, so the config reads it
     transforms.py  fitting to the model, augmentation, normalization
     preprocess.py  Preprocessing: a picture to a trained network's input, exactly as evaluation prepares it
-    splits.py      DataSplits, the views over a base data set, seeded stratified hold-out
+    splits.py      DataSplits, the views over a base data set, seeded stratified hold-out; MemorySource, the
+                   same splits as tensors for the in-memory path
     folders.py     ImageFolder layouts: split folders by their common names; hidden and system entries skipped
     images.py      image files read as a viewer shows them (open_image); unreadable ones: one warning, or one line
     sets.py        each data set, build_datasets, and build_folder (a new folder, every image, to evaluate)
@@ -20,7 +20,7 @@ split carved from the training set is a second view, with the eval transforms, o
     samplers.py    the training order (resumable mid-epoch) and the exact eval shards under DDP
     loaders.py     build_loaders (either path), set_epoch, resume_at and the loaders' random state
 
-The names below are imported on first use, so `import zoo.data.specs` (and so zoo.config) needs no torch.
+The names below are imported on first use, so `import zoo.datasets` (and so zoo.config) needs no torch.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ _EXPORTS = {
     "View": "zoo.data.splits",
     "SPLITS": "zoo.data.splits",
     "Preprocessing": "zoo.data.preprocess",
-    "SPECS": "zoo.data.specs",
-    "DatasetSpec": "zoo.data.specs",
+    "SPECS": "zoo.datasets",
+    "DatasetSpec": "zoo.datasets",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -67,7 +67,8 @@ class VisibleImageFolder(ImageFolder):
 
     @staticmethod
     def make_dataset(directory: str | Path, class_to_idx: dict[str, int], extensions: tuple[str, ...] | None = None,
-                     is_valid_file: Callable[[str], bool] | None = None, allow_empty: bool = False) -> list[tuple[str, int]]:
+                     is_valid_file: Callable[[str], bool] | None = None,
+                     allow_empty: bool = False) -> list[tuple[str, int]]:
         def visible(path: str) -> bool:
             return not hidden_under(path, Path(directory)) and (
                 is_valid_file(path) if is_valid_file is not None else path.lower().endswith(extensions))
@@ -173,8 +174,9 @@ def announce_held_out_test(layout: Layout, test_split: float) -> None:
     named = {name: path for name, path in layout.splits.items() if path != layout.root}
     if "train" in named and "test" not in named:
         folders = " and ".join(f"{path.name}/" for path in named.values())
-        _print_once(f"note: imagefolder: {layout.root} has {folders} but no test/: the test split is {test_split:.0%} of "
-                    f"{named['train'].name}/'s images, held out by train.seed (add a test/ folder to choose them)")
+        _print_once(f"note: imagefolder: {layout.root} has {folders} but no test/: the test split is "
+                    f"{test_split:.0%} of {named['train'].name}/'s images, held out by train.seed "
+                    "(add a test/ folder to choose them)")
 
 
 def _print_once(line: str) -> None:

@@ -227,7 +227,8 @@ def note_others(root: Path, others: list[Path]) -> None:
     kinds = Counter(path.suffix.lower() or "no extension" for path in others)
     listed = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
     files = "file" if len(others) == 1 else "files"
-    print(f"note: skipped {len(others)} {files} in {root} that {'is not an image' if len(others) == 1 else 'are not images'} "
+    print(f"note: skipped {len(others)} {files} in {root} "
+          f"that {'is not an image' if len(others) == 1 else 'are not images'} "
           f"zoo reads ({listed}); it reads "
           f"{', '.join(image_extensions())}", file=sys.stderr, flush=True)
 

@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.config import DataConfig
 from zoo.data.memory import MemoryLoader, memory_loaders
-from zoo.data.samplers import ShardSampler, TrainSampler
-from zoo.data.specs import SPECS
+from zoo.data.samplers import ShardSampler, TrainSampler, drop_last
 from zoo.data.splits import DataSplits
+from zoo.datasets import SPECS
 from zoo.distributed import place
 
 
@@ -110,8 +110,9 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
     sampler = TrainSampler(splits.train, world_size, rank, seed=seed,
                            balanced_by=splits.train.labels if cfg.sampler == "balanced" else None)
     per_rank = len(sampler)
-    train = DataLoader(splits.train, cfg.batch_size, sampler=sampler, generator=torch.Generator().manual_seed(seed + rank),
-                       drop_last=per_rank % cfg.batch_size == 1 and per_rank > 1, **common)
+    train = DataLoader(splits.train, cfg.batch_size, sampler=sampler,
+                       generator=torch.Generator().manual_seed(seed + rank),
+                       drop_last=drop_last(per_rank, cfg.batch_size), **common)
 
     def evaluation(dataset: Dataset | None) -> DataLoader | None:
         if dataset is None:

@@ -3,15 +3,15 @@
 Each split is held once, as read (uint8 N x C x H x W; digits: float in [0, 1]), on the training device. Each
 batch is gathered by index and then fitted, augmented (random crop with padding, horizontal flip: two gathers
 for the whole batch) and normalized on the device, with no Python per sample (data.augment's policies, jitter,
-rotation and random erasing excepted: they run image by image, torchvision's transforms on the device); a split that nothing augments is
-fitted and normalized once, when its loader is built. The steps and their order are
+rotation and random erasing excepted: they run image by image, torchvision's transforms on the device); a split
+that nothing augments is fitted and normalized once, when its loader is built. The steps and their order are
 the torchvision path's, through the same torchvision functions, so an image comes out as the same tensor both
 ways before augmentation; and the order of the batches comes from the same torch samplers, so without
 augmentation both paths train on the same batches.
 
 Under DDP every rank holds the whole set: training takes rank r's share of TrainSampler's permutation (a
-DistributedSampler's), padded as it pads so that every rank steps the same number of times; evaluation takes samples r, r + w, ...,
-so each sample is counted once.
+DistributedSampler's), padded as it pads so that every rank steps the same number of times; evaluation takes
+samples r, r + w, ..., so each sample is counted once.
 """
 
 from __future__ import annotations
@@ -19,38 +19,18 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
-from zoo.data.samplers import TrainSampler
+from zoo.data.samplers import TrainSampler, drop_last
+from zoo.data.splits import DataSplits
 from zoo.data.transforms import augmentation
 from zoo.distributed import place
 
-if TYPE_CHECKING:
-    from zoo.data.splits import DataSplits
-
 FIT_ONCE_BYTES = 2**30  # fit (pad, resize, convert channels) once when the fitted splits take at most this
-
-
-@dataclass(frozen=True)
-class MemorySource:
-    """Where each split comes from: (base images as read, base targets, the split's indices into them)."""
-
-    splits: dict[str, tuple[Tensor, Tensor, Tensor]]
-    label_map: list[int]  # base label -> kept label
-    fit: list  # torchvision v2 steps from the stored images to the model's channels and side
-
-    def tensors(self, split: str) -> tuple[Tensor, Tensor] | None:
-        """(images, kept labels) of `split`, gathered out of its base; None when there is no such split."""
-        if split not in self.splits:
-            return None
-        images, targets, indices = self.splits[split]
-        return images[indices].contiguous(), torch.as_tensor(self.label_map)[targets[indices]]
 
 
 def base_tensors(base: Dataset) -> tuple[Tensor, Tensor]:
@@ -68,7 +48,8 @@ class Pipeline:
     image, because a torchvision v2 transform given a batch draws one set of parameters for all of it."""
 
     def __init__(self, fit: list, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-                 crop_padding: int = 0, hflip: bool = False, stored: list | None = None, erasing: list | None = None) -> None:
+                 crop_padding: int = 0, hflip: bool = False, stored: list | None = None,
+                 erasing: list | None = None) -> None:
         from torchvision.transforms import v2
 
         self.fit, self.crop_padding, self.hflip = fit, crop_padding, hflip
@@ -135,14 +116,15 @@ class MemoryLoader:
 
     def __init__(self, images: Tensor, targets: Tensor, pipeline: Pipeline, batch_size: int, *, train: bool,
                  seed: int = 0, rank: int = 0, world_size: int = 1, balanced: bool = False) -> None:
-        self.images, self.targets, self.pipeline, self.batch_size, self.train = images, targets, pipeline, batch_size, train
+        self.images, self.targets, self.pipeline, self.batch_size, self.train = (
+            images, targets, pipeline, batch_size, train)
         self.eval_indices = torch.arange(rank, len(images), world_size)
         self.sampler = TrainSampler(range(len(images)), world_size, rank, seed=seed,
                                     balanced_by=targets.cpu() if balanced else None)
-        self.augmentation = torch.Generator(images.device).manual_seed(seed + rank) if train and pipeline.augments else None
+        self.augmentation = (torch.Generator(images.device).manual_seed(seed + rank) if train and pipeline.augments
+                             else None)
         self.per_rank = len(self.sampler) if train else len(self.eval_indices)
-        # As build_loaders: a last training batch of one sample, which batch norm cannot train on, is dropped.
-        self.drop_last = train and self.per_rank % batch_size == 1 and self.per_rank > 1
+        self.drop_last = train and drop_last(self.per_rank, batch_size)  # as build_loaders
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -154,7 +136,8 @@ class MemoryLoader:
         if self.augmentation is not None and "augmentation" in state:
             try:
                 self.augmentation.set_state(state["augmentation"])
-            except RuntimeError:  # saved by a generator of another device (a GPU run resumed on the CPU): its size differs
+            except RuntimeError:
+                # saved by a generator of another device (a GPU run resumed on the CPU): its size differs
                 print("warning: the augmentation's saved random state is another device's; it starts afresh",
                       file=sys.stderr, flush=True)
 
@@ -194,8 +177,10 @@ def memory_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distri
                             erasing).to(device)
         images, targets = (t.to(device) for t in parts[split])
         if not pipeline.fit and not pipeline.augments and images.numel() * 4 <= FIT_ONCE_BYTES:
-            images, pipeline = pipeline(images), Pipeline([], None, None)  # nothing random: normalize once, not per batch
-        return MemoryLoader(images, targets, pipeline, cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size,
+            # nothing random: normalize once, not per batch
+            images, pipeline = pipeline(images), Pipeline([], None, None)
+        return MemoryLoader(images, targets, pipeline,
+                            cfg.batch_size if train else cfg.eval_batch_size or cfg.batch_size,
                             train=train, seed=seed, rank=rank, world_size=world_size,
                             balanced=train and cfg.sampler == "balanced")
 

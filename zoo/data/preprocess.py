@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from zoo.data.specs import SPECS
+from zoo.datasets import SPECS
 from zoo.errors import ZooError
 
 if TYPE_CHECKING:
@@ -49,10 +49,8 @@ class Preprocessing:
     def of_checkpoint(cls, state: TrainingState, config: Config) -> Preprocessing:
         """A checkpoint's preprocessing; its side and channels are the config's or the model's where a checkpoint
         from before they were saved has none."""
-        from zoo.training.setup import model_geometry
-
         normalization = state.normalization
-        in_channels, input_size = model_geometry(config)
+        in_channels, input_size = config.geometry()
         return cls(config.data.name, tuple(normalization.mean), tuple(normalization.std),
                    normalization.input_size or input_size, normalization.in_channels or in_channels)
 
@@ -62,7 +60,8 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        return cls(data["data"], tuple(data["mean"]), tuple(data["std"]), int(data["input_size"]), int(data["in_channels"]))
+        return cls(data["data"], tuple(data["mean"]), tuple(data["std"]), int(data["input_size"]),
+                   int(data["in_channels"]))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -98,8 +97,8 @@ class Preprocessing:
         stored = _Stored(channels, size)
         stats = (self.mean, self.std)
         if self.data == "digits":  # held as floats in [0, 1], fitted after scaling (zoo.data.sets._digits)
-            return v2.Compose([stored, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), *steps, v2.Normalize(*stats),
-                               v2.ToPureTensor()])
+            return v2.Compose([stored, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), *steps,
+                               v2.Normalize(*stats), v2.ToPureTensor()])
         return v2.Compose([stored, *evaluation_steps(steps, stats)])
 
 
@@ -114,7 +113,8 @@ class _Stored:
         from torchvision.transforms import v2
 
         if self.channels == 1 and image.mode != "L":
-            image = image.convert("L")  # Pillow's integer luma: gray pixels stay exact (torchvision's tensor one rounds down)
+            # Pillow's integer luma: gray pixels stay exact (torchvision's tensor one rounds down)
+            image = image.convert("L")
         if self.size is not None and image.size != (self.size, self.size):
             image = v2.CenterCrop(self.size)(v2.Resize(self.size, antialias=True)(image))
         return image

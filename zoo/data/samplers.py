@@ -12,6 +12,12 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from zoo.distributed import place
 
 
+def drop_last(per_rank: int, batch_size: int) -> bool:
+    """Whether a rank's training epoch of `per_rank` samples drops its last batch: only where that batch would hold
+    a single sample, which batch norm cannot train on; every other sample is seen each epoch."""
+    return per_rank % batch_size == 1 and per_rank > 1
+
+
 class TrainSampler(DistributedSampler):
     """Each epoch's order is a permutation drawn from (seed, epoch) alone, as DistributedSampler draws it; a
     single process is rank 0 of 1. Nothing carries over from earlier epochs, so a resumed run draws the epoch

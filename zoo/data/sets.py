@@ -14,12 +14,11 @@ from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
 from zoo.data.images import ImageCheck, note_others, open_rgb, warn_skipped
-from zoo.data.memory import MemorySource, base_tensors
-from zoo.data.specs import SPECS, DatasetSpec
-from zoo.data.splits import DataSplits, Selection, TensorSet, select
+from zoo.data.memory import base_tensors
+from zoo.data.splits import DataSplits, MemorySource, Selection, TensorSet, select
 from zoo.data.transforms import augmentation, fit, image_transforms, normalization
+from zoo.datasets import SPECS, DatasetSpec
 from zoo.errors import ZooError
-
 
 IMAGEFOLDER_LAYOUT = "one sub-folder of images per class, or train/ and val/ (and test/) folders of them"
 
@@ -75,7 +74,7 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
     root itself as the one folder to split. With `whole` (a split's name), only that split's folder, or root
     where there are no split folders, as train and test both: every image of it is tested. Hidden and system
     entries are skipped, unreadable images left out, each with one note; the unreadable are returned third."""
-    from zoo.data.folders import VisibleImageFolder, announce_held_out_test, announce_skipped, find_layout
+    from zoo.data.folders import announce_held_out_test, announce_skipped, find_layout
 
     root = cfg.root
     if not root.is_dir():
@@ -91,9 +90,28 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
     if "train" not in dirs:
         raise ZooError(f"imagefolder: {root} has {'/ and '.join(path.name for path in dirs.values())}/ but no train/; "
                        f"add train/ with {IMAGEFOLDER_LAYOUT}")
-    bases: dict[str, Dataset | None] = {}
-    read: dict[Path, Dataset] = {}  # a folder that is two splits (`whole`) is scanned once
     check = ImageCheck()
+    bases = _read_folders(dirs, check)
+    names = bases["train"].classes
+    for split, base in bases.items():
+        if base.classes != names:
+            raise ZooError(f"imagefolder: {dirs[split]} has classes {base.classes} but {dirs['train']} has "
+                           f"{names}; give every split the same class folders")
+    announce_skipped(layout)
+    if whole is None:
+        announce_held_out_test(layout, cfg.test_split)
+    note_others(root, check.others)
+    warn_skipped(root, check.unreadable)
+    return bases, names, [path for path, _ in check.unreadable]
+
+
+def _read_folders(dirs: dict[str, Path], check: ImageCheck) -> dict[str, Dataset | None]:
+    """Each split's folder as a VisibleImageFolder (a folder that is two splits is scanned once), every class folder
+    holding a valid image. Raises ZooError for a folder without class folders, or a class without a valid file."""
+    from zoo.data.folders import VisibleImageFolder
+
+    bases: dict[str, Dataset | None] = {}
+    read: dict[Path, Dataset] = {}
     for split, folder in dirs.items():
         if folder in read:
             bases[split] = read[folder]
@@ -110,18 +128,9 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
             if bad:
                 raise ZooError(f"{missing}: {len(bad)} unreadable image file(s), e.g. {bad[0][0].relative_to(folder)} "
                                f"({bad[0][1]}); replace them, or remove the class folder")
-            raise ZooError(f"{missing}. Supported extensions are: {', '.join(check.extensions)}; put {IMAGEFOLDER_LAYOUT} there")
-    names = bases["train"].classes
-    for split, base in bases.items():
-        if base.classes != names:
-            raise ZooError(f"imagefolder: {dirs[split]} has classes {base.classes} but {dirs['train']} has "
-                           f"{names}; give every split the same class folders")
-    announce_skipped(layout)
-    if whole is None:
-        announce_held_out_test(layout, cfg.test_split)
-    note_others(root, check.others)
-    warn_skipped(root, check.unreadable)
-    return bases, names, [path for path, _ in check.unreadable]
+            raise ZooError(f"{missing}. Supported extensions are: {', '.join(check.extensions)}; put "
+                           f"{IMAGEFOLDER_LAYOUT} there")
+    return bases
 
 
 def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int, whole: str | None = None) -> DataSplits:
@@ -143,9 +152,11 @@ def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int, whole
     return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory, tuple(skipped))
 
 
-def _memory(selection: Selection, tensors: Callable[[Dataset], tuple[torch.Tensor, torch.Tensor]], steps: list) -> MemorySource:
+def _memory(selection: Selection, tensors: Callable[[Dataset], tuple[torch.Tensor, torch.Tensor]],
+            steps: list) -> MemorySource:
     """The in-memory path's source: each split's (images, targets) of its base, and its indices into them."""
-    return MemorySource({split: (*tensors(selection.bases[split]), indices) for split, indices in selection.indices.items()},
+    return MemorySource({split: (*tensors(selection.bases[split]), indices)
+                         for split, indices in selection.indices.items()},
                         selection.label_map, steps)
 
 
@@ -209,7 +220,8 @@ def _digits(cfg: DataConfig, in_channels: int, input_size: int, seed: int) -> Da
         train, val, test = selection.views(v2.Compose([*crop_flip, *stored, v2.Normalize(mean, std), *erasing]),
                                            v2.Normalize(mean, std))
     else:  # nothing random: the whole tensor normalized once
-        normalized = TensorSet(images.sub(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1)), targets)
+        normalized = TensorSet(images.sub(torch.tensor(mean).view(-1, 1, 1)).div_(torch.tensor(std).view(-1, 1, 1)),
+                               targets)
         train, val, test = replace(selection, bases=dict.fromkeys(selection.bases, normalized)).views(None, None)
     memory = _memory(selection, lambda _: (images, targets), [])
     return DataSplits(train, val, test, selection.classes, mean, std, in_channels, input_size, memory)
@@ -227,7 +239,8 @@ def _xor(cfg: DataConfig) -> DataSplits:
     inputs = (points - torch.tensor(mean)) / torch.tensor(std)
     repeats = max(1, cfg.synthetic_size // 4)
     evaluation = TensorSet(inputs, labels)
-    bases = {"train": TensorSet(inputs.repeat(repeats, 1), labels.repeat(repeats)), "val": evaluation, "test": evaluation}
+    bases = {"train": TensorSet(inputs.repeat(repeats, 1), labels.repeat(repeats)), "val": evaluation,
+             "test": evaluation}
     selection = select(bases, ["0", "1"], cfg, 0)
     return DataSplits(*selection.views(None, None), selection.classes, mean, std, spec.channels, spec.size)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,9 +17,6 @@ from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
 from zoo.errors import ZooError
-
-if TYPE_CHECKING:
-    from zoo.data.memory import MemorySource
 
 SPLITS = ("train", "val", "test")
 
@@ -40,6 +37,22 @@ class DataSplits:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+@dataclass(frozen=True)
+class MemorySource:
+    """Where each split comes from: (base images as read, base targets, the split's indices into them)."""
+
+    splits: dict[str, tuple[Tensor, Tensor, Tensor]]
+    label_map: list[int]  # base label -> kept label
+    fit: list  # torchvision v2 steps from the stored images to the model's channels and side
+
+    def tensors(self, split: str) -> tuple[Tensor, Tensor] | None:
+        """(images, kept labels) of `split`, gathered out of its base; None when there is no such split."""
+        if split not in self.splits:
+            return None
+        images, targets, indices = self.splits[split]
+        return images[indices].contiguous(), torch.as_tensor(self.label_map)[targets[indices]]
 
 
 class TensorSet(Dataset):

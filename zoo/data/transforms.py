@@ -15,7 +15,7 @@ from zoo.errors import ZooError
 
 PAD_LIMIT = 4  # pad, not resize, when the model's side is at most this many pixels longer
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, the weights of torchvision's Grayscale
-Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std), per channel; a data set's own: zoo.data.specs
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std), per channel; a data set's own: zoo.datasets
 
 
 def fit(channels: int, size: int | None, in_channels: int, input_size: int, name: str) -> list:
@@ -57,7 +57,8 @@ def augmentation(cfg: DataConfig, input_size: int, fill: float | tuple[float, ..
     crop_flip += [v2.RandomHorizontalFlip()] if cfg.hflip else []
     stored: list = []
     if aug.color_jitter:
-        stored.append(v2.ColorJitter(brightness=aug.color_jitter, contrast=aug.color_jitter, saturation=aug.color_jitter))
+        stored.append(v2.ColorJitter(brightness=aug.color_jitter, contrast=aug.color_jitter,
+                                     saturation=aug.color_jitter))
     if aug.rotation:
         stored.append(v2.RandomRotation(aug.rotation, fill=fill))
     if aug.policy != "none":
@@ -81,7 +82,8 @@ def policy(aug: AugmentConfig) -> Callable:
     raise ValueError(f"no transform for policy {aug.policy!r}")
 
 
-def batch_mixing(aug: AugmentConfig | None, num_classes: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
+def batch_mixing(aug: AugmentConfig | None,
+                 num_classes: int) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None:
     """Mixup and/or CutMix of a training batch, torchvision v2's: (N x C x H x W images, N labels) -> (mixed
     images, N x num_classes soft targets), drawn from torch's global generator; with both, CutMix on a share
     switch_prob of the batches (timm's rule). None when neither alpha is set."""

@@ -1,14 +1,15 @@
-"""The networks, one file per family; importing a family's file registers its builders with zoo.registry.
+"""The networks, one file per family; importing a family's file registers its builders with zoo.models.registry.
 
-    model = zoo.create_model("resnet18", num_classes=10)  # zoo.registry imports every family first
+    model = zoo.create_model("resnet18", num_classes=10)  # zoo.models.registry imports every family first
     help(zoo.models.resnet.resnet18)  # the paper, default input size and reference parameter count
 
 Every model is a Classifier: `forward(x)` returns logits, `forward_features` and `forward_head` split it,
 `reset_classifier(n)` replaces the head, and inputs below `min_input_size` fail before any layer runs.
-Importing this package imports no torch and no family; zoo.registry loads the families listed in
+Importing this package imports no torch and no family; zoo.models.registry loads the families listed in
 FAMILY_MODULES when a model is first looked up.
 
-    base.py         Classifier: the interface above, and initialization that keeps the layers' own draws
+    registry.py     register_model, create_model, list_models, get_model_info: the builders and their papers
+    base.py         Classifier: the interface above, first_conv, and initialization that keeps the layers' own draws
     layers.py       the ACTIVATIONS table and activation_layer; shared blocks: SqueezeExcite, conv_act, FitAvgPool2d
     weight_init.py  the initialization schemes a config can name (init_weights, SCHEMES); imports torch lazily
     lenet.py        LeNet-5 (LeCun et al. 1998)
@@ -24,7 +25,8 @@ from __future__ import annotations
 
 import importlib
 
-FAMILY_MODULES = ("alexnet", "googlenet", "lenet", "resnet", "senet", "teaching", "vgg")  # the files that register builders
+# the files that register builders
+FAMILY_MODULES = ("alexnet", "googlenet", "lenet", "resnet", "senet", "teaching", "vgg")
 
 __all__ = ["FAMILY_MODULES", "Classifier"]
 
@@ -34,6 +36,7 @@ def __getattr__(name: str):
         from zoo.models.base import Classifier
 
         return Classifier
-    if name in {*FAMILY_MODULES, "base", "layers", "weight_init"}:  # zoo.models.resnet without importing it first
+    # zoo.models.resnet without importing it first
+    if name in {*FAMILY_MODULES, "base", "layers", "registry", "weight_init"}:
         return importlib.import_module(f"zoo.models.{name}")
     raise AttributeError(f"module 'zoo.models' has no attribute {name!r}")

@@ -28,10 +28,12 @@ from torch import nn
 
 from zoo.models.base import Classifier
 from zoo.models.layers import FitAvgPool2d, activation_layer, conv_act
-from zoo.registry import Paper, ParamReference, register_model
+from zoo.models.registry import Paper, ParamReference, register_model
 
-KRIZHEVSKY_2012 = Paper("Krizhevsky, Sutskever, Hinton", 2012, "ImageNet Classification with Deep Convolutional Neural Networks", "NIPS 2012")
-KRIZHEVSKY_2014 = Paper("Krizhevsky", 2014, "One weird trick for parallelizing convolutional neural networks", "arXiv:1404.5997")
+KRIZHEVSKY_2012 = Paper("Krizhevsky, Sutskever, Hinton", 2012,
+                        "ImageNet Classification with Deep Convolutional Neural Networks", "NIPS 2012")
+KRIZHEVSKY_2014 = Paper("Krizhevsky", 2014, "One weird trick for parallelizing convolutional neural networks",
+                        "arXiv:1404.5997")
 ZEILER_2013 = Paper("Zeiler, Fergus", 2013, "Visualizing and Understanding Convolutional Networks", "arXiv:1311.2901")
 
 
@@ -90,12 +92,14 @@ class AlexNet(Classifier):
 def alexnet(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, activation: str = "relu") -> AlexNet:
     features = _paper_features(in_channels, (96, 256, 384, 384, 256), (11, 4, 0), (5, 1, 2), ceil_mode=False,
                                lrn_after_pool=False, activation=activation)
-    return AlexNet(features, 256, num_classes, min_input_size=67, dropout=dropout, activation=activation)  # 67 -> 15 -> 7 -> 3 -> 1
+    # 67 -> 15 -> 7 -> 3 -> 1
+    return AlexNet(features, 256, num_classes, min_input_size=67, dropout=dropout, activation=activation)
 
 
 @register_model(family="alexnet", paper=KRIZHEVSKY_2014, input_size=(3, 224, 224),
                 reference=ParamReference(61_100_840, "torchvision alexnet"), torchvision="alexnet")
-def alexnet_owt(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, activation: str = "relu") -> AlexNet:
+def alexnet_owt(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5,
+                activation: str = "relu") -> AlexNet:
     conv = partial(conv_act, activation=activation)
     features = nn.Sequential(
         *conv(in_channels, 64, 11, 4, 2), nn.MaxPool2d(3, stride=2),  # N x 64 x 27 x 27
@@ -114,12 +118,14 @@ def alexnet_owt(num_classes: int = 1000, in_channels: int = 3, dropout: float = 
 def zfnet(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, activation: str = "relu") -> AlexNet:
     features = _paper_features(in_channels, (96, 256, 384, 384, 256), (7, 2, 1), (5, 2, 0), ceil_mode=True,
                                lrn_after_pool=True, activation=activation)
-    return AlexNet(features, 256, num_classes, min_input_size=47, dropout=dropout, activation=activation)  # 47 -> 22 -> 11 -> 4 -> 2 -> 1
+    # 47 -> 22 -> 11 -> 4 -> 2 -> 1
+    return AlexNet(features, 256, num_classes, min_input_size=47, dropout=dropout, activation=activation)
 
 
 @register_model(family="zfnet", paper=ZEILER_2013, input_size=(3, 224, 224),
                 reference=ParamReference(107_627_624, "course 002, table 8.1 (512-1024-512 maps in layers 3-5)"))
-def zfnet_wide(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5, activation: str = "relu") -> AlexNet:
+def zfnet_wide(num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5,
+               activation: str = "relu") -> AlexNet:
     """ZFNet with 512, 1024 and 512 maps in layers 3-5."""
     features = _paper_features(in_channels, (96, 256, 512, 1024, 512), (7, 2, 1), (5, 2, 0), ceil_mode=True,
                                lrn_after_pool=True, activation=activation)

@@ -50,6 +50,12 @@ class Classifier(nn.Module):
                 f"{size}x{size}, got {height}x{width}; resize or pad the images (data.input_size)"
             )
 
+    def first_conv(self, key: str = "--filters") -> tuple[str, nn.Conv2d]:
+        """(dotted name, module) of the first convolution, the one the input meets first: its weights are the
+        filters zoo explain --filters and train.log_filters draw. Raises ZooError naming `key` (the option or
+        config key that asked) for a network without one."""
+        return first_conv(self, key)
+
     def get_classifier(self) -> nn.Linear:
         return self.get_submodule(self.head_paths[0])
 
@@ -76,3 +82,16 @@ class Classifier(nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+
+
+def first_conv(model: nn.Module, key: str = "--filters") -> tuple[str, nn.Conv2d]:
+    """(dotted name, module) of the first nn.Conv2d in `model.named_modules()` order (any module;
+    unwrap a DistributedDataParallel wrapper first: zoo.distributed.unwrap): the one the input meets first in
+    every zoo network (conv1, features.0, GoogLeNet's conv1.conv). Raises ZooError for a network without one
+    (the MLP), naming `key`, the option or config key that asked."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name, module
+    kind = getattr(model, "name", None) or type(model).__name__
+    raise ZooError(f"{key}: {kind} has no convolution, so no filters to show; a convolutional network has them "
+                   "(lenet5, mnist_cnn, alexnet, resnet18 ...)")

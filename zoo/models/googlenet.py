@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from zoo.models.base import Classifier
 from zoo.models.layers import activation_layer
-from zoo.registry import Paper, ParamReference, register_model
+from zoo.models.registry import Paper, ParamReference, register_model
 
 SZEGEDY_2014 = Paper("Szegedy et al.", 2014, "Going Deeper with Convolutions", "arXiv:1409.4842")
 
@@ -63,14 +63,16 @@ class Inception(nn.Module):
             conv(in_channels, ch5x5red, 1),
             conv(ch5x5red, ch5x5, branch3_kernel_size, padding=branch3_kernel_size // 2),
         )
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), conv(in_channels, pool_proj, 1))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+                                     conv(in_channels, pool_proj, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], dim=1)
 
 
 class InceptionAux(nn.Module):
-    """Average pool to 4x4, 1x1 conv to 128 maps, FC 1024 with ReLU (or `activation`), dropout 0.7, FC to the classes."""
+    """Average pool to 4x4, 1x1 conv to 128 maps, FC 1024 with ReLU (or `activation`), dropout 0.7, FC to the
+    classes."""
 
     def __init__(self, in_channels: int, num_classes: int, dropout: float = 0.7, activation: str = "relu") -> None:
         super().__init__()

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 
 from zoo.models.base import Classifier
 from zoo.models.layers import FitAvgPool2d, activation_layer
-from zoo.registry import Paper, ParamReference, register_model
+from zoo.models.registry import Paper, ParamReference, register_model
 
-LECUN_1998 = Paper("LeCun, Bottou, Bengio, Haffner", 1998, "Gradient-based learning applied to document recognition", "doi:10.1109/5.726791")
+LECUN_1998 = Paper("LeCun, Bottou, Bengio, Haffner", 1998, "Gradient-based learning applied to document recognition",
+                   "doi:10.1109/5.726791")
 
 
 class LeNet5(Classifier):

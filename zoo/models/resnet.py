@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from zoo.models.base import Classifier
 from zoo.models.layers import SqueezeExcite, activation_layer
-from zoo.registry import Paper, ParamReference, register_model
+from zoo.models.registry import Paper, ParamReference, register_model
 
 HE_2015 = Paper("He, Zhang, Ren, Sun", 2015, "Deep Residual Learning for Image Recognition", "arXiv:1512.03385")
 
@@ -157,7 +157,8 @@ class ResNet(Classifier):
         zero_pad_shortcut: bool = False,  # option A shortcuts (the paper's CIFAR networks)
         se_reduction: int | None = None,  # SE-ResNet when set (Hu et al. use 16)
         zero_init_residual: bool = False,  # start each block as the identity (Goyal et al. 2017)
-        drop_path: float = 0.0,  # stochastic depth: the last block's drop probability, 0 at the first (Huang et al. 2016)
+        # stochastic depth: the last block's drop probability, 0 at the first (Huang et al. 2016)
+        drop_path: float = 0.0,
         activation: str = "relu",  # every non-linearity, SE's inner one too: a name in zoo.models.layers.ACTIVATIONS
     ) -> None:
         super().__init__()

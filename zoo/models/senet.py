@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from functools import partial
 
+from zoo.models.registry import Paper, ParamReference, register_model
 from zoo.models.resnet import BasicBlock, Bottleneck, ResNet
-from zoo.registry import Paper, ParamReference, register_model
 
 HU_2017 = Paper("Hu, Shen, Sun", 2017, "Squeeze-and-Excitation Networks", "arXiv:1709.01507")
 REDUCTION = 16

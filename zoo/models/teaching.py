@@ -18,10 +18,12 @@ from torch import Tensor, nn
 from zoo.errors import ZooError
 from zoo.models.base import Classifier
 from zoo.models.layers import FitAvgPool2d, activation_layer, check_activation
-from zoo.registry import Paper, ParamReference, register_model
+from zoo.models.registry import Paper, ParamReference, register_model
 
-RUMELHART_1986 = Paper("Rumelhart, Hinton, Williams", 1986, "Learning representations by back-propagating errors", "doi:10.1038/323533a0")
-LECUN_1989 = Paper("LeCun et al.", 1989, "Backpropagation applied to handwritten zip code recognition", "doi:10.1162/neco.1989.1.4.541")
+RUMELHART_1986 = Paper("Rumelhart, Hinton, Williams", 1986, "Learning representations by back-propagating errors",
+                       "doi:10.1038/323533a0")
+LECUN_1989 = Paper("LeCun et al.", 1989, "Backpropagation applied to handwritten zip code recognition",
+                   "doi:10.1162/neco.1989.1.4.541")
 
 
 class MLP(Classifier):

@@ -20,9 +20,10 @@ from torch import nn
 
 from zoo.models.base import Classifier
 from zoo.models.layers import FitAvgPool2d, activation_layer
-from zoo.registry import Paper, ParamReference, register_model
+from zoo.models.registry import Paper, ParamReference, register_model
 
-SIMONYAN_2014 = Paper("Simonyan, Zisserman", 2014, "Very Deep Convolutional Networks for Large-Scale Image Recognition", "arXiv:1409.1556")
+SIMONYAN_2014 = Paper("Simonyan, Zisserman", 2014, "Very Deep Convolutional Networks for Large-Scale Image Recognition",
+                      "arXiv:1409.1556")
 
 # Output channels of each 3x3 convolution; "M" is a 2x2 stride-2 max pool (one per stage, five stages).
 CONFIGS: dict[str, list[int | str]] = {
@@ -33,7 +34,8 @@ CONFIGS: dict[str, list[int | str]] = {
 }
 
 
-def make_features(config: list[int | str], in_channels: int, batch_norm: bool, activation: str = "relu") -> nn.Sequential:
+def make_features(config: list[int | str], in_channels: int, batch_norm: bool,
+                  activation: str = "relu") -> nn.Sequential:
     layers: list[nn.Module] = []
     for item in config:
         if item == "M":

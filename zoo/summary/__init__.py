@@ -2,7 +2,7 @@
 
     summary = summarize("resnet18")                               # a registered model, built on the meta device
     summary = summarize_model(model, (3, 32, 32), depth=3)        # any module: not changed, its weights never read
-    print(render_summary(summary, "markdown"))                    # the text is zoo.render's, re-exported here
+    print(zoo.present.text.render_summary(summary, "markdown"))     # the text is the presentation layer's
     rows = catalog("resnet*")                                     # what `zoo list` prints
 
 Parameters count once each, by the first module that registers them; shapes and MACs (1 multiply-add = 1 MAC,
@@ -16,10 +16,9 @@ totals at every depth: a parent shown expanded gets an "(own)" row for what it h
     catalog.py  `zoo list`'s rows: registry facts and parameter counts from a meta-device build
 """
 
-from zoo.render import render_summary
 from zoo.summary.build import summarize, summarize_model
 from zoo.summary.catalog import CatalogRow, catalog, count_parameters
 from zoo.summary.results import Layer, ReferenceCheck, Summary, Totals
 
 __all__ = ["CatalogRow", "Layer", "ReferenceCheck", "Summary", "Totals", "catalog", "count_parameters",
-           "render_summary", "summarize", "summarize_model"]
+           "summarize", "summarize_model"]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.registry import ParamReference, create_model, get_model_info
+from zoo.models.registry import ParamReference, create_model, get_model_info
 from zoo.summary.results import ReferenceCheck, Summary
 from zoo.summary.tracing import input_dtype, trace_forward
 from zoo.summary.tree import Stats, layer_rows, module_tree, totals
@@ -49,8 +49,10 @@ def summarize_model(model: nn.Module, input_size: tuple[int, ...], *, batch_size
     main_params = without_aux.params if without_aux else total.params
     return Summary(
         model=name or type(model).__name__, input_size=tuple(input_size), batch_size=batch_size, depth=depth,
-        layers=tuple(layer_rows(root, depth)), totals=totals(total, input_bytes, batch_size), totals_without_aux=without_aux,
-        reference=ReferenceCheck(reference.count, reference.source, reference.matches(main_params)) if reference else None,
+        layers=tuple(layer_rows(root, depth)), totals=totals(total, input_bytes, batch_size),
+        totals_without_aux=without_aux,
+        reference=(ReferenceCheck(reference.count, reference.source, reference.matches(main_params)) if reference
+                   else None),
     )
 
 

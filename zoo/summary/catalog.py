@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo.errors import ZooError
-from zoo.registry import create_model, get_model_info, list_models
+from zoo.models.registry import create_model, get_model_info, list_models
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@ MAC_FORMULAS: dict[Callable, Callable[[tuple, dict, Tensor], int]] = {
 # Argument names of those functions, which are builtins without a Python signature.
 _ARGUMENTS: dict[Callable, tuple[str, ...]] = {
     F.linear: ("input", "weight", "bias"),
-    **dict.fromkeys((F.conv1d, F.conv2d, F.conv3d), ("input", "weight", "bias", "stride", "padding", "dilation", "groups")),
+    **dict.fromkeys((F.conv1d, F.conv2d, F.conv3d),
+                    ("input", "weight", "bias", "stride", "padding", "dilation", "groups")),
     **dict.fromkeys((F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d),
                     ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")),
 }

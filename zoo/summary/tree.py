@@ -108,7 +108,8 @@ def _layer(node: Node, own: bool) -> Layer:
 
     return Layer(
         name=(node.name or "(model)") + (" (own)" if own else ""), type=type(module).__name__, depth=node.depth,
-        kernel=_geometry(module, "kernel_size"), stride=_geometry(module, "stride"), padding=_geometry(module, "padding"),
+        kernel=_geometry(module, "kernel_size"), stride=_geometry(module, "stride"),
+        padding=_geometry(module, "padding"),
         input_shape=per_image(trace.input_shape), output_shape=per_image(trace.output_shape), calls=trace.calls,
         params=stats.params, trainable_params=stats.trainable_params, macs=stats.macs,
         activation_bytes=stats.activation_bytes, training_only=node.training_only, own=own,
@@ -132,7 +133,8 @@ def totals(stats: Stats, input_bytes: int, batch_size: int) -> Totals:
     # Optimizer state is not included: SGD with momentum adds one more copy of the trainable weights, Adam two.
     training = batch_size * 2 * activations + stats.param_bytes + stats.gradient_bytes + stats.buffer_bytes
     return Totals(
-        params=stats.params, trainable_params=stats.trainable_params, frozen_params=stats.params - stats.trainable_params,
+        params=stats.params, trainable_params=stats.trainable_params,
+        frozen_params=stats.params - stats.trainable_params,
         buffers=stats.buffers, macs=stats.macs, param_bytes=stats.param_bytes, buffer_bytes=stats.buffer_bytes,
         activation_bytes=activations, training_bytes=training,
     )

@@ -68,12 +68,12 @@ def horizon_note(config: EmaConfig, total_steps: int) -> str | None:
     average is the raw weights of the last few steps, so that neither the note above nor any decay would help."""
     if config.warmup_steps > total_steps / 2:
         reached = config.decay * min(1.0, total_steps / config.warmup_steps)
-        return (f"note: train.ema.warmup_steps {config.warmup_steps:,} is over half this run's {total_steps:,} optimizer "
-                f"steps: the decay reaches {reached:.2g} of {config.decay:g} by the end, and the average stays next to the "
-                f"raw weights; consider --set train.ema.warmup_steps={total_steps // 10}")
+        return (f"note: train.ema.warmup_steps {config.warmup_steps:,} is over half this run's {total_steps:,} "
+                f"optimizer steps: the decay reaches {reached:.2g} of {config.decay:g} by the end, and the average "
+                f"stays next to the raw weights; consider --set train.ema.warmup_steps={total_steps // 10}")
     horizon = 1.0 / (1.0 - config.decay)
     if horizon <= total_steps / 2:
         return None
     suggested = max(0.9, 1.0 - 10.0 / max(total_steps, 1))
-    return (f"note: train.ema.decay {config.decay:g} averages over about {horizon:,.0f} optimizer steps and this run has "
-            f"{total_steps:,}; the average will lag the weights; consider --set train.ema.decay={suggested:.4g}")
+    return (f"note: train.ema.decay {config.decay:g} averages over about {horizon:,.0f} optimizer steps and this run "
+            f"has {total_steps:,}; the average will lag the weights; consider --set train.ema.decay={suggested:.4g}")

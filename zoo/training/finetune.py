@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from zoo.checkpoint import Normalization, TrainingState, load_checkpoint
 from zoo.errors import ZooError
-from zoo.registry import get_model_info
+from zoo.models.registry import get_model_info
 
 AUX_PREFIXES = ("aux1.", "aux2.")
 
@@ -83,7 +83,8 @@ def read_source(spec: str, model_name: str, source_key: str | None = None) -> So
     data = load_checkpoint(Path(spec))
     if TrainingState.holds(data, "weights"):  # a zoo checkpoint
         if source_key is not None:
-            raise ZooError(f"finetune.source {spec} is a zoo checkpoint, its weights are known: remove finetune.source_key")
+            raise ZooError(f"finetune.source {spec} is a zoo checkpoint, its weights are known: "
+                           "remove finetune.source_key")
         state = TrainingState.from_dict(data)
         if state.model_name != model_name:
             raise ZooError(f"finetune.source {spec} holds a {state.model_name}, not a {model_name}; "
@@ -117,7 +118,8 @@ def _entry(data: dict[Any, Any], spec: str, source_key: str | None) -> Source:
         if not known:
             if not held:
                 raise ZooError(f"finetune.source {spec} is neither a zoo checkpoint nor a state_dict of tensors")
-            raise ZooError(f"finetune.source {spec} holds no state_dict under a known key ({', '.join(STATE_DICT_ENTRIES)}); "
+            raise ZooError(f"finetune.source {spec} holds no state_dict under a known key "
+                           f"({', '.join(STATE_DICT_ENTRIES)}); "
                            f"its entries holding tensors are {names}: set finetune.source_key to one")
         key, why = known[0], STATE_DICT_ENTRIES[known[0]]
     others = ", ".join(repr(other) for other in held if other != key)
@@ -138,19 +140,23 @@ def _torchvision_weights(name: str, model_name: str) -> Source:
     except (ValueError, KeyError, AttributeError):
         raise ZooError(f"unknown torchvision weights {name!r}; e.g. torchvision:{_example(counterpart)}") from None
     if type(weights) is not torchvision.models.get_model_weights(counterpart):
-        raise ZooError(f"{name} are weights for another network; {model_name} takes torchvision:{_example(counterpart)}")
+        raise ZooError(f"{name} are weights for another network; "
+                       f"{model_name} takes torchvision:{_example(counterpart)}")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # torch.hub says "Downloading: ..." on stdout, where predict's CSV goes
+        # torch.hub says "Downloading: ..." on stdout, where predict's CSV goes
+        with contextlib.redirect_stdout(sys.stderr):
             state = torch.hub.load_state_dict_from_url(weights.url, progress=True, weights_only=True)
     except OSError:  # no network: URLError and its kin
-        raise ZooError(f"cannot download {weights.url} (offline?); fetch it elsewhere and place it at {cached}") from None
+        raise ZooError(f"cannot download {weights.url} (offline?); "
+                       f"fetch it elsewhere and place it at {cached}") from None
     normalization = None
     transforms = torchvision_transforms(weights, counterpart)
     if hasattr(transforms, "mean"):
         normalization = Normalization(tuple(transforms.mean), tuple(transforms.std))
     return Source(state, f"torchvision {name} ({weights.meta.get('num_params', '?'):,} parameters, "
-                         f"{len(weights.meta.get('categories') or [])} classes)", weights.meta.get("categories"), normalization)
+                         f"{len(weights.meta.get('categories') or [])} classes)", weights.meta.get("categories"),
+                  normalization)
 
 
 # torchvision builders that, given pre-trained weights, turn their ImageNet-normalized input into the statistics the
@@ -176,7 +182,7 @@ def _example(torchvision_name: str) -> str:
 
 
 def _names_with_torchvision_weights() -> list[str]:
-    from zoo.registry import list_models
+    from zoo.models.registry import list_models
 
     return [n for n in list_models() if get_model_info(n).torchvision]
 
@@ -223,7 +229,8 @@ def _shared_prefix(state: dict[str, Tensor]) -> Wrapper | None:
     if count < len(state) / 2:
         return None
     prefix = f"{first}."
-    return Wrapper(prefix, f"shared by {count} of {len(state)} keys", tuple(key for key in state if not key.startswith(prefix)))
+    return Wrapper(prefix, f"shared by {count} of {len(state)} keys",
+                   tuple(key for key in state if not key.startswith(prefix)))
 
 
 def _wraps(wrapper: Wrapper, state: dict[str, Tensor]) -> bool:
@@ -239,7 +246,8 @@ def _strip(state: dict[str, Tensor], wrapper: Wrapper) -> dict[str, Tensor]:
     if metadata is not None:
         root = wrapper.prefix[:-1]
         inner._metadata = OrderedDict(("" if key == root else key.removeprefix(wrapper.prefix), value)
-                                      for key, value in metadata.items() if key == root or key.startswith(wrapper.prefix))
+                                      for key, value in metadata.items()
+                                      if key == root or key.startswith(wrapper.prefix))
     return inner
 
 
@@ -261,7 +269,8 @@ def transplant(model: nn.Module, source: Source, strict: bool = True) -> LoadRep
         elif key not in target:
             report.problems.append(f"{key} is not in {model.name}")
         elif target[key].shape != value.shape:
-            report.problems.append(f"{key} is {tuple(value.shape)} in the source but {tuple(target[key].shape)} in {model.name}")
+            report.problems.append(f"{key} is {tuple(value.shape)} in the source but "
+                                   f"{tuple(target[key].shape)} in {model.name}")
         else:
             fitting[key] = value
     if hasattr(state, "_metadata"):
@@ -282,8 +291,9 @@ def transplant(model: nn.Module, source: Source, strict: bool = True) -> LoadRep
         matched = [k for k in kept if k in fitting]
         what = (f"matched {', '.join(matched[:3])}{' ...' if len(matched) > 3 else ''}" if matched else "none matched")
         what += f"; first misfit: {report.problems[0]}" if report.problems else ""
-        raise ZooError(f"{source.description} fits only {share:.1%} of {model.name}'s backbone parameters ({len(kept)} of "
-                       f"{len(backbone)} tensors; {what}), too few to fine-tune from even with finetune.strict: false; "
+        raise ZooError(f"{source.description} fits only {share:.1%} of {model.name}'s backbone parameters "
+                       f"({len(kept)} of {len(backbone)} tensors; {what}), "
+                       "too few to fine-tune from even with finetune.strict: false; "
                        f"choose weights saved from a {model.name}, or remove finetune to train from scratch")
     filled = [k for k in target if k not in fitting and k not in absent]
     if filled:
@@ -320,7 +330,8 @@ class Freezer:
             names = [name for name, _ in modules]
             if target not in names:
                 children = ", ".join(name for name, _ in model.named_children())
-                raise ZooError(f"finetune.freeze: {model.name} has no module {target!r}; its top-level modules are {children}")
+                raise ZooError(f"finetune.freeze: {model.name} has no module {target!r}; "
+                               f"its top-level modules are {children}")
             # named_modules is pre-order: the target's descendants follow it directly.
             last = max(i for i, name in enumerate(names) if _within(name, (target,)))
             frozen_modules = {name for name in names[1:last + 1]}
@@ -364,7 +375,8 @@ def describe(source: Source, report: LoadReport, freezer: Freezer) -> str:
     lines = [f"fine-tuning {freezer.model.name} from {source.description}",
              *(f"  {note}" for note in (*source.notes, *report.notes)),
              f"  keys loaded {len(report.loaded)}, skipped {len(report.skipped)}"
-             + (f" ({', '.join(report.skipped[:4])}{' ...' if len(report.skipped) > 4 else ''})" if report.skipped else "")
+             + (f" ({', '.join(report.skipped[:4])}{' ...' if len(report.skipped) > 4 else ''})" if report.skipped
+                else "")
              + f", missing {len(report.missing)}" + (f" ({', '.join(report.missing[:4])})" if report.missing else ""),
              f"  parameters: {trainable:,} trainable, {frozen:,} frozen (freeze: {freezer.spec})"]
     if report.problems:

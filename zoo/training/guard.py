@@ -15,36 +15,18 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import FrameType
 
 import torch
 from torch import Tensor
 
-from zoo.console import say
 from zoo.distributed import place
 from zoo.errors import ZooError
+from zoo.loop import EXIT_CODES, Stop
+from zoo.present.console import say
 
 CHECK_INTERVAL = 10  # steps between looks on a GPU or under DDP
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as shells report it
-NONFINITE_EXIT_CODE = 3  # 1 is a bug, 2 bad input
 _NO_STEP = 2**62
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Why the run stops: a signal (its number) or a non-finite loss first seen at `step`."""
-
-    signal: int | None = None
-    nonfinite_step: int | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return NONFINITE_EXIT_CODE if self.nonfinite_step is not None else EXIT_CODES.get(self.signal, 130)
-
-    @property
-    def signal_name(self) -> str:
-        return signal.Signals(self.signal).name if self.signal else ""
 
 
 class Guard:
@@ -130,11 +112,25 @@ class Guard:
         return None
 
 
+@contextlib.contextmanager
+def one_line_errors(device: torch.device, batch_size: int) -> Iterator[None]:
+    """Around a run's work: running out of device or host memory becomes one line saying what to change
+    (out_of_memory); any other error goes through as it is."""
+    try:
+        yield
+    except Exception as error:
+        known = out_of_memory(error, device, batch_size)
+        if known is not None:
+            raise known from None
+        raise
+
+
 def out_of_memory(error: BaseException, device: torch.device, batch_size: int) -> ZooError | None:
     """A training run out of device or host memory as one line saying what to change, or None for any other error."""
     text = str(error)
     if not (isinstance(error, torch.OutOfMemoryError) or "DefaultCPUAllocator: can't allocate memory" in text):
         return None
     first = next((line.strip() for line in text.splitlines() if line.strip()), "out of memory").rstrip(".")
-    lighter = "lower data.batch_size (or data.input_size)" + (", or set train.precision: bf16" if device.type == "cuda" else "")
+    lighter = ("lower data.batch_size (or data.input_size)"
+               + (", or set train.precision: bf16" if device.type == "cuda" else ""))
     return ZooError(f"out of memory on {device} at data.batch_size {batch_size} ({first}); {lighter}")

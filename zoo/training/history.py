@@ -34,7 +34,8 @@ class History:
     def write(self, epoch: int, train: EpochResult, val: EpochResult | None, ema_val: EpochResult | None,
               rates: dict[str, float]) -> None:
         """Append `epoch`'s row: losses, top-1 accuracies (fractions), the learning rates, images/s, seconds."""
-        row: dict[str, object] = {"epoch": epoch, "train_loss": train.metrics.loss, "train_accuracy": train.metrics.accuracy,
+        row: dict[str, object] = {"epoch": epoch, "train_loss": train.metrics.loss,
+                                  "train_accuracy": train.metrics.accuracy,
                                   "images_per_s": round(train.images_per_second, 1), "time_s": round(train.seconds, 3)}
         if val is not None:
             row.update(val_loss=val.metrics.loss, val_accuracy=val.metrics.accuracy,

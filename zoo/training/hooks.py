@@ -1,140 +1,33 @@
-"""What a run does around its steps and epochs, one small object each: the log (TensorBoard and the console),
-checkpoints, early stopping, and the per-step hook that joins them with the guard. The run's loop calls them;
-a new concern (an EMA of the weights, say) is one more object here, not more lines in the loop."""
+"""What a run does around its steps and epochs, one small object each: checkpoints, early stopping, the choice of
+best.pt's weights, and the per-step hook that joins them with the log and the guard; `Run` bundles what they
+share. The run's epoch loop (zoo.training.run._epochs) calls them; train.ema is the one concern that also has a
+line there (its average is validated beside the weights), besides its update in the step hook."""
 
 from __future__ import annotations
 
-import math
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from zoo.checkpoint import Progress, RankState, save_checkpoint
 from zoo.config import Config, EarlyStoppingConfig
-from zoo.console import say
 from zoo.data import loader_state
 from zoo.distributed import Job
 from zoo.errors import RunStopped
-from zoo.loop import EpochResult
+from zoo.loop import EpochResult, Stop
 from zoo.metrics import MetricAccumulator
 from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
 from zoo.runtime import capture_rng
-from zoo.training.guard import Guard, Stop
-from zoo.training.history import History
-from zoo.training.optim import learning_rates
+from zoo.training.guard import Guard
+from zoo.training.log import RunLog
 from zoo.training.setup import Parts
-
-
-class RunLog:
-    """The console (progress bars, one line per epoch) and, on rank 0, TensorBoard."""
-
-    def __init__(self, run_dir: Path, config: Config, job: Job, quiet: bool) -> None:
-        from zoo.training.tensorboard import TensorBoardLogger
-
-        self.config, self.quiet = config, quiet or not job.is_main or not sys.stderr.isatty()
-        self.tensorboard = TensorBoardLogger(run_dir) if job.is_main else None
-        self.history: History | None = None
-
-    def start(self, run_dir: Path, parts: Parts, plan_changes: list[str] | None, resumed_from: str | None,
-              reason: str | None = None) -> None:
-        """Where the run writes (or, resumed, where it goes on from, and `reason`: what continued it), and the
-        model's graph once."""
-        if self.tensorboard is not None:
-            self.history = History(run_dir / "history.csv", parts.ema is not None, list(learning_rates(parts.step.optimizer)),
-                                   parts.position.epoch if resumed_from is not None else None)
-        if resumed_from is None:
-            say(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {self.config.train.output_dir}")
-            if parts.step.mix is not None:
-                say("data.augment mixes training batches (Mixup/CutMix): the training loss is against the mixed "
-                      "targets, the training accuracy against each image's own label")
-            if self.tensorboard is not None:
-                example = next(iter(parts.test_loader))[0][:1].to(parts.compute.device)
-                self.tensorboard.graph(parts.model, example)
-            else:
-                next(iter(parts.test_loader))  # the same random draws on every rank (a DataLoader's base seed)
-            return
-        why = f" ({reason})" if reason else ""
-        say(f"resuming {run_dir} from {resumed_from} at {parts.position.describe(parts.batches_per_epoch)}{why}")
-        if plan_changes:
-            say(f"config changes (allowed): {'; '.join(plan_changes)}")
-        for note in parts.resume_notes:
-            say(note)
-
-    def bar(self, epoch: int, start_batch: int, total: int) -> tqdm:
-        return tqdm(total=total, initial=start_batch, desc=f"epoch {epoch}/{self.config.train.epochs}", unit="batch",
-                    disable=self.quiet, leave=False, dynamic_ncols=True)
-
-    def step(self, step: int, loss: torch.Tensor, parts: Parts) -> None:
-        """Every train.log_interval steps: the batch loss, the learning rate and per-layer gradient norms."""
-        if self.tensorboard is not None:
-            self.tensorboard.scalars({"train/batch_loss": loss.item(), **learning_rates(parts.step.optimizer)}, step)
-            self.tensorboard.gradient_norms(parts.model, step)
-
-    def epoch(self, epoch: int, train: EpochResult, val: EpochResult | None, parts: Parts,
-              ema_val: EpochResult | None = None) -> None:
-        rates = learning_rates(parts.step.optimizer)
-        lr = next(iter(rates.values()))  # the head's when fine-tuning sets the backbone's apart
-        if self.tensorboard is not None:
-            board = self.tensorboard
-            board.metrics("train", train.metrics, epoch)
-            board.scalars({"throughput/images_per_s": train.images_per_second, "time/epoch_s": train.seconds,
-                           **{name.replace("lr", "lr_epoch", 1): rate for name, rate in rates.items()}}, epoch)
-            drawn = picture_epoch(epoch, self.config.train.epochs, self.config.train.histogram_interval)
-            if drawn:
-                board.histograms(parts.model, epoch)
-            if val is not None:
-                board.metrics("val", val.metrics, epoch)
-                if drawn:
-                    board.confusion(val.metrics, parts.splits.classes, epoch)
-                if self.config.train.log_filters:
-                    board.filters(parts.model, epoch)
-            if ema_val is not None:
-                board.metrics("val_ema", ema_val.metrics, epoch)
-        if self.history is not None:
-            self.history.write(epoch, train, val, ema_val, rates)
-        say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val))
-
-    def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None, classes: list[str],
-               scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """The test split's figures on best.pt's weights; `scores`, its (N x classes logits, N labels) over every
-        rank, draw its per-class PR curves."""
-        if self.tensorboard is not None:
-            self.tensorboard.metrics("test", test.metrics, epochs_run)
-            if scores is not None:
-                self.tensorboard.pr_curves("test", *scores, classes, epochs_run)
-            self.tensorboard.hparams(hparams(self.config), {"hparam/test_accuracy": test.metrics.accuracy,
-                                                            "hparam/val_accuracy": (best_val or {}).get("accuracy", test.metrics.accuracy)})
-
-    def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-
-
-def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | None, lr: float,
-               ema_val: EpochResult | None = None) -> str:
-    m = train.metrics
-    text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} acc {m.accuracy:6.2%}"
-    for name, result in (("val", val), ("ema val", ema_val)):
-        if result is not None:
-            v = result.metrics
-            text += f"  {name} loss {v.loss:.4f} acc {v.accuracy:6.2%}"
-            if v.top5_accuracy is not None:  # None with 5 classes or fewer
-                text += f" top5 {v.top5_accuracy:6.2%}"
-    return text + f"  lr {lr:.3g}  {train.images_per_second:,.0f} img/s  {train.seconds:.1f}s"
-
-
-def hparams(config: Config) -> dict[str, Any]:
-    return {"model": config.model.name, "data": config.data.name, "optimizer": config.optimizer.name,
-            "lr": config.optimizer.lr, "weight_decay": config.optimizer.weight_decay, "batch_size": config.data.batch_size,
-            "epochs": config.train.epochs, "scheduler": config.scheduler.name, "init": config.init, "seed": config.train.seed}
 
 
 def section(result: EpochResult) -> dict[str, float]:
     """A split's figures as metrics.json records them."""
-    return {**result.metrics.summary(), "time_s": round(result.seconds, 3), "images_per_s": round(result.images_per_second, 1)}
+    return {**result.metrics.summary(), "time_s": round(result.seconds, 3),
+            "images_per_s": round(result.images_per_second, 1)}
 
 
 class EarlyStopping:
@@ -194,14 +87,31 @@ def record_epoch(progress: Progress, epoch: int, train: EpochResult, val: EpochR
     return improved
 
 
+@dataclass
+class Run:
+    """What one run's epochs share: its parts, this process's place, the run directory, the log, the guard, early
+    stopping (None without train.early_stopping) and the checkpointer built from them."""
+
+    parts: Parts
+    job: Job
+    directory: Path
+    log: RunLog
+    guard: Guard
+    stopper: EarlyStopping | None
+    saver: Checkpointer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.saver = Checkpointer(self)
+
+
 class Checkpointer:
     """checkpoints/last.pt (and best.pt) of the run. Every rank calls `save`, to hand rank 0 its random state
     and, mid-epoch, its share of the epoch's sums; rank 0 writes, atomically, and a signal waits for it."""
 
-    def __init__(self, run_dir: Path, parts: Parts, job: Job, guard: Guard, progress: Progress,
-                 stopper: EarlyStopping | None) -> None:
-        self.folder = run_dir / "checkpoints"
-        self.parts, self.job, self.guard, self.progress, self.stopper = parts, job, guard, progress, stopper
+    def __init__(self, run: Run) -> None:
+        self.folder = run.directory / "checkpoints"
+        self.parts, self.job, self.guard, self.stopper = run.parts, run.job, run.guard, run.stopper
+        self.progress = run.parts.position.progress
         self.saved = (self.folder / "last.pt").is_file()  # a resumed run's, or one of this run's saves
 
     def clean(self) -> None:
@@ -250,15 +160,6 @@ class Checkpointer:
 
 
 LOG_POINTS = 20  # per-step TensorBoard points a run gets at least, whatever train.log_interval says
-PICTURES = 10  # per run, at most about: weight histograms and validation confusion images with train.histogram_interval auto
-
-
-def picture_epoch(epoch: int, epochs: int, interval: int | None) -> bool:
-    """Whether `epoch` draws the weight histograms and the validation confusion image in TensorBoard: every
-    `interval` epochs (train.histogram_interval), for None every ceil(epochs / PICTURES), and always the last.
-    Each costs milliseconds that a small model's epoch notices (the main job: 20 of each took 0.6 s of 7)."""
-    every = interval if interval is not None else max(1, math.ceil(epochs / PICTURES))
-    return epoch % every == 0 or epoch == epochs
 
 
 def log_interval(configured: int, total_steps: int) -> int:
@@ -268,13 +169,15 @@ def log_interval(configured: int, total_steps: int) -> int:
 
 
 class StepHook:
-    """After each optimizer step of `epoch`: the average of the weights (train.ema); the log every log_interval steps; the guard's look at the loss and
-    at signals; and a checkpoint every train.checkpoint_every_steps, or where a signal stops the epoch (never
-    after a non-finite loss)."""
+    """After each optimizer step of `epoch`: the average of the weights (train.ema); the log every log_interval
+    steps; the guard's look at the loss and at signals; and a checkpoint every train.checkpoint_every_steps, or
+    where a signal stops the epoch (never after a non-finite loss)."""
 
-    def __init__(self, epoch: int, parts: Parts, log: RunLog, guard: Guard, saver: Checkpointer) -> None:
-        self.epoch, self.parts, self.log, self.guard, self.saver = epoch, parts, log, guard, saver
-        self.log_interval = log_interval(parts.config.train.log_interval, parts.config.train.epochs * parts.steps_per_epoch)
+    def __init__(self, epoch: int, run: Run) -> None:
+        parts = run.parts
+        self.epoch, self.parts, self.log, self.guard, self.saver = epoch, parts, run.log, run.guard, run.saver
+        self.log_interval = log_interval(parts.config.train.log_interval,
+                                         parts.config.train.epochs * parts.steps_per_epoch)
         self.save_every = parts.config.train.checkpoint_every_steps
 
     def __call__(self, step: int, batches: int, loss: torch.Tensor, meter: MetricAccumulator) -> Stop | None:
@@ -306,15 +209,17 @@ def resume_command(run_dir: Path, job: Job, run_id: str | None = None) -> str:
     return f"torchrun {launch} -m zoo train --resume {run_dir}"
 
 
-def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path, job: Job, run_id: str | None = None) -> RunStopped:
+def stopped(stop: Stop, epoch: int, batch: int, step: int, run_dir: Path, job: Job,
+            run_id: str | None = None) -> RunStopped:
     """The one line a stopped run ends with. `epoch`, `batch`: where a resumed run would go on; `run_id`:
     train.run_id's, whose own command line continues the run."""
     last = run_dir / "checkpoints" / "last.pt"
     command = resume_command(run_dir, job)  # a changed learning rate needs --resume, run_id or not
     if stop.nonfinite_step is not None:
         if not last.is_file():  # nothing to resume: the advice is to start again
-            return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; no checkpoint "
-                              "was saved before it; lower optimizer.lr or set train.grad_clip, and train again",
+            return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; "
+                              "no checkpoint was saved before it; "
+                              "lower optimizer.lr or set train.grad_clip, and train again",
                               stop.exit_code)
         return RunStopped(f"the loss is not finite at step {stop.nonfinite_step} (epoch {epoch}); stopped; last good "
                           f"checkpoint: {last}; lower optimizer.lr or set train.grad_clip, then {command} "

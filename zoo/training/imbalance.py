@@ -47,5 +47,6 @@ def imbalance_note(config: Config, counts: Tensor, classes: list[str]) -> str | 
     listed = ", ".join(f"{name} {int(count):,}" for name, count in zip(classes, counts.tolist()))
     if len(classes) > 10:
         listed = f"{classes[largest]} {int(counts[largest]):,} ... {classes[smallest]} {int(counts[smallest]):,}"
-    return (f"note: the training split is imbalanced ({listed} images; {counts[largest] / max(counts[smallest], 1):.0f}x "
-            "between the largest and smallest class); consider --set loss.class_weights=auto or --set data.sampler=balanced")
+    return (f"note: the training split is imbalanced ({listed} images; "
+            f"{counts[largest] / max(counts[smallest], 1):.0f}x between the largest and smallest class); "
+            "consider --set loss.class_weights=auto or --set data.sampler=balanced")

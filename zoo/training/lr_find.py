@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import math
 import os
 import sys
@@ -37,19 +36,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm import tqdm
 
-from zoo.config import Config
+from zoo.config import Config, load_config
 from zoo.data import load_loader_state, loader_state, set_epoch
 from zoo.distributed import launch, launched_by_torchrun
 from zoo.errors import ZooError
-from zoo.loop import train_epoch
+from zoo.loop import Stop, train_epoch
 from zoo.metrics import MetricAccumulator
 from zoo.rundir import atomic_write
 from zoo.runtime import capture_rng, restore_rng
-from zoo.training.guard import Stop, out_of_memory
+from zoo.training.guard import one_line_errors
 from zoo.training.setup import Parts, assemble
 
 START_LR, END_LR, STEPS = 1e-7, 10.0, 100  # fastai's defaults (Lightning's: 1e-8 to 1 in 100 steps)
@@ -86,6 +84,12 @@ class LrFindResult:
     batches_per_pass: int = 0  # of the training loader
 
     @property
+    def curve_labels(self) -> tuple[str, str, str]:
+        """The legend of the picture's curves: each step's loss, the moving average, the centered average."""
+        return ("each step's loss", f"moving average (beta {BETA:g})",
+                f"centered average (+-{CENTERED_DECADES:g} decade)")
+
+    @property
     def rule(self) -> str:
         return f"steepest descent of the smoothed loss, a centered average over +-{CENTERED_DECADES:g} decade of lr"
 
@@ -96,14 +100,15 @@ def check_range(steps: int, start_lr: float, end_lr: float) -> None:
         raise ZooError(f"--steps is {steps}; give {MIN_STEPS} to {MAX_STEPS} optimizer steps ({STEPS} is usual)")
     for flag, value in (("--start-lr", start_lr), ("--end-lr", end_lr)):
         if not (math.isfinite(value) and value > 0):
-            raise ZooError(f"{flag} is {value:g}; give a positive learning rate, e.g. --start-lr {START_LR:g} --end-lr {END_LR:g}")
+            raise ZooError(f"{flag} is {value:g}; give a positive learning rate, "
+                           f"e.g. --start-lr {START_LR:g} --end-lr {END_LR:g}")
     if start_lr >= end_lr:
         raise ZooError(f"--start-lr {start_lr:g} is not below --end-lr {end_lr:g}; the sweep goes up, "
                        f"e.g. --start-lr {START_LR:g} --end-lr {END_LR:g}")
     decades = math.log10(end_lr / start_lr)
     if (steps - 1) / decades < MIN_PER_DECADE:  # the suggestion would be refused after the sweep: say so before it
-        raise ZooError(f"--steps {steps} over {decades:.2g} decades of lr are {(steps - 1) / decades:.2g} a decade, too "
-                       f"coarse to take the loss's slope (it needs {MIN_PER_DECADE}); give --steps "
+        raise ZooError(f"--steps {steps} over {decades:.2g} decades of lr are {(steps - 1) / decades:.2g} a decade, "
+                       f"too coarse to take the loss's slope (it needs {MIN_PER_DECADE}); give --steps "
                        f"{math.ceil(MIN_PER_DECADE * decades) + 1} or more, or a narrower range")
 
 
@@ -117,17 +122,34 @@ def lr_find(config: Config, steps: int = STEPS, start_lr: float = START_LR, end_
     if launched_by_torchrun():
         raise ZooError("zoo lr-find runs in one process; start it without torchrun (the rate it suggests is for "
                        "the batch size of one process)")
-    with _process_kept(), launch(config.train.device) as job:
-        try:
-            parts = assemble(config, job, None)
-            for note in parts.start_notes:  # the sweep writes no run directory: they go now
-                print(note, file=sys.stderr, flush=True)
-            return sweep(parts, steps, start_lr, end_lr, quiet)
-        except Exception as error:
-            known = out_of_memory(error, job.device, config.data.batch_size)
-            if known is not None:
-                raise known from None
-            raise
+    with _process_kept(), launch(config.train.device) as job, one_line_errors(job.device, config.data.batch_size):
+        parts = assemble(config, job, None)
+        for note in parts.start_notes:  # the sweep writes no run directory: they go now
+            print(note, file=sys.stderr, flush=True)
+        return sweep(parts, steps, start_lr, end_lr, quiet)
+
+
+@dataclass(frozen=True)
+class LrFindRun:
+    """`zoo lr-find`'s outcome: the sweep, where its picture went, and the --set flags that train with the rate."""
+
+    result: LrFindResult
+    plot: Path
+    overrides: list[str]  # the user's --set flags with optimizer.lr the suggestion's; [] without a suggestion
+
+
+def run_lr_find(config_path: Path, overrides: list[str] | None = None, output: Path | None = None, *,
+                steps: int = STEPS, start_lr: float = START_LR, end_lr: float = END_LR,
+                quiet: bool = True) -> LrFindRun:
+    """`zoo lr-find`: the range is checked before the config and the data are read, then the sweep runs on the
+    config's parts (lr_find) and the picture is written to `output` (plot_path's default). Raises ZooError as
+    lr_find and plot_path do."""
+    check_range(steps, start_lr, end_lr)
+    config = load_config(config_path, overrides)
+    path = plot_path(config, output)
+    result = lr_find(config, steps, start_lr, end_lr, quiet=quiet)
+    write_plot(result, path, f"learning-rate range test: {config.model.name} on {config.data.name}")
+    return LrFindRun(result, path, lr_overrides(overrides, result.suggestion) if result.suggestion is not None else [])
 
 
 def sweep(parts: Parts, steps: int = STEPS, start_lr: float = START_LR, end_lr: float = END_LR,
@@ -147,8 +169,9 @@ def sweep(parts: Parts, steps: int = STEPS, start_lr: float = START_LR, end_lr: 
             while recorder.reason is None:
                 passes += 1
                 set_epoch(parts.train_loader, passes)  # the order epoch `passes` of the run would see
-                train_epoch(parts.step_model, parts.train_loader, step, parts.num_classes, first_step=len(recorder.losses),
-                            epoch_batches=parts.batches_per_epoch, hook=recorder, progress=bar)
+                train_epoch(parts.step_model, parts.train_loader, step, parts.num_classes,
+                            first_step=len(recorder.losses), epoch_batches=parts.batches_per_epoch,
+                            hook=recorder, progress=bar)
     finally:
         kept.restore(parts)
     centered, index, problem = suggest(recorder.lrs, recorder.losses, start_lr, end_lr)
@@ -181,29 +204,9 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
     centered = (sums[high] - sums[low]) / (high - low)  # the window shrinks at the ends instead of padding them
     skip = min(SKIP_START, n // 5)
     lowest = int(np.argmin(centered))
-    taken = f"{n} step{'s' if n != 1 else ''}"
-    per_decade = 1 / math.log10(lrs[1] / lrs[0]) if n > 1 else 0.0
-    if per_decade < MIN_PER_DECADE:
-        needed = math.ceil(MIN_PER_DECADE * math.log10(end_lr / start_lr)) + 1
-        return centered.tolist(), None, (f"no suggestion: {taken} of {per_decade:.2g} a decade of lr are too coarse to "
-                                         f"take the loss's slope; sweep with --steps {max(needed, STEPS)}")
-    covered = math.log10(lrs[-1] / lrs[0])
-    if covered < MIN_DECADES:
-        where = (f"start lower (--start-lr {start_lr / 100:g})" if lrs and lrs[-1] < end_lr / 1.0001
-                 else f"sweep a wider range (--start-lr {min(start_lr, START_LR):g} --end-lr {max(end_lr, END_LR):g})")
-        return centered.tolist(), None, (f"no suggestion: the sweep covered {covered:.2g} decade{'s' if covered != 1 else ''} of lr, fewer than the "
-                                         f"{MIN_DECADES:g} the slope of a +-{CENTERED_DECADES:g}-decade average needs; {where}")
-    if n < skip + MIN_POINTS:
-        return centered.tolist(), None, (f"no suggestion: {taken} are too few to take the loss's slope; sweep longer "
-                                         f"(--steps {STEPS})")
-    if lowest < skip + MIN_POINTS - 1:
-        return centered.tolist(), None, (f"no suggestion: the loss was lowest at lr {lrs[lowest]:.1e}, within the first "
-                                         f"{skip + MIN_POINTS - 1} of {taken}; start lower (--start-lr {start_lr / 100:g})")
-    fall = (centered[skip] - centered[lowest]) / abs(centered[skip]) if centered[skip] else 0.0
-    if fall < MIN_FALL:  # a slope of the noise: the rate it points to trains no better than start_lr
-        return centered.tolist(), None, (f"no suggestion: the loss fell by {fall:.1%} between lr {lrs[skip]:.1e} and "
-                                         f"{lrs[-1]:.1e} ({centered[skip]:.4g} to {centered[lowest]:.4g}), less than "
-                                         f"{MIN_FALL:.0%}; sweep higher (--end-lr {max(end_lr * 100, END_LR):g})")
+    problem = _no_slope(lrs, centered, skip, lowest, start_lr, end_lr)
+    if problem is not None:
+        return centered.tolist(), None, problem
     slopes = np.gradient(centered, np.log10(np.asarray(lrs)))  # nats per decade of lr
     index = skip + int(np.argmin(slopes[skip:lowest + 1]))
     # Within a window of the end of a sweep that reached end_lr, the slope may steepen past it: the averages there
@@ -212,6 +215,36 @@ def suggest(lrs: list[float], losses: list[float], start_lr: float, end_lr: floa
         return centered.tolist(), None, (f"no suggestion: the loss fell fastest at the sweep's end, lr {lrs[-1]:.1e}; "
                                          f"sweep higher (--end-lr {max(end_lr * 100, END_LR):g})")
     return centered.tolist(), index, None
+
+
+def _no_slope(lrs: list[float], centered: np.ndarray, skip: int, lowest: int, start_lr: float,
+              end_lr: float) -> str | None:
+    """Why the sweep's centered losses have no slope worth suggesting from, and what to change; None when they
+    have: steps too coarse, too few decades covered, too few steps, the lowest loss too early, too small a fall."""
+    n = len(centered)
+    taken = f"{n} step{'s' if n != 1 else ''}"
+    per_decade = 1 / math.log10(lrs[1] / lrs[0]) if n > 1 else 0.0
+    if per_decade < MIN_PER_DECADE:
+        needed = math.ceil(MIN_PER_DECADE * math.log10(end_lr / start_lr)) + 1
+        return (f"no suggestion: {taken} of {per_decade:.2g} a decade of lr are too coarse to take the loss's slope; "
+                f"sweep with --steps {max(needed, STEPS)}")
+    covered = math.log10(lrs[-1] / lrs[0])
+    if covered < MIN_DECADES:
+        where = (f"start lower (--start-lr {start_lr / 100:g})" if lrs and lrs[-1] < end_lr / 1.0001
+                 else f"sweep a wider range (--start-lr {min(start_lr, START_LR):g} --end-lr {max(end_lr, END_LR):g})")
+        return (f"no suggestion: the sweep covered {covered:.2g} decade{'s' if covered != 1 else ''} of lr, fewer than "
+                f"the {MIN_DECADES:g} the slope of a +-{CENTERED_DECADES:g}-decade average needs; {where}")
+    if n < skip + MIN_POINTS:
+        return f"no suggestion: {taken} are too few to take the loss's slope; sweep longer (--steps {STEPS})"
+    if lowest < skip + MIN_POINTS - 1:
+        return (f"no suggestion: the loss was lowest at lr {lrs[lowest]:.1e}, within the first "
+                f"{skip + MIN_POINTS - 1} of {taken}; start lower (--start-lr {start_lr / 100:g})")
+    fall = (centered[skip] - centered[lowest]) / abs(centered[skip]) if centered[skip] else 0.0
+    if fall < MIN_FALL:  # a slope of the noise: the rate it points to trains no better than start_lr
+        return (f"no suggestion: the loss fell by {fall:.1%} between lr {lrs[skip]:.1e} and {lrs[-1]:.1e} "
+                f"({centered[skip]:.4g} to {centered[lowest]:.4g}), less than {MIN_FALL:.0%}; sweep higher "
+                f"(--end-lr {max(end_lr * 100, END_LR):g})")
+    return None
 
 
 def plot_path(config: Config, output: Path | None) -> Path:
@@ -263,7 +296,8 @@ class _Recorder:
         self.smoothed.append(smooth)
         self.lowest = min(self.lowest, smooth)
         if smooth > DIVERGED * self.lowest:
-            self.reason, self.stopped_early = f"the smoothed loss passed {DIVERGED:g}x its lowest at lr {self.rate(k):.2g}", True
+            self.reason, self.stopped_early = (
+                f"the smoothed loss passed {DIVERGED:g}x its lowest at lr {self.rate(k):.2g}", True)
         elif k + 1 == self.steps:
             self.reason = "reached --end-lr"
         return Stop() if self.reason is not None else None
@@ -315,7 +349,8 @@ class _Kept:
         if self.generator is not None:
             parts.train_loader.generator.set_state(self.generator)
             if getattr(parts.train_loader, "_iterator", None) is not None:
-                parts.train_loader._iterator = None  # persistent workers' random state went on: the next pass starts new ones
+                # persistent workers' random state went on: the next pass starts new ones
+                parts.train_loader._iterator = None
         restore_rng(self.rng)
 
 
@@ -343,69 +378,10 @@ def _process_kept() -> Iterator[None]:
 
 # ---- the picture ----------------------------------------------------------------------------------------
 
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 440, 70, 20, 40, 50  # pixels
-
-
 def write_plot(result: LrFindResult, path: Path, title: str = "learning-rate range test") -> Path:
-    """The losses against lr on a log axis (each step's faint, the moving average, the centered average), the
-    suggestion marked, as a PNG written atomically to `path`. Drawn with Pillow in milliseconds, as zoo.plots
-    draws (matplotlib is not a dependency of this project)."""
-    buffer = io.BytesIO()
-    lr_find_image(result, title).save(buffer, format="PNG")
-    atomic_write(Path(path), buffer.getvalue())
+    """The losses against lr on a log axis (zoo.present.figures.lr_find_image: each step's faint, the moving
+    average, the centered average, the suggestion marked), as a PNG written atomically to `path`."""
+    from zoo.present.figures import lr_find_image, png
+
+    atomic_write(Path(path), png(lr_find_image(result, title)))
     return Path(path)
-
-
-GREY, BLUE, ORANGE, RED = (190, 190, 190), (8, 48, 107), (230, 120, 20), (200, 30, 30)
-
-
-def lr_find_image(result: LrFindResult, title: str = "learning-rate range test") -> Image.Image:
-    """The picture write_plot saves. The loss axis spans the curves up to their lowest point and a quarter more:
-    the divergence at the end leaves it at the top instead of flattening the rest."""
-    from zoo.plots import picture_font
-
-    marked = f"suggested lr {result.suggestion:.1e}" if result.suggestion is not None else "no suggestion"
-    legend = ("each step's loss", f"moving average (beta {BETA:g})", f"centered average (+-{CENTERED_DECADES:g} decade)")
-    font, (title, marked, *legend) = picture_font((title, marked, *legend), 13)
-    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((LEFT, 12), title, fill="black", font=font)
-    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
-    decades = range(math.floor(math.log10(result.start_lr)), math.ceil(math.log10(result.end_lr)) + 1)
-    curves = [values for values in (result.smoothed, result.centered) if values]
-    if curves:
-        bottom = min(min(values) for values in (*curves, result.losses))
-        top = max(max(values[:int(np.argmin(values)) + 1]) for values in curves)
-    else:
-        bottom, top = 0.0, 1.0
-    top = top + (top - bottom) / 4 if top > bottom else bottom + 1.0
-
-    def point(lr: float, loss: float) -> tuple[float, float]:
-        x = x0 + (math.log10(lr) - decades[0]) / max(decades[-1] - decades[0], 1) * (x1 - x0)
-        y = y1 - (min(max(loss, bottom), top) - bottom) / (top - bottom) * (y1 - y0)
-        return x, y
-
-    for decade in decades:  # the lr axis: a tick per power of ten
-        x = point(10.0 ** decade, bottom)[0]
-        draw.line((x, y1, x, y1 + 5), fill="black")
-        draw.text((x, y1 + 8), f"1e{decade}", fill="black", font=font, anchor="mt")
-    for k in range(5):  # the loss axis
-        value = bottom + (top - bottom) * k / 4
-        y = point(result.start_lr, value)[1]
-        draw.line((x0 - 5, y, x0, y), fill="black")
-        draw.text((x0 - 8, y), f"{value:.3g}", fill="black", font=font, anchor="rm")
-    draw.text(((x0 + x1) / 2, HEIGHT - 14), "learning rate (optimizer.lr, log scale)", fill="black", font=font, anchor="mm")
-    draw.text((8, TOP - 18), "loss", fill="black", font=font)
-    for values, colour, width in ((result.losses, GREY, 1), (result.smoothed, BLUE, 2), (result.centered, ORANGE, 2)):
-        if len(values) > 1:
-            draw.line([point(lr, loss) for lr, loss in zip(result.lrs, values)], fill=colour, width=width)
-    if result.suggestion_index is not None:
-        x, y = point(result.lrs[result.suggestion_index], result.centered[result.suggestion_index])
-        draw.line((x, y0, x, y1), fill=RED, width=1)
-        draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=RED, width=2)
-    for row, (text, colour) in enumerate(zip((*legend, marked), (GREY, BLUE, ORANGE, RED))):
-        y = y1 - 12 - (3 - row) * 18  # bottom left: the curves start high and fall at the right
-        draw.line((x0 + 10, y, x0 + 30, y), fill=colour, width=2)
-        draw.text((x0 + 36, y), text, fill="black" if colour != RED else RED, font=font, anchor="lm")
-    draw.rectangle((x0, y0, x1, y1), outline="black")
-    return image

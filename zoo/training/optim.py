@@ -3,11 +3,11 @@ warmup and one-cycle are smooth; epoch-based settings are converted to steps her
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
-
-from collections.abc import Callable
 
 from zoo.config import FUSED_DEVICES, OptimizerConfig, SchedulerConfig
 from zoo.errors import ZooError
@@ -44,7 +44,8 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig, lr_scale: LrScale
     groups = parameter_groups(model, config.weight_decay, config.decay_bias_and_norm, lr_scale, include_frozen)
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]
-    fused = {"fused": True} if use_fused(config, [p for group in groups for p in group["params"]], include_frozen) else {}
+    fused = ({"fused": True} if use_fused(config, [p for group in groups for p in group["params"]], include_frozen)
+             else {})
     if config.name == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, **fused)
     if config.name == "adagrad":
@@ -73,12 +74,13 @@ def use_fused(config: OptimizerConfig, params: list[nn.Parameter], joining_later
     if config.fused == "auto":
         return fits and on == ["cpu"]
     if config.fused and not fits:
-        raise ZooError(f"optimizer.fused: torch's fused {config.name} runs on {', '.join(devices)}, not on {', '.join(on)}; "
-                       "set optimizer.fused: auto")
+        raise ZooError(f"optimizer.fused: torch's fused {config.name} runs on {', '.join(devices)}, "
+                       f"not on {', '.join(on)}; set optimizer.fused: auto")
     return config.fused
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig, epochs: int, steps_per_epoch: int) -> LRScheduler:
+def build_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig, epochs: int,
+                    steps_per_epoch: int) -> LRScheduler:
     """torch's own schedulers, in steps, behind an optional linear warmup (SequentialLR)."""
     from torch.optim import lr_scheduler as S
 

@@ -27,7 +27,6 @@ from zoo.metrics import MetricAccumulator
 from zoo.runtime import restore_rng
 from zoo.training.optim import learning_rates
 
-
 # ---- what to resume ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -79,7 +78,8 @@ def find_checkpoint(target: Path) -> Path:
         raise ZooError(f"{target} holds no checkpoints/last.pt to resume from; give a run directory "
                        "(runs/<name>/<time>) or a checkpoint file")
     if not target.exists():
-        raise ZooError(f"--resume {str(target)!r} not found; give a run directory (runs/<name>/<time>) or a checkpoint file")
+        raise ZooError(f"--resume {str(target)!r} not found; "
+                       "give a run directory (runs/<name>/<time>) or a checkpoint file")
     return target
 
 
@@ -113,7 +113,7 @@ def prepare_resume(target: Path, config_path: Path | None = None, overrides: lis
 
 
 def continue_run(run_dir: Path, config: Config, reason: str) -> ResumePlan:
-    """The run in `run_dir` goes on from its last.pt, started again by the same command line (zoo.restarts):
+    """The run in `run_dir` goes on from its last.pt, started again by the same command line (zoo.training.restarts):
     `config` is that command line's and must be the checkpoint's. `reason`: what made this start a continuation
     ("train.run_id abc", "torchrun restart 1 of 3"), named in the run's first line and in the refusals."""
     checkpoint = run_dir / "checkpoints" / "last.pt"
@@ -123,9 +123,9 @@ def continue_run(run_dir: Path, config: Config, reason: str) -> ResumePlan:
     plan = ResumePlan(checkpoint, run_dir, state, requested, changed_keys(stored, requested), reason)
     if plan.changed:
         sets = " ".join(f"--set {_as_set(key, new)}" for key, _, new in plan.changed)
-        raise ZooError(f"{reason} continues {run_dir}, whose config differs: {'; '.join(plan.changes)}; give the config "
-                       "it was started with, or another train.run_id for a new run, or make the change with zoo train "
-                       f"--resume {run_dir} {sets} --allow-config-change")
+        raise ZooError(f"{reason} continues {run_dir}, whose config differs: {'; '.join(plan.changes)}; "
+                       "give the config it was started with, or another train.run_id for a new run, "
+                       f"or make the change with zoo train --resume {run_dir} {sets} --allow-config-change")
     check_unfinished(plan, run_dir)
     return plan
 
@@ -198,7 +198,8 @@ def check_unfinished(plan: ResumePlan, target: Path) -> None:
                f"early stopping ended it after epoch {state.epoch} of {train.epochs}: {patience}")
     else:
         why = f"it has done its {_epochs(state.epoch)}"
-    raise ZooError(f"--resume {target}: the run is finished, there is nothing left to train ({why}); to train more: {fix}")
+    raise ZooError(f"--resume {target}: the run is finished, there is nothing left to train ({why}); "
+                   f"to train more: {fix}")
 
 
 def changed_keys(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
@@ -224,7 +225,8 @@ def check_changes(changed: list[tuple[str, Any, Any]], state: TrainingState, che
             raise ZooError(f"--allow-config-change cannot change {key} ({before!r} -> {after!r}): {rule}")
         if key == "train.epochs" and after <= state.epoch:  # as many as done would train nothing
             done = f"{state.epoch} epochs and {state.batch} batches" if state.batch else f"{state.epoch} epochs"
-            raise ZooError(f"train.epochs {after}: {checkpoint} has done {done} already; give at least {state.epoch + 1}")
+            raise ZooError(f"train.epochs {after}: {checkpoint} has done {done} already; "
+                           f"give at least {state.epoch + 1}")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -238,7 +240,8 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                         scaler: torch.amp.GradScaler, plan: ResumePlan, steps_per_epoch: int, world_size: int) -> list[str]:
+                         scaler: torch.amp.GradScaler, plan: ResumePlan, steps_per_epoch: int,
+                         world_size: int) -> list[str]:
     """The optimizer's buffers and the scaler as saved. The schedule as saved, too, unless the config changed
     (--allow-config-change) or the number of processes did: then the new config's hyperparameters stand and
     its schedule, rebuilt in the new steps per epoch, goes on from where the run is (epochs done x steps per
@@ -273,8 +276,8 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
     total = plan.config.train.epochs * steps_per_epoch
     rest = _rest_of_schedule(optimizer, scheduler, total - position)
     high = max(rest)
-    notes.append(f"the learning-rate schedule goes on at step {position:,} of {total:,} ({steps_per_epoch:,} per epoch): "
-                 f"{_course(lr, rest)}")
+    notes.append(f"the learning-rate schedule goes on at step {position:,} of {total:,} "
+                 f"({steps_per_epoch:,} per epoch): {_course(lr, rest)}")
     peak = plan.config.optimizer.lr
     if total > position and high < 0.1 * peak:  # a finished schedule extended: the new epochs would barely train
         notes.append(f"note: the rest of the schedule stays below 10% of optimizer.lr {peak:g}, so the added epochs "
@@ -342,7 +345,8 @@ class Position:
                    ranks[job.rank] if len(ranks) == job.world_size else None)
 
     def describe(self, steps_per_epoch: int) -> str:
-        where = f"epoch {self.epoch + 1}, batch {self.batch}/{steps_per_epoch}" if self.batch else f"the start of epoch {self.epoch + 1}"
+        where = (f"epoch {self.epoch + 1}, batch {self.batch}/{steps_per_epoch}" if self.batch
+                 else f"the start of epoch {self.epoch + 1}")
         return f"{where} (step {self.step})"
 
     def restore(self, train_loader: Any) -> None:

@@ -4,7 +4,6 @@ best.pt (best by validation accuracy), and metrics.json; or, resumed, the rest o
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +12,17 @@ from typing import Any
 import torch
 
 from zoo.checkpoint import read_state
-from zoo.config import Config
-from zoo.console import say
-from zoo.distributed import Job, first_line, launch
+from zoo.config import Config, load_config
+from zoo.distributed import Job, launch
+from zoo.errors import ZooError
 from zoo.loop import EpochResult, evaluate_loader, train_epoch
-from zoo.errors import RunStopped, ZooError
-from zoo.restarts import Attempt, find_run, stopped_runs, write_launch
-from zoo.rundir import RunLock, create_run_dir, discard_run_dir, missing_folders, write_json
-from zoo.training.guard import Guard, out_of_memory
-from zoo.training.hooks import (Checkpointer, EarlyStopping, RunLog, StepHook, better, record_epoch, resume_command,
-                                section, stopped)
+from zoo.present.console import say
+from zoo.rundir import write_json
+from zoo.training.directory import RunDirectory
+from zoo.training.guard import Guard, one_line_errors
+from zoo.training.hooks import EarlyStopping, Run, StepHook, better, record_epoch, section, stopped
+from zoo.training.log import RunLog
+from zoo.training.restarts import Attempt, find_run
 from zoo.training.resume import ResumePlan, continue_run, prepare_resume
 from zoo.training.setup import Parts, assemble
 
@@ -39,10 +39,12 @@ def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None)
     ZooError, a signal or a non-finite loss RunStopped (after saving last.pt). Started by torchrun, each process
     trains its share with DDP (zoo.distributed) and rank 0 writes the run. `quiet`: no progress bars (always
     off when stderr is not a terminal). `resume`: used by zoo.resume, which continues a stopped run; without it,
-    the run that train.run_id names, or a torchrun restart's first attempt began, is continued (zoo.restarts)."""
+    the run that train.run_id names, or a torchrun restart's first attempt began, is continued
+    (zoo.training.restarts)."""
     with launch(config.train.device) as job:
         attempt = Attempt.current()
-        if resume is None:  # the same command line again: a launcher's restart, or train.run_id's run (zoo.restarts)
+        if resume is None:
+            # the same command line again: a launcher's restart, or train.run_id's run (zoo.training.restarts)
             action, run_dir = job.share(_find_run(config, attempt) if job.is_main else None)
             if action == "finished" and attempt.restarted:  # the run ended; a worker failed as the job did
                 say(f"{attempt.describe()}: {run_dir} finished before it (metrics.json); nothing left to do")
@@ -65,8 +67,19 @@ def resume(target: str | Path, config: str | Path | None = None, overrides: list
     return train(plan.config, quiet=quiet, resume=plan)
 
 
+def finetune(config: str | Path, overrides: list[str] | None = None, quiet: bool = False) -> RunResult:
+    """`zoo finetune`: train as the YAML file `config` (with `overrides`) says, which must have a finetune section
+    (finetune.source: the weights to start from); a ZooError otherwise, naming the file."""
+    resolved = load_config(config, overrides)
+    if resolved.finetune is None:
+        raise ZooError(f"{config} has no finetune section; add finetune.source (a checkpoint, a .pth file or "
+                       "torchvision:<Weights>), or run zoo train")
+    return train(resolved, quiet=quiet)
+
+
 def _find_run(config: Config, attempt: Attempt) -> tuple[str, Path | str | None]:
-    """(zoo.restarts.find_run's action, its run directory), on rank 0, or ("error", the one line) to raise on every rank."""
+    """(zoo.training.restarts.find_run's action, its run directory), on rank 0, or ("error", the one line) to raise on
+    every rank."""
     parent = config.train.output_dir / config.run_name
     try:
         return find_run(parent, config.train.run_id, attempt)
@@ -75,7 +88,7 @@ def _find_run(config: Config, attempt: Attempt) -> tuple[str, Path | str | None]
 
 
 def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
-    """The one line for a start that can neither begin nor continue a run (zoo.restarts.find_run's action)."""
+    """The one line for a start that can neither begin nor continue a run (zoo.training.restarts.find_run's action)."""
     if action == "error":
         raise ZooError(str(run_dir))
     if action == "finished":
@@ -91,69 +104,43 @@ def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
 
 def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt,
          stale: Path | None = None) -> RunResult:
-    """`stale`: a run directory an earlier attempt began and never saved in, removed before the run is created
-    (train.run_id's is made again; a torchrun restart's new run gets a new time-stamped one)."""
-    try:  # data, model, weights, optimizer: every check before anything is written
-        parts = assemble(config, job, plan)
-    except Exception as error:
-        _known(error, job, config)
-        raise
-    config, progress = parts.config, parts.position.progress
-    fresh = job.is_main and plan is None  # a new run's directory goes again if the run fails before its first save
-    made = missing_folders(config.train.output_dir / config.run_name) if fresh else []
-    if job.is_main and stale is not None:  # only what a run writes before its first save (config, logs) is lost
-        say(f"{stale}: the earlier attempt stopped before its first checkpoint; starting the run again")
-        shutil.rmtree(stale)
-    if job.is_main:
-        run_dir = plan.run_dir if plan else create_run_dir(config.train.output_dir, config.run_name, config.train.run_id)
-    run_dir = job.share(run_dir if job.is_main else None)
-    lock = log = saver = None
-    try:
-        lock = RunLock(run_dir, attempt.job).acquire() if job.is_main else None
-        if job.is_main and (config.train.run_id is not None or attempt.torchrun_id is not None):
-            write_launch(run_dir, config.train.run_id, attempt)  # what the next attempt finds the run by
-        notes = parts.start_notes + (_stopped_note(config, job, run_dir) if fresh else [])
-        for note in notes:
-            print(note, file=sys.stderr, flush=True)
-        log, guard = RunLog(run_dir, config, job, quiet), Guard(job.device, job.distributed)
-        stopper = EarlyStopping.of(config.train.early_stopping, progress)
-        saver = Checkpointer(run_dir, parts, job, guard, progress, stopper)
-        if job.is_main:
-            saver.clean()
-        saver.write_config(config)
-        log.start(run_dir, parts, plan.changes if plan else None, plan.checkpoint.name if plan else None,
-                  plan.reason if plan else None)
-        with guard.handling_signals():
-            parts.position.restore(parts.train_loader)  # the random state last: building the model and loaders drew from it
-            step = _epochs(parts, job, log, guard, saver, stopper, run_dir)
-        test, scores = _test_best(parts, job, run_dir)
-        metrics = _metrics(parts, progress, step, test)
-        if job.is_main:
-            _write_scores(parts, run_dir, *scores)
-            write_json(run_dir / "metrics.json", metrics)  # last: a run with metrics.json has all its files
-        log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores)
-    except BaseException as error:
-        if fresh and not isinstance(error, RunStopped) and not (saver is not None and saver.saved):  # a stopped run names its checkpoint
-            _discard(run_dir, made, log, lock)
-        _known(error, job, config)
-        if job.distributed and _peer_lost(error):
-            raise _lost(error, run_dir, config, job) from None
-        raise
-    finally:
-        if log is not None:
-            log.close()
-        if lock is not None:
-            lock.release()
+    """The run: set up, then in its directory: train the epochs, test best.pt, write metrics.json. `stale`: a run
+    directory an earlier attempt began and never saved in, removed before the run's is created (train.run_id's is
+    made again; a torchrun restart's new run gets a new time-stamped one)."""
+    with one_line_errors(job.device, config.data.batch_size):
+        parts = assemble(config, job, plan)  # data, model, weights, optimizer: every check before anything is written
+        config, progress = parts.config, parts.position.progress
+        with RunDirectory(config, job, plan, attempt, stale) as directory, \
+                RunLog(directory.path, config, job, quiet) as log:
+            for note in parts.start_notes + directory.notes():
+                print(note, file=sys.stderr, flush=True)
+            run = Run(parts, job, directory.path, log, Guard(job.device, job.distributed),
+                      EarlyStopping.of(config.train.early_stopping, progress))
+            if job.is_main:
+                run.saver.clean()
+            run.saver.write_config(config)
+            log.start(run.directory, parts, plan.changes if plan else None, plan.checkpoint.name if plan else None,
+                      plan.reason if plan else None)
+            with run.guard.handling_signals():
+                # the random state last: building the model and loaders drew from it
+                parts.position.restore(parts.train_loader)
+                step = _epochs(run)
+            test, scores = _test_best(parts, job, run.directory)
+            metrics = _metrics(parts, progress, step, test)
+            if job.is_main:
+                _write_scores(parts, run.directory, *scores)
+                write_json(run.directory / "metrics.json", metrics)  # last: a run with metrics.json has all its files
+            log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores)
     m = test.metrics
     top5 = f" top5 {m.top5_accuracy:.2%}" if m.top5_accuracy is not None else ""
     say(f"test loss {m.loss:.4f} acc {m.accuracy:.2%}{top5} ({m.count:,} images, best epoch {progress.best_epoch})\n"
-          f"metrics: {run_dir / 'metrics.json'}")
-    return RunResult(run_dir, metrics)
+        f"metrics: {run.directory / 'metrics.json'}")
+    return RunResult(run.directory, metrics)
 
 
-def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpointer, stopper: EarlyStopping | None,
-            run_dir: Path) -> int:
+def _epochs(run: Run) -> int:
     """For each epoch left: train, validate, log, checkpoint, stop? Returns the run's optimizer steps."""
+    parts, job, log, guard, saver, stopper = run.parts, run.job, run.log, run.guard, run.saver, run.stopper
     config, position = parts.config, parts.position
     progress, step = position.progress, position.step
     for epoch in range(position.epoch + 1, config.train.epochs + 1):
@@ -161,12 +148,12 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
         with log.bar(epoch, start_batch, parts.batches_per_epoch) as bar:
             result = train_epoch(parts.step_model, parts.train_loader, parts.step, parts.num_classes,
                                  first_step=step, start_batch=start_batch, epoch_batches=parts.batches_per_epoch,
-                                 meter=meter, hook=StepHook(epoch, parts, log, guard, saver), progress=bar)
+                                 meter=meter, hook=StepHook(epoch, run), progress=bar)
         step = result.steps
         progress.seconds, progress.images = progress.seconds + result.seconds, progress.images + result.images
         stop = result.stop or guard.check(step, force=True)  # nothing non-finite is validated or saved
         if stop is not None and (stop.nonfinite_step is not None or result.batches < parts.batches_per_epoch):
-            raise stopped(stop, epoch, result.batches, step, run_dir, job, config.train.run_id)
+            raise stopped(stop, epoch, result.batches, step, run.directory, job, config.train.run_id)
         val = _validate(parts, parts.model)
         ema_val = _validate(parts, parts.ema.module) if parts.ema is not None else None  # beside the raw weights
         log.epoch(epoch, result, val, parts, ema_val)
@@ -176,7 +163,7 @@ def _epochs(parts: Parts, job: Job, log: RunLog, guard: Guard, saver: Checkpoint
         saver.save(epoch, 0, step, None, best=improved)
         stop = stop or guard.check(step, force=True)  # a signal during validation or the save
         if stop is not None:
-            raise stopped(stop, epoch + 1, 0, step, run_dir, job, config.train.run_id)
+            raise stopped(stop, epoch + 1, 0, step, run.directory, job, config.train.run_id)
         if early_stop:
             say(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
             break
@@ -187,52 +174,6 @@ def _validate(parts: Parts, network) -> EpochResult | None:
     if parts.val_loader is None:
         return None
     return evaluate_loader(network, parts.val_loader, parts.compute, parts.eval_criterion, parts.num_classes)
-
-
-def _known(error: BaseException, job: Job, config: Config) -> None:
-    """Raise the one-line ZooError a known failure becomes (running out of memory); else return, to re-raise."""
-    known = out_of_memory(error, job.device, config.data.batch_size)
-    if known is not None:
-        raise known from None
-
-
-def _stopped_note(config: Config, job: Job, run_dir: Path) -> list[str]:
-    """A new run beside one of the same name that stopped before its end (killed, preempted, torchrun's restarts
-    used up): the same command started this one afresh; say how to continue that one instead."""
-    stopped = stopped_runs(config.train.output_dir / config.run_name, run_dir)
-    if not stopped:
-        return []
-    fixed = "" if config.train.run_id else " (with train.run_id set, the same command continues its run)"
-    return [f"note: {stopped[0]} stopped before its end (no metrics.json); this is a new run; to continue that one "
-            f"instead, stop this and run {resume_command(stopped[0], job)}{fixed}"]
-
-
-def _peer_lost(error: BaseException) -> bool:
-    """Whether a collective failed because another process of the run is gone (killed, its node lost): torch's
-    DistError (NCCL's errors, the store's), or gloo's RuntimeError from its transport."""
-    import torch.distributed as dist
-
-    text = str(error)
-    return isinstance(error, dist.DistError) or isinstance(error, RuntimeError) and (
-        "gloo/transport" in text or "Connection reset by peer" in text or "Connection closed by peer" in text)
-
-
-def _lost(error: BaseException, run_dir: Path, config: Config, job: Job) -> RunStopped:
-    """The one line a rank ends with when another process of the run is gone: last.pt (written only when every
-    rank took part in the save) holds the run up to its last save."""
-    last = run_dir / "checkpoints" / "last.pt"
-    saved = f"{last} is intact as last saved" if last.is_file() else "no checkpoint was saved yet"
-    return RunStopped(f"lost another process of the run ({first_line(error)}): a worker or node stopped; {saved}; "
-                      f"continue with {resume_command(run_dir, job, config.train.run_id)}", 1, every_rank=True)
-
-
-def _discard(run_dir: Path, made: list[Path], log: RunLog | None, lock: RunLock | None) -> None:
-    """A new run that failed before its first checkpoint: its directory goes (the log and lock let go first)."""
-    if log is not None:
-        log.close()
-    if lock is not None:
-        lock.release()
-    discard_run_dir(run_dir, made)
 
 
 def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -246,29 +187,31 @@ def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tupl
     targets: list[torch.Tensor] = []
     result = evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.eval_criterion, parts.num_classes,
                              logits=logits, targets=targets)
-    mine = (torch.cat(logits), torch.cat(targets)) if logits else (torch.empty(0, parts.num_classes), torch.empty(0, dtype=torch.long))
+    mine = ((torch.cat(logits), torch.cat(targets)) if logits
+            else (torch.empty(0, parts.num_classes), torch.empty(0, dtype=torch.long)))
     shares = job.gather(mine)  # a rank's share may be empty: a test split of fewer images than ranks
     if not job.is_main:
         return result, None
     count = sum(len(share[1]) for share in shares)
     logits, targets = torch.empty(count, parts.num_classes), torch.empty(count, dtype=torch.long)
-    for rank, (share_logits, share_targets) in enumerate(shares):  # rank r evaluated samples r, r + w, ... (ShardSampler)
+    # rank r evaluated samples r, r + w, ... (ShardSampler)
+    for rank, (share_logits, share_targets) in enumerate(shares):
         logits[rank::len(shares)], targets[rank::len(shares)] = share_logits.float(), share_targets
     return result, (logits, targets)
 
 
 def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: torch.Tensor) -> None:
-    """test_scores.npz (zoo.scores) for zoo report: the scores, and the pictures of the most confidently wrong
-    images where the data set holds tensors (16 samples read again: milliseconds)."""
-    from zoo.scores import write_scores
-    from zoo.trust import confidently_wrong
+    """test_scores.npz (zoo.evaluation.scores) for zoo report: the scores, and the pictures of the most confidently
+    wrong images where the data set holds tensors (16 samples read again: milliseconds)."""
+    from zoo.evaluation.scores import write_scores
+    from zoo.metrics.trust import confidently_wrong
 
     test = parts.splits.test
     paths = getattr(test, "paths", None)
     wrong = confidently_wrong(logits.double().softmax(dim=1).numpy(), targets.numpy())
     pictures = None
     if paths is None and wrong.size:
-        from zoo.trust_figures import input_picture
+        from zoo.present.figures import input_picture
 
         inputs = [test[int(index)][0] for index in wrong]
         if all(image.dim() == 3 for image in inputs):  # images, not xor's points
@@ -288,6 +231,7 @@ def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:
         "epochs_run": progress.epochs_run,
         "val": progress.best_val,
         "test": section(test),
-        "train": {"time_s": round(progress.seconds, 3), "images_per_s": round(progress.images / max(progress.seconds, 1e-9), 1),
+        "train": {"time_s": round(progress.seconds, 3),
+                  "images_per_s": round(progress.images / max(progress.seconds, 1e-9), 1),
                   "images": progress.images, "steps": step},
     }

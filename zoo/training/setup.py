@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,19 +14,26 @@ from torch import nn
 from zoo.checkpoint import Normalization, TrainingState, load_weights
 from zoo.config import Config
 from zoo.data import DataSplits, build_datasets, build_loaders, resume_at, set_epoch, uses_memory
+from zoo.data.transforms import batch_mixing
+from zoo.datasets import SPECS
 from zoo.distributed import Job
 from zoo.errors import ZooError
-from zoo.grids import first_conv
 from zoo.loop import Compute, TrainStep
 from zoo.metrics import MetricAccumulator
 from zoo.models.weight_init import init_weights
-from zoo.registry import get_model_info
-from zoo.runtime import (busy_cpus, compiled, cpu_threads, grad_scaler, load_note, memory_format, seed_everything,
-                         threads_note, tune_backends)
-from zoo.training.finetune import Freezer, describe, lr_scale, read_source, transplant
-from zoo.data.specs import SPECS
-from zoo.data.transforms import batch_mixing
+from zoo.runtime import (
+    busy_cpus,
+    compiled,
+    cpu_threads,
+    grad_scaler,
+    load_note,
+    memory_format,
+    seed_everything,
+    threads_note,
+    tune_backends,
+)
 from zoo.training.ema import WeightAverage, horizon_note
+from zoo.training.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
 from zoo.training.imbalance import class_counts, class_weights, imbalance_note
 from zoo.training.optim import build_optimizer, build_scheduler
 from zoo.training.resume import Position, ResumePlan, restore_optimization
@@ -75,7 +83,8 @@ class Parts:
             training["split_sizes"] = split_sizes(splits)
             if self.ema is not None:
                 training["ema"] = self.ema.state_dict()
-        return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, self.normalization, **training)
+        return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, self.normalization,
+                                        **training)
 
     def averaged_state(self) -> TrainingState:
         """best.pt when the average of the weights validated better: its weights alone (no training state, so
@@ -96,19 +105,14 @@ class Parts:
         finetune = self.config.finetune
         if self.freezer is not None and self.freezer.frozen and epoch == finetune.unfreeze_at_epoch:
             self.freezer.unfreeze()
-            self.step_model = compiled(job.wrap(self.model), self.compute.device, self.config.train.compile)  # DDP must see the new parameters
+            # DDP must see the new parameters
+            self.step_model = compiled(job.wrap(self.model), self.compute.device, self.config.train.compile)
             print(f"epoch {epoch}: every layer trains from now on")
         if start_batch:
             resume_at(self.train_loader, epoch, start_batch)
         else:
             set_epoch(self.train_loader, epoch)
         return start_batch, meter
-
-
-def model_geometry(config: Config) -> tuple[int, int]:
-    """(in_channels, input_size): the config's, else the model's own from the registry."""
-    info = get_model_info(config.model.name)
-    return config.model.in_channels or info.input_size[0], config.data.input_size or info.input_size[1]
 
 
 def check_classes(classes: list[str], config: Config) -> None:
@@ -172,61 +176,123 @@ def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input
 
 
 def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
-    """Everything `config` trains with, on this process's device; with `plan`, as its checkpoint left it."""
-    train = config.train
-    device = job.device
-    seed_everything(train.seed + job.rank, train.deterministic)  # DDP starts every rank from rank 0's weights
-    tune_backends(device, train.precision, train.deterministic)
-    in_channels, input_size = model_geometry(config)
+    """Everything `config` trains with, on this process's device; with `plan`, as its checkpoint left it. Stage by
+    stage, in the order their random draws and checks have always been made: the data, the network and its checks,
+    the position and the CPU threads, the weights (fine-tuning's source or the checkpoint's) and freezing, then
+    the optimization step. Every check comes before the run writes anything."""
+    # DDP starts every rank from rank 0's weights
+    seed_everything(config.train.seed + job.rank, config.train.deterministic)
+    tune_backends(job.device, config.train.precision, config.train.deterministic)
+    config, source = weights_source(config, plan)
+    data = build_data(config, job, plan)
+    model = build_model(config, data, job)
+    position = Position.of(plan.state, job) if plan else Position()
+    threads_notes = set_threads(config, job, plan, position)
+    step_model, freezer = place_weights(model, config, job, plan, source, position)
+    step, ema, resume_notes, step_notes = build_step(config, model, data, job, plan, freezer, position)
+    return Parts(config, data.splits, *data.loaders, model, step_model, freezer, step, data.batches_per_epoch,
+                 data.steps_per_epoch, position, resume_notes, ema, data.notes + threads_notes + step_notes)
+
+
+def weights_source(config: Config, plan: ResumePlan | None) -> tuple[Config, Source | None]:
+    """A new fine-tuning run's source of weights (finetune.source), read before anything else: its normalization
+    becomes the config's, since pre-trained weights expect their statistics. None for other runs."""
     finetune = config.finetune
-    source = read_source(finetune.source, config.model.name, finetune.source_key) if finetune and plan is None else None
-    if source is not None and source.normalization is not None:  # pre-trained weights expect their statistics
-        config = config.with_normalization(source.normalization.mean, source.normalization.std, in_channels)
-    splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=train.seed)
+    if finetune is None or plan is not None:
+        return config, None
+    source = read_source(finetune.source, config.model.name, finetune.source_key)
+    if source.normalization is not None:
+        config = config.with_normalization(source.normalization.mean, source.normalization.std, config.geometry()[0])
+    return config, source
+
+
+@dataclass(frozen=True)
+class Data:
+    """What build_data gives the run: the splits, their (train, val, test) loaders, the training loss's class
+    weights, the epoch's length, and the notes a new run prints on its data."""
+
+    splits: DataSplits
+    loaders: tuple[Any, Any, Any]
+    class_weights: torch.Tensor | None
+    batches_per_epoch: int  # of the training loader, train.max_steps_per_epoch's cut included
+    steps_per_epoch: int  # optimizer steps: batches_per_epoch / train.accumulate_steps, rounded up
+    notes: list[str]
+
+
+def build_data(config: Config, job: Job, plan: ResumePlan | None) -> Data:
+    """The data sets and loaders, checked: two classes or more, a resumed run's data the run's own, class weights
+    of the right length."""
+    in_channels, input_size = config.geometry()
+    splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed)
     check_classes(splits.classes, config)
     if plan is not None:
         check_same_data(splits, plan)
     counts = class_counts(splits.train.labels, len(splits.classes))
     weights = class_weights(config, counts, splits.classes)  # a list of another length: one line, nothing written yet
-    says = job.is_main and plan is None
-    start_notes = [note] if says and (note := imbalance_note(config, counts, splits.classes)) else []
+    loaders = build_loaders(splits, config.data, seed=config.train.seed, distributed=job.distributed,
+                            pin_memory=job.device.type == "cuda", device=job.device)
+    per_step = config.train.accumulate_steps
+    batches = min(len(loaders[0]), (config.train.max_steps_per_epoch or len(loaders[0])) * per_step)
+    notes = data_notes(config, splits, counts, in_channels) if job.is_main and plan is None else []
+    return Data(splits, loaders, weights, batches, -(-batches // per_step), notes)
+
+
+def data_notes(config: Config, splits: DataSplits, counts: torch.Tensor, in_channels: int) -> list[str]:
+    """A new run's notes on its data: an imbalanced training split, colour pictures turned gray for a 1-channel
+    model (a colour task fails silently in gray), per-image augmentation moved to DataLoader workers."""
+    notes = [note] if (note := imbalance_note(config, counts, splits.classes)) else []
     stored = SPECS[config.data.name].channels
-    if says and config.model.in_channels is None and stored and in_channels < stored:  # a colour task fails silently in gray
-        start_notes.append(f"note: {config.model.name} takes {in_channels} channel{'s' if in_channels > 1 else ''}: "
-                           f"{config.data.name}'s {stored}-channel pictures are converted to gray, and their colour is "
-                           f"lost; --set model.in_channels={stored} keeps it")
-    loaders = build_loaders(splits, config.data, seed=train.seed, distributed=job.distributed,
-                            pin_memory=device.type == "cuda", device=device)
-    if says and config.data.loader == "auto" and splits.memory is not None and not uses_memory(splits, config.data):
-        start_notes.append("note: data.augment transforms images one by one: they run in DataLoader workers beside the "
-                           "training step (data.loader auto); --set data.loader=memory runs them in this process")
-    compute = Compute(device, train.precision, memory_format(train.channels_last), job.distributed)
+    if config.model.in_channels is None and stored and in_channels < stored:
+        notes.append(f"note: {config.model.name} takes {in_channels} channel{'s' if in_channels > 1 else ''}: "
+                     f"{config.data.name}'s {stored}-channel pictures are converted to gray, and their colour is "
+                     f"lost; --set model.in_channels={stored} keeps it")
+    if config.data.loader == "auto" and splits.memory is not None and not uses_memory(splits, config.data):
+        notes.append("note: data.augment transforms images one by one: they run in DataLoader workers beside the "
+                     "training step (data.loader auto); --set data.loader=memory runs them in this process")
+    return notes
+
+
+def build_model(config: Config, data: Data, job: Job) -> nn.Module:
+    """The network, initialized as config.init says, on the device; refused in one line before anything is
+    written when the inputs are too small for it, train.log_filters finds no convolution, its head is narrower
+    than the classes, or batch norm would see batches of one image."""
+    splits, train = data.splits, config.train
+    in_channels = config.geometry()[0]
     model = init_weights(config.model.build(len(splits.classes), in_channels), config.init)
-    model = model.to(device, memory_format=compute.memory_format)
-    if splits.input_size > 1:  # images: too small for the model fails here, before anything is written
+    model = model.to(job.device, memory_format=memory_format(train.channels_last))
+    if splits.input_size > 1:  # images: too small for the model fails here
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
-    if train.log_filters:  # a network without convolutions has no filters to log: one line, nothing written yet
-        first_conv(model, "train.log_filters")
+    if train.log_filters:  # a network without convolutions has no filters to log
+        model.first_conv("train.log_filters")
     if model.num_classes < len(splits.classes):
         raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
                        "classes; remove model.num_classes")
     if min(config.data.batch_size, -(-len(splits.train) // job.world_size)) == 1:
         check_batch_of_one(config, len(splits.classes), in_channels, splits.input_size)
-    per_step = train.accumulate_steps
-    batches_per_epoch = min(len(loaders[0]), (train.max_steps_per_epoch or len(loaders[0])) * per_step)
-    steps_per_epoch = -(-batches_per_epoch // per_step)
-    position = Position.of(plan.state, job) if plan else Position()
-    follows_load = (train.threads == "auto" and plan is None and device.type == "cpu" and job.local_world_size == 1
-                    and "OMP_NUM_THREADS" not in os.environ)  # where cpu_threads reads the load: 40 ms of looks
+    return model
+
+
+def set_threads(config: Config, job: Job, plan: ResumePlan | None, position: Position) -> list[str]:
+    """torch's intra-op threads for this process (train.threads; zoo.runtime.cpu_threads), kept in the position
+    so that a resumed run goes on with them; a new run's note when they differ from the cores it has."""
+    train = config.train
+    follows_load = (train.threads == "auto" and plan is None and job.device.type == "cpu"
+                    and job.local_world_size == 1 and "OMP_NUM_THREADS" not in os.environ)  # 40 ms of looks at the load
     busy = busy_cpus() if follows_load else None
     threads = cpu_threads(train.threads, job.local_world_size, busy, position.progress.threads)
     torch.set_num_threads(threads)
     position.progress.threads = threads  # a resumed run's auto goes on with it
-    if says and (note := threads_note(train.threads, threads) or load_note(threads, busy)):
-        start_notes.append(note)
+    says = job.is_main and plan is None
+    return [note] if says and (note := threads_note(train.threads, threads) or load_note(threads, busy)) else []
 
-    # Weights and freezing before DDP wraps the model: it broadcasts rank 0's weights and registers only
-    # the parameters that require gradients at construction.
+
+def place_weights(model: nn.Module, config: Config, job: Job, plan: ResumePlan | None, source: Source | None,
+                  position: Position) -> tuple[nn.Module, Freezer | None]:
+    """Fine-tuning's source transplanted (its report printed) or the checkpoint's weights loaded, and the frozen
+    layers frozen, before DDP wraps the model: it broadcasts rank 0's weights and registers only the parameters
+    that require gradients at construction. Returns what the training steps call (DDP and torch.compile around
+    the model) and the Freezer (None without fine-tuning)."""
+    finetune = config.finetune
     freezer = Freezer(model, finetune.freeze) if finetune else None
     if source is not None:
         report = transplant(model, source, finetune.strict)
@@ -237,24 +303,36 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
         unfreeze_at = finetune.unfreeze_at_epoch if freezer is not None else None
         if unfreeze_at and unfreeze_at <= position.epoch + 1:
             freezer.unfreeze()
-    step_model = compiled(job.wrap(model), device, train.compile)
+    return compiled(job.wrap(model), job.device, config.train.compile), freezer
 
+
+def build_step(config: Config, model: nn.Module, data: Data, job: Job, plan: ResumePlan | None,
+               freezer: Freezer | None, position: Position
+               ) -> tuple[TrainStep, WeightAverage | None, list[str], list[str]]:
+    """The optimization step (optimizer, schedule, loss, gradient scaler, batch mixing) and train.ema's average,
+    restored as the checkpoint left them for a resumed run. Returns them with what a resumed run says of its
+    changed config (restore_optimization) and a new run's note on the average's horizon."""
+    train, finetune = config.train, config.finetune
     scale = lr_scale(model, finetune.backbone_lr_mult) if finetune else None
     optimizer = build_optimizer(model, config.optimizer, scale, include_frozen=freezer is not None)
-    scheduler = build_scheduler(optimizer, config.scheduler, train.epochs, steps_per_epoch)
-    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.float().to(device),
+    scheduler = build_scheduler(optimizer, config.scheduler, train.epochs, data.steps_per_epoch)
+    weights = data.class_weights
+    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.float().to(job.device),
                                     label_smoothing=config.loss.label_smoothing)
-    scaler = grad_scaler(device, train.precision)
-    notes = restore_optimization(optimizer, scheduler, scaler, plan, steps_per_epoch, job.world_size) if plan else []
+    scaler = grad_scaler(job.device, train.precision)
+    notes = (restore_optimization(optimizer, scheduler, scaler, plan, data.steps_per_epoch, job.world_size) if plan
+             else [])
+    compute = Compute(job.device, train.precision, memory_format(train.channels_last), job.distributed)
     step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip,
-                     per_step, batch_mixing(config.data.augmentation, len(splits.classes)))
-    ema = WeightAverage(model, train.ema) if train.ema is not None else None
-    if ema is not None and says and (note := horizon_note(train.ema, train.epochs * steps_per_epoch)):
-        start_notes.append(note)
-    if ema is not None and plan is not None:
+                     train.accumulate_steps, batch_mixing(config.data.augmentation, len(data.splits.classes)))
+    if train.ema is None:
+        return step, None, notes, []
+    ema = WeightAverage(model, train.ema)
+    horizon = horizon_note(train.ema, train.epochs * data.steps_per_epoch) if job.is_main and plan is None else None
+    if plan is not None:
         if plan.state.ema is not None:
             ema.load_state_dict(plan.state.ema)
         else:  # train.ema added on resume (--allow-config-change)
-            notes.append(f"train.ema: the checkpoint holds no average of the weights; it starts from them at step {position.step:,}")
-    return Parts(config, splits, *loaders, model, step_model, freezer, step, batches_per_epoch, steps_per_epoch,
-                 position, notes, ema, start_notes)
+            notes.append(f"train.ema: the checkpoint holds no average of the weights; it starts from them at step "
+                         f"{position.step:,}")
+    return step, ema, notes, [horizon] if horizon else []

@@ -3,7 +3,6 @@ the run directory's event file."""
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +13,10 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from zoo.grids import filter_grid, first_conv
+from zoo.distributed import unwrap
 from zoo.metrics import Metrics
-from zoo.plots import confusion_image
+from zoo.present.figures import confusion_image, png
+from zoo.present.grids import filter_grid
 
 
 class TensorBoardLogger:
@@ -39,7 +39,7 @@ class TensorBoardLogger:
     @torch.no_grad()
     def gradient_norms(self, model: nn.Module, step: int) -> None:
         """One L2 norm per weight tensor: vanishing gradients show as early layers' norms collapsing."""
-        for name, param in _unwrap(model).named_parameters():
+        for name, param in unwrap(model).named_parameters():
             if param.grad is not None and param.dim() > 1:
                 self.writer.add_scalar(f"grad_norm/{name}", param.grad.detach().norm().item(), step)
 
@@ -47,7 +47,7 @@ class TensorBoardLogger:
     def histograms(self, model: nn.Module, epoch: int) -> None:
         """Each weight tensor's histogram in numpy's "auto" bins: a third of the time of SummaryWriter's default
         (TensorFlow's ~1,500 fixed log-spaced buckets), which TensorBoard's dashboard re-bins to 30 anyway."""
-        for name, param in _unwrap(model).named_parameters():
+        for name, param in unwrap(model).named_parameters():
             self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), epoch, bins="auto")
 
     def confusion(self, metrics: Metrics, classes: Sequence[str], epoch: int, split: str = "val") -> None:
@@ -55,15 +55,16 @@ class TensorBoardLogger:
         self.image(f"{split}/confusion_matrix", picture, epoch)
 
     def filters(self, model: nn.Module, epoch: int) -> None:
-        """The first convolution's filters (zoo.grids.filter_grid, zoo explain --filters' picture) as the image
+        """The first convolution's filters (zoo.present.grids.filter_grid, zoo explain --filters' picture) as the image
         filters/<its name>: a student watches them form. 1 ms for LeNet-5's 6, 5 ms for ResNet-18's 64."""
-        name, _ = first_conv(model, "train.log_filters")
+        name, _ = model.first_conv("train.log_filters")
         self.image(f"filters/{name}", filter_grid(model), epoch)
 
-    def pr_curves(self, split: str, logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[str], step: int) -> None:
+    def pr_curves(self, split: str, logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
+                  step: int) -> None:
         """One precision-recall curve per class, the class against the rest on its softmax probability, under
         pr/<split>/<class> (TensorBoard's PR Curves tab); `logits` N x classes, `targets` N class indices. A class
-        without samples gets none: its recall is undefined (zoo.trust leaves it out too)."""
+        without samples gets none: its recall is undefined (zoo.metrics.trust leaves it out too)."""
         probabilities = logits.detach().float().cpu().softmax(dim=1)
         truth = targets.detach().cpu()
         for k, name in enumerate(classes):
@@ -77,15 +78,13 @@ class TensorBoardLogger:
         a 10-class confusion matrix)."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        encoded = io.BytesIO()
-        picture.convert("RGB").save(encoded, format="PNG", compress_level=1)
         image = Summary.Image(height=picture.height, width=picture.width, colorspace=3,
-                              encoded_image_string=encoded.getvalue())
+                              encoded_image_string=png(picture.convert("RGB"), compress_level=1))
         self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def graph(self, model: nn.Module, example: torch.Tensor) -> None:
         """The model graph, traced once; a network the tracer cannot follow costs a warning, not the run."""
-        model = _unwrap(model)
+        model = unwrap(model)
         was_training = model.training
         try:
             with warnings.catch_warnings():
@@ -108,6 +107,3 @@ class TensorBoardLogger:
     def close(self) -> None:
         self.writer.close()
 
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DistributedDataParallel keeps the network in .module

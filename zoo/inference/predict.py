@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.images import image_extensions
 from zoo.errors import ZooError
-from zoo.inference import Prediction, load, top_predictions
+from zoo.inference.load import Prediction, Predictor, load, top_predictions
 
 GLOB_CHARACTERS = frozenset("*?[")
 SHOWN = 10  # unreadable files named one line each; one more line counts the rest
@@ -137,6 +137,22 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
         from zoo.data.images import note_others
 
         note_others(Path(inputs[0]) if len(inputs) == 1 else Path.cwd(), others)
+    rows, skipped = _predict(predictor, paths, top_k, batch_size, workers, progress)
+    if not rows:
+        raise ZooError(f"none of the {len(paths)} image files could be read ({_why(skipped[0][1])}); replace them")
+    for _, reason in skipped[:SHOWN]:  # one line a file, as the README promises
+        print(f"warning: {_why(reason)}; skipped", file=sys.stderr, flush=True)
+    if len(skipped) > SHOWN:
+        print(f"warning: {len(skipped) - SHOWN} more of the {len(paths)} image files could not be read and have no "
+              "prediction", file=sys.stderr, flush=True)
+    return PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)], skipped,
+                            others)
+
+
+def _predict(predictor: Predictor, paths: list[Path], top_k: int, batch_size: int, workers: int | None,
+             progress: bool) -> tuple[dict[int, Prediction], list[tuple[Path, str]]]:
+    """({index into paths: its Prediction}, [(unreadable file, why)]): the files decoded by `workers` DataLoader
+    processes (None: up to 4, none for a single batch) and run `batch_size` at a time."""
     if workers is None:
         from zoo.data.loaders import file_workers
 
@@ -153,14 +169,7 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
             bar.update(len(indices) + len(failed))
     if bar is not None:
         bar.close()
-    if not rows:
-        raise ZooError(f"none of the {len(paths)} image files could be read ({_why(skipped[0][1])}); replace them")
-    for _, reason in skipped[:SHOWN]:  # one line a file, as the README promises
-        print(f"warning: {_why(reason)}; skipped", file=sys.stderr, flush=True)
-    if len(skipped) > SHOWN:
-        print(f"warning: {len(skipped) - SHOWN} more of the {len(paths)} image files could not be read and have no "
-              "prediction", file=sys.stderr, flush=True)
-    return PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)], skipped, others)
+    return rows, skipped
 
 
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json"}  # --output's suffix gives the format when --format is not given
@@ -185,7 +194,8 @@ def write_output(output: Path, text: str) -> None:
     try:
         atomic_write(output, (text + "\n").encode())
     except OSError as error:
-        raise ZooError(f"cannot write {output} ({error.strerror or error}); give --output a file in a writable folder") from None
+        raise ZooError(f"cannot write {output} ({error.strerror or error}); "
+                       "give --output a file in a writable folder") from None
 
 
 def _why(reason: str) -> str:

@@ -69,7 +69,8 @@ class ModelInfo:
 
     def describe(self) -> str:
         """The registry's facts, for the builder's docstring (after the builder's own, if it has one)."""
-        lines = [f"Paper: {self.paper.cite()}.", f"Default input: {'x'.join(map(str, self.input_size))}, {self.num_classes} classes."]
+        lines = [f"Paper: {self.paper.cite()}.",
+                 f"Default input: {'x'.join(map(str, self.input_size))}, {self.num_classes} classes."]
         if (reference := self.reference) is not None:
             rounded = "" if reference.precision == 1 else f", to the nearest {reference.precision:,}"
             lines.append(f"Parameters: {reference.count:,} ({reference.source}{rounded}).")

@@ -9,15 +9,16 @@ test or a link can name):
     summary      the model, the data, the test split's top-1 / top-5 / macro F1 and the training totals
     curves       loss and top-1 accuracy per epoch (training and validation) and the learning rate: history.csv
     classes      per-class precision, recall, F1 and support of the test split, as `zoo evaluate` measures them
-    confusion    the confusion matrix, as `zoo evaluate` draws it (zoo.plots)
-    trust        ROC and precision-recall curves, the reliability diagram and its ECE (zoo.trust, zoo.trust_figures)
+    confusion    the confusion matrix, as `zoo evaluate` draws it (zoo.present.figures)
+    trust        ROC and precision-recall curves, the reliability diagram and its ECE (zoo.metrics.trust;
+                 zoo.present.figures draws them)
     wrong        the test images the model got wrong most confidently, with their files where the data has files
-    filters      the first convolution's filters (zoo.grids.filter_grid: zoo explain --filters' picture)
+    filters      the first convolution's filters (zoo.present.grids.filter_grid: zoo explain --filters' picture)
     timing       seconds and images/s per epoch, and the whole run's: history.csv and metrics.json
     config       the resolved config the run trained with: config.yaml
 
 It reads the run directory (config.yaml, history.csv, metrics.json, checkpoints/best.pt) and the test split's
-scores the run kept (test_scores.npz, zoo.scores): no data, no evaluation, no torchvision. A run without them
+scores the run kept (test_scores.npz, zoo.evaluation.scores): no data, no evaluation, no torchvision. A run without them
 (older, or a split too large to keep) has best.pt evaluated on its test split again, as `zoo evaluate` does. It
 writes only the page. The curves are drawn with matplotlib, imported here and never by training.
 """
@@ -27,7 +28,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -36,13 +36,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.present.figures import (
+    confusion_image,
+    number,
+    png,
+    pr_figure,
+    reliability_figure,
+    roc_figure,
+    training_curves,
+    wrong_gallery,
+)
+from zoo.present.text import fraction, percent
 from zoo.rundir import atomic_write
 
 if TYPE_CHECKING:
     from PIL import Image
     from torch import nn
 
-    from zoo.evaluation import EvaluationReport
+    from zoo.evaluation.evaluate import EvaluationReport
 
 SECTIONS = ("summary", "curves", "classes", "confusion", "trust", "wrong", "filters", "timing", "config")
 FILTERS_WIDTH = 480  # pixels: the filter grid's width at least, with tiles of 1/columns of it
@@ -110,7 +121,7 @@ def read_run(path: str | Path) -> Run:
     missing = [name for name in RUN_FILES if not (path / name).is_file()]
     if "metrics.json" in missing and {"config.yaml", "history.csv"}.isdisjoint(missing) \
             and (path / "checkpoints" / "last.pt").is_file():  # stopped (Ctrl-C, a signal, a crash) or still running
-        from zoo.restarts import read_launch
+        from zoo.training.restarts import read_launch
 
         launch = read_launch(path) or {}
         how = (f"by running the command that started it again (train.run_id {launch['run_id']})" if launch.get("run_id")
@@ -129,7 +140,8 @@ def read_run(path: str | Path) -> Run:
             history = list(csv.DictReader(file))
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, csv.Error) as error:
-        raise ZooError(f"{path}: its history.csv or metrics.json does not read ({error}); train the run again") from None
+        raise ZooError(f"{path}: its history.csv or metrics.json does not read ({error}); "
+                       "train the run again") from None
     return Run(path, (path / "config.yaml").read_text(encoding="utf-8"), history, metrics)
 
 
@@ -149,7 +161,7 @@ def check_output(output: str | Path | None) -> Path | None:
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None, device: str = "auto") -> Path:
-    """Build the report of `run_dir` (zoo.report's docstring says what it holds) and write it atomically to
+    """Build the report of `run_dir` (zoo.present.report's docstring says what it holds) and write it atomically to
     `output` (default: report.html in the run directory); returns its path. Raises ZooError for a path that is
     not a finished run, a bad `output`, or a test split that cannot be read (the data moved)."""
     path = check_output(output)
@@ -161,22 +173,21 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, device: 
 
 def build_page(run: Run, device: str = "auto") -> str:
     """The whole page, as text."""
-    from zoo.inference import open_checkpoint
+    from zoo.inference.load import open_checkpoint
 
     state, _, model = open_checkpoint(run.checkpoint)
     evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), state.num_classes, device)
     metrics = run.metrics
     page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}")
     page.add("summary", "Summary", summary_html(run, evaluation))
-    page.add("curves", "Training curves", figure(curves_png(run.history), "Loss and top-1 accuracy per epoch "
+    page.add("curves", "Training curves", figure(training_curves(run.history), "Loss and top-1 accuracy per epoch "
                                                  "(training, validation) and the learning rate; from history.csv."))
     page.add("classes", "Per-class figures (test split)", classes_html(evaluation))
-    from zoo.plots import confusion_image
-
     title = f"{metrics.get('model')} on the test split"
     confusion = confusion_image(evaluation.metrics.confusion, evaluation.classes, title)
     page.add("confusion", "Confusion matrix (test split)",
-             figure(png(confusion), "Rows: the true class; columns: the predicted one; each row shaded by its own total."))
+             figure(png(confusion),
+                    "Rows: the true class; columns: the predicted one; each row shaded by its own total."))
     page.add("trust", "Can its scores be trusted? (test split)", trust_html(evaluation, title))
     page.add("wrong", "The most confidently wrong test images", wrong_html(evaluation, title))
     page.add("filters", "First-layer filters", filters_html(model))
@@ -187,16 +198,17 @@ def build_page(run: Run, device: str = "auto") -> str:
 
 
 def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto") -> EvaluationReport:
-    """best.pt on the run's test split: from the scores the run kept (zoo.scores: no data read, nothing evaluated),
-    or, for a run without them (older, or a split too large to keep), evaluated again as zoo evaluate does."""
+    """best.pt on the run's test split: from the scores the run kept (zoo.evaluation.scores: no data read, nothing
+    evaluated), or, for a run without them (older, or a split too large to keep), evaluated again as zoo evaluate
+    does."""
     import torch
     from torch.nn import functional
 
-    from zoo.evaluation import EvaluationReport, evaluate_checkpoint
+    from zoo.evaluation.evaluate import EvaluationReport, evaluate_checkpoint
+    from zoo.evaluation.scores import read_scores
     from zoo.loop import EpochResult
     from zoo.metrics import MetricAccumulator
-    from zoo.scores import read_scores
-    from zoo.trust import compute_trust, output_names
+    from zoo.metrics.trust import compute_trust, output_names
 
     scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), outputs)
     if scores is None:
@@ -258,7 +270,6 @@ def classes_html(evaluation: EvaluationReport) -> str:
 
 
 def trust_html(evaluation: EvaluationReport, title: str) -> str:
-    from zoo.trust_figures import pr_figure, reliability_figure, roc_figure
 
     trust = evaluation.trust
     return "\n".join([
@@ -276,8 +287,6 @@ def trust_html(evaluation: EvaluationReport, title: str) -> str:
 
 
 def wrong_html(evaluation: EvaluationReport, title: str) -> str:
-    from zoo.trust_figures import png_bytes, wrong_gallery
-
     trust = evaluation.trust
     if not trust.wrong:
         return f"<p>None: every one of the {trust.count:,} test images is predicted right.</p>"
@@ -285,15 +294,15 @@ def wrong_html(evaluation: EvaluationReport, title: str) -> str:
             for w in trust.wrong]
     shown = f"The {len(trust.wrong)} surest of {trust.wrong_count:,} wrong predictions"
     picture = "" if evaluation.wrong_images is None else figure(
-        png_bytes(wrong_gallery(trust, evaluation.wrong_images, title)), f"{shown}: true -> predicted, probability.")
+        png(wrong_gallery(trust, evaluation.wrong_images, title)), f"{shown}: true -> predicted, probability.")
     return picture + "\n" + table(["true", "predicted", "probability", "image"], rows)
 
 
 def filters_html(model: nn.Module) -> str:
-    from zoo.grids import TILE, filter_grid, first_conv
+    from zoo.present.grids import TILE, filter_grid
 
     try:
-        name, conv = first_conv(model, "filters")
+        name, conv = model.first_conv("filters")
     except ZooError:
         return "<p>None: the network has no convolution (its layers are fully connected).</p>"
     shape = " x ".join(str(size) for size in conv.weight.shape)
@@ -317,43 +326,6 @@ def timing_html(run: Run) -> str:
 
 # ---- figures --------------------------------------------------------------------------------------------
 
-def curves_png(history: Sequence[dict[str, str]]) -> bytes:
-    """Loss, top-1 accuracy and learning rate against the epoch, as three panels of one PNG."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend to choose
-
-    epochs = [number(row.get("epoch")) for row in history]
-    rates = [key for key in (history[0] if history else {}) if key.startswith("lr")]
-    fig = Figure(figsize=(12, 3.4), dpi=100, layout="constrained")
-    loss, accuracy, lr = fig.subplots(1, 3)
-    for axes, kind, label in ((loss, "loss", "loss"), (accuracy, "accuracy", "top-1 accuracy")):
-        for split, style in (("train", "-"), ("val", "--"), ("ema_val", ":")):
-            values = [number(row.get(f"{split}_{kind}")) for row in history]
-            if any(value is not None for value in values):
-                axes.plot(epochs, values, style, marker=".", label=split.replace("_", " "))
-        axes.set(xlabel="epoch", title=label)
-        axes.grid(alpha=0.3)
-        axes.legend()
-    from matplotlib.ticker import MaxNLocator
-
-    for axes in (loss, accuracy, lr):  # epochs, not 1.5 of them
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for key in rates:
-        lr.plot(epochs, [number(row.get(key)) for row in history], marker=".", label=key.replace("_", "/"))
-    lr.set(xlabel="epoch", title="learning rate (at the epoch's end)")
-    lr.grid(alpha=0.3)
-    if len(rates) > 1:
-        lr.legend()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="png", compress_level=6)
-    return buffer.getvalue()
-
-
 def figure(data: bytes, caption: str, alt: str | None = None) -> str:
     """An inline <figure>: the PNG as a data URI, and its caption."""
     encoded = base64.b64encode(data).decode("ascii")
@@ -371,24 +343,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], header: bool = 
 
 def cell(value: Any) -> str:
     return '<td class="na">n/a</td>' if value is None or value == "n/a" else f"<td>{html.escape(str(value))}</td>"
-
-
-def number(text: str | float | None) -> float | None:
-    """A history.csv field as a number; None for an empty field (no validation split, no EMA)."""
-    if text is None or text == "":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
-
-
-def fraction(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def seconds(value: float | None) -> str:

@@ -44,7 +44,8 @@ class MetricAccumulator:
         logits_list, targets_list, losses = zip(*self.pending)
         self.pending, self.pending_elements = [], 0
         logits, targets = torch.cat(logits_list), torch.cat(targets_list)
-        sizes = torch.tensor([len(t) for t in targets_list], dtype=torch.float64).to(self.loss_sum.device, non_blocking=True)
+        sizes = torch.tensor([len(t) for t in targets_list],
+                             dtype=torch.float64).to(self.loss_sum.device, non_blocking=True)
         self.loss_sum += (torch.stack(losses).double() * sizes).sum()
         predictions = logits.argmax(dim=1)
         index = targets * self.num_classes + predictions
@@ -55,7 +56,8 @@ class MetricAccumulator:
     def state_dict(self) -> dict[str, Tensor]:
         """The sums so far (a checkpoint taken mid-epoch keeps them, so the resumed epoch reports all of it)."""
         self.flush()
-        return {"confusion": self.confusion.cpu(), "loss_sum": self.loss_sum.cpu(), "top5_correct": self.top5_correct.cpu()}
+        return {"confusion": self.confusion.cpu(), "loss_sum": self.loss_sum.cpu(),
+                "top5_correct": self.top5_correct.cpu()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.pending, self.pending_elements = [], 0

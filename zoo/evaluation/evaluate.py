@@ -1,12 +1,10 @@
 """`zoo evaluate`: a checkpoint's model on a data split, with per-class precision, recall and F1 and the
-confusion matrix, which is also saved beside the checkpoint as CSV and PNG; and the trust figures of zoo.trust
+confusion matrix, which is also saved beside the checkpoint as CSV and PNG; and the trust figures of zoo.metrics.trust
 (ROC AUC, average precision, ECE, the most confidently wrong images), saved beside it as PNGs."""
 
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,14 +16,14 @@ from torch import nn
 
 from zoo.checkpoint import TrainingState, checkpoint_file, load_weights, read_state
 from zoo.config import HOLD_OUT_KEYS, Config, apply_overrides, validate_config
-from zoo.data import SPLITS, build_datasets, build_folder, build_loaders
-from zoo.data.specs import SPECS
+from zoo.data import SPLITS, DataSplits, build_datasets, build_folder, build_loaders
+from zoo.datasets import SPECS
 from zoo.errors import ZooError
 from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
-from zoo.rundir import atomic_write
+from zoo.metrics.trust import Trust, compute_trust, output_names
+from zoo.rundir import atomic_write, csv_text
 from zoo.runtime import resolve_device
-from zoo.trust import Trust, compute_trust, output_names
 
 CHOICES = tuple(reversed(SPLITS))  # test, val, train: the order `zoo evaluate --split` offers them
 
@@ -200,37 +198,20 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     config = checkpoint_config(state, path, [*(overrides or []), *(["data.augment=false"] if split == "train" else [])],
                                data, data_root)
     where = resolve_device(device, key="--device")
-    normalization = state.normalization
     stored = validate_config(dict(state.config), f"{path} (config)")
     check_root(config, stored, data, data_root)
     whole = config.data.name == "imagefolder" and foreign(config, stored)
-    if whole:  # a new folder: every image of it (or of its split folder), nothing held out
-        splits = build_folder(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                              split=split)
-    else:
-        splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                                seed=config.train.seed)
-    # A folder's classes by name, whatever the counts: one line naming those the model does not know. A built-in
-    # set's classes are its own (digits 0-9): there the counts' message below gives the fix (its data.classes).
-    if state.classes and config.data.name == "imagefolder":
-        refuse_unknown(splits.classes, state.classes, path)
-    if len(splits.classes) > state.num_classes:
-        raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state.num_classes}; "
-                       "evaluate on the data it was trained on, or fine-tune it first (zoo finetune)")
-    check_hold_out(config, stored, path)
+    splits = data_to_measure(config, stored, state, path, split, whole)
     classes = list(state.classes or splits.classes)
     loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))["test" if whole else split]
     if loader is None:
-        raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set data.val_split above 0")
+        raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set "
+                       "data.val_split above 0")
     paths = getattr(getattr(loader, "dataset", None), "paths", None)  # a View's files; the in-memory path has none
     folder = Path(splits.test.base.root) if whole else None  # the folder read: its split folder, or data.root
     loader = by_name(loader, splits.classes, classes, path)
     model = load_model(state, config, path).to(where)
-    logits: list[torch.Tensor] = []
-    targets: list[torch.Tensor] = []
-    result = evaluate_loader(model, loader, Compute(where, config.train.precision), nn.CrossEntropyLoss(), model.num_classes,
-                             logits=logits, targets=targets)
-    scores, labels = torch.cat(logits), torch.cat(targets)
+    result, scores, labels = measure(model, loader, Compute(where, config.train.precision))
     csv_path, png_path = confusion_paths(path, config, stored, split, folder)
     evaluated, title = measured(config, stored, split, folder)
     title = f"{config.model.name} on {title}"
@@ -240,8 +221,38 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     if save:
         _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
         files = _save_trust(trust, pictures, TrustFiles.beside(output_stem(path, config, stored, split, folder)), title)
-    return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust, files,
-                            pictures)
+    return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust,
+                            files, pictures)
+
+
+def data_to_measure(config: Config, stored: Config, state: TrainingState, path: Path, split: str,
+                    whole: bool) -> DataSplits:
+    """The data the checkpoint is measured on: a new folder whole (every image of it, or of its `split` folder:
+    nothing held out), else the data set's splits as the run drew them. Raises ZooError for classes the model
+    does not predict: a folder's by name, a built-in set's by count (its fix is the run's data.classes)."""
+    normalization = state.normalization
+    if whole:
+        splits = build_folder(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
+                              split=split)
+    else:
+        splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
+                                seed=config.train.seed)
+    if state.classes and config.data.name == "imagefolder":
+        refuse_unknown(splits.classes, state.classes, path)
+    if len(splits.classes) > state.num_classes:
+        raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state.num_classes}; "
+                       "evaluate on the data it was trained on, or fine-tune it first (zoo finetune)")
+    check_hold_out(config, stored, path)
+    return splits
+
+
+def measure(model: nn.Module, loader: Iterable, compute: Compute) -> tuple[EpochResult, torch.Tensor, torch.Tensor]:
+    """The loader's figures (unweighted cross-entropy), and its N x classes logits and N labels, in order."""
+    logits: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    result = evaluate_loader(model, loader, compute, nn.CrossEntropyLoss(), model.num_classes, logits=logits,
+                             targets=targets)
+    return result, torch.cat(logits), torch.cat(targets)
 
 
 class Relabelled:
@@ -280,22 +291,16 @@ def refuse_unknown(data_classes: list[str], model_classes: list[str], path: Path
     more = len(data_classes) > len(model_classes)
     counts = f" ({len(data_classes)} classes for its {len(model_classes)})" if more else ""
     known = ", ".join(model_classes[:10]) + (" ..." if len(model_classes) > 10 else "")
-    raise ZooError(f"the data has classes {path} does not predict: {shown}{counts}; it predicts {known}: name the class "
-                   "folders as in training, or fine-tune it on the new classes (zoo finetune)")
+    raise ZooError(f"the data has classes {path} does not predict: {shown}{counts}; it predicts {known}: "
+                   "name the class folders as in training, or fine-tune it on the new classes (zoo finetune)")
 
 
 def _save_confusion(confusion: torch.Tensor, classes: list[str], csv_path: Path, png_path: Path, title: str) -> None:
-    from zoo.plots import confusion_image
+    from zoo.present.figures import confusion_image, png
 
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *classes])
-    for name, row in zip(classes, confusion.tolist()):
-        writer.writerow([name, *row])
-    atomic_write(csv_path, text.getvalue().encode())
-    image = io.BytesIO()
-    confusion_image(confusion, classes, title).save(image, format="png")
-    atomic_write(png_path, image.getvalue())
+    rows = [[name, *row] for name, row in zip(classes, confusion.tolist())]
+    atomic_write(csv_path, csv_text(["true \\ predicted", *classes], rows).encode())
+    atomic_write(png_path, png(confusion_image(confusion, classes, title)))
 
 
 def wrong_pictures(loader: Iterable, trust: Trust, paths: list[str] | None, mean: tuple[float, ...],
@@ -304,7 +309,7 @@ def wrong_pictures(loader: Iterable, trust: Trust, paths: list[str] | None, mean
     input (as the loader gives it, normalized by `mean` and `std`) turned back into pixels; None for inputs that
     are no images (xor's points). Reads only those samples again: the evaluation pass keeps no images."""
     from zoo.data.images import open_image
-    from zoo.trust_figures import input_picture
+    from zoo.present.figures import input_picture
 
     if paths is not None:
         return [open_image(paths[wrong.index]) for wrong in trust.wrong]
@@ -323,12 +328,12 @@ def wrong_pictures(loader: Iterable, trust: Trust, paths: list[str] | None, mean
 def _save_trust(trust: Trust, pictures: list[Any] | None, files: TrustFiles, title: str) -> TrustFiles:
     """The trust figures as PNGs beside the checkpoint; the gallery only with wrong predictions of pictures, an
     older one removed otherwise, so that no gallery of another evaluation stands for this one."""
-    from zoo.trust_figures import png_bytes, pr_figure, reliability_figure, roc_figure, wrong_gallery
+    from zoo.present.figures import png, pr_figure, reliability_figure, roc_figure, wrong_gallery
 
     drawn = {files.roc: roc_figure(trust, title), files.pr: pr_figure(trust, title),
              files.reliability: reliability_figure(trust, title)}
     if trust.wrong and pictures is not None:
-        drawn[files.wrong] = png_bytes(wrong_gallery(trust, pictures, title))
+        drawn[files.wrong] = png(wrong_gallery(trust, pictures, title))
     else:
         files.wrong.unlink(missing_ok=True)
         files = TrustFiles(files.roc, files.pr, files.reliability, None)

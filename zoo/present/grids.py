@@ -9,8 +9,8 @@
 
 Tiles are min-max normalized one by one and enlarged with nearest-neighbour resampling, so a 5x5 kernel is 25
 visible squares, not a blur. Every grid starts GAP pixels from the top-left corner with its caption below it,
-so tile (row, column) sits at GAP + index x (side + GAP). Captions use zoo.plots' fonts (non-Latin class names).
-Importable without captum: the run report and TensorBoard draw filters with no attribution library.
+so tile (row, column) sits at GAP + index x (side + GAP). Captions use zoo.present.figures' fonts (non-Latin
+class names). Importable without captum: the run report and TensorBoard draw filters with no attribution library.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from zoo.errors import ZooError
-from zoo.plots import picture_font
+from zoo.distributed import unwrap
+from zoo.models.base import first_conv
+from zoo.present.figures import picture_font
 
 GAP = 2  # pixels between tiles and around the grid
 TILE = 32  # a tile's smallest side in pixels: a 5x5 kernel is enlarged 7 times, an 11x11 one 3 times
@@ -36,26 +37,13 @@ BACKGROUND = (255, 255, 255)
 COLORMAP = "jet"  # matplotlib's; the Grad-CAM paper's (Selvaraju et al. 2017, figure 1)
 
 
-def first_conv(model: nn.Module, key: str = "--filters") -> tuple[str, nn.Conv2d]:
-    """(dotted name, module) of the first nn.Conv2d in `model.named_modules()` order: the one the input meets
-    first in every zoo network (conv1, features.0, GoogLeNet's conv1.conv). Raises ZooError for a network
-    without one (the MLP), naming `key`, the option or config key that asked."""
-    model = getattr(model, "module", model)  # DistributedDataParallel keeps the network in .module
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            return name, module
-    kind = getattr(model, "name", None) or type(model).__name__
-    raise ZooError(f"{key}: {kind} has no convolution, so no filters to show; a convolutional network has them "
-                   "(lenet5, mnist_cnn, alexnet, resnet18 ...)")
-
-
 @torch.no_grad()
 def filter_grid(model: nn.Module, tile: int | None = None) -> Image.Image:
     """The first convolution's filters (out x in x kh x kw) as a grid, one tile per filter, each min-max
     normalized over its own weights: RGB for 3 input channels, gray for 1, the mean over the input channels
     (gray) for other counts; `tile`: each at least this many pixels a side (default TILE). Raises ZooError for a
     network without a Conv2d."""
-    name, conv = first_conv(model)
+    name, conv = first_conv(unwrap(model))
     weight = conv.weight.detach().float().cpu()  # out x in x kh x kw
     out, channels, height, width = weight.shape
     if channels not in (1, 3):

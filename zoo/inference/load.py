@@ -69,14 +69,17 @@ class Metadata:
         """Raises ZooError for a file without zoo's metadata (exported by another tool), or with damaged metadata."""
         strings = strings or {}
         if "zoo_version" not in strings:
-            raise ZooError(f"{path} has no zoo metadata (class names, preprocessing): it was not written by zoo export; "
+            raise ZooError(f"{path} has no zoo metadata (class names, preprocessing): "
+                           "it was not written by zoo export; "
                            "export the checkpoint with zoo export, or fine-tune from a weights file (finetune.source)")
         try:
             values = {key: json.loads(text) for key, text in strings.items()}
             return cls(values["model_name"], int(values["num_classes"]), list(values["classes"]),
-                       Preprocessing.from_dict(values), values["config"], values["zoo_version"], values["torch_version"])
+                       Preprocessing.from_dict(values), values["config"], values["zoo_version"],
+                       values["torch_version"])
         except (KeyError, TypeError, ValueError) as error:
-            raise ZooError(f"{path}: its zoo metadata is damaged ({type(error).__name__}: {error}); export it again") from None
+            raise ZooError(f"{path}: its zoo metadata is damaged ({type(error).__name__}: {error}); "
+                           "export it again") from None
 
 
 # ---- predictions --------------------------------------------------------------------------------------
@@ -163,7 +166,8 @@ class Predictor:
         size, parts = self.fixed_batch, []
         for start in range(0, len(batch), size):
             chunk = batch[start:start + size]
-            padded = torch.cat([chunk, chunk.new_zeros(size - len(chunk), *chunk.shape[1:])]) if len(chunk) < size else chunk
+            padded = (torch.cat([chunk, chunk.new_zeros(size - len(chunk), *chunk.shape[1:])]) if len(chunk) < size
+                      else chunk)
             parts.append(self.model(padded)[:len(chunk)].float().cpu())
         return torch.cat(parts)
 
@@ -179,7 +183,8 @@ class Predictor:
         pictures = self.preprocessing is None or self.preprocessing.takes_pictures  # else N x features (xor)
         side = self.preprocessing.input_size if self.preprocessing is not None and pictures else None
         expected = f"N x {self.in_channels}" + ("" if not pictures else f" x {side} x {side}" if side else " x H x W")
-        if batch.dim() != (4 if pictures else 2) or shape[1] != self.in_channels or (side and shape[2:] != (side, side)):
+        if batch.dim() != (4 if pictures else 2) or shape[1] != self.in_channels \
+                or (side and shape[2:] != (side, side)):
             raise ZooError(f"the network takes {expected} inputs, not a tensor of shape {shape}; {fix}")
         if not torch.isfinite(batch).all():
             raise ZooError(f"the batch holds NaN or infinite values; {fix}")
@@ -213,16 +218,17 @@ def load(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
     or CUDA where onnxruntime-gpu is installed).
 
     `source`: a zoo checkpoint (runs/.../checkpoints/best.pt), a file of `zoo export` (.safetensors, .onnx; a .pt2
-    program is refused, its loading unpickles), or torchvision:<Weights> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1, downloaded once into
-    torch.hub's cache). Raises ZooError, one line, for a missing or damaged file, a file zoo did not write,
-    unknown weights, or a missing optional package (.onnx needs zoo[export]).
+    program is refused, its loading unpickles), or torchvision:<Weights> (e.g.
+    torchvision:ResNet18_Weights.IMAGENET1K_V1, downloaded once into torch.hub's cache). Raises ZooError, one
+    line, for a missing or damaged file, a file zoo did not write, unknown weights, or a missing optional
+    package (.onnx needs zoo[export]).
     """
     from zoo.runtime import resolve_device
 
     where = resolve_device(str(device), key="--device")
     text = str(source)
     if text.startswith("torchvision:"):
-        return _torchvision(text.removeprefix("torchvision:"), where)
+        return open_torchvision(text.removeprefix("torchvision:"), where)
     from zoo.checkpoint import checkpoint_file
 
     path = checkpoint_file(source)  # a run directory: its best.pt
@@ -231,14 +237,14 @@ def load(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
                        "zoo export (.onnx, .safetensors) or torchvision:<Weights>")
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        return _onnx(path, where)
+        return open_onnx(path, where)
     if suffix == ".pt2":
         raise ZooError(f"{path}: zoo does not load .pt2 programs, since torch.export.load unpickles their weights with "
                        "weights_only=False, which can run code; predict with the .onnx or .safetensors export, or call "
                        "torch.export.load yourself on a file you trust")
     if suffix == ".safetensors":
-        return _safetensors(path, where)
-    return _checkpoint(path, where)
+        return open_safetensors(path, where)
+    return open_zoo_checkpoint(path, where)
 
 
 def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.device, source: Path,
@@ -253,19 +259,19 @@ def open_checkpoint(path: Path) -> tuple[TrainingState, Config, nn.Module]:
     """A zoo checkpoint's state, its config (normalized as the network was trained) and the network, in eval mode
     on the CPU. Raises ZooError for a file that is no zoo checkpoint, or weights that do not fit its config."""
     from zoo.checkpoint import read_state
-    from zoo.evaluation import checkpoint_config, load_model
+    from zoo.evaluation.evaluate import checkpoint_config, load_model
 
     state = read_state(path, "evaluate")
     config = checkpoint_config(state, path, [])
     return state, config, load_model(state, config, path).eval()
 
 
-def _checkpoint(path: Path, device: torch.device) -> Predictor:
+def open_zoo_checkpoint(path: Path, device: torch.device) -> Predictor:
     state, config, model = open_checkpoint(path)
     return _predictor(model.to(device), Metadata.of_checkpoint(state, config), device, path, config)
 
 
-def _safetensors(path: Path, device: torch.device) -> Predictor:
+def open_safetensors(path: Path, device: torch.device) -> Predictor:
     from zoo.checkpoint import TrainingState, load_weights, read_safetensors
     from zoo.config import validate_config
 
@@ -277,7 +283,7 @@ def _safetensors(path: Path, device: torch.device) -> Predictor:
     return _predictor(model.to(device).eval(), metadata, device, path, config)
 
 
-def _exported_program(path: Path, device: torch.device) -> Predictor:
+def open_exported_program(path: Path, device: torch.device) -> Predictor:
     """A .pt2 file zoo export has just written (its check): torch.export.load unpickles without weights_only,
     so `load` never opens one a user brings."""
     extra = {"zoo.json": ""}
@@ -285,7 +291,8 @@ def _exported_program(path: Path, device: torch.device) -> Predictor:
         with open(path, "rb") as file:  # a file object: torch.export.load takes only names ending in .pt2
             program = torch.export.load(file, extra_files=extra)
     except Exception as error:  # torch raises many kinds for a file that is no torch.export archive
-        raise ZooError(f"{path} is damaged or not a torch.export program ({type(error).__name__}); export it again") from None
+        raise ZooError(f"{path} is damaged or not a torch.export program ({type(error).__name__}); "
+                       "export it again") from None
     metadata = Metadata.from_strings(json.loads(extra["zoo.json"] or "{}"), path)
     module = program.module().to(device)
     return _predictor(module, metadata, device, path, fixed_batch=_static_batch(program))
@@ -336,29 +343,30 @@ class OnnxNetwork:
         return torch.from_numpy(self.session.run([self.output], {self.input.name: array})[0])
 
 
-def _onnx(path: Path, device: torch.device) -> Predictor:
+def open_onnx(path: Path, device: torch.device) -> Predictor:
     network = OnnxNetwork(path, device)
     metadata = Metadata.from_strings(network.metadata, path)
     channels = network.input.shape[1]
     if isinstance(channels, int) and channels != metadata.preprocessing.in_channels:
-        raise ZooError(f"{path} takes {channels}-channel input but its metadata says {metadata.preprocessing.in_channels}; "
-                       "export it again with zoo export")
+        raise ZooError(f"{path} takes {channels}-channel input but its metadata says "
+                       f"{metadata.preprocessing.in_channels}; export it again with zoo export")
     return _predictor(network, metadata, torch.device("cpu"), path, fixed_batch=network.static_batch)
 
 
-def _torchvision(name: str, device: torch.device) -> Predictor:
+def open_torchvision(name: str, device: torch.device) -> Predictor:
     """torchvision's weights in zoo's own network (their keys match, tests/test_torchvision_compat.py proves it),
     with the weights' categories and transforms (resize, centre crop, normalization; GoogLeNet's statistics are
     its weights', which torchvision's builder converts the input to)."""
     import torchvision
 
-    from zoo.registry import create_model, get_model_info, list_models
+    from zoo.models.registry import create_model, get_model_info, list_models
     from zoo.training.finetune import _torchvision_weights, torchvision_transforms
 
     try:
         weights = torchvision.models.get_weight(name)
     except (ValueError, KeyError, AttributeError):
-        raise ZooError(f"unknown torchvision weights {name!r}; e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1") from None
+        raise ZooError(f"unknown torchvision weights {name!r}; "
+                       "e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1") from None
     counterparts = [model for model in list_models() if (builder := get_model_info(model).torchvision)
                     and torchvision.models.get_model_weights(builder) is type(weights)]
     if not counterparts:

@@ -2,7 +2,7 @@
 
     report = explain("runs/.../checkpoints/best.pt", ["seven.png"], method="gradcam")   # overlays
     report = explain("runs/.../checkpoints/best.pt", filters=True, feature_maps="seven.png")
-    print(report.summary())                                                           # each PNG written
+    print(zoo.present.text.render_explain(report))                                    # each PNG written
 
     heat maps      Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391) on a convolutional stage, by captum's
                    LayerGradCam, upsampled bilinearly to the input; saliency (Simonyan et al. 2013,
@@ -11,8 +11,8 @@
                    colour) by captum's Occlusion. Each of the target class: --target, else the top-1 prediction.
     stages         the backbone's top-level children that give 4-D maps (find_stages), found by running
                    forward_features once with hooks: ResNet's conv1 ... layer4, LeNet's features.0 ... features.5.
-    filters        the first convolution's weights (zoo.grids.filter_grid, which TensorBoard draws too).
-    feature maps   each stage's activations for one picture (zoo.grids.map_grid).
+    filters        the first convolution's weights (zoo.present.grids.filter_grid, which TensorBoard draws too).
+    feature maps   each stage's activations for one picture (zoo.present.grids.map_grid).
 
 Pictures are prepared exactly as zoo predict and zoo evaluate prepare them (Predictor.prepare); overlays show the
 input as the network saw it (resized and fitted, before normalization). Everything is read, resolved and drawn
@@ -22,7 +22,6 @@ before the first file is written; then each PNG atomically. captum is imported o
 from __future__ import annotations
 
 import difflib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,12 +30,12 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
-from zoo.grids import filter_grid, heatmap_overlay, map_grid
+from zoo.present.grids import filter_grid, heatmap_overlay, map_grid
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from zoo.inference import Prediction, Predictor
+    from zoo.inference.load import Prediction, Predictor
 
 METHODS = ("gradcam", "saliency", "occlusion")  # zoo.cli.ExplainMethod is the same list (no torch in cli.py)
 TOP_K = 3  # classes printed and captioned per picture
@@ -69,8 +68,8 @@ class Backbone:
         """`layer` (a dotted module name) checked, or the default. Raises ZooError for a name that is no module of
         the network, one whose output is no map of the backbone, or a network without convolutional stages."""
         if self.default is None:
-            raise ZooError(f"--method gradcam: {model_name} has no convolutional stage (its layers are fully connected); "
-                           "use --method saliency or occlusion")
+            raise ZooError(f"--method gradcam: {model_name} has no convolutional stage "
+                           "(its layers are fully connected); use --method saliency or occlusion")
         if layer is None or layer in self.maps:
             return layer or self.default
         names = [stage.name for stage in self.stages if stage.convolutional or stage.name == self.default]
@@ -227,19 +226,6 @@ class ExplainReport:
     filters: Path | None = None
     feature_maps: list[Path] = field(default_factory=list)
 
-    def summary(self) -> str:
-        """What zoo explain prints: per picture its top-k and the overlay written; then the other PNGs."""
-        lines = []
-        for row in self.rows:
-            top = ", ".join(f"{name} {p:.1%}" for name, p in zip(row.prediction.classes, row.prediction.probabilities))
-            where = f" at {self.layer}" if self.method == "gradcam" else ""
-            lines += [f"{row.path}: {top}",
-                      f"wrote {row.written} ({self.method}{where} of {row.target_class}, {row.probability:.1%})"]
-        if self.filters is not None:
-            lines.append(f"wrote {self.filters}")
-        lines += [f"wrote {path}" for path in self.feature_maps]
-        return "\n".join(lines)
-
 
 def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, method: str = "gradcam",
             layer: str | None = None, target: str | None = None, top_k: int = TOP_K, filters: bool = False,
@@ -253,71 +239,89 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
     Raises ZooError, before anything is written, for nothing asked, an --output that is a file, a picture that
     cannot be read, an unknown --layer or --target, a network without convolutions asked for Grad-CAM, filters or
     feature maps, or a method unknown."""
-    from zoo.inference import load
-    from zoo.predict import gather
+    from zoo.inference.load import load
+    from zoo.inference.predict import gather
 
-    if method not in METHODS:
-        raise ZooError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if not images and not filters and feature_maps is None:
-        raise ZooError("nothing to explain; give pictures (zoo explain best.pt seven.png), --filters or --feature-maps PICTURE")
-    if layer is not None and method != "gradcam":
-        raise ZooError(f"--layer is Grad-CAM's; remove it, or give --method gradcam (not {method})")
-    if top_k < 1:
-        raise ZooError("--top-k must be 1 or more")
-    if output is not None:
-        check_output(Path(output))
+    check_request(images, method, layer, top_k, filters, feature_maps, output)
     paths = gather(images)[0] if images else []
     if images and not paths:
         raise ZooError(f"no image files in {', '.join(map(str, images))}")
     predictor = load(source, device)
-    model = predictor.model
-    if not isinstance(model, nn.Module):
-        raise ZooError(f"{predictor.source}: zoo explain needs the PyTorch network's gradients, which an ONNX file has not; "
-                       "give the checkpoint (.pt) or its .safetensors export")
-    model_name = predictor.config.model.name if predictor.config is not None else type(model).__name__.lower()
-    preprocessing = predictor.preprocessing
-    if preprocessing is not None and not preprocessing.takes_pictures:  # xor's MLP: no picture, no filter to draw
-        raise ZooError(f"{model_name} was trained on {preprocessing.data}'s {preprocessing.in_channels} features, not on "
-                       "pictures: zoo explain has nothing to draw; it explains networks trained on images")
+    model, model_name = network(predictor)
     folder = Path(output) if output is not None else default_output(predictor.source)
     check_output(folder)
     pictures = [predictor.prepare(path) for path in paths]  # an unreadable file: one line, before anything is drawn
     mapped = predictor.prepare(feature_maps) if feature_maps is not None else None
     index = resolve_target(target, predictor.classes)
     report = ExplainReport(method, None)
-    drawn: list[tuple[Path, Image.Image]] = []
     backbone = None
     if (pictures and method == "gradcam") or mapped is not None:
-        example = (mapped if mapped is not None else pictures[0])[None].to(predictor.device)
-        backbone = find_stages(model, example)
+        backbone = find_stages(model, (mapped if mapped is not None else pictures[0])[None].to(predictor.device))
         if pictures and method == "gradcam":
             report.layer = backbone.resolve(layer, model, model_name)
         if mapped is not None and not backbone.stages:
             raise ZooError(f"--feature-maps: {model_name} has no convolutional stage, so no feature maps; its layers "
                            "are fully connected")
-    if filters:
-        drawn.append((folder / "filters.png", filter_grid(model)))  # ZooError for the MLP, before anything is written
+    drawn: list[tuple[Path, Image.Image]] = []
+    if filters:  # ZooError for the MLP, before anything is written
+        report.filters = folder / "filters.png"
+        drawn.append((report.filters, filter_grid(model)))
     for path, picture, row in overlays(predictor, paths, pictures, folder, method, report.layer, index, top_k):
         drawn.append((path, picture))
         report.rows.append(row)
     if mapped is not None and backbone is not None:
-        outputs, _ = trace(model, mapped[None].to(predictor.device))
-        stem = Path(feature_maps).stem
-        for stage in backbone.stages:
-            path = folder / f"{stem}.feature_maps.{stage.name}.png"
-            drawn.append((path, map_grid(outputs[stage.name][0], stage.name, MAX_CHANNELS)))
+        for path, picture in stage_maps(model, backbone, mapped[None].to(predictor.device), folder, Path(feature_maps)):
+            drawn.append((path, picture))
             report.feature_maps.append(path)
-    if filters:
-        report.filters = folder / "filters.png"
     write_pictures(drawn)
     return report
+
+
+def check_request(images: list[str] | tuple[str, ...], method: str, layer: str | None, top_k: int, filters: bool,
+                  feature_maps: str | Path | None, output: Path | None) -> None:
+    """Raises ZooError for options that ask for nothing, or that do not go together."""
+    if method not in METHODS:
+        raise ZooError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if not images and not filters and feature_maps is None:
+        raise ZooError("nothing to explain; give pictures (zoo explain best.pt seven.png), --filters or --feature-maps "
+                       "PICTURE")
+    if layer is not None and method != "gradcam":
+        raise ZooError(f"--layer is Grad-CAM's; remove it, or give --method gradcam (not {method})")
+    if top_k < 1:
+        raise ZooError("--top-k must be 1 or more")
+    if output is not None:
+        check_output(Path(output))
+
+
+def network(predictor: Predictor) -> tuple[nn.Module, str]:
+    """The predictor's PyTorch network and its name. Raises ZooError for an ONNX file (no gradients) and for a
+    network trained on features rather than pictures (xor's MLP: nothing to draw)."""
+    model = predictor.model
+    if not isinstance(model, nn.Module):
+        raise ZooError(f"{predictor.source}: zoo explain needs the PyTorch network's gradients, which an ONNX file has "
+                       "not; give the checkpoint (.pt) or its .safetensors export")
+    model_name = predictor.config.model.name if predictor.config is not None else type(model).__name__.lower()
+    preprocessing = predictor.preprocessing
+    if preprocessing is not None and not preprocessing.takes_pictures:
+        raise ZooError(f"{model_name} was trained on {preprocessing.data}'s {preprocessing.in_channels} features, not "
+                       "on pictures: zoo explain has nothing to draw; it explains networks trained on images")
+    return model, model_name
+
+
+def stage_maps(model: nn.Module, backbone: Backbone, batch: Tensor, folder: Path,
+               picture: Path) -> list[tuple[Path, Image.Image]]:
+    """Each stage's activations for `batch` (1 x C x H x W: `picture`, preprocessed) as a grid of at most
+    MAX_CHANNELS tiles, to <picture stem>.feature_maps.<stage>.png in `folder`."""
+    outputs, _ = trace(model, batch)
+    return [(folder / f"{picture.stem}.feature_maps.{stage.name}.png",
+             map_grid(outputs[stage.name][0], stage.name, MAX_CHANNELS)) for stage in backbone.stages]
 
 
 def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], folder: Path, method: str,
              layer: str | None, target: int | None, top_k: int) -> list[tuple[Path, Image.Image, Explained]]:
     """Each picture's (PNG path, overlay, row): its top_k, and the heat map of `target` (None: its top-1), BATCH
     pictures a pass."""
-    from zoo.inference import top_predictions
+    from zoo.inference.load import top_predictions
 
     model, classes = predictor.model, predictor.classes
     stems, k = unique_stems(paths), min(top_k, len(classes))
@@ -375,12 +379,12 @@ def unique_stems(paths: list[Path]) -> list[str]:
 
 def write_pictures(drawn: list[tuple[Path, Image.Image]]) -> None:
     """Each picture as a PNG, atomically (zoo.rundir.atomic_write); an unwritable folder is one line."""
+    from zoo.present.figures import png
     from zoo.rundir import atomic_write
 
     for path, picture in drawn:
-        encoded = io.BytesIO()
-        picture.save(encoded, format="PNG")
         try:
-            atomic_write(path, encoded.getvalue())
+            atomic_write(path, png(picture))
         except OSError as error:
-            raise ZooError(f"cannot write {path} ({error.strerror or error}); give --output a writable folder") from None
+            raise ZooError(f"cannot write {path} ({error.strerror or error}); "
+                           "give --output a writable folder") from None

@@ -7,8 +7,8 @@ draws its per-class table and trust figures without the data, without torchvisio
 The file is numpy's .npz (no pickle): `logits` N x classes float32 and `targets` N int64, the test split's images
 in its own order (every rank's share put back in place); `paths` N text, their files, where the data set reads
 files; `wrong` M int64 and `pictures` M x H x W x C uint8, the most confidently wrong images as the network saw
-them (zoo.trust.confidently_wrong's order), where the data set holds tensors. A test split of more than MAX_VALUES
-logits (ImageNet's 50,000 x 1,000) is not written: its report evaluates best.pt again.
+them (zoo.metrics.trust.confidently_wrong's order), where the data set holds tensors. A test split of more than
+MAX_VALUES logits (ImageNet's 50,000 x 1,000) is not written: its report evaluates best.pt again.
 """
 
 from __future__ import annotations

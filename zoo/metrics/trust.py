@@ -11,7 +11,7 @@
   per-bin accuracy, confidence and count (Guo et al. 2017, arXiv:1706.04599, eq. 3 and Figure 1).
 - The most confidently wrong samples: where the model is sure and mistaken, the images worth looking at.
 
-The figures are zoo.trust_figures'. This module imports no plotting library.
+The pictures are zoo.present.figures'. This module imports no plotting library.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     if logits.dim() != 2 or logits.shape[1] != len(classes) or targets.shape != (logits.shape[0],):
-        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match {len(classes)} classes")
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
+                         f"do not match {len(classes)} classes")
     if logits.shape[0] == 0:
         raise ValueError("no samples to measure")
     probabilities = torch.softmax(logits.detach().double().cpu(), dim=1).numpy()
@@ -146,7 +147,8 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
     reliability = _reliability(confidence, correct, bins)
     ece = sum(abs(b.accuracy - b.confidence) * b.count for b in reliability if b.count) / count
     order = confidently_wrong(probabilities, truth, shown)
-    kept = [Wrong(int(i), paths[i] if paths is not None else None, int(truth[i]), int(predicted[i]), float(confidence[i]))
+    kept = [Wrong(int(i), paths[i] if paths is not None else None, int(truth[i]), int(predicted[i]),
+                  float(confidence[i]))
             for i in order]
     return Trust(list(classes), count, support, auc, ap, roc, pr, float(ece), reliability, kept, int((~correct).sum()))
 

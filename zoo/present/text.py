@@ -1,13 +1,18 @@
-"""Everything the CLI prints: rows as an aligned text table, Markdown, CSV or JSON, and the reports built on them.
+"""What the commands print as their result: rows as an aligned text table, Markdown, CSV or JSON, and each
+command's report built on them. (A training run's own lines, printed as it goes, are zoo.training.hooks'.)
 
     render(headers, rows, fmt)        any table, in any Format
     render_catalog(rows, fmt)         `zoo list`: one row per model
     render_summary(summary, fmt)      `zoo summary`: the layer table, the totals and how to read them
-    render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, trust figures, confusion matrix
+    render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, trust figures,
+                                      confusion matrix
     render_predictions(report, fmt)   `zoo predict`: one row per image, its top-k classes and probabilities
     render_lr_find(result, ...)       `zoo lr-find`: the sweep, the suggestion and the command to train with it
+    render_export(report)             `zoo export`: the file written and its check against eager PyTorch
+    render_explain(report)            `zoo explain`: each picture's top-k and the PNGs written
 
-The computing lives elsewhere (zoo.summary, zoo.evaluation); this module only turns its records into text.
+The computing lives in the layers below (zoo.summary, zoo.evaluation, zoo.inference, zoo.training); this
+module only turns their records into text.
 It imports no torch: the CLI reads the format choices from here before it knows which command runs.
 """
 
@@ -22,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 from zoo.errors import ZooError
 
 if TYPE_CHECKING:
-    from zoo.evaluation import EvaluationReport
-    from zoo.predict import PredictionReport
+    from zoo.evaluation.evaluate import EvaluationReport
+    from zoo.inference.explain import ExplainReport
+    from zoo.inference.export import ExportReport
+    from zoo.inference.predict import PredictionReport
     from zoo.summary import CatalogRow, Layer, Summary, Totals
     from zoo.training.lr_find import LrFindResult
 
@@ -53,7 +60,8 @@ class PredictionFormat(str, Enum):
 
 
 class ExportFormat(str, Enum):
-    """The files `zoo export` writes; zoo.export.FORMATS is the same list (importing it here would import torch)."""
+    """The files `zoo export` writes; zoo.inference.export.FORMATS is the same list (importing it here would import
+    torch)."""
 
     onnx = "onnx"
     pt2 = "pt2"
@@ -95,14 +103,9 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
 
         return json.dumps([dict(zip(headers, row)) for row in rows], indent=2)
     if fmt == "csv":
-        import csv
-        import io
+        from zoo.rundir import csv_text
 
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(rows)
-        return out.getvalue().rstrip("\n")
+        return csv_text(headers, rows).rstrip("\n")
     if numeric is None:
         numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows) and bool(rows)
                    for i in range(len(headers))]
@@ -114,7 +117,8 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         return ("| " + " | ".join(parts) + " |") if fmt == "markdown" else "  ".join(parts).rstrip()
 
     if fmt == "markdown":
-        rule = "|" + "|".join(("-" * (w + 1) + ":") if right else ("-" * (w + 2)) for w, right in zip(widths, numeric)) + "|"
+        rule = "|" + "|".join(("-" * (w + 1) + ":") if right else ("-" * (w + 2))
+                              for w, right in zip(widths, numeric)) + "|"
     elif fmt == "table":
         rule = "  ".join("-" * w for w in widths)
     else:
@@ -140,7 +144,8 @@ def render_catalog(rows: Sequence[CatalogRow], fmt: str = "table") -> str:
 
 # zoo summary
 
-LAYER_HEADERS = ["name", "type", "kernel", "stride", "padding", "input", "output", "calls", "params", "trainable", "MACs", "note"]
+LAYER_HEADERS = ["name", "type", "kernel", "stride", "padding", "input", "output", "calls", "params", "trainable",
+                 "MACs", "note"]
 
 
 def _dims(value: tuple[int, ...] | str | None, collapse: bool = False) -> str:
@@ -215,7 +220,8 @@ def render_summary(summary: Summary, fmt: str = "table") -> str:
         inference = _total_rows(summary.totals_without_aux, summary.batch_size)
         totals_table = render(["total", "with auxiliary heads", "without (inference)"],
                               [(label, a, b) for (label, a), (_, b) in zip(totals, inference)], fmt)
-    title = f"{summary.model}: input {_dims(summary.input_size)}, depth {summary.depth}, shapes per image, MACs at batch 1"
+    title = (f"{summary.model}: input {_dims(summary.input_size)}, depth {summary.depth}, shapes per image, "
+             "MACs at batch 1")
     notes = [
         "training estimate: batch x 2 x activations (kept for backward, plus their gradients) + weights + "
         "weight gradients + buffers; optimizer state not included (SGD momentum adds 1x the weights, Adam 2x)",
@@ -225,23 +231,31 @@ def render_summary(summary: Summary, fmt: str = "table") -> str:
 
 # zoo evaluate
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with 2 decimals; n/a for an undefined figure."""
     return "n/a" if value is None else f"{value:.2%}"
+
+
+def fraction(value: float | None) -> str:
+    """A figure that is no percentage (a loss, an F1, an AUC) with 4 decimals; n/a for an undefined one."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _evaluation_table(report: EvaluationReport) -> str:
     m = report.metrics
     lines = [
         f"{report.checkpoint} on {report.evaluated or f'the {report.split} split'}: {m.count:,} images",
-        f"loss {m.loss:.4f}  top-1 {_pct(m.accuracy)}  top-5 {_pct(m.top5_accuracy)}",
+        f"loss {m.loss:.4f}  top-1 {percent(m.accuracy)}  top-5 {percent(m.top5_accuracy)}",
         "",
     ]
-    rows = [[row["class"], _pct(row["precision"]), _pct(row["recall"]), "n/a" if row["f1"] is None else f"{row['f1']:.4f}",
-             row["support"]] for row in report.per_class()]
+    rows = [[row["class"], percent(row["precision"]), percent(row["recall"]),
+             "n/a" if row["f1"] is None else f"{row['f1']:.4f}", row["support"]] for row in report.per_class()]
     macro = m.macro()
     over = "" if macro["classes"] == len(report.classes) else f" ({macro['classes']} of {len(report.classes)} classes)"
-    rows.append([f"macro average{over}", _pct(macro["precision"]), _pct(macro["recall"]), f"{macro['f1']:.4f}", m.count])
-    lines.append(render(["class", "precision", "recall", "f1", "support"], rows, numeric=[False, True, True, True, True]))
+    rows.append([f"macro average{over}", percent(macro["precision"]), percent(macro["recall"]), f"{macro['f1']:.4f}",
+                 m.count])
+    lines.append(render(["class", "precision", "recall", "f1", "support"], rows,
+                        numeric=[False, True, True, True, True]))
     lines += _trust_lines(report)
     if len(report.classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
@@ -251,25 +265,24 @@ def _evaluation_table(report: EvaluationReport) -> str:
     lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]
     if report.trust_files is not None:
         files = report.trust_files
-        lines += [f"       {path}" for path in (files.roc, files.pr, files.reliability, files.wrong) if path is not None]
+        lines += [f"       {path}" for path in (files.roc, files.pr, files.reliability, files.wrong)
+                  if path is not None]
     return "\n".join(lines)
 
 
-def _figure(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def _trust_lines(report: EvaluationReport) -> list[str]:
-    """One line of zoo.trust's figures (macro AUC and AP, one class against the rest; ECE) and one of the gallery."""
+    """One line of zoo.metrics.trust's figures (macro AUC and AP, one class against the rest; ECE) and one of the
+    gallery."""
     trust = report.trust
     if trust is None:
         return []
-    lines = ["", f"trust: macro AUC {_figure(trust.auc_macro)}  macro AP {_figure(trust.ap_macro)}  "
+    lines = ["", f"trust: macro AUC {fraction(trust.auc_macro)}  macro AP {fraction(trust.ap_macro)}  "
                  f"ECE {trust.ece:.2%} ({len(trust.reliability)} bins)"]
     if not trust.wrong:
         lines.append("most confidently wrong: none, every prediction is right (no gallery)")
     else:
-        gallery = "" if report.trust_files is None or report.trust_files.wrong is None else f" in {report.trust_files.wrong.name}"
+        gallery = ("" if report.trust_files is None or report.trust_files.wrong is None
+                   else f" in {report.trust_files.wrong.name}")
         first = trust.wrong[0]
         shown = (f"{trust.wrong_count:,} wrong" if len(trust.wrong) == trust.wrong_count
                  else f"the {len(trust.wrong)} surest of {trust.wrong_count:,} wrong")
@@ -301,7 +314,8 @@ def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
     k = max(len(prediction.classes) for _, prediction in report.rows)
     if fmt == "csv":
         headers = ["path", *(f"{name}_{rank}" for rank in range(1, k + 1) for name in ("class", "probability"))]
-        rows = [[str(path), *(value for pair in zip(p.classes, p.probabilities) for value in pair)] for path, p in report.rows]
+        rows = [[str(path), *(value for pair in zip(p.classes, p.probabilities) for value in pair)]
+                for path, p in report.rows]
         return render(headers, rows, "csv")
     headers = ["image", *(f"top-{rank}" for rank in range(1, k + 1))]
     rows = [[str(path), *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
@@ -325,4 +339,32 @@ def render_lr_find(result: LrFindResult, config: Path, overrides: Sequence[str],
                             *(f"--set {shlex.quote(item)}" for item in overrides)])
         lines.append(f"suggested lr {result.suggestion:.1e} ({result.rule}); train with: {command}")
     lines.append(f"plot: {plot}")
+    return "\n".join(lines)
+
+
+# zoo export
+
+def render_export(report: ExportReport) -> str:
+    """The file written and its check: size, format, batch, and how far its logits are from eager PyTorch's."""
+    batch = "dynamic batch" if report.batch is None else f"batch {report.batch}"
+    opset = f", opset {report.opset}" if report.opset is not None else ""
+    agreed = round(report.top1_agreement * report.images)
+    return (f"wrote {report.path} ({report.bytes / 1e6:.1f} MB, {report.format}{opset}, {batch}); checked on "
+            f"{report.images} {report.inputs}: largest |logit difference| {report.max_abs_diff:.2e} (tolerance "
+            f"{report.tolerance:.1e}), top-1 agreement {agreed}/{report.images}")
+
+
+# zoo explain
+
+def render_explain(report: ExplainReport) -> str:
+    """Per picture its top-k and the overlay written; then the other PNGs."""
+    lines = []
+    for row in report.rows:
+        top = ", ".join(f"{name} {p:.1%}" for name, p in zip(row.prediction.classes, row.prediction.probabilities))
+        where = f" at {report.layer}" if report.method == "gradcam" else ""
+        lines += [f"{row.path}: {top}",
+                  f"wrote {row.written} ({report.method}{where} of {row.target_class}, {row.probability:.1%})"]
+    if report.filters is not None:
+        lines.append(f"wrote {report.filters}")
+    lines += [f"wrote {path}" for path in report.feature_maps]
     return "\n".join(lines)

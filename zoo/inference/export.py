@@ -1,5 +1,5 @@
 """`zoo export`: a checkpoint's network as ONNX, a torch.export program (.pt2) or safetensors, each with zoo's
-metadata (classes, preprocessing, config: zoo.inference.Metadata), and verified before it is reported done.
+metadata (classes, preprocessing, config: zoo.inference.load.Metadata), and verified before it is reported done.
 
     report = export_checkpoint("runs/.../checkpoints/best.pt", "onnx")   # best.onnx beside it
 
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ExportMismatch, ZooError
-from zoo.inference import EXPORT_EXTRA, Metadata, Predictor, open_checkpoint
+from zoo.inference.load import EXPORT_EXTRA, Metadata, Predictor, open_checkpoint
 
 FORMATS = ("onnx", "pt2", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors"}
@@ -49,14 +49,6 @@ class ExportReport:
     max_abs_diff: float  # the largest |exported - eager| logit
     tolerance: float  # what it was held to: TOLERANCE x max(1, largest |eager logit|)
     top1_agreement: float  # fraction of images whose top-1 class agrees
-
-    def summary(self) -> str:
-        batch = "dynamic batch" if self.batch is None else f"batch {self.batch}"
-        opset = f", opset {self.opset}" if self.opset is not None else ""
-        agreed = round(self.top1_agreement * self.images)
-        return (f"wrote {self.path} ({self.bytes / 1e6:.1f} MB, {self.format}{opset}, {batch}); checked on {self.images} "
-                f"{self.inputs}: largest |logit difference| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.1e}), "
-                f"top-1 agreement {agreed}/{self.images}")
 
 
 def parse_batch(text: str | int) -> int | None:
@@ -109,7 +101,8 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
     try:
         atomic_write(output, data, check)
     except OSError as error:
-        raise ZooError(f"cannot write {output} ({error.strerror or error}); give --output a file in a writable folder") from None
+        raise ZooError(f"cannot write {output} ({error.strerror or error}); "
+                       "give --output a file in a writable folder") from None
     return ExportReport(output, format, len(data), batch, written_opset, inputs, len(images), found["max_abs_diff"],
                         found["tolerance"], found["top1_agreement"])
 
@@ -219,9 +212,9 @@ def _opset(data: bytes) -> int | None:
 
 def _reopen(path: Path, format: str) -> Predictor:
     """The written file as zoo.load opens it, on the CPU."""
-    from zoo.inference import _exported_program, _onnx, _safetensors
+    from zoo.inference.load import open_exported_program, open_onnx, open_safetensors
 
-    opener = {"onnx": _onnx, "pt2": _exported_program, "safetensors": _safetensors}[format]
+    opener = {"onnx": open_onnx, "pt2": open_exported_program, "safetensors": open_safetensors}[format]
     return opener(path, torch.device("cpu"))
 
 
@@ -235,7 +228,8 @@ def verify(model: nn.Module, exported: Predictor, images: Tensor, output: Path) 
     tolerance = TOLERANCE * max(1.0, eager.abs().max().item())
     agreement = (logits.argmax(1) == eager.argmax(1)).float().mean().item()
     if not difference <= tolerance:  # NaN fails too
-        raise ExportMismatch(f"the export of {output.name} computes other logits than the checkpoint (largest difference "
-                             f"{difference:.2e}, above {tolerance:.1e}; top-1 agreement {agreement:.0%}); nothing was "
-                             "written: please report it with the checkpoint's model and zoo export's options")
+        raise ExportMismatch(f"the export of {output.name} computes other logits than the checkpoint "
+                             f"(largest difference {difference:.2e}, above {tolerance:.1e}; "
+                             f"top-1 agreement {agreement:.0%}); nothing was written: please report it with the "
+                             "checkpoint's model and zoo export's options")
     return {"max_abs_diff": difference, "tolerance": tolerance, "top1_agreement": agreement}

@@ -1,0 +1,54 @@
+"""What many test modules need, written once: the digits config, `zoo` in a subprocess, a free port, a run's figures.
+
+Imported as `from helpers import ...` (tests/ is on sys.path, as for datafiles.py and bad_input_cases.py).
+Fixtures are in conftest.py; the shared trained digits run (`digits_run`) among them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from zoo.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "configs" / "lenet5_digits.yaml"  # the README's main job: LeNet-5 on scikit-learn's digits
+
+
+def digits_config(out: Path | str, *extra: str) -> Config:
+    """The digits config with train.output_dir=`out`, then each of `extra` as one --set item, in order."""
+    return load_config(DIGITS, [f"train.output_dir={out}", *extra])
+
+
+def run_zoo(*args: str | Path, cwd: Path | str = ROOT, env: dict[str, str | None] | None = None, popen: bool = False,
+            timeout: float = 180, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check: bool = False):
+    """`python -m zoo *args` in a new interpreter, in `cwd`, its streams as text (both captured unless told).
+
+    It imports this checkout's zoo wherever `cwd` is (PYTHONPATH starts with the repository). `env`: variables set
+    over this process's environment (None removes one). popen=False waits up to `timeout` seconds and returns the
+    CompletedProcess; popen=True returns the running Popen at once.
+    tests/bad_input_cases.py's `run_zoo` is another thing: a process forked from a server that has already
+    imported zoo, for the many cases of the table (test_bad_input.py checks it against this one, the real command)."""
+    command = [sys.executable, "-m", "zoo", *map(str, args)]
+    path = os.pathsep.join(entry for entry in (str(ROOT), os.environ.get("PYTHONPATH")) if entry)
+    environment = {**os.environ, "PYTHONPATH": path, **(env or {})}
+    environment = {name: value for name, value in environment.items() if value is not None}
+    if popen:
+        return subprocess.Popen(command, cwd=cwd, env=environment, stdout=stdout, stderr=stderr, text=True)
+    return subprocess.run(command, cwd=cwd, env=environment, stdout=stdout, stderr=stderr, text=True, timeout=timeout,
+                          check=check)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for torchrun's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def metric_figures(section: dict) -> dict:
+    """A metrics section (metrics.json's val or test, a checkpoint's best_val) without its clock readings, which
+    differ between identical runs."""
+    return {key: value for key, value in section.items() if key not in ("time_s", "images_per_s")}

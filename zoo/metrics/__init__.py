@@ -1,0 +1,16 @@
+"""What a classifier's outputs measure: the figures every split reports, and how far its probabilities can be trusted.
+
+    meter = MetricAccumulator(num_classes); meter.update(logits, targets, loss); metrics = meter.compute()
+    trust = compute_trust(logits, targets, classes)             # ROC AUC, average precision, ECE, surest mistakes
+
+Both follow scikit-learn's definitions and are tested against it. No plotting here: the pictures of these
+figures are zoo.present.figures'.
+
+    classification.py  loss, top-1/top-5, the confusion matrix and per-class precision/recall/F1, as sums over
+                       batches, so that a DDP all-reduce is exact
+    trust.py           ROC AUC and average precision per class, ECE and the reliability bins, confidently wrong
+"""
+
+from zoo.metrics.classification import TOP_K, MetricAccumulator, Metrics
+
+__all__ = ["TOP_K", "MetricAccumulator", "Metrics"]
