@@ -30,7 +30,7 @@ class ExplainMethod(str, Enum):
 
 
 class Split(str, Enum):
-    """`zoo evaluate --split`; zoo.evaluation.evaluate.SPLITS is the same list (importing it here would import
+    """`zoo evaluate --split`; zoo.evaluation.evaluate.CHOICES is the same list (importing it here would import
     torch)."""
 
     test = "test"

@@ -20,7 +20,8 @@ test or a link can name):
 It reads the run directory (config.yaml, history.csv, metrics.json, checkpoints/best.pt) and the test split's
 scores the run kept (test_scores.npz, zoo.evaluation.scores): no data, no evaluation, no torchvision. A run without them
 (older, or a split too large to keep) has best.pt evaluated on its test split again, as `zoo evaluate` does. It
-writes only the page. The curves are drawn with matplotlib, imported here and never by training.
+writes only the page. Its pictures are zoo.present.figures' and zoo.present.grids'; their matplotlib is imported
+when a curve is drawn, never by training.
 """
 
 from __future__ import annotations

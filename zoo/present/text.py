@@ -1,5 +1,5 @@
 """What the commands print as their result: rows as an aligned text table, Markdown, CSV or JSON, and each
-command's report built on them. (A training run's own lines, printed as it goes, are zoo.training.hooks'.)
+command's report built on them. (A training run's own lines, printed as it goes, are zoo.training.log's.)
 
     render(headers, rows, fmt)        any table, in any Format
     render_catalog(rows, fmt)         `zoo list`: one row per model
