@@ -146,7 +146,7 @@ class AugmentConfig(Section):
 
 class DataConfig(Section):
     name: Literal[DATASETS]  # the data set (zoo.datasets.SPECS); imagefolder: your own, one folder per class
-    root: Path = Path("data")  # where torchvision's loaders find (or download) the files
+    root: Path = Path("data")  # imagefolder: the folder of class folders; torchvision's: their files (or a download)
     download: bool = True  # fetch a missing data set when online
     batch_size: int = Field(128, gt=0)  # per process, under torchrun too
     eval_batch_size: int | None = Field(None, gt=0)  # None: batch_size
@@ -160,13 +160,16 @@ class DataConfig(Section):
     augment: Annotated[Annotated[bool, Tag(FLAG)] | Annotated[AugmentConfig, Tag(SECTION)],
                        Discriminator(_flag_or_section)] = False
     crop_padding: int = Field(4, ge=0)  # augment: pixels of black padding before the random crop back to size
-    hflip: bool = True  # off for digits and text, where mirror images are other classes
+    hflip: bool = True  # augment: mirror half the images; set false for digits and text (mirrored, another class)
     val_split: float = Field(0.1, ge=0, lt=1)  # held out of training data when the set has no validation split
     test_split: float = Field(0.2, gt=0, lt=1)  # for sets without a test split (digits, an ImageFolder without test/)
     classes: tuple[int, ...] | None = None  # keep only these class indices, relabelled 0..k-1
     synthetic_size: int = Field(512, gt=0)  # images in the synthetic set; samples in a xor training epoch
     synthetic_classes: int = Field(10, gt=1)  # classes of the synthetic set (FakeData)
-    loader: Literal[LOADERS] = "auto"  # memory: tensors on the device, batched augmentation; auto: memory for IN_MEMORY
+    # memory: tensors on the device, batched augmentation (digits, MNIST, Fashion-MNIST, CIFAR-10/100); torchvision:
+    # per-sample transforms in DataLoader workers; auto: memory for those sets, except per-image data.augment keys
+    # on a set read from files
+    loader: Literal[LOADERS] = "auto"
     sampler: Literal[SAMPLERS] = "shuffle"  # balanced: each class drawn equally often (with replacement), for imbalance
 
     @model_validator(mode="after")
