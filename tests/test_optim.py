@@ -94,13 +94,15 @@ def test_optimizers_with_a_fused_kernel_use_it_on_the_cpu(name, fused):
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_the_fused_step_matches_the_loop_to_float_rounding(name):
+    # In float64: in float32 Adam's division by sqrt(v) carries the two kernels' different rounding from step to step,
+    # and the gap after 20 steps depends on the CPU and the thread count (5e-6 to 1.1e-5 measured), not on the kernels.
     torch.manual_seed(0)
-    models = [net(), net()]
+    models = [net().double(), net().double()]
     models[1].load_state_dict(models[0].state_dict())
     start = [p.detach().clone() for p in models[0].parameters()]
     optimizers = [build_optimizer(m, OptimizerConfig(name=name, lr=0.05, weight_decay=5e-4, fused=f))
                   for m, f in zip(models, (True, False))]
-    x, y = torch.randn(16, 3, 3, 3), torch.randint(0, 2, (16,))
+    x, y = torch.randn(16, 3, 3, 3, dtype=torch.float64), torch.randint(0, 2, (16,))
     for _ in range(20):
         for model, optimizer in zip(models, optimizers):
             optimizer.zero_grad()
@@ -108,7 +110,7 @@ def test_the_fused_step_matches_the_loop_to_float_rounding(name):
             optimizer.step()
     moved = max((p - q).abs().max().item() for p, q in zip(start, models[0].parameters()))
     gap = max((p - q).abs().max().item() for p, q in zip(*(m.parameters() for m in models)))
-    assert moved > 1e-2 and gap < 1e-5
+    assert moved > 1e-2 and gap < 1e-12
 
 
 def test_fused_true_needs_an_optimizer_torch_fuses():
