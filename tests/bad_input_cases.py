@@ -263,6 +263,34 @@ def no_proc() -> str | None:
     return None if Path("/proc/self").is_dir() else "no /proc here"
 
 
+def crafted(**fields: object) -> Callable[[Path, Path], None]:
+    """CHECKPOINT: the real checkpoint with `fields` changed (a callable: made from the checkpoint's dict)."""
+    def make(checkpoint: Path) -> dict:
+        state = torch.load(checkpoint, weights_only=True)
+        return {**state, **{key: value(state) if callable(value) else value for key, value in fields.items()}}
+
+    return saved(make, CHECKPOINT)
+
+
+def exported(**strings: str) -> Callable[[Path, Path], None]:
+    """model.safetensors: the real checkpoint as zoo export writes it, with `strings` over its zoo metadata."""
+    def setup(work: Path, checkpoint: Path) -> None:
+        from safetensors.torch import save_file
+
+        from zoo.inference.load import Metadata, open_checkpoint
+
+        state, config, model = open_checkpoint(checkpoint)
+        save_file(model.state_dict(), work / "model.safetensors",
+                  metadata={**Metadata.of_checkpoint(state, config).to_strings(), **strings})
+
+    return setup
+
+
+def nan_weights(state: dict) -> dict:
+    return {key: tensor * float("nan") if tensor.is_floating_point() else tensor
+            for key, tensor in state["model"].items()}
+
+
 CASES = [
     # -- the config: keys, types, values, names --
     Case("unknown key, misspelled", train("optimizer.momentun=0.8"),
@@ -501,4 +529,70 @@ CASES = [
          photos({"cat": 1}), "photos/ holds images"),
     Case("report: a page that is not HTML", ("report", "runs/lenet5_digits/1", "--output", "report.pdf"),
          "--output report.pdf: the report is an HTML page; name it *.html"),
+    Case("a test split too small for one image", train("data.test_split=1e-9"),
+         "data.test_split 1e-09 holds out none of digits's 1,797 training images, so the test split would be empty; "
+         "set data.test_split to 0.00056 or more (one image)"),
+    Case("a validation split too small for one image", train("data.val_split=1e-4"),
+         "data.val_split 0.0001 holds out none of digits's 1,438 training images, so the val split would be empty"),
+    Case("the balanced sampler and auto class weights together", train("data.sampler=balanced",
+                                                                        "loss.class_weights=auto"),
+         "data.sampler balanced and loss.class_weights auto each correct the class imbalance; together they correct "
+         "it twice"),
+    Case("class weights by a name that is no class",
+         train("data.name=imagefolder", "data.root=photos", "loss.class_weights={cat: 1, dgo: 2}"),
+         "loss.class_weights: no class named 'dgo' (did you mean 'dog'?)", photos({"cat": 6, "dog": 6}),
+         "photos/ holds cat/ and dog/"),
+    Case("report: a metrics.json that is not the run's figures", ("report", "out/lenet5_digits/done"),
+         "out/lenet5_digits/done/metrics.json holds a JSON list, not the run's figures (an object)",
+         with_checkpoint(run_folder("done"), text_file("out/lenet5_digits/done/metrics.json", "[1, 2]")),
+         "a finished run whose metrics.json holds [1, 2]"),
+    Case("a class folder named with a newline", train("data.name=imagefolder", "data.root=photos"),
+         "imagefolder: photos: the class folder 'a\\nb' has a control character (a newline, a tab) in its name",
+         photos({"a\nb": 2, "dog": 2}), "photos/ holds a<newline>b/ and dog/"),
+    # -- the config reader; values the run could not take; a path that names something else --
+    Case("config nested thousands of levels deep", train(config="deep.yaml"),
+         "deep.yaml: nested more than 32 levels deep (line 2, column 59)",
+         text_file("deep.yaml", "model: {name: lenet5}\ndata: {name: digits, root: " + "[" * 5000 + "]" * 5000 + "}\n"),
+         "data.root is 5,000 lists, one in another"),
+    Case("config not UTF-8", train(config="latin1.yaml"),
+         "latin1.yaml: not UTF-8 text (byte 0xe9 at line 3, column 22); save it as UTF-8",
+         lambda work, checkpoint: (work / "latin1.yaml").write_bytes(
+             b"model: {name: lenet5}\ndata: {name: digits}\ntrain: {run_name: caf\xe9}\n"), "a Latin-1 e-acute"),
+    Case("config alias bomb", ("config", "validate", "laughs.yaml"),
+         "laughs.yaml: its aliases repeat more than 10,000 values in all, as an alias bomb does (line 5, column 8)",
+         text_file("laughs.yaml", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+                   + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+                   + "model: {name: lenet5}\ndata: {name: digits}\n"), "9 levels of 9 aliases, 1 KB"),
+    Case("seed beyond 64 bits", train("train.seed=99999999999999999999"),
+         "--set train.seed: 99999999999999999999 does not fit in 64 bits; give a whole number from -2**63 to "
+         "2**63 - 1"),
+    Case("input size the model cannot take, 1", train("data.input_size=1"),
+         "--set data.input_size: lenet5 needs inputs of at least 16x16, got 1x1"),
+    Case("a run directory as the config", train(config="out/lenet5_digits/job1"),
+         "out/lenet5_digits/job1 is a run directory, not a config file; its config is "
+         "out/lenet5_digits/job1/config.yaml (zoo train --resume out/lenet5_digits/job1 continues the run)",
+         run_folder("job1"), "out/lenet5_digits/job1 holds a finished run"),
+    Case("a config file name misspelt", ("config", "validate", "configs/lenet5_digit.yaml"),
+         "config file 'configs/lenet5_digit.yaml' not found; did you mean configs/lenet5_digits.yaml"),
+    Case("a config where a checkpoint belongs", ("evaluate", CONFIG),
+         f"{CONFIG} is a config, not a checkpoint; give a checkpoint (runs/<name>/<time>/checkpoints/best.pt) or its "
+         f"run directory; zoo train --config {CONFIG} trains one"),
+    Case("the config given twice", ("train", CONFIG, "--config", CONFIG),
+         f"give the config once: zoo train {CONFIG} (or --config {CONFIG})"),
+    # -- checkpoints and exports that load safely but hold wrong values (zoo.checkpoint.FieldCheck) --
+    Case("a checkpoint whose classes are a number: evaluate", ("evaluate", CHECKPOINT),
+         f"{CHECKPOINT} is damaged: its classes is an int (5), not a list; use another checkpoint", crafted(classes=5),
+         "classes: 5"),
+    Case("a checkpoint with NaN weights: predict", ("predict", CHECKPOINT, "photos/"),
+         f"{CHECKPOINT} is damaged: its model tensor features.0.weight holds NaN or infinite values",
+         with_checkpoint(crafted(model=nan_weights), photos({"cat": 1})), "weights times NaN"),
+    Case("a checkpoint with a std of 0: export", ("export", CHECKPOINT, "--format", "safetensors"),
+         f"{CHECKPOINT} is damaged: its normalization.std is 0.0, not above 0",
+         crafted(normalization=lambda state: {**state["normalization"], "std": [0.0]}), "normalization.std: [0.0]"),
+    Case("a checkpoint with a negative position: resume", ("train", "--resume", CHECKPOINT),
+         f"{CHECKPOINT} is damaged: its epoch is -5, not 0 or more", crafted(epoch=-5), "epoch: -5"),
+    Case("an export whose metadata names too few classes: predict", ("predict", "model.safetensors", "photos/"),
+         "model.safetensors is damaged: its zoo metadata's classes has 1 name for the 10 outputs of its head; "
+         "export it again with zoo export", with_checkpoint(exported(classes='["a"]'), photos({"cat": 1})),
+         "classes: [\"a\"]"),
 ]

@@ -8,7 +8,7 @@ import torch
 
 from zoo.checkpoint import load_checkpoint, save_checkpoint
 from zoo.errors import ZooError
-from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
+from zoo.rundir import WriteError, atomic_write, publish_copy, remove_stale_temporaries
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -27,7 +27,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match=r"last.pt \(No space left on device\)"):  # one line, not the OSError
         atomic_write(path, b"new")
     assert path.read_bytes() == b"good" and list(tmp_path.iterdir()) == [path]
 
@@ -87,7 +87,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, mon
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(ZooError,
-                       match=r"cannot save .*last.pt \(No space left on device\); the previous checkpoint is intact"):
+                       match=r"cannot write .*last.pt \(No space left on device\); the previous checkpoint is intact"):
         save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -119,3 +119,20 @@ def test_a_run_that_skips_the_teardown_has_written_and_closed_everything(tmp_pat
     events = EventAccumulator(str(run_dir))
     events.Reload()
     assert [event.step for event in events.Scalars("test/accuracy")] == [2]  # written last, before the exit
+
+
+def test_a_config_given_as_an_argument_is_read_as_with_config():
+    # Before: Typer's "Got unexpected extra argument" (train) and "Missing option '--config'" (config show)
+    shown = run("config", "show", "configs/lenet5_digits.yaml")
+    assert shown.returncode == 0 and shown.stdout.startswith("model:\n  name: lenet5\n"), shown.stderr
+    for command in (("train",), ("lr-find",), ("finetune",)):  # each reads it, then refuses the lr of 0
+        result = run(*command, "configs/lenet5_digits.yaml", "--set", "optimizer.lr=0")
+        assert (result.returncode, result.stderr) == (2, "error: --set optimizer.lr: input should be greater than 0 "
+                                                         "(got 0)\n"), command
+    twice = run("config", "show", "configs/lenet5_digits.yaml", "-c", "configs/lenet5_digits.yaml")
+    assert twice.returncode == 2 and twice.stderr == (
+        "error: give the config once: zoo config show configs/lenet5_digits.yaml (or --config "
+        "configs/lenet5_digits.yaml)\n")
+    none = run("config", "show")
+    assert none.returncode == 2 and none.stderr == ("error: give a config: zoo config show configs/lenet5_digits.yaml "
+                                                    "(or --config configs/lenet5_digits.yaml)\n")

@@ -248,3 +248,119 @@ def test_unfreezing_after_the_last_epoch_is_refused():
     with pytest.raises(ZooError, match=r"finetune.unfreeze_at_epoch 30 is after the last epoch \(train.epochs 5\), so "
                                        r"the frozen layers would never train"):
         load_config(config, ["train.epochs=5", "finetune.unfreeze_at_epoch=30", "finetune.freeze=backbone"])
+
+
+LAUGHS = ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+          + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+          + BASE)  # 1 KB that PyYAML would expand to 9^9 values (the "billion laughs")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param(BASE.replace("digits}", "digits, root: " + "[" * 5000 + "]" * 5000 + "}"),
+                 "nested more than 32 levels deep (line 2, column 59); a config is sections of keys, a few levels: "
+                 "flatten it", id="brackets"),
+    pytest.param(BASE + "".join(f"{'  ' * level}k{level}:\n" for level in range(40)) + "  " * 40 + "x: 1\n",
+                 "nested more than 32 levels deep (line 34, column 63);", id="blocks"),  # the composer's check
+    pytest.param("a: &a [1]\n" + "".join(f"x{i}: &x{i} [*{'a' if i == 0 else f'x{i - 1}'}]\n" for i in range(40))
+                 + BASE, "nested more than 32 levels deep through its aliases (line 30, column 6);", id="aliases"),
+    pytest.param("a: &a [1, *a]\n" + BASE, "the alias *a is inside the value it names, a loop (line 1, column 11); "
+                 "point it at a value written before it", id="loop"),
+    pytest.param(LAUGHS, "its aliases repeat more than 10,000 values in all, as an alias bomb does (line 5, column "
+                 "8); a config needs far fewer: alias smaller values, or write them out", id="laughs"),
+    pytest.param(BASE.replace("digits", "digits\x07"),
+                 "not valid YAML at line 2, column 20: the control character '\\x07' is not allowed; remove it",
+                 id="control"),
+])
+def test_yaml_that_would_not_read_quickly_is_refused_in_one_line_quickly(write, text, expected):
+    # Before: RecursionError tracebacks from the composer, and a walk of 9^9 values for the alias bomb.
+    import time
+
+    start = time.perf_counter()
+    message = error_of(write(text))
+    assert time.perf_counter() - start < 0.5
+    assert message.startswith(expected), message
+
+
+def test_an_alias_bomb_is_refused_at_once_and_the_aliases_a_config_uses_still_read(write, tmp_path):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(LAUGHS)
+    result = run_zoo("config", "validate", path, timeout=60)  # before: busy until killed
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {path}: its aliases repeat more than 10,000")
+    config = load_config(write("model: {name: lenet5}\ndata: {name: digits, mean: &m [0.5], std: *m}\n"
+                               "optimizer: {lr: &lr 0.01, weight_decay: *lr}\n"))
+    assert config.data.mean == config.data.std == (0.5,) and config.optimizer.weight_decay == 0.01
+
+
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_byte(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"model:\n  name: lenet5\xff\xfe\ndata:\n  name: digits\n")  # before: UnicodeDecodeError
+    assert error_of(path) == "not UTF-8 text (byte 0xff at line 2, column 15); save it as UTF-8"
+
+
+@pytest.mark.parametrize("override", [f"train.seed={2**63}", "train.seed=99999999999999999999",
+                                      f"train.seed={-2**63 - 1}", f"data.classes=[0, {2**64}]",
+                                      f"model.num_classes={10**20}", f"data.input_size={2**64}"])
+def test_whole_numbers_beyond_64_bits_are_refused_at_load(write, override):
+    # Before: train.seed 2**64 passed and the run ended in "Overflow when unpacking long long".
+    key, value = override.split("=")
+    number = value.strip("[]").split(", ")[-1]
+    assert error_of(write(BASE), [override]) == (f"--set {key}: {number} does not fit in 64 bits; give a whole number "
+                                                 "from -2**63 to 2**63 - 1 (9223372036854775807)")
+
+
+def test_the_seeds_allowed_are_seeds_torch_takes_with_rank_and_epoch_added(write):
+    import torch
+
+    with pytest.raises(ZooError, match="train.seed: 9223372036854775808 does not fit in 64 bits"):
+        load_config(write(BASE), [f"train.seed={2**63}"])
+    for seed in (-2**63, 2**63 - 1):
+        assert load_config(write(BASE), [f"train.seed={seed}"]).train.seed == seed
+        torch.manual_seed(seed)
+        torch.Generator().manual_seed(seed + 1024 + 10**6)  # + rank + epoch, as the samplers seed
+
+
+def test_an_input_size_the_model_cannot_take_is_refused_at_load(write):
+    # Before: refused only in the run, after its directory was made (data.input_size=1: not at all, until the step)
+    for overrides, expected in (
+            (["data.input_size=1"], "--set data.input_size: lenet5 needs inputs of at least 16x16, got 1x1"),
+            (["model.name=resnet18", "model.small_input=false", "data.input_size=16"],
+             "--set data.input_size: resnet18 needs inputs of at least 32x32, got 16x16"),
+            (["model.name=mlp", "data.input_size=32"], "--set data.input_size: mlp expects 784 input features")):
+        assert error_of(write(BASE), overrides).startswith(expected)
+    assert load_config(write(BASE), ["data.input_size=16"]).data.input_size == 16
+    assert load_config(ROOT / "configs" / "xor_mlp_relu_he.yaml").data.name == "xor"
+
+
+def test_keys_written_twice_come_with_every_other_problem_at_once(write):
+    path = write("model: {name: lenet5}\ndata: {name: digits, batch_size: 32, batch_size: 8}\noptimizr: {lr: 0.1}\n"
+                 "train: {epochs: 0}\ntrain: {epochs: 0}\n")
+    result = run_zoo("config", "validate", path, "--set", "model.name=resnet19")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [  # before: the first line alone, the rest in later rounds
+        f"error: {path}: data.batch_size is written twice (line 2, columns 22 and 38); keep one",
+        f"error: {path}: train is written twice (lines 4 and 5); keep one",
+        f"error: {path}: train.epochs: input should be greater than 0 (got 0)",
+        f"error: {path}: optimizr: unknown key; did you mean optimizer?",
+        "error: --set model.name: unknown model 'resnet19'; did you mean resnet18, resnet152, resnet110?"]
+    assert error_of(write(BASE), ["optimizer={lr: 1, lr: 2}"]) == (  # in a --set value, as before
+        "--set optimizer: lr is written twice (line 1, columns 2 and 9); keep one")
+
+
+def test_what_a_config_path_names_instead_is_said(tmp_path):
+    run = tmp_path / "runs" / "lenet5_digits" / "1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(BASE)
+    (tmp_path / "mine.yaml").write_text(BASE)
+    (tmp_path / "best.pt").write_bytes(b"PK\x03\x04")
+    cases = {run: f"{run} is a run directory, not a config file; its config is {run / 'config.yaml'} "
+                  f"(zoo train --resume {run} continues the run)",  # before: "config file ... not found"
+             tmp_path: f"{tmp_path} is a folder, not a config file; give one of its 1 YAML files, e.g. "
+                       f"{tmp_path / 'mine.yaml'}",
+             tmp_path / "mien.yaml": f"config file '{tmp_path / 'mien.yaml'}' not found; did you mean "
+                                     f"{tmp_path / 'mine.yaml'}?",
+             tmp_path / "best.pt": f"{tmp_path / 'best.pt'} is a checkpoint or an export, not a config; zoo train "
+                                   f"--resume {tmp_path / 'best.pt'} continues the run of a checkpoint"}
+    for path, expected in cases.items():
+        with pytest.raises(ZooError) as caught:
+            load_config(path)
+        assert str(caught.value) == expected

@@ -213,6 +213,34 @@ def test_xor_is_the_four_points_in_every_split():
         build("xor", augment=True)
 
 
+def test_a_held_out_split_left_empty_is_refused_naming_its_size_and_the_fix(tmp_path):
+    # data.test_split=1e-9 held out no image, and the run ended in a StopIteration after its directory was made
+    with pytest.raises(ZooError) as caught:
+        build("digits", test_split=1e-9)
+    assert str(caught.value) == ("data.test_split 1e-09 holds out none of digits's 1,797 training images, so the test "
+                                 "split would be empty; set data.test_split to 0.00056 or more (one image)")
+    assert len(build("digits", test_split=0.00056).test) == 1  # the fix it names holds out one image
+    with pytest.raises(ZooError, match=r"^data.val_split 0.0001 holds out none of digits's 1,438 training images, so "
+                                       r"the val split would be empty; set data.val_split to 0.0007 or more \(one "
+                                       r"image\) \(or 0 for none\)$"):
+        build("digits", val_split=1e-4)
+    root = write_imagefolder(tmp_path / "photos", {"cat": 1, "dog": 1, "fox": 1}, size=(12, 10))
+    with pytest.raises(ZooError, match=r"^data.test_split 0.5: the test split of imagefolder would be empty: every "
+                                       r"class keeps at least one of the 3 training images and none has two"):
+        build("imagefolder", root=root, test_split=0.5)
+
+
+def test_the_first_line_of_a_run_names_the_classes_and_the_size_of_each_split():
+    digits = build("digits")
+    assert digits.describe("digits") == ("digits: 1,797 images, 10 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9): "
+                                         f"train {len(digits.train):,}, val {len(digits.val):,}, test 359")
+    many = build("synthetic", synthetic_size=40, synthetic_classes=12, val_split=0)
+    assert many.describe("synthetic") == ("synthetic: 80 images, 12 classes (class 0, class 1, class 2, class 3, "
+                                          "class 4, class 5, class 6, class 7, ..., class 11): train 40, val 0, "
+                                          "test 40")
+    assert build("xor", synthetic_size=12).describe("xor") == "xor: 2 classes (0, 1): train 12, val 4, test 4 samples"
+
+
 def test_synthetic_has_the_model_shape_and_fixed_splits():
     splits = build("synthetic", in_channels=3, input_size=20, synthetic_size=40, synthetic_classes=3, val_split=0.25)
     assert (len(splits.train), len(splits.val), len(splits.test), len(splits.classes)) == (30, 10, 40, 3)

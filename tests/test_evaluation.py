@@ -166,3 +166,135 @@ def test_an_unknown_class_is_named_whatever_the_class_counts(three_classes, tmp_
                        match=r"^the data has classes .*best.pt does not predict: dog \(4 classes for its 3\); "
                              "it predicts ant, bee, cat: name the class folders as in training"):
         evaluate_checkpoint(three_classes, data_root=new)
+
+
+# ---- test_scores.npz: the reader checks what it reads (zoo.evaluation.scores) ----------------------------------------
+
+def _scores_file(folder: Path, **change) -> Path:
+    """A test_scores.npz as a run of 3 classes on tensors writes it (8 images, the surest wrong ones pictured),
+    with the arrays in `change` put in place of the run's (None: left out)."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.evaluation.scores import write_scores
+    from zoo.metrics.trust import confidently_wrong
+
+    logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    wrong = confidently_wrong(logits.double().softmax(dim=1).numpy(), targets.numpy())
+    pictures = [Image.new("RGB", (6, 5), (10 * k, 0, 0)) for k in range(len(wrong))]
+    write_scores(folder, logits.numpy(), targets.numpy(), None, wrong, pictures)
+    if change:
+        with np.load(folder / "test_scores.npz") as data:
+            arrays = {name: data[name] for name in data.files}
+        arrays.update(change)
+        np.savez(folder / "test_scores.npz", **{name: value for name, value in arrays.items() if value is not None})
+    return folder / "test_scores.npz"
+
+
+def test_read_scores_gives_back_what_the_run_wrote(tmp_path):
+    from zoo.evaluation.scores import read_scores
+
+    _scores_file(tmp_path)
+    scores = read_scores(tmp_path, 8, 3)
+    assert scores.logits.shape == (8, 3) and scores.targets.tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert len(scores.pictures) == len(scores.wrong) > 0 and scores.notes == ()
+    assert read_scores(tmp_path / "nothing") is None  # an older run: no file
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"targets": [0, 1, 2, 0, 1, 2, 0, 99]}, "1 targets are outside the classes 0-2 (the first: 99)"),
+    ({"targets": [0, 1, 2, 0, 1, 2, 0, -1]}, "1 targets are outside the classes 0-2 (the first: -1)"),
+    ({"targets": [0.0, 1, 2, 0, 1, 2, 0, 1]}, "its targets are 8 float64, not 8 class indices"),
+    ({"logits": "nan"}, "the logits of 8 of 8 images are not finite (NaN or inf)"),
+    ({"logits": [[1.0, 2.0]] * 8}, "its logits have 2 classes, the checkpoint 3"),
+    ({"logits": [1.0] * 8}, "its logits are 8 float64, not samples x classes numbers"),
+    ({"logits": None}, "has no logits array"),
+    ({"targets": [0, 1, 2]}, "its targets are 3 int64, not 8 class indices"),
+])
+def test_damaged_scores_are_one_line_naming_the_file(tmp_path, change, message):
+    import numpy as np
+
+    from zoo.evaluation.scores import DamagedScores, read_scores
+
+    if change.get("logits") == "nan":
+        change = {"logits": np.full((8, 3), np.nan, dtype=np.float32)}
+    change = {name: value if value is None else np.asarray(value) for name, value in change.items()}
+    path = _scores_file(tmp_path, **change)
+    with pytest.raises(DamagedScores) as caught:
+        read_scores(tmp_path, 8, 3)
+    assert str(caught.value).startswith(f"{path}") and message in str(caught.value) and "\n" not in str(caught.value)
+    assert isinstance(caught.value, ZooError)  # the CLI's one line, exit 2
+
+
+def test_scores_that_are_no_npz_or_another_runs_are_damaged(tmp_path):
+    from zoo.evaluation.scores import DamagedScores, read_scores
+
+    (tmp_path / "test_scores.npz").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(DamagedScores, match="does not read as numpy's .npz"):
+        read_scores(tmp_path)
+    _scores_file(tmp_path)
+    with pytest.raises(DamagedScores, match="its logits hold 8 images, metrics.json's test split 10"):
+        read_scores(tmp_path, 10, 3)
+
+
+@pytest.mark.parametrize("pictures, note", [
+    ("float", "its pictures are 3 x 8 x 8 x 3 float64, not 3 x height x width x 3 uint8"),
+    ("gray", "its pictures are 3 x 5 x 6 uint8, not 3 x height x width x 3 uint8"),
+    ("other wrong", "its pictures are not of the most confidently wrong images of its scores"),
+])
+def test_pictures_that_do_not_fit_are_left_out_with_a_note(tmp_path, pictures, note):
+    import numpy as np
+
+    from zoo.evaluation.scores import read_scores
+
+    _scores_file(tmp_path)
+    with np.load(tmp_path / "test_scores.npz") as data:
+        wrong = data["wrong"]
+    assert len(wrong) == 3  # what the messages above count
+    change = {"float": {"pictures": np.random.rand(3, 8, 8, 3)},
+              "gray": {"pictures": np.zeros((3, 5, 6), np.uint8)},
+              "other wrong": {"wrong": wrong[::-1]}}[pictures]
+    path = _scores_file(tmp_path, **change)
+    scores = read_scores(tmp_path, 8, 3)
+    assert scores.pictures is None and scores.logits.shape == (8, 3)
+    assert scores.notes == (f"{path}: {note}; the gallery of the most confidently wrong images is left out",)
+
+
+def test_the_run_and_zoo_evaluate_report_one_test_loss_with_label_smoothing(tmp_path):
+    """The test loss is plain cross-entropy wherever it is shown (timm validates so): with label smoothing the run
+    and metrics.json said 0.5749 (the smoothed loss), zoo evaluate and the report 0.0567, both 'test loss'."""
+    result = train(digits_config(tmp_path, "train.epochs=2", "loss.label_smoothing=0.2"), quiet=True)
+    evaluated = evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt", "test")
+    assert result.metrics["test"]["loss"] == pytest.approx(evaluated.metrics.loss, rel=1e-5)
+    assert set(result.metrics["test"]) >= {"loss", "accuracy", "top5_accuracy", "count"}  # the keys scripts read
+    validated = evaluate_checkpoint(result.run_dir / "checkpoints" / "best.pt", "val")
+    assert result.metrics["val"]["loss"] == pytest.approx(validated.metrics.loss, rel=1e-5)
+
+
+def test_a_checkpoint_in_a_folder_it_cannot_write_to_is_still_measured_and_says_so(digits_best, monkeypatch):
+    # ../shared/cases/turn3/r08: zoo evaluate of a checkpoint on a read-only or full disk ended in a traceback.
+    import os
+
+    from zoo.present.text import render_evaluation
+
+    before = sorted(path.name for path in digits_best.parent.iterdir())
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)  # mkstemp creates its temporary file through os.open
+    report = evaluate_checkpoint(digits_best, device="cpu")
+    monkeypatch.undo()
+    assert report.metrics.count > 0 and report.trust is not None
+    assert report.confusion_csv is None and report.trust_files is None
+    assert report.not_saved.startswith("cannot write ") and "(Read-only file system); copy the checkpoint" in (
+        report.not_saved)
+    text = render_evaluation(report, "table")
+    assert "top-1" in text and f"not saved: {report.not_saved}" in text and "saved: " not in text.replace(
+        "not saved: ", "")
+    assert report.to_dict()["not_saved"] == report.not_saved and report.to_dict()["confusion_csv"] is None
+    assert sorted(path.name for path in digits_best.parent.iterdir()) == before

@@ -85,7 +85,7 @@ def test_a_folder_beside_the_split_folders_is_warned_about(tmp_path, capsys):
 
 
 def test_class_names_that_contain_split_words_are_classes(tmp_path):
-    write_imagefolder(tmp_path, {"test_tube": 3, "training_wheels": 3})
+    write_imagefolder(tmp_path, {"test_tube": 5, "training_wheels": 5})  # 3 each would leave no validation image
     layout = find_layout(tmp_path)
     assert layout.splits == {"train": tmp_path} and build(tmp_path).classes == ["test_tube", "training_wheels"]
 

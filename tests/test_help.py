@@ -110,3 +110,25 @@ def test_version_without_the_package_installed_says_so(monkeypatch):
     monkeypatch.setattr(metadata, "version", version)
     assert version_line() == ("zoo (version unknown: not installed; pip install -e .) "
                               "(torch not installed, torchvision not installed)")
+
+
+@pytest.mark.parametrize(("argv", "command"), COMMANDS, ids=[" ".join(argv) or "zoo" for argv, _ in COMMANDS])
+def test_usage_names_arguments_as_click_does(argv, command):
+    # Typer 0.29 wrote `zoo evaluate [OPTIONS] {checkpoint}` and `zoo predict [OPTIONS] {SOURCE} {INPUT...}...`
+    usage = zoo(*argv, "--help").stdout.splitlines()[0]
+    pieces = r"( COMMAND \[ARGS\]\.\.\.| \[?[A-Z_]+(\.\.\.)?\]?)*"  # one `...` at most, no braces
+    assert re.fullmatch(r"Usage: (python -m )?zoo[a-z -]* \[OPTIONS\]" + pieces, usage), usage
+    arguments = [param for param in command.params if param.param_type_name == "argument"]
+    named = re.findall(r"[A-Z_]+(?:\.\.\.)?", usage.split("[OPTIONS]", 1)[1])
+    assert named == [(param.metavar or param.name).upper() for param in arguments] or not arguments
+
+
+def test_the_usage_lines_a_user_reads_first():
+    for command, usage in (("evaluate", "evaluate [OPTIONS] CHECKPOINT"),
+                           ("predict", "predict [OPTIONS] SOURCE INPUT..."), ("train", "train [OPTIONS] [CONFIG]")):
+        assert zoo(command, "--help").stdout.splitlines()[0].endswith(f"zoo {usage}")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_commands_that_take_a_checkpoint_say_a_run_directory_will_do(command):
+    assert "or a run directory, runs/<name>/<time> (its best.pt)" in flat(zoo(command, "--help").stdout)

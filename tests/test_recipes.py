@@ -287,3 +287,20 @@ def test_history_csv_has_a_row_per_epoch_and_a_short_run_still_logs_steps(tmp_pa
     events = EventAccumulator(str(result.run_dir), size_guidance={"scalars": 0})
     events.Reload()
     assert len(events.Scalars("train/batch_loss")) == 12  # 12 steps, fewer than 20: every one logged
+
+
+# ---- the vanishing-gradient lesson's configs ---------------------------------------------------------------
+
+def test_the_xor_lesson_runs_under_their_own_names_with_no_note_on_pictures(tmp_path, capsys):
+    """xor's batches are [4, 2] bits, not 2-channel pictures: nothing is converted to gray, and no note says so;
+    each lesson config writes under its own name, so that TensorBoard shows the sigmoid run beside the ReLU one."""
+    names = []
+    for lesson in ("xor_mlp_sigmoid_deep", "xor_mlp_relu_he"):
+        config = load_config(ROOT / "configs" / f"{lesson}.yaml",
+                             [f"train.output_dir={tmp_path}", "train.epochs=1", "train.max_steps_per_epoch=2"])
+        result = train(config, quiet=True)
+        names.append(result.run_dir.parent.name)
+        err = capsys.readouterr().err
+        assert "gray" not in err and "colour" not in err, err
+        assert "xor: 2 classes (0, 1): train 512, val 4, test 4 samples" in err.splitlines()
+    assert names == ["xor_sigmoid_deep", "xor_relu_he"]

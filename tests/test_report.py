@@ -4,7 +4,9 @@ fetched from elsewhere; a real headless Chromium renders it where one is install
 from __future__ import annotations
 
 import base64
+import html
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -62,7 +64,7 @@ def test_the_figures_are_the_runs_own(page, run_dir):
     assert f"{evaluation.metrics.accuracy:.2%}" in page
     trust = evaluation.trust
     for k, row in enumerate(evaluation.per_class()):  # each class's row, names as written (café, 猫), as measured
-        cells = [row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+        cells = [row["class"], f"{row['precision']:.2%}", f"{row['recall']:.2%}", f"{row['f1']:.4f}",  # as evaluate
                  f"{trust.auc[k]:.4f}", f"{trust.average_precision[k]:.4f}", str(row["support"])]
         assert "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" in page
     assert f"expected calibration error {trust.ece:.2%}" in page
@@ -142,3 +144,80 @@ def test_chromium_renders_every_section_without_errors(page, run_dir, tmp_path):
     assert len(widths) >= 2 and all(width and width >= 200 for width in widths)
     screenshot = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
     assert screenshot.shape[0] > 1500 and screenshot.std() > 10  # a long page with figures, not a blank one
+
+
+# ---- damaged run files: one line for what the page cannot do without, else the page and a note -----------------------
+
+def _damage_scores(run: Path, **change) -> None:
+    arrays = dict(np.load(run / "test_scores.npz"))
+    np.savez(run / "test_scores.npz", **{**arrays, **change})
+
+
+DAMAGES = {  # what is damaged: (how, a fragment of the note on stderr and on the page)
+    "a target out of range": (lambda run: _damage_scores(run, targets=np.full(10, 99)),
+                              "test_scores.npz: 10 targets are outside the classes 0-2 (the first: 99); the figures "
+                              "are best.pt's measured on the test split again"),
+    "NaN logits": (lambda run: _damage_scores(run, logits=np.full((10, 3), np.nan, np.float32)),
+                   "test_scores.npz: the logits of 10 of 10 images are not finite (NaN or inf); the figures are "
+                   "best.pt's measured on the test split again"),
+    "file names that are not": (lambda run: _damage_scores(run, paths=np.arange(10)),
+                                "test_scores.npz: its paths are 10 int64, not 10 file names; the images' files are "
+                                "left out"),
+    "config.yaml with bytes that are not UTF-8": (
+        lambda run: (run / "config.yaml").write_bytes((run / "config.yaml").read_bytes() + b"\xff\xfe"),
+        "config.yaml is not UTF-8 (byte 0xff at offset"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_optional_file_gives_the_page_with_a_note(page, run_dir, tmp_path, capsys, damage):
+    from zoo.present.report import write_report
+
+    how, note = DAMAGES[damage]
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("report.html"))
+    assert np.load(run / "test_scores.npz")["logits"].shape == (10, 3)  # what the notes count
+    how(run)
+    damaged = write_report(run).read_text(encoding="utf-8")
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and stderr.startswith("note: ") and note in stderr
+    assert f'<p class="note">note: {html.escape(stderr.removeprefix("note: ").strip())}</p>' in damaged
+    for name in SECTIONS:
+        assert f'<section id="{name}">' in damaged, name
+    if damage == "config.yaml with bytes that are not UTF-8":
+        assert section(damaged, "config").count("\N{REPLACEMENT CHARACTER}") == 2
+    elif damage == "file names that are not":  # no file named, and no gallery to open them by
+        assert "<img" not in section(damaged, "wrong") and "photos" not in section(damaged, "wrong")
+    else:  # measured again, on the data that is still there: the same figures
+        assert section(damaged, "classes") == section(page, "classes")
+        assert section(damaged, "trust") == section(page, "trust")
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ([1, 2], "metrics.json holds a JSON list, not the run's figures (an object); it is written at the run's end"),
+    ("train", "metrics.json: train is 'train'"),
+    ({"time_s": "1.5 s"}, "metrics.json: train.time_s is '1.5 s', not a number of 0 or more"),
+])
+def test_a_damaged_metrics_json_is_one_line_naming_it(run_dir, tmp_path, metrics, message):
+    from zoo.errors import ZooError
+    from zoo.present.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("report.html"))
+    if isinstance(metrics, dict | str):
+        metrics = {**json.loads((run / "metrics.json").read_text()), "train": metrics}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ZooError) as caught:
+        write_report(run)
+    assert str(caught.value).startswith(str(run / "metrics.json")) and message in str(caught.value)
+    assert "\n" not in str(caught.value) and not (run / "report.html").exists()
+
+
+def test_a_history_row_longer_than_its_header_still_draws(run_dir, tmp_path):
+    from zoo.present.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("report.html"))
+    header, first, *rest = (run / "history.csv").read_text().splitlines()
+    (run / "history.csv").write_text("\n".join([header, first + ",0.5,0.25", *rest]) + "\n")  # 2 fields too many
+    assert '<section id="curves">' in write_report(run).read_text(encoding="utf-8")

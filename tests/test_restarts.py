@@ -234,3 +234,116 @@ def test_a_new_run_beside_a_stopped_one_of_the_same_name_says_how_to_continue_th
     assert (f"note: {first.run_dir} stopped before its end (no metrics.json); this is a new run; to continue that one "
             f"instead, stop this and run zoo train --resume {first.run_dir} (with train.run_id set") in err
     assert second.run_dir != first.run_dir and len(list(tmp_path.glob("*/*"))) == 3
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["before its first checkpoint", "after it"])
+def test_a_second_start_of_a_live_run_is_refused_and_touches_nothing(tmp_path, saved):
+    # ../shared/cases/turn3/r01: the second start of one train.run_id took the live run for an earlier attempt
+    # and removed its directory (its lock, launch.json, even a last.pt saved a moment before).
+    import subprocess
+    import sys
+
+    folder = tmp_path / "lenet5_digits" / "job-1"
+    folder.mkdir(parents=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (folder / ".lock").write_text(f"{live.pid} {socket.gethostname()}\n")
+        write_launch(folder, "job-1", Attempt())
+        (folder / "history.csv").write_text("epoch\n")
+        if saved:
+            (folder / "checkpoints").mkdir()
+            (folder / "checkpoints" / "last.pt").write_bytes(b"the live run's")
+        before = _files(folder)
+        with pytest.raises(ZooError, match=rf"job-1 is in use by process {live.pid} on {socket.gethostname()}; wait"):
+            train(digits_config(tmp_path, *JOB), quiet=True)
+        assert _files(folder) == before and (folder / ".lock").read_text().startswith(f"{live.pid} ")
+        assert find_run(folder.parent, "job-1", Attempt()) == ("busy", folder)
+    finally:
+        live.kill()
+        live.wait()
+    assert find_run(folder.parent, "job-1", Attempt())[0] == ("continue" if saved else "again")
+
+
+@pytest.mark.parametrize("left", [[".lock"], [".lock", ".launch.json.mce93jza.tmp"]])
+def test_a_start_killed_between_its_lock_and_launch_json_is_started_again(tmp_path, left):
+    # ../shared/cases/turn3/r04: such a folder was refused for good ("exists and is not a run zoo began").
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    folder = tmp_path / "lenet5_digits" / "job-1"
+    folder.mkdir(parents=True)
+    for name in left:
+        (folder / name).write_text(f"{dead} {socket.gethostname()}\n" if name == ".lock" else "{\"run_id\"")
+    assert find_run(folder.parent, "job-1", Attempt()) == ("again", folder)
+    done = train(digits_config(tmp_path, *JOB, "train.epochs=1"), quiet=True)
+    assert done.run_dir == folder and (folder / "metrics.json").is_file() and not (folder / ".lock").exists()
+    assert sorted(path.name for path in folder.iterdir() if path.name.startswith(".")) == []
+    (folder / "notes.txt").write_text("mine")  # anything else: not zoo's
+    (folder / "metrics.json").unlink()
+    assert find_run(folder.parent, "job-1", Attempt())[0] == "continue"
+
+
+def test_a_start_that_finds_its_directory_taken_leaves_it_to_its_holder(tmp_path, monkeypatch):
+    # The race find_run cannot see: another start makes and locks the directory between this start's look and its
+    # own lock. The loser stops in one line and removes nothing (only a lock's holder may).
+    import subprocess
+    import sys
+
+    import zoo.training.directory as directory
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    made = directory.create_run_dir
+
+    def taken(output_dir, run_name, run_id=None):
+        path = made(output_dir, run_name, run_id)
+        (path / ".lock").write_text(f"{live.pid} {socket.gethostname()}\n")
+        return path
+
+    monkeypatch.setattr(directory, "create_run_dir", taken)
+    try:
+        with pytest.raises(ZooError, match=rf"is in use by process {live.pid}"):
+            train(digits_config(tmp_path, *JOB), quiet=True)
+        assert (tmp_path / "lenet5_digits" / "job-1" / ".lock").read_text().startswith(f"{live.pid} ")
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_run_directory_removed_mid_run_stops_the_run_in_one_line_and_is_not_made_again(tmp_path, monkeypatch):
+    # ../shared/cases/turn3/r11: the TensorBoard event writer's traceback; a later save would have made the folder anew.
+    import shutil
+
+    from zoo.training.hooks import Checkpointer
+
+    save = Checkpointer.save
+
+    def save_then_remove(self, epoch, batch, step, meter, best=False):
+        save(self, epoch, batch, step, meter, best)
+        if epoch == 1 and batch == 0:
+            shutil.rmtree(self.folder.parent)
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_remove)
+    with pytest.raises(RunStopped, match=r"job-1 was removed while the run trained .*stopped") as stopped:
+        train(digits_config(tmp_path, *JOB, "train.checkpoint_every_steps=null"), quiet=True)
+    assert stopped.value.exit_code == 1 and not (tmp_path / "lenet5_digits" / "job-1").exists()
+
+
+def test_a_disk_that_fills_after_the_last_checkpoint_says_how_to_finish_the_run(tmp_path, monkeypatch):
+    # ../shared/cases/turn3/r08: test_scores.npz's write on a full disk was a traceback.
+    import zoo.evaluation.scores as scores
+
+    def full(run_dir, *args):
+        scores.atomic_write(run_dir / scores.FILE, b"x" * 10, check=lambda path: (_ for _ in ()).throw(
+            OSError(28, "No space left on device")))
+
+    monkeypatch.setattr(scores, "write_scores", full)
+    with pytest.raises(ZooError, match=r"cannot write \S+test_scores.npz \(No space left on device\); the checkpoints "
+                                       r"are saved: free some space, then zoo train --resume \S+job-1 tests best.pt"):
+        train(digits_config(tmp_path, *JOB, "train.epochs=1"), quiet=True)
+    folder = tmp_path / "lenet5_digits" / "job-1"
+    assert (folder / "checkpoints" / "last.pt").is_file() and not (folder / "metrics.json").exists()
+    monkeypatch.undo()
+    assert train(digits_config(tmp_path, *JOB, "train.epochs=1"), quiet=True).run_dir == folder
+    assert (folder / "metrics.json").is_file() and (folder / "test_scores.npz").is_file()

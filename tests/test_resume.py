@@ -36,7 +36,8 @@ def _stateful(loader: str, *extra: str) -> list[str]:
     return ["train.epochs=3", "train.deterministic=true", f"data.loader={loader}", "data.augment=true",
             "data.crop_padding=2", "data.augment.random_erasing=0.25", "data.augment.mixup_alpha=0.2",
             "data.augment.cutmix_alpha=1.0", *policy, "scheduler.warmup_epochs=0.5", "loss.label_smoothing=0.1",
-            "loss.class_weights=auto", "data.sampler=balanced", "train.ema={decay: 0.99, warmup_steps: 20}",
+            "loss.class_weights=[1, 1, 1, 1, 1, 1, 1, 1, 1, 2]", "data.sampler=balanced",
+            "train.ema={decay: 0.99, warmup_steps: 20}",
             "train.early_stopping={metric: val_loss, patience: 5}", *extra]
 
 

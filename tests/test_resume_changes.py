@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from zoo.checkpoint import load_checkpoint
 from zoo.config import load_config
 from zoo.errors import ZooError
+from zoo.metrics import MetricAccumulator
 from zoo.training import resume, train
 from zoo.training.resume import _flatten
 
@@ -180,7 +181,8 @@ def test_another_optimizer_on_resume_starts_its_state_afresh(tmp_path, capsys):
 
 def test_a_batch_size_change_mid_epoch_is_refused_naming_the_epoch(finished, tmp_path):
     state = load_checkpoint(finished / "checkpoints" / "last.pt")
-    state["batch"] = 3  # as a step checkpoint 3 batches into epoch 3 would hold
+    state["batch"] = 3  # as a step checkpoint 3 batches into epoch 3 would hold, with the epoch's sums so far
+    state["ranks"] = [{**rank, "meter": MetricAccumulator(10).state_dict()} for rank in state["ranks"]]
     mid = tmp_path / "mid.pt"
     torch.save(state, mid)
     with pytest.raises(ZooError, match=r"^--allow-config-change cannot change data.batch_size \(32 -> 64\): the "

@@ -152,9 +152,13 @@ def test_more_threads_than_cores_get_a_note(monkeypatch):
 
 def test_cores_left_to_other_processes_get_a_note_all_cores_none(monkeypatch):
     monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
-    assert runtime.load_note(1, 1.0) == ("note: train.threads auto: 1 of 2 cores, as other processes keep 1 CPU busy "
-                                         "(threads on busy cores wait for each other, several times slower); "
-                                         "--set train.threads=2 uses all")
+    assert runtime.load_note(1, 1.0) == ("note: train.threads auto: 1 of 2 cores, as 1 other thread wanted a CPU as "
+                                         "it started (the load average's runnable count; threads on busy cores wait "
+                                         "for each other, several times slower); --set train.threads=2 uses all")
+    # the runnable count is threads that want a CPU, not CPUs: on 2 cores it said "keep 6 CPUs busy"
+    assert runtime.load_note(1, 6.0).startswith("note: train.threads auto: 1 of 2 cores, as 6 other threads wanted a "
+                                                "CPU as it started (the load average's runnable count, more than the "
+                                                "cores; ")
     assert (runtime.load_note(2, 0.0) is None and runtime.load_note(1, None) is None
             and runtime.load_note(2, 3.0) is None)
 
@@ -209,3 +213,32 @@ def test_bad_thread_counts_are_one_line(value):
     with pytest.raises(ZooError, match=r"train\.threads") as error:
         load_config(CONFIG, [f"train.threads={value}"])
     assert "\n" not in str(error.value)
+
+
+def test_lr_find_apply_says_the_set_up_lines_once(tmp_path, monkeypatch, capsys):
+    """`zoo lr-find --apply`: the sweep says the run's set-up lines (its data, the thread note), and the run that
+    follows with the lr found does not say them again, though the load it measures has moved."""
+    import sys
+
+    from zoo.cli import main
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 3)
+    loads = iter([1.0, 2.0])
+    monkeypatch.setattr(setup, "busy_cpus", lambda: next(loads))
+    monkeypatch.setattr(sys, "argv", ["zoo", "lr-find", "--config", str(CONFIG), "--apply", "--quiet", "--steps", "17",
+                                      "--start-lr", "1e-3", "--end-lr", "10", "--set", "data.batch_size=16",
+                                      "--set", f"train.output_dir={tmp_path}", "--set", "train.epochs=1",
+                                      "--set", "train.max_steps_per_epoch=2"])
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err.splitlines()
+    assert done.value.code in (0, None), err
+    assert len([line for line in err if line.startswith("note: train.threads auto: 2 of 3 cores")]) == 1, err
+    assert len([line for line in err if line.startswith("digits: 1,797 images, 10 classes")]) == 1, err
+    assert next(loads, None) is None  # the run measured the load again: 1 thread, and said nothing more
+    assert [path.name for path in (tmp_path / "lenet5_digits").iterdir() if path.is_dir()]  # it trained

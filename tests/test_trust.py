@@ -1,6 +1,7 @@
 """zoo.metrics.trust and its figures: ROC AUC, average precision and ECE as scikit-learn computes them on the scores
 `zoo evaluate` produced; the PNGs beside the checkpoint; the JSON fields; the test split's PR curves in
-TensorBoard; classes absent from the data, and class names in other scripts."""
+TensorBoard; classes absent from the data, and class names in other scripts or with control characters; the
+pictures a newcomer opens alone (filters, feature maps, heat maps, the gallery) at a size and type one can read."""
 
 from __future__ import annotations
 
@@ -196,3 +197,84 @@ def test_a_head_wider_than_the_data_has_its_extra_outputs_as_absent_classes(tmp_
     from zoo.present.report import write_report  # the report of such a run draws too
 
     assert "ROC AUC" in write_report(run).read_text(encoding="utf-8")
+
+
+# ---- names drawn safely, pictures one can read alone ----------------------------------------------------------------
+
+@pytest.fixture
+def drawn_texts(monkeypatch) -> list[str]:
+    """Every text Pillow draws while the test runs, as drawn."""
+    from PIL import ImageDraw
+
+    texts: list[str] = []
+    real = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, text, *args, **kwargs):
+        texts.append(text)
+        return real(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
+    return texts
+
+
+def _wrong_trust(classes: list[str], paths: list[str] | None = None):
+    """4 images of 3 classes, the first two predicted wrong."""
+    logits = torch.tensor([[0.0, 4.0, 0.0], [0.0, 0.0, 3.0], [0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])
+    return compute_trust(logits, torch.tensor([0, 1, 2, 0]), classes, paths)
+
+
+def test_class_names_with_control_characters_draw_on_one_line(drawn_texts):
+    from zoo.present.figures import confusion_image, wrong_gallery
+    from zoo.present.grids import captioned
+
+    classes = ["a\nb", "tab\there", "$x^\\undefined$"]  # a newline, a tab; matplotlib's mathtext
+    trust = _wrong_trust(classes)
+    gallery = wrong_gallery(trust, [Image.new("RGB", (8, 8))] * 2, "lenet5 on new\nphotos")
+    confusion_image(torch.tensor([[1, 1, 0], [0, 0, 1], [0, 0, 1]]), classes, "lenet5 on new\nphotos")
+    for figure in (roc_figure, pr_figure, reliability_figure):  # matplotlib's text: no crash, PNGs that decode
+        Image.open(io.BytesIO(figure(trust, "lenet5 on new\nphotos"))).load()
+    captioned(Image.new("RGB", (8, 8)), ["a\nb: 6 filters"])
+    assert gallery.width >= 2 * 128
+    assert not any(char in text for text in drawn_texts for char in "\n\t")
+    assert {"a\\nb -> tab\\there", "lenet5 on new\\nphotos", "a\\nb: 6 filters"} <= set(drawn_texts)
+
+
+def test_the_gallery_names_each_images_file_where_the_data_has_files(drawn_texts):
+    from zoo.present.figures import wrong_gallery
+
+    files = [f"/data/photos/{name}/IMG_{k:04d}.jpg" for k, name in enumerate(["cat", "dog", "emu", "cat"])]
+    wrong_gallery(_wrong_trust(["cat", "dog", "emu"], files), [Image.new("RGB", (8, 8))] * 2)
+    assert "IMG_0000.jpg" in drawn_texts and "IMG_0001.jpg" in drawn_texts
+    assert not any("#0" in text for text in drawn_texts)
+    drawn_texts.clear()
+    wrong_gallery(_wrong_trust(["cat", "dog", "emu"]), [Image.new("RGB", (8, 8))] * 2)  # tensors: their position
+    assert any(text.endswith("sure, #0") for text in drawn_texts)
+
+
+def test_the_reliability_diagrams_counts_are_of_a_readable_size(monkeypatch):
+    from matplotlib.axes import Axes
+
+    sizes = []
+    real = Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: sizes.append((s, k.get("fontsize")))
+                        or real(self, x, y, s, *a, **k))
+    reliability_figure(_wrong_trust(["cat", "dog", "emu"]))
+    counts = [size for text, size in sizes if text.replace(",", "").isdigit()]
+    assert counts and min(counts) >= 9  # points: digits 8 pixels high or more at 100 dots per inch (6 points: 5)
+
+
+def test_filters_feature_maps_and_heat_maps_are_big_enough_to_read_alone():
+    import zoo
+    from zoo.present.grids import GAP, PANEL, filter_grid, heatmap_overlay, map_grid
+
+    lenet = zoo.create_model("lenet5", num_classes=10)
+    filters = filter_grid(lenet)  # 6 filters of 5 x 5, 3 a row: 170 x 95 pixels before
+    assert filters.width >= 300 and filters.height >= 220
+    maps = map_grid(torch.rand(6, 28, 28), "features.0")  # LeNet-5's first stage: 205 pixels wide before
+    assert maps.width >= 300
+    heat = np.tile(np.linspace(0, 1, 32), (32, 1))  # 0 at the left, 1 at the right
+    overlay = np.asarray(heatmap_overlay(np.zeros((32, 32, 3), np.uint8), heat, ["a caption"]))
+    bar = overlay[GAP + PANEL + 6, 2 * GAP + PANEL + 4:2 * GAP + 2 * PANEL - 4].astype(int)  # the colour bar's middle
+    assert bar[0, 2] > 100 and bar[0, 0] < 60  # jet's blue at 0
+    assert bar[-1, 0] > 100 and bar[-1, 2] < 60  # its red at 1
+    assert len({tuple(pixel) for pixel in bar}) > 50  # every step between

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from zoo.errors import ZooError
 from zoo.present.text import EvaluationFormat, ExportFormat, Format, PredictionFormat
@@ -55,12 +56,41 @@ def choice(enum: type[Choice], what: str) -> Callable[[str | Choice], Choice]:
     return parse
 
 
+class Command(TyperCommand):
+    """Typer's command with click's usage line, `zoo predict [OPTIONS] SOURCE INPUT...`: Typer 0.29 writes a
+    required argument in braces, in the case of its parameter's name, and adds `...` to a metavar that has it
+    (`{checkpoint}`, `{INPUT...}...`)."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if not isinstance(param, TyperArgument):
+                pieces += param.get_usage_pieces(ctx)
+                continue
+            name = (param.metavar or param.name or "").upper()
+            name += "..." if param.nargs != 1 and not name.endswith("...") else ""
+            pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class App(typer.Typer):
+    """typer.Typer whose commands are Commands."""
+
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = Command, **settings: Any
+                ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return super().command(name, cls=cls, **settings)
+
+
 # Click's plain help, not Typer's rich panels: at 80 columns and off a terminal (CI, a pipe) the panels cut option
 # names and help short with an ellipsis and show flags as taking a <bool>; click's wraps and never cuts.
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app = App(no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", parser=choice(Format, "format"), help="What to print.")]
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.")]
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml.", show_default=False)]
+# The config as an argument too (`zoo train my.yaml`), which new users type first
+ConfigArgument = Annotated[Path | None, typer.Argument(
+    metavar="CONFIG", help="The same as --config.", show_default=False)]
 SetOption = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="Override a key: --set optimizer.lr=0.01 (repeatable).")]
 DeviceOption = Annotated[str, typer.Option(
@@ -68,8 +98,19 @@ DeviceOption = Annotated[str, typer.Option(
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
 
-config_app = typer.Typer(no_args_is_help=True, help="Show or check a training config.", rich_markup_mode=None)
+config_app = App(no_args_is_help=True, help="Show or check a training config.", rich_markup_mode=None)
 app.add_typer(config_app, name="config")
+
+
+def one_config(argument: Path | None, option: Path | None, command: str,
+               example: str = "configs/lenet5_digits.yaml", required: bool = True) -> Path | None:
+    """The config a command was given, as its argument (`zoo train my.yaml`) or as --config, once; None for none
+    where it is not `required` (train's --resume needs none)."""
+    if argument is not None and option is not None:
+        raise ZooError(f"give the config once: zoo {command} {option} (or --config {option})")
+    if argument is None and option is None and required:
+        raise ZooError(f"give a config: zoo {command} {example} (or --config {example})")
+    return argument if argument is not None else option
 
 
 def version_line() -> str:
@@ -116,8 +157,10 @@ def list_command(
 
 @app.command()
 def train(
+    config_file: ConfigArgument = None,
     config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml; this or --resume is required.")] = None,
+        "--config", "-c", help="A YAML config, e.g. configs/lenet5_digits.yaml; this or --resume is required.",
+        show_default=False)] = None,
     set: SetOption = None,
     quiet: QuietOption = False,
     resume: Annotated[Path | None, typer.Option(
@@ -134,6 +177,7 @@ def train(
     from zoo.training import resume as resume_run
     from zoo.training import train as run_training
 
+    config = one_config(config_file, config, "train", required=False)
     if resume is not None:
         resume_run(resume, config, set, allow_config_change, quiet=quiet)
         return
@@ -149,8 +193,9 @@ def train(
 
 @app.command()
 def finetune(
-    config: Annotated[Path, typer.Option("--config", "-c", help=(
-        "A training config with a finetune section, e.g. configs/finetune_resnet18_imagefolder.yaml."))],
+    config_file: ConfigArgument = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", show_default=False, help=(
+        "A training config with a finetune section, e.g. configs/finetune_resnet18_imagefolder.yaml."))] = None,
     set: SetOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -159,12 +204,15 @@ def finetune(
     The config is a training config with a `finetune` section (finetune.source: the weights to start from)."""
     from zoo.training import finetune as run_finetune
 
+    config = one_config(config_file, config, "finetune", "configs/finetune_resnet18_imagefolder.yaml")
     run_finetune(config, set, quiet=quiet)
 
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=(
+        "A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt, or a run directory, runs/<name>/<time> "
+        "(its best.pt)."))],
     split: Annotated[Split, typer.Option(
         parser=choice(Split, "split"), help="The data split to measure.")] = Split.test,
     data: Annotated[str | None, typer.Option(
@@ -191,8 +239,8 @@ def evaluate(
 @app.command()
 def predict(
     source: Annotated[str, typer.Argument(
-        metavar="SOURCE", help="A checkpoint (runs/.../best.pt), a file of zoo export (.onnx, "
-                               ".safetensors) or torchvision:<Weights>.")],
+        metavar="SOURCE", help="A checkpoint (runs/.../best.pt) or its run directory, a file of zoo export "
+                               "(.onnx, .safetensors) or torchvision:<Weights>.")],
     inputs: Annotated[list[str], typer.Argument(
         metavar="INPUT...", show_default=False,
         help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")],
@@ -225,7 +273,9 @@ def predict(
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt.")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=(
+        "A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt, or a run directory, runs/<name>/<time> "
+        "(its best.pt)."))],
     format: Annotated[ExportFormat, typer.Option(
         "--format", "-f", parser=choice(ExportFormat, "format"), help="The file to write.")] = ExportFormat.onnx,
     output: Annotated[Path | None, typer.Option(
@@ -253,12 +303,15 @@ def export(
 @app.command()
 def explain(
     checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", help=(
-        "A checkpoint (runs/.../best.pt), its .safetensors export or torchvision:<Weights>."))],
+        "A checkpoint (runs/.../best.pt) or its run directory, its .safetensors export or "
+        "torchvision:<Weights>."))],
     images: Annotated[list[str] | None, typer.Argument(metavar="IMAGE...", show_default=False, help=(
         "Pictures to explain: files, folders (recursive) and glob patterns."))] = None,
-    method: Annotated[ExplainMethod, typer.Option(parser=choice(ExplainMethod, "method"), help=(
-        "gradcam (on a convolutional stage), saliency (input gradients) or occlusion (a patch moved over the "
-        "picture: one forward pass a position)."))] = ExplainMethod.gradcam,
+    method: Annotated[ExplainMethod | None, typer.Option(
+        parser=choice(ExplainMethod, "method"), show_default=False, help=(
+            "gradcam (on a convolutional stage), saliency (input gradients) or occlusion (a patch moved over the "
+            "picture: one forward pass a position). [default: the model's: occlusion for lenet5, else gradcam]"))
+    ] = None,
     layer: Annotated[str | None, typer.Option(help=(
         "Grad-CAM's layer, a dotted module name: layer3, features.8. [default: the last convolutional stage]"),
         show_default=False)] = None,
@@ -279,14 +332,16 @@ def explain(
     from zoo.inference.explain import explain as run_explain
     from zoo.present.text import render_explain
 
-    report = run_explain(checkpoint, images or [], method=method.value, layer=layer, target=target, top_k=top_k,
-                         filters=filters, feature_maps=feature_maps, output=output, device=device)
+    report = run_explain(checkpoint, images or [], method=method.value if method else None, layer=layer,
+                         target=target, top_k=top_k, filters=filters, feature_maps=feature_maps, output=output,
+                         device=device)
     typer.echo(render_explain(report))
 
 
 @app.command("lr-find")
 def lr_find_command(
-    config: ConfigOption,
+    config_file: ConfigArgument = None,
+    config: ConfigOption = None,
     set: SetOption = None,
     apply: Annotated[bool, typer.Option(
         "--apply", help="Then train with the suggested lr, as zoo train --set optimizer.lr=<it> would.")] = False,
@@ -307,6 +362,7 @@ def lr_find_command(
     from zoo.present.text import render_lr_find
     from zoo.training.lr_find import run_lr_find
 
+    config = one_config(config_file, config, "lr-find")
     found = run_lr_find(config, set, output, steps=steps, start_lr=start_lr, end_lr=end_lr, quiet=quiet)
     typer.echo(render_lr_find(found.result, config, found.overrides, found.plot))
     if found.result.problem is not None:
@@ -315,7 +371,7 @@ def lr_find_command(
         from zoo.config import load_config
         from zoo.training import train as run_training
 
-        run_training(load_config(config, found.overrides), quiet=quiet)
+        run_training(load_config(config, found.overrides), quiet=quiet, said=found.result.notes)
 
 
 @app.command()
@@ -336,16 +392,17 @@ def report(
 
 
 @config_app.command("show")
-def config_show(config: ConfigOption, set: SetOption = None) -> None:
+def config_show(config_file: ConfigArgument = None, config: ConfigOption = None, set: SetOption = None) -> None:
     """Print the resolved config: file, overrides and every default."""
     from zoo.config import load_config
 
-    typer.echo(load_config(config, set).to_yaml().rstrip())
+    typer.echo(load_config(one_config(config_file, config, "config show"), set).to_yaml().rstrip())
 
 
 @config_app.command("validate")
 def config_validate(
-    config: Annotated[Path | None, typer.Argument(help="The YAML file to check.", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Argument(
+        metavar="CONFIG", help="The YAML file to check.", show_default=False)] = None,
     config_option: Annotated[Path | None, typer.Option(
         "--config", "-c", help="The same, as config show and train name it.", show_default=False)] = None,
     set: SetOption = None,
@@ -355,16 +412,15 @@ def config_validate(
     With --set, the config as these overrides change it (as zoo train would read it)."""
     from zoo.config import load_config
 
-    if (config is None) == (config_option is None):
-        raise ZooError("give the config once: zoo config validate configs/lenet5_digits.yaml (or --config ...)")
-    path = config if config is not None else config_option
+    path = one_config(config, config_option, "config validate")
     load_config(path, set)
     typer.echo(f"{path}: ok")
 
 
 @app.command("summary")
 def summary_command(
-    name: Annotated[str, typer.Argument(help="A registered model, e.g. resnet18 ('zoo list' shows them).")],
+    name: Annotated[str, typer.Argument(
+        metavar="NAME", help="A registered model, e.g. resnet18 ('zoo list' shows them).")],
     input_size: Annotated[tuple[int, int, int] | None, typer.Option(
         "--input-size", metavar="C H W", help="Input channels, height, width. [default: the model's]")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes. [default: the paper's]")] = None,

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from zoo.datasets import DATASETS, IN_MEMORY  # data.name's choices, and those loader memory holds: one table
+from zoo.datasets import DATASETS, IN_MEMORY, SPECS  # data.name's choices, those loader memory holds, each set's facts
 from zoo.errors import ConfigError, ZooError
 from zoo.models.weight_init import SCHEMES as INITS  # init's choices: the schemes zoo.models.weight_init knows
 
@@ -39,6 +39,22 @@ HOLD_OUT_KEYS = ("data.classes", "data.val_split", "data.test_split", "data.synt
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf and .nan are YAML floats too
 
+    @field_validator("*")
+    @classmethod
+    def _fits_64_bits(cls, value: Any) -> Any:
+        return fits_64_bits(value)
+
+
+def fits_64_bits(value: Any) -> Any:
+    """`value`, if every whole number in it (a list's too) fits in 64 bits: torch takes seeds, sizes and counts as
+    int64 and fails on more with "Overflow when unpacking long long". (torch.manual_seed takes -2**63 to
+    2**64 - 1, so train.seed + rank + epoch stays in its range; NumPy gets the seed mod 2**32, Python's random any.)"""
+    for number in value if isinstance(value, tuple) else (value,):
+        if isinstance(number, int) and not isinstance(number, bool) and not -2**63 <= number < 2**63:
+            raise ValueError(f"{number} does not fit in 64 bits; give a whole number from -2**63 to 2**63 - 1 "
+                             "(9223372036854775807)")
+    return value
+
 
 class ModelConfig(BaseModel):
     """`name`, and any other key is a keyword argument of the model's builder (e.g. small_input: true)."""
@@ -48,6 +64,8 @@ class ModelConfig(BaseModel):
     name: str  # a registered model: zoo list shows them
     num_classes: int | None = Field(None, gt=0)  # None: the data set's class count
     in_channels: int | None = Field(None, gt=0)  # None: the model's own (images are converted to it)
+
+    _fits_64_bits = field_validator("num_classes", "in_channels")(fits_64_bits)
 
     @model_validator(mode="before")
     @classmethod
@@ -241,14 +259,23 @@ class SchedulerConfig(Section):
 class LossConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # targets (1 - x) one-hot + x / classes (Szegedy et al. 2015)
     aux_weight: float = Field(0.3, ge=0)  # GoogLeNet's auxiliary heads (Szegedy et al.: 0.3)
-    # Training loss weight per class: auto, N / (K x n_c) over the training split (scikit-learn's "balanced"); or
-    # one weight per class, in class order. Validation and test losses stay unweighted.
-    class_weights: Literal["auto"] | tuple[float, ...] | None = None
+    # Training loss weight per class: auto, N / (K x n_c) over the training split (scikit-learn's "balanced"); a
+    # mapping {class name: weight} naming every class; or a list, one weight per class in the classes' order (an
+    # ImageFolder's sorted as text: 1, 10, 2). The run prints which weight each class got. Validation and test
+    # losses stay unweighted. Not with data.sampler balanced and auto together: both correct the imbalance.
+    class_weights: Literal["auto"] | tuple[float, ...] | dict[str, float] | None = None
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _names_as_text(cls, value: Any) -> Any:
+        """Class names as text: YAML reads the folder names 1, 2, 10 as numbers."""
+        return {str(name): weight for name, weight in value.items()} if isinstance(value, dict) else value
 
     @field_validator("class_weights")
     @classmethod
     def _positive(cls, value: Any) -> Any:
-        if isinstance(value, tuple) and (not value or any(weight <= 0 for weight in value)):
+        weights = list(value.values()) if isinstance(value, dict) else value
+        if isinstance(value, tuple | dict) and (not weights or any(weight <= 0 for weight in weights)):
             raise ValueError("give auto, or one weight above 0 per class")
         return value
 
@@ -370,6 +397,12 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        if self.data.sampler == "balanced" and self.loss.class_weights == "auto":
+            # measured: 40 against 8 images, both on: every test image called the rare class (20%, three seeds);
+            # either alone: 80-100%
+            raise ValueError("data.sampler balanced and loss.class_weights auto each correct the class imbalance; "
+                             "together they correct it twice and favour the rare classes: keep one "
+                             "(--set loss.class_weights=null, or --set data.sampler=shuffle)")
         if self.optimizer.fused is True and self.optimizer.name == "sgd" and self.train.precision == "16":
             raise ValueError("optimizer.fused: true with train.precision: 16: torch's fused SGD is reported to move "
                              "its momentum on the steps the gradient scaler skips; set optimizer.fused: auto")
@@ -417,11 +450,67 @@ class Config(Section):
 
 # ---- reading YAML ------------------------------------------------------------------------------
 
+MAX_DEPTH = 32  # levels of nesting; a config has 4 or 5 (the document, a section, a key, a list, its items)
+# values that aliases may repeat in all, as written out; an alias bomb ("billion laughs", 9 levels of 9 aliases
+# in 1 KB) repeats 10^9 of them, and whatever walks the document walks every one
+MAX_ALIASED = 10_000
+
+
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader with the YAML 1.2 core schema's scalars instead of YAML 1.1's, which read
     `2024_01` as 202401, `no` and `off` as False, `010` as 8, `1:30` as 90 and `2024-01-02` as a date.
     Here those stay text (pydantic still reads `no` as False where a key wants a bool), and `1e-3` is a
-    float, as YAML 1.2 and every JSON reader have it."""
+    float, as YAML 1.2 and every JSON reader have it.
+
+    While composing, which takes time in proportion to the text, it refuses (ZooError naming `source`) what would
+    take far more to walk: nesting deeper than MAX_DEPTH (Python's recursion limit, at about 300), aliases that
+    repeat more than MAX_ALIASED values in all, and an alias inside the value it names (a loop)."""
+
+    def __init__(self, stream: str, source: str) -> None:
+        super().__init__(stream)
+        self.source = source
+        self.depth = 0
+        self.sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, levels), as written out, once composed
+        self.aliased = 0  # values the aliases so far repeat
+
+    def fetch_flow_collection_start(self, token: type[yaml.tokens.Token]) -> None:
+        """`[` or `{`: the scanner checks every open bracket at each token, so 5,000 of them cost it a second
+        before the composer would see the first few."""
+        if self.flow_level >= MAX_DEPTH:
+            self.refuse(f"nested more than {MAX_DEPTH} levels deep", self.get_mark(),
+                        "a config is sections of keys, a few levels: flatten it")
+        super().fetch_flow_collection_start(token)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        alias = self.peek_event() if self.check_event(yaml.AliasEvent) else None
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.refuse(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark,
+                        "a config is sections of keys, a few levels: flatten it")
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        if alias is not None:
+            if id(node) not in self.sizes:
+                self.refuse(f"the alias *{alias.anchor} is inside the value it names, a loop", alias.start_mark,
+                            "point it at a value written before it")
+            self.aliased += self.sizes[id(node)][0]
+            if self.aliased > MAX_ALIASED:
+                self.refuse(f"its aliases repeat more than {MAX_ALIASED:,} values in all, as an alias bomb does",
+                            alias.start_mark, "a config needs far fewer: alias smaller values, or write them out")
+        else:
+            children = (node.value if isinstance(node, yaml.SequenceNode)
+                        else [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode)
+                        else [])
+            sizes = [self.sizes[id(child)] for child in children]
+            self.sizes[id(node)] = (1 + sum(values for values, _ in sizes), 1 + max((levels for _, levels in sizes),
+                                                                                    default=0))
+        if self.depth + self.sizes[id(node)][1] > MAX_DEPTH:  # deeper through aliases than written
+            self.refuse(f"nested more than {MAX_DEPTH} levels deep through its aliases", node.start_mark,
+                        "a config is sections of keys, a few levels: flatten it")
+        return node
+
+    def refuse(self, problem: str, mark: yaml.Mark, fix: str) -> None:
+        raise ZooError(f"{self.source}: {problem} (line {mark.line + 1}, column {mark.column + 1}); {fix}")
 
 
 _YAML_1_1 = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
@@ -442,24 +531,33 @@ _Loader.add_constructor("tag:yaml.org,2002:float",
                         lambda loader, node: float(node.value.lower().replace(".inf", "inf").replace(".nan", "nan")))
 
 
-def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str]]:
-    """The document in `text`, and the text as written of every plain scalar that is not a string (by key path),
-    so that a key that takes text (a run name, a path) gets `007` and not 7. A key written twice in one
-    mapping is a ZooError naming it and both lines: YAML loaders keep the last one silently."""
-    loader = _Loader(text)
+def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], str], list[str]]:
+    """The document in `text`; the text as written of every plain scalar that is not a string (by key path),
+    so that a key that takes text (a run name, a path) gets `007` and not 7; and a problem (`source: key ...`)
+    for each key written twice in one mapping, naming both lines: YAML loaders keep the last one silently.
+    Nesting, aliases and characters that cannot be read are ZooErrors (see _Loader)."""
+    try:
+        loader = _Loader(text, source)
+    except yaml.reader.ReaderError as error:  # a control character; its message says where in two lines
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        raise ZooError(f"{source}: not valid YAML at line {line}, column {column}: the control character "
+                       f"{chr(error.character)!r} is not allowed; remove it") from None
     try:
         node = loader.get_single_node()  # parsed once: walked here for repeated keys, then constructed
         written: dict[tuple[str, ...], str] = {}
+        twice: list[str] = []
         if node is not None:
-            _walk(node, (), written, source)
-        return (loader.construct_document(node) if node is not None else None), written
+            _walk(node, (), written, twice, source)
+        return (loader.construct_document(node) if node is not None else None), written, twice
     finally:
         loader.dispose()
 
 
-def _walk(node: yaml.Node, path: tuple[str, ...], written: dict[tuple[str, ...], str], source: str) -> None:
-    """Refuse a key written twice in one mapping (naming both places); record, by key path, the text of every
-    plain scalar value that is not a string."""
+def _walk(node: yaml.Node, path: tuple[str, ...], written: dict[tuple[str, ...], str], twice: list[str],
+          source: str) -> None:
+    """Note each key written twice in one mapping in `twice` (naming both places); record, by key path, the text
+    of every plain scalar value that is not a string (an alias's values where the alias puts them)."""
     if isinstance(node, yaml.MappingNode):
         lines: dict[str, yaml.Mark] = {}
         for key, value in node.value:
@@ -470,17 +568,17 @@ def _walk(node: yaml.Node, path: tuple[str, ...], written: dict[tuple[str, ...],
                 first = lines[key.value]
                 where = (f"line {mark.line + 1}, columns {first.column + 1} and {mark.column + 1}"
                          if first.line == mark.line else f"lines {first.line + 1} and {mark.line + 1}")
-                raise ZooError(f"{source}: {name} is written twice ({where}); keep one")
+                twice.append(f"{source}: {name} is written twice ({where}); keep one")
             lines[key.value] = mark
             if isinstance(value, yaml.ScalarNode):
                 # null: no value
                 if value.style is None and value.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:null"):
                     written[(*path, key.value)] = value.value
             else:
-                _walk(value, (*path, key.value), written, source)
+                _walk(value, (*path, key.value), written, twice, source)
     elif isinstance(node, yaml.SequenceNode):
         for index, value in enumerate(node.value):
-            _walk(value, (*path, str(index)), written, source)  # mappings inside a list are checked too
+            _walk(value, (*path, str(index)), written, twice, source)  # mappings inside a list are checked too
 
 
 def _takes_text(path: tuple[str, ...] | list[str]) -> bool:
@@ -516,9 +614,11 @@ def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any]]:
             raise ZooError(f"--set {key.strip()}=: the value is empty (an unset shell variable?); "
                            "give one, or null for none")
         try:
-            value = _read_yaml(text, f"--set {key.strip()}")[0] if text.strip() else None
+            value, _, twice = _read_yaml(text, f"--set {key.strip()}") if text.strip() else (None, {}, [])
         except yaml.YAMLError:
-            value = text
+            value, twice = text, []
+        if twice:  # `--set 'optimizer={lr: 1, lr: 2}'`
+            raise ConfigError(*twice)
         if value is not None and not isinstance(value, (str, dict, list)) and _takes_text(path):
             value = text.strip()
         parsed.append((path, value))
@@ -626,9 +726,20 @@ def validate_config(raw: Any, source: str = "config", overrides: list[str] | Non
         whole = f"{source} with --set {' '.join(overrides)}" if overrides else source
         lines = [f"{whole}: {problem.removeprefix('config: ')}" if problem.startswith("config: ")
                  else f"--set {problem}" if _set_by(problem, given) else f"{source}: {problem}" for problem in problems]
+        lines += _model_problems(_valid(ModelConfig, raw.get("model")), _valid(DataConfig, raw.get("data")), source,
+                                 given)  # a section that validates alone is checked now too: all problems at once
         raise ConfigError(*sorted(lines, key=lambda line: line.startswith("--set"))) from None
-    _check_model(config, source, given)
+    if problems := _model_problems(config.model, config.data, source, given):
+        raise ConfigError(*problems)
     return config
+
+
+def _valid(section: type[BaseModel], raw: Any) -> Any:
+    """`raw` validated as `section`, or None where it is not valid."""
+    try:
+        return section.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def _set_by(problem: str, given: list[str]) -> bool:
@@ -642,36 +753,102 @@ def _set_by(problem: str, given: list[str]) -> bool:
                for name in given)
 
 
-def _check_model(config: Config, source: str, given: list[str]) -> None:
-    """The model name and its builder arguments, checked by building it on the meta device (no memory); a problem
-    is named as `--set`'s when an override (`given`, key paths) set the key."""
+def _model_problems(model: ModelConfig | None, data: DataConfig | None, source: str, given: list[str]) -> list[str]:
+    """The model name and its builder arguments, checked by building it on the meta device (no memory), and
+    data.input_size against the inputs it takes (registered: min_input_size); a problem is named as `--set`'s when
+    an override (`given`, key paths) set the key. None for a section that is not valid: nothing to check."""
     import torch
 
+    if model is None:
+        return []
     try:
         with torch.device("meta"):
-            config.model.build()
+            network = model.build()
     except ZooError as error:
         key = "model.name" if str(error).startswith("unknown model") else "model"
         where = "--set" if _set_by(f"{key}: ", given) else f"{source}:"
-        raise ZooError(f"{where} {key}: {error}") from None
-    except (TypeError, ValueError) as error:
+        return [f"{where} {key}: {error}"]
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:  # RuntimeError: a size torch refuses
         where = "--set" if _set_by("model: ", given) else f"{source}:"
-        raise ZooError(f"{where} model: {config.model.name} does not accept these arguments ({error})") from None
+        return [f"{where} model: {model.name} does not accept these arguments ({str(error).splitlines()[0]})"]
+    size = data.input_size if data is not None else None
+    if size is None or SPECS[data.name].size == 1:  # xor's two bits are no picture (the run checks its features)
+        return []
+    from zoo.models.registry import get_model_info
+
+    channels = model.in_channels or get_model_info(model.name).input_size[0]  # Config.geometry's
+    try:
+        network.check_input(torch.empty(1, channels, size, size, device="meta"))
+    except ZooError as error:
+        return [f"{'--set' if _set_by('data.input_size: ', given) else f'{source}:'} data.input_size: {error}"]
+    return []
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config, apply `--set` overrides, validate. Raises ZooError naming the key path."""
-    path = Path(path)
-    if not path.is_file():
-        raise ZooError(f"config file {str(path)!r} not found; the shipped ones are in configs/")
+    """Read a YAML config, apply `--set` overrides, validate. Raises ZooError naming the key path: a ConfigError
+    of one line per problem, keys written twice and the schema's problems together."""
+    path = config_file(path)
     try:
-        raw, written = _read_yaml(path.read_text(), str(path))
+        raw, written, twice = _read_yaml(_text(path), str(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ZooError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
     raw = raw or {}
-    if isinstance(raw, dict):
-        raw = _as_written(raw, written)
-        raw = apply_overrides(raw, overrides or [])
-    return validate_config(raw, str(path), overrides)
+    try:
+        if isinstance(raw, dict):
+            raw = _as_written(raw, written)
+            raw = apply_overrides(raw, overrides or [])
+        config = validate_config(raw, str(path), overrides)
+    except ZooError as error:
+        if twice:
+            raise ConfigError(*twice, *error.lines()) from None
+        raise
+    if twice:
+        raise ConfigError(*twice)
+    return config
+
+
+CHECKPOINTS = (".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".pt2")  # files where a config is sometimes given
+
+
+def config_file(path: str | Path) -> Path:
+    """The config file `path` names; a ZooError for what else it names: a run directory (its config.yaml, and
+    --resume), another folder (its YAML files), a checkpoint, or nothing (with the near name of a YAML file
+    beside it)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "config.yaml").is_file() and any((path / name).exists() for name in ("checkpoints", "launch.json")):
+            raise ZooError(f"{path} is a run directory, not a config file; its config is {path / 'config.yaml'} "
+                           f"(zoo train --resume {path} continues the run)")
+        found = sorted(file.name for file in path.iterdir() if file.suffix in (".yaml", ".yml") and file.is_file())
+        raise ZooError(f"{path} is a folder, not a config file; give " + (
+            f"one of its {len(found)} YAML files, e.g. {path / found[0]}" if found
+            else "a YAML file, e.g. configs/lenet5_digits.yaml"))
+    if not path.is_file():
+        beside = {file.stem: file.name for file in path.parent.iterdir() if file.suffix in (".yaml", ".yml")} \
+            if path.parent.is_dir() else {}  # by stem: every name ends in .yaml, which would make all of them near
+        near = [str(path.parent / beside[stem]) for stem in difflib.get_close_matches(path.stem, beside, n=3,
+                                                                                       cutoff=0.6)]
+        hint = f"did you mean {', '.join(near)}?" if near else "the shipped ones are in configs/"
+        raise ZooError(f"config file {str(path)!r} not found; {hint}")
+    if path.suffix.lower() in CHECKPOINTS:
+        raise ZooError(f"{path} is a checkpoint or an export, not a config; zoo train --resume {path} continues "
+                       "the run of a checkpoint")
+    return path
+
+
+def _text(path: Path) -> str:
+    """The file's text, read as UTF-8 (YAML's encoding; not the locale's); a ZooError naming the first byte
+    that is not."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ZooError(f"{path}: cannot be read ({error.strerror or error}); check its permissions") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ZooError(f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}, column {column}); "
+                       "save it as UTF-8") from None

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import RunStopped, ZooError
 
 LOCK_NAME = ".lock"
+UNREADABLE_LOCK_S = 5.0  # writing a lock file's one line takes microseconds; 5 s is a killed writer's
 
 
 # ---- the directory -----------------------------------------------------------------------------------
@@ -55,6 +56,15 @@ def create_run_dir(output_dir: Path, run_name: str, run_id: str | None = None) -
         except FileExistsError:
             continue
     raise ZooError(f"{parent} already holds 1,000 runs from {stamp}; choose another train.run_name")
+
+
+def check_present(run_dir: Path) -> None:
+    """Raise RunStopped (exit code 1) when `run_dir` is gone: removed while its run went on (a clean-up script,
+    rm -rf) or its disk unmounted. Nothing is written again: a write would make a half run directory anew."""
+    if not Path(run_dir).is_dir():
+        raise RunStopped(f"{run_dir} was removed while the run trained (or its disk went away); stopped, as nothing "
+                         "can be saved there any more; start the run again, or restore the folder and continue with "
+                         f"zoo train --resume {run_dir}", 1)
 
 
 def missing_folders(path: Path) -> list[Path]:
@@ -107,24 +117,54 @@ class RunLock:
         self.stale_pid: int | None = None  # set when a dead owner's lock was taken over
 
     def acquire(self) -> RunLock:
+        """Take the lock, or raise ZooError: one line naming its live owner (see `blocker`), or the cause of a
+        lock file that cannot be written (a full or read-only disk)."""
         me = f"{os.getpid()} {socket.gethostname()}{f' {self.job}' if self.job else ''}\n"
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                pid, host, job = self._owner()
-                earlier_attempt = self.job is not None and job == self.job and pid != os.getpid()
-                if pid is not None and (earlier_attempt or not _live(pid, host)):
-                    self.stale_pid = pid
+                if (owner := self.blocker()) is not None:
+                    raise self.in_use(*owner) from None
+                self.stale_pid = self._owner()[0]
+                try:
                     self.path.unlink(missing_ok=True)
-                    continue
-                holder = f"process {pid} on {host}" if pid is not None else "another run"
-                raise ZooError(f"{self.path.parent} is in use by {holder}; wait for it to finish, or remove "
-                               f"{self.path} if that run is gone") from None
-            with os.fdopen(fd, "w") as file:
-                file.write(me)
+                except OSError as error:
+                    raise ZooError(f"cannot remove the stale lock {self.path} ({error.strerror}); remove it "
+                                   "yourself, or set train.output_dir to a writable folder") from None
+                continue
+            except OSError as error:
+                raise _cannot_write(self.path, error, "free some space, or set train.output_dir to a writable "
+                                                      "folder") from None
+            try:
+                with os.fdopen(fd, "w") as file:
+                    file.write(me)
+            except OSError as error:  # a full disk: no lock file with no owner in it left behind
+                self.path.unlink(missing_ok=True)
+                raise _cannot_write(self.path, error, "free some space, or set train.output_dir to a writable "
+                                                      "folder") from None
             return self
         raise ZooError(f"could not lock {self.path.parent}; remove {self.path} and try again")
+
+    def blocker(self) -> tuple[int | None, str | None] | None:
+        """(PID, host) of the live process that holds the lock and that this one may not take it from, else None.
+        The one rule for every start: a lock whose process is gone is stale, and so is one of an earlier attempt of
+        this launcher job. A lock file without an owner in it is being written this moment, or was left by a process
+        killed between creating and writing it: stale once it is older than a write takes (UNREADABLE_LOCK_S)."""
+        pid, host, job = self._owner()
+        if pid is None:
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return None
+            return None if age > UNREADABLE_LOCK_S else (None, None)
+        earlier_attempt = self.job is not None and job == self.job and pid != os.getpid()
+        return None if earlier_attempt or not _live(pid, host) else (pid, host)
+
+    def in_use(self, pid: int | None, host: str | None) -> ZooError:
+        holder = f"process {pid} on {host}" if pid is not None else "another run"
+        return ZooError(f"{self.path.parent} is in use by {holder}; wait for it to finish, or remove {self.path} if "
+                        "that run is gone")
 
     def _owner(self) -> tuple[int | None, str | None, str | None]:
         try:
@@ -151,9 +191,38 @@ class RunLock:
 
 # ---- atomic files ------------------------------------------------------------------------------------
 
-def atomic_write(path: Path, data: bytes, check: Callable[[Path], None] | None = None) -> None:
+WRITABLE = "free some space, or choose a writable folder"  # atomic_write's fix, where the caller names none
+
+
+def atomic_write(path: Path, data: bytes, check: Callable[[Path], None] | None = None, fix: str = WRITABLE) -> None:
     """Write to a temporary file in the same directory, fsync, rename over `path`, fsync the directory. `check`,
-    when given, reads the temporary file first: whatever it raises leaves `path` as it was, and no file behind."""
+    when given, reads the temporary file first: whatever it raises leaves `path` as it was, and no file behind.
+
+    Every file zoo writes goes through here. Raises WriteError "cannot write PATH (cause); `fix`" for an OSError
+    (a full or read-only disk, a folder that is a file or was removed, no permission), with `path` as it was."""
+    try:
+        _write_replace(Path(path), data, check)
+    except OSError as error:
+        raise _cannot_write(path, error, fix) from None
+
+
+class WriteError(ZooError):
+    """"cannot write PATH (cause); fix": the one line for a file that could not be written."""
+
+    def __init__(self, path: Path, cause: str, fix: str = WRITABLE) -> None:
+        super().__init__(f"cannot write {path} ({cause}); {fix}")
+        self.path, self.cause = path, cause
+
+    def with_fix(self, fix: str) -> WriteError:
+        """The same failure with the fix the caller knows better (a run's: how to finish it)."""
+        return WriteError(self.path, self.cause, fix)
+
+
+def _cannot_write(path: Path, error: OSError, fix: str) -> WriteError:
+    return WriteError(path, error.strerror or str(error), fix)
+
+
+def _write_replace(path: Path, data: bytes, check: Callable[[Path], None] | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -197,35 +266,58 @@ def _finite(value: Any) -> Any:
     return value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula (OWASP)
+
+
 def csv_text(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
-    """Rows as CSV text (Python's csv dialect, newline-terminated lines), headers first."""
+    """Rows as CSV text (Python's csv dialect, newline-terminated lines), headers first. A text cell that a
+    spreadsheet would run as a formula (a class folder named `=HYPERLINK(...)`) gets a leading apostrophe, as
+    OWASP's "CSV Injection" advice says; numbers, negative ones too, are written as they are."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(headers)
-    writer.writerows(rows)
+    writer.writerow([_inert(cell) for cell in headers])
+    writer.writerows([_inert(cell) for cell in row] for row in rows)
     return out.getvalue()
+
+
+def _inert(cell: Any) -> Any:
+    return f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, (json_text(data) + "\n").encode())
 
 
-def publish_copy(source: Path, target: Path) -> None:
+def publish_copy(source: Path, target: Path, fix: str = WRITABLE) -> None:
     """Make `target` hold what `source` holds now, atomically: a hard link when the file system allows
-    (no second write of a large checkpoint; replacing `source` later leaves `target` alone), else a copy."""
+    (no second write of a large checkpoint; replacing `source` later leaves `target` alone), else a copy.
+    Raises ZooError as atomic_write does."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
     try:
+        tmp.unlink(missing_ok=True)
         os.link(source, tmp)
     except OSError:
-        atomic_write(target, source.read_bytes())
+        try:
+            data = source.read_bytes()
+        except OSError as error:
+            raise ZooError(f"cannot read {source} ({error.strerror or error}); {fix}") from None
+        atomic_write(target, data, fix=fix)
         return
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _cannot_write(target, error, fix) from None
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether `path` is a temporary file of atomic_write's or publish_copy's (.<name>.*.tmp)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Temporary files a killed write left behind (atomic_write's and publish_copy's .<name>.*.tmp)."""
-    stale = sorted(Path(directory).glob(".*.tmp")) if Path(directory).is_dir() else []
+    stale = sorted(p for p in Path(directory).iterdir() if is_temporary(p)) if Path(directory).is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -171,9 +171,11 @@ def threads_note(setting: int | str, threads: int) -> str | None:
 
 
 def busy_cpus() -> float | None:
-    """CPUs other processes keep busy now: on Linux the runnable processes of /proc/loadavg less this one, the
-    median of 5 looks 10 ms apart (the load average's minute would still count a run that just ended); elsewhere
-    the load average; None where neither is known (Windows)."""
+    """How many threads besides this one want a CPU now, a count of demand, not of CPUs (it can exceed the
+    cores: 6 on a 2-core machine shared by several programs): on Linux the runnable threads of /proc/loadavg
+    (running or waiting for a core) less this one, the median of 5 looks 10 ms apart (the load average's minute
+    would still count a run that just ended); elsewhere the 1-minute load average; None where neither is known
+    (Windows)."""
     try:
         looks = []
         for look in range(5):
@@ -191,14 +193,16 @@ def busy_cpus() -> float | None:
 
 
 def load_note(threads: int, busy: float | None) -> str | None:
-    """A note when train.threads auto left cores to other processes (cpu_threads: `busy` of them, by busy_cpus):
-    why this run uses fewer threads than the machine has cores, and the key that gives it all of them."""
+    """A note when train.threads auto left cores to other processes (cpu_threads: `busy` threads of theirs
+    wanted a CPU, by busy_cpus): why this run uses fewer threads than the machine has cores, and the key that gives
+    it all of them. The caller says it once a run (zoo lr-find --apply: once for the sweep and the run)."""
     cores = physical_cores()
     if busy is None or threads >= cores:
         return None
-    return (f"note: train.threads auto: {threads} of {cores} cores, as other processes keep {busy:g} CPU"
-            f"{'s' if busy != 1 else ''} busy (threads on busy cores wait for each other, several times slower); "
-            f"--set train.threads={cores} uses all")
+    wanted = f"{busy:g} other thread{'s' if busy != 1 else ''}"
+    return (f"note: train.threads auto: {threads} of {cores} cores, as {wanted} wanted a CPU as it started (the "
+            f"load average's runnable count{', more than the cores' if busy > cores else ''}; threads on busy cores "
+            f"wait for each other, several times slower); --set train.threads={cores} uses all")
 
 
 def tune_backends(device: torch.device, precision: str, deterministic: bool) -> None:

@@ -11,8 +11,9 @@ split carved from the training set is a second view, with the eval transforms, o
 
     transforms.py  fitting to the model, augmentation, normalization
     preprocess.py  Preprocessing: a picture to a trained network's input, exactly as evaluation prepares it
-    splits.py      DataSplits, the views over a base data set, seeded stratified hold-out; MemorySource, the
-                   same splits as tensors for the in-memory path
+    splits.py      DataSplits, the views over a base data set, seeded stratified hold-out (a split left empty:
+                   one line), the run's first line (describe); MemorySource, the same splits as tensors for the
+                   in-memory path
     folders.py     ImageFolder layouts: split folders by their common names; hidden and system entries skipped
     images.py      image files read as a viewer shows them (open_image); unreadable ones: one warning, or one line
     sets.py        each data set, build_datasets, and build_folder (a new folder, every image, to evaluate)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,11 @@ class VisibleImageFolder(ImageFolder):
         classes = [name for name in _folders(Path(directory)) if not is_hidden(name)]
         if not classes:
             raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")  # torchvision's words
+        # A newline or tab in a class name breaks every line that prints it, the CSVs and the pictures' captions.
+        unusable = [name for name in classes if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name)]
+        if unusable:
+            raise ZooError(f"imagefolder: {directory}: the class folder {unusable[0]!r} has a control character (a "
+                           "newline, a tab) in its name; rename it: class names are printed, drawn and written to CSV")
         return classes, {name: index for index, name in enumerate(classes)}
 
     @staticmethod

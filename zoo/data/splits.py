@@ -1,4 +1,5 @@
-"""Splits: views over a base data set, a class subset relabelled 0..k-1, and seeded stratified hold-outs.
+"""Splits: views over a base data set, a class subset relabelled 0..k-1, and seeded stratified hold-outs, none
+left empty (a fraction too small for one image is refused in one line, before anything is written).
 
 A validation split carved from the training set is a second View over the same base with the eval
 transform, so it is never augmented.
@@ -6,6 +7,7 @@ transform, so it is never augmented.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from zoo.config import DataConfig
 from zoo.errors import ZooError
 
 SPLITS = ("train", "val", "test")
+CLASSES_SHOWN = 10  # class names a run's first line lists; more: the first 8, "...", the last
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,20 @@ class DataSplits:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def describe(self, name: str) -> str:
+        """The line a run starts with: `name`'s images, classes (past CLASSES_SHOWN, the first few and the last)
+        and each split's size, e.g. 'imagefolder: 90 images, 3 classes (circle, square, triangle): train 73, val 8,
+        test 9'. xor's samples are its four points, repeated in training: no total."""
+        sizes = {split: len(data) if data is not None else 0
+                 for split, data in (("train", self.train), ("val", self.val), ("test", self.test))}
+        shown = self.classes if len(self.classes) <= CLASSES_SHOWN else [*self.classes[:CLASSES_SHOWN - 2], "...",
+                                                                          self.classes[-1]]
+        classes = f"{len(self.classes)} classes ({', '.join(shown)})"
+        splits = ", ".join(f"{split} {size:,}" for split, size in sizes.items())
+        if self.input_size == 1:  # not pictures
+            return f"{name}: {classes}: {splits} samples"
+        return f"{name}: {sum(sizes.values()):,} images, {classes}: {splits}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,22 @@ def hold_out(indices: Tensor, targets: Tensor, fraction: float, generator: torch
     return torch.cat(kept).sort().values, torch.cat(held).sort().values
 
 
+def _empty_hold_out(split: str, fraction: float, available: int, dataset: str) -> str:
+    """The line refusing a held-out split left empty: its fraction too small for the images, or (hold_out keeps a
+    class's last image for training) no class with two images."""
+    key = f"data.{split}_split"
+    if fraction * available >= 1:
+        return (f"{key} {fraction:g}: the {split} split of {dataset} would be empty: every class keeps at least one "
+                f"of the {available:,} training images and none has two; add images of each class")
+    least = 1 / available  # one image: round(fraction x N) >= 1
+    scale = 10.0 ** (math.floor(math.log10(least)) - 1)
+    least = math.ceil(least / scale - 1e-9) * scale  # up, to two significant figures
+    other = (" (or 0 for none)" if split == "val" else
+             ", or add a test/ folder" if dataset == "imagefolder" else "")
+    return (f"{key} {fraction:g} holds out none of {dataset}'s {available:,} training images, so the {split} split "
+            f"would be empty; set {key} to {least:.2g} or more (one image){other}")
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which samples of which base each split takes, and how their labels map to the kept classes."""
@@ -163,10 +196,18 @@ def select(bases: dict[str, Dataset | None], names: list[str], cfg: DataConfig, 
                 chosen[split] = torch.arange(len(base))
             else:
                 chosen[split] = (torch.as_tensor(label_map)[_targets(base)] >= 0).nonzero().flatten()
+    classes = names if cfg.classes is None else [names[c] for c in cfg.classes]
+    checked = len(classes) >= 2  # with fewer, the run refuses the classes (zoo.training.setup.check_classes)
     for split, fraction in (("test", cfg.test_split), ("val", cfg.val_split)):
         if split not in bases and fraction > 0:
             targets = _targets(given["train"])[chosen["train"]]
+            available = len(chosen["train"])
             chosen["train"], chosen[split] = hold_out(chosen["train"], targets, fraction, generator)
             given[split] = given["train"]
-    classes = names if cfg.classes is None else [names[c] for c in cfg.classes]
+            if checked and not len(chosen[split]):
+                raise ZooError(_empty_hold_out(split, fraction, available, cfg.name))
+    for split, indices in chosen.items():
+        if checked and not len(indices):
+            raise ZooError(f"{cfg.name}: the {split} split has no images{' of data.classes' if cfg.classes else ''}; "
+                           f"give it images of every class")
     return Selection(given, chosen, label_map, classes)

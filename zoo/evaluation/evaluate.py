@@ -22,7 +22,7 @@ from zoo.errors import ZooError
 from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
 from zoo.metrics.trust import Trust, compute_trust, output_names
-from zoo.rundir import atomic_write, csv_text
+from zoo.rundir import WriteError, atomic_write, csv_text
 from zoo.runtime import resolve_device
 
 CHOICES = tuple(reversed(SPLITS))  # test, val, train: the order `zoo evaluate --split` offers them
@@ -62,6 +62,7 @@ class EvaluationReport:
     trust: Trust | None = None
     trust_files: TrustFiles | None = None  # None: evaluated with save=False, nothing written
     wrong_images: list[Any] | None = None  # PIL pictures of trust.wrong, for the gallery (None: inputs are no images)
+    not_saved: str | None = None  # why the files were not written (a read-only folder): the figures stand alone
 
     @property
     def probabilities(self) -> torch.Tensor | None:
@@ -89,8 +90,9 @@ class EvaluationReport:
             "macro": self.metrics.macro(),
             "per_class": self.per_class(),
             "confusion_matrix": self.metrics.confusion.tolist(),
-            "confusion_csv": str(self.confusion_csv),
-            "confusion_png": str(self.confusion_png),
+            "confusion_csv": None if self.confusion_csv is None else str(self.confusion_csv),
+            "confusion_png": None if self.confusion_png is None else str(self.confusion_png),
+            "not_saved": self.not_saved,
             **(self.trust.to_dict() if self.trust is not None else {}),
             **(self.trust_files.to_dict() if self.trust_files is not None else {}),
         }
@@ -217,12 +219,17 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     title = f"{config.model.name} on {title}"
     trust = compute_trust(scores, labels, output_names(classes, scores.shape[1]), paths)
     pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
-    files = None
+    files, not_saved = None, None
     if save:
-        _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
-        files = _save_trust(trust, pictures, TrustFiles.beside(output_stem(path, config, stored, split, folder)), title)
+        try:  # a checkpoint in a read-only or full folder: the figures are printed all the same, with the reason
+            _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
+            files = _save_trust(trust, pictures, TrustFiles.beside(output_stem(path, config, stored, split, folder)),
+                                title)
+        except WriteError as error:
+            csv_path, png_path, not_saved = None, None, str(error.with_fix("copy the checkpoint to a writable folder "
+                                                                           "to keep them"))
     return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust,
-                            files, pictures)
+                            files, pictures, not_saved)
 
 
 def data_to_measure(config: Config, stored: Config, state: TrainingState, path: Path, split: str,
@@ -247,7 +254,8 @@ def data_to_measure(config: Config, stored: Config, state: TrainingState, path: 
 
 
 def measure(model: nn.Module, loader: Iterable, compute: Compute) -> tuple[EpochResult, torch.Tensor, torch.Tensor]:
-    """The loader's figures (unweighted cross-entropy), and its N x classes logits and N labels, in order."""
+    """The loader's figures (plain cross-entropy, unweighted and unsmoothed: the run's test loss, the one
+    definition zoo shows), and its N x classes logits and N labels, in order."""
     logits: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
     result = evaluate_loader(model, loader, compute, nn.CrossEntropyLoss(), model.num_classes, logits=logits,

@@ -9,6 +9,11 @@
                    arXiv:1312.6034: |d logit / d pixel|, the largest over the channels) by captum's Saliency;
                    occlusion (Zeiler and Fergus 2013, arXiv:1311.2901: the logit's fall when a patch is the mean
                    colour) by captum's Occlusion. Each of the target class: --target, else the top-1 prediction.
+    the default    the model's registered method (ModelInfo.explain): Grad-CAM, but occlusion for LeNet-5, where
+                   Grad-CAM marks the digits' background: on the main job's test digits its heat lies on the ink
+                   0.82 times as much as the ink's share of the picture, occlusion's 1.66 times
+                   (scripts/explain_ink.py; why in docs/inspecting.md). A map with no positive value (no evidence
+                   for the class) is empty: the picture drawn alone, captioned so, and a note on stderr.
     stages         the backbone's top-level children that give 4-D maps (find_stages), found by running
                    forward_features once with hooks: ResNet's conv1 ... layer4, LeNet's features.0 ... features.5.
     filters        the first convolution's weights (zoo.present.grids.filter_grid, which TensorBoard draws too).
@@ -22,6 +27,7 @@ before the first file is written; then each PNG atomically. captum is imported o
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
-from zoo.present.grids import filter_grid, heatmap_overlay, map_grid
+from zoo.present.grids import PANEL, captioned, filter_grid, heatmap_overlay, map_grid, tile_grid
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
     from zoo.inference.load import Prediction, Predictor
 
 METHODS = ("gradcam", "saliency", "occlusion")  # zoo.cli.ExplainMethod is the same list (no torch in cli.py)
+EMPTY = 1e-5  # a map whose largest positive value is below this share of its largest magnitude is empty (rounding)
+INK = 0.5  # heat_on_ink: a pixel is ink at half the brightest value or more (8 of the digits' 16 levels)
 TOP_K = 3  # classes printed and captioned per picture
 MAX_CHANNELS = 64  # feature-map channels drawn per stage
 BATCH = 16  # pictures per attribution pass
@@ -140,10 +148,11 @@ def find_stages(model: nn.Module, example: Tensor) -> Backbone:
 # ---- attribution ------------------------------------------------------------------------------------
 
 def heatmaps(model: nn.Module, batch: Tensor, targets: list[int], method: str, layer: str | None = None) -> Tensor:
-    """N x C x H x W (preprocessed) -> N x H x W heat maps in [0, 1] (each divided by its largest value; an
-    all-zero map stays 0) of each picture's target class, by `method` (see the module docstring; `layer`:
-    Grad-CAM's module, a dotted name). The model is in eval mode; its in-place activations are made out-of-place
-    first, since they would overwrite the layer output captum's hook keeps."""
+    """N x C x H x W (preprocessed) -> N x H x W heat maps in [0, 1] of each picture's target class, by `method`
+    (see the module docstring; `layer`: Grad-CAM's module, a dotted name): the positive part, divided by its largest
+    value; a map with no positive value above EMPTY of its largest magnitude is 0 everywhere (empty). The model is
+    in eval mode; its in-place activations are made out-of-place first, since they would overwrite the layer output
+    captum's hook keeps."""
     from captum.attr import LayerAttribution, LayerGradCam, Occlusion, Saliency
 
     for module in model.modules():
@@ -163,9 +172,24 @@ def heatmaps(model: nn.Module, batch: Tensor, targets: list[int], method: str, l
                                           target=targets, perturbations_per_eval=16).sum(dim=1)
     else:
         raise ZooError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    maps = maps.detach().float().clamp_min(0).cpu()
-    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
-    return maps / peak
+    maps = maps.detach().float().cpu()
+    magnitude = maps.abs().flatten(1).amax(dim=1)
+    peak = maps.flatten(1).amax(dim=1)
+    empty = peak <= EMPTY * magnitude
+    maps = maps.clamp_min(0) / peak.clamp_min(1e-12)[:, None, None]
+    return maps.masked_fill(empty[:, None, None], 0.0)
+
+
+def heat_on_ink(maps: Tensor, pictures: Tensor, threshold: float = INK) -> Tensor:
+    """How much a heat map favours the ink of a bright-on-dark picture (digits): the share of the heat on the
+    pixels at `threshold` or brighter, divided by their share of the picture; 1 is no preference, above 1 the heat
+    favours the ink. `maps`: N x H x W (heatmaps'), `pictures`: N x H x W x C as seen (seen()'s, uint8 or [0, 1]).
+    NaN for an empty map or a picture without ink."""
+    values = pictures.float() / (255.0 if pictures.dtype == torch.uint8 else 1.0)
+    ink = (values.mean(dim=-1) >= threshold).float().flatten(1)
+    heat = maps.float().flatten(1)
+    ratio = (heat * ink).sum(dim=1) / heat.sum(dim=1) / ink.mean(dim=1)
+    return ratio.masked_fill((heat.sum(dim=1) == 0) | (ink.sum(dim=1) == 0), float("nan"))
 
 
 def seen(predictor: Predictor, picture: Tensor) -> Tensor:
@@ -216,6 +240,7 @@ class Explained:
     target_class: str
     probability: float  # the target's, softmax of the logits
     written: Path
+    empty: bool = False  # the heat map has no positive value: no evidence for the class; the picture drawn alone
 
 
 @dataclass
@@ -227,7 +252,7 @@ class ExplainReport:
     feature_maps: list[Path] = field(default_factory=list)
 
 
-def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, method: str = "gradcam",
+def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, method: str | None = None,
             layer: str | None = None, target: str | None = None, top_k: int = TOP_K, filters: bool = False,
             feature_maps: str | Path | None = None, output: Path | None = None, device: str = "auto") -> ExplainReport:
     """Heat maps of `images` (files, folders, glob patterns, as zoo predict takes them), the first convolution's
@@ -236,9 +261,10 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
     <picture stem>.feature_maps.<stage>.png.
 
     `source`: a checkpoint, a .safetensors export or torchvision:<Weights> (zoo.load; .onnx has no gradients).
-    Raises ZooError, before anything is written, for nothing asked, an --output that is a file, a picture that
-    cannot be read, an unknown --layer or --target, a network without convolutions asked for Grad-CAM, filters or
-    feature maps, or a method unknown."""
+    `method` None: Grad-CAM when a `layer` is named, else the model's default (default_method: occlusion for
+    LeNet-5, Grad-CAM for the others). Raises ZooError, before anything is written, for nothing
+    asked, an --output that is a file, a picture that cannot be read, an unknown --layer or --target, a network
+    without convolutions asked for Grad-CAM, filters or feature maps, or a method unknown."""
     from zoo.inference.load import load
     from zoo.inference.predict import gather
 
@@ -253,15 +279,9 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
     pictures = [predictor.prepare(path) for path in paths]  # an unreadable file: one line, before anything is drawn
     mapped = predictor.prepare(feature_maps) if feature_maps is not None else None
     index = resolve_target(target, predictor.classes)
-    report = ExplainReport(method, None)
-    backbone = None
-    if (pictures and method == "gradcam") or mapped is not None:
-        backbone = find_stages(model, (mapped if mapped is not None else pictures[0])[None].to(predictor.device))
-        if pictures and method == "gradcam":
-            report.layer = backbone.resolve(layer, model, model_name)
-        if mapped is not None and not backbone.stages:
-            raise ZooError(f"--feature-maps: {model_name} has no convolutional stage, so no feature maps; its layers "
-                           "are fully connected")
+    method = method or ("gradcam" if layer is not None else default_method(model_name))
+    backbone, chosen = _backbone(model, model_name, pictures, mapped, method, layer, predictor.device)
+    report = ExplainReport(method, chosen)
     drawn: list[tuple[Path, Image.Image]] = []
     if filters:  # ZooError for the MLP, before anything is written
         report.filters = folder / "filters.png"
@@ -274,23 +294,48 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
             drawn.append((path, picture))
             report.feature_maps.append(path)
     write_pictures(drawn)
+    for row in report.rows:
+        if row.empty:
+            print(empty_note(row, method, report.layer), file=sys.stderr, flush=True)
     return report
 
 
-def check_request(images: list[str] | tuple[str, ...], method: str, layer: str | None, top_k: int, filters: bool,
+def _backbone(model: nn.Module, model_name: str, pictures: list[Tensor], mapped: Tensor | None, method: str,
+              layer: str | None, device: torch.device) -> tuple[Backbone | None, str | None]:
+    """The network's convolutional stages where Grad-CAM or the feature maps need them (else None), and Grad-CAM's
+    layer (`layer`, or the default one). Raises ZooError for feature maps of a network without convolutions."""
+    if not ((pictures and method == "gradcam") or mapped is not None):
+        return None, None
+    backbone = find_stages(model, (mapped if mapped is not None else pictures[0])[None].to(device))
+    chosen = backbone.resolve(layer, model, model_name) if pictures and method == "gradcam" else None
+    if mapped is not None and not backbone.stages:
+        raise ZooError(f"--feature-maps: {model_name} has no convolutional stage, so no feature maps; its layers "
+                       "are fully connected")
+    return backbone, chosen
+
+
+def check_request(images: list[str] | tuple[str, ...], method: str | None, layer: str | None, top_k: int, filters: bool,
                   feature_maps: str | Path | None, output: Path | None) -> None:
     """Raises ZooError for options that ask for nothing, or that do not go together."""
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise ZooError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not images and not filters and feature_maps is None:
         raise ZooError("nothing to explain; give pictures (zoo explain best.pt seven.png), --filters or --feature-maps "
                        "PICTURE")
-    if layer is not None and method != "gradcam":
+    if layer is not None and method not in (None, "gradcam"):
         raise ZooError(f"--layer is Grad-CAM's; remove it, or give --method gradcam (not {method})")
     if top_k < 1:
         raise ZooError("--top-k must be 1 or more")
     if output is not None:
         check_output(Path(output))
+
+
+def default_method(model_name: str) -> str:
+    """zoo explain's method when none is asked: the one registered with the model (ModelInfo.explain: LeNet-5's
+    occlusion), Grad-CAM for the others and for networks zoo did not build (torchvision weights)."""
+    from zoo.models.registry import get_model_info, list_models
+
+    return get_model_info(model_name).explain if model_name in list_models() else "gradcam"
 
 
 def network(predictor: Predictor) -> tuple[nn.Module, str]:
@@ -320,7 +365,8 @@ def stage_maps(model: nn.Module, backbone: Backbone, batch: Tensor, folder: Path
 def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], folder: Path, method: str,
              layer: str | None, target: int | None, top_k: int) -> list[tuple[Path, Image.Image, Explained]]:
     """Each picture's (PNG path, overlay, row): its top_k, and the heat map of `target` (None: its top-1), BATCH
-    pictures a pass."""
+    pictures a pass. An empty map (no positive evidence for the class) is not drawn: the picture alone, captioned
+    so (explain says so on stderr once it is written: empty_note)."""
     from zoo.inference.load import top_predictions
 
     model, classes = predictor.model, predictor.classes
@@ -341,9 +387,31 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
             name, probability = classes[chosen], probabilities[offset, chosen].item()
             top = ", ".join(f"{c} {p:.1%}" for c, p in zip(prediction.classes, prediction.probabilities))
             caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})", f"top-{k}: {top}"]
-            picture = heatmap_overlay(seen(predictor, pictures[number]).numpy(), maps[offset].numpy(), caption)
-            drawn.append((path, picture, Explained(paths[number], prediction, chosen, name, probability, path)))
+            pixels = seen(predictor, pictures[number]).numpy()
+            empty = not bool(maps[offset].any())
+            if empty:
+                picture = captioned(tile_grid(pixels[None], f"{caption[0]}: an empty map,", tile=PANEL),
+                                    [f"{empty_map(method, name)}: nothing to draw", caption[1]])
+            else:
+                picture = heatmap_overlay(pixels, maps[offset].numpy(), caption)
+            drawn.append((path, picture, Explained(paths[number], prediction, chosen, name, probability, path, empty)))
     return drawn
+
+
+def empty_note(row: Explained, method: str, layer: str | None) -> str:
+    """The line that says a picture's heat map was empty, and what its PNG shows instead."""
+    where = f" at {layer}" if method == "gradcam" else ""
+    return (f"note: {row.path}: the {method} map{where} of {row.target_class} is empty "
+            f"({empty_map(method, row.target_class)}); {row.written} shows the picture without a heat map")
+
+
+def empty_map(method: str, name: str) -> str:
+    """Why a heat map of class `name` is 0 everywhere, in `method`'s terms."""
+    if method == "occlusion":
+        return f"hiding no patch lowers {name}'s score"
+    if method == "saliency":
+        return f"no pixel changes {name}'s score"
+    return f"no positive evidence for {name} anywhere"
 
 
 def default_output(source: str) -> Path:
@@ -383,8 +451,4 @@ def write_pictures(drawn: list[tuple[Path, Image.Image]]) -> None:
     from zoo.rundir import atomic_write
 
     for path, picture in drawn:
-        try:
-            atomic_write(path, png(picture))
-        except OSError as error:
-            raise ZooError(f"cannot write {path} ({error.strerror or error}); "
-                           "give --output a writable folder") from None
+        atomic_write(path, png(picture), fix="give --output a writable folder")

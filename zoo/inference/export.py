@@ -98,11 +98,7 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
     if opset is not None and written_opset != opset:  # the exporter converts to the opset asked for, or falls back
         raise ZooError(f"--opset {opset}: the exporter could not convert to it and wrote opset {written_opset}; give "
                        f"--opset {written_opset}, or leave --opset out")
-    try:
-        atomic_write(output, data, check)
-    except OSError as error:
-        raise ZooError(f"cannot write {output} ({error.strerror or error}); "
-                       "give --output a file in a writable folder") from None
+    atomic_write(output, data, check, fix="give --output a file in a writable folder")
     return ExportReport(output, format, len(data), batch, written_opset, inputs, len(images), found["max_abs_diff"],
                         found["tolerance"], found["top1_agreement"])
 

@@ -53,8 +53,9 @@ class Metadata:
     @classmethod
     def of_checkpoint(cls, state: TrainingState, config: Config) -> Metadata:
         import zoo
+        from zoo.metrics.trust import output_names
 
-        classes = list(state.classes or [str(index) for index in range(state.num_classes)])
+        classes = output_names(state.classes or [], state.num_classes)  # a head wider than the data: by index
         return cls(config.model.name, state.num_classes, classes, Preprocessing.of_checkpoint(state, config),
                    config.to_dict(), zoo.__version__, str(torch.__version__))
 
@@ -65,8 +66,15 @@ class Metadata:
         return {key: json.dumps(value, ensure_ascii=False) for key, value in fields.items()}
 
     @classmethod
-    def from_strings(cls, strings: dict[str, str] | None, path: Path) -> Metadata:
-        """Raises ZooError for a file without zoo's metadata (exported by another tool), or with damaged metadata."""
+    def from_strings(cls, strings: dict[str, str] | None, path: Path, weights: dict[str, Tensor] | None = None
+                     ) -> Metadata:
+        """The metadata of an exported file, each field checked for what it holds as a checkpoint's are
+        (zoo.checkpoint.FieldCheck: types, ranges, and sizes against the file's `weights` where it has them).
+        Raises ZooError for a file without zoo's metadata (exported by another tool), or with damaged metadata."""
+        from zoo.checkpoint import FieldCheck
+        from zoo.datasets import SPECS
+        from zoo.metrics.trust import output_names
+
         strings = strings or {}
         if "zoo_version" not in strings:
             raise ZooError(f"{path} has no zoo metadata (class names, preprocessing): "
@@ -74,12 +82,26 @@ class Metadata:
                            "export the checkpoint with zoo export, or fine-tune from a weights file (finetune.source)")
         try:
             values = {key: json.loads(text) for key, text in strings.items()}
-            return cls(values["model_name"], int(values["num_classes"]), list(values["classes"]),
-                       Preprocessing.from_dict(values), values["config"], values["zoo_version"],
-                       values["torch_version"])
-        except (KeyError, TypeError, ValueError) as error:
+        except (TypeError, ValueError) as error:
             raise ZooError(f"{path}: its zoo metadata is damaged ({type(error).__name__}: {error}); "
                            "export it again") from None
+        check = FieldCheck(path, "export it again with zoo export", "zoo metadata's ")
+        missing = [key for key in (*cls.__dataclass_fields__, *Preprocessing.__dataclass_fields__)
+                   if key not in values and key != "preprocessing"]
+        if missing:
+            raise check.refuse(missing[0], "is missing")
+        config = check.mapping("config", values["config"])
+        num_classes, channels = (check.integer(key, values[key], 1) for key in ("num_classes", "in_channels"))
+        if weights is not None:
+            check.fits("num_classes", num_classes, weights, 0, "as many rows (the classifier's outputs)")
+            check.fits("in_channels", channels, weights, 1, "as many input channels", flat=True)
+        wider = isinstance(config.get("model"), dict) and config["model"].get("num_classes") == num_classes
+        classes = output_names(check.names("classes", values["classes"], num_classes, wider), num_classes)
+        preprocessing = Preprocessing(check.text("data", values["data"], tuple(SPECS)),
+                                      *check.statistics("", values["mean"], values["std"], channels),
+                                      check.side("input_size", values["input_size"], config), channels)
+        return cls(check.text("model_name", values["model_name"]), num_classes, classes, preprocessing, config,
+                   *(check.text(key, values[key]) for key in ("zoo_version", "torch_version")))
 
 
 # ---- predictions --------------------------------------------------------------------------------------
@@ -276,7 +298,7 @@ def open_safetensors(path: Path, device: torch.device) -> Predictor:
     from zoo.config import validate_config
 
     tensors, strings = read_safetensors(path)
-    metadata = Metadata.from_strings(strings, path)
+    metadata = Metadata.from_strings(strings, path, tensors)
     config = validate_config(metadata.config, f"{path} (config)")
     model = config.model.build(metadata.num_classes, metadata.preprocessing.in_channels)
     load_weights(model, TrainingState(tensors, metadata.config, metadata.model_name), path, config.model.name)
@@ -346,10 +368,13 @@ class OnnxNetwork:
 def open_onnx(path: Path, device: torch.device) -> Predictor:
     network = OnnxNetwork(path, device)
     metadata = Metadata.from_strings(network.metadata, path)
-    channels = network.input.shape[1]
+    channels, outputs = network.input.shape[1], network.session.get_outputs()[0].shape[-1]
     if isinstance(channels, int) and channels != metadata.preprocessing.in_channels:
         raise ZooError(f"{path} takes {channels}-channel input but its metadata says "
                        f"{metadata.preprocessing.in_channels}; export it again with zoo export")
+    if isinstance(outputs, int) and outputs != metadata.num_classes:
+        raise ZooError(f"{path} gives {outputs} outputs but its metadata says {metadata.num_classes} classes; "
+                       "export it again with zoo export")
     return _predictor(network, metadata, torch.device("cpu"), path, fixed_batch=network.static_batch)
 
 

@@ -191,11 +191,7 @@ def write_output(output: Path, text: str) -> None:
     """`text` into `output`, atomically; an unwritable place is one line."""
     from zoo.rundir import atomic_write
 
-    try:
-        atomic_write(output, (text + "\n").encode())
-    except OSError as error:
-        raise ZooError(f"cannot write {output} ({error.strerror or error}); "
-                       "give --output a file in a writable folder") from None
+    atomic_write(output, (text + "\n").encode(), fix="give --output a file in a writable folder")
 
 
 def _why(reason: str) -> str:

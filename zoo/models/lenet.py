@@ -48,6 +48,7 @@ class LeNet5(Classifier):
 
 
 @register_model(family="lenet", paper=LECUN_1998, input_size=(1, 32, 32), num_classes=10,
-                reference=ParamReference(61_706, "course 002, LeNet-5 table (156 + 2,416 + 48,120 + 10,164 + 850)"))
+                reference=ParamReference(61_706, "course 002, LeNet-5 table (156 + 2,416 + 48,120 + 10,164 + 850)"),
+                explain="occlusion")  # Grad-CAM marks the digits' background: docs/inspecting.md
 def lenet5(num_classes: int = 10, in_channels: int = 1, activation: str = "tanh") -> LeNet5:
     return LeNet5(num_classes, in_channels, activation)

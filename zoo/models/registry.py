@@ -57,6 +57,7 @@ class ModelInfo:
     reference: ParamReference | None
     torchvision: str | None  # the torchvision builder whose state_dict ours matches key for key
     builder: Callable[..., nn.Module]
+    explain: str = "gradcam"  # zoo explain's default method: one that marks what the network uses (measured)
 
     @functools.cached_property
     def min_input_size(self) -> int:
@@ -90,6 +91,7 @@ def register_model(
     num_classes: int = 1000,
     reference: ParamReference | None = None,
     torchvision: str | None = None,
+    explain: str = "gradcam",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder under its function name and add the registry's facts to its docstring. A duplicate
     name, or a builder whose num_classes or in_channels default is not the paper's, fails at import."""
@@ -98,7 +100,7 @@ def register_model(
         name = builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        info = ModelInfo(name, family, paper, input_size, num_classes, reference, torchvision, builder)
+        info = ModelInfo(name, family, paper, input_size, num_classes, reference, torchvision, builder, explain)
         parameters = inspect.signature(builder).parameters
         for argument, paper_value in (("num_classes", num_classes), ("in_channels", input_size[0])):
             if argument in parameters and parameters[argument].default != paper_value:

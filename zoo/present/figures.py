@@ -3,6 +3,7 @@
     png(picture)                               a PIL image as PNG bytes (compress_level=1 for TensorBoard's speed)
     figure_png(figure)                         a matplotlib Figure as PNG bytes; new_figure() makes one, no pyplot
     picture_font(texts, size)                  the font every picture's text is drawn in, and the texts as drawn
+    drawable(text)                             text on one line: control characters written as escapes (a\\nb)
     confusion_image(confusion, classes)        TensorBoard shows it each validation, `zoo evaluate` saves it
     roc_figure, pr_figure, reliability_figure  zoo.metrics.trust's figures, as PNG bytes
     wrong_gallery(trust, pictures)             the most confidently wrong images in a grid
@@ -16,14 +17,16 @@ axes (ROC, precision-recall, reliability, training curves) are matplotlib's, thr
 pyplot's global state, imported inside the functions that draw them: `zoo evaluate` pays its import (0.5 s)
 once, and training never does.
 
-Text is drawn in the first font that has a glyph for every character of the picture: Pillow's own (Aileron,
-ASCII), then the well-known font files below, found once per process under the usual font folders of Linux,
-macOS and Windows; matplotlib is given the same file, so "café" draws in DejaVu in both. Characters that no font
-has are written legibly in ASCII instead of as missing-glyph boxes: by their Unicode decomposition without
-accents (café -> cafe), else as their code point (猫 -> U+732B). Pillow cannot ask a font whether it has a glyph,
-so a character counts as missing when it draws exactly as the font's .notdef glyph (the one it draws for
-U+10FFFF). Choosing costs 1 ms the first time for ASCII names, 10 ms for names that need DejaVu (café, Ωmega, 猫),
-and 0.1 ms for every later picture of the same names (drawing the picture itself: 8 ms for 10 classes).
+Every name a picture holds (a class, a folder, a file) goes through picture_font, which makes it drawable first: a
+class folder named "a\\nb" (a newline in it) is drawn as a\\nb on one line, where Pillow would refuse its anchors
+and matplotlib break its legend. Text is drawn in the first font that has a glyph for every character of the
+picture: Pillow's own (Aileron, ASCII), then the well-known font files below, found once per process under the usual
+font folders of Linux, macOS and Windows; matplotlib is given the same file, so "café" draws in DejaVu in both.
+Characters that no font has are written legibly in ASCII instead of as missing-glyph boxes: by their Unicode
+decomposition without accents (café -> cafe), else as their code point (猫 -> U+732B). Pillow cannot ask a font
+whether it has a glyph, so a character counts as missing when it draws exactly as the font's .notdef glyph (the one
+it draws for U+10FFFF). Choosing costs 1 ms the first time for ASCII names, 10 ms for names that need DejaVu (café,
+Ωmega, 猫), and 0.1 ms for every later picture of the same names (drawing the picture itself: 8 ms for 10 classes).
 
 The pictures take numbers, tensors and zoo.metrics' records: this module sits below the run, which draws with it.
 """
@@ -93,6 +96,7 @@ FONT_FILES = (  # preferred first: Latin, Greek and Cyrillic; then fonts that al
 MISSING = "\U0010ffff"  # a noncharacter: every font draws its .notdef glyph for it
 PROBE_SIZE = 16  # pixels: glyph masks are compared at this size, whatever size the picture uses
 BLANK = ("Zs", "Zl", "Zp", "Cc", "Cf")  # Unicode categories with nothing to draw: spaces, controls, format
+BREAKING = ("Cc", "Zl", "Zp")  # controls (newline, tab, escape), line and paragraph separators: escaped to draw
 LABEL_CHARS = 24  # a drawn label's longest text; the CSV has the full names
 
 
@@ -162,16 +166,24 @@ def _legible(text: str, has: Callable[[str], bool]) -> str:
     return out
 
 
+def drawable(text: str) -> str:
+    """`text` as one line that every font draws: each control character, line or paragraph separator (BREAKING)
+    written as Python writes it in a string literal (newline: \\n, escape: \\x1b, U+2028: \\u2028); the rest
+    as it is."""
+    return "".join(repr(char)[1:-1] if unicodedata.category(char) in BREAKING else char for char in text)
+
+
 def picture_font(texts: Sequence[str], size: int) -> tuple[Font, tuple[str, ...]]:
-    """The font to draw `texts` in at `size` pixels, and the texts as drawn: in Unicode's composed form (NFC),
-    each character the font lacks written in ASCII (see the module docstring). The font is the first of
-    Pillow's own and font_files(FONT_DIRS) that has every character; when none has, the one with most."""
+    """The font to draw `texts` in at `size` pixels, and the texts as drawn: drawable() (one line each), in
+    Unicode's composed form (NFC), each character the font lacks written in ASCII (see the module docstring).
+    The font is the first of Pillow's own and font_files(FONT_DIRS) that has every character; when none has,
+    the one with most."""
     return _choose(tuple(texts), size, FONT_DIRS)
 
 
 @functools.lru_cache(maxsize=64)
 def _choose(texts: tuple[str, ...], size: int, dirs: tuple[str, ...]) -> tuple[Font, tuple[str, ...]]:
-    texts = tuple(unicodedata.normalize("NFC", text) for text in texts)
+    texts = tuple(drawable(unicodedata.normalize("NFC", text)) for text in texts)
     chars = set("".join(texts))
     best, best_count = None, -1
     for path in (None, *font_files(dirs)):
@@ -253,24 +265,29 @@ EXTREMES = 3
 GRID = np.linspace(0.0, 1.0, 201)  # where the macro curves are averaged
 THUMB = 128  # pixels: the gallery's largest image side
 COLUMNS = 4
+COUNT_POINTS = 10  # the reliability diagram's bin counts, as its tick labels: digits 9 pixels high (6 points: 5)
+FILE_CHARS = 24  # a gallery caption's file name, shortened (the report's table has the whole path)
 
 
 def _fonts(texts: Sequence[str]) -> tuple[Any, list[str]]:
     """matplotlib's FontProperties for the font picture_font chooses for `texts` (None: matplotlib's default,
-    DejaVu Sans, where picture_font picks Pillow's own ASCII font), and the texts as drawn."""
+    DejaVu Sans, where picture_font picks Pillow's own ASCII font), and the texts as drawn: each $ escaped, so
+    that a class named $x^$ is not taken for mathtext (which fails to draw on an unknown symbol)."""
     from matplotlib.font_manager import FontProperties
 
     font, shown = picture_font(texts, 12)
     path = getattr(font, "path", None)  # Pillow's own font has a buffer there, not a file
-    return (FontProperties(fname=path) if isinstance(path, str) else None), list(shown)
+    return (FontProperties(fname=path) if isinstance(path, str) else None), [text.replace("$", r"\$") for text in shown]
 
 
-def _axes(title: str, texts: Sequence[str]) -> tuple[Any, Any, Any, list[str]]:
-    """A figure and its axes (square, 0-1 on both), the font for `title` and `texts` and those texts as drawn."""
-    font, (title, *shown) = _fonts([title, *texts])
+def _axes(title: Sequence[str], texts: Sequence[str]) -> tuple[Any, Any, Any, list[str]]:
+    """A figure and its axes (square, 0-1 on both), titled with the lines of `title`; the font for them and
+    `texts`, and those texts as drawn."""
+    font, shown = _fonts([*title, *texts])
     figure = new_figure()
     axes = figure.add_subplot()
-    axes.set_title(title, fontproperties=font, fontsize=10)
+    axes.set_title("\n".join(shown[:len(title)]), fontproperties=font, fontsize=10)
+    shown = shown[len(title):]
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.02)
     axes.grid(alpha=0.3)
@@ -306,7 +323,7 @@ def _curves(kind: str, title: str, trust: Trust, curves: list[tuple[np.ndarray, 
     heading = (f"{kind}: macro {'AUC' if kind == 'ROC' else 'AP'} {macro:.3f}{note}" if macro is not None
                else f"{kind}: undefined, no class has "
                     f"{'both positives and negatives' if kind == 'ROC' else 'positives'}")
-    figure, axes, font, names = _axes(f"{title}\n{heading}" if title else heading, short)
+    figure, axes, font, names = _axes([title, heading] if title else [heading], short)
     style = {"drawstyle": "steps-post"} if steps else {}
     measure = "AUC" if kind == "ROC" else "AP"
     for k in chosen:
@@ -358,7 +375,7 @@ def reliability_figure(trust: Trust, title: str = "") -> bytes:
     ECE in the title and each bin's count above its bar. PNG bytes."""
     bins = trust.reliability
     heading = f"reliability: ECE {trust.ece:.2%} ({len(bins)} bins, {trust.count:,} images)"
-    figure, axes, font, _ = _axes(f"{title}\n{heading}" if title else heading, [])
+    figure, axes, font, _ = _axes([title, heading] if title else [heading], [])
     width = bins[0].upper - bins[0].lower
     filled = [b for b in bins if b.count]
     centres = [(b.lower + b.upper) / 2 for b in filled]
@@ -369,7 +386,8 @@ def reliability_figure(trust: Trust, title: str = "") -> bytes:
              color="#f0b0b0", alpha=0.6, hatch="//", label="gap to the mean confidence")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
     for centre, b in zip(centres, filled):
-        axes.text(centre, min(max(b.accuracy, b.confidence) + 0.01, 0.97), f"{b.count:,}", ha="center", fontsize=6)
+        axes.text(centre, min(max(b.accuracy, b.confidence) + 0.01, 0.96), f"{b.count:,}", ha="center",
+                  fontsize=COUNT_POINTS)
     axes.set_xlabel("confidence (top-1 probability)")
     axes.set_ylabel("accuracy")
     axes.legend(loc="upper left", prop=_small(font))
@@ -402,18 +420,22 @@ def _thumbnail(picture: Image.Image) -> Image.Image:
 
 def wrong_gallery(trust: Trust, pictures: Sequence[Image.Image], title: str = "") -> Image.Image:
     """The wrong predictions of `trust` (its .wrong, the most confident first) in a grid of COLUMNS, each
-    `pictures[i]` with the caption "true -> predicted" and the predicted probability. Raises ValueError when
-    the pictures do not match the wrong predictions, or there are none."""
+    `pictures[i]` with the caption "true -> predicted", the predicted probability and the image's file name
+    (where the data has files; else its position in the split, #12). Raises ValueError when the pictures do not
+    match the wrong predictions, or there are none."""
     if not trust.wrong or len(pictures) != len(trust.wrong):
         raise ValueError(f"{len(pictures)} pictures for {len(trust.wrong)} wrong predictions")
     heading = f"the {len(trust.wrong)} most confidently wrong of {trust.wrong_count:,} wrong ({trust.count:,} images)"
     captions = [f"{shorten(trust.classes[w.true], 10)} -> {shorten(trust.classes[w.predicted], 10)}"
                 for w in trust.wrong]
-    probabilities = [f"{w.probability:.1%} sure, #{w.index}" for w in trust.wrong]
-    font, (title, heading, *texts) = picture_font([title, heading, *captions, *probabilities], 12)
-    captions, probabilities = texts[:len(captions)], texts[len(captions):]
-    cell_width = max(THUMB, *(int(font.getlength(text)) for text in captions)) + 12
-    cell_height = THUMB + 40
+    files = all(w.path is not None for w in trust.wrong)
+    probabilities = [f"{w.probability:.1%} sure" + ("" if files else f", #{w.index}") for w in trust.wrong]
+    names = [shorten(os.path.basename(w.path), FILE_CHARS) for w in trust.wrong] if files else []
+    font, (title, heading, *texts) = picture_font([title, heading, *captions, *probabilities, *names], 12)
+    count = len(captions)
+    captions, probabilities, names = texts[:count], texts[count:2 * count], texts[2 * count:]
+    cell_width = max(THUMB, *(int(font.getlength(text)) for text in (*captions, *names))) + 12
+    cell_height = THUMB + (56 if files else 40)
     columns = min(COLUMNS, len(pictures))
     rows = -(-len(pictures) // columns)
     top = 44 if title else 26
@@ -429,6 +451,8 @@ def wrong_gallery(trust: Trust, pictures: Sequence[Image.Image], title: str = ""
         sheet.paste(thumb, (x + (cell_width - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
         draw.text((x + cell_width // 2, y + THUMB + 4), caption, fill="black", font=font, anchor="mt")
         draw.text((x + cell_width // 2, y + THUMB + 20), probability, fill="#b03a3a", font=font, anchor="mt")
+        if files:
+            draw.text((x + cell_width // 2, y + THUMB + 36), names[i], fill="#57606a", font=font, anchor="mt")
     return sheet
 
 

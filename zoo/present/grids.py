@@ -5,12 +5,15 @@
 
     filter_grid       the first Conv2d's weights, one tile a filter (RGB for 3 input channels, gray otherwise)
     map_grid          a stage's activations for one picture, one gray tile a channel
-    heatmap_overlay   a picture as the network saw it beside the same picture under a heat map (Grad-CAM ...)
+    heatmap_overlay   a picture as the network saw it beside the same picture under a heat map (Grad-CAM ...),
+                      with the colour bar that says which colour is which value
 
 Tiles are min-max normalized one by one and enlarged with nearest-neighbour resampling, so a 5x5 kernel is 25
-visible squares, not a blur. Every grid starts GAP pixels from the top-left corner with its caption below it,
-so tile (row, column) sits at GAP + index x (side + GAP). Captions use zoo.present.figures' fonts (non-Latin
-class names). Importable without captum: the run report and TensorBoard draw filters with no attribution library.
+visible squares, not a blur; each is at least TILE pixels a side, for a picture opened alone in an image viewer
+(LeNet-5's filters: 170 x 95 pixels with tiles of 32, 316 x 235 with 96). Every grid starts GAP pixels from the
+top-left corner with its caption below it, so tile (row, column) sits at GAP + index x (side + GAP). Captions use
+zoo.present.figures' fonts (non-Latin class names). Importable without captum: the run report and TensorBoard draw
+filters with no attribution library.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from zoo.distributed import unwrap
 from zoo.models.base import first_conv
 from zoo.present.figures import picture_font
 
-GAP = 2  # pixels between tiles and around the grid
-TILE = 32  # a tile's smallest side in pixels: a 5x5 kernel is enlarged 7 times, an 11x11 one 3 times
+GAP = 4  # pixels between tiles and around the grid: white lines that part 100-pixel tiles
+TILE = 96  # a tile's smallest side in pixels: a 5x5 kernel is enlarged 20 times, an 11x11 one 9 times
 PANEL = 224  # a heat-map panel's smallest side: LeNet's 32 x 32 input is shown at 7 x
 ALPHA = 0.5  # the heat map's share of an overlay pixel
-CAPTION_SIZE = 13  # pixels: the font size of captions
+BAR = 14  # pixels: the colour bar's height, under the overlay
+CAPTION_SIZE = 15  # pixels: the font size of captions
 BACKGROUND = (255, 255, 255)
 COLORMAP = "jet"  # matplotlib's; the Grad-CAM paper's (Selvaraju et al. 2017, figure 1)
 
@@ -87,7 +91,7 @@ def tile_grid(tiles: np.ndarray, caption: str, columns: int | None = None, tile:
 def heatmap_overlay(picture: np.ndarray, heat: np.ndarray, caption: Sequence[str]) -> Image.Image:
     """Two panels: `picture` (H x W x 3 uint8, the input as the network saw it) and the same under `heat`
     (H x W, values in [0, 1]) in COLORMAP at ALPHA, enlarged by nearest neighbour to at least PANEL pixels,
-    GAP apart, with the caption's lines below."""
+    GAP apart; under the overlay the colour bar of COLORMAP from 0 to 1, and the caption's lines below."""
     height, width = heat.shape
     coloured = _colormap()[np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)]  # H x W x 3
     blended = np.rint((1 - ALPHA) * picture + ALPHA * coloured).astype(np.uint8)
@@ -97,7 +101,25 @@ def heatmap_overlay(picture: np.ndarray, heat: np.ndarray, caption: Sequence[str
     for index, pixels in enumerate((picture, blended)):
         panel = Image.fromarray(pixels).resize(size, Image.Resampling.NEAREST)
         panels.paste(panel, (GAP + index * (size[0] + GAP), GAP))
-    return captioned(panels, caption)
+    return captioned(colour_bar(panels, GAP + size[0] + GAP, size[0]), caption)
+
+
+def colour_bar(image: Image.Image, left: int, width: int) -> Image.Image:
+    """`image` with COLORMAP's bar below it, from `left` over `width` pixels: its ends and middle marked 0, 0.5
+    and 1, and its name to its left."""
+    font, (name, *ticks) = picture_font(("heat (1 = the map's maximum)", "0", "0.5", "1"), CAPTION_SIZE)
+    out = Image.new("RGB", (image.width, image.height + BAR + CAPTION_SIZE + 2 * GAP + 4), BACKGROUND)
+    out.paste(image, (0, 0))
+    bar = _colormap()[np.linspace(0, 255, width).round().astype(np.uint8)]  # width x 3
+    out.paste(Image.fromarray(np.repeat(bar[None], BAR, axis=0)), (left, image.height))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((left, image.height, left + width - 1, image.height + BAR - 1), outline="black")
+    below = image.height + BAR + 2
+    for text, x, anchor in zip(ticks, (left, left + width // 2, left + width - 1), ("lt", "mt", "rt")):
+        draw.line((x, image.height + BAR - 4, x, image.height + BAR + 1), fill="black")
+        draw.text((x, below), text, fill="black", font=font, anchor=anchor)
+    draw.text((left - 2 * GAP - 2, image.height + BAR // 2), name, fill="black", font=font, anchor="rm")
+    return out
 
 
 def captioned(image: Image.Image, lines: Sequence[str]) -> Image.Image:

@@ -20,8 +20,15 @@ test or a link can name):
 It reads the run directory (config.yaml, history.csv, metrics.json, checkpoints/best.pt) and the test split's
 scores the run kept (test_scores.npz, zoo.evaluation.scores): no data, no evaluation, no torchvision. A run without them
 (older, or a split too large to keep) has best.pt evaluated on its test split again, as `zoo evaluate` does. It
-writes only the page. Its pictures are zoo.present.figures' and zoo.present.grids'; their matplotlib is imported
-when a curve is drawn, never by training.
+writes only the page.
+
+Damaged files: what the page cannot do without (metrics.json, history.csv, best.pt) is one line naming the file
+(ZooError); a damaged test_scores.npz is measured again as a missing one is, its damaged pictures or file names
+are left out, and a config.yaml that is not UTF-8 is shown with its bad bytes replaced: each with a note, on
+stderr and at the top of the page.
+
+Its pictures are zoo.present.figures' and zoo.present.grids'; their matplotlib is imported when a curve is drawn,
+never by training.
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ import csv
 import html
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+from zoo.present.console import say
 from zoo.present.figures import (
     confusion_image,
     number,
@@ -67,9 +76,10 @@ class Run:
     column -> text per epoch) and metrics.json."""
 
     directory: Path
-    config_text: str
+    config_text: str | None  # None: config.yaml does not read (a note says why)
     history: list[dict[str, str]]
     metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what the page leaves out or shows changed, and why
 
     @property
     def checkpoint(self) -> Path:
@@ -82,6 +92,7 @@ class Page:
 
     title: str
     sections: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: Sequence[str] = ()  # damaged parts of the run, said above the sections
 
     def add(self, section: str, title: str, body: str) -> None:
         self.sections.append((section, title, body))
@@ -90,10 +101,11 @@ class Page:
         nav = " · ".join(f'<a href="#{key}">{html.escape(title)}</a>' for key, title, _ in self.sections)
         bodies = "\n".join(f'<section id="{key}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
                            for key, title, body in self.sections)
+        notes = "".join(f'<p class="note">note: {html.escape(note)}</p>\n' for note in self.notes)
         return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
                 f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
                 f"<title>{html.escape(self.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-                f"<h1>{html.escape(self.title)}</h1>\n<nav>{nav}</nav>\n{bodies}\n</body>\n</html>\n")
+                f"<h1>{html.escape(self.title)}</h1>\n<nav>{nav}</nav>\n{notes}{bodies}\n</body>\n</html>\n")
 
 
 STYLE = """
@@ -108,6 +120,7 @@ figure { margin: 0.5em 0 1.5em; } figure img { max-width: 100%; height: auto; bo
 figcaption { color: #57606a; font-size: 0.9em; } pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 .figures { display: flex; flex-wrap: wrap; gap: 0 1em; } .figures figure { flex: 1 1 30em; }
 .na { color: #8c959f; } table.kv td { text-align: left; } table.kv td:first-child { color: #57606a; }
+.note { background: #fff8c5; border: 1px solid #d4a72c; padding: 0.4em 0.8em; }
 """
 
 
@@ -136,14 +149,55 @@ def read_run(path: str | Path) -> Run:
         shown = ", ".join(runs[-3:]) + (f" ({len(runs)} in all)" if len(runs) > 3 else "")
         hint = f"; runs inside it: {shown}" if runs else "; give a finished run's directory (runs/<name>/<time>)"
         raise ZooError(f"{path} is not a finished run: {', '.join(missing)} missing{hint}")
+    name = "history.csv"
     try:
-        with (path / "history.csv").open(newline="", encoding="utf-8") as file:
-            history = list(csv.DictReader(file))
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, csv.Error) as error:
-        raise ZooError(f"{path}: its history.csv or metrics.json does not read ({error}); "
-                       "train the run again") from None
-    return Run(path, (path / "config.yaml").read_text(encoding="utf-8"), history, metrics)
+        with (path / name).open(newline="", encoding="utf-8") as file:
+            # a row longer than the header keeps its extra fields under None: no column of the curves
+            history = [{key: value for key, value in row.items() if key is not None} for row in csv.DictReader(file)]
+        name = "metrics.json"
+        metrics = json.loads((path / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError, csv.Error) as error:  # ValueError: not UTF-8, or not JSON
+        raise ZooError(f"{path / name} does not read ({error}); train the run again") from None
+    check_metrics(metrics, path / "metrics.json")
+    notes: list[str] = []
+    return Run(path, read_config_text(path / "config.yaml", notes), history, metrics, notes)
+
+
+METRICS_NUMBERS = {"train": ("time_s", "images_per_s", "images", "steps"),  # what the page reads of metrics.json
+                   "test": ("count", "time_s", "images_per_s")}
+
+
+def check_metrics(metrics: Any, path: Path) -> None:
+    """metrics.json holds what a run writes where the page reads it: an object, and numbers in METRICS_NUMBERS'
+    places. Raises ZooError naming the file and the first key that does not."""
+    fix = "it is written at the run's end: train the run again, or measure best.pt with zoo evaluate"
+    if not isinstance(metrics, dict):
+        raise ZooError(f"{path} holds a JSON {type(metrics).__name__}, not the run's figures (an object); {fix}")
+    for section, keys in METRICS_NUMBERS.items():
+        values = metrics.get(section, {})
+        if not isinstance(values, dict):
+            raise ZooError(f"{path}: {section} is {values!r:.40}, not an object of figures; {fix}")
+        for key in keys:
+            value = values.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
+                raise ZooError(f"{path}: {section}.{key} is {value!r:.40}, not a number of 0 or more; {fix}")
+
+
+def read_config_text(path: Path, notes: list[str]) -> str | None:
+    """config.yaml as text, to show (the run's config is read from best.pt): bytes that are not UTF-8 replaced
+    (U+FFFD), and a note of it in `notes`; one that does not read at all is None and a note."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        notes.append(f"{path} does not read ({error.strerror or error}); the config section is left out")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        notes.append(f"{path} is not UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start:,}); it is shown "
+                     "with such bytes replaced by \N{REPLACEMENT CHARACTER}")
+        return data.decode("utf-8", errors="replace")
 
 
 def check_output(output: str | Path | None) -> Path | None:
@@ -168,7 +222,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, device: 
     path = check_output(output)
     run = read_run(run_dir)
     path = path or run.directory / "report.html"
-    atomic_write(path, build_page(run, device).encode("utf-8"))
+    atomic_write(path, build_page(run, device).encode("utf-8"), fix="give --output a file in a writable folder")
     return path
 
 
@@ -177,9 +231,13 @@ def build_page(run: Run, device: str = "auto") -> str:
     from zoo.inference.load import open_checkpoint
 
     state, _, model = open_checkpoint(run.checkpoint)
-    evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), state.num_classes, device)
+    notes = list(run.notes)
+    evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), state.num_classes, device,
+                            notes)
+    for note in notes:
+        say(f"note: {note}", sys.stderr)
     metrics = run.metrics
-    page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}")
+    page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}", notes=notes)
     page.add("summary", "Summary", summary_html(run, evaluation))
     page.add("curves", "Training curves", figure(training_curves(run.history), "Loss and top-1 accuracy per epoch "
                                                  "(training, validation) and the learning rate; from history.csv."))
@@ -193,27 +251,40 @@ def build_page(run: Run, device: str = "auto") -> str:
     page.add("wrong", "The most confidently wrong test images", wrong_html(evaluation, title))
     page.add("filters", "First-layer filters", filters_html(model))
     page.add("timing", "Timing and throughput", timing_html(run))
-    page.add("config", "Config", f"<p>The resolved config the run trained with (config.yaml).</p>\n"
-                                 f"<pre>{html.escape(run.config_text)}</pre>")
+    page.add("config", "Config", "<p>The resolved config the run trained with (config.yaml).</p>\n"
+                                 + (f"<pre>{html.escape(run.config_text)}</pre>" if run.config_text is not None
+                                    else '<p class="na">config.yaml does not read: see the note above.</p>'))
     return page.html()
 
 
-def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto") -> EvaluationReport:
+def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto",
+               notes: list[str] | None = None) -> EvaluationReport:
     """best.pt on the run's test split: from the scores the run kept (zoo.evaluation.scores: no data read, nothing
-    evaluated), or, for a run without them (older, or a split too large to keep), evaluated again as zoo evaluate
-    does."""
+    evaluated), or, for a run without them (older, or a split too large to keep) or with damaged ones, evaluated
+    again as zoo evaluate does. What was damaged and left out is added to `notes`; evaluating again where the
+    data is gone too is a ZooError naming both."""
     import torch
     from torch.nn import functional
 
     from zoo.evaluation.evaluate import EvaluationReport, evaluate_checkpoint
-    from zoo.evaluation.scores import read_scores
+    from zoo.evaluation.scores import DamagedScores, read_scores
     from zoo.loop import EpochResult
     from zoo.metrics import MetricAccumulator
     from zoo.metrics.trust import compute_trust, output_names
 
-    scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), outputs)
+    notes = [] if notes is None else notes
+    try:
+        scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), outputs)
+    except DamagedScores as damaged:
+        try:
+            evaluation = evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+        except ZooError as error:
+            raise ZooError(f"{damaged}; and best.pt cannot be measured again: {error}") from None
+        notes.append(f"{damaged}; the figures are best.pt's measured on the test split again")
+        return evaluation
     if scores is None:
         return evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+    notes.extend(scores.notes)
     logits, targets = torch.from_numpy(scores.logits), torch.from_numpy(scores.targets)
     accumulator = MetricAccumulator(outputs)
     accumulator.update(logits, targets, functional.cross_entropy(logits, targets))
@@ -257,11 +328,11 @@ def summary_html(run: Run, evaluation: EvaluationReport) -> str:
 
 def classes_html(evaluation: EvaluationReport) -> str:
     trust = evaluation.trust
-    rows = [(row["class"], fraction(row["precision"]), fraction(row["recall"]), fraction(row["f1"]),
+    rows = [(row["class"], percent(row["precision"]), percent(row["recall"]), fraction(row["f1"]),
              fraction(trust.auc[k]), fraction(trust.average_precision[k]), f"{row['support']:,}")
             for k, row in enumerate(evaluation.per_class())]
     macro = evaluation.metrics.macro()
-    rows.append(("macro average", fraction(macro.get("precision")), fraction(macro.get("recall")),
+    rows.append(("macro average", percent(macro.get("precision")), percent(macro.get("recall")),
                  fraction(macro.get("f1")), fraction(trust.auc_macro), fraction(trust.ap_macro),
                  f"{evaluation.metrics.count:,}"))
     return ("<p>As <code>zoo evaluate</code> measures them on best.pt. AUC and AP: the class against the rest on "
@@ -295,7 +366,8 @@ def wrong_html(evaluation: EvaluationReport, title: str) -> str:
             for w in trust.wrong]
     shown = f"The {len(trust.wrong)} surest of {trust.wrong_count:,} wrong predictions"
     picture = "" if evaluation.wrong_images is None else figure(
-        png(wrong_gallery(trust, evaluation.wrong_images, title)), f"{shown}: true -> predicted, probability.")
+        png(wrong_gallery(trust, evaluation.wrong_images, title)),
+        f"{shown}: true -> predicted, probability{', file' if trust.wrong[0].path else ''}.")
     return picture + "\n" + table(["true", "predicted", "probability", "image"], rows)
 
 

@@ -262,7 +262,10 @@ def _evaluation_table(report: EvaluationReport) -> str:
         lines.append(render(["true class", *report.classes],
                             [[name, *row] for name, row in zip(report.classes, m.confusion.tolist())],
                             numeric=[False] + [True] * len(report.classes)))
-    lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]
+    if report.not_saved is not None:
+        lines += ["", f"not saved: {report.not_saved}"]
+    else:
+        lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]
     if report.trust_files is not None:
         files = report.trust_files
         lines += [f"       {path}" for path in (files.roc, files.pr, files.reliability, files.wrong)
@@ -363,7 +366,8 @@ def render_explain(report: ExplainReport) -> str:
         top = ", ".join(f"{name} {p:.1%}" for name, p in zip(row.prediction.classes, row.prediction.probabilities))
         where = f" at {report.layer}" if report.method == "gradcam" else ""
         lines += [f"{row.path}: {top}",
-                  f"wrote {row.written} ({report.method}{where} of {row.target_class}, {row.probability:.1%})"]
+                  f"wrote {row.written} ({report.method}{where} of {row.target_class}, {row.probability:.1%}"
+                  f"{': an empty map, the picture alone' if row.empty else ''})"]
     if report.filters is not None:
         lines.append(f"wrote {report.filters}")
     lines += [f"wrote {path}" for path in report.feature_maps]

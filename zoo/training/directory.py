@@ -20,7 +20,7 @@ from types import TracebackType
 
 from zoo.config import Config
 from zoo.distributed import Job, first_line
-from zoo.errors import RunStopped
+from zoo.errors import RunStopped, ZooError
 from zoo.present.console import say
 from zoo.rundir import RunLock, create_run_dir, discard_run_dir, missing_folders
 from zoo.training.hooks import resume_command
@@ -39,23 +39,23 @@ class RunDirectory:
         self.path: Path | None = None
         self.made: list[Path] = []  # the folders creating the directory made
         self.lock: RunLock | None = None
+        self.created = False  # rank 0 made the directory this moment
 
     def __enter__(self) -> RunDirectory:
         config, job = self.config, self.job
         parent = config.train.output_dir / config.run_name
         self.made = missing_folders(parent) if self.fresh else []
-        if job.is_main and self.stale is not None:
-            # only what a run writes before its first save (config, logs) is lost
-            say(f"{self.stale}: the earlier attempt stopped before its first checkpoint; starting the run again")
-            shutil.rmtree(self.stale)
-        path = None
-        if job.is_main:
-            path = self.plan.run_dir if self.plan else create_run_dir(config.train.output_dir, config.run_name,
-                                                                      config.train.run_id)
+        path = self._take_over(self.stale) if job.is_main and self.stale is not None else None
+        if job.is_main and path is None and self.plan is not None:
+            path = self.plan.run_dir
+        elif job.is_main and path is None:
+            path = create_run_dir(config.train.output_dir, config.run_name, config.train.run_id)
+            self.created = True
         self.path = job.share(path)
         try:
             if job.is_main:
-                self.lock = RunLock(self.path, self.attempt.job).acquire()
+                if self.lock is None:
+                    self.lock = RunLock(self.path, self.attempt.job).acquire()
                 if config.train.run_id is not None or self.attempt.torchrun_id is not None:
                     write_launch(self.path, config.train.run_id, self.attempt)  # what the next attempt finds the run by
         except BaseException as error:
@@ -63,17 +63,40 @@ class RunDirectory:
             raise
         return self
 
+    def _take_over(self, stale: Path) -> Path | None:
+        """The directory an earlier attempt began and never saved in: locked first (one writer: a start beside a
+        live one stops at its lock, and never removes what another process holds), then emptied for train.run_id's
+        run, or removed for a torchrun restart's, which gets a new time-stamped directory (None)."""
+        lock = RunLock(stale, self.attempt.job).acquire()
+        if (stale / "checkpoints" / "last.pt").exists() or (stale / "metrics.json").exists():
+            lock.release()  # another start of this run saved in it since find_run looked
+            raise ZooError(f"{stale} changed while this run started (another start of the same run saved in it); "
+                           "run the same command again to continue it")
+        # only what a run writes before its first save (config, logs) is lost
+        say(f"{stale}: the earlier attempt stopped before its first checkpoint; starting the run again")
+        if self.config.train.run_id is None:
+            shutil.rmtree(stale)  # the lock with it
+            return None
+        for entry in stale.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry != lock.path:
+                entry.unlink()
+        self.lock = lock
+        return stale
+
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-        if error is None:
-            return
-        saved = (self.path / "checkpoints" / "last.pt").is_file()
-        if self.fresh and not isinstance(error, RunStopped) and not saved:
-            discard_run_dir(self.path, self.made)
-        if self.job.distributed and peer_lost(error):
+        held, self.lock = self.lock, None
+        # only the lock's holder may remove the directory, or its maker while no one has written in it (a lock
+        # that could not be written on a full disk)
+        if error is not None and (held is not None or self.created and not any(self.path.iterdir())):
+            saved = (self.path / "checkpoints" / "last.pt").is_file()
+            if self.fresh and not isinstance(error, RunStopped) and not saved:
+                discard_run_dir(self.path, self.made)  # its lock with it
+        if held is not None:
+            held.release()
+        if error is not None and self.job.distributed and peer_lost(error):
             raise self.lost(error) from None
 
     def notes(self) -> list[str]:

@@ -85,7 +85,7 @@ def read_source(spec: str, model_name: str, source_key: str | None = None) -> So
         if source_key is not None:
             raise ZooError(f"finetune.source {spec} is a zoo checkpoint, its weights are known: "
                            "remove finetune.source_key")
-        state = TrainingState.from_dict(data)
+        state = TrainingState.from_dict(data, spec)
         if state.model_name != model_name:
             raise ZooError(f"finetune.source {spec} holds a {state.model_name}, not a {model_name}; "
                            f"set model.name: {state.model_name} or choose another source")

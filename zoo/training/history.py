@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from zoo.loop import EpochResult
-from zoo.rundir import atomic_write
+from zoo.rundir import atomic_write, check_present
 
 
 class History:
@@ -25,11 +25,11 @@ class History:
             with path.open(newline="") as file:
                 kept = [row for row in csv.DictReader(file) if row.get("epoch", "").isdigit()
                         and int(row["epoch"]) <= epochs_done]
-        text = io.StringIO()
-        writer = csv.DictWriter(text, self.columns, restval="", extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(kept)
-        atomic_write(path, text.getvalue().encode())
+        self.text = io.StringIO()  # the whole file: each epoch writes it again, atomically (a few KB)
+        self.writer = csv.DictWriter(self.text, self.columns, restval="", extrasaction="ignore", lineterminator="\n")
+        self.writer.writeheader()
+        self.writer.writerows(kept)
+        atomic_write(path, self.text.getvalue().encode())
 
     def write(self, epoch: int, train: EpochResult, val: EpochResult | None, ema_val: EpochResult | None,
               rates: dict[str, float]) -> None:
@@ -43,5 +43,6 @@ class History:
         if ema_val is not None:
             row.update(ema_val_loss=ema_val.metrics.loss, ema_val_accuracy=ema_val.metrics.accuracy)
         row.update({name.replace("/", "_"): rate for name, rate in rates.items()})
-        with self.path.open("a", newline="") as file:
-            csv.DictWriter(file, self.columns, restval="", extrasaction="ignore", lineterminator="\n").writerow(row)
+        self.writer.writerow(row)
+        check_present(self.path.parent)  # a removed run directory is not made again
+        atomic_write(self.path, self.text.getvalue().encode())  # a full disk leaves the file as it was, no half row

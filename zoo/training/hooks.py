@@ -17,7 +17,7 @@ from zoo.distributed import Job
 from zoo.errors import RunStopped
 from zoo.loop import EpochResult, Stop
 from zoo.metrics import MetricAccumulator
-from zoo.rundir import atomic_write, publish_copy, remove_stale_temporaries
+from zoo.rundir import atomic_write, check_present, publish_copy, remove_stale_temporaries
 from zoo.runtime import capture_rng
 from zoo.training.guard import Guard
 from zoo.training.log import RunLog
@@ -146,6 +146,7 @@ class Checkpointer:
                                  scheduler=train_step.scheduler.state_dict(), scaler=train_step.scaler.state_dict(),
                                  epoch=epoch, batch=batch, step=step, ranks=ranks, world_size=self.job.world_size,
                                  progress=self.progress)
+        check_present(self.folder.parent)  # a removed run directory is not made again by a save
         with self.guard.save():
             save_checkpoint(state, self.folder / "last.pt")
             self.saved = True

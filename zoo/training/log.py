@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,24 @@ from tqdm import tqdm
 
 from zoo.config import Config
 from zoo.distributed import Job
+from zoo.errors import RunStopped
 from zoo.loop import EpochResult
 from zoo.present.console import say
+from zoo.rundir import WriteError, check_present
 from zoo.training.history import History
 from zoo.training.optim import learning_rates
 from zoo.training.setup import Parts
+
+
+def _writes(method: Callable) -> Callable:
+    """RunLog's methods that write TensorBoard's event file or history.csv run inside RunLog.writing."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunLog, *args: Any, **kwargs: Any) -> Any:
+        with self.writing():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class RunLog:
@@ -34,9 +50,26 @@ class RunLog:
         from zoo.training.tensorboard import TensorBoardLogger
 
         self.config, self.quiet = config, quiet or not job.is_main or not sys.stderr.isatty()
+        self.run_dir = run_dir
         self.tensorboard = TensorBoardLogger(run_dir) if job.is_main else None
         self.history: History | None = None
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """TensorBoard's event file and history.csv: a run directory removed under the run (or its disk gone) stops
+        the run in one line (zoo.rundir.check_present) instead of the event writer's traceback; a full disk is
+        history.csv's one line (zoo.rundir.WriteError)."""
+        try:
+            yield
+        except (OSError, WriteError) as error:
+            check_present(self.run_dir)
+            if isinstance(error, WriteError):
+                raise
+            raise WriteError(Path(error.filename or self.run_dir), error.strerror or str(error),
+                             "free some space, then continue the run with zoo train --resume "
+                             f"{self.run_dir}") from None
+
+    @_writes
     def start(self, run_dir: Path, parts: Parts, plan_changes: list[str] | None, resumed_from: str | None,
               reason: str | None = None) -> None:
         """Where the run writes (or, resumed, where it goes on from, and `reason`: what continued it), and the
@@ -67,12 +100,14 @@ class RunLog:
         return tqdm(total=total, initial=start_batch, desc=f"epoch {epoch}/{self.config.train.epochs}", unit="batch",
                     disable=self.quiet, leave=False, dynamic_ncols=True)
 
+    @_writes
     def step(self, step: int, loss: torch.Tensor, parts: Parts) -> None:
         """Every train.log_interval steps: the batch loss, the learning rate and per-layer gradient norms."""
         if self.tensorboard is not None:
             self.tensorboard.scalars({"train/batch_loss": loss.item(), **learning_rates(parts.step.optimizer)}, step)
             self.tensorboard.gradient_norms(parts.model, step)
 
+    @_writes
     def epoch(self, epoch: int, train: EpochResult, val: EpochResult | None, parts: Parts,
               ema_val: EpochResult | None = None) -> None:
         rates = learning_rates(parts.step.optimizer)
@@ -97,6 +132,7 @@ class RunLog:
             self.history.write(epoch, train, val, ema_val, rates)
         say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val))
 
+    @_writes
     def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None, classes: list[str],
                scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """The test split's figures on best.pt's weights; `scores`, its (N x classes logits, N labels) over every
@@ -109,6 +145,7 @@ class RunLog:
                                      {"hparam/test_accuracy": test.metrics.accuracy,
                                       "hparam/val_accuracy": (best_val or {}).get("accuracy", test.metrics.accuracy)})
 
+    @_writes
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
@@ -116,8 +153,12 @@ class RunLog:
     def __enter__(self) -> RunLog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        try:
+            self.close()
+        except (WriteError, RunStopped):
+            if kind is None:  # else the run's own error says it first
+                raise
 
 
 def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | None, lr: float,

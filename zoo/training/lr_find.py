@@ -30,7 +30,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ class LrFindResult:
     steps: int  # asked for; len(lrs) were taken
     passes: int  # over the training loader
     batches_seen: int = 0  # training batches the sweep took (its steps x train.accumulate_steps)
+    notes: list[str] = field(default_factory=list)  # the set-up lines it printed: lr-find --apply's run leaves them out
     batches_per_pass: int = 0  # of the training loader
 
     @property
@@ -126,7 +127,7 @@ def lr_find(config: Config, steps: int = STEPS, start_lr: float = START_LR, end_
         parts = assemble(config, job, None)
         for note in parts.start_notes:  # the sweep writes no run directory: they go now
             print(note, file=sys.stderr, flush=True)
-        return sweep(parts, steps, start_lr, end_lr, quiet)
+        return replace(sweep(parts, steps, start_lr, end_lr, quiet), notes=parts.start_notes)
 
 
 @dataclass(frozen=True)
@@ -383,5 +384,5 @@ def write_plot(result: LrFindResult, path: Path, title: str = "learning-rate ran
     average, the centered average, the suggestion marked), as a PNG written atomically to `path`."""
     from zoo.present.figures import lr_find_image, png
 
-    atomic_write(Path(path), png(lr_find_image(result, title)))
+    atomic_write(Path(path), png(lr_find_image(result, title)), fix="give --output a file in a writable folder")
     return Path(path)

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from zoo.rundir import RunLock, atomic_write, json_text
+from zoo.rundir import LOCK_NAME, RunLock, atomic_write, is_temporary, json_text
 
 LAUNCH_NAME = "launch.json"
-Action = Literal["new", "continue", "again", "finished", "foreign"]
+Action = Literal["new", "continue", "again", "finished", "foreign", "busy"]
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,10 @@ def write_launch(run_dir: Path, run_id: str | None, attempt: Attempt) -> None:
 def find_run(parent: Path, run_id: str | None, attempt: Attempt) -> tuple[Action, Path | None]:
     """What this start does, and in which directory under `parent` (runs/<run_name>):
     new        a new run (in parent/run_id, when given; else in a new time-stamped directory)
+    busy       a live process holds the run's lock (zoo.rundir.RunLock.blocker): another start of the same run
     continue   the run there has a checkpoints/last.pt and no metrics.json: go on from it
-    again      an earlier attempt made the directory (launch.json) and stopped before its first save: start again
+    again      an earlier attempt made the directory (launch.json, or only its lock: begun_only) and stopped before
+               its first save: start again
     finished   the run there wrote metrics.json
     foreign    parent/run_id exists and is not a run zoo began: refuse
     """
@@ -116,13 +118,22 @@ def find_run(parent: Path, run_id: str | None, attempt: Attempt) -> tuple[Action
             return "new", None
     else:
         return "new", None
+    if target.is_dir() and RunLock(target, attempt.job).blocker() is not None:
+        return "busy", target
     if (target / "metrics.json").is_file():
         return "finished", target
     if (target / "checkpoints" / "last.pt").is_file():
         return "continue", target
-    if read_launch(target) is not None or (target.is_dir() and not any(target.iterdir())):
+    if read_launch(target) is not None or begun_only(target):
         return "again", target
     return "foreign", target
+
+
+def begun_only(run_dir: Path) -> bool:
+    """Whether `run_dir` is a folder holding nothing but what a start writes before launch.json: a lock (its owner
+    gone, or it would be "busy") and the temporary files of a write a kill cut short. A start killed there (a
+    launcher's SIGKILL) is started again, not refused as a folder zoo did not make."""
+    return run_dir.is_dir() and all(path.name == LOCK_NAME or is_temporary(path) for path in run_dir.iterdir())
 
 
 def stopped_runs(parent: Path, beside: Path) -> list[Path]:

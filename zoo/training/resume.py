@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from zoo.checkpoint import Progress, RankState, TrainingState, read_state
+from zoo.checkpoint import FieldCheck, Progress, RankState, TrainingState, read_state
 from zoo.config import HOLD_OUT_KEYS, Config, apply_overrides, load_config, validate_config
 from zoo.distributed import Job
 from zoo.errors import ZooError
@@ -249,19 +249,24 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
     A changed optimizer.name starts its state afresh (SGD's momentum means nothing to Adam). Returns what to
     tell the user about either."""
     state, notes = plan.state, []
+    check_position(plan, steps_per_epoch)
     fresh = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
     renamed = next((text for (key, _, _), text in zip(plan.changed, plan.changes) if key == "optimizer.name"), None)
     if renamed is not None:
         notes.append(f"{renamed}: the new optimizer starts with no state (momentum, moment estimates)")
     else:
+        check_like(state.optimizer, optimizer.state_dict(), "optimizer", plan.checkpoint)
         try:
             optimizer.load_state_dict(state.optimizer)
         except (ValueError, KeyError) as error:
             raise ZooError(f"{plan.checkpoint}: the optimizer state does not fit ({error}); "
                            "resume without the change to the optimizer or fine-tuning settings") from None
+        check_optimizer_state(optimizer, plan.checkpoint)
     if state.scaler:  # empty: saved by a disabled scaler (float32, or not on CUDA)
+        check_like(state.scaler, scaler.state_dict(), "scaler", plan.checkpoint)
         scaler.load_state_dict(state.scaler)
     if not plan.changed and (state.world_size or world_size) == world_size:
+        check_like(state.scheduler, scheduler.state_dict(), "scheduler", plan.checkpoint)
         scheduler.load_state_dict(state.scheduler)
         return notes
     for group, settings in zip(optimizer.param_groups, fresh):
@@ -284,6 +289,64 @@ def restore_optimization(optimizer: torch.optim.Optimizer, scheduler: torch.opti
                      "train little; for a new schedule from these weights, fine-tune from the checkpoint "
                      f"(finetune.source: {plan.checkpoint})")
     return notes
+
+
+def check_position(plan: ResumePlan, steps_per_epoch: int) -> None:
+    """Refuse a checkpoint whose position (batches done in the epoch it stopped in) lies past the end of an
+    epoch of this run's length: the loader would yield nothing to go on with."""
+    state, per_step = plan.state, plan.config.train.accumulate_steps
+    if state.batch and -(-state.batch // per_step) >= steps_per_epoch:
+        raise ZooError(f"{plan.checkpoint} is damaged: its batch is {state.batch:,}, past the end of an epoch of "
+                       f"{steps_per_epoch:,} optimizer steps; use another checkpoint")
+
+
+def check_like(saved: Any, fresh: Any, name: str, checkpoint: Path) -> None:
+    """Refuse a saved state (the optimizer's settings, the schedule's, the gradient scaler's) that holds another
+    kind of value than this run's own `fresh` one where both have a key: torch's load_state_dict takes any
+    dict, and text for a number fails only at a later step. Lists of another length are the load's to judge."""
+    found = _mismatch(saved, fresh, name)
+    if found is not None:
+        where, value, kind = found
+        shown = repr(value) if len(repr(value)) <= 40 else type(value).__name__
+        raise ZooError(f"{checkpoint} is damaged: its {where} is {shown}, where the run's {name} holds {kind}; "
+                       "use another checkpoint")
+
+
+def _mismatch(saved: Any, fresh: Any, where: str) -> tuple[str, Any, str] | None:
+    """(where, the value, the kind expected) at the first place `saved` holds another kind of value than `fresh`
+    (a mapping, a list, a number), or None. Text, flags and None are not compared: torch versions differ in
+    them (a scheduler's verbose)."""
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            return where, saved, "a mapping"
+        return next((found for key in fresh.keys() & saved.keys()
+                     if (found := _mismatch(saved[key], fresh[key], f"{where}.{key}"))), None)
+    if isinstance(fresh, (list, tuple)):
+        if not isinstance(saved, (list, tuple)):
+            return where, saved, "a list"
+        return next((found for index, (old, new) in enumerate(zip(saved, fresh))
+                     if (found := _mismatch(old, new, f"{where}[{index}]"))), None)
+    number = (int, float, torch.Tensor)
+    if isinstance(fresh, (int, float)) and not isinstance(fresh, bool) and (
+            not isinstance(saved, number) or isinstance(saved, bool)):
+        return where, saved, "a number"
+    return None
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, checkpoint: Path) -> None:
+    """Refuse saved optimizer buffers (momentum, moment estimates) of another shape than their parameter, or not
+    finite: torch loads them as they are, and the first step would fail or make every weight NaN."""
+    buffers = {}
+    params = (param for group in optimizer.param_groups for param in group["params"])
+    for index, param in enumerate(params):
+        for name, value in optimizer.state.get(param, {}).items():
+            if not isinstance(value, torch.Tensor) or not value.dim():  # a step count
+                continue
+            if value.shape != param.shape:
+                raise ZooError(f"{checkpoint} is damaged: its optimizer's {name} is {tuple(value.shape)} for a "
+                               f"parameter of {tuple(param.shape)}; use another checkpoint")
+            buffers[f"{index}.{name}"] = value
+    FieldCheck(checkpoint).weights("optimizer state", buffers)
 
 
 def _rest_of_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,

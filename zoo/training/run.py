@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,14 @@ from zoo.distributed import Job, launch
 from zoo.errors import ZooError
 from zoo.loop import EpochResult, evaluate_loader, train_epoch
 from zoo.present.console import say
-from zoo.rundir import write_json
+from zoo.rundir import RunLock, WriteError, check_present, write_json
 from zoo.training.directory import RunDirectory
 from zoo.training.guard import Guard, one_line_errors
 from zoo.training.hooks import EarlyStopping, Run, StepHook, better, record_epoch, section, stopped
 from zoo.training.log import RunLog
 from zoo.training.restarts import Attempt, find_run
 from zoo.training.resume import ResumePlan, continue_run, prepare_resume
-from zoo.training.setup import Parts, assemble
+from zoo.training.setup import Parts, assemble, topic
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,15 @@ class RunResult:
     metrics: dict[str, Any]  # what metrics.json holds
 
 
-def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None) -> RunResult:
+def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None, said: Sequence[str] = ()) -> RunResult:
     """Train and test one model as `config` says (zoo.load_config); returns the run directory and what
     metrics.json holds. Every check and all data loading happen before anything is written; bad input raises
     ZooError, a signal or a non-finite loss RunStopped (after saving last.pt). Started by torchrun, each process
     trains its share with DDP (zoo.distributed) and rank 0 writes the run. `quiet`: no progress bars (always
     off when stderr is not a terminal). `resume`: used by zoo.resume, which continues a stopped run; without it,
     the run that train.run_id names, or a torchrun restart's first attempt began, is continued
-    (zoo.training.restarts)."""
+    (zoo.training.restarts). `said`: set-up lines printed just before (lr-find --apply's sweep), not said again
+    though their figures moved (the machine's load)."""
     with launch(config.train.device) as job:
         attempt = Attempt.current()
         if resume is None:
@@ -55,8 +57,8 @@ def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None)
             elif action != "new":
                 _refuse(action, run_dir, config)
             if action == "again":  # begun by an earlier attempt, never saved: it goes, once the checks pass
-                return _run(config, job, quiet, None, attempt, stale=run_dir)
-        return _run(config, job, quiet, resume, attempt)
+                return _run(config, job, quiet, None, attempt, stale=run_dir, said=said)
+        return _run(config, job, quiet, resume, attempt, said=said)
 
 
 def resume(target: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
@@ -91,6 +93,8 @@ def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
     """The one line for a start that can neither begin nor continue a run (zoo.training.restarts.find_run's action)."""
     if action == "error":
         raise ZooError(str(run_dir))
+    if action == "busy":
+        raise RunLock(Path(run_dir)).in_use(*RunLock(Path(run_dir)).blocker() or (None, None))
     if action == "finished":
         raise ZooError(f"train.run_id {config.train.run_id} names a finished run, {run_dir} (metrics.json); choose "
                        f"another train.run_id for a new run, or train it further with zoo train --resume {run_dir} "
@@ -103,7 +107,7 @@ def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
 
 
 def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt,
-         stale: Path | None = None) -> RunResult:
+         stale: Path | None = None, said: Sequence[str] = ()) -> RunResult:
     """The run: set up, then in its directory: train the epochs, test best.pt, write metrics.json. `stale`: a run
     directory an earlier attempt began and never saved in, removed before the run's is created (train.run_id's is
     made again; a torchrun restart's new run gets a new time-stamped one)."""
@@ -112,8 +116,10 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
         config, progress = parts.config, parts.position.progress
         with RunDirectory(config, job, plan, attempt, stale) as directory, \
                 RunLog(directory.path, config, job, quiet) as log:
+            before = {topic(line) for line in said}
             for note in parts.start_notes + directory.notes():
-                print(note, file=sys.stderr, flush=True)
+                if topic(note) not in before:
+                    print(note, file=sys.stderr, flush=True)
             run = Run(parts, job, directory.path, log, Guard(job.device, job.distributed),
                       EarlyStopping.of(config.train.early_stopping, progress))
             if job.is_main:
@@ -125,11 +131,17 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
                 # the random state last: building the model and loaders drew from it
                 parts.position.restore(parts.train_loader)
                 step = _epochs(run)
+            if job.is_main:
+                check_present(run.directory)  # before best.pt is read back
             test, scores = _test_best(parts, job, run.directory)
             metrics = _metrics(parts, progress, step, test)
             if job.is_main:
-                _write_scores(parts, run.directory, *scores)
-                write_json(run.directory / "metrics.json", metrics)  # last: a run with metrics.json has all its files
+                try:
+                    _write_scores(parts, run.directory, *scores)
+                    write_json(run.directory / "metrics.json", metrics)  # last: a run with metrics.json has all
+                except WriteError as error:
+                    raise error.with_fix(f"the checkpoints are saved: free some space, then zoo train --resume "
+                                         f"{run.directory} tests best.pt again and writes the rest") from None
             log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores)
     m = test.metrics
     top5 = f" top5 {m.top5_accuracy:.2%}" if m.top5_accuracy is not None else ""

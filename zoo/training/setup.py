@@ -34,7 +34,7 @@ from zoo.runtime import (
 )
 from zoo.training.ema import WeightAverage, horizon_note
 from zoo.training.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
-from zoo.training.imbalance import class_counts, class_weights, imbalance_note
+from zoo.training.imbalance import class_counts, class_weights, imbalance_note, numeric_order_note, weights_line
 from zoo.training.optim import build_optimizer, build_scheduler
 from zoo.training.resume import Position, ResumePlan, restore_optimization
 
@@ -58,8 +58,9 @@ class Parts:
     position: Position
     resume_notes: list[str]  # what a resumed run with a changed config says it does (zoo.training.resume)
     ema: WeightAverage | None = None  # train.ema's average of the weights
-    # A new run's notes on its set-up (class imbalance, threads, the EMA's horizon), printed once its directory
-    # exists: a run refused after assemble (a folder it cannot write) says one line, the error.
+    # The run's lines on its set-up (the data's classes and splits, the class weights) and a new run's notes
+    # (class imbalance, threads, the EMA's horizon), printed once its directory exists: a run refused after
+    # assemble (a folder it cannot write) says one line, the error.
     start_notes: list[str] = field(default_factory=list)
 
     @property
@@ -72,9 +73,11 @@ class Parts:
 
     @property
     def eval_criterion(self) -> nn.Module:
-        """The validation and test loss: the training loss without loss.class_weights, as Keras reports it, so
-        that val_loss (and early stopping on it) measures the model, not the weighting."""
-        return nn.CrossEntropyLoss(label_smoothing=self.config.loss.label_smoothing)
+        """The validation and test loss: plain cross-entropy, without loss.class_weights and label smoothing, as
+        timm validates and as zoo evaluate and zoo report measure a checkpoint: one test loss wherever it is shown,
+        and val_loss (and early stopping on it) measures the model, not the training loss's weighting or
+        smoothing (with label smoothing 0.1 the smoothed loss of a perfect model is still about 0.5)."""
+        return nn.CrossEntropyLoss()
 
     def state(self, job: Job, **training: object) -> TrainingState:
         """The checkpoint of the network now, with `training` (optimizer, position ...) when resumable."""
@@ -194,6 +197,17 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
                  data.steps_per_epoch, position, resume_notes, ema, data.notes + threads_notes + step_notes)
 
 
+def topic(line: str) -> str:
+    """What a set-up line is about (lr-find --apply's run leaves out what its sweep said, zoo.training.run.train):
+    a note's text up to the colon after its subject ('note: train.threads auto'), so that a note whose figures
+    moved since (the machine's load) is the same note; any other line whole."""
+    head, colon, _ = line.partition(": ")
+    if head != "note" or colon == "":
+        return line
+    subject, colon, _ = line[len("note: "):].partition(": ")
+    return f"note: {subject}" if colon else line
+
+
 def weights_source(config: Config, plan: ResumePlan | None) -> tuple[Config, Source | None]:
     """A new fine-tuning run's source of weights (finetune.source), read before anything else: its normalization
     becomes the config's, since pre-trained weights expect their statistics. None for other runs."""
@@ -233,16 +247,21 @@ def build_data(config: Config, job: Job, plan: ResumePlan | None) -> Data:
                             pin_memory=job.device.type == "cuda", device=job.device)
     per_step = config.train.accumulate_steps
     batches = min(len(loaders[0]), (config.train.max_steps_per_epoch or len(loaders[0])) * per_step)
+    lines = [line for line in (splits.describe(config.data.name), weights_line(config, weights, splits.classes))
+             if line] if job.is_main else []
     notes = data_notes(config, splits, counts, in_channels) if job.is_main and plan is None else []
-    return Data(splits, loaders, weights, batches, -(-batches // per_step), notes)
+    return Data(splits, loaders, weights, batches, -(-batches // per_step), lines + notes)
 
 
 def data_notes(config: Config, splits: DataSplits, counts: torch.Tensor, in_channels: int) -> list[str]:
-    """A new run's notes on its data: an imbalanced training split, colour pictures turned gray for a 1-channel
-    model (a colour task fails silently in gray), per-image augmentation moved to DataLoader workers."""
-    notes = [note] if (note := imbalance_note(config, counts, splits.classes)) else []
+    """A new run's notes on its data: class names that are numbers out of numeric order, an imbalanced training
+    split, colour pictures turned gray for a 1-channel model (a colour task fails silently in gray), per-image
+    augmentation moved to DataLoader workers."""
+    classes = splits.classes
+    notes = [note for note in (numeric_order_note(config, classes), imbalance_note(config, counts, classes)) if note]
     stored = SPECS[config.data.name].channels
-    if config.model.in_channels is None and stored and in_channels < stored:
+    pictures = splits.input_size > 1  # xor's 2 features are not a picture's channels
+    if config.model.in_channels is None and stored and pictures and in_channels < stored:
         notes.append(f"note: {config.model.name} takes {in_channels} channel{'s' if in_channels > 1 else ''}: "
                      f"{config.data.name}'s {stored}-channel pictures are converted to gray, and their colour is "
                      f"lost; --set model.in_channels={stored} keeps it")

@@ -3,6 +3,7 @@ the run directory's event file."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,15 @@ class TensorBoardLogger:
 
     def __init__(self, log_dir: Path) -> None:
         self.writer = SummaryWriter(log_dir=str(log_dir))
+        self._excepthook = threading.excepthook
+        threading.excepthook = self._writer_thread_error
+
+    def _writer_thread_error(self, args: threading.ExceptHookArgs) -> None:
+        """The event writer's thread fails on a full disk or a removed run directory: tensorboard keeps the error
+        and raises it at the run's next write (its _check_worker_status; zoo.training.log.RunLog.writing makes it
+        one line), so the thread's own traceback would only say it twice."""
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            self._excepthook(args)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -105,5 +115,8 @@ class TensorBoardLogger:
             self.writer.add_scalar(tag, value, 0)
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        finally:
+            threading.excepthook = self._excepthook
 
