@@ -291,10 +291,24 @@ def test_a_checkpoint_in_a_folder_it_cannot_write_to_is_still_measured_and_says_
     monkeypatch.undo()
     assert report.metrics.count > 0 and report.trust is not None
     assert report.confusion_csv is None and report.trust_files is None
-    assert report.not_saved.startswith("cannot write ") and "(Read-only file system); copy the checkpoint" in (
-        report.not_saved)
+    assert report.not_saved.startswith("cannot write ") and "(Read-only file system); the figures above are " \
+        "complete; to keep the files, make room there or copy the checkpoint" in report.not_saved
+    assert "written before it" not in report.not_saved
     text = render_evaluation(report, "table")
     assert "top-1" in text and f"not saved: {report.not_saved}" in text and "saved: " not in text.replace(
         "not saved: ", "")
     assert report.to_dict()["not_saved"] == report.not_saved and report.to_dict()["confusion_csv"] is None
     assert sorted(path.name for path in digits_best.parent.iterdir()) == before
+
+
+def test_an_evaluation_stopped_by_a_file_in_the_way_names_what_it_wrote_before(digits_best, tmp_path):
+    # a folder named like the ROC figure: the confusion files were written, and the line said nothing of them
+    import shutil
+
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(digits_best, checkpoint)
+    (tmp_path / "best.test.roc.png").mkdir()
+    report = evaluate_checkpoint(checkpoint, device="cpu")
+    assert report.not_saved.startswith(f"cannot write {tmp_path / 'best.test.roc.png'} (Is a directory)")
+    assert report.not_saved.endswith(f"(written before it: {tmp_path / 'best.test.confusion.csv'}, "
+                                     f"{tmp_path / 'best.test.confusion.png'})")

@@ -176,7 +176,7 @@ def test_the_launchers_facts_come_from_the_environment(monkeypatch):
 def test_an_earlier_attempts_lock_is_taken_over_even_from_another_host_and_no_one_elses(tmp_path):
     lock = tmp_path / ".lock"
     lock.write_text(f"{os.getpid() + 1} elsewhere torchrun:job-9\n")  # alive or not, it cannot be checked from here
-    with pytest.raises(ZooError, match="in use by process .* on elsewhere"):
+    with pytest.raises(ZooError, match="in use by process .* on elsewhere; .* if that run is gone \\(another host's"):
         RunLock(tmp_path, "torchrun:job-8").acquire()
     with pytest.raises(ZooError, match="in use by"):
         RunLock(tmp_path).acquire()
@@ -254,7 +254,8 @@ def test_a_second_start_of_a_live_run_is_refused_and_touches_nothing(tmp_path, s
             (folder / "checkpoints").mkdir()
             (folder / "checkpoints" / "last.pt").write_bytes(b"the live run's")
         before = _files(folder)
-        with pytest.raises(ZooError, match=rf"job-1 is in use by process {live.pid} on {socket.gethostname()}; wait"):
+        with pytest.raises(ZooError, match=rf"job-1 is in use by process {live.pid} on {socket.gethostname()}; wait "
+                                           r"for it to finish, or stop it \(a run that has ended leaves its lock"):
             train(digits_config(tmp_path, *JOB), quiet=True)
         assert _files(folder) == before and (folder / ".lock").read_text().startswith(f"{live.pid} ")
         assert find_run(folder.parent, "job-1", Attempt()) == ("busy", folder)

@@ -162,9 +162,13 @@ class RunLock:
         return None if earlier_attempt or not _live(pid, host) else (pid, host)
 
     def in_use(self, pid: int | None, host: str | None) -> ZooError:
+        """The one line for a lock held by a live process (`blocker`). On this host the process is checked, so a
+        run that has ended leaves its lock to the next start; on another it cannot be, so the fix names the file."""
         holder = f"process {pid} on {host}" if pid is not None else "another run"
-        return ZooError(f"{self.path.parent} is in use by {holder}; wait for it to finish, or remove {self.path} if "
-                        "that run is gone")
+        fix = (f"wait for it to finish, or remove {self.path} if that run is gone (another host's process cannot "
+               "be checked from here)" if host not in (None, socket.gethostname())
+               else "wait for it to finish, or stop it (a run that has ended leaves its lock to the next start)")
+        return ZooError(f"{self.path.parent} is in use by {holder}; {fix}")
 
     def _owner(self) -> tuple[int | None, str | None, str | None]:
         try:

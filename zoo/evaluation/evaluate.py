@@ -221,15 +221,36 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
     files, not_saved = None, None
     if save:
-        try:  # a checkpoint in a read-only or full folder: the figures are printed all the same, with the reason
-            _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
-            files = _save_trust(trust, pictures, TrustFiles.beside(output_stem(path, config, stored, split, folder)),
-                                title)
-        except WriteError as error:
-            csv_path, png_path, not_saved = None, None, str(error.with_fix("copy the checkpoint to a writable folder "
-                                                                           "to keep them"))
+        beside = TrustFiles.beside(output_stem(path, config, stored, split, folder))
+        files, not_saved = _save(result, classes, csv_path, png_path, trust, pictures, beside, title)
+        csv_path, png_path = (None, None) if not_saved else (csv_path, png_path)
     return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust,
                             files, pictures, not_saved)
+
+
+def _save(result: EpochResult, classes: list[str], csv_path: Path, png_path: Path, trust: Trust,
+          pictures: list[Any] | None, beside: TrustFiles, title: str) -> tuple[TrustFiles | None, str | None]:
+    """The confusion files and the trust figures beside the checkpoint: (the trust files, None), or for a folder
+    that cannot take them (read-only, full, a folder in a file's place) (None, the line saying why and what was
+    written before it): the figures are printed all the same."""
+    targets = [csv_path, png_path, beside.roc, beside.pr, beside.reliability, beside.wrong]
+    before = [_stamp(target) for target in targets]
+    try:
+        _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
+        return _save_trust(trust, pictures, beside, title), None
+    except WriteError as error:
+        written = [str(target) for target, stamp in zip(targets, before) if _stamp(target) != stamp]
+        return None, str(error.with_fix("the figures above are complete; to keep the files, make room there or "
+                                        "copy the checkpoint to a writable folder")) + (
+            f" (written before it: {', '.join(written)})" if written else "")
+
+
+def _stamp(path: Path) -> int | None:
+    """When `path` was last written (ns), None where it is not there: which files an evaluation changed."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def data_to_measure(config: Config, stored: Config, state: TrainingState, path: Path, split: str,
