@@ -4,12 +4,14 @@
         for note in directory.notes(): ...                                 # a stopped run of the same name
         ... the run ...
 
-Entering, rank 0 removes the directory an earlier attempt began and never saved in (`stale`), creates the run's
-directory (runs/<run_name>/<time>, or <run_id>; a resumed run's is its own), locks it (zoo.rundir.RunLock: one
-writer) and writes launch.json where a restart must find the run (zoo.training.restarts); every rank gets the
+Entering, rank 0 locks the directory an earlier attempt began and never saved in (`stale`) and empties it (or,
+for a torchrun restart without train.run_id, removes it), or creates the run's directory (runs/<run_name>/<time>,
+or <run_id>; a resumed run's is its own) and locks it (zoo.rundir.RunLock: one writer; nothing is removed without
+its lock), and writes launch.json where a restart must find the run (zoo.training.restarts); every rank gets the
 path. Leaving, the lock goes; a new run that failed before its first checkpoint is removed with the folders made
-for it (a stopped run keeps its directory: its message names the checkpoint); a collective that failed because
-another process of the run is gone becomes one line (RunStopped) saying how to continue.
+for it, by the lock's holder only (a stopped run keeps its directory: its message names the checkpoint); a
+collective that failed because another process of the run is gone becomes one line (RunStopped) saying how to
+continue.
 """
 
 from __future__ import annotations
