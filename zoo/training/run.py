@@ -94,7 +94,8 @@ def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
     if action == "error":
         raise ZooError(str(run_dir))
     if action == "busy":
-        raise RunLock(Path(run_dir)).in_use(*RunLock(Path(run_dir)).blocker() or (None, None))
+        lock = RunLock(Path(run_dir))
+        raise lock.in_use(*lock.blocker() or (None, None))
     if action == "finished":
         raise ZooError(f"train.run_id {config.train.run_id} names a finished run, {run_dir} (metrics.json); choose "
                        f"another train.run_id for a new run, or train it further with zoo train --resume {run_dir} "
