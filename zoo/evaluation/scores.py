@@ -91,7 +91,7 @@ def read_scores(run_dir: Path, count: int | None = None, classes: int | None = N
         notes.append(f"{path}: its paths are {_shape(paths)}, not {len(targets):,} file names; the images' files "
                      "are left out")
         paths = None
-    wrong = _wrong(logits, targets)
+    wrong = most_confidently_wrong(logits, targets)
     pixels = arrays.get("pictures")
     if pixels is not None:
         problem = _pictures_problem(pixels, arrays.get("wrong"), wrong)
@@ -127,8 +127,10 @@ def _scores(path: Path, arrays: dict[str, np.ndarray], count: int | None,
     return logits.astype(np.float32, copy=False), targets.astype(np.int64, copy=False)
 
 
-def _wrong(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """The most confidently wrong samples, as the run chose them (on the same float64 softmax)."""
+def most_confidently_wrong(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The most confidently wrong samples of N x classes `logits` and N `targets` (zoo.metrics.trust's
+    confidently_wrong on a float64 softmax): the run's choice when it writes the file, and the check of a file
+    read back, from one function so that the two agree."""
     import torch
 
     from zoo.metrics.trust import confidently_wrong

@@ -216,12 +216,11 @@ def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tupl
 def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: torch.Tensor) -> None:
     """test_scores.npz (zoo.evaluation.scores) for zoo report: the scores, and the pictures of the most confidently
     wrong images where the data set holds tensors (16 samples read again: milliseconds)."""
-    from zoo.evaluation.scores import write_scores
-    from zoo.metrics.trust import confidently_wrong
+    from zoo.evaluation.scores import most_confidently_wrong, write_scores
 
     test = parts.splits.test
     paths = getattr(test, "paths", None)
-    wrong = confidently_wrong(logits.double().softmax(dim=1).numpy(), targets.numpy())
+    wrong = most_confidently_wrong(logits.numpy(), targets.numpy())
     pictures = None
     if paths is None and wrong.size:
         from zoo.present.figures import input_picture
