@@ -238,6 +238,14 @@ def run_folder(name: str) -> Callable[[Path, Path], None]:
     return setup
 
 
+def unfinished(run: str) -> Callable[[Path, Path], None]:
+    """The run at `run` (made by an earlier setup) without its metrics.json: stopped before its end."""
+    def setup(work: Path, checkpoint: Path) -> None:
+        (work / run / "metrics.json").unlink()
+
+    return setup
+
+
 def later_last_pt(work: Path, checkpoint: Path) -> None:
     """RUN of 2 epochs whose best.pt is epoch 1's (the real checkpoint) and whose last.pt is epoch 2's."""
     import yaml
@@ -595,4 +603,45 @@ CASES = [
          "model.safetensors is damaged: its zoo metadata's classes has 1 name for the 10 outputs of its head; "
          "export it again with zoo export", with_checkpoint(exported(classes='["a"]'), photos({"cat": 1})),
          "classes: [\"a\"]"),
+    # -- zoo sweep: every point of the grid read before the first trial; zoo compare --
+    Case("sweep: a key misspelt", ("sweep", CONFIG, "--param", "optimizr.lr=0.1,0.2"),
+         "--param optimizr: unknown key; did you mean optimizer?"),
+    Case("sweep: a value one grid point refuses", ("sweep", CONFIG, "--param", "optimizer.name=sgd,adamm"),
+         "--param optimizer.name: unknown name 'adamm'; choose one of sgd, adagrad, rmsprop, adam, adamw; did you "
+         "mean adam?"),
+    Case("sweep: an empty range", ("sweep", CONFIG, "--param", "optimizer.lr=0.1..0.01"),
+         "--param optimizer.lr: the range 0.1..0.01 is empty; give LOW..HIGH with LOW < HIGH"),
+    Case("sweep: a range of words", ("sweep", CONFIG, "--param", "optimizer.lr=sgd..adam"),
+         "--param optimizer.lr=sgd..adam: the ends of a range are numbers, e.g. log:1e-4..1e-1"),
+    Case("sweep: the seed as a key", ("sweep", CONFIG, "--param", "train.seed=1,2"),
+         "--param train.seed: give the seeds with --seeds 0-4"),
+    Case("sweep: an empty range of seeds", ("sweep", CONFIG, "--param", "init=he_normal,default", "--seeds", "3-1"),
+         "--seeds 3-1: the range 3-1 is empty; write FIRST-LAST with FIRST <= LAST"),
+    Case("sweep: a key without values", ("sweep", CONFIG, "--param", "optimizer.lr"),
+         "--param 'optimizer.lr': write KEY=V1,V2 or KEY=LOW..HIGH"),
+    Case("sweep: --trials for a grid", ("sweep", CONFIG, "--param", "init=he_normal,default", "--trials", "3"),
+         "--trials 3: a grid runs each of its 2 points; --trials is for a search"),
+    Case("sweep: a storage URL that does not open", ("sweep", CONFIG, "--param", "init=he_normal,default", "--storage",
+                                                     "postgresql://zoo@127.0.0.1:1/study"),
+         "--storage postgresql://zoo@127.0.0.1:1/study: cannot be opened"),
+    Case("sweep: no worker", ("sweep", CONFIG, "--param", "init=he_normal,default", "--workers", "0"),
+         "--workers 0: give 1 or more trials at once"),
+    Case("sweep: nothing to sweep", ("sweep", CONFIG), "nothing to sweep: give --param KEY=V1,V2"),
+    Case("sweep: no validation split to choose by",
+         ("sweep", CONFIG, "--param", "init=he_normal,default", "--set", "data.val_split=0"),
+         "data.val_split 0: a sweep chooses by validation top-1 and this config holds no validation split out"),
+    Case("sweep: a folder of another sweep", ("sweep", CONFIG, "--param", "init=he_normal,default", "--output", "sw"),
+         "sw holds another sweep (another config, --set or --param); give --output another folder, or remove that "
+         "one", text_file("sw/sweep.json", '{"study": "zoo-0000000000000000"}'), "sw/sweep.json of another study"),
+    Case("compare: a run with itself", ("compare", "out/lenet5_digits/job1", "out/lenet5_digits/job1"),
+         "out/lenet5_digits/job1 is given twice; comparing a run with itself says nothing", run_folder("job1"),
+         "a finished run"),
+    Case("compare: one run", ("compare", "out/lenet5_digits/job1"), "zoo compare needs two runs or more; got 1",
+         run_folder("job1"), "a finished run"),
+    Case("compare: an unfinished run", ("compare", "out/lenet5_digits/job1", "out/lenet5_digits/job2"),
+         "out/lenet5_digits/job2 has no metrics.json: the run stopped before its end",
+         with_checkpoint(run_folder("job1"), run_folder("job2"), unfinished("out/lenet5_digits/job2")),
+         "job2 without metrics.json"),
+    Case("compare: a page that is not HTML", ("compare", "a", "b", "--output", "page.txt"),
+         "--output page.txt: the report is an HTML page; name it *.html"),
 ]

@@ -16,7 +16,9 @@ The package map, one layer a line group, from the top down: a module imports onl
 (pyproject.toml's import-linter contract checks it; tests/test_layout.py checks this map names every module).
 
     cli.py          the zoo command (Typer): options in, one library call, text out; known errors -> exit code 2
-    present/        text.py (what the commands print) and report.py (zoo report's HTML page): the renderers
+    experiments/    sweep.py (zoo sweep: an Optuna study of runs), over compare.py's page; compare.py's tests
+    present/        compare.py (zoo compare's text and page), text.py (what the commands print) and report.py
+                    (zoo report's HTML page): the renderers
     inference/      zoo.load and Predictor (load.py), zoo predict, zoo export, zoo explain
     training/       zoo train / finetune / resume / lr-find: the run, its set-up by stage, hooks, restarts
     evaluation/     zoo evaluate (evaluate.py), and test_scores.npz, the test split's scores a run keeps
@@ -63,6 +65,8 @@ _EXPORTS = {
     "filter_grid": "zoo.present.grids",
     "compute_trust": "zoo.metrics.trust",
     "write_report": "zoo.present.report",
+    "sweep": "zoo.experiments.sweep",
+    "compare": "zoo.experiments.compare",
     "TrainingState": "zoo.checkpoint",
     "read_state": "zoo.checkpoint",
     "aux_loss": "zoo.loop",

@@ -140,7 +140,7 @@ def _root(version: Annotated[bool, typer.Option(
         "--version", "-V", callback=_print_version, is_eager=True,
         help="Print the versions of zoo, torch and torchvision, and exit.")] = False) -> None:
     """A model zoo of the classic convolutional networks: list, summarize, train (lr-find: its lr), evaluate, fine-tune,
-    predict, explain, report, export."""
+    predict, explain, report, export; sweep and compare."""
 
 
 @app.command("list")
@@ -391,6 +391,85 @@ def report(
     typer.echo(f"wrote {write_report(run_dir, output, device)}")
 
 
+@app.command()
+def sweep(
+    config_file: ConfigArgument = None,
+    config: ConfigOption = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", metavar="KEY=SPEC", show_default=False, help=(
+            "A key to sweep: values for a grid (optimizer.name=sgd,adam) or a range for a search "
+            "(optimizer.lr=log:1e-4..1e-1, model.width=int:16..128); repeatable.")),
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Seeds each configuration runs with: 0-4, 0,2,7 or 3. [default: the config's sweep.seeds, else its "
+             "train.seed]", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(help="Trials at once on this machine, each with its share of the cores.")] = 1,
+    trials: Annotated[int | None, typer.Option(
+        help="A search's configurations (each run once per seed). [default: sweep.trials, else 20]",
+        show_default=False)] = None,
+    storage: Annotated[str | None, typer.Option(
+        metavar="URL", show_default=False, help=(
+            "An Optuna RDB URL (sqlite:///sweep.db, postgresql://...) that several machines share. "
+            "[default: optuna.journal in the sweep's folder]"))] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", show_default=False,
+        help="The sweep's folder. [default: <train.output_dir>/sweeps/<config name>]")] = None,
+    prune: Annotated[bool | None, typer.Option(
+        "--prune/--no-prune", show_default=False,
+        help="Stop trials whose validation top-1 trails the median at an epoch. [default: on for a search]")] = None,
+    set: SetOption = None,
+    format: FormatOption = Format.table,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a config over a grid or search of its keys.
+
+    Each configuration runs once per seed.
+
+    Every trial is an ordinary run in the sweep's folder (runs/); the same command again continues a stopped
+    sweep without training anything twice. Writes results.csv, best.yaml and compare.html there."""
+    from zoo.experiments.sweep import sweep as run_sweep
+    from zoo.present.compare import render_sweep
+
+    path = one_config(config_file, config, "sweep", "configs/lessons/optimizers.yaml")
+    result = run_sweep(path, param or [], seeds=seeds, workers=workers, trials=trials, storage=storage, output=output,
+                       overrides=set or [], prune=prune, quiet=quiet or not sys.stderr.isatty())
+    typer.echo(render_sweep(result, format.value))
+
+
+class CompareFormat(str, Enum):
+    """`zoo compare --format`."""
+
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command()
+def compare(
+    sources: Annotated[list[Path], typer.Argument(
+        metavar="RUN_OR_SWEEP...", show_default=False,
+        help="Run directories (or a checkpoint in one) and sweep folders: every finished run in them.")],
+    format: Annotated[CompareFormat, typer.Option(
+        "--format", "-f", parser=choice(CompareFormat, "format"), help="What to print.")] = CompareFormat.table,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", show_default=False,
+        help="The HTML page. [default: compare.html in the runs' common folder]")] = None,
+) -> None:
+    """Compare finished runs: differences, paired tests.
+
+    Runs that differ only in train.seed form a group (mean ± standard error). Two groups are compared over the
+    seeds they share (paired t-test) and, where their runs answered the same test images, image by image
+    (McNemar's exact test, the flipped images and both runs' heat maps on the page)."""
+    from zoo.experiments.compare import compare as run_compare
+    from zoo.present.compare import check_output, render_comparison, write_comparison
+
+    check_output(output)
+    comparison = run_compare(sources)
+    page = write_comparison(sources, output, comparison=comparison)
+    typer.echo(render_comparison(comparison, format.value))
+    typer.echo(f"page: {page}", err=format == CompareFormat.json)
+
+
 @config_app.command("show")
 def config_show(config_file: ConfigArgument = None, config: ConfigOption = None, set: SetOption = None) -> None:
     """Print the resolved config: file, overrides and every default."""
@@ -442,7 +521,7 @@ def summary_command(
 READ_ONLY_COMMANDS = {"list", "summary", "config"}  # they write no files and start no threads
 # They close what they write (atomic files, the TensorBoard writer, history.csv) before they return: once one has
 # succeeded and no DataLoader worker is left, the teardown has nothing to do but cost 1.5-1.8 s (issue 18).
-CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate", "explain", "report"}
+CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate", "explain", "report", "compare"}
 
 
 def main(fast_exit: bool = False) -> None:

@@ -385,6 +385,17 @@ class FinetuneConfig(Section):
         return self
 
 
+class SweepConfig(Section):
+    """What `zoo sweep CONFIG` varies (zoo.experiments); `zoo train` trains the config as written and ignores it."""
+
+    # key -> its values, a list (a grid), or a range: "0.001..0.1", "log:1e-4..1e-1", "int:16..128" (a search)
+    params: dict[str, list[Any] | str] = {}
+    # name -> settings that change together, {key: value, ...}: one more swept dimension, whose values are the names
+    variants: dict[str, dict[str, Any]] = {}
+    seeds: str | list[int] | int | None = None  # every configuration once per seed: "0-4", [0, 1, 2]; None: train.seed
+    trials: int | None = Field(None, gt=0)  # a search's configurations (a grid runs all of its points)
+
+
 class Config(Section):
     model: ModelConfig
     data: DataConfig
@@ -394,6 +405,7 @@ class Config(Section):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     finetune: FinetuneConfig | None = None  # `zoo finetune` needs it
+    sweep: SweepConfig | None = None  # `zoo sweep` reads it: the course's lessons in configs/lessons/
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -100,8 +100,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _live(pid: int, host: str | None) -> bool:
-    """Whether a lock's owner may still run: a process on another host counts as live (it cannot be checked)."""
+def is_live(pid: int, host: str | None) -> bool:
+    """Whether a lock's owner (or a sweep's trial) may still run: a process on another host counts as live (it
+    cannot be checked)."""
     return host != socket.gethostname() or _alive(pid)
 
 
@@ -159,7 +160,7 @@ class RunLock:
                 return None
             return None if age > UNREADABLE_LOCK_S else (None, None)
         earlier_attempt = self.job is not None and job == self.job and pid != os.getpid()
-        return None if earlier_attempt or not _live(pid, host) else (pid, host)
+        return None if earlier_attempt or not is_live(pid, host) else (pid, host)
 
     def in_use(self, pid: int | None, host: str | None) -> ZooError:
         """The one line for a lock held by a live process (`blocker`). On this host the process is checked, so a
@@ -180,7 +181,7 @@ class RunLock:
     def held(self) -> bool:
         """Whether a live process holds the lock."""
         pid, host, _ = self._owner()
-        return pid is not None and _live(pid, host)
+        return pid is not None and is_live(pid, host)
 
     def release(self) -> None:
         if self._owner()[0] == os.getpid():

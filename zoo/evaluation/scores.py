@@ -7,7 +7,9 @@ draws its per-class table and trust figures without the data, without torchvisio
 The file is numpy's .npz (no pickle): `logits` N x classes float32 and `targets` N int64, the test split's images
 in its own order (every rank's share put back in place); `paths` N text, their files, where the data set reads
 files; `wrong` M int64 and `pictures` M x H x W x 3 uint8, the most confidently wrong images as the network saw
-them (zoo.metrics.trust.confidently_wrong's order), where the data set holds tensors. A test split of more than
+them (zoo.metrics.trust.confidently_wrong's order), where the data set holds tensors; `split` one text, the test
+split's fingerprint (`fingerprint`: which images, in which order, with which labels), by which `zoo compare` proves
+two runs answered the same images before it pairs them image by image. A test split of more than
 MAX_VALUES logits (ImageNet's 50,000 x 1,000) is not written: its report evaluates best.pt again.
 
 read_scores checks what it reads, once, so that nothing downstream meets a value the run cannot have written:
@@ -18,7 +20,10 @@ left out with a note each when they do not fit the scores, and the report goes o
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +56,35 @@ class Scores:
     wrong: np.ndarray  # indices into the split: the most confidently wrong, the pictures' samples
     pictures: list[Image.Image] | None  # None: the data set reads files (open `paths`), or has no images
     notes: tuple[str, ...] = ()  # the optional parts left out because they do not fit the scores, and why
+    split: str | None = None  # the test split's fingerprint (None: a run from before zoo kept it)
+
+
+def fingerprint(dataset: object, targets: np.ndarray, data: dict[str, object]) -> str | None:
+    """The test split's fingerprint: SHA-256 of `data` (the data set's name, its class names and what else decides
+    its pictures, as JSON), the split's files in order (`dataset.paths`, an image folder's) or else its indices into
+    the data set (`dataset.indices`), and the N `targets`. Equal fingerprints: the same images, in the same order,
+    with the same labels. None for a data set that gives neither files nor indices (nothing to prove it by)."""
+    paths, indices = getattr(dataset, "paths", None), getattr(dataset, "indices", None)
+    if paths is None and indices is None:
+        return None
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode())
+    if paths is not None:
+        digest.update("\0".join(paths).encode("utf-8", "surrogatepass"))
+    else:
+        digest.update(np.asarray(indices, dtype=np.int64).tobytes())
+    digest.update(b"targets" + np.asarray(targets, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def write_scores(run_dir: Path, logits: np.ndarray, targets: np.ndarray, paths: list[str] | None,
-                 wrong: np.ndarray, pictures: list[Image.Image] | None) -> Path | None:
-    """Write test_scores.npz atomically; returns its path, or None for a split too large to keep (MAX_VALUES)."""
+                 wrong: np.ndarray, pictures: list[Image.Image] | None, split: str | None = None) -> Path | None:
+    """Write test_scores.npz atomically; returns its path, or None for a split too large to keep (MAX_VALUES).
+    `split`: the test split's fingerprint."""
     if logits.size > MAX_VALUES:
         return None
     arrays = {"logits": logits.astype(np.float32), "targets": targets.astype(np.int64), "wrong": wrong.astype(np.int64)}
+    if split is not None:
+        arrays["split"] = np.array(split)
     if paths is not None:
         arrays["paths"] = np.array(paths, dtype=str)
     if pictures:
@@ -81,7 +107,8 @@ def read_scores(run_dir: Path, count: int | None = None, classes: int | None = N
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in ("logits", "targets", "wrong", "paths", "pictures") if name in data}
+            arrays = {name: data[name] for name in ("logits", "targets", "wrong", "paths", "pictures", "split")
+                      if name in data}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # ValueError: pickled or not an .npz
         raise DamagedScores(f"{path} does not read as numpy's .npz ({error})") from None
     logits, targets = _scores(path, arrays, count, classes)
@@ -99,7 +126,12 @@ def read_scores(run_dir: Path, count: int | None = None, classes: int | None = N
             notes.append(f"{path}: {problem}; the gallery of the most confidently wrong images is left out")
             pixels = None
     pictures = None if pixels is None else [Image.fromarray(picture) for picture in pixels]
-    return Scores(logits, targets, None if paths is None else paths.tolist(), wrong, pictures, tuple(notes))
+    split = arrays.get("split")
+    if split is not None and (split.dtype.kind != "U" or split.shape or not re.fullmatch(r"[0-9a-f]{64}", str(split))):
+        notes.append(f"{path}: its split is {_shape(split)}, not a SHA-256 fingerprint; it is left out")
+        split = None
+    return Scores(logits, targets, None if paths is None else paths.tolist(), wrong, pictures, tuple(notes),
+                  None if split is None else str(split))
 
 
 def _scores(path: Path, arrays: dict[str, np.ndarray], count: int | None,

@@ -12,4 +12,5 @@ the top, above the records they render.
     grids.py    tile grids (filters, feature maps) and heat-map overlays                        (bottom)
     text.py     what the commands print: tables as text, Markdown, CSV or JSON, and each report   (top)
     report.py   `zoo report`: a run's self-contained HTML page                                   (top)
+    compare.py  `zoo compare` and `zoo sweep`: their tables, JSON and the comparison's HTML page  (top)
 """

@@ -495,6 +495,32 @@ def training_curves(history: Sequence[dict[str, str]]) -> bytes:
     return figure_png(fig)
 
 
+def overlaid_curves(series: Sequence[tuple[str, int, Sequence[dict[str, str]]]]) -> bytes:
+    """Several runs' history.csv on one PNG: validation top-1 and training loss against the epoch, one line per
+    run, coloured by its group. `series`: (the run's label, its group's number, its history rows)."""
+    fig = new_figure((12, 3.8))
+    accuracy, loss = fig.subplots(1, 2)
+    colours = [f"C{index % 10}" for index in range(10)]  # matplotlib's default cycle, one colour a group
+    shown: set[int] = set()
+    for label, group, history in series:
+        epochs = [number(row.get("epoch")) for row in history]
+        for axes, column in ((accuracy, "val_accuracy"), (loss, "train_loss")):
+            values = [number(row.get(column)) for row in history]
+            if any(value is not None for value in values):
+                axes.plot(epochs, values, color=colours[group % 10], marker=".", alpha=0.8,
+                          label=label if group not in shown and axes is accuracy else None)
+        shown.add(group)
+    from matplotlib.ticker import MaxNLocator
+
+    for axes, title in ((accuracy, "validation top-1"), (loss, "training loss")):
+        axes.set(xlabel="epoch", title=title)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+    if shown:
+        accuracy.legend(fontsize="small")
+    return figure_png(fig)
+
+
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 440, 70, 20, 40, 50  # pixels
 GREY, BLUE, ORANGE, RED = (190, 190, 190), (8, 48, 107), (230, 120, 20), (200, 30, 30)
 

@@ -135,6 +135,28 @@ def captioned(image: Image.Image, lines: Sequence[str]) -> Image.Image:
     return out
 
 
+def beside(images: Sequence[Image.Image]) -> Image.Image:
+    """`images` in a row, GAP pixels apart, top-aligned on the background (zoo compare's two runs' panels)."""
+    out = Image.new("RGB", (sum(image.width for image in images) + GAP * (len(images) - 1),
+                            max(image.height for image in images)), BACKGROUND)
+    left = 0
+    for image in images:
+        out.paste(image, (left, 0))
+        left += image.width + GAP
+    return out
+
+
+def stacked(images: Sequence[Image.Image]) -> Image.Image:
+    """`images` one under another, 2 x GAP pixels apart, left-aligned on the background."""
+    out = Image.new("RGB", (max(image.width for image in images),
+                            sum(image.height for image in images) + 2 * GAP * (len(images) - 1)), BACKGROUND)
+    top = 0
+    for image in images:
+        out.paste(image, (0, top))
+        top += image.height + 2 * GAP
+    return out
+
+
 def _normalized(rows: torch.Tensor) -> torch.Tensor:
     """Each row onto [0, 1] by its own min and max; a constant row becomes 0."""
     low = rows.min(dim=1, keepdim=True).values

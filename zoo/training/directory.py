@@ -103,15 +103,16 @@ class RunDirectory:
 
     def notes(self) -> list[str]:
         """A new run beside one of the same name that stopped before its end (killed, preempted, torchrun's restarts
-        used up): the same command started this one afresh; say how to continue that one instead."""
-        if not self.fresh:
+        used up): the same command started this one afresh; say how to continue that one instead. Not for a run
+        named by train.run_id: each such run is its own command's (zoo sweep's trials: the sweep continues them)."""
+        if not self.fresh or self.config.train.run_id:
             return []
         stopped = stopped_runs(self.config.train.output_dir / self.config.run_name, self.path)
         if not stopped:
             return []
-        fixed = "" if self.config.train.run_id else " (with train.run_id set, the same command continues its run)"
         return [f"note: {stopped[0]} stopped before its end (no metrics.json); this is a new run; to continue that one "
-                f"instead, stop this and run {resume_command(stopped[0], self.job)}{fixed}"]
+                f"instead, stop this and run {resume_command(stopped[0], self.job)} (with train.run_id set, the same "
+                "command continues its run)"]
 
     def lost(self, error: BaseException) -> RunStopped:
         """The one line a rank ends with when another process of the run is gone: last.pt (written only when every

@@ -5,6 +5,7 @@ line there (its average is validated beside the weights), besides its update in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from zoo.runtime import capture_rng
 from zoo.training.guard import Guard
 from zoo.training.log import RunLog
 from zoo.training.setup import Parts
+
+# zoo sweep's pruner, as zoo.train takes it: (epoch, the epoch's validation top-1 0-1) -> stop the run here?
+Judge = Callable[[int, float], bool]
 
 
 def section(result: EpochResult) -> dict[str, float]:
@@ -90,7 +94,7 @@ def record_epoch(progress: Progress, epoch: int, train: EpochResult, val: EpochR
 @dataclass
 class Run:
     """What one run's epochs share: its parts, this process's place, the run directory, the log, the guard, early
-    stopping (None without train.early_stopping) and the checkpointer built from them."""
+    stopping (None without train.early_stopping), a judge (zoo sweep's pruner) and the checkpointer built from them."""
 
     parts: Parts
     job: Job
@@ -98,6 +102,7 @@ class Run:
     log: RunLog
     guard: Guard
     stopper: EarlyStopping | None
+    judge: Judge | None = None  # zoo sweep's pruner: told each epoch's validation, may stop the run (zoo.train)
     saver: Checkpointer = field(init=False)
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from zoo.present.console import say
 from zoo.rundir import RunLock, WriteError, check_present, write_json
 from zoo.training.directory import RunDirectory
 from zoo.training.guard import Guard, one_line_errors
-from zoo.training.hooks import EarlyStopping, Run, StepHook, better, record_epoch, section, stopped
+from zoo.training.hooks import EarlyStopping, Judge, Run, StepHook, better, record_epoch, section, stopped
 from zoo.training.log import RunLog
 from zoo.training.restarts import Attempt, find_run
 from zoo.training.resume import ResumePlan, continue_run, prepare_resume
@@ -34,7 +34,8 @@ class RunResult:
     metrics: dict[str, Any]  # what metrics.json holds
 
 
-def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None, said: Sequence[str] = ()) -> RunResult:
+def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None, said: Sequence[str] = (),
+          judge: Judge | None = None) -> RunResult:
     """Train and test one model as `config` says (zoo.load_config); returns the run directory and what
     metrics.json holds. Every check and all data loading happen before anything is written; bad input raises
     ZooError, a signal or a non-finite loss RunStopped (after saving last.pt). Started by torchrun, each process
@@ -42,7 +43,9 @@ def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None,
     off when stderr is not a terminal). `resume`: used by zoo.resume, which continues a stopped run; without it,
     the run that train.run_id names, or a torchrun restart's first attempt began, is continued
     (zoo.training.restarts). `said`: set-up lines printed just before (lr-find --apply's sweep), not said again
-    though their figures moved (the machine's load)."""
+    though their figures moved (the machine's load). `judge`: called on rank 0 after each epoch's validation with
+    (epoch, its validation top-1); True stops the run there as early stopping does, and it is tested and written
+    as any run (zoo sweep's pruner; metrics.json's `pruned_at_epoch`)."""
     with launch(config.train.device) as job:
         attempt = Attempt.current()
         if resume is None:
@@ -57,8 +60,8 @@ def train(config: Config, quiet: bool = False, resume: ResumePlan | None = None,
             elif action != "new":
                 _refuse(action, run_dir, config)
             if action == "again":  # begun by an earlier attempt, never saved: it goes, once the checks pass
-                return _run(config, job, quiet, None, attempt, stale=run_dir, said=said)
-        return _run(config, job, quiet, resume, attempt, said=said)
+                return _run(config, job, quiet, None, attempt, stale=run_dir, said=said, judge=judge)
+        return _run(config, job, quiet, resume, attempt, said=said, judge=judge)
 
 
 def resume(target: str | Path, config: str | Path | None = None, overrides: list[str] | None = None,
@@ -108,7 +111,7 @@ def _refuse(action: str, run_dir: Path | str, config: Config) -> None:
 
 
 def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt: Attempt,
-         stale: Path | None = None, said: Sequence[str] = ()) -> RunResult:
+         stale: Path | None = None, said: Sequence[str] = (), judge: Judge | None = None) -> RunResult:
     """The run: set up, then in its directory: train the epochs, test best.pt, write metrics.json. `stale`: a run
     directory an earlier attempt began and never saved in, removed before the run's is created (train.run_id's is
     made again; a torchrun restart's new run gets a new time-stamped one)."""
@@ -122,7 +125,7 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
                 if topic(note) not in before:
                     print(note, file=sys.stderr, flush=True)
             run = Run(parts, job, directory.path, log, Guard(job.device, job.distributed),
-                      EarlyStopping.of(config.train.early_stopping, progress))
+                      EarlyStopping.of(config.train.early_stopping, progress), judge)
             if job.is_main:
                 run.saver.clean()
             run.saver.write_config(config)
@@ -131,11 +134,11 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
             with run.guard.handling_signals():
                 # the random state last: building the model and loaders drew from it
                 parts.position.restore(parts.train_loader)
-                step = _epochs(run)
+                step, pruned = _epochs(run)
             if job.is_main:
                 check_present(run.directory)  # before best.pt is read back
             test, scores = _test_best(parts, job, run.directory)
-            metrics = _metrics(parts, progress, step, test)
+            metrics = _metrics(parts, progress, step, test) | ({"pruned_at_epoch": pruned} if pruned else {})
             if job.is_main:
                 try:
                     _write_scores(parts, run.directory, *scores)
@@ -151,8 +154,9 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
     return RunResult(run.directory, metrics)
 
 
-def _epochs(run: Run) -> int:
-    """For each epoch left: train, validate, log, checkpoint, stop? Returns the run's optimizer steps."""
+def _epochs(run: Run) -> tuple[int, int | None]:
+    """For each epoch left: train, validate, log, checkpoint, stop? Returns the run's optimizer steps, and the epoch
+    the judge stopped it at (None: it did not)."""
     parts, job, log, guard, saver, stopper = run.parts, run.job, run.log, run.guard, run.saver, run.stopper
     config, position = parts.config, parts.position
     progress, step = position.progress, position.step
@@ -173,6 +177,8 @@ def _epochs(run: Run) -> int:
         chosen, weights = better(val, ema_val) if parts.ema is not None else (val, "raw")
         improved = record_epoch(progress, epoch, result, chosen, weights)
         early_stop = stopper is not None and chosen is not None and stopper.should_stop(chosen)
+        pruned = run.judge is not None and chosen is not None and job.share(
+            run.judge(epoch, chosen.metrics.accuracy) if job.is_main else None)
         saver.save(epoch, 0, step, None, best=improved)
         stop = stop or guard.check(step, force=True)  # a signal during validation or the save
         if stop is not None:
@@ -180,7 +186,11 @@ def _epochs(run: Run) -> int:
         if early_stop:
             say(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
             break
-    return step
+        if pruned:
+            say(f"pruned at epoch {epoch}: its validation top-1 {chosen.metrics.accuracy:.2%} trails the sweep's "
+                "other trials at this epoch")
+            return step, epoch
+    return step, None
 
 
 def _validate(parts: Parts, network) -> EpochResult | None:
@@ -216,7 +226,7 @@ def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tupl
 def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: torch.Tensor) -> None:
     """test_scores.npz (zoo.evaluation.scores) for zoo report: the scores, and the pictures of the most confidently
     wrong images where the data set holds tensors (16 samples read again: milliseconds)."""
-    from zoo.evaluation.scores import most_confidently_wrong, write_scores
+    from zoo.evaluation.scores import fingerprint, most_confidently_wrong, write_scores
 
     test = parts.splits.test
     paths = getattr(test, "paths", None)
@@ -228,7 +238,12 @@ def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: to
         inputs = [test[int(index)][0] for index in wrong]
         if all(image.dim() == 3 for image in inputs):  # images, not xor's points
             pictures = [input_picture(image, parts.splits.mean, parts.splits.std) for image in inputs]
-    write_scores(run_dir, logits.numpy(), targets.numpy(), paths, wrong, pictures)
+    data = parts.config.data
+    facts = {"data": data.name, "classes": parts.splits.classes,
+             # FakeData's pictures are a function of their index and these
+             "synthetic": [data.synthetic_size, data.synthetic_classes] if data.name == "synthetic" else None}
+    split = fingerprint(test, targets.numpy(), facts)
+    write_scores(run_dir, logits.numpy(), targets.numpy(), paths, wrong, pictures, split)
 
 
 def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:
