@@ -152,3 +152,15 @@ def test_params_and_seeds_parse_as_written():
         parse_seeds("0-2,1", 0)
     with pytest.raises(ZooError, match="whole ends"):
         parse_param("data.batch_size=int:1.5..8")
+
+
+def test_a_diverging_point_is_kept_as_diverged_and_not_trained_again(tiny, tmp_path):
+    folder = tmp_path / "lr"
+    command = ["sweep", tiny, "--param", "optimizer.lr=0.01,1e30", "--set", "model.activation=relu", "--output", folder]
+    first = run_zoo(*command, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr  # a setting that does not train is a result, not a failure
+    states = {row["optimizer.lr"]: row["state"] for row in _rows(folder)}
+    assert states == {"0.01": "complete", "1e30": "diverged"}
+    assert "diverged: " in first.stdout and "the loss is not finite" in first.stdout
+    again = run_zoo(*command, cwd=tmp_path)
+    assert again.returncode == 0 and "0 runs trained now, 2 in all" in again.stdout

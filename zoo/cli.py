@@ -426,7 +426,8 @@ def sweep(
     Each configuration runs once per seed.
 
     Every trial is an ordinary run in the sweep's folder (runs/); the same command again continues a stopped
-    sweep without training anything twice. Writes results.csv, best.yaml and compare.html there."""
+    sweep without training anything twice. Writes results.csv, best.yaml and compare.html there. Exit code 1
+    when a run failed (the table says why)."""
     from zoo.experiments.sweep import sweep as run_sweep
     from zoo.present.compare import render_sweep
 
@@ -434,6 +435,8 @@ def sweep(
     result = run_sweep(path, param or [], seeds=seeds, workers=workers, trials=trials, storage=storage, output=output,
                        overrides=set or [], prune=prune, quiet=quiet or not sys.stderr.isatty())
     typer.echo(render_sweep(result, format.value))
+    if any(row.state == "failed" for row in result.results.rows):
+        raise typer.Exit(1)  # the table says which runs failed and why; the same command tries them again
 
 
 class CompareFormat(str, Enum):

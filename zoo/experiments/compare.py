@@ -22,6 +22,7 @@ are given. It reads the runs' files; only the gallery loads the networks and the
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ def expand(sources: Sequence[str | Path]) -> list[Path]:
         if path.is_file() and path.parent.name == "checkpoints":
             path = path.parent.parent
         if path.is_dir() and (path / FILE).is_file() and not (path / "metrics.json").is_file():
-            found += [Path(row["run_dir"]) for row in read_rows(path) if row["state"] != "failed"]
+            found += [Path(row["run_dir"]) for row in read_rows(path) if row["state"] in ("complete", "pruned")]
         else:
             found.append(path)
     seen: dict[Path, Path] = {}
@@ -370,20 +371,15 @@ def _test_input(run: RunRecord, predictor: Any, index: int) -> Any:
     of the test split built again from the run's config (a data set held in memory: digits, MNIST)."""
     if run.scores is not None and run.scores.paths:
         return predictor.prepare(run.scores.paths[index])
-    return _test_split(run)[index][0]
+    return _test_split(run.directory)[index][0]
 
 
-_SPLITS: dict[Path, Any] = {}
-
-
-def _test_split(run: RunRecord) -> Any:
+@functools.lru_cache(maxsize=4)  # a gallery reads both runs' splits once, whatever the number of images
+def _test_split(directory: Path) -> Any:
+    """The run's test split, built again from its config.yaml and seed, as the run built it."""
+    from zoo.config import load_config
     from zoo.data import build_datasets
 
-    if run.directory not in _SPLITS:
-        from zoo.config import load_config
-
-        config = load_config(run.directory / "config.yaml")
-        channels, size = config.geometry()
-        _SPLITS[run.directory] = build_datasets(config.data, in_channels=channels, input_size=size,
-                                                seed=config.train.seed).test
-    return _SPLITS[run.directory]
+    config = load_config(directory / "config.yaml")
+    channels, size = config.geometry()
+    return build_datasets(config.data, in_channels=channels, input_size=size, seed=config.train.seed).test

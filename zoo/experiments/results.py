@@ -3,7 +3,8 @@ best configuration (by mean validation top-1: the test split judges it, it does 
 
     rows = read_rows(folder)          # results.csv back, as `zoo compare SWEEP_DIR` reads it
 
-results.csv's columns: each swept key (and `variant`), `seed`, `state` (complete, pruned or failed), `epochs_run`,
+results.csv's columns: each swept key (and `variant`), `seed`, `state` (complete, pruned, diverged: its loss went
+NaN or infinite, or failed: an error, said in one line, which the next start tries again), `epochs_run`,
 `best_epoch`, `val_accuracy`, `test_accuracy`, `test_loss` (0-1 fractions and the loss, as metrics.json holds them)
 and `run_dir`. Rows are in the sweep's order: a grid's points as planned (the first key slowest), a search's
 configurations as they were first tried; seeds ascending within each.
@@ -23,7 +24,6 @@ from zoo.rundir import atomic_write, csv_text
 
 FILE = "results.csv"
 FIGURES = ("state", "epochs_run", "best_epoch", "val_accuracy", "test_accuracy", "test_loss", "run_dir")
-STATES = ("complete", "pruned", "failed")
 
 
 @dataclass(frozen=True)

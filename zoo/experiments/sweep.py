@@ -39,7 +39,7 @@ from zoo.experiments.results import Results, RunRow, SweepResult, write_rows
 from zoo.experiments.space import Space, build_space, check_space, trial_config
 from zoo.loop import NONFINITE_EXIT_CODE
 from zoo.present.console import say
-from zoo.rundir import atomic_write, is_live
+from zoo.rundir import WriteError, atomic_write, is_live
 
 JOURNAL = "optuna.journal"  # the embedded study: Optuna's JournalFileBackend
 PLAN = "sweep.json"  # the sweep's identity (its study) and the command's settings, for the next start to check
@@ -75,20 +75,33 @@ def sweep(config: str | Path, params: Sequence[str] = (), *, seeds: str | None =
     signal stopped it (its runs saved; the same command continues)."""
     plan = make_plan(Path(config), params, seeds, workers, trials, storage, output, overrides, prune, quiet)
     check_folder(plan)
-    storage_object = open_storage(plan)
-    plan.folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(plan.folder / PLAN, json.dumps(describe_plan(plan), indent=2).encode())
-    study = open_study(plan, storage_object, create=True)
-    with _exclusive(plan):
-        notes = recover(study, plan) + enqueue_grid(study, plan)
-    for note in notes:
-        say(note, sys.stderr)
-    before = _finished(study)
-    run_workers(plan, workers)
-    notes += _elsewhere(study)  # before the table is read: a trial ending between the two is in the table
-    results = collect(study, plan)
-    files = write_outputs(plan, results)
+    storage_object = open_storage(plan)  # a URL that does not open: before the folder is made
+    with _writing(plan.folder):
+        plan.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(plan.folder / PLAN, json.dumps(describe_plan(plan), indent=2).encode())
+        study = open_study(plan, storage_object or open_storage(plan), create=True)
+        with _exclusive(plan):
+            notes = recover(study, plan) + enqueue_grid(study, plan)
+        for note in notes:
+            say(note, sys.stderr)
+        before = _finished(study)
+        run_workers(plan, workers)
+        notes += _elsewhere(study)  # before the table is read: a trial ending between the two is in the table
+        results = collect(study, plan)
+        files = write_outputs(plan, results)
     return SweepResult(plan.folder, results, files, _finished(study) - before, notes)
+
+
+@contextlib.contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """OSError (a full or read-only disk, a folder that cannot be made) as one line: what could not be written, and
+    that the same command continues the sweep once it can."""
+    try:
+        yield
+    except OSError as error:
+        where = Path(error.filename) if getattr(error, "filename", None) else folder
+        raise WriteError(where, error.strerror or str(error), "free some space or give --output a writable folder; "
+                                                              "the same command then continues the sweep") from None
 
 
 def _elsewhere(study: Any) -> list[str]:
@@ -154,15 +167,16 @@ def check_folder(plan: SweepPlan) -> None:
 
 
 def open_storage(plan: SweepPlan) -> Any:
-    """The study's storage: `plan.storage`'s database, or the journal file in the folder (the folder made, the file
-    made when first written). ZooError, one line, for a URL that does not open."""
+    """The study's storage: `plan.storage`'s database, or the journal file in the folder (None where the folder is
+    not made yet; the file is made when first written). ZooError, one line, for a URL that does not open."""
     _quiet_optuna()
     import optuna
 
     if plan.storage is None:
+        if not plan.folder.is_dir():
+            return None  # the folder is made first
         from optuna.storages.journal import JournalFileBackend
 
-        plan.folder.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(plan.folder / JOURNAL)))
     try:
         with _exclusive(plan):  # two starts making one SQLite file's tables at once collide
@@ -431,7 +445,11 @@ def _worker_main(plan: SweepPlan) -> None:
     line each, and exits 0 when the study has no trial left for it."""
     _die_with_parent()
     try:
-        work(plan)
+        with _writing(plan.folder):
+            work(plan)
+    except ZooError as error:  # the study could not be written: the sweep says so as it ends
+        say(f"error: {error}", sys.stderr)
+        sys.exit(2)
     except RunStopped as stop:
         say(str(stop), sys.stderr)
         sys.exit(stop.exit_code)
@@ -477,7 +495,8 @@ def collect(study: Any, plan: SweepPlan) -> Results:
 def _row(plan: SweepPlan, trial: Any) -> RunRow:
     from optuna.trial import TrialState
 
-    state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(trial.state, "failed")
+    state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(
+        trial.state, "diverged" if trial.user_attrs.get("final") else "failed")
     point = {key: trial.params.get(key) for key in plan.space.keys}
     return RunRow.of(point, trial.user_attrs["seed"], state, trial.user_attrs["run_dir"],
                      trial.user_attrs.get("metrics"), trial.user_attrs.get("error"))
@@ -496,7 +515,8 @@ def write_outputs(plan: SweepPlan, results: Results) -> list[Path]:
                   f"\n# zoo train {plan.folder / BEST}\n")
         atomic_write(plan.folder / BEST, (header + best.to_yaml()).encode())
         files.append(plan.folder / BEST)
-    runs = [Path(row.run_dir) for row in results.rows if row.state != "failed" and Path(row.run_dir).is_dir()]
+    runs = [Path(row.run_dir) for row in results.rows if row.state in ("complete", "pruned")
+            and (Path(row.run_dir) / "metrics.json").is_file()]
     if len(runs) >= 2:
         from zoo.present.compare import write_comparison
 

@@ -165,13 +165,13 @@ def render_sweep(result: SweepResult, fmt: str = "table") -> str:
              "best" if group is results.best else ""] for group in results.groups]
     headers = [*keys, "runs", "states", "val top-1", "test top-1", ""]
     lines = [render(headers, rows, fmt, numeric=[False] * len(keys) + [True, False, True, True, False])]
-    failed = [row for row in results.rows if row.state == "failed"]
+    failed = [row for row in results.rows if row.state in ("failed", "diverged")]
     for row in failed[:3]:
-        lines.append(f"failed: {row.run_dir}: {row.error}")
+        lines.append(f"{row.state}: {row.run_dir}: {row.error}")
     if len(failed) > 3:
-        lines.append(f"... {len(failed) - 3} more failed runs (results.csv)")
+        lines.append(f"... {len(failed) - 3} more runs that failed or diverged (results.csv)")
     lines += [f"note: {note}" for note in result.notes if "still running" in note]
-    lines.append(f"{result.trained} runs trained now, {len(results.rows)} in all; "
+    lines.append(f"{result.trained} run{'s' * (result.trained != 1)} trained now, {len(results.rows)} in all; "
                  + ", ".join(str(path) for path in result.files))
     return "\n".join(lines)
 
