@@ -1,8 +1,8 @@
 """zoo sweep's three figures, measured side by side in one run (the machine is shared and noisy: ratios, pair by
 pair, alternating A B A B):
 
-    workers    trials per hour of one grid with --workers 2 against --workers 1 (and 2 workers of 2 threads each,
-               to show why a worker gets its share of the cores), whole `zoo sweep` commands
+    workers    trials per hour of one grid with --workers 2 against --workers 1 (--oversubscribed: and 2 workers of
+               2 threads each, to show why a worker gets its share of the cores), whole `zoo sweep` commands
     pruning    one Optuna search with the median pruner against the same search without it: epochs trained, and
                the best configuration each found (its mean validation and test top-1)
     overhead   a sweep's trials against the same runs by zoo.train alone, in one process each: the sweep's cost per
@@ -29,11 +29,11 @@ GRID = ["--param", "optimizer.name=sgd,adam", "--param", "init=xavier_uniform,he
 EPOCHS = "train.epochs=5"
 
 
-def sweep(folder: Path, *args: str) -> float:
+def sweep(folder: Path, *args: str, config: Path = CONFIG) -> float:
     """Seconds of one `zoo sweep` command, run to its end (stdout and stderr kept in the folder's log)."""
     start = time.perf_counter()
     with open(f"{folder}.log", "w") as log:
-        subprocess.run([sys.executable, "-m", "zoo", "sweep", str(CONFIG), *args, "--output", str(folder)],
+        subprocess.run([sys.executable, "-m", "zoo", "sweep", str(config), *args, "--output", str(folder)],
                        check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     return time.perf_counter() - start
 
@@ -43,21 +43,27 @@ def rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
-def workers(rounds: int) -> None:
-    variants = {"1 worker": ["--workers", "1"], "2 workers": ["--workers", "2"],
-                "2 workers x 2 threads": ["--workers", "2", "--set", "train.threads=2"]}
+def workers(rounds: int, oversubscribed: bool, lesson: Path | None) -> None:
+    """The grid at the main job's 20 epochs (a trial of seconds would measure the sweep's fixed costs: starting,
+    checking the grid, the comparison page at the end), or a lesson's own sweep."""
+    variants = {"1 worker": ["--workers", "1"], "2 workers": ["--workers", "2"]}
+    if oversubscribed:
+        variants["2 workers x 2 threads"] = ["--workers", "2", "--set", "train.threads=2"]
     times: dict[str, list[float]] = {name: [] for name in variants}
+    runs = 0
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         for round_ in range(rounds):
             for name, args in variants.items():
                 folder = Path(tmp) / f"{name.replace(' ', '_')}-{round_}"
-                times[name].append(sweep(folder, *GRID, "--set", EPOCHS, *args))
-                assert len(rows(folder)) == 8
+                times[name].append(sweep(folder, *(args if lesson else [*GRID, *args]), config=lesson or CONFIG))
+                runs = len(rows(folder))
     base = times["1 worker"]
-    print(f"workers: a 2 x 2 grid over 2 seeds (8 runs of LeNet-5 on digits, {EPOCHS}), {rounds} rounds")
+    what = (f"the lesson {lesson.name}" if lesson else
+            "a 2 x 2 grid over 2 seeds (the main job, LeNet-5 on digits, 20 epochs)")
+    print(f"workers: {what}, {runs} runs, {rounds} rounds")
     for name, seconds in times.items():
         ratios = [b / s for b, s in zip(base, seconds)]
-        print(f"  {name:22s} {statistics.median(seconds):6.1f} s  {8 * 3600 / statistics.median(seconds):6.0f} "
+        print(f"  {name:22s} {statistics.median(seconds):6.1f} s  {runs * 3600 / statistics.median(seconds):6.0f} "
               f"trials/h  trials/h against 1 worker: {statistics.median(ratios):.2f}x "
               f"(pairs {', '.join(f'{r:.2f}' for r in ratios)})")
 
@@ -116,9 +122,11 @@ def main() -> None:
     parser.add_argument("figure", nargs="?", choices=("workers", "pruning", "overhead", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--oversubscribed", action="store_true", help="also 2 workers of 2 threads each (slow)")
+    parser.add_argument("--lesson", type=Path, help="workers: this config's own sweep (configs/lessons/...)")
     options = parser.parse_args()
     if options.figure in ("workers", "all"):
-        workers(options.rounds)
+        workers(options.rounds, options.oversubscribed, options.lesson)
     if options.figure in ("overhead", "all"):
         overhead(options.rounds)
     if options.figure in ("pruning", "all"):

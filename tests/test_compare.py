@@ -152,7 +152,10 @@ def test_the_vanishing_gradient_lesson_is_significant_image_by_image_with_its_fl
     assert result.returncode == 0, result.stderr
     compared = run_zoo("compare", folder, "--format", "json", cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr
-    paired = json.loads(compared.stdout)["paired"]
-    assert paired["p_value"] < 0.01 and paired["to_right"] > 10 * max(1, paired["to_wrong"])
+    printed = json.loads(compared.stdout)
+    paired = printed["paired"]
+    # the sweep's best configuration first, as zoo sweep chose it: the sigmoid network, against it, went to wrong
+    assert [group["label"] for group in printed["groups"]] == ["variant=relu_he", "variant=sigmoid_xavier"]
+    assert paired["p_value"] < 0.01 and paired["to_wrong"] > 10 * max(1, paired["to_right"])
     page = (folder / "compare.html").read_text()
     assert '<section id="flips">' in page and "wrong -&gt; right" in page

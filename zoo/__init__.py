@@ -9,6 +9,8 @@
     >>> zoo.write_report(result.run_dir)                                  # report.html: the run on one page
     >>> predictor = zoo.load(result.run_dir / "checkpoints" / "best.pt")   # or an exported .onnx/.pt2/.safetensors
     >>> predictor.predict(["photo.jpg"], top_k=3)[0].label
+    >>> swept = zoo.sweep("configs/lessons/optimizers.yaml", workers=2)     # every variant x seed: swept.results
+    >>> zoo.compare([swept.folder]).pairs[0].pooled.p_value                 # McNemar's test, image by image
 
 The public names are imported on first use, so `import zoo` (and `zoo --help`) stays fast.
 

@@ -433,7 +433,8 @@ def sweep(
 
     path = one_config(config_file, config, "sweep", "configs/lessons/optimizers.yaml")
     result = run_sweep(path, param or [], seeds=seeds, workers=workers, trials=trials, storage=storage, output=output,
-                       overrides=set or [], prune=prune, quiet=quiet or not sys.stderr.isatty())
+                       overrides=set or [], prune=prune,
+                       quiet=quiet or workers > 1 or not sys.stderr.isatty())  # two workers' bars would interleave
     typer.echo(render_sweep(result, format.value))
     if any(row.state == "failed" for row in result.results.rows):
         raise typer.Exit(1)  # the table says which runs failed and why; the same command tries them again

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,7 @@ class RunRecord:
     history: list[dict[str, str]]
     scores: Scores | None
     classes: list[str]
+    label: str | None = None  # a sweep's run: its swept values ('variant=adam'), which name its group
 
     @property
     def seed(self) -> Any:
@@ -156,40 +157,77 @@ class Comparison:
 
 def compare(sources: Sequence[str | Path], reference: Sequence[Path] | None = None) -> Comparison:
     """Read and compare the runs in `sources` (run directories, a checkpoint inside one, or sweep folders: their
-    results.csv's runs). `reference`: the runs of the group the others are compared with (default: the first
-    group). Raises ZooError for a source that is no finished run or sweep, a run given twice, or fewer than two."""
-    runs = [read_record(path) for path in expand(sources)]
+    results.csv's runs, grouped by their swept values). `reference`: the runs of the group the others are compared
+    with (default: a sweep folder's best configuration, else the first group). Raises ZooError for a source that
+    is no finished run or sweep, a run given twice, or fewer than two."""
+    found = expand(sources)
+    runs = [replace(read_record(path), label=found.labels.get(path)) for path in found.paths]
     differences = config_differences(runs)
     groups = group_runs(runs, differences)
-    if reference is not None:
+    reference = reference if reference is not None else found.best
+    if reference:
         wanted = {Path(path).resolve() for path in reference}
         groups.sort(key=lambda group: not any(run.directory.resolve() in wanted for run in group.runs))
     pairs = [pair_groups(groups[0], group) for group in groups[1:]]
-    return Comparison(runs, differences, groups, pairs)
+    return Comparison(runs, differences, groups, pairs, found.notes)
 
 
-def expand(sources: Sequence[str | Path]) -> list[Path]:
-    """Each source as run directories: a sweep folder (results.csv) as its finished runs. ZooError for a run
-    given twice, or fewer than two runs."""
-    from zoo.experiments.results import FILE, read_rows
+@dataclass
+class Sources:
+    """The run directories to compare, the swept values that name a sweep's runs (run -> 'variant=adam'), the runs
+    of a sweep's best configuration, and notes of the sweep's runs left out (diverged, failed)."""
 
-    found: list[Path] = []
+    paths: list[Path] = field(default_factory=list)
+    labels: dict[Path, str] = field(default_factory=dict)
+    best: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def expand(sources: Sequence[str | Path]) -> Sources:
+    """Each source as run directories: a sweep folder (results.csv) as its complete and pruned runs. ZooError for a
+    run given twice, or fewer than two runs."""
+    from zoo.experiments.results import FILE
+
+    found = Sources()
     for source in sources:
         path = Path(source)
         if path.is_file() and path.parent.name == "checkpoints":
             path = path.parent.parent
         if path.is_dir() and (path / FILE).is_file() and not (path / "metrics.json").is_file():
-            found += [Path(row["run_dir"]) for row in read_rows(path) if row["state"] in ("complete", "pruned")]
+            _sweep_runs(path, found)
         else:
-            found.append(path)
-    seen: dict[Path, Path] = {}
-    for path in found:
+            found.paths.append(path)
+    seen: set[Path] = set()
+    for path in found.paths:
         if path.resolve() in seen:
             raise ZooError(f"{path} is given twice; comparing a run with itself says nothing: give two different runs")
-        seen[path.resolve()] = path
-    if len(found) < 2:
-        raise ZooError(f"zoo compare needs two runs or more; got {len(found)}: give run directories or sweep folders")
+        seen.add(path.resolve())
+    if len(found.paths) < 2:
+        raise ZooError(f"zoo compare needs two runs or more; got {len(found.paths)}: give run directories or sweep "
+                       "folders")
     return found
+
+
+def _sweep_runs(folder: Path, found: Sources) -> None:
+    """A sweep folder's runs into `found`: each named by its swept values, the best configuration's kept as the
+    reference (zoo sweep's choice: zoo.experiments.results.Results), the runs left out said in a note."""
+    from zoo.experiments.results import Results, read_results
+
+    keys, records = read_results(folder)
+    for row in records:
+        label = " ".join(f"{key}={value}" for key, value in row.point.items())
+        if row.state in ("complete", "pruned") and not (Path(row.run_dir) / "metrics.json").is_file():
+            found.notes.append(f"{folder}: {label} seed {row.seed}: its run {row.run_dir} is not on this machine (a "
+                               "shared study's other worker?); left out")
+        elif row.state in ("complete", "pruned"):
+            found.paths.append(Path(row.run_dir))
+            found.labels[Path(row.run_dir)] = label
+        else:
+            found.notes.append(f"{folder}: {label} seed {row.seed} {row.state} (results.csv); its group is compared "
+                               "over its other seeds")
+    best = Results.of(keys, records).best
+    if best is not None and not found.best:
+        found.best = [Path(row.run_dir) for row in best.rows]
 
 
 def read_record(path: Path) -> RunRecord:
@@ -231,12 +269,14 @@ def config_differences(runs: list[RunRecord]) -> dict[str, list[Any]]:
 
 
 def group_runs(runs: list[RunRecord], differences: dict[str, list[Any]]) -> list[GroupRecord]:
-    """Runs alike in every differing key but the seed, in the order first given, each named by those keys; each run
-    its own group, named by its directory, where nothing differs or two runs differ only in their seeds."""
+    """Runs alike in every differing key but the seed, in the order first given, each named by those keys (a sweep's
+    runs: by their swept values, so that a variant is named as the sweep names it); each run its own group, named
+    by its directory, where nothing differs or two runs differ only in their seeds."""
     keys = [key for key in differences if key != SEED]
     groups: dict[str, list[RunRecord]] = {}
     for run in runs:
-        label = " ".join(f"{key}={_value(run.config.get(key))}" for key in keys)
+        label = run.label if all(other.label for other in runs) else " ".join(
+            f"{key}={_value(run.config.get(key))}" for key in keys)
         groups.setdefault(label, []).append(run)
     if len(groups) == 1 and (SEED not in differences or len(runs) == 2):
         # nothing differs, or two runs only their seeds: each run its own group, so that the two are compared

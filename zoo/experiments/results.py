@@ -127,3 +127,23 @@ class SweepResult:
     files: list[Path]  # results.csv, best.yaml (when a configuration completed), compare.html
     trained: int  # runs this start finished (trained, or went on with)
     notes: list[str]
+
+
+def read_results(folder: Path) -> tuple[list[str], list[RunRow]]:
+    """results.csv back as (the swept keys, its rows), values as text (the figures zoo compare needs read as
+    numbers). ZooError naming the line for a seed or a figure that is not a number, or a state a sweep never writes."""
+    rows = read_rows(folder)
+    keys = [key for key in rows[0] if key not in ("seed", *FIGURES)] if rows else []
+    found = []
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            val = float(row["val_accuracy"]) if row["val_accuracy"] else None
+            found.append(RunRow({key: row[key] for key in keys}, int(row["seed"]), row["state"], row["run_dir"],
+                                val_accuracy=val))
+        except (TypeError, ValueError):
+            raise ZooError(f"{folder / FILE} line {number}: its seed or val_accuracy is not a number; run the sweep's "
+                           "command again to write it") from None
+        if row["state"] not in ("complete", "pruned", "diverged", "failed") or not row["run_dir"]:
+            raise ZooError(f"{folder / FILE} line {number}: state {row['state']!r} or run_dir {row['run_dir']!r} is "
+                           "not a sweep's; run the sweep's command again to write it")
+    return keys, found

@@ -14,8 +14,9 @@ A trial's run is train.output_dir = the sweep's folder, run_name `runs`, run_id 
 seed: the same command again continues the sweep. Finished runs are kept (a run whose metrics.json is there is
 read, not trained); a run of this host whose process is gone (a killed sweep) is tried again, and its run resumes
 from its last.pt (zoo.training.restarts, train.run_id's rule); a failed trial (one line, kept in results.csv) is
-tried again. `workers` trains that many trials at once on this machine, each a process with its share of the
-physical cores (a worker dies with the sweep: Linux's parent-death signal, SIGTERM, which saves its run).
+tried again. `workers` trains that many trials at once on this machine (this process and workers - 1 spawned
+beside it), each with its share of the physical cores (a spawned worker dies with the sweep: Linux's parent-death
+signal, SIGTERM, which saves its run).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import warnings
@@ -415,24 +417,24 @@ def _kept(metrics: dict[str, Any]) -> dict[str, Any]:
 # ---- workers -------------------------------------------------------------------------------------
 
 def run_workers(plan: SweepPlan, workers: int) -> None:
-    """`workers` workers: this process alone for one; else as many spawned processes, waited for. RunStopped when
-    a signal stopped them (a worker's run saved its last.pt)."""
-    if workers == 1:
-        work(plan)
-        return
+    """`workers` workers: this process, and workers - 1 spawned processes beside it (a worker's start imports torch
+    again: seconds), waited for. RunStopped when a signal stopped them (a worker's run saved its last.pt)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no torch threads forked
     processes = [context.Process(target=_worker_main, args=(plan,), name=f"zoo-sweep-{index}")
-                 for index in range(workers)]
+                 for index in range(1, workers)]
     try:
         for process in processes:
             process.start()
+        work(plan)
         for process in processes:
             process.join()
-    except KeyboardInterrupt:
-        for process in processes:
-            process.join()  # they had the terminal's Ctrl-C too: each saves its run
+    except (KeyboardInterrupt, RunStopped):
+        for process in processes:  # Ctrl-C reached them too; a SIGTERM to this process alone is passed on
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+            process.join()  # each saves its run
         raise
     codes = [process.exitcode for process in processes]
     if any(code != 0 for code in codes):
@@ -460,7 +462,6 @@ def _worker_main(plan: SweepPlan) -> None:
 def _die_with_parent() -> None:
     """Linux's PR_SET_PDEATHSIG: SIGTERM to this process when its parent dies (a killed `zoo sweep`)."""
     import ctypes
-    import signal
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
@@ -515,15 +516,9 @@ def write_outputs(plan: SweepPlan, results: Results) -> list[Path]:
                   f"\n# zoo train {plan.folder / BEST}\n")
         atomic_write(plan.folder / BEST, (header + best.to_yaml()).encode())
         files.append(plan.folder / BEST)
-    runs = [Path(row.run_dir) for row in results.rows if row.state in ("complete", "pruned")
-            and (Path(row.run_dir) / "metrics.json").is_file()]
-    if len(runs) >= 2:
+    runs = [row for row in results.rows if row.state in ("complete", "pruned")]
+    if len(runs) >= 2:  # the page of the folder, as zoo compare reads it: the best configuration against the others
         from zoo.present.compare import write_comparison
 
-        files.append(write_comparison(runs, plan.folder / PAGE, reference=_reference(results)))
+        files.append(write_comparison([plan.folder], plan.folder / PAGE))
     return files
-
-
-def _reference(results: Results) -> list[Path] | None:
-    """The best configuration's runs: the page compares the others with it."""
-    return [Path(row.run_dir) for row in results.best.rows] if results.best is not None else None

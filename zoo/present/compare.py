@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import html
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
-from zoo.present.console import say
 from zoo.present.report import Page, check_output, figure, table
 from zoo.present.text import render
 from zoo.rundir import atomic_write
@@ -51,17 +49,22 @@ def p_text(p: float | None) -> str:
     return "< 1e-300" if p < 1e-300 else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
+def points(value: float) -> str:
+    """A difference of two fractions in percentage points: '+1.20'."""
+    return f"{value * 100:+.2f}"
+
+
 def difference_text(difference: PairedDifference | None) -> str:
-    """'+1.20% (95% CI +0.40% to +2.00%, paired t-test p 0.012, 5 seeds)'."""
+    """'+1.20 points (95% CI +0.40 to +2.00, paired t-test p 0.012, 5 seeds)'."""
     if difference is None:
         return "n/a"
     if difference.se is None:
-        return f"{difference.mean:+.2%} (one seed: no interval)"
+        return f"{points(difference.mean)} points (one seed: no interval)"
     if difference.p_value is None:
-        return f"{difference.mean:+.2%} (the same on all {difference.pairs} seeds: no spread to test)"
+        return f"{points(difference.mean)} points (the same on all {difference.pairs} seeds: no spread to test)"
     level = f"{difference.confidence:.0%}"
-    return (f"{difference.mean:+.2%} ({level} CI {difference.low:+.2%} to {difference.high:+.2%}, paired t-test p "
-            f"{p_text(difference.p_value)}, {difference.pairs} seeds)")
+    return (f"{points(difference.mean)} points ({level} CI {points(difference.low)} to {points(difference.high)}, "
+            f"paired t-test p {p_text(difference.p_value)}, {difference.pairs} seeds)")
 
 
 def mcnemar_text(test: McNemar) -> str:
@@ -148,6 +151,7 @@ def render_comparison(comparison: Comparison, fmt: str = "table") -> str:
             lines.append(f"  image by image ({pooled}): {mcnemar_text(pair.pooled)}")
         else:
             lines.append(f"  not paired image by image: {pair.reason}")
+    lines += [f"note: {note}" for note in comparison.notes]
     return "\n".join(lines)
 
 
@@ -220,8 +224,7 @@ def write_comparison(sources: Sequence[str | Path], output: str | Path | None = 
 
 
 def build_page(comparison: Comparison) -> str:
-    for note in comparison.notes:
-        say(f"note: {note}", sys.stderr)
+    """The page, as text; the comparison's notes (runs left out) above its sections, as render_comparison ends."""
     title = f"zoo compare: {len(comparison.runs)} runs in {len(comparison.groups)} groups"
     page = Page(title, notes=comparison.notes)
     page.add("summary", "Groups (mean ± standard error over seeds)", _summary_html(comparison))
@@ -283,7 +286,8 @@ def _paired_html(comparison: Comparison) -> str:
     for pair in comparison.pairs:
         title = f"{pair.second.label} against {pair.first.label}"
         body = [f"<h3>{html.escape(title)}</h3>",
-                f"<p>Test top-1, second minus first: {html.escape(difference_text(pair.difference))}.</p>"]
+                "<p>Test top-1, second minus first, in percentage points: "
+                f"{html.escape(difference_text(pair.difference))}.</p>"]
         if pair.tests:
             rows = [[test.seed, test.test.images, test.test.to_right, test.test.to_wrong, p_text(test.test.p_value)]
                     for test in pair.tests]
