@@ -159,3 +159,12 @@ def test_the_vanishing_gradient_lesson_is_significant_image_by_image_with_its_fl
     assert paired["p_value"] < 0.01 and paired["to_wrong"] > 10 * max(1, paired["to_right"])
     page = (folder / "compare.html").read_text()
     assert '<section id="flips">' in page and "wrong -&gt; right" in page
+
+
+def test_a_path_that_is_not_there_is_named_before_the_runs_are_counted(runs, tmp_path):
+    from zoo.errors import ZooError
+
+    with pytest.raises(ZooError, match=r"runs/does/not/exist: no such run directory or sweep folder"):
+        compare([Path("runs/does/not/exist")])
+    with pytest.raises(ZooError, match=r"a file, not a run directory"):
+        compare([runs["default-0"] / "metrics.json", runs["default-1"]])

@@ -164,3 +164,24 @@ def test_a_diverging_point_is_kept_as_diverged_and_not_trained_again(tiny, tmp_p
     assert "diverged: " in first.stdout and "the loss is not finite" in first.stdout
     again = run_zoo(*command, cwd=tmp_path)
     assert again.returncode == 0 and "0 runs trained now, 2 in all" in again.stdout
+
+
+def test_a_key_given_twice_and_no_trials_are_refused_in_one_line(tiny):
+    from zoo.errors import ZooError
+    from zoo.experiments.space import build_space
+    from zoo.experiments.sweep import make_plan
+
+    with pytest.raises(ZooError, match=r"--param optimizer.lr is given twice; give its values once"):
+        build_space(None, ["optimizer.lr=0.1,0.2", "optimizer.lr=0.3"], None, 0)
+    with pytest.raises(ZooError, match=r"--trials 0: give 1 or more configurations to search"):
+        make_plan(tiny, ["optimizer.lr=log:1e-3..1e-1"], None, 1, 0, None, None, (), None, True)
+
+
+def test_a_search_started_again_with_more_trials_draws_new_points(tiny, tmp_path):
+    # TPE's first points are random: a second start seeded as the first would draw the first start's again
+    folder = tmp_path / "more"
+    search = ["sweep", tiny, "--param", "optimizer.lr=log:1e-3..1e-1", "--set", "train.epochs=1", "--output", folder]
+    assert run_zoo(*search, "--trials", "2", cwd=tmp_path).returncode == 0
+    again = run_zoo(*search, "--trials", "3", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "1 run trained now, 3 in all" in again.stdout and again.stderr.count("sweep: optimizer.lr=") == 1

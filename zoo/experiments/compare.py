@@ -193,7 +193,10 @@ def expand(sources: Sequence[str | Path]) -> Sources:
         path = Path(source)
         if path.is_file() and path.parent.name == "checkpoints":
             path = path.parent.parent
-        if path.is_dir() and (path / FILE).is_file() and not (path / "metrics.json").is_file():
+        if not path.is_dir():
+            raise ZooError(f"{path}: {'no such' if not path.exists() else 'a file, not a'} run directory or sweep "
+                           "folder; give a run's directory (runs/<name>/<time>) or a sweep's folder")
+        if (path / FILE).is_file() and not (path / "metrics.json").is_file():
             _sweep_runs(path, found)
         else:
             found.paths.append(path)

@@ -209,8 +209,12 @@ def build_space(section: SweepConfig | None, params: Sequence[str], seeds: str |
     section = section or SweepConfig()
     written = {key: value if isinstance(value, str) else ",".join(_yaml(item) for item in value)
                for key, value in section.params.items()}
+    given: set[str] = set()
     for text in params:
         param = parse_param(text)
+        if param.key in given:
+            raise ZooError(f"--param {param.key} is given twice; give its values once: {param.key}=V1,V2,V3")
+        given.add(param.key)
         written.pop(param.key, None)
         written[param.key] = text.partition("=")[2]
     swept = tuple(parse_param(f"{key}={spec}") for key, spec in written.items())

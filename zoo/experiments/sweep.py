@@ -86,12 +86,12 @@ def sweep(config: str | Path, params: Sequence[str] = (), *, seeds: str | None =
             notes = recover(study, plan) + enqueue_grid(study, plan)
         for note in notes:
             say(note, sys.stderr)
-        before = _finished(study)
+        before = _trained(study)
         run_workers(plan, workers)
         notes += _elsewhere(study)  # before the table is read: a trial ending between the two is in the table
         results = collect(study, plan)
         files = write_outputs(plan, results)
-    return SweepResult(plan.folder, results, files, _finished(study) - before, notes)
+    return SweepResult(plan.folder, results, files, _trained(study) - before, notes)
 
 
 @contextlib.contextmanager
@@ -123,6 +123,8 @@ def make_plan(config: Path, params: Sequence[str], seeds: str | None, workers: i
     """The sweep's plan from the command, every point checked (zoo.experiments.space.check_space)."""
     if workers < 1:
         raise ZooError(f"--workers {workers}: give 1 or more trials at once")
+    if trials is not None and trials < 1:
+        raise ZooError(f"--trials {trials}: give 1 or more configurations to search")
     base = load_config(config, list(overrides))
     space = build_space(base.sweep, params, seeds, base.train.seed)
     if trials is not None and space.is_grid:
@@ -200,16 +202,22 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def open_study(plan: SweepPlan, storage: Any, create: bool = False) -> Any:
+def open_study(plan: SweepPlan, storage: Any, create: bool = False, worker: int = 0) -> Any:
+    """The study, made where `create` and it is not there yet. Its TPE sampler is seeded by the first seed, this
+    worker's number and the trials the study holds: a sweep started again, or a second worker, does not draw again
+    the random first points an earlier one drew (TPE's first ten are random)."""
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=plan.space.seeds[0])
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=max(5, len(plan.space.seeds)), n_warmup_steps=1)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=max(5, len(plan.space.seeds)), n_warmup_steps=2)
               if plan.prune else optuna.pruners.NopPruner())
     if create:
-        return optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=plan.study,
-                                   direction="maximize", load_if_exists=True)
-    return optuna.load_study(study_name=plan.study, storage=storage, sampler=sampler, pruner=pruner)
+        study = optuna.create_study(storage=storage, pruner=pruner, study_name=plan.study, direction="maximize",
+                                    load_if_exists=True)
+    else:
+        study = optuna.load_study(study_name=plan.study, storage=storage, pruner=pruner)
+    held = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=(plan.space.seeds[0] * 1_000_003 + worker * 10_007 + held) % 2**32)
+    return study
 
 
 @contextlib.contextmanager
@@ -294,7 +302,7 @@ def recover(study: Any, plan: SweepPlan) -> list[str]:
         if "seed" in trial.user_attrs:
             study.enqueue_trial(trial.params, user_attrs={key: trial.user_attrs[key] for key in ("config", "seed")})
             notes.append(f"trial {trial.number} ({_label(plan, trial.params, trial.user_attrs['seed'])}) was "
-                         f"stopped with its sweep; its run goes on from its last checkpoint")
+                         "stopped with its sweep; it runs again, from its run's last checkpoint where it saved one")
     return notes
 
 
@@ -303,16 +311,16 @@ def _label(plan: SweepPlan, point: dict[str, Any], seed: int) -> str:
     return f"{described} seed {seed}" if described else f"seed {seed}"
 
 
-def _finished(study: Any) -> int:
-    from optuna.trial import TrialState
+def _trained(study: Any) -> int:
+    """The trials whose run was trained (or went on), not read: a run an earlier start finished is read."""
+    return sum(bool(trial.user_attrs.get("trained")) for trial in study.get_trials(deepcopy=False))
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
-
-def work(plan: SweepPlan, storage: Any | None = None) -> None:
-    """One worker: take trials from the study until none is left (a grid's queue is empty; a search has begun its
-    configurations), training each. A failed trial's line is said and kept; a signal stops the worker."""
-    study = open_study(plan, storage if storage is not None else open_storage(plan))
+def work(plan: SweepPlan, worker: int = 0) -> None:
+    """One worker (`worker`: its number, 0 for the sweep's own process): take trials from the study until none is
+    left (a grid's queue is empty; a search has begun its configurations), training each. A failed trial's line is
+    said and kept; a signal stops the worker."""
+    study = open_study(plan, open_storage(plan), worker=worker)
     while True:
         with _exclusive(plan):
             taken = next_trial(study, plan)
@@ -381,6 +389,7 @@ def run_trial(study: Any, trial: Any, plan: SweepPlan, point: dict[str, Any], se
     try:
         metrics = _finished_metrics(run_dir)
         if metrics is None:
+            trial.set_user_attr("trained", True)
             with contextlib.redirect_stdout(sys.stderr):  # the run's lines: stdout is the sweep's table (or JSON)
                 metrics = train(trial_config(plan.config, plan.overrides, settings), quiet=plan.quiet,
                                 judge=judge).metrics
@@ -422,7 +431,7 @@ def run_workers(plan: SweepPlan, workers: int) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no torch threads forked
-    processes = [context.Process(target=_worker_main, args=(plan,), name=f"zoo-sweep-{index}")
+    processes = [context.Process(target=_worker_main, args=(plan, index), name=f"zoo-sweep-{index}")
                  for index in range(1, workers)]
     try:
         for process in processes:
@@ -442,13 +451,13 @@ def run_workers(plan: SweepPlan, workers: int) -> None:
                          "command again to continue the sweep", 1)
 
 
-def _worker_main(plan: SweepPlan) -> None:
+def _worker_main(plan: SweepPlan, worker: int) -> None:
     """A spawned worker: dies with the sweep (SIGTERM, which its run answers by saving), says its errors in one
     line each, and exits 0 when the study has no trial left for it."""
     _die_with_parent()
     try:
         with _writing(plan.folder):
-            work(plan)
+            work(plan, worker)
     except ZooError as error:  # the study could not be written: the sweep says so as it ends
         say(f"error: {error}", sys.stderr)
         sys.exit(2)
@@ -511,8 +520,9 @@ def write_outputs(plan: SweepPlan, results: Results) -> list[Path]:
         best = trial_config(plan.config, plan.overrides, plan.space.settings(results.best.point))
         mean, se = results.best.figure("val_accuracy")
         spread = f" ± {se:.2%}" if se is not None else ""
-        header = (f"# zoo sweep's best configuration, by mean validation top-1 {mean:.2%}{spread} over seeds "
-                  f"{', '.join(str(row.seed) for row in results.best.rows)}: {plan.space.describe(results.best.point)}"
+        seeds = [str(row.seed) for row in results.best.rows]
+        header = (f"# zoo sweep's best configuration, by mean validation top-1 {mean:.2%}{spread} over "
+                  f"seed{'s' * (len(seeds) > 1)} {', '.join(seeds)}: {plan.space.describe(results.best.point)}"
                   f"\n# zoo train {plan.folder / BEST}\n")
         atomic_write(plan.folder / BEST, (header + best.to_yaml()).encode())
         files.append(plan.folder / BEST)

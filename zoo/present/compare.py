@@ -59,7 +59,7 @@ def difference_text(difference: PairedDifference | None) -> str:
     if difference is None:
         return "n/a"
     if difference.se is None:
-        return f"{points(difference.mean)} points (one seed: no interval)"
+        return f"{points(difference.mean)} points (one pair of runs: no interval)"
     if difference.p_value is None:
         return f"{points(difference.mean)} points (the same on all {difference.pairs} seeds: no spread to test)"
     level = f"{difference.confidence:.0%}"
@@ -200,13 +200,15 @@ def _states(group: Group) -> str:
 
 # ---- the page -----------------------------------------------------------------------------------------
 
-def default_output(comparison: Comparison) -> Path:
-    """compare.html in the runs' deepest common folder (a sweep's runs: the sweep's folder)."""
+def default_output(sources: Sequence[str | Path], comparison: Comparison) -> Path:
+    """compare.html in the sweep's folder where one sweep folder is compared (the page zoo sweep writes), else in the
+    runs' deepest common folder (two runs of a sweep: its runs/ folder, not the sweep's page)."""
     import os
 
-    common = Path(os.path.commonpath([str(run.directory.resolve()) for run in comparison.runs]))
-    return common.parent / PAGE if common.name == "runs" and (common.parent / "results.csv").is_file() \
-        else common / PAGE
+    if len(sources) == 1 and (Path(sources[0]) / "results.csv").is_file() \
+            and not (Path(sources[0]) / "metrics.json").is_file():
+        return Path(sources[0]) / PAGE
+    return Path(os.path.commonpath([str(run.directory.resolve()) for run in comparison.runs])) / PAGE
 
 
 def write_comparison(sources: Sequence[str | Path], output: str | Path | None = None,
@@ -218,7 +220,7 @@ def write_comparison(sources: Sequence[str | Path], output: str | Path | None = 
 
     path = check_output(output)
     comparison = comparison or compare(sources, reference)
-    path = path or default_output(comparison)
+    path = path or default_output(sources, comparison)
     atomic_write(path, build_page(comparison).encode("utf-8"), fix="give --output a file in a writable folder")
     return path
 
@@ -304,7 +306,7 @@ def _paired_html(comparison: Comparison) -> str:
 
 
 def _classes_html(test: Any) -> str:
-    rows = [[name, count, f"{first:.2%}", f"{second:.2%}", f"{second - first:+.2%}"]
+    rows = [[name, count, f"{first:.2%}", f"{second:.2%}", f"{points(second - first)} points"]
             for name, first, second, count in test.per_class]
     return table(["class", "test images", test.first.directory.name, test.second.directory.name, "difference"], rows)
 
