@@ -91,6 +91,7 @@ CHANGES: dict[str, tuple[str, object]] = {
     "train.run_name": ("other", REFUSED),
     "train.run_id": ("other", REFUSED),
     "finetune": ("{source: best.pt, freeze: backbone}", REFUSED),  # a source means nothing to a resumed run
+    "sweep": ("{seeds: 0-2}", REFUSED),  # zoo sweep's section: a run never reads it
 }
 
 

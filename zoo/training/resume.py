@@ -59,6 +59,7 @@ REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resum
     **dict.fromkeys(("train.output_dir", "train.run_name", "train.run_id"),
                     "a resumed run continues in its own directory; start a new run to write elsewhere"),
     "init": _NO_EFFECT, "finetune.source": _NO_EFFECT, "finetune.strict": _NO_EFFECT,
+    "sweep": "zoo sweep reads it, a run does not; change it for the next zoo sweep",
 }
 MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupted epoch is
     "data.batch_size": "the position in the epoch is counted in batches of the old size",
