@@ -168,3 +168,15 @@ def test_a_path_that_is_not_there_is_named_before_the_runs_are_counted(runs, tmp
         compare([Path("runs/does/not/exist")])
     with pytest.raises(ZooError, match=r"a file, not a run directory"):
         compare([runs["default-0"] / "metrics.json", runs["default-1"]])
+
+
+def test_a_damaged_score_file_is_said_and_the_run_is_compared_without_it(runs, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(runs["he_normal-0"], damaged)
+    (damaged / "test_scores.npz").write_bytes(b"not an npz")
+    comparison = compare([runs["default-0"], damaged])
+    assert comparison.paired is None and "kept no test scores" in comparison.paired_reason
+    assert any("does not read as numpy's .npz" in note for note in comparison.notes)
+    assert "note: " in render_comparison(comparison)

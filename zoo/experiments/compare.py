@@ -59,6 +59,7 @@ class RunRecord:
     scores: Scores | None
     classes: list[str]
     label: str | None = None  # a sweep's run: its swept values ('variant=adam'), which name its group
+    notes: tuple[str, ...] = ()  # what of its files was left out or shown changed, and why (read_record)
 
     @property
     def seed(self) -> Any:
@@ -169,7 +170,7 @@ def compare(sources: Sequence[str | Path], reference: Sequence[Path] | None = No
         wanted = {Path(path).resolve() for path in reference}
         groups.sort(key=lambda group: not any(run.directory.resolve() in wanted for run in group.runs))
     pairs = [pair_groups(groups[0], group) for group in groups[1:]]
-    return Comparison(runs, differences, groups, pairs, found.notes)
+    return Comparison(runs, differences, groups, pairs, found.notes + [note for run in runs for note in run.notes])
 
 
 @dataclass
@@ -250,8 +251,9 @@ def read_record(path: Path) -> RunRecord:
     try:
         scores = read_scores(run.directory, (run.metrics.get("test") or {}).get("count"), state.num_classes)
     except DamagedScores as damaged:
-        scores, notes = None, [*notes, f"{damaged}; its runs are compared without their image by image answers"]
-    return RunRecord(run.directory, flatten(config), run.metrics, run.history, scores, classes)
+        scores, notes = None, [*notes, f"{damaged}; the run is compared without its image by image answers"]
+    notes += scores.notes if scores is not None else ()
+    return RunRecord(run.directory, flatten(config), run.metrics, run.history, scores, classes, notes=tuple(notes))
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
