@@ -217,6 +217,25 @@ def with_checkpoint(*more: Callable[[Path, Path], None]) -> Callable[[Path, Path
     return setup
 
 
+def listed(text: str | bytes, name: str = "labels.csv", damaged: str = "") -> Callable[[Path, Path], None]:
+    """photos/{cat,dog}/{0,1}.png and photos/<name> holding `text` (a manifest), `damaged`'s images made noise."""
+    def setup(work: Path, checkpoint: Path) -> None:
+        write_imagefolder(work / "photos", {"cat": 2, "dog": 2}, size=(12, 10))
+        manifest = work / "photos" / name
+        if isinstance(text, bytes):
+            manifest.write_bytes(text)
+        else:
+            manifest.write_text(text)
+        for path in (work / "photos" / damaged).glob("*.png") if damaged else ():
+            damage(path, "noise")
+
+    return setup
+
+
+MANIFEST = ("data.name=manifest", "data.manifest=photos/labels.csv")
+LISTED = "path,label\ncat/0.png,cat\ncat/1.png,cat\ndog/0.png,dog\ndog/1.png,dog\n"
+
+
 def damaged_class(name: str) -> Callable[[Path, Path], None]:
     def setup(work: Path, checkpoint: Path) -> None:
         for path in (work / "photos" / name).iterdir():
@@ -356,6 +375,53 @@ CASES = [
     Case("two folders for one split", train("data.name=imagefolder", "data.root=photos"),
          "photos has both Train/ and train/ as its train split; keep one", split_folders("train", "Train"),
          "photos/train/ and photos/Train/"),
+    Case("manifest not found", train(*MANIFEST), "manifest: photos/labels.csv not found; set data.manifest to a .csv "
+         "or .jsonl file of path and label"),
+    Case("manifest neither CSV nor JSON lines", train("data.name=manifest", "data.manifest=photos/labels.txt"),
+         "manifest: photos/labels.txt: not a .csv or .jsonl file", listed(LISTED, "labels.txt"),
+         "photos/labels.txt, a CSV by another name"),
+    Case("empty manifest", train(*MANIFEST), "manifest: photos/labels.csv is empty; write a header (path,label)",
+         listed(""), "photos/labels.csv is empty"),
+    Case("manifest with a header but no rows", train(*MANIFEST), "manifest: photos/labels.csv line 1: a header but no "
+         "rows", listed("path,label\n"), "photos/labels.csv holds path,label"),
+    Case("manifest without a path column", train(*MANIFEST), "manifest: photos/labels.csv line 1: no path column "
+         "(its columns: id, label); rename id to path", listed(LISTED.replace("path,", "id,", 1)),
+         "Kaggle's id,label header"),
+    Case("manifest without a label column", train(*MANIFEST), "manifest: photos/labels.csv line 1: no label column "
+         "(its columns: path, breed); name the class column label", listed(LISTED.replace(",label", ",breed", 1)),
+         "a path,breed header"),
+    Case("manifest line that is not JSON", train("data.name=manifest", "data.manifest=photos/labels.jsonl"),
+         "manifest: photos/labels.jsonl line 2: not valid JSON (Expecting property name enclosed in double quotes",
+         listed('{"path": "cat/0.png", "label": "cat"}\n{"path": "dog/0.png", "label": "dog",}\n', "labels.jsonl"),
+         "a trailing comma on line 2"),
+    Case("manifest line that is not a JSON object", train("data.name=manifest", "data.manifest=photos/labels.jsonl"),
+         "manifest: photos/labels.jsonl line 1: a JSON list, not an object",
+         listed('["cat/0.png", "cat"]\n', "labels.jsonl"), "a list on line 1"),
+    Case("manifest row whose image is missing", train(*MANIFEST), "manifest: photos/labels.csv line 6: no file "
+         "dog/2.png (looked for photos/dog/2.png: paths are relative to the manifest's folder)",
+         listed(LISTED + "dog/2.png,dog\n"), "line 6 names dog/2.png, which is not there"),
+    Case("manifest row without a label", train(*MANIFEST), "manifest: photos/labels.csv line 3: no label; give every "
+         "image its class", listed(LISTED.replace("cat/1.png,cat", "cat/1.png,")), "line 3 is cat/1.png,"),
+    Case("manifest row with an unknown split", train(*MANIFEST), "manifest: photos/labels.csv line 5: unknown split "
+         "'dev'; give train/training, val/valid/validation, test/testing (any case)",
+         listed("path,label,split\ncat/0.png,cat,\ncat/1.png,cat,test\ndog/0.png,dog,\ndog/1.png,dog,dev\n"),
+         "line 5's split is dev"),
+    Case("manifest listing one image with two labels", train(*MANIFEST), "manifest: photos/labels.csv lines 2 and 6 "
+         "list the same image (cat/0.png) with different labels (cat and dog); keep one row",
+         listed(LISTED + "cat/0.png,dog\n"), "cat/0.png as cat and as dog"),
+    Case("manifest listing one image in two splits", train(*MANIFEST), "manifest: photos/labels.csv lines 2 and 6 "
+         "list the same image (cat/0.png) with different splits (train and test); keep one row",
+         listed(LISTED.replace("label", "label,split") + "cat/0.png,cat,test\n"), "cat/0.png as train and as test"),
+    Case("manifest class whose images are all unreadable", train(*MANIFEST), "manifest: photos/labels.csv: the class "
+         "dog has no readable image to train on (line 4: dog/0.png is unreadable", listed(LISTED, damaged="dog"),
+         "photos/dog/ holds two PNGs of random bytes"),
+    Case("manifest cell of two labels, task classification", train(*MANIFEST), "manifest: photos/labels.csv line 5: "
+         "the label 'dog;cat' holds data.label_delimiter ';'; task classification takes one label per image: set "
+         "task: multilabel", listed(LISTED.replace("dog/1.png,dog", "dog/1.png,dog;cat")),
+         "line 5 is dog/1.png,dog;cat"),
+    Case("manifest not UTF-8", train(*MANIFEST), "manifest: photos/labels.csv line 3: not UTF-8 text (byte 0xe9); "
+         "save it as UTF-8", listed(LISTED.encode().replace(b"cat/1.png,cat", b"cat/1.png,caf\xe9")),
+         "a Latin-1 e-acute on line 3"),
     Case("batches of one image where batch norm cannot train",
          train("model.name=resnet18", "data.name=synthetic", "data.input_size=32", "data.synthetic_size=8",
                "data.batch_size=1"),

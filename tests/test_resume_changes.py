@@ -33,6 +33,10 @@ CHANGES: dict[str, tuple[str, object]] = {
     "data.name": ("mnist", REFUSED),
     "data.root": ("elsewhere", "elsewhere"),  # moved data: its classes must be the run's (digits has no files)
     "data.download": ("false", False),
+    "data.manifest": ("other.csv", REFUSED),  # digits reads no manifest: the config refuses it
+    "data.label_delimiter": ("/", "/"),  # digits has no label cells; a manifest's changed classes: check_same_data
+    "task": ("multilabel", REFUSED),
+    "multilabel.threshold": ("0.3", REFUSED),  # read only with task multilabel: the config refuses it
     "data.batch_size": ("64", 64),
     "data.eval_batch_size": ("100", 100),
     "data.workers": ("0", 0),

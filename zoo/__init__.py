@@ -25,6 +25,7 @@ The package map, one layer a line group, from the top down: a module imports onl
     training/       zoo train / finetune / resume / lr-find: the run, its set-up by stage, hooks, restarts
     evaluation/     zoo evaluate (evaluate.py), and test_scores.npz, the test split's scores a run keeps
     loop.py         one training epoch and one evaluation pass (AMP, DDP), the loss with auxiliary heads
+    tasks/          what differs per task (single-label, multi-label): loss, targets, figures, decision rule
     data/           data sets (torchvision's, digits, xor), splits, transforms, the in-memory path
     summary/        zoo summary and zoo list: per-layer shapes, parameters, MACs and memory
     checkpoint.py   TrainingState, the checkpoint's one schema; atomic saves and safe loads
@@ -32,7 +33,8 @@ The package map, one layer a line group, from the top down: a module imports onl
     datasets.py     every fact about each data set, in one table (SPECS): data.name's choices
     present/        figures.py and grids.py: every picture (Pillow, matplotlib), from numbers and metrics' records
     models/         one file per family of networks, their shared layers, weight initialization, the registry
-    metrics/        loss, top-1/top-5, the confusion matrix, per-class figures; trust: ROC AUC, AP, ECE
+    metrics/        loss, top-1/top-5, the confusion matrix, per-class figures; trust: ROC AUC, AP, ECE;
+                    multi-label: mAP, F1, exact match, Hamming loss, thresholds
     distributed.py  torchrun: the process group, Job (this process's rank and device), rank 0 and unwrap
     runtime.py      the device, seeds and random state, precision and speed settings
     rundir.py       run directories, the lock, atomic files (no torch)

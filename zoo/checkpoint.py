@@ -192,6 +192,9 @@ class TrainingState:
     split_sizes: dict[str, int] | None = None  # images in train, val, test: a resumed run checks its data is the same
     ema: dict[str, Tensor] | None = None  # train.ema's average (zoo.training.ema.WeightAverage.state_dict)
     weights: str = "raw"  # what `model` holds: the trained weights, or (best.pt) their average, "ema"
+    # task multilabel: each class's decision threshold on its sigmoid probability, chosen at the end of the run
+    # (best.pt; config.multilabel.threshold); None: 0.5 each
+    thresholds: list[float] | None = None
 
     @classmethod
     def of_network(cls, network: nn.Module, config: dict[str, Any], classes: list[str], normalization: Normalization,
@@ -209,6 +212,7 @@ class TrainingState:
             "model": self.model, "model_name": self.model_name, "num_classes": self.num_classes, "config": self.config,
             "classes": self.classes, "normalization": self.normalization.to_dict() if self.normalization else None,
             "zoo_version": self.zoo_version, "torch_version": self.torch_version, "weights": self.weights,
+            "thresholds": self.thresholds,
         }
         if self.optimizer is not None:
             state.update(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, epoch=self.epoch,
@@ -251,13 +255,19 @@ class TrainingState:
             Progress.from_dict(data["progress"], check) if training and data.get("progress") else None,
             _split_sizes(data.get("split_sizes"), check),  # absent before it was added: not checked then
             _average(check, data.get("ema"), model), check.text("weights", data.get("weights", "raw"), WEIGHTS),
+            check.thresholds("thresholds", data.get("thresholds"), num_classes),
         )
-        if state.batch:  # stopped mid-epoch: each rank's sums of that epoch go on (zoo.metrics.MetricAccumulator)
+        if state.batch:  # stopped mid-epoch: each rank's sums of that epoch go on (zoo.metrics, the task's)
+            multilabel = config.get("task") == "multilabel"
+            key, shape = (("counts", (num_classes, 2, 2)) if multilabel else
+                          ("confusion", (num_classes, num_classes)))
             for index, rank in enumerate(state.ranks):
-                confusion = (rank.meter or {}).get("confusion")
-                if confusion is None or (num_classes is not None and confusion.shape != (num_classes, num_classes)):
-                    raise check.refuse(f"ranks[{index}].meter", f"holds no {num_classes} x {num_classes} confusion "
-                                       f"matrix for the epoch it stopped in (batch {state.batch})")
+                sums = (rank.meter or {}).get(key)
+                if sums is None or (num_classes is not None and tuple(sums.shape) != shape):
+                    what = f"{num_classes} x 2 x 2 per-class counts" if multilabel else \
+                        f"{num_classes} x {num_classes} confusion matrix"
+                    raise check.refuse(f"ranks[{index}].meter", f"holds no {what} for the epoch it stopped in "
+                                       f"(batch {state.batch})")
         return state
 
     @staticmethod
@@ -387,6 +397,18 @@ class FieldCheck:
         if len(set(names)) < len(names):
             raise self.refuse(name, f"names {next(n for n in names if names.count(n) > 1)!r} twice")
         return names
+
+    def thresholds(self, name: str, value: Any, count: int | None) -> list[float] | None:
+        """A multi-label model's decision thresholds: None, or one probability strictly between 0 and 1 per class."""
+        if value is None:
+            return None
+        values = self.sequence(name, value)
+        if count is not None and len(values) != count:
+            raise self.refuse(name, f"holds {len(values)} thresholds for {count} classes")
+        numbers = [self.number(f"{name}[{index}]", item) for index, item in enumerate(values)]
+        if any(not 0 < number < 1 for number in numbers):
+            raise self.refuse(name, "holds a threshold outside (0, 1): they are probabilities")
+        return numbers
 
     def statistics(self, name: str, mean: Any, std: Any, channels: int | None) -> tuple[tuple[float, ...], ...]:
         """(mean, std) per channel: as many of each, 1 or `channels`; finite, std above 0 (it divides). `name`:

@@ -31,6 +31,8 @@ AUTOAUGMENT_POLICIES = ("imagenet", "cifar10", "svhn")  # v2.AutoAugmentPolicy: 
 POLICY_SETTINGS = {"num_ops": "randaugment", "magnitude": "randaugment", "autoaugment_policy": "autoaugment",
                    "severity": "augmix"}  # data.augment's keys that belong to one policy
 METRICS = ("val_accuracy", "val_loss")
+# What a network is trained to do (zoo.tasks): one class per image, or a set of labels per image (sigmoid outputs).
+TASKS = ("classification", "multilabel")
 # The keys that decide which images the carved validation and test splits hold (with the data set itself).
 HOLD_OUT_KEYS = ("data.classes", "data.val_split", "data.test_split", "data.synthetic_size", "data.synthetic_classes",
                  "train.seed")
@@ -165,6 +167,10 @@ class AugmentConfig(Section):
 class DataConfig(Section):
     name: Literal[DATASETS]  # the data set (zoo.datasets.SPECS); imagefolder: your own, one folder per class
     root: Path = Path("data")  # imagefolder: the folder of class folders; torchvision's: their files (or a download)
+    # manifest: a .csv (with a header) or .jsonl file of `path` (relative to the file, or absolute), `label` and
+    # optionally `split` (train, val or test) per image
+    manifest: Path | None = None
+    label_delimiter: str = Field(";", min_length=1)  # manifest: between the labels of one cell (task multilabel)
     download: bool = True  # fetch a missing data set when online
     batch_size: int = Field(128, gt=0)  # per process, under torchrun too
     eval_batch_size: int | None = Field(None, gt=0)  # None: batch_size
@@ -200,6 +206,13 @@ class DataConfig(Section):
             raise ValueError("classes is empty; list two or more class indices, or remove it")
         if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
             raise ValueError("classes must be distinct class indices, 0 or more")
+        if self.name == "manifest" and self.manifest is None:
+            raise ValueError("name manifest reads data.manifest; set it to a .csv or .jsonl file of path and label")
+        if self.name != "manifest" and self.manifest is not None:
+            raise ValueError(f"manifest is read only with data.name manifest (this is {self.name}); "
+                             "set data.name: manifest, or remove data.manifest")
+        if any(char in self.label_delimiter for char in "\n\r"):
+            raise ValueError("label_delimiter cannot hold a line break; give a character such as ; or |")
         if self.loader == "memory" and self.name not in IN_MEMORY:
             raise ValueError(f"loader memory holds {', '.join(IN_MEMORY)}; "
                              f"{self.name} takes loader auto or torchvision")
@@ -396,9 +409,17 @@ class SweepConfig(Section):
     trials: int | None = Field(None, gt=0)  # a search's configurations (a grid runs all of its points)
 
 
+class MultilabelConfig(Section):
+    # each class's decision threshold on its sigmoid probability: one for every class, or val: each class's chosen
+    # on the validation split to maximise its F1 (0.5 for a class without a positive there, or with no val split)
+    threshold: Literal["val"] | Annotated[float, Field(gt=0, lt=1)] = "val"
+
+
 class Config(Section):
     model: ModelConfig
     data: DataConfig
+    task: Literal[TASKS] = "classification"  # multilabel: any number of labels per image (zoo.tasks)
+    multilabel: MultilabelConfig = MultilabelConfig()  # task multilabel's decision rule
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     init: Literal[INITS] = "default"  # weight initialization (zoo.models.weight_init); default: the model's own
@@ -418,6 +439,7 @@ class Config(Section):
         if self.optimizer.fused is True and self.optimizer.name == "sgd" and self.train.precision == "16":
             raise ValueError("optimizer.fused: true with train.precision: 16: torch's fused SGD is reported to move "
                              "its momentum on the steps the gradient scaler skips; set optimizer.fused: auto")
+        self._check_task()
         unfreeze = self.finetune.unfreeze_at_epoch if self.finetune else None
         if unfreeze is not None and unfreeze > self.train.epochs:
             epochs = self.train.epochs
@@ -427,6 +449,28 @@ class Config(Section):
             raise ValueError(f"finetune.unfreeze_at_epoch {unfreeze} is after the last epoch (train.epochs "
                              f"{self.train.epochs}), so the frozen layers would never train; {fix}")
         return self
+
+    def _check_task(self) -> None:
+        """What a task cannot take: a label set has no single class to sample by, mix as torchvision's MixUp does,
+        smooth toward, or keep by index; and only a manifest carries several labels per image."""
+        if self.task != "multilabel":
+            if self.multilabel != MultilabelConfig():  # its defaults are in every saved config: not a choice
+                raise ValueError("multilabel is read only with task: multilabel; remove it, or set task: multilabel")
+            return
+        data, augment = self.data, self.data.augmentation
+        refused = [(data.name != "manifest", f"data.name {data.name} has one label per image; multilabel reads "
+                                             "data.name: manifest, whose label cells hold several"),
+                   (data.sampler == "balanced", "data.sampler balanced draws by class, and an image has several; "
+                                                "use loss.class_weights: auto (per-class positive weights)"),
+                   (augment is not None and (augment.mixup_alpha > 0 or augment.cutmix_alpha > 0),
+                    "data.augment.mixup_alpha and cutmix_alpha mix one label per image; set them to 0"),
+                   (self.loss.label_smoothing > 0, "loss.label_smoothing spreads one class's probability over the "
+                                                   "others; set it to 0"),
+                   (data.classes is not None, "data.classes keeps classes by index; remove it, and leave the labels "
+                                              "out of the manifest")]
+        for wrong, why in refused:
+            if wrong:
+                raise ValueError(f"task multilabel: {why}")
 
     @property
     def run_name(self) -> str:

@@ -52,6 +52,8 @@ SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                                              _CIFAR.format("cifar-100-python.tar.gz"), checksummed=True)),
     DatasetSpec("imagefolder", "ImageFolder", 3, None,  # torchvision opens every image as RGB, at its own size
                 (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
+    DatasetSpec("manifest", "manifest", 3, None,  # your images, listed in a CSV or JSON-lines file; as imagefolder
+                (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     DatasetSpec("digits", "scikit-learn's digits", 1, 8, None, None, in_memory=True, in_process=True),
     DatasetSpec("xor", "xor", 2, 1, (0.0,), (1.0,), in_process=True),  # the course feeds the raw bits
     DatasetSpec("synthetic", "FakeData", None, None,  # generated at the model's shape

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from zoo.metrics import MetricAccumulator, Metrics
 from zoo.runtime import autocast
+from zoo.tasks import Classification, Task
 
 AUX_WEIGHT = 0.3  # Szegedy et al. 2014: "their loss is added to the total loss ... with a discount weight 0.3"
 Criterion = Callable[[Tensor, Tensor], Tensor]
@@ -78,6 +79,7 @@ class TrainStep:
     grad_clip: float | None = None  # max global gradient norm
     accumulate_steps: int = 1  # batches per optimizer step
     mix: Mix | None = None  # Mixup/CutMix (zoo.data.transforms.batch_mixing): the loss takes its soft targets
+    task: Task = Classification()  # what the epoch's sums count (zoo.tasks)
 
     def __call__(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """(loss, logits) of one batch, after an optimizer step on it alone; both still attached to the graph."""
@@ -160,7 +162,7 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
     have fewer); under DDP the gradients are all-reduced only at each step's last batch (no_sync before it).
     The hook is called after each optimizer step, so a checkpoint is never taken halfway through one."""
     model.train()
-    meter = meter or MetricAccumulator(num_classes, step.compute.device)
+    meter = meter or step.task.meter(num_classes, step.compute.device)
     total = epoch_batches if epoch_batches is not None else len(loader)  # type: ignore[arg-type]
     per_step = step.accumulate_steps
     no_sync = getattr(model, "no_sync", None) if per_step > 1 else None  # DDP's; a plain module has none
@@ -176,7 +178,7 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
         batches += 1
         loss = loss.detach()
         meter.update(logits.detach().float(), targets, loss)
-        images_seen += targets.numel()
+        images_seen += len(targets)
         step_loss = loss if group == 1 else (loss / group if within == 0 else step_loss + loss / group)
         if progress is not None:
             progress.update(1)
@@ -201,12 +203,13 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader: Iterable, compute: Compute, criterion: Criterion, num_classes: int,
                     progress: tqdm | None = None, logits: list[Tensor] | None = None,
-                    targets: list[Tensor] | None = None) -> EpochResult:
-    """Loss, top-1/top-5 and the confusion matrix over every sample of `loader`, counted once (summed over
-    ranks when `compute.distributed`). `logits`, when given, gets each batch's (N x num_classes, on the CPU),
-    `targets` its labels (N, on the CPU): this rank's share of them when distributed."""
+                    targets: list[Tensor] | None = None, task: Task = Classification()) -> EpochResult:
+    """Loss and `task`'s figures (top-1/top-5 and the confusion matrix; multi-label: exact match, per-class
+    counts ...) over every sample of `loader`, counted once (summed over ranks when `compute.distributed`).
+    `logits`, when given, gets each batch's (N x num_classes, on the CPU), `targets` its labels (N, or N x
+    num_classes for multi-label, on the CPU): this rank's share of them when distributed."""
     model.eval()
-    meter = MetricAccumulator(num_classes, compute.device)
+    meter = task.meter(num_classes, compute.device)
     start = time.perf_counter()
     for images, labels in loader:
         images, labels = compute.batch(images, labels)

@@ -1,9 +1,11 @@
-"""Data sets and loaders: torchvision's real loaders, plus digits and xor held in memory as tensors.
+"""Data sets and loaders: torchvision's real loaders, a manifest of your images, plus digits and xor held in memory.
 
-    splits = build_datasets(config.data, in_channels=1, input_size=32, seed=config.train.seed)
+    splits = build_datasets(config.data, in_channels=1, input_size=32, seed=config.train.seed,
+                            multilabel=config.task == "multilabel")
     train, val, test = build_loaders(splits, config.data, seed=config.train.seed)
 
-Every split yields (float tensor C x H x W, normalized; int label); xor yields 2 features instead of an image.
+Every split yields (float tensor C x H x W, normalized; int label); xor yields 2 features instead of an image; a
+multilabel manifest (splits.multilabel) yields a float32 multi-hot vector of num_classes as the label.
 Images are fitted to the model: gray becomes RGB by repetition and RGB becomes gray by ITU-R 601 luma (as
 torchvision's Grayscale does); a side at most 4 pixels short is padded with black (MNIST 28 -> LeNet-5's 32,
 as LeCun et al. 1998 did), any other side is resized. Augmentation touches training data only: a validation
@@ -11,11 +13,13 @@ split carved from the training set is a second view, with the eval transforms, o
 
     transforms.py  fitting to the model, augmentation, normalization
     preprocess.py  Preprocessing: a picture to a trained network's input, exactly as evaluation prepares it
-    splits.py      DataSplits, the views over a base data set, seeded stratified hold-out (a split left empty:
-                   one line), the run's first line (describe); MemorySource, the same splits as tensors for the
-                   in-memory path
+    splits.py      DataSplits, the views over a base data set, seeded stratified hold-out (by class, or by label set
+                   for multilabel; a split left empty: one line), the run's first line (describe); MemorySource,
+                   the same splits as tensors for the in-memory path
     folders.py     ImageFolder layouts: split folders by their common names; hidden and system entries skipped
     images.py      image files read as a viewer shows them (open_image); unreadable ones: one warning, or one line
+    manifest.py    a CSV or JSON-lines file of path, label(s) and split: rows checked (one line naming the line),
+                   read as ImageFolder's samples are, single-label or multi-hot
     sets.py        each data set, build_datasets, and build_folder (a new folder, every image, to evaluate)
     memory.py      the in-memory path: tensors on the device, augmented and normalized in batches
     samplers.py    the training order (resumable mid-epoch) and the exact eval shards under DDP

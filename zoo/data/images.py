@@ -203,8 +203,8 @@ def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
                                    flags=NOOPTIMIZE)
 
 
-def warn_skipped(root: Path, skipped: list[tuple[Path, str]]) -> None:
-    """One line on stderr (rank 0 only under torchrun) naming how many were skipped and the first few."""
+def warn_skipped(root: Path, skipped: list[tuple[Path, str]], fix: str = "remove or replace them") -> None:
+    """One line on stderr (rank 0 only under torchrun) naming how many were skipped and the first few, and `fix`."""
     from zoo.distributed import place  # torch: imported when needed, as torchvision is here
 
     if not skipped or place()[0] != 0:
@@ -212,7 +212,7 @@ def warn_skipped(root: Path, skipped: list[tuple[Path, str]]) -> None:
     named = "; ".join(f"{_relative(path, root)}: {why}" for path, why in skipped[:SHOWN])
     more = f"; and {len(skipped) - SHOWN} more" if len(skipped) > SHOWN else ""
     images = "image" if len(skipped) == 1 else "images"
-    print(f"warning: skipped {len(skipped)} unreadable {images} in {root} ({named}{more}); remove or replace them",
+    print(f"warning: skipped {len(skipped)} unreadable {images} in {root} ({named}{more}); {fix}",
           file=sys.stderr, flush=True)
 
 

@@ -1,5 +1,6 @@
-"""The data sets: torchvision's MNIST, FashionMNIST, CIFAR10/100, ImageFolder and FakeData; scikit-learn's
-digits and the course's xor, preprocessed once into tensors. `build_datasets` picks one by cfg.name."""
+"""The data sets: torchvision's MNIST, FashionMNIST, CIFAR10/100, ImageFolder and FakeData; a manifest (a CSV or
+JSON-lines file of images and labels, zoo.data.manifest); scikit-learn's digits and the course's xor, preprocessed
+once into tensors. `build_datasets` picks one by cfg.name."""
 
 from __future__ import annotations
 
@@ -133,12 +134,19 @@ def _read_folders(dirs: dict[str, Path], check: ImageCheck) -> dict[str, Dataset
     return bases
 
 
-def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int, whole: str | None = None) -> DataSplits:
-    """The file-based sets, read by torchvision and transformed per sample (in DataLoader workers)."""
+def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int, whole: str | None = None,
+            multilabel: bool = False) -> DataSplits:
+    """The file-based sets, read by torchvision (a manifest: by zoo.data.manifest) and transformed per sample (in
+    DataLoader workers)."""
     spec = SPECS[cfg.name]
     skipped: list[Path] = []
     if cfg.name == "imagefolder":
         bases, names, skipped = _imagefolder(cfg, whole)
+    elif cfg.name == "manifest":
+        from zoo.data.manifest import read_manifest
+
+        bases, names, skipped = read_manifest(cfg.manifest, multilabel=multilabel, delimiter=cfg.label_delimiter,
+                                              whole=whole)
     else:
         bases, names = _torchvision(cfg, spec)
     stats = normalization(cfg, (spec.mean, spec.std), in_channels)
@@ -149,7 +157,8 @@ def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int, whole
     if spec.in_memory:
         tensors = {id(base): base_tensors(base) for base in bases.values() if base is not None}
         memory = _memory(selection, lambda base: tensors[id(base)], steps)
-    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory, tuple(skipped))
+    return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory, tuple(skipped),
+                      multilabel)
 
 
 def _memory(selection: Selection, tensors: Callable[[Dataset], tuple[torch.Tensor, torch.Tensor]],
@@ -245,19 +254,33 @@ def _xor(cfg: DataConfig) -> DataSplits:
     return DataSplits(*selection.views(None, None), selection.classes, mean, std, spec.channels, spec.size)
 
 
-def build_folder(cfg: DataConfig, *, in_channels: int, input_size: int, split: str) -> DataSplits:
+def _check_multilabel(cfg: DataConfig, multilabel: bool) -> None:
+    if multilabel and cfg.name != "manifest":  # the config refuses it too (Config's task check)
+        raise ZooError(f"task multilabel: data.name {cfg.name} has one label per image; multilabel reads data.name: "
+                       "manifest")
+
+
+def build_folder(cfg: DataConfig, *, in_channels: int, input_size: int, split: str,
+                 multilabel: bool = False) -> DataSplits:
     """Every image of one ImageFolder split, to evaluate: its split folder (test/, valid/ ...) where the folder has
-    split folders, else every image under cfg.root: a new folder is new data, nothing of it is held out. It is
-    the returned splits' test split."""
-    return _images(cfg.model_copy(update={"val_split": 0.0}), in_channels, cfg.input_size or input_size, 0, whole=split)
+    split folders, else every image under cfg.root: a new folder is new data, nothing of it is held out. A
+    manifest's likewise: the rows of `split` where its split column gives any, else every row. It is the returned
+    splits' test split. `multilabel`: the config's task is multilabel (a manifest's label sets, multi-hot)."""
+    _check_multilabel(cfg, multilabel)
+    return _images(cfg.model_copy(update={"val_split": 0.0}), in_channels, cfg.input_size or input_size, 0, whole=split,
+                   multilabel=multilabel)
 
 
-def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: int = 0) -> DataSplits:
+def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: int = 0,
+                   multilabel: bool = False) -> DataSplits:
     """The train, val and test splits of cfg.name, fitted to a model taking in_channels x input_size^2.
 
     cfg.input_size, when set, wins over `input_size`. `seed` draws the held-out splits (val from train; test
-    for digits and an ImageFolder without test/): pass the training seed again to rebuild the same test set.
+    for digits, an ImageFolder without test/ and a manifest without test rows): pass the training seed again to
+    rebuild the same test set. `multilabel` (the config's task is multilabel; a manifest only): targets are
+    float32 multi-hot vectors of num_classes, and the returned splits say so (DataSplits.multilabel).
     """
+    _check_multilabel(cfg, multilabel)
     input_size = cfg.input_size or input_size
     if cfg.name == "xor":
         return _xor(cfg)
@@ -265,4 +288,4 @@ def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: 
         return _digits(cfg, in_channels, input_size, seed)
     if cfg.name == "synthetic":
         return _synthetic(cfg, in_channels, input_size, seed)
-    return _images(cfg, in_channels, input_size, seed)
+    return _images(cfg, in_channels, input_size, seed, multilabel=multilabel)

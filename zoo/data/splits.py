@@ -1,5 +1,6 @@
 """Splits: views over a base data set, a class subset relabelled 0..k-1, and seeded stratified hold-outs, none
-left empty (a fraction too small for one image is refused in one line, before anything is written).
+left empty (a fraction too small for one image is refused in one line, before anything is written): by class for
+one label per image (hold_out), by label set for multi-hot targets (hold_out_sets, a manifest's task multilabel).
 
 A validation split carved from the training set is a second View over the same base with the eval
 transform, so it is never augmented.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -35,7 +37,8 @@ class DataSplits:
     in_channels: int  # xor: its 2 features, with input_size 1
     input_size: int
     memory: MemorySource | None = None  # the same splits for the in-memory path (data.loader), where it applies
-    skipped: tuple[Path, ...] = ()  # image files left out as unreadable (ImageFolder), already warned about
+    skipped: tuple[Path, ...] = ()  # image files left out as unreadable (ImageFolder, manifest), already warned about
+    multilabel: bool = False  # targets are float multi-hot vectors of num_classes (View.labels: N x K), not indices
 
     @property
     def num_classes(self) -> int:
@@ -86,22 +89,27 @@ class TensorSet(Dataset):
 
 
 class View(Dataset):
-    """Some samples of a base data set, their labels mapped to the kept classes, through a transform."""
+    """Some samples of a base data set, their labels mapped to the kept classes, through a transform. A base with
+    `multilabel` true (a manifest's) gives multi-hot targets, passed through as they are."""
 
     def __init__(self, base: Dataset, indices: Tensor, label_map: list[int], transform: Callable | None) -> None:
         self.base, self.indices, self.label_map, self.transform = base, indices.tolist(), label_map, transform
+        self.multilabel = _multilabel(base)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[Any, int | Tensor]:
         sample, target = self.base[self.indices[index]]
-        return (sample if self.transform is None else self.transform(sample)), self.label_map[target]
+        return ((sample if self.transform is None else self.transform(sample)),
+                target if self.multilabel else self.label_map[target])
 
     @property
     def labels(self) -> Tensor:
-        """Each sample's class, in the kept classes' numbering (what __getitem__ returns second), without loading it."""
-        return torch.as_tensor(self.label_map)[_targets(self.base)[torch.as_tensor(self.indices, dtype=torch.long)]]
+        """Each sample's class, in the kept classes' numbering (what __getitem__ returns second), without loading it;
+        multilabel: the N x K multi-hot targets."""
+        targets = _targets(self.base)[torch.as_tensor(self.indices, dtype=torch.long)]
+        return targets if self.multilabel else torch.as_tensor(self.label_map)[targets]
 
     @property
     def paths(self) -> list[str] | None:
@@ -110,11 +118,16 @@ class View(Dataset):
         return None if samples is None else [samples[index][0] for index in self.indices]
 
 
+def _multilabel(base: Dataset) -> bool:
+    return bool(getattr(base, "multilabel", False))
+
+
 def _targets(base: Dataset) -> Tensor:
+    """The base's class indices (N, long), or its multi-hot targets (N x K) where it is multilabel."""
     targets = getattr(base, "targets", None)
     if targets is None:  # FakeData: generate the samples once to learn their labels
         targets = [base[i][1] for i in range(len(base))]
-    return torch.as_tensor(targets, dtype=torch.long)
+    return torch.as_tensor(targets) if _multilabel(base) else torch.as_tensor(targets, dtype=torch.long)
 
 
 def _label_map(classes: tuple[int, ...] | None, count: int, dataset: str) -> list[int]:
@@ -150,6 +163,48 @@ def hold_out(indices: Tensor, targets: Tensor, fraction: float, generator: torch
     return torch.cat(kept).sort().values, torch.cat(held).sort().values
 
 
+def hold_out_sets(indices: Tensor, targets: Tensor, fraction: float, generator: torch.Generator
+                  ) -> tuple[Tensor, Tensor]:
+    """(kept, held out) of `indices` by their multi-hot `targets` (N x K): iterative stratification (Sechidis,
+    Tsoumakas and Vlahavas 2011, ECML PKDD) into two subsets of N - round(fraction x N) and round(fraction x N)
+    samples. The rarest label left is placed first, each of its samples where that label is most wanted, then where
+    samples are, never into a subset already full (so the sizes are exact, as hold_out's); ties and the order of
+    visits are drawn from `generator`. Samples of no label go where samples are most wanted. Every label keeps at
+    least one sample in training: where none is kept, one held out is moved back (the held-out split is then
+    smaller by one)."""
+    positives = targets.bool().numpy()
+    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    order = rng.permutation(len(indices))
+    sizes = np.array([len(indices) - round(fraction * len(indices)), round(fraction * len(indices))], dtype=float)
+    wanted = np.outer([1 - fraction, fraction], positives.sum(0))  # 2 x K: each subset's share of each label
+    left = positives.sum(0)
+    place = np.full(len(indices), -1)
+
+    def assign(sample: int, by: np.ndarray) -> None:
+        best = np.flatnonzero(sizes > 0) if (sizes > 0).sum() == 1 else np.flatnonzero(by == by.max())  # one is full
+        if len(best) > 1 and by is not sizes:
+            best = np.flatnonzero(sizes == sizes.max())
+        subset = best[0] if len(best) == 1 else rng.integers(2)
+        place[sample] = subset
+        labels = positives[sample]
+        wanted[subset, labels] -= 1
+        sizes[subset] -= 1
+        left[labels] -= 1
+
+    while left.any():
+        rarest = np.flatnonzero(left == left[left > 0].min())
+        label = rarest[rng.integers(len(rarest))] if len(rarest) > 1 else rarest[0]
+        for sample in order[positives[order, label] & (place[order] < 0)]:
+            assign(sample, wanted[:, label])
+    for sample in order[place[order] < 0]:  # no label at all
+        assign(sample, sizes)
+    for label in np.flatnonzero(positives.any(0)):
+        if not positives[place == 0, label].any():
+            place[order[positives[order, label] & (place[order] == 1)][0]] = 0
+    kept = torch.as_tensor(place == 0)
+    return indices[kept].sort().values, indices[~kept].sort().values
+
+
 def _empty_hold_out(split: str, fraction: float, available: int, dataset: str) -> str:
     """The line refusing a held-out split left empty: its fraction too small for the images, or (hold_out keeps a
     class's last image for training) no class with two images."""
@@ -161,7 +216,8 @@ def _empty_hold_out(split: str, fraction: float, available: int, dataset: str) -
     scale = 10.0 ** (math.floor(math.log10(least)) - 1)
     least = math.ceil(least / scale - 1e-9) * scale  # up, to two significant figures
     other = (" (or 0 for none)" if split == "val" else
-             ", or add a test/ folder" if dataset == "imagefolder" else "")
+             ", or add a test/ folder" if dataset == "imagefolder" else
+             ", or give rows the split test in the manifest" if dataset == "manifest" else "")
     return (f"{key} {fraction:g} holds out none of {dataset}'s {available:,} training images, so the {split} split "
             f"would be empty; set {key} to {least:.2g} or more (one image){other}")
 
@@ -202,7 +258,8 @@ def select(bases: dict[str, Dataset | None], names: list[str], cfg: DataConfig, 
         if split not in bases and fraction > 0:
             targets = _targets(given["train"])[chosen["train"]]
             available = len(chosen["train"])
-            chosen["train"], chosen[split] = hold_out(chosen["train"], targets, fraction, generator)
+            draw = hold_out_sets if _multilabel(given["train"]) else hold_out
+            chosen["train"], chosen[split] = draw(chosen["train"], targets, fraction, generator)
             given[split] = given["train"]
             if checked and not len(chosen[split]):
                 raise ZooError(_empty_hold_out(split, fraction, available, cfg.name))

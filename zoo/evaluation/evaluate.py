@@ -21,10 +21,12 @@ from zoo.datasets import SPECS
 from zoo.errors import ZooError
 from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
-from zoo.metrics.trust import Trust, compute_trust, output_names
+from zoo.metrics.trust import Trust, output_names
 from zoo.rundir import WriteError, atomic_write, csv_text
 from zoo.runtime import resolve_device
+from zoo.tasks import Classification, Task, get_task
 
+READ_WHOLE = ("imagefolder", "manifest")  # data sets of the user's own files: new ones are measured whole
 CHOICES = tuple(reversed(SPLITS))  # test, val, train: the order `zoo evaluate --split` offers them
 
 
@@ -63,11 +65,13 @@ class EvaluationReport:
     trust_files: TrustFiles | None = None  # None: evaluated with save=False, nothing written
     wrong_images: list[Any] | None = None  # PIL pictures of trust.wrong, for the gallery (None: inputs are no images)
     not_saved: str | None = None  # why the files were not written (a read-only folder): the figures stand alone
+    task: Task = Classification()  # what the model was trained to do: its probabilities, figures and decisions
 
     @property
     def probabilities(self) -> torch.Tensor | None:
-        """N x classes softmax of the logits (fractions), the split's images in order."""
-        return None if self.logits is None else self.logits.softmax(dim=1)
+        """N x classes probabilities (fractions: the softmax of the logits, or a multi-label model's sigmoid per
+        class), the split's images in order."""
+        return None if self.logits is None else self.task.probabilities(self.logits)
 
     @property
     def metrics(self) -> Metrics:
@@ -78,8 +82,21 @@ class EvaluationReport:
         neither in the data nor predicted, which the macro averages leave out too (zoo.metrics)."""
         present = self.metrics.present().tolist()
         rows = zip(self.classes, *(values.tolist() for values in self.metrics.per_class()), present)
-        return [{"class": name, "precision": p if here else None, "recall": r if here else None,
-                 "f1": f if here else None, "support": s} for name, p, r, f, s, here in rows]
+        table = [{"class": name, "precision": p if here else None, "recall": r if here else None,
+                  "f1": f if here else None, "support": s} for name, p, r, f, s, here in rows]
+        thresholds = self.thresholds
+        if thresholds is not None:  # a multi-label model's: what each class's figures were decided at
+            for row, threshold in zip(table, thresholds):
+                row["threshold"] = threshold
+        return table
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label model's per-class decision thresholds (probabilities); None for a single-label one."""
+        chosen = getattr(self.task, "thresholds", None)
+        if self.task.name != "multilabel":
+            return None
+        return [0.5] * len(self.classes) if chosen is None else chosen.tolist()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,8 +105,10 @@ class EvaluationReport:
             "evaluated": self.evaluated or f"the {self.split} split",
             **self.metrics.summary(),
             "macro": self.metrics.macro(),
+            "task": self.task.name,
             "per_class": self.per_class(),
-            "confusion_matrix": self.metrics.confusion.tolist(),
+            **({"micro": self.metrics.micro(), "thresholds": dict(zip(self.classes, self.thresholds))}
+               if self.thresholds is not None else {"confusion_matrix": self.metrics.confusion.tolist()}),
             "confusion_csv": None if self.confusion_csv is None else str(self.confusion_csv),
             "confusion_png": None if self.confusion_png is None else str(self.confusion_png),
             "not_saved": self.not_saved,
@@ -170,8 +189,13 @@ def measured(config: Config, stored: Config, split: str, folder: Path | None) ->
 
 
 def foreign(config: Config, stored: Config) -> bool:
-    """Whether `config` names other data than the run trained on: another data set, or another folder."""
-    return config.data.name != stored.data.name or Path(config.data.root).resolve() != Path(stored.data.root).resolve()
+    """Whether `config` names other data than the run trained on: another data set, folder or manifest file."""
+    return (config.data.name != stored.data.name or Path(config.data.root).resolve() != Path(stored.data.root).resolve()
+            or _resolved(config.data.manifest) != _resolved(stored.data.manifest))
+
+
+def _resolved(path: Path | None) -> Path | None:
+    return None if path is None else Path(path).resolve()
 
 
 def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
@@ -202,7 +226,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     where = resolve_device(device, key="--device")
     stored = validate_config(dict(state.config), f"{path} (config)")
     check_root(config, stored, data, data_root)
-    whole = config.data.name == "imagefolder" and foreign(config, stored)
+    whole = config.data.name in READ_WHOLE and foreign(config, stored)
+    task = get_task(config.task, state.thresholds)
     splits = data_to_measure(config, stored, state, path, split, whole)
     classes = list(state.classes or splits.classes)
     loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))["test" if whole else split]
@@ -211,21 +236,22 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
                        "data.val_split above 0")
     paths = getattr(getattr(loader, "dataset", None), "paths", None)  # a View's files; the in-memory path has none
     folder = Path(splits.test.base.root) if whole else None  # the folder read: its split folder, or data.root
-    loader = by_name(loader, splits.classes, classes, path)
+    loader = by_name(loader, splits.classes, classes, path, task, state.num_classes)
     model = load_model(state, config, path).to(where)
-    result, scores, labels = measure(model, loader, Compute(where, config.train.precision))
+    result, scores, labels = measure(model, loader, Compute(where, config.train.precision), task)
     csv_path, png_path = confusion_paths(path, config, stored, split, folder)
     evaluated, title = measured(config, stored, split, folder)
     title = f"{config.model.name} on {title}"
-    trust = compute_trust(scores, labels, output_names(classes, scores.shape[1]), paths)
+    trust = task.trust(scores, labels, output_names(classes, scores.shape[1]), paths)
     pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
     files, not_saved = None, None
     if save:
         beside = TrustFiles.beside(output_stem(path, config, stored, split, folder))
         files, not_saved = _save(result, classes, csv_path, png_path, trust, pictures, beside, title)
-        csv_path, png_path = (None, None) if not_saved else (csv_path, png_path)
+        written = not not_saved and hasattr(result.metrics, "confusion")  # multi-label: no confusion matrix
+        csv_path, png_path = (csv_path, png_path) if written else (None, None)
     return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust,
-                            files, pictures, not_saved)
+                            files, pictures, not_saved, task)
 
 
 def _save(result: EpochResult, classes: list[str], csv_path: Path, png_path: Path, trust: Trust,
@@ -236,7 +262,8 @@ def _save(result: EpochResult, classes: list[str], csv_path: Path, png_path: Pat
     targets = [csv_path, png_path, beside.roc, beside.pr, beside.reliability, beside.wrong]
     before = [_stamp(target) for target in targets]
     try:
-        _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
+        if hasattr(result.metrics, "confusion"):  # a multi-label model's per-class counts are in the table instead
+            _save_confusion(result.metrics.confusion, classes, csv_path, png_path, title)
         return _save_trust(trust, pictures, beside, title), None
     except WriteError as error:
         written = [str(target) for target, stamp in zip(targets, before) if _stamp(target) != stamp]
@@ -261,11 +288,11 @@ def data_to_measure(config: Config, stored: Config, state: TrainingState, path: 
     normalization = state.normalization
     if whole:
         splits = build_folder(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                              split=split)
+                              split=split, multilabel=config.task == "multilabel")
     else:
         splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                                seed=config.train.seed)
-    if state.classes and config.data.name == "imagefolder":
+                                seed=config.train.seed, multilabel=config.task == "multilabel")
+    if state.classes and config.data.name in READ_WHOLE:
         refuse_unknown(splits.classes, state.classes, path)
     if len(splits.classes) > state.num_classes:
         raise ZooError(f"{config.data.name} has {len(splits.classes)} classes but {path} predicts {state.num_classes}; "
@@ -274,31 +301,33 @@ def data_to_measure(config: Config, stored: Config, state: TrainingState, path: 
     return splits
 
 
-def measure(model: nn.Module, loader: Iterable, compute: Compute) -> tuple[EpochResult, torch.Tensor, torch.Tensor]:
-    """The loader's figures (plain cross-entropy, unweighted and unsmoothed: the run's test loss, the one
-    definition zoo shows), and its N x classes logits and N labels, in order."""
+def measure(model: nn.Module, loader: Iterable, compute: Compute,
+            task: Task = Classification()) -> tuple[EpochResult, torch.Tensor, torch.Tensor]:
+    """The loader's figures (the task's plain loss, unweighted and unsmoothed: the run's test loss, the one
+    definition zoo shows), and its N x classes logits and targets (N labels, or N x classes), in order."""
     logits: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
-    result = evaluate_loader(model, loader, compute, nn.CrossEntropyLoss(), model.num_classes, logits=logits,
-                             targets=targets)
+    result = evaluate_loader(model, loader, compute, task.eval_criterion(), model.num_classes, logits=logits,
+                             targets=targets, task=task)
     return result, torch.cat(logits), torch.cat(targets)
 
 
 class Relabelled:
-    """A loader whose labels, indices into the data's classes, become indices into the model's."""
+    """A loader whose labels, in the data's class numbering, become the model's (Task.relabel)."""
 
-    def __init__(self, loader: Iterable, lookup: torch.Tensor) -> None:
-        self.loader, self.lookup = loader, lookup
+    def __init__(self, loader: Iterable, lookup: torch.Tensor, task: Task, num_classes: int) -> None:
+        self.loader, self.lookup, self.task, self.num_classes = loader, lookup, task, num_classes
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, targets in self.loader:
-            yield images, self.lookup.to(targets.device)[targets]
+            yield images, self.task.relabel(targets, self.lookup, self.num_classes)
 
 
-def by_name(loader: Iterable, data_classes: list[str], model_classes: list[str], path: Path) -> Iterable:
+def by_name(loader: Iterable, data_classes: list[str], model_classes: list[str], path: Path,
+            task: Task = Classification(), num_classes: int | None = None) -> Iterable:
     """`loader` with its labels matched to the model's classes by name (a folder of some classes, in its own
     order), or as it is where the names agree. A class the model does not know is a ZooError naming it."""
     if data_classes == model_classes[:len(data_classes)]:
@@ -307,7 +336,7 @@ def by_name(loader: Iterable, data_classes: list[str], model_classes: list[str],
     lookup = [model_classes.index(name) for name in data_classes]
     print(f"note: the data's classes are matched to {path.name}'s by name: "
           + ", ".join(f"{name} -> {index}" for name, index in list(zip(data_classes, lookup))[:10]), file=sys.stderr)
-    return Relabelled(loader, torch.tensor(lookup))
+    return Relabelled(loader, torch.tensor(lookup), task, num_classes or len(model_classes))
 
 
 def refuse_unknown(data_classes: list[str], model_classes: list[str], path: Path) -> None:

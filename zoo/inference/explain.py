@@ -364,12 +364,13 @@ def stage_maps(model: nn.Module, backbone: Backbone, batch: Tensor, folder: Path
 
 def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], folder: Path, method: str,
              layer: str | None, target: int | None, top_k: int) -> list[tuple[Path, Image.Image, Explained]]:
-    """Each picture's (PNG path, overlay, row): its top_k, and the heat map of `target` (None: its top-1), BATCH
-    pictures a pass. An empty map (no positive evidence for the class) is not drawn: the picture alone, captioned
-    so (explain says so on stderr once it is written: empty_note)."""
+    """Each picture's (PNG path, overlay, row): its top_k, and the heat map of `target` (None: its top-1; a
+    multi-label model's: one map per predicted label, <stem>.<method>.<label>.png, its top-1 where it predicts
+    none), BATCH pictures a pass. An empty map (no positive evidence for the class) is not drawn: the picture alone,
+    captioned so (explain says so on stderr once it is written: empty_note)."""
     from zoo.inference.load import top_predictions
 
-    model, classes = predictor.model, predictor.classes
+    model, classes, task = predictor.model, predictor.classes, predictor.task
     stems, k = unique_stems(paths), min(top_k, len(classes))
     where = f" at {layer}" if method == "gradcam" else ""
     drawn = []
@@ -377,25 +378,44 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
         batch = torch.stack(pictures[start:start + BATCH]).to(predictor.device)
         with torch.no_grad():
             logits = model(batch).float().cpu()
-        probabilities = logits.softmax(dim=1)
-        predictions = top_predictions(logits, classes, k)
-        targets = [target if target is not None else p.indices[0] for p in predictions]
-        maps = heatmaps(model, batch, targets, method, layer)
-        for offset, (prediction, chosen) in enumerate(zip(predictions, targets)):
-            number = start + offset
-            path = folder / f"{stems[number]}.{method}.png"
+        probabilities = task.probabilities(logits)
+        predictions = top_predictions(logits, classes, k, task)
+        jobs = [(offset, chosen, suffix) for offset, prediction in enumerate(predictions)
+                for chosen, suffix in map_targets(prediction, classes, target, task.name == "multilabel")]
+        maps = heatmaps(model, batch[[offset for offset, _, _ in jobs]], [chosen for _, chosen, _ in jobs], method,
+                        layer)
+        for (offset, chosen, suffix), heat in zip(jobs, maps):
+            number, prediction = start + offset, predictions[offset]
+            path = folder / f"{stems[number]}.{method}{suffix}.png"
             name, probability = classes[chosen], probabilities[offset, chosen].item()
             top = ", ".join(f"{c} {p:.1%}" for c, p in zip(prediction.classes, prediction.probabilities))
             caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})", f"top-{k}: {top}"]
             pixels = seen(predictor, pictures[number]).numpy()
-            empty = not bool(maps[offset].any())
+            empty = not bool(heat.any())
             if empty:
                 picture = captioned(tile_grid(pixels[None], f"{caption[0]}: an empty map,", tile=PANEL),
                                     [f"{empty_map(method, name)}: nothing to draw", caption[1]])
             else:
-                picture = heatmap_overlay(pixels, maps[offset].numpy(), caption)
+                picture = heatmap_overlay(pixels, heat.numpy(), caption)
             drawn.append((path, picture, Explained(paths[number], prediction, chosen, name, probability, path, empty)))
     return drawn
+
+
+def map_targets(prediction: Prediction, classes: list[str], target: int | None,
+                per_label: bool) -> list[tuple[int, str]]:
+    """The classes one picture's heat maps are of, each with its PNG name's suffix: `target` (--target), else the
+    predicted labels one by one where a picture has a set of them (`per_label`, suffix .<label>; the top-1 where
+    none was predicted), else the top-1 (no suffix)."""
+    if target is not None:
+        return [(target, "")]
+    if per_label and prediction.labels:
+        return [(classes.index(label), f".{safe_name(label)}") for label in prediction.labels]
+    return [(prediction.indices[0], "")]
+
+
+def safe_name(label: str) -> str:
+    """A class name as part of a file name: characters other than letters, digits, - and _ become _."""
+    return "".join(char if char.isalnum() or char in "-_" else "_" for char in label) or "_"
 
 
 def empty_note(row: Explained, method: str, layer: str | None) -> str:

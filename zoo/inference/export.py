@@ -49,6 +49,7 @@ class ExportReport:
     max_abs_diff: float  # the largest |exported - eager| logit
     tolerance: float  # what it was held to: TOLERANCE x max(1, largest |eager logit|)
     top1_agreement: float  # fraction of images whose top-1 class agrees
+    set_agreement: float | None = None  # a multi-label model's: fraction of images whose predicted label set agrees
 
 
 def parse_batch(text: str | int) -> int | None:
@@ -100,7 +101,7 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
                        f"--opset {written_opset}, or leave --opset out")
     atomic_write(output, data, check, fix="give --output a file in a writable folder")
     return ExportReport(output, format, len(data), batch, written_opset, inputs, len(images), found["max_abs_diff"],
-                        found["tolerance"], found["top1_agreement"])
+                        found["tolerance"], found["top1_agreement"], found["set_agreement"])
 
 
 def check_options(format: str, opset: int | None, batch: int | None) -> None:
@@ -160,7 +161,8 @@ def check_inputs(config, metadata: Metadata, batch: int | None) -> tuple[Tensor,
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the data's own notes (skipped files) are not the export's
             splits = build_datasets(config.data, in_channels=preprocessing.in_channels,
-                                    input_size=preprocessing.input_size, seed=config.train.seed)
+                                    input_size=preprocessing.input_size, seed=config.train.seed,
+                                    multilabel=config.task == "multilabel")
         test = splits.test
         if len(test) == 0:
             raise ZooError("no test images")
@@ -223,9 +225,18 @@ def verify(model: nn.Module, exported: Predictor, images: Tensor, output: Path) 
     difference = (logits - eager).abs().max().item()
     tolerance = TOLERANCE * max(1.0, eager.abs().max().item())
     agreement = (logits.argmax(1) == eager.argmax(1)).float().mean().item()
+    sets = None
+    if exported.task.name == "multilabel":  # the decisions with the exported thresholds, against eager's
+        sets = sum(a == b for a, b in zip(*(_sets(exported, values) for values in (logits, eager)))) / len(images)
     if not difference <= tolerance:  # NaN fails too
         raise ExportMismatch(f"the export of {output.name} computes other logits than the checkpoint "
                              f"(largest difference {difference:.2e}, above {tolerance:.1e}; "
                              f"top-1 agreement {agreement:.0%}); nothing was written: please report it with the "
                              "checkpoint's model and zoo export's options")
-    return {"max_abs_diff": difference, "tolerance": tolerance, "top1_agreement": agreement}
+    return {"max_abs_diff": difference, "tolerance": tolerance, "top1_agreement": agreement, "set_agreement": sets}
+
+
+def _sets(exported: Predictor, logits: Tensor) -> list[tuple[str, ...]]:
+    """Each image's decided labels (the exported task's rule and thresholds)."""
+    probabilities = exported.task.probabilities(logits)
+    return [tuple(exported.task.decide(row, exported.classes).labels) for row in probabilities]

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from zoo.data.preprocess import Preprocessing
 from zoo.errors import ZooError
+from zoo.tasks import Classification, Task, get_task
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -49,6 +50,8 @@ class Metadata:
     config: dict[str, Any]  # the run's resolved config: zoo.load rebuilds the network from it
     zoo_version: str
     torch_version: str
+    task: str = "classification"  # config.task (zoo.tasks): how the outputs become a decision
+    thresholds: list[float] | None = None  # a multi-label model's per-class decision thresholds (None: 0.5 each)
 
     @classmethod
     def of_checkpoint(cls, state: TrainingState, config: Config) -> Metadata:
@@ -57,12 +60,12 @@ class Metadata:
 
         classes = output_names(state.classes or [], state.num_classes)  # a head wider than the data: by index
         return cls(config.model.name, state.num_classes, classes, Preprocessing.of_checkpoint(state, config),
-                   config.to_dict(), zoo.__version__, str(torch.__version__))
+                   config.to_dict(), zoo.__version__, str(torch.__version__), config.task, state.thresholds)
 
     def to_strings(self) -> dict[str, str]:
         fields = {"zoo_version": self.zoo_version, "torch_version": self.torch_version, "model_name": self.model_name,
                   "num_classes": self.num_classes, "classes": self.classes, **self.preprocessing.to_dict(),
-                  "config": self.config}
+                  "config": self.config, "task": self.task, "thresholds": self.thresholds}
         return {key: json.dumps(value, ensure_ascii=False) for key, value in fields.items()}
 
     @classmethod
@@ -86,8 +89,9 @@ class Metadata:
             raise ZooError(f"{path}: its zoo metadata is damaged ({type(error).__name__}: {error}); "
                            "export it again") from None
         check = FieldCheck(path, "export it again with zoo export", "zoo metadata's ")
+        optional = ("preprocessing", "task", "thresholds")  # the last two: absent from older exports
         missing = [key for key in (*cls.__dataclass_fields__, *Preprocessing.__dataclass_fields__)
-                   if key not in values and key != "preprocessing"]
+                   if key not in values and key not in optional]
         if missing:
             raise check.refuse(missing[0], "is missing")
         config = check.mapping("config", values["config"])
@@ -100,19 +104,30 @@ class Metadata:
         preprocessing = Preprocessing(check.text("data", values["data"], tuple(SPECS)),
                                       *check.statistics("", values["mean"], values["std"], channels),
                                       check.side("input_size", values["input_size"], config), channels)
+        from zoo.config import TASKS
+
+        task = check.text("task", values.get("task", "classification"), TASKS)
         return cls(check.text("model_name", values["model_name"]), num_classes, classes, preprocessing, config,
-                   *(check.text(key, values[key]) for key in ("zoo_version", "torch_version")))
+                   *(check.text(key, values[key]) for key in ("zoo_version", "torch_version")), task,
+                   check.thresholds("thresholds", values.get("thresholds"), num_classes))
+
+    def decider(self) -> Task:
+        """The task that turns the outputs into decisions, with the exported thresholds."""
+        return get_task(self.task, self.thresholds)
 
 
 # ---- predictions --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Prediction:
-    """One picture's top-k: class indices, names and probabilities (fractions, softmax of the logits), best first."""
+    """One picture's top-k: class indices, names and probabilities (fractions: softmax of the logits, or a
+    multi-label model's sigmoid per class), best first; and its `labels`, what the model decided (zoo.tasks): the
+    top-1 class, or a multi-label model's every class at or above its threshold (none included)."""
 
     indices: tuple[int, ...]
     classes: tuple[str, ...]
     probabilities: tuple[float, ...]
+    labels: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -123,16 +138,20 @@ class Prediction:
         return self.probabilities[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"top_k": [{"class": name, "index": index, "probability": probability}
+        return {"labels": list(self.labels),
+                "top_k": [{"class": name, "index": index, "probability": probability}
                           for index, name, probability in zip(self.indices, self.classes, self.probabilities)]}
 
 
-def top_predictions(logits: Tensor, classes: Sequence[str], k: int) -> list[Prediction]:
-    """N x num_classes logits -> N Predictions of min(k, num_classes) classes each."""
-    probabilities = logits.float().softmax(dim=1)
+def top_predictions(logits: Tensor, classes: Sequence[str], k: int, task: Task | None = None) -> list[Prediction]:
+    """N x num_classes logits -> N Predictions of min(k, num_classes) classes each, with `task`'s decision
+    (None: single-label classification's)."""
+    task = task or Classification()
+    probabilities = task.probabilities(logits)
     values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
-    return [Prediction(tuple(row), tuple(classes[i] for i in row), tuple(p)) for row, p in
-            zip(indices.tolist(), values.tolist())]
+    classes = list(classes)
+    return [Prediction(tuple(row), tuple(classes[i] for i in row), tuple(p), tuple(task.decide(every, classes).labels))
+            for row, p, every in zip(indices.tolist(), values.tolist(), probabilities)]
 
 
 class Predictor:
@@ -146,8 +165,10 @@ class Predictor:
 
     def __init__(self, model: nn.Module | Network, classes: Sequence[str], transform: Callable[[Image.Image], Tensor],
                  *, in_channels: int, config: Config | None = None, preprocessing: Preprocessing | None = None,
-                 device: torch.device | str = "cpu", source: str = "", fixed_batch: int | None = None) -> None:
+                 device: torch.device | str = "cpu", source: str = "", fixed_batch: int | None = None,
+                 task: Task | None = None) -> None:
         self.model, self.classes, self.transform = model, list(classes), transform
+        self.task = task or Classification()  # how the outputs become decisions (zoo.tasks)
         self.in_channels, self.config, self.preprocessing, self.source = in_channels, config, preprocessing, source
         self.device = torch.device(device)
         self.fixed_batch = fixed_batch  # an export with a static batch takes exactly this many pictures a call
@@ -213,20 +234,20 @@ class Predictor:
 
     def predict(self, images: Tensor | Sequence[str | Path | Image.Image] | str | Path | Image.Image, top_k: int = 5,
                 batch_size: int = 64) -> list[Prediction]:
-        """The top_k classes of each picture: paths, PIL images, or a float tensor N x C x H x W already
-        preprocessed (by .transform). Returns one Prediction per picture, in order (top_k is capped at the class
-        count). Raises ZooError for a file that cannot be read (the whole call: zoo predict skips such files), a
-        tensor that is not a preprocessed batch (check_batch), or top_k below 1."""
+        """The top_k classes of each picture, and what the model decided (Prediction.labels): paths, PIL images, or a
+        float tensor N x C x H x W already preprocessed (by .transform). Returns one Prediction per picture, in
+        order (top_k is capped at the class count). Raises ZooError for a file that cannot be read (the whole call:
+        zoo predict skips such files), a tensor that is not a preprocessed batch (check_batch), or top_k below 1."""
         if top_k < 1:
             raise ZooError(f"top_k is {top_k}; give 1 or more")
         if isinstance(images, Tensor):
-            return top_predictions(self.logits(images), self.classes, top_k)
+            return top_predictions(self.logits(images), self.classes, top_k, self.task)
         if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
             images = [images]
         predictions: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             batch = torch.stack([self.prepare(image) for image in images[start:start + batch_size]])
-            predictions += top_predictions(self.logits(batch), self.classes, top_k)
+            predictions += top_predictions(self.logits(batch), self.classes, top_k, self.task)
         return predictions
 
     def __repr__(self) -> str:
@@ -274,7 +295,7 @@ def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.dev
     preprocessing = metadata.preprocessing
     return Predictor(model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels,
                      config=config, preprocessing=preprocessing, device=device, source=str(source),
-                     fixed_batch=fixed_batch)
+                     fixed_batch=fixed_batch, task=metadata.decider())
 
 
 def open_checkpoint(path: Path) -> tuple[TrainingState, Config, nn.Module]:

@@ -37,9 +37,10 @@ class PredictionReport:
     rows: list[tuple[Path, Prediction]]  # in input order
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable files and why
     others: list[Path] = field(default_factory=list)  # files in the folders that are not images
+    task: str = "classification"  # the model's (zoo.tasks): a multi-label one's decisions are label sets
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "images": len(self.rows),
+        return {"source": self.source, "task": self.task, "images": len(self.rows),
                 "predictions": [{"path": str(path), **prediction.to_dict()} for path, prediction in self.rows],
                 "skipped": [{"path": str(path), "reason": reason} for path, reason in self.skipped]}
 
@@ -146,7 +147,7 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
         print(f"warning: {len(skipped) - SHOWN} more of the {len(paths)} image files could not be read and have no "
               "prediction", file=sys.stderr, flush=True)
     return PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)], skipped,
-                            others)
+                            others, predictor.task.name)
 
 
 def _predict(predictor: Predictor, paths: list[Path], top_k: int, batch_size: int, workers: int | None,
@@ -164,7 +165,8 @@ def _predict(predictor: Predictor, paths: list[Path], top_k: int, batch_size: in
     for indices, batch, failed in loader:
         skipped += [(paths[index], reason) for index, reason in failed]
         if batch is not None:
-            rows.update(zip(indices, top_predictions(predictor.logits(batch), predictor.classes, top_k)))
+            logits = predictor.logits(batch)
+            rows.update(zip(indices, top_predictions(logits, predictor.classes, top_k, predictor.task)))
         if bar is not None:
             bar.update(len(indices) + len(failed))
     if bar is not None:

@@ -8,6 +8,7 @@ figures are zoo.present.figures'.
 
     classification.py  loss, top-1/top-5, the confusion matrix and per-class precision/recall/F1, as sums over
                        batches, so that a DDP all-reduce is exact
+    multilabel.py      sigmoid outputs, a threshold per class: exact match, Hamming loss, per-class F1, mAP, best F1
     trust.py           ROC AUC and average precision per class, ECE and the reliability bins, confidently wrong
     paired.py          two models compared: mean ± standard error, the paired t-test over seeds, McNemar's exact test
 """

@@ -20,12 +20,15 @@ FLUSH_ELEMENTS = 2**22  # logits held at most (16 MiB of float32), for large bat
 TOP_K = 5
 
 
-class MetricAccumulator:
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
-        self.num_classes = num_classes
-        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)  # rows: truth
+class Accumulator:
+    """Batches' figures kept as sums (so that a DDP all-reduce is exact), counted FLUSH_BATCHES at a time: the loss
+    here; a subclass counts its own figures in `count` and names every sum tensor in `sums`, which a mid-epoch
+    checkpoint keeps (state_dict) and ranks add up (all_reduce)."""
+
+    sums: tuple[str, ...] = ("loss_sum",)
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.top5_correct = torch.zeros((), dtype=torch.int64, device=device)
         self.pending: list[tuple[Tensor, Tensor, Tensor]] = []
         self.pending_elements = 0
 
@@ -43,25 +46,23 @@ class MetricAccumulator:
             return
         logits_list, targets_list, losses = zip(*self.pending)
         self.pending, self.pending_elements = [], 0
-        logits, targets = torch.cat(logits_list), torch.cat(targets_list)
         sizes = torch.tensor([len(t) for t in targets_list],
                              dtype=torch.float64).to(self.loss_sum.device, non_blocking=True)
         self.loss_sum += (torch.stack(losses).double() * sizes).sum()
-        predictions = logits.argmax(dim=1)
-        index = targets * self.num_classes + predictions
-        self.confusion += torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
-        if self.num_classes > TOP_K:
-            self.top5_correct += (logits.topk(TOP_K, dim=1).indices == targets[:, None]).any(dim=1).sum()
+        self.count(torch.cat(logits_list), torch.cat(targets_list))
+
+    def count(self, logits: Tensor, targets: Tensor) -> None:
+        """Add a group of batches' figures (N x K logits) to the subclass's sums."""
+        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Tensor]:
         """The sums so far (a checkpoint taken mid-epoch keeps them, so the resumed epoch reports all of it)."""
         self.flush()
-        return {"confusion": self.confusion.cpu(), "loss_sum": self.loss_sum.cpu(),
-                "top5_correct": self.top5_correct.cpu()}
+        return {name: getattr(self, name).cpu() for name in self.sums}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.pending, self.pending_elements = [], 0
-        for name in ("confusion", "loss_sum", "top5_correct"):
+        for name in self.sums:
             getattr(self, name).copy_(state[name])
 
     def all_reduce(self) -> None:
@@ -70,8 +71,28 @@ class MetricAccumulator:
 
         self.flush()
         if dist.is_available() and dist.is_initialized():
-            for tensor in (self.confusion, self.loss_sum, self.top5_correct):
-                dist.all_reduce(tensor)
+            for name in self.sums:
+                dist.all_reduce(getattr(self, name))
+
+
+class MetricAccumulator(Accumulator):
+    """A single-label classifier's sums: the loss, the confusion matrix (rows: the true class) and the top-5 hits;
+    `update` takes N x K logits and N class indices."""
+
+    sums = ("confusion", "loss_sum", "top5_correct")
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+        super().__init__(device)
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)  # rows: truth
+        self.top5_correct = torch.zeros((), dtype=torch.int64, device=device)
+
+    def count(self, logits: Tensor, targets: Tensor) -> None:
+        predictions = logits.argmax(dim=1)
+        index = targets * self.num_classes + predictions
+        self.confusion += torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, self.num_classes)
+        if self.num_classes > TOP_K:
+            self.top5_correct += (logits.topk(TOP_K, dim=1).indices == targets[:, None]).any(dim=1).sum()
 
     def compute(self) -> Metrics:
         self.flush()

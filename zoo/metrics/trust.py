@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.metrics.multilabel import predicted_sets
+
 ECE_BINS = 15  # Guo et al. 2017 use M = 15 bins
 WRONG_SHOWN = 16  # the gallery's images: a 4 x 4 grid
 
@@ -122,8 +124,6 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
     wrong predictions to keep, the highest predicted probability first (ties: the earlier sample), each with its
     file from `paths` (the split's files in order, where it reads files). Raises ValueError for shapes that
     disagree or no samples."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
-
     if logits.dim() != 2 or logits.shape[1] != len(classes) or targets.shape != (logits.shape[0],):
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
                          f"do not match {len(classes)} classes")
@@ -132,16 +132,7 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
     probabilities = torch.softmax(logits.detach().double().cpu(), dim=1).numpy()
     truth = targets.detach().cpu().long().numpy()
     count = len(truth)
-    support = np.bincount(truth, minlength=len(classes)).tolist()
-    auc, ap, roc, pr = [], [], [], []
-    for k in range(len(classes)):
-        positive, score = truth == k, probabilities[:, k]
-        both = 0 < support[k] < count
-        auc.append(float(roc_auc_score(positive, score)) if both else None)
-        roc.append(roc_curve(positive, score)[:2] if both else None)
-        ap.append(float(average_precision_score(positive, score)) if support[k] else None)
-        precision, recall, _ = precision_recall_curve(positive, score) if support[k] else (None, None, None)
-        pr.append((recall, precision) if support[k] else None)
+    support, auc, ap, roc, pr = class_curves(probabilities, truth[:, None] == np.arange(len(classes)))
     confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
     correct = predicted == truth
     reliability = _reliability(confidence, correct, bins)
@@ -151,6 +142,53 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
                   float(confidence[i]))
             for i in order]
     return Trust(list(classes), count, support, auc, ap, roc, pr, float(ece), reliability, kept, int((~correct).sum()))
+
+
+def class_curves(probabilities: np.ndarray, positives: np.ndarray) -> tuple[list[int], list, list, list, list]:
+    """Each class against the rest, on its column of N x K `probabilities` and N x K bool `positives`: (support,
+    ROC AUC, average precision, ROC curve, PR curve) per class, scikit-learn's, None where undefined (see
+    compute_trust). One class per sample or several (multi-label) alike."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    count = len(positives)
+    support = positives.sum(axis=0).astype(int).tolist()
+    auc, ap, roc, pr = [], [], [], []
+    for k in range(positives.shape[1]):
+        positive, score = positives[:, k], probabilities[:, k]
+        both = 0 < support[k] < count
+        auc.append(float(roc_auc_score(positive, score)) if both else None)
+        roc.append(roc_curve(positive, score)[:2] if both else None)
+        ap.append(float(average_precision_score(positive, score)) if support[k] else None)
+        precision, recall, _ = precision_recall_curve(positive, score) if support[k] else (None, None, None)
+        pr.append((recall, precision) if support[k] else None)
+    return support, auc, ap, roc, pr
+
+
+def compute_multilabel_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str],
+                             thresholds: torch.Tensor, bins: int = ECE_BINS) -> Trust:
+    """compute_trust's figures for a multi-label model: N x K `logits` against N x K multi-hot `targets`, on each
+    class's sigmoid probability (float64). ROC AUC and average precision per class as compute_trust's (the macro
+    average precision is the mAP). Calibration is over every (image, class) pair as one binary decision at the
+    class's threshold: the confidence is the probability of what was decided (p, or 1 - p for a class left out),
+    and a pair is right when the decision matches the label; ECE over `bins` bins as Guo et al.'s. No gallery of
+    wrong images: an image is rarely wholly right or wrong (its wrong_count: the images whose set is not exact).
+    Raises ValueError for shapes that disagree or no samples."""
+    if logits.dim() != 2 or logits.shape[1] != len(classes) or targets.shape != logits.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} "
+                         f"do not match {len(classes)} classes")
+    if logits.shape[0] == 0:
+        raise ValueError("no samples to measure")
+    probabilities = torch.sigmoid(logits.detach().double().cpu()).numpy()
+    positives = targets.detach().cpu().numpy() > 0.5
+    support, auc, ap, roc, pr = class_curves(probabilities, positives)
+    # decided in float32, as training, evaluation and prediction decide (zoo.metrics.multilabel.predicted_sets)
+    decided = predicted_sets(logits.detach().float().cpu().sigmoid(), thresholds.float().cpu()).numpy()
+    confidence = np.where(decided, probabilities, 1 - probabilities).ravel()
+    correct = (decided == positives).ravel()
+    reliability = _reliability(confidence, correct, bins)
+    ece = sum(abs(b.accuracy - b.confidence) * b.count for b in reliability if b.count) / len(confidence)
+    wrong = int((decided != positives).any(axis=1).sum())
+    return Trust(list(classes), len(positives), support, auc, ap, roc, pr, float(ece), reliability, [], wrong)
 
 
 def output_names(classes: list[str], outputs: int) -> list[str]:

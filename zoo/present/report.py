@@ -239,14 +239,18 @@ def build_page(run: Run, device: str = "auto") -> str:
     metrics = run.metrics
     page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}", notes=notes)
     page.add("summary", "Summary", summary_html(run, evaluation))
-    page.add("curves", "Training curves", figure(training_curves(run.history), "Loss and top-1 accuracy per epoch "
+    accuracy = "exact-match ratio" if evaluation.thresholds is not None else "top-1 accuracy"
+    page.add("curves", "Training curves", figure(training_curves(run.history), f"Loss and {accuracy} per epoch "
                                                  "(training, validation) and the learning rate; from history.csv."))
     page.add("classes", "Per-class figures (test split)", classes_html(evaluation))
     title = f"{metrics.get('model')} on the test split"
-    confusion = confusion_image(evaluation.metrics.confusion, evaluation.classes, title)
-    page.add("confusion", "Confusion matrix (test split)",
-             figure(png(confusion),
-                    "Rows: the true class; columns: the predicted one; each row shaded by its own total."))
+    if evaluation.thresholds is None:
+        confusion = confusion_image(evaluation.metrics.confusion, evaluation.classes, title)
+        page.add("confusion", "Confusion matrix (test split)",
+                 figure(png(confusion),
+                        "Rows: the true class; columns: the predicted one; each row shaded by its own total."))
+    else:
+        page.add("confusion", "Decisions per class (test split)", decisions_html(evaluation))
     page.add("trust", "Can its scores be trusted? (test split)", trust_html(evaluation, title))
     page.add("wrong", "The most confidently wrong test images", wrong_html(evaluation, title))
     page.add("filters", "First-layer filters", filters_html(model))
@@ -282,7 +286,7 @@ def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto",
             raise ZooError(f"{damaged}; and best.pt cannot be measured again: {error}") from None
         notes.append(f"{damaged}; the figures are best.pt's measured on the test split again")
         return evaluation
-    if scores is None:
+    if scores is None:  # a multi-label run keeps none: its targets are sets
         return evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
     notes.extend(scores.notes)
     logits, targets = torch.from_numpy(scores.logits), torch.from_numpy(scores.targets)
@@ -311,10 +315,15 @@ def pictures_of(paths: Sequence[str]) -> list[Image.Image] | None:
 def summary_html(run: Run, evaluation: EvaluationReport) -> str:
     m, train = evaluation.metrics, run.metrics.get("train", {})
     macro = m.macro()
+    figures = ([("test mAP (macro average precision)", fraction(evaluation.trust.ap_macro)),
+                ("test exact match", percent(m.exact_match)), ("test Hamming loss", fraction(m.hamming_loss)),
+                ("test F1, micro / macro", f"{fraction(m.micro()['f1'])} / {fraction(macro.get('f1'))}")]
+               if evaluation.thresholds is not None else
+               [("test top-1 accuracy", percent(m.accuracy)), ("test top-5 accuracy", percent(m.top5_accuracy)),
+                ("test macro F1", fraction(macro.get("f1")))])
     rows = [
         ("model", run.metrics.get("model")), ("data", run.metrics.get("data")), ("run", str(run.directory)),
-        ("test images", f"{m.count:,}"), ("test top-1 accuracy", percent(m.accuracy)),
-        ("test top-5 accuracy", percent(m.top5_accuracy)), ("test macro F1", fraction(macro.get("f1"))),
+        ("test images", f"{m.count:,}"), *figures,
         ("test loss", fraction(m.loss)),
         ("test macro ROC AUC", fraction(evaluation.trust.auc_macro)),
         ("expected calibration error", percent(evaluation.trust.ece)),
@@ -336,9 +345,22 @@ def classes_html(evaluation: EvaluationReport) -> str:
                  fraction(macro.get("f1")), fraction(trust.auc_macro), fraction(trust.ap_macro),
                  f"{evaluation.metrics.count:,}"))
     return ("<p>As <code>zoo evaluate</code> measures them on best.pt. AUC and AP: the class against the rest on "
-            "its softmax probability (scikit-learn's ROC AUC and average precision). n/a: a class neither in the "
+            f"its {'sigmoid' if evaluation.thresholds is not None else 'softmax'} probability (scikit-learn's ROC AUC "
+            "and average precision). n/a: a class neither in the "
             "split nor predicted (AUC, AP: not in the split), left out of the macro average.</p>\n"
             + table(["class", "precision", "recall", "F1", "ROC AUC", "AP", "support"], rows))
+
+
+def decisions_html(evaluation: EvaluationReport) -> str:
+    """A multi-label model's decisions, class by class: its threshold and the counts of scikit-learn's
+    multilabel_confusion_matrix (true and false positives and negatives) on the test split."""
+    counts = evaluation.metrics.counts.tolist()  # K x 2 x 2: [[tn, fp], [fn, tp]]
+    rows = [(name, f"{threshold:.3f}", f"{tp:,}", f"{fp:,}", f"{fn:,}", f"{tn:,}")
+            for name, threshold, ((tn, fp), (fn, tp)) in zip(evaluation.classes, evaluation.thresholds, counts)]
+    return ("<p>Each class is predicted where its sigmoid probability is at least its threshold, chosen on the "
+            "validation split to maximise the class's F1 (or config.multilabel.threshold). Counts over the test "
+            "images.</p>\n" + table(["class", "threshold", "true positives", "false positives", "false negatives",
+                                      "true negatives"], rows))
 
 
 def trust_html(evaluation: EvaluationReport, title: str) -> str:
@@ -360,6 +382,9 @@ def trust_html(evaluation: EvaluationReport, title: str) -> str:
 
 def wrong_html(evaluation: EvaluationReport, title: str) -> str:
     trust = evaluation.trust
+    if evaluation.thresholds is not None:  # label sets: an image is rarely wholly wrong, so no gallery
+        return (f"<p>{trust.wrong_count:,} of the {trust.count:,} test images have a predicted label set that is not "
+                "exactly theirs; the per-class decisions above say which labels are missed or added.</p>")
     if not trust.wrong:
         return f"<p>None: every one of the {trust.count:,} test images is predicted right.</p>"
     rows = [(trust.classes[w.true], trust.classes[w.predicted], percent(w.probability), w.path or f"image {w.index}")

@@ -243,21 +243,18 @@ def fraction(value: float | None) -> str:
 
 def _evaluation_table(report: EvaluationReport) -> str:
     m = report.metrics
+    sets = report.thresholds is not None  # a multi-label model: its figures are of label sets
     lines = [
         f"{report.checkpoint} on {report.evaluated or f'the {report.split} split'}: {m.count:,} images",
-        f"loss {m.loss:.4f}  top-1 {percent(m.accuracy)}  top-5 {percent(m.top5_accuracy)}",
+        (f"loss {m.loss:.4f}  mAP {fraction(report.trust.ap_macro if report.trust else None)}  exact match "
+         f"{percent(m.exact_match)}  Hamming loss {m.hamming_loss:.4f}  F1 micro {m.micro()['f1']:.4f}  macro "
+         f"{m.macro()['f1']:.4f}" if sets else
+         f"loss {m.loss:.4f}  top-1 {percent(m.accuracy)}  top-5 {percent(m.top5_accuracy)}"),
         "",
     ]
-    rows = [[row["class"], percent(row["precision"]), percent(row["recall"]),
-             "n/a" if row["f1"] is None else f"{row['f1']:.4f}", row["support"]] for row in report.per_class()]
-    macro = m.macro()
-    over = "" if macro["classes"] == len(report.classes) else f" ({macro['classes']} of {len(report.classes)} classes)"
-    rows.append([f"macro average{over}", percent(macro["precision"]), percent(macro["recall"]), f"{macro['f1']:.4f}",
-                 m.count])
-    lines.append(render(["class", "precision", "recall", "f1", "support"], rows,
-                        numeric=[False, True, True, True, True]))
+    lines.append(_per_class_table(report))
     lines += _trust_lines(report)
-    if len(report.classes) <= 30:
+    if not sets and len(report.classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
         lines.append(render(["true class", *report.classes],
                             [[name, *row] for name, row in zip(report.classes, m.confusion.tolist())],
@@ -265,12 +262,29 @@ def _evaluation_table(report: EvaluationReport) -> str:
     if report.not_saved is not None:
         lines += ["", f"not saved: {report.not_saved}"]
     else:
-        lines += ["", f"saved: {report.confusion_csv}", f"       {report.confusion_png}"]
-    if report.trust_files is not None:
-        files = report.trust_files
-        lines += [f"       {path}" for path in (files.roc, files.pr, files.reliability, files.wrong)
-                  if path is not None]
+        saved = [path for path in (report.confusion_csv, report.confusion_png) if path is not None]
+        if report.trust_files is not None:
+            files = report.trust_files
+            saved += [path for path in (files.roc, files.pr, files.reliability, files.wrong) if path is not None]
+        lines += ["", *(f"{'saved: ' if index == 0 else '       '}{path}" for index, path in enumerate(saved))]
     return "\n".join(lines)
+
+
+def _per_class_table(report: EvaluationReport) -> str:
+    """Precision, recall, F1 and support per class with their macro average; a multi-label model's also gives each
+    class's threshold and average precision."""
+    m, trust, thresholds = report.metrics, report.trust, report.thresholds
+    extra = thresholds is not None
+    rows = [[row["class"], percent(row["precision"]), percent(row["recall"]),
+             "n/a" if row["f1"] is None else f"{row['f1']:.4f}", row["support"],
+             *([f"{thresholds[k]:.3f}", fraction(trust.average_precision[k] if trust else None)] if extra else [])]
+            for k, row in enumerate(report.per_class())]
+    macro = m.macro()
+    over = "" if macro["classes"] == len(report.classes) else f" ({macro['classes']} of {len(report.classes)} classes)"
+    rows.append([f"macro average{over}", percent(macro["precision"]), percent(macro["recall"]), f"{macro['f1']:.4f}",
+                 m.count, *(["", fraction(trust.ap_macro if trust else None)] if extra else [])])
+    headers = ["class", "precision", "recall", "f1", "support", *(["threshold", "AP"] if extra else [])]
+    return render(headers, rows, numeric=[False, *[True] * (len(headers) - 1)])
 
 
 def _trust_lines(report: EvaluationReport) -> list[str]:
@@ -281,6 +295,8 @@ def _trust_lines(report: EvaluationReport) -> list[str]:
         return []
     lines = ["", f"trust: macro AUC {fraction(trust.auc_macro)}  macro AP {fraction(trust.ap_macro)}  "
                  f"ECE {trust.ece:.2%} ({len(trust.reliability)} bins)"]
+    if report.thresholds is not None:  # a multi-label model's: its ECE is over every (image, class) decision
+        return [*lines, f"label sets not exact: {trust.wrong_count:,} of {trust.count:,} images"]
     if not trust.wrong:
         lines.append("most confidently wrong: none, every prediction is right (no gallery)")
     else:
@@ -315,13 +331,16 @@ def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
 
         return json_text(report.to_dict())
     k = max(len(prediction.classes) for _, prediction in report.rows)
+    sets = report.task == "multilabel"  # its decision is a set of labels: a column of its own, first
     if fmt == "csv":
-        headers = ["path", *(f"{name}_{rank}" for rank in range(1, k + 1) for name in ("class", "probability"))]
-        rows = [[str(path), *(value for pair in zip(p.classes, p.probabilities) for value in pair)]
-                for path, p in report.rows]
+        headers = [*(["path", "labels"] if sets else ["path"]),
+                   *(f"{name}_{rank}" for rank in range(1, k + 1) for name in ("class", "probability"))]
+        rows = [[str(path), *([";".join(p.labels)] if sets else []),
+                 *(value for pair in zip(p.classes, p.probabilities) for value in pair)] for path, p in report.rows]
         return render(headers, rows, "csv")
-    headers = ["image", *(f"top-{rank}" for rank in range(1, k + 1))]
-    rows = [[str(path), *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
+    headers = ["image", *(["labels"] if sets else []), *(f"top-{rank}" for rank in range(1, k + 1))]
+    rows = [[str(path), *(["; ".join(p.labels) or "(none)"] if sets else []),
+             *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
             for path, p in report.rows]
     return render(headers, rows, "table", numeric=[False] * len(headers))
 
@@ -352,9 +371,11 @@ def render_export(report: ExportReport) -> str:
     batch = "dynamic batch" if report.batch is None else f"batch {report.batch}"
     opset = f", opset {report.opset}" if report.opset is not None else ""
     agreed = round(report.top1_agreement * report.images)
+    sets = ("" if report.set_agreement is None else
+            f", label sets agree {round(report.set_agreement * report.images)}/{report.images}")
     return (f"wrote {report.path} ({report.bytes / 1e6:.1f} MB, {report.format}{opset}, {batch}); checked on "
             f"{report.images} {report.inputs}: largest |logit difference| {report.max_abs_diff:.2e} (tolerance "
-            f"{report.tolerance:.1e}), top-1 agreement {agreed}/{report.images}")
+            f"{report.tolerance:.1e}), top-1 agreement {agreed}/{report.images}{sets}")
 
 
 # zoo explain

@@ -12,31 +12,37 @@ from torch import Tensor
 
 from zoo.config import Config
 from zoo.errors import ZooError
+from zoo.tasks import Classification, Task
 
 IMBALANCE = 5  # largest / smallest class count from which the run notes the imbalance
 LISTED = 10  # classes named one by one in a line; more are shortened
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
-def class_counts(labels: Tensor, num_classes: int) -> Tensor:
-    """Images per class (int64, num_classes long) of a split's labels."""
-    return torch.bincount(labels, minlength=num_classes)
-
-
-def class_weights(config: Config, counts: Tensor, classes: list[str]) -> Tensor | None:
-    """loss.class_weights as a float tensor, one weight per class, or None (unweighted). auto is scikit-learn's
-    'balanced' (compute_class_weight): N / (K x n_c), so that the weights average 1 over the training images; a
-    mapping gives each class's weight by name. Raises ZooError for a list of another length than the classes, a
-    mapping that does not name every class or names one the data lacks, or auto with a class without images."""
+def class_weights(config: Config, counts: Tensor, classes: list[str], task: Task | None = None,
+                  images: int | None = None) -> Tensor | None:
+    """loss.class_weights as a float tensor, one weight per class, or None (unweighted). auto is the task's
+    (zoo.tasks): scikit-learn's 'balanced' (compute_class_weight), N / (K x n_c), so that the weights average 1
+    over the training images; for multi-label, each class's negatives / positives (BCEWithLogitsLoss's
+    pos_weight). A mapping gives each class's weight by name. Raises ZooError for a list of another length than
+    the classes, a mapping that does not name every class or names one the data lacks, or auto with a class
+    without images (multi-label: or on every image, which would weigh its positives 0). `images`: the training
+    images behind `counts` (None: their sum, true with one class per image)."""
     given = config.loss.class_weights
     if given is None:
         return None
     if given == "auto":
+        task = task or Classification()
         if (counts == 0).any():
             empty = classes[int((counts == 0).nonzero()[0])]
             raise ZooError(f"loss.class_weights auto: class {empty!r} has no training images, so no weight; "
                            "give the weights by class name, or add images of it")
-        return counts.sum() / (len(counts) * counts.double())
+        weights = task.balanced_weights(counts, int(counts.sum()) if images is None else images)
+        if (weights == 0).any():
+            full = classes[int((weights == 0).nonzero()[0])]
+            raise ZooError(f"loss.class_weights auto: class {full!r} is on every training image, so its positives "
+                           "would weigh 0; give the weights by class name")
+        return weights
     if isinstance(given, dict):
         check_names(given, classes)
         return torch.tensor([given[name] for name in classes], dtype=torch.float64)

@@ -26,6 +26,7 @@ from zoo.errors import RunStopped
 from zoo.loop import EpochResult
 from zoo.present.console import say
 from zoo.rundir import WriteError, check_present
+from zoo.tasks import Classification, Task
 from zoo.training.history import History
 from zoo.training.optim import learning_rates
 from zoo.training.setup import Parts
@@ -122,7 +123,7 @@ class RunLog:
                 board.histograms(parts.model, epoch)
             if val is not None:
                 board.metrics("val", val.metrics, epoch)
-                if drawn:
+                if drawn and hasattr(val.metrics, "confusion"):  # multi-label has per-class counts instead
                     board.confusion(val.metrics, parts.splits.classes, epoch)
                 if self.config.train.log_filters:
                     board.filters(parts.model, epoch)
@@ -130,17 +131,19 @@ class RunLog:
                 board.metrics("val_ema", ema_val.metrics, epoch)
         if self.history is not None:
             self.history.write(epoch, train, val, ema_val, rates)
-        say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val))
+        say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val, parts.task.accuracy_name))
 
     @_writes
     def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None, classes: list[str],
-               scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """The test split's figures on best.pt's weights; `scores`, its (N x classes logits, N labels) over every
-        rank, draw its per-class PR curves."""
+               scores: tuple[torch.Tensor, torch.Tensor] | None = None, task: Task = Classification()) -> None:
+        """The test split's figures on best.pt's weights; `scores`, its (N x classes logits, targets) over every
+        rank, draw its per-class PR curves on the `task`'s probabilities."""
         if self.tensorboard is not None:
             self.tensorboard.metrics("test", test.metrics, epochs_run)
             if scores is not None:
-                self.tensorboard.pr_curves("test", *scores, classes, epochs_run)
+                logits, targets = scores
+                self.tensorboard.pr_curves("test", task.probabilities(logits),
+                                           task.positives(targets, len(classes)), classes, epochs_run)
             self.tensorboard.hparams(hparams(self.config),
                                      {"hparam/test_accuracy": test.metrics.accuracy,
                                       "hparam/val_accuracy": (best_val or {}).get("accuracy", test.metrics.accuracy)})
@@ -162,13 +165,14 @@ class RunLog:
 
 
 def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | None, lr: float,
-               ema_val: EpochResult | None = None) -> str:
+               ema_val: EpochResult | None = None, accuracy: str = "acc") -> str:
+    """`accuracy`: what the accuracy measures, as the task names it (zoo.tasks: acc, or exact for exact match)."""
     m = train.metrics
-    text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} acc {m.accuracy:6.2%}"
+    text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} {accuracy} {m.accuracy:6.2%}"
     for name, result in (("val", val), ("ema val", ema_val)):
         if result is not None:
             v = result.metrics
-            text += f"  {name} loss {v.loss:.4f} acc {v.accuracy:6.2%}"
+            text += f"  {name} loss {v.loss:.4f} {accuracy} {v.accuracy:6.2%}"
             if v.top5_accuracy is not None:  # None with 5 classes or fewer
                 text += f" top5 {v.top5_accuracy:6.2%}"
     return text + f"  lr {lr:.3g}  {train.images_per_second:,.0f} img/s  {train.seconds:.1f}s"

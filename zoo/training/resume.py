@@ -13,6 +13,7 @@ ended by early stopping).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resum
                     "a resumed run continues in its own directory; start a new run to write elsewhere"),
     "init": _NO_EFFECT, "finetune.source": _NO_EFFECT, "finetune.strict": _NO_EFFECT,
     "sweep": "zoo sweep reads it, a run does not; change it for the next zoo sweep",
+    "task": "the network's outputs were trained for another task (zoo.tasks: another loss and decision); start a "
+            "new run, or fine-tune from it (zoo finetune)",
 }
 MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupted epoch is
     "data.batch_size": "the position in the epoch is counted in batches of the old size",
@@ -421,11 +424,12 @@ class Position:
             restore_rng(self.rank_state.rng)
             load_loader_state(train_loader, self.rank_state.loader)
 
-    def entering(self, epoch: int, num_classes: int, device: torch.device) -> tuple[int, MetricAccumulator | None]:
-        """(the batch to start `epoch` at, its sums so far): the saved ones for the epoch the run stopped in."""
+    def entering(self, epoch: int, meter: Callable[[], MetricAccumulator]) -> tuple[int, MetricAccumulator | None]:
+        """(the batch to start `epoch` at, its sums so far): the saved ones for the epoch the run stopped in, loaded
+        into `meter()` (the task's accumulator, zoo.tasks)."""
         if epoch != self.epoch + 1 or not self.batch:
             return 0, None
-        meter = MetricAccumulator(num_classes, device)
+        meter = meter()
         meter.load_state_dict(self.rank_state.meter)
         batch, self.batch = self.batch, 0
         return batch, meter

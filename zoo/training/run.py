@@ -137,7 +137,9 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
                 step, pruned = _epochs(run)
             if job.is_main:
                 check_present(run.directory)  # before best.pt is read back
-            test, scores = _test_best(parts, job, run.directory)
+            _load_best(parts, job, run.directory)
+            _decide_thresholds(parts, job, run.directory)
+            test, scores = _test_best(parts, job)
             metrics = _metrics(parts, progress, step, test) | ({"pruned_at_epoch": pruned} if pruned else {})
             if job.is_main:
                 try:
@@ -146,10 +148,11 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
                 except WriteError as error:
                     raise error.with_fix(f"the checkpoints are saved: free some space, then zoo train --resume "
                                          f"{run.directory} tests best.pt again and writes the rest") from None
-            log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores)
+            log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores, parts.task)
     m = test.metrics
     top5 = f" top5 {m.top5_accuracy:.2%}" if m.top5_accuracy is not None else ""
-    say(f"test loss {m.loss:.4f} acc {m.accuracy:.2%}{top5} ({m.count:,} images, best epoch {progress.best_epoch})\n"
+    say(f"test loss {m.loss:.4f} {parts.task.accuracy_name} {m.accuracy:.2%}{top5} ({m.count:,} images, best epoch "
+        f"{progress.best_epoch})\n"
         f"metrics: {run.directory / 'metrics.json'}")
     return RunResult(run.directory, metrics)
 
@@ -196,27 +199,68 @@ def _epochs(run: Run) -> tuple[int, int | None]:
 def _validate(parts: Parts, network) -> EpochResult | None:
     if parts.val_loader is None:
         return None
-    return evaluate_loader(network, parts.val_loader, parts.compute, parts.eval_criterion, parts.num_classes)
+    return evaluate_loader(network, parts.val_loader, parts.compute, parts.eval_criterion, parts.num_classes,
+                           task=parts.task)
 
 
-def _test_best(parts: Parts, job: Job, run_dir: Path) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
-    """The test split on best.pt's weights, on every rank; and, on rank 0, its (N x classes logits, N labels)
-    over every rank's share in the split's order, for TensorBoard's PR curves and test_scores.npz (one pass,
-    after the training loop: its cost is the copy of each test batch's logits to the CPU)."""
+def _load_best(parts: Parts, job: Job, run_dir: Path) -> None:
+    """best.pt's weights into the network, on every rank (the other ranks may not see rank 0's disk)."""
     if job.is_main:
         parts.model.load_state_dict(read_state(run_dir / "checkpoints" / "best.pt", "weights", job.device).model)
-    job.sync_module(parts.model)  # the other ranks may not see rank 0's disk (several nodes)
+    job.sync_module(parts.model)
+
+
+def _decide_thresholds(parts: Parts, job: Job, run_dir: Path) -> None:
+    """A multi-label run's decision thresholds, on best.pt's weights: config.multilabel.threshold for every class,
+    or (val) each class's maximising its F1 on the validation split (zoo.metrics.multilabel.best_thresholds); written
+    into best.pt, and the task tests with them. A single-label run decides by the arg max: nothing to choose."""
+    from dataclasses import replace
+
+    from zoo.checkpoint import save_checkpoint
+    from zoo.metrics.multilabel import best_thresholds
+    from zoo.tasks import get_task
+
+    config = parts.config
+    if config.task != "multilabel":
+        return
+    chosen = config.multilabel.threshold
+    if chosen != "val":
+        thresholds = [float(chosen)] * parts.num_classes
+    elif parts.val_loader is None:
+        thresholds = [0.5] * parts.num_classes
+    else:
+        _, scores = _scores(parts, job, parts.val_loader)
+        thresholds = (best_thresholds(parts.task.probabilities(scores[0]), scores[1]).tolist() if job.is_main
+                      else None)
+        thresholds = job.share(thresholds)
+    parts.step = replace(parts.step, task=get_task("multilabel", thresholds))
+    if job.is_main:
+        best = run_dir / "checkpoints" / "best.pt"
+        save_checkpoint(replace(read_state(best, "weights"), thresholds=thresholds), best)
+
+
+def _test_best(parts: Parts, job: Job) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The test split on best.pt's weights (_load_best), on every rank; and, on rank 0, its (N x classes logits, N
+    labels) over every rank's share in the split's order, for TensorBoard's PR curves and test_scores.npz (one pass,
+    after the training loop: its cost is the copy of each test batch's logits to the CPU)."""
+    return _scores(parts, job, parts.test_loader)
+
+
+def _scores(parts: Parts, job: Job, loader) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
+    """One split's figures on every rank, and on rank 0 its (N x classes logits, targets: N labels, or N x classes
+    for multi-label) gathered over every rank's share in the split's order."""
     logits: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
-    result = evaluate_loader(parts.model, parts.test_loader, parts.compute, parts.eval_criterion, parts.num_classes,
-                             logits=logits, targets=targets)
+    result = evaluate_loader(parts.model, loader, parts.compute, parts.eval_criterion, parts.num_classes,
+                             logits=logits, targets=targets, task=parts.task)
     mine = ((torch.cat(logits), torch.cat(targets)) if logits
-            else (torch.empty(0, parts.num_classes), torch.empty(0, dtype=torch.long)))
-    shares = job.gather(mine)  # a rank's share may be empty: a test split of fewer images than ranks
+            else (torch.empty(0, parts.num_classes), parts.task.empty_targets(parts.num_classes)))
+    shares = job.gather(mine)  # a rank's share may be empty: a split of fewer images than ranks
     if not job.is_main:
         return result, None
     count = sum(len(share[1]) for share in shares)
-    logits, targets = torch.empty(count, parts.num_classes), torch.empty(count, dtype=torch.long)
+    logits = torch.empty(count, parts.num_classes)
+    targets = torch.empty((count, *mine[1].shape[1:]), dtype=mine[1].dtype)
     # rank r evaluated samples r, r + w, ... (ShardSampler)
     for rank, (share_logits, share_targets) in enumerate(shares):
         logits[rank::len(shares)], targets[rank::len(shares)] = share_logits.float(), share_targets
@@ -228,6 +272,8 @@ def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: to
     wrong images where the data set holds tensors (16 samples read again: milliseconds)."""
     from zoo.evaluation.scores import fingerprint, most_confidently_wrong, write_scores
 
+    if parts.config.task != "classification":  # the file holds class indices: zoo report evaluates best.pt instead
+        return
     test = parts.splits.test
     paths = getattr(test, "paths", None)
     wrong = most_confidently_wrong(logits.numpy(), targets.numpy())

@@ -32,9 +32,10 @@ from zoo.runtime import (
     threads_note,
     tune_backends,
 )
+from zoo.tasks import Task, get_task
 from zoo.training.ema import WeightAverage, horizon_note
 from zoo.training.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
-from zoo.training.imbalance import class_counts, class_weights, imbalance_note, numeric_order_note, weights_line
+from zoo.training.imbalance import class_weights, imbalance_note, numeric_order_note, weights_line
 from zoo.training.optim import build_optimizer, build_scheduler
 from zoo.training.resume import Position, ResumePlan, restore_optimization
 
@@ -72,12 +73,18 @@ class Parts:
         return self.model.num_classes
 
     @property
+    def task(self) -> Task:
+        """What the network is trained to do (config.task): its loss, figures and decisions (zoo.tasks)."""
+        return self.step.task
+
+    @property
     def eval_criterion(self) -> nn.Module:
-        """The validation and test loss: plain cross-entropy, without loss.class_weights and label smoothing, as
-        timm validates and as zoo evaluate and zoo report measure a checkpoint: one test loss wherever it is shown,
-        and val_loss (and early stopping on it) measures the model, not the training loss's weighting or
-        smoothing (with label smoothing 0.1 the smoothed loss of a perfect model is still about 0.5)."""
-        return nn.CrossEntropyLoss()
+        """The validation and test loss: the task's plain loss (cross-entropy, or binary cross-entropy), without
+        loss.class_weights and label smoothing, as timm validates and as zoo evaluate and zoo report measure a
+        checkpoint: one test loss wherever it is shown, and val_loss (and early stopping on it) measures the model,
+        not the training loss's weighting or smoothing (with label smoothing 0.1 the smoothed loss of a perfect
+        model is still about 0.5)."""
+        return self.task.eval_criterion()
 
     def state(self, job: Job, **training: object) -> TrainingState:
         """The checkpoint of the network now, with `training` (optimizer, position ...) when resumable."""
@@ -104,7 +111,8 @@ class Parts:
     def enter_epoch(self, epoch: int, job: Job) -> tuple[int, MetricAccumulator | None]:
         """Ready `epoch`: frozen layers join at finetune.unfreeze_at_epoch, and the loader draws the epoch's
         order (a resumed epoch: from the batch it stopped at). Returns that batch and the epoch's sums so far."""
-        start_batch, meter = self.position.entering(epoch, self.num_classes, self.compute.device)
+        start_batch, meter = self.position.entering(epoch, lambda: self.task.meter(self.num_classes,
+                                                                                   self.compute.device))
         finetune = self.config.finetune
         if self.freezer is not None and self.freezer.frozen and epoch == finetune.unfreeze_at_epoch:
             self.freezer.unfreeze()
@@ -237,12 +245,15 @@ def build_data(config: Config, job: Job, plan: ResumePlan | None) -> Data:
     """The data sets and loaders, checked: two classes or more, a resumed run's data the run's own, class weights
     of the right length."""
     in_channels, input_size = config.geometry()
-    splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed)
+    splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed,
+                            multilabel=config.task == "multilabel")
     check_classes(splits.classes, config)
     if plan is not None:
         check_same_data(splits, plan)
-    counts = class_counts(splits.train.labels, len(splits.classes))
-    weights = class_weights(config, counts, splits.classes)  # a list of another length: one line, nothing written yet
+    task = get_task(config.task)
+    counts = task.class_counts(splits.train.labels, len(splits.classes))
+    # a list of another length: one line, nothing written yet
+    weights = class_weights(config, counts, splits.classes, task, len(splits.train))
     loaders = build_loaders(splits, config.data, seed=config.train.seed, distributed=job.distributed,
                             pin_memory=job.device.type == "cuda", device=job.device)
     per_step = config.train.accumulate_steps
@@ -336,14 +347,14 @@ def build_step(config: Config, model: nn.Module, data: Data, job: Job, plan: Res
     optimizer = build_optimizer(model, config.optimizer, scale, include_frozen=freezer is not None)
     scheduler = build_scheduler(optimizer, config.scheduler, train.epochs, data.steps_per_epoch)
     weights = data.class_weights
-    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.float().to(job.device),
-                                    label_smoothing=config.loss.label_smoothing)
+    task = get_task(config.task)
+    criterion = task.criterion(None if weights is None else weights.to(job.device), config.loss.label_smoothing)
     scaler = grad_scaler(job.device, train.precision)
     notes = (restore_optimization(optimizer, scheduler, scaler, plan, data.steps_per_epoch, job.world_size) if plan
              else [])
     compute = Compute(job.device, train.precision, memory_format(train.channels_last), job.distributed)
     step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip,
-                     train.accumulate_steps, batch_mixing(config.data.augmentation, len(data.splits.classes)))
+                     train.accumulate_steps, batch_mixing(config.data.augmentation, len(data.splits.classes)), task)
     if train.ema is None:
         return step, None, notes, []
     ema = WeightAverage(model, train.ema)

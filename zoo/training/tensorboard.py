@@ -41,7 +41,7 @@ class TensorBoardLogger:
             self.writer.add_scalar(tag, value, step)
 
     def metrics(self, split: str, metrics: Metrics, step: int) -> None:
-        values = {f"{split}/loss": metrics.loss, f"{split}/accuracy": metrics.accuracy}
+        values = {f"{split}/loss": metrics.loss, f"{split}/accuracy": metrics.accuracy}  # multi-label: exact match
         if metrics.top5_accuracy is not None:  # None: 5 classes or fewer, where top-5 is always 1
             values[f"{split}/top5_accuracy"] = metrics.top5_accuracy
         self.scalars(values, step)
@@ -70,17 +70,17 @@ class TensorBoardLogger:
         name, _ = model.first_conv("train.log_filters")
         self.image(f"filters/{name}", filter_grid(model), epoch)
 
-    def pr_curves(self, split: str, logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
+    def pr_curves(self, split: str, probabilities: torch.Tensor, positives: torch.Tensor, classes: Sequence[str],
                   step: int) -> None:
-        """One precision-recall curve per class, the class against the rest on its softmax probability, under
-        pr/<split>/<class> (TensorBoard's PR Curves tab); `logits` N x classes, `targets` N class indices. A class
-        without samples gets none: its recall is undefined (zoo.metrics.trust leaves it out too)."""
-        probabilities = logits.detach().float().cpu().softmax(dim=1)
-        truth = targets.detach().cpu()
+        """One precision-recall curve per class, the class against the rest on its probability (the task's:
+        softmax, or a multi-label model's sigmoid), under pr/<split>/<class> (TensorBoard's PR Curves tab);
+        `probabilities` and `positives` (which samples have the class) N x classes. A class without samples gets
+        none: its recall is undefined (zoo.metrics.trust leaves it out too)."""
+        probabilities, positives = probabilities.detach().float().cpu(), positives.detach().cpu()
         for k, name in enumerate(classes):
-            positive = truth == k
-            if positive.any():
-                self.writer.add_pr_curve(f"pr/{split}/{name}", positive.numpy(), probabilities[:, k].numpy(), step)
+            if positives[:, k].any():
+                self.writer.add_pr_curve(f"pr/{split}/{name}", positives[:, k].numpy(), probabilities[:, k].numpy(),
+                                         step)
 
     def image(self, tag: str, picture: Any, step: int) -> None:
         """A PIL image as TensorBoard's image summary, encoded once as a fast PNG (compress level 1): add_image

@@ -1,0 +1,137 @@
+"""Multi-label classification through every command: a manifest of pictures of 1-3 of scikit-learn's digits (real
+images, scripts/digit_sets.py), trained, evaluated, predicted, exported and explained; the task seam's pieces
+checked against torch's and scikit-learn's definitions; what multi-label refuses."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import ROOT, run_zoo
+from sklearn.metrics import accuracy_score, average_precision_score, hamming_loss
+
+import zoo
+from zoo.checkpoint import read_state
+from zoo.config import load_config
+from zoo.errors import ConfigError
+from zoo.inference.explain import explain
+from zoo.tasks import Classification, Multilabel, get_task
+
+CONFIG = ROOT / "configs" / "lenet5_digit_sets.yaml"
+
+
+def digit_sets(folder: Path, train: int, test: int) -> Path:
+    """scripts/digit_sets.py's data set under `folder`; its manifest's path."""
+    spec = importlib.util.spec_from_file_location("digit_sets", ROOT / "scripts" / "digit_sets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.dont_write_bytecode, before = True, sys.dont_write_bytecode  # leave no scripts/__pycache__
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
+    return module.write(folder, train, test, seed=0)
+
+
+def manifest_rows(manifest: Path, split: str) -> dict[str, set[str]]:
+    with open(manifest, newline="") as file:
+        return {str((manifest.parent / row["path"]).resolve()): set(row["label"].split(";"))
+                for row in csv.DictReader(file) if row["split"] == split}
+
+
+@pytest.fixture(scope="module")
+def sets_run(tmp_path_factory):
+    """A short multi-label run: (its directory, the manifest)."""
+    folder = tmp_path_factory.mktemp("digit_sets")
+    manifest = digit_sets(folder / "data", 400, 120)
+    config = load_config(CONFIG, [f"data.manifest={manifest}", f"train.output_dir={folder / 'runs'}",
+                                  "train.epochs=3", "train.threads=1"])
+    return zoo.train(config, quiet=True).run_dir, manifest
+
+
+def test_a_multilabel_run_keeps_its_thresholds_and_reports_label_set_figures(sets_run):
+    run_dir, _ = sets_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["count"] == 120 and test["accuracy"] == test["exact_match"]
+    assert 0 <= test["hamming_loss"] <= 1 and 0 <= test["f1_micro"] <= 1 and test["top5_accuracy"] is None
+    state = read_state(run_dir / "checkpoints" / "best.pt", "evaluate")
+    assert state.config["task"] == "multilabel" and len(state.thresholds) == 10
+    assert all(0 < threshold < 1 for threshold in state.thresholds)
+    assert state.thresholds != [0.5] * 10  # chosen on the validation split, class by class
+
+
+def test_evaluate_predict_and_onnx_agree_on_the_label_sets(sets_run, tmp_path):
+    """The issue's bar: zoo predict's label sets on the test files have the exact-match ratio zoo evaluate reports,
+    and the ONNX export predicts the same sets; mAP and Hamming loss are scikit-learn's."""
+    run_dir, manifest = sets_run
+    done = run_zoo("evaluate", run_dir, "-f", "json")
+    assert done.returncode == 0, done.stderr
+    evaluation = json.loads(done.stdout)
+    truth = manifest_rows(manifest, "test")
+    done = run_zoo("predict", run_dir, *truth, "--format", "json", "-k", "10")
+    assert done.returncode == 0, done.stderr
+    predictions = json.loads(done.stdout)["predictions"]
+    classes = [str(digit) for digit in range(10)]
+    predicted = np.array([[name in row["labels"] for name in classes] for row in predictions])
+    actual = np.array([[name in truth[str(Path(row["path"]).resolve())] for name in classes] for row in predictions])
+    assert evaluation["exact_match"] == pytest.approx(accuracy_score(actual, predicted), abs=1e-12)
+    assert evaluation["hamming_loss"] == pytest.approx(hamming_loss(actual, predicted), abs=1e-12)
+    scores = np.array([[{item["class"]: item["probability"] for item in row["top_k"]}[name] for name in classes]
+                       for row in predictions])
+    assert evaluation["average_precision"]["macro"] == pytest.approx(
+        average_precision_score(actual, scores, average="macro"), abs=1e-5)
+    assert set(evaluation["thresholds"]) == set(classes) and evaluation["task"] == "multilabel"
+    report = zoo.export_checkpoint(run_dir / "checkpoints" / "best.pt", "onnx", tmp_path / "sets.onnx")
+    assert report.set_agreement == 1.0
+    exported = zoo.load(tmp_path / "sets.onnx").predict(list(truth), top_k=1)
+    assert [set(p.labels) for p in exported] == [set(row["labels"]) for row in predictions]
+
+
+def test_grad_cam_draws_one_map_per_predicted_label(sets_run, tmp_path):
+    run_dir, manifest = sets_run
+    picture = next(iter(manifest_rows(manifest, "test")))
+    report = explain(run_dir / "checkpoints" / "best.pt", [picture], method="gradcam", layer="features.3",
+                         output=tmp_path / "maps")
+    labels = report.rows[0].prediction.labels
+    if labels:
+        assert [row.target_class for row in report.rows] == list(labels)
+        assert {row.written.name for row in report.rows} == {f"{Path(picture).stem}.gradcam.{label}.png"
+                                                             for label in labels}
+    else:  # nothing predicted: the top-1's map
+        assert len(report.rows) == 1
+    assert all(row.written.is_file() for row in report.rows)
+
+
+def test_the_tasks_losses_and_decisions_are_torchs_and_scikit_learns():
+    logits = torch.tensor([[2.0, -1.0, 0.1], [-3.0, 0.5, 0.0]])
+    sets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    multilabel = Multilabel([0.6, 0.5, 0.52])
+    assert torch.allclose(multilabel.criterion(None, 0.0)(logits, sets),
+                          torch.nn.functional.binary_cross_entropy(logits.sigmoid(), sets))
+    assert multilabel.decide(logits[0].sigmoid(), ["a", "b", "c"]).labels == ["a", "c"]  # c: 0.525 >= 0.52
+    assert Classification().decide(logits[0].softmax(0), ["a", "b", "c"]).labels == ["a"]
+    counts = multilabel.class_counts(sets, 3)
+    assert counts.tolist() == [1, 1, 1]
+    assert multilabel.balanced_weights(torch.tensor([1, 3]), 4).tolist() == [3.0, 1 / 3]  # negatives / positives
+    lookup = torch.tensor([2, 0])  # data class 0 is the model's 2, data class 1 the model's 0
+    assert multilabel.relabel(torch.tensor([[1.0, 0.0]]), lookup, 3).tolist() == [[0.0, 0.0, 1.0]]
+    assert Classification().relabel(torch.tensor([0, 1]), lookup, 3).tolist() == [2, 0]
+    assert get_task("multilabel").threshold_tensor(3).tolist() == [0.5] * 3
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["data.name=digits", "data.manifest=null"], "data.name digits has one label per image"),
+    (["data.sampler=balanced"], "data.sampler balanced draws by class"),
+    (["data.augment.mixup_alpha=0.2"], "mixup_alpha and cutmix_alpha mix one label per image"),
+    (["loss.label_smoothing=0.1"], "loss.label_smoothing spreads one class's probability"),
+    (["task=classification", "multilabel.threshold=0.3"], "multilabel is read only with task: multilabel"),
+])
+def test_what_multilabel_cannot_take_is_one_line(extra, says):
+    with pytest.raises(ConfigError, match=says):
+        load_config(CONFIG, extra)

@@ -1,0 +1,36 @@
+"""What a network is trained to do, in one place per task: the seam every stage asks instead of branching.
+
+    task = get_task(config.task)                      # "classification" or "multilabel" (config.TASKS)
+    criterion = task.criterion(weights, smoothing)    # the training loss; task.eval_criterion() validates
+    meter = task.meter(num_classes, device)           # the epoch's sums: top-1 ... or exact match, Hamming ...
+    probabilities = task.probabilities(logits)        # softmax over the classes, or a sigmoid per class
+
+What differs between the tasks is only here: the outputs' activation, the loss and its class weights, how
+targets are encoded (a class index, or a multi-hot row), the figures an epoch reports and the decision rule.
+The data sets yield the targets (zoo.data), the figures are zoo.metrics', the pictures zoo.present's.
+
+    base.py            Task: the interface, and the decision it makes for one picture (Decision)
+    classification.py  one class per image: softmax, cross-entropy, top-1/top-5, the arg max
+    multilabel.py      a set of labels per image: sigmoid, binary cross-entropy with per-class positive weights,
+                       mAP, F1 and Hamming loss, per-class thresholds
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from zoo.tasks.base import Decision, Task
+from zoo.tasks.classification import Classification
+from zoo.tasks.multilabel import Multilabel
+
+__all__ = ["Classification", "Decision", "Multilabel", "Task", "get_task"]
+
+
+def get_task(name: str, thresholds: Tensor | list[float] | None = None) -> Task:
+    """The task called `name` (config.task); `thresholds`: a multilabel model's per-class decision thresholds
+    (None: 0.5 each). Raises ValueError for a name zoo does not know (the config's schema refuses it first)."""
+    if name == "classification":
+        return Classification()
+    if name == "multilabel":
+        return Multilabel(thresholds)
+    raise ValueError(f"unknown task {name!r}")

@@ -1,0 +1,57 @@
+"""The task seam's interface: what every task answers, so that training, evaluation, prediction and export ask
+the task instead of testing its name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a model decided for one picture: its labels (class names; a single-label model's has one, a
+    multi-label model's any number, none included) and every class's probability (fractions)."""
+
+    labels: list[str]
+    probabilities: dict[str, float]
+
+
+class Task(Protocol):
+    name: str  # config.task's value
+    accuracy_name: str  # what `accuracy` measures, as lines print it: "acc" (top-1), "exact" (exact match)
+
+    def meter(self, num_classes: int, device: torch.device | str = "cpu") -> Any:
+        """A fresh accumulator of one pass's sums (zoo.metrics): update(logits, targets, loss), compute(), ..."""
+
+    def criterion(self, weights: Tensor | None, label_smoothing: float) -> nn.Module:
+        """The training loss on (N x K logits, targets); `weights`: loss.class_weights, K (float)."""
+
+    def eval_criterion(self) -> nn.Module:
+        """The validation and test loss: unweighted, unsmoothed, as timm validates."""
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """N x K probabilities (fractions) of N x K logits, in float32."""
+
+    def positives(self, targets: Tensor, num_classes: int) -> Tensor:
+        """N x K bool: which classes each sample has (a class index becomes one True)."""
+
+    def class_counts(self, labels: Tensor, num_classes: int) -> Tensor:
+        """Training images per class (int64, K): those of the class, or those carrying it."""
+
+    def balanced_weights(self, counts: Tensor, images: int) -> Tensor:
+        """loss.class_weights auto from the training counts (float64, K): every count is above 0."""
+
+    def empty_targets(self, num_classes: int) -> Tensor:
+        """No targets, shaped as a batch's: to stand for a rank's empty share of a split."""
+
+    def decide(self, probabilities: Tensor, classes: list[str]) -> Decision:
+        """One picture's decision from its K probabilities."""
+
+    def trust(self, logits: Tensor, targets: Tensor, classes: list[str], paths: list[str] | None) -> Any:
+        """zoo.metrics.trust's figures (a Trust) of N x K logits against the targets."""
+
+    def relabel(self, targets: Tensor, lookup: Tensor, num_classes: int) -> Tensor:
+        """Targets in the data's class numbering as the model's: data class i is model class lookup[i]."""
