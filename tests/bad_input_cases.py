@@ -422,6 +422,12 @@ CASES = [
     Case("manifest not UTF-8", train(*MANIFEST), "manifest: photos/labels.csv line 3: not UTF-8 text (byte 0xe9); "
          "save it as UTF-8", listed(LISTED.encode().replace(b"cat/1.png,cat", b"cat/1.png,caf\xe9")),
          "a Latin-1 e-acute on line 3"),
+    Case("task multilabel on a data set of one label per image", train("task=multilabel"),
+         f"{CONFIG} with --set task=multilabel: task multilabel: data.name digits has one label per image; multilabel "
+         "reads data.name: manifest, whose label cells hold several"),
+    Case("task multilabel with Mixup", train(*MANIFEST, "task=multilabel", "data.augment={mixup_alpha: 0.2}"),
+         f"{CONFIG} with --set {' '.join(MANIFEST)} task=multilabel data.augment={{mixup_alpha: 0.2}}: task "
+         "multilabel: data.augment.mixup_alpha and cutmix_alpha mix one label per image; set them to 0"),
     Case("batches of one image where batch norm cannot train",
          train("model.name=resnet18", "data.name=synthetic", "data.input_size=32", "data.synthetic_size=8",
                "data.batch_size=1"),

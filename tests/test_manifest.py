@@ -316,3 +316,31 @@ def test_one_image_reached_through_a_link_is_one_image(tmp_path, capsys):
     with pytest.raises(ZooError, match=rf"^manifest: {other} lines 2 and 8 list the same image \(cat/0.png, as "
                                        r"alias.png\) with different labels \(cat and dog\); keep one row$"):
         build(other)
+
+
+def test_a_manifest_of_the_digits_trains_exactly_as_their_class_folders(tmp_path):
+    """The issue's bar: the main job on scikit-learn's digits written as PNG class folders, and on a CSV manifest
+    listing the same files in shuffled order, gives the same splits and the same test accuracy for the same seed."""
+    from helpers import digits_config
+    from PIL import Image
+
+    from zoo.data.sets import read_digits
+    from zoo.training import train
+
+    pixels, labels = read_digits()
+    rows = []
+    for index, (image, label) in enumerate(zip(pixels, labels)):
+        path = tmp_path / "digits" / str(label) / f"{index:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image * 255 / 16).round().astype("uint8"), mode="L").save(path)
+        rows.append(f"{path.relative_to(tmp_path / 'digits').as_posix()},{label}")
+    random.Random(0).shuffle(rows)
+    (tmp_path / "digits" / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    common = ["train.epochs=2", "train.threads=1", "data.workers=0", f"train.output_dir={tmp_path / 'runs'}"]
+    folders = train(digits_config(tmp_path, *common, "data.name=imagefolder", f"data.root={tmp_path / 'digits'}"),
+                    quiet=True)
+    listed = train(digits_config(tmp_path, *common, "data.name=manifest",
+                                 f"data.manifest={tmp_path / 'digits' / 'labels.csv'}"), quiet=True)
+    assert folders.metrics["test"]["count"] == listed.metrics["test"]["count"] == 359
+    assert folders.metrics["test"]["accuracy"] == listed.metrics["test"]["accuracy"]
+    assert folders.metrics["val"]["loss"] == listed.metrics["val"]["loss"]

@@ -135,3 +135,13 @@ def test_the_tasks_losses_and_decisions_are_torchs_and_scikit_learns():
 def test_what_multilabel_cannot_take_is_one_line(extra, says):
     with pytest.raises(ConfigError, match=says):
         load_config(CONFIG, extra)
+
+
+def test_a_new_manifest_is_evaluated_whole_and_its_files_named_after_it(sets_run, tmp_path):
+    run_dir, manifest = sets_run
+    rows = [f"{path},{';'.join(sorted(labels))}" for path, labels in list(manifest_rows(manifest, "test").items())[:30]]
+    (tmp_path / "new.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    report = zoo.evaluate_checkpoint(run_dir, overrides=[f"data.manifest={tmp_path / 'new.csv'}"])
+    assert report.metrics.count == 30 and "new.csv" in report.evaluated
+    assert report.trust_files.pr.name == "best.new.test.pr.png" and report.trust_files.pr.is_file()
+    assert report.confusion_csv is None  # label sets have no confusion matrix: their counts are in the table

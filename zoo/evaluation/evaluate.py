@@ -172,6 +172,8 @@ def output_stem(path: Path, config: Config, stored: Config, split: str, folder: 
         root = Path(config.data.root).resolve()
         differs = [config.data.name] if config.data.name != stored.data.name else []
         differs += [root.name or "root"] if root != Path(stored.data.root).resolve() else []
+        manifest = config.data.manifest
+        differs += [Path(manifest).stem] if _resolved(manifest) != _resolved(stored.data.manifest) else []
         parts.append("-".join(differs))
     if folder is None or folder.resolve() != Path(config.data.root).resolve():  # not a folder measured whole
         parts.append(split)
@@ -184,6 +186,8 @@ def measured(config: Config, stored: Config, split: str, folder: Path | None) ->
     if folder is None:
         other = f" of {config.data.name} in {config.data.root}" if foreign(config, stored) else ""
         return f"the {split} split{other}", f"{config.data.name} {split}"
+    if folder.is_file():  # a manifest: its split's rows, or every row where it has no split column
+        return f"the rows of {folder} (its {split} rows, where it has a split column)", f"{folder.name}"
     root = Path(config.data.root).resolve()
     return f"every image of {folder}", root.name + ("" if folder.resolve() == root else f"/{folder.name}")
 
@@ -235,7 +239,8 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
         raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set "
                        "data.val_split above 0")
     paths = getattr(getattr(loader, "dataset", None), "paths", None)  # a View's files; the in-memory path has none
-    folder = Path(splits.test.base.root) if whole else None  # the folder read: its split folder, or data.root
+    # the folder read (its split folder, or data.root), or the manifest
+    folder = Path(getattr(splits.test.base, "file", None) or splits.test.base.root) if whole else None
     loader = by_name(loader, splits.classes, classes, path, task, state.num_classes)
     model = load_model(state, config, path).to(where)
     result, scores, labels = measure(model, loader, Compute(where, config.train.precision), task)
