@@ -66,6 +66,20 @@ def test_a_multilabel_run_keeps_its_thresholds_and_reports_label_set_figures(set
     assert state.thresholds != [0.5] * 10  # chosen on the validation split, class by class
 
 
+def test_tensorboard_has_each_class_s_pr_curve_on_its_sigmoid(sets_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    run_dir, manifest = sets_run
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    assert {f"pr/test/{d}" for d in range(10)} <= set(events.Tags()["tensors"])
+    positives = sum("3" in labels for labels in manifest_rows(manifest, "test").values())
+    curve = tensor_util.make_ndarray(events.Tensors("pr/test/3")[-1].tensor_proto)  # tp, fp, tn, fn, precision, recall
+    assert curve[0, 0] == positives and curve[1, 0] == 120 - positives  # at threshold 0: every image, once
+    assert {"val/accuracy", "test/accuracy"} <= set(events.Tags()["scalars"])
+
+
 def test_evaluate_predict_and_onnx_agree_on_the_label_sets(sets_run, tmp_path):
     """The issue's bar: zoo predict's label sets on the test files have the exact-match ratio zoo evaluate reports,
     and the ONNX export predicts the same sets; mAP and Hamming loss are scikit-learn's."""
@@ -145,3 +159,45 @@ def test_a_new_manifest_is_evaluated_whole_and_its_files_named_after_it(sets_run
     assert report.metrics.count == 30 and "new.csv" in report.evaluated
     assert report.trust_files.pr.name == "best.new.test.pr.png" and report.trust_files.pr.is_file()
     assert report.confusion_csv is None  # label sets have no confusion matrix: their counts are in the table
+
+
+def test_a_multilabel_run_resumes_mid_epoch_bit_exact(sets_run, tmp_path, monkeypatch):
+    """Stopped by Ctrl-C mid-epoch (after a step checkpoint) and resumed, a multi-label run with positive weights,
+    an EMA and accumulated steps ends where the uninterrupted run ends: its weights, test figures and thresholds."""
+    import os
+    import signal
+
+    import zoo.loop
+    from zoo.errors import RunStopped
+    from zoo.training.resume import prepare_resume
+
+    _, manifest = sets_run
+
+    def config(out: Path):
+        return load_config(CONFIG, [f"data.manifest={manifest}", f"train.output_dir={out}", "train.epochs=2",
+                                    "train.threads=1", "train.deterministic=true", "loss.class_weights=auto",
+                                    "train.ema={decay: 0.99}", "train.accumulate_steps=2",
+                                    "train.checkpoint_every_steps=3", "data.workers=0"])
+
+    whole = zoo.train(config(tmp_path / "whole"), quiet=True)
+    real, calls = zoo.loop.aux_loss, {"n": 0}
+
+    def interrupted(*args, **kwargs):  # batch 18 (12 batches an epoch): epoch 2's sixth, after the checkpoint
+        calls["n"] += 1
+        if calls["n"] == 18:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.loop, "aux_loss", interrupted)
+    with pytest.raises(RunStopped):
+        zoo.train(config(tmp_path / "cut"), quiet=True)
+    monkeypatch.undo()
+    run_dir = next((tmp_path / "cut").glob("*/*"))
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["batch"] > 0  # stopped mid-epoch
+    plan = prepare_resume(run_dir)
+    resumed = zoo.train(plan.config, quiet=True, resume=plan)
+    a, b = (read_state(run / "checkpoints" / "best.pt", "evaluate") for run in (whole.run_dir, run_dir))
+    assert all(torch.equal(a.model[key], b.model[key]) for key in a.model)
+    assert a.thresholds == b.thresholds
+    figures = ("loss", "exact_match", "hamming_loss", "f1_micro", "f1_macro")
+    assert [resumed.metrics["test"][key] for key in figures] == [whole.metrics["test"][key] for key in figures]
