@@ -164,7 +164,7 @@ def test_an_unknown_class_is_named_whatever_the_class_counts(three_classes, tmp_
     new = _photos(tmp_path / "new", ["ant", "bee", "cat", "dog"], 2)
     with pytest.raises(ZooError,
                        match=r"^the data has classes .*best.pt does not predict: dog \(4 classes for its 3\); "
-                             "it predicts ant, bee, cat: name the class folders as in training"):
+                             "it predicts ant, bee, cat: name the classes as in training"):
         evaluate_checkpoint(three_classes, data_root=new)
 
 

@@ -64,6 +64,8 @@ def test_a_multilabel_run_keeps_its_thresholds_and_reports_label_set_figures(set
     assert state.config["task"] == "multilabel" and len(state.thresholds) == 10
     assert all(0 < threshold < 1 for threshold in state.thresholds)
     assert state.thresholds != [0.5] * 10  # chosen on the validation split, class by class
+    val = zoo.evaluate_checkpoint(run_dir, "val", save=False).metrics  # metrics.json's val: at the thresholds too
+    assert (metrics["val"]["exact_match"], metrics["val"]["hamming_loss"]) == (val.exact_match, val.hamming_loss)
 
 
 def test_tensorboard_has_each_class_s_pr_curve_on_its_sigmoid(sets_run):
@@ -128,8 +130,9 @@ def test_the_tasks_losses_and_decisions_are_torchs_and_scikit_learns():
     multilabel = Multilabel([0.6, 0.5, 0.52])
     assert torch.allclose(multilabel.criterion(None, 0.0)(logits, sets),
                           torch.nn.functional.binary_cross_entropy(logits.sigmoid(), sets))
-    assert multilabel.decide(logits[0].sigmoid(), ["a", "b", "c"]).labels == ["a", "c"]  # c: 0.525 >= 0.52
-    assert Classification().decide(logits[0].softmax(0), ["a", "b", "c"]).labels == ["a"]
+    assert multilabel.decide(logits.sigmoid(), ["a", "b", "c"]) == [["a", "c"], ["b"]]  # c: 0.525 >= 0.52
+    assert multilabel.decide(torch.full((1, 3), -3.0).sigmoid(), ["a", "b", "c"]) == [[]]  # none passes
+    assert Classification().decide(logits.softmax(1), ["a", "b", "c"]) == [["a"], ["b"]]
     counts = multilabel.class_counts(sets, 3)
     assert counts.tolist() == [1, 1, 1]
     assert multilabel.balanced_weights(torch.tensor([1, 3]), 4).tolist() == [3.0, 1 / 3]  # negatives / positives
@@ -156,7 +159,7 @@ def test_a_new_manifest_is_evaluated_whole_and_its_files_named_after_it(sets_run
     rows = [f"{path},{';'.join(sorted(labels))}" for path, labels in list(manifest_rows(manifest, "test").items())[:30]]
     (tmp_path / "new.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     report = zoo.evaluate_checkpoint(run_dir, overrides=[f"data.manifest={tmp_path / 'new.csv'}"])
-    assert report.metrics.count == 30 and "new.csv" in report.evaluated
+    assert report.metrics.count == 30 and report.evaluated == f"every row of {tmp_path / 'new.csv'}"
     assert report.trust_files.pr.name == "best.new.test.pr.png" and report.trust_files.pr.is_file()
     assert report.confusion_csv is None  # label sets have no confusion matrix: their counts are in the table
 
@@ -201,3 +204,25 @@ def test_a_multilabel_run_resumes_mid_epoch_bit_exact(sets_run, tmp_path, monkey
     assert a.thresholds == b.thresholds
     figures = ("loss", "exact_match", "hamming_loss", "f1_micro", "f1_macro")
     assert [resumed.metrics["test"][key] for key in figures] == [whole.metrics["test"][key] for key in figures]
+
+
+def test_a_new_list_of_some_classes_is_matched_by_name(sets_run, tmp_path):
+    """A list without the digit 9 (and so one class fewer): its sets are matched to the model's ten outputs by name,
+    the figures as on the same images named in the model's own classes."""
+    run_dir, manifest = sets_run
+    kept = {path: labels for path, labels in manifest_rows(manifest, "test").items() if "9" not in labels}
+    (tmp_path / "no9.csv").write_text("path,label\n" + "".join(f"{path},{';'.join(sorted(labels))}\n"
+                                                              for path, labels in kept.items()))
+    report = zoo.evaluate_checkpoint(run_dir, overrides=[f"data.manifest={tmp_path / 'no9.csv'}"], save=False)
+    assert report.targets.shape == (len(kept), 10) and not report.targets[:, 9].any()
+    decided = report.task.decide(report.probabilities, report.classes)
+    exact = sum(set(labels) == kept[path] for labels, path in zip(decided, report.paths)) / len(kept)
+    assert report.metrics.exact_match == pytest.approx(exact, abs=1e-12)
+
+
+def test_explain_with_a_target_names_the_map_by_its_label(sets_run, tmp_path):
+    run_dir, manifest = sets_run
+    picture = next(iter(manifest_rows(manifest, "test")))
+    for target in ("3", "7"):
+        explain(run_dir, [picture], method="gradcam", layer="features.3", target=target, output=tmp_path)
+    assert {path.name for path in tmp_path.iterdir()} == {f"{Path(picture).stem}.gradcam.{d}.png" for d in "37"}

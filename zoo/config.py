@@ -412,7 +412,24 @@ class SweepConfig(Section):
 class MultilabelConfig(Section):
     # each class's decision threshold on its sigmoid probability: one for every class, or val: each class's chosen
     # on the validation split to maximise its F1 (0.5 for a class without a positive there, or with no val split)
-    threshold: Literal["val"] | Annotated[float, Field(gt=0, lt=1)] = "val"
+    threshold: Literal["val"] | float = "val"
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _val_or_probability(cls, value: Any) -> Any:
+        """One line naming both choices, not pydantic's of each member of the union."""
+        number = None
+        if not isinstance(value, bool) and isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str) and value != "val":
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if value == "val" or (number is not None and 0 < number < 1):
+            return value if value == "val" else number
+        raise ValueError(f"give val (each class's, chosen on the validation split) or one probability between 0 and 1, "
+                         f"not {value!r}")
 
 
 class Config(Section):

@@ -68,6 +68,7 @@ class ManifestSet(Dataset):
 
     def __init__(self, file: Path, samples: list[tuple[str, Any]], classes: list[str], multilabel: bool) -> None:
         self.file, self.root, self.classes, self.multilabel = file, str(file.parent), classes, multilabel
+        self.split_column = False  # a whole manifest read for evaluation: its rows name splits (read_manifest)
         self.samples = samples
         self.targets: list[int] | Tensor = [target for _, target in samples]
         if multilabel:
@@ -98,6 +99,7 @@ def read_manifest(file: Path, *, multilabel: bool, delimiter: str, whole: str | 
     no row names a split, as train and test both: every image of it is tested."""
     records = _records(file, _text(file))
     rows = [_row(file, line, record, delimiter, multilabel) for line, record in records]
+    named = any(row.split is not None for row in rows)  # the rows name splits: evaluation reads one split's
     if whole is not None:
         rows = _whole(file, rows, whole)
     located = _locate(file, rows)
@@ -115,6 +117,7 @@ def read_manifest(file: Path, *, multilabel: bool, delimiter: str, whole: str | 
                                         for split, entries in groups.items()}
     if whole is not None:
         bases["test"] = bases["train"]
+        bases["train"].split_column = named  # evaluate's header says which rows
     elif {row.split for row in rows} - {None, "train"} and "test" not in bases:
         _print_once(f"note: manifest: {file} has no test rows: the test split is held out of its training rows by "
                     "data.test_split and train.seed (give rows the split test to choose them)")
@@ -243,8 +246,10 @@ def _labels(where: str, value: Any, delimiter: str, multilabel: bool) -> tuple[s
         labels = [part.strip() for part in text.split(delimiter)] if multilabel else [text]
         labels = [label for label in labels if label]
         if not labels:
+            none = (" (an image of none of the classes: a JSON-lines manifest's \"label\": [])" if multilabel
+                    else "")
             raise ZooError(f"{where}: no label; give every image its class{'es' if multilabel else ''}, or remove "
-                           "the row")
+                           f"the row{none}")
         if not multilabel and delimiter in text:
             raise ZooError(f"{where}: the label {text!r} holds data.label_delimiter {delimiter!r}; task classification "
                            "takes one label per image: set task: multilabel if it names several, or "
@@ -354,6 +359,8 @@ def _refuse_missing(file: Path, missing: list[tuple[Row, str]]) -> None:
     row, path = missing[0]
     looked = "" if os.path.isabs(row.cell) else f" (looked for {path}: paths are relative to the manifest's folder)"
     slash = "; write / between folders, not \\" if "\\" in row.cell and os.sep == "/" else ""
+    if not Path(row.cell).suffix:  # Kaggle's ids: a file's name without its folder or extension
+        slash += "; a path names the file with its folder and extension (train/1000.png), not an id"
     more = f" (and {len(missing) - 1} more row{'s' if len(missing) > 2 else ''} like it)" if len(missing) > 1 else ""
     raise ZooError(f"manifest: {file} line {row.line}: no file {row.cell}{looked}{more}; put the image there, or fix "
                    f"or remove the row{slash}")

@@ -94,7 +94,7 @@ class EvaluationReport:
     def thresholds(self) -> list[float] | None:
         """A multi-label model's per-class decision thresholds (probabilities); None for a single-label one."""
         chosen = getattr(self.task, "thresholds", None)
-        if self.task.name != "multilabel":
+        if not self.task.label_sets:
             return None
         return [0.5] * len(self.classes) if chosen is None else chosen.tolist()
 
@@ -180,14 +180,16 @@ def output_stem(path: Path, config: Config, stored: Config, split: str, folder: 
     return ".".join(parts)
 
 
-def measured(config: Config, stored: Config, split: str, folder: Path | None) -> tuple[str, str]:
+def measured(config: Config, stored: Config, split: str, folder: Path | None,
+             whole_rows: bool = True) -> tuple[str, str]:
     """What was evaluated, as the table's header says it (every image of a folder measured whole, or a split)
     and as the confusion picture's title does, shorter."""
     if folder is None:
         other = f" of {config.data.name} in {config.data.root}" if foreign(config, stored) else ""
         return f"the {split} split{other}", f"{config.data.name} {split}"
     if folder.is_file():  # a manifest: its split's rows, or every row where it has no split column
-        return f"the rows of {folder} (its {split} rows, where it has a split column)", f"{folder.name}"
+        rows = "every row" if whole_rows else f"the {split} rows"
+        return f"{rows} of {folder}", f"{folder.name}"
     root = Path(config.data.root).resolve()
     return f"every image of {folder}", root.name + ("" if folder.resolve() == root else f"/{folder.name}")
 
@@ -245,7 +247,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     model = load_model(state, config, path).to(where)
     result, scores, labels = measure(model, loader, Compute(where, config.train.precision), task)
     csv_path, png_path = confusion_paths(path, config, stored, split, folder)
-    evaluated, title = measured(config, stored, split, folder)
+    evaluated, title = measured(config, stored, split, folder, not getattr(splits.test.base, "split_column", False))
     title = f"{config.model.name} on {title}"
     trust = task.trust(scores, labels, output_names(classes, scores.shape[1]), paths)
     pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
@@ -335,13 +337,14 @@ def by_name(loader: Iterable, data_classes: list[str], model_classes: list[str],
             task: Task = Classification(), num_classes: int | None = None) -> Iterable:
     """`loader` with its labels matched to the model's classes by name (a folder of some classes, in its own
     order), or as it is where the names agree. A class the model does not know is a ZooError naming it."""
-    if data_classes == model_classes[:len(data_classes)]:
-        return loader
+    width = num_classes or len(model_classes)
+    if data_classes == model_classes[:len(data_classes)] and (not task.label_sets or len(data_classes) == width):
+        return loader  # a prefix keeps the indices; a multi-hot row must still be as wide as the model's outputs
     refuse_unknown(data_classes, model_classes, path)
     lookup = [model_classes.index(name) for name in data_classes]
     print(f"note: the data's classes are matched to {path.name}'s by name: "
           + ", ".join(f"{name} -> {index}" for name, index in list(zip(data_classes, lookup))[:10]), file=sys.stderr)
-    return Relabelled(loader, torch.tensor(lookup), task, num_classes or len(model_classes))
+    return Relabelled(loader, torch.tensor(lookup), task, width)
 
 
 def refuse_unknown(data_classes: list[str], model_classes: list[str], path: Path) -> None:
@@ -355,7 +358,8 @@ def refuse_unknown(data_classes: list[str], model_classes: list[str], path: Path
     counts = f" ({len(data_classes)} classes for its {len(model_classes)})" if more else ""
     known = ", ".join(model_classes[:10]) + (" ..." if len(model_classes) > 10 else "")
     raise ZooError(f"the data has classes {path} does not predict: {shown}{counts}; it predicts {known}: "
-                   "name the class folders as in training, or fine-tune it on the new classes (zoo finetune)")
+                   "name the classes as in training (the class folders, or a manifest's labels), or fine-tune it on "
+                   "the new classes (zoo finetune)")
 
 
 def _save_confusion(confusion: torch.Tensor, classes: list[str], csv_path: Path, png_path: Path, title: str) -> None:

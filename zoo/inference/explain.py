@@ -250,6 +250,7 @@ class ExplainReport:
     rows: list[Explained] = field(default_factory=list)
     filters: Path | None = None
     feature_maps: list[Path] = field(default_factory=list)
+    label_sets: bool = False  # a multi-label model's: each picture's predicted set, a map per label
 
 
 def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, method: str | None = None,
@@ -281,7 +282,7 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
     index = resolve_target(target, predictor.classes)
     method = method or ("gradcam" if layer is not None else default_method(model_name))
     backbone, chosen = _backbone(model, model_name, pictures, mapped, method, layer, predictor.device)
-    report = ExplainReport(method, chosen)
+    report = ExplainReport(method, chosen, label_sets=predictor.task.label_sets)
     drawn: list[tuple[Path, Image.Image]] = []
     if filters:  # ZooError for the MLP, before anything is written
         report.filters = folder / "filters.png"
@@ -381,7 +382,7 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
         probabilities = task.probabilities(logits)
         predictions = top_predictions(logits, classes, k, task)
         jobs = [(offset, chosen, suffix) for offset, prediction in enumerate(predictions)
-                for chosen, suffix in map_targets(prediction, classes, target, task.name == "multilabel")]
+                for chosen, suffix in map_targets(prediction, classes, target, task.label_sets)]
         maps = heatmaps(model, batch[[offset for offset, _, _ in jobs]], [chosen for _, chosen, _ in jobs], method,
                         layer)
         for (offset, chosen, suffix), heat in zip(jobs, maps):
@@ -389,7 +390,9 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
             path = folder / f"{stems[number]}.{method}{suffix}.png"
             name, probability = classes[chosen], probabilities[offset, chosen].item()
             top = ", ".join(f"{c} {p:.1%}" for c, p in zip(prediction.classes, prediction.probabilities))
-            caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})", f"top-{k}: {top}"]
+            decided = f"labels {', '.join(prediction.labels) or 'none'}; " if task.label_sets else ""
+            caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})",
+                       f"{decided}top-{k}: {top}"]
             pixels = seen(predictor, pictures[number]).numpy()
             empty = not bool(heat.any())
             if empty:
@@ -404,12 +407,13 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
 def map_targets(prediction: Prediction, classes: list[str], target: int | None,
                 per_label: bool) -> list[tuple[int, str]]:
     """The classes one picture's heat maps are of, each with its PNG name's suffix: `target` (--target), else the
-    predicted labels one by one where a picture has a set of them (`per_label`, suffix .<label>; the top-1 where
-    none was predicted), else the top-1 (no suffix)."""
-    if target is not None:
-        return [(target, "")]
-    if per_label and prediction.labels:
-        return [(classes.index(label), f".{safe_name(label)}") for label in prediction.labels]
+    predicted labels one by one where a picture has a set of them (`per_label`: every map's suffix is .<label>; the
+    top-1's where none was predicted), else the top-1 (no suffix)."""
+    if target is not None:  # a set's map is named by its label, as the maps of its predicted labels are
+        return [(target, f".{safe_name(classes[target])}" if per_label else "")]
+    if per_label:
+        chosen = [classes.index(label) for label in prediction.labels] or [prediction.indices[0]]
+        return [(index, f".{safe_name(classes[index])}") for index in chosen]
     return [(prediction.indices[0], "")]
 
 

@@ -226,7 +226,7 @@ def verify(model: nn.Module, exported: Predictor, images: Tensor, output: Path) 
     tolerance = TOLERANCE * max(1.0, eager.abs().max().item())
     agreement = (logits.argmax(1) == eager.argmax(1)).float().mean().item()
     sets = None
-    if exported.task.name == "multilabel":  # the decisions with the exported thresholds, against eager's
+    if exported.task.label_sets:  # the decisions with the exported thresholds, against eager's
         sets = sum(a == b for a, b in zip(*(_sets(exported, values) for values in (logits, eager)))) / len(images)
     if not difference <= tolerance:  # NaN fails too
         raise ExportMismatch(f"the export of {output.name} computes other logits than the checkpoint "
@@ -239,4 +239,4 @@ def verify(model: nn.Module, exported: Predictor, images: Tensor, output: Path) 
 def _sets(exported: Predictor, logits: Tensor) -> list[tuple[str, ...]]:
     """Each image's decided labels (the exported task's rule and thresholds)."""
     probabilities = exported.task.probabilities(logits)
-    return [tuple(exported.task.decide(row, exported.classes).labels) for row in probabilities]
+    return [tuple(labels) for labels in exported.task.decide(probabilities, exported.classes)]

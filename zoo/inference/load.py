@@ -150,8 +150,9 @@ def top_predictions(logits: Tensor, classes: Sequence[str], k: int, task: Task |
     probabilities = task.probabilities(logits)
     values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
     classes = list(classes)
-    return [Prediction(tuple(row), tuple(classes[i] for i in row), tuple(p), tuple(task.decide(every, classes).labels))
-            for row, p, every in zip(indices.tolist(), values.tolist(), probabilities)]
+    decided = task.decide(probabilities, classes)
+    return [Prediction(tuple(row), tuple(classes[i] for i in row), tuple(p), tuple(labels))
+            for row, p, labels in zip(indices.tolist(), values.tolist(), decided)]
 
 
 class Predictor:

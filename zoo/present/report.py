@@ -346,9 +346,18 @@ def classes_html(evaluation: EvaluationReport) -> str:
                  f"{evaluation.metrics.count:,}"))
     return ("<p>As <code>zoo evaluate</code> measures them on best.pt. AUC and AP: the class against the rest on "
             f"its {'sigmoid' if evaluation.thresholds is not None else 'softmax'} probability (scikit-learn's ROC AUC "
-            "and average precision). n/a: a class neither in the "
-            "split nor predicted (AUC, AP: not in the split), left out of the macro average.</p>\n"
+            f"and average precision). {_left_out(evaluation)}</p>\n"
             + table(["class", "precision", "recall", "F1", "ROC AUC", "AP", "support"], rows))
+
+
+def _left_out(evaluation: EvaluationReport) -> str:
+    """What the macro averages run over, as scikit-learn's do: for one label per image the classes in the split or
+    the predictions (n/a: the others); for label sets every class, one absent and never predicted counting 0."""
+    if evaluation.thresholds is not None:
+        return ("The macro averages of precision, recall and F1 run over every class, as scikit-learn's do for label "
+                "sets: a class absent from the split and never predicted counts 0 (AUC, AP: n/a where not in the "
+                "split, left out of their macro average).")
+    return "n/a: a class neither in the split nor predicted (AUC, AP: not in the split), left out of the macro average."
 
 
 def decisions_html(evaluation: EvaluationReport) -> str:
@@ -366,9 +375,11 @@ def decisions_html(evaluation: EvaluationReport) -> str:
 def trust_html(evaluation: EvaluationReport, title: str) -> str:
 
     trust = evaluation.trust
+    confidence = ("every (image, class) decision's confidence (p where the class is predicted, else 1 - p)"
+                  if evaluation.thresholds is not None else "the top-1 confidence")
     return "\n".join([
         f"<p>Macro ROC AUC {fraction(trust.auc_macro)}, macro average precision {fraction(trust.ap_macro)}; "
-        f"expected calibration error {percent(trust.ece)} of the top-1 confidence in {len(trust.reliability)} "
+        f"expected calibration error {percent(trust.ece)} of {confidence} in {len(trust.reliability)} "
         "equal-width bins (Guo et al. 2017): how far the probabilities the model gives are from how often it is "
         "right.</p>",
         '<div class="figures">',

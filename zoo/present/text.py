@@ -381,14 +381,16 @@ def render_export(report: ExportReport) -> str:
 # zoo explain
 
 def render_explain(report: ExplainReport) -> str:
-    """Per picture its top-k and the overlay written; then the other PNGs."""
+    """Per picture its top-k (a multi-label model's: its labels first) and the overlays written; then the other PNGs."""
     lines = []
-    for row in report.rows:
-        top = ", ".join(f"{name} {p:.1%}" for name, p in zip(row.prediction.classes, row.prediction.probabilities))
+    for number, row in enumerate(report.rows):
+        if number == 0 or row.path != report.rows[number - 1].path:  # a set's several maps: the picture once
+            top = ", ".join(f"{name} {p:.1%}" for name, p in zip(row.prediction.classes, row.prediction.probabilities))
+            labels = f"labels {', '.join(row.prediction.labels) or 'none'}; top: " if report.label_sets else ""
+            lines.append(f"{row.path}: {labels}{top}")
         where = f" at {report.layer}" if report.method == "gradcam" else ""
-        lines += [f"{row.path}: {top}",
-                  f"wrote {row.written} ({report.method}{where} of {row.target_class}, {row.probability:.1%}"
-                  f"{': an empty map, the picture alone' if row.empty else ''})"]
+        lines.append(f"wrote {row.written} ({report.method}{where} of {row.target_class}, {row.probability:.1%}"
+                     f"{': an empty map, the picture alone' if row.empty else ''})")
     if report.filters is not None:
         lines.append(f"wrote {report.filters}")
     lines += [f"wrote {path}" for path in report.feature_maps]

@@ -9,7 +9,7 @@ What differs between the tasks is only here: the outputs' activation, the loss a
 targets are encoded (a class index, or a multi-hot row), the figures an epoch reports and the decision rule.
 The data sets yield the targets (zoo.data), the figures are zoo.metrics', the pictures zoo.present's.
 
-    base.py            Task: the interface, and the decision it makes for one picture (Decision)
+    base.py            Task: the interface every task implements
     classification.py  one class per image: softmax, cross-entropy, top-1/top-5, the arg max
     multilabel.py      a set of labels per image: sigmoid, binary cross-entropy with per-class positive weights,
                        mAP, F1 and Hamming loss, per-class thresholds
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from zoo.tasks.base import Decision, Task
+from zoo.tasks.base import Task
 from zoo.tasks.classification import Classification
 from zoo.tasks.multilabel import Multilabel
 
-__all__ = ["Classification", "Decision", "Multilabel", "Task", "get_task"]
+__all__ = ["Classification", "Multilabel", "Task", "get_task"]
 
 
 def get_task(name: str, thresholds: Tensor | list[float] | None = None) -> Task:

@@ -3,25 +3,16 @@ the task instead of testing its name."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What a model decided for one picture: its labels (class names; a single-label model's has one, a
-    multi-label model's any number, none included) and every class's probability (fractions)."""
-
-    labels: list[str]
-    probabilities: dict[str, float]
-
-
 class Task(Protocol):
     name: str  # config.task's value
     accuracy_name: str  # what `accuracy` measures, as lines print it: "acc" (top-1), "exact" (exact match)
+    label_sets: bool  # targets and decisions are sets of labels (multi-hot rows, per-class thresholds)
 
     def meter(self, num_classes: int, device: torch.device | str = "cpu") -> Any:
         """A fresh accumulator of one pass's sums (zoo.metrics): update(logits, targets, loss), compute(), ..."""
@@ -47,8 +38,9 @@ class Task(Protocol):
     def empty_targets(self, num_classes: int) -> Tensor:
         """No targets, shaped as a batch's: to stand for a rank's empty share of a split."""
 
-    def decide(self, probabilities: Tensor, classes: list[str]) -> Decision:
-        """One picture's decision from its K probabilities."""
+    def decide(self, probabilities: Tensor, classes: list[str]) -> list[list[str]]:
+        """Each picture's labels, decided from N x K probabilities: a single-label model's one class, a multi-label
+        model's any number (none included), as class names."""
 
     def trust(self, logits: Tensor, targets: Tensor, classes: list[str], paths: list[str] | None) -> Any:
         """zoo.metrics.trust's figures (a Trust) of N x K logits against the targets."""

@@ -7,7 +7,6 @@ from torch import Tensor, nn
 
 from zoo.metrics import MetricAccumulator
 from zoo.metrics.trust import Trust, compute_trust
-from zoo.tasks.base import Decision
 
 
 class Classification:
@@ -15,6 +14,7 @@ class Classification:
 
     name = "classification"
     accuracy_name = "acc"
+    label_sets = False
 
     def meter(self, num_classes: int, device: torch.device | str = "cpu") -> MetricAccumulator:
         return MetricAccumulator(num_classes, device)
@@ -41,8 +41,8 @@ class Classification:
     def empty_targets(self, num_classes: int) -> Tensor:
         return torch.empty(0, dtype=torch.long)
 
-    def decide(self, probabilities: Tensor, classes: list[str]) -> Decision:
-        return Decision([classes[int(probabilities.argmax())]], dict(zip(classes, probabilities.tolist())))
+    def decide(self, probabilities: Tensor, classes: list[str]) -> list[list[str]]:
+        return [[classes[index]] for index in probabilities.argmax(dim=1).tolist()]
 
     def trust(self, logits: Tensor, targets: Tensor, classes: list[str], paths: list[str] | None) -> Trust:
         return compute_trust(logits, targets, classes, paths)

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from zoo.metrics.multilabel import MultilabelAccumulator, predicted_sets
 from zoo.metrics.trust import Trust, compute_multilabel_trust
-from zoo.tasks.base import Decision
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -24,6 +23,7 @@ class Multilabel:
 
     name = "multilabel"
     accuracy_name = "exact"  # scikit-learn's accuracy_score on label sets: the share of images whose set is exact
+    label_sets = True
 
     def __init__(self, thresholds: Tensor | list[float] | None = None) -> None:
         self.thresholds = None if thresholds is None else torch.as_tensor(thresholds, dtype=torch.float32)
@@ -59,10 +59,9 @@ class Multilabel:
     def empty_targets(self, num_classes: int) -> Tensor:
         return torch.empty(0, num_classes)
 
-    def decide(self, probabilities: Tensor, classes: list[str]) -> Decision:
-        chosen = predicted_sets(probabilities[None], self.threshold_tensor(len(classes)))[0]
-        return Decision([name for name, yes in zip(classes, chosen.tolist()) if yes],
-                        dict(zip(classes, probabilities.tolist())))
+    def decide(self, probabilities: Tensor, classes: list[str]) -> list[list[str]]:
+        chosen = predicted_sets(probabilities, self.threshold_tensor(len(classes)))
+        return [[name for name, yes in zip(classes, row) if yes] for row in chosen.tolist()]
 
     def trust(self, logits: Tensor, targets: Tensor, classes: list[str], paths: list[str] | None) -> Trust:
         return compute_multilabel_trust(logits, targets, classes, self.threshold_tensor(len(classes)))

@@ -85,7 +85,8 @@ def weights_line(config: Config, weights: Tensor | None, classes: list[str]) -> 
                  pairs[-1]]
     given = config.loss.class_weights
     how = "auto" if given == "auto" else "by name" if isinstance(given, dict) else "in class order"
-    return f"loss.class_weights ({how}): {{{', '.join(pairs)}}}"
+    what = ", each class's positive weight" if config.task == "multilabel" else ""  # BCEWithLogitsLoss's pos_weight
+    return f"loss.class_weights ({how}{what}): {{{', '.join(pairs)}}}"
 
 
 def numeric_order_note(config: Config, classes: list[str]) -> str | None:
@@ -118,12 +119,16 @@ def imbalance_note(config: Config, counts: Tensor, classes: list[str]) -> str | 
     if len(classes) > LISTED:
         listed = f"{classes[largest]} {int(counts[largest]):,} ... {classes[smallest]} {int(counts[smallest]):,}"
     weights = config.loss.class_weights
+    sets = config.task == "multilabel"  # positives per class; the balanced sampler draws by one class per image
     if config.data.sampler == "balanced":
         remedy = "data.sampler balanced draws each class equally often"
     elif weights == "auto":
-        remedy = "loss.class_weights auto weighs each class's loss by N / (K x its images)"
+        remedy = ("loss.class_weights auto weighs each class's positives by its negatives / positives" if sets else
+                  "loss.class_weights auto weighs each class's loss by N / (K x its images)")
     elif weights is not None:
         remedy = "loss.class_weights weighs the loss as given"
+    elif sets:
+        remedy = "consider --set loss.class_weights=auto (each class's positives weighed by its negatives / positives)"
     else:
         remedy = "consider --set loss.class_weights=auto or --set data.sampler=balanced (one of them: both would " \
                  "correct it twice)"

@@ -138,7 +138,8 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
             if job.is_main:
                 check_present(run.directory)  # before best.pt is read back
             _load_best(parts, job, run.directory)
-            _decide_thresholds(parts, job, run.directory)
+            if _decide_thresholds(parts, job, run.directory) and parts.val_loader is not None:
+                progress.best_val = section(_validate(parts, parts.model))  # the figures at the thresholds decided
             test, scores = _test_best(parts, job)
             metrics = _metrics(parts, progress, step, test) | ({"pruned_at_epoch": pruned} if pruned else {})
             if job.is_main:
@@ -210,10 +211,11 @@ def _load_best(parts: Parts, job: Job, run_dir: Path) -> None:
     job.sync_module(parts.model)
 
 
-def _decide_thresholds(parts: Parts, job: Job, run_dir: Path) -> None:
+def _decide_thresholds(parts: Parts, job: Job, run_dir: Path) -> bool:
     """A multi-label run's decision thresholds, on best.pt's weights: config.multilabel.threshold for every class,
     or (val) each class's maximising its F1 on the validation split (zoo.metrics.multilabel.best_thresholds); written
-    into best.pt, and the task tests with them. A single-label run decides by the arg max: nothing to choose."""
+    into best.pt, and the task validates and tests with them (metrics.json's val and test: zoo evaluate's figures;
+    the epochs' were at 0.5). A single-label run decides by the arg max: nothing to choose (False)."""
     from dataclasses import replace
 
     from zoo.checkpoint import save_checkpoint
@@ -221,8 +223,8 @@ def _decide_thresholds(parts: Parts, job: Job, run_dir: Path) -> None:
     from zoo.tasks import get_task
 
     config = parts.config
-    if config.task != "multilabel":
-        return
+    if not parts.task.label_sets:
+        return False
     chosen = config.multilabel.threshold
     if chosen != "val":
         thresholds = [float(chosen)] * parts.num_classes
@@ -233,10 +235,11 @@ def _decide_thresholds(parts: Parts, job: Job, run_dir: Path) -> None:
         thresholds = (best_thresholds(parts.task.probabilities(scores[0]), scores[1]).tolist() if job.is_main
                       else None)
         thresholds = job.share(thresholds)
-    parts.step = replace(parts.step, task=get_task("multilabel", thresholds))
+    parts.step = replace(parts.step, task=get_task(config.task, thresholds))
     if job.is_main:
         best = run_dir / "checkpoints" / "best.pt"
         save_checkpoint(replace(read_state(best, "weights"), thresholds=thresholds), best)
+    return True
 
 
 def _test_best(parts: Parts, job: Job) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -272,7 +275,7 @@ def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: to
     wrong images where the data set holds tensors (16 samples read again: milliseconds)."""
     from zoo.evaluation.scores import fingerprint, most_confidently_wrong, write_scores
 
-    if parts.config.task != "classification":  # the file holds class indices: zoo report evaluates best.pt instead
+    if parts.task.label_sets:  # the file holds class indices: zoo report evaluates best.pt instead
         return
     test = parts.splits.test
     paths = getattr(test, "paths", None)
