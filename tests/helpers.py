@@ -1,10 +1,12 @@
-"""What many test modules need, written once: the digits config, `zoo` in a subprocess, a free port, a run's figures.
+"""What many test modules need, written once: the digits config, `zoo` in a subprocess, a free port, a run's figures, a
+multi-label data set of real pictures (digit_sets).
 
 Imported as `from helpers import ...` (tests/ is on sys.path, as for datafiles.py and bad_input_cases.py).
 Fixtures are in conftest.py; the shared trained digits run (`digits_run`) among them."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -52,3 +54,15 @@ def metric_figures(section: dict) -> dict:
     """A metrics section (metrics.json's val or test, a checkpoint's best_val) without its clock readings, which
     differ between identical runs."""
     return {key: value for key, value in section.items() if key not in ("time_s", "images_per_s")}
+
+
+def digit_sets(folder: Path, train: int, test: int) -> Path:
+    """scripts/digit_sets.py's data set under `folder`; its manifest's path."""
+    spec = importlib.util.spec_from_file_location("digit_sets", ROOT / "scripts" / "digit_sets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.dont_write_bytecode, before = True, sys.dont_write_bytecode  # leave no scripts/__pycache__
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
+    return module.write(folder, train, test, seed=0)

@@ -5,15 +5,13 @@ checked against torch's and scikit-learn's definitions; what multi-label refuses
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, run_zoo
+from helpers import ROOT, digit_sets, run_zoo
 from sklearn.metrics import accuracy_score, average_precision_score, hamming_loss
 
 import zoo
@@ -24,18 +22,6 @@ from zoo.inference.explain import explain
 from zoo.tasks import Classification, Multilabel, get_task
 
 CONFIG = ROOT / "configs" / "lenet5_digit_sets.yaml"
-
-
-def digit_sets(folder: Path, train: int, test: int) -> Path:
-    """scripts/digit_sets.py's data set under `folder`; its manifest's path."""
-    spec = importlib.util.spec_from_file_location("digit_sets", ROOT / "scripts" / "digit_sets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.dont_write_bytecode, before = True, sys.dont_write_bytecode  # leave no scripts/__pycache__
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = before
-    return module.write(folder, train, test, seed=0)
 
 
 def manifest_rows(manifest: Path, split: str) -> dict[str, set[str]]:
