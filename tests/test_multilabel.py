@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,16 @@ def test_explain_with_a_target_names_the_map_by_its_label(sets_run, tmp_path):
     for target in ("3", "7"):
         explain(run_dir, [picture], method="gradcam", layer="features.3", target=target, output=tmp_path)
     assert {path.name for path in tmp_path.iterdir()} == {f"{Path(picture).stem}.gradcam.{d}.png" for d in "37"}
+
+
+@pytest.mark.parametrize(("thresholds", "says"), [([0.5] * 9, "holds 9 thresholds for 10 classes"),
+                                                  ([1.5] * 10, "outside (0, 1)"), (["x"] * 10, "not a number")])
+def test_crafted_thresholds_are_refused_in_one_line(sets_run, tmp_path, thresholds, says):
+    from zoo.errors import ZooError
+
+    run_dir, _ = sets_run
+    state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    state["thresholds"] = thresholds
+    torch.save(state, tmp_path / "crafted.pt")
+    with pytest.raises(ZooError, match=f"crafted.pt is damaged: its thresholds.*{re.escape(says)}"):
+        zoo.load(tmp_path / "crafted.pt")

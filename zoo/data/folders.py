@@ -47,6 +47,12 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in SYSTEM_NAMES
 
 
+def breaks_lines(name: str) -> bool:
+    """Whether a class name holds a control character (a newline, a tab): it would break every line that prints
+    it, the CSVs and the pictures' captions."""
+    return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name)
+
+
 def hidden_under(path: str | Path, root: Path) -> bool:
     """Whether any part of `path` below `root` is hidden: .ipynb_checkpoints/cat/1.png is never an image."""
     try:
@@ -64,8 +70,7 @@ class VisibleImageFolder(ImageFolder):
         classes = [name for name in _folders(Path(directory)) if not is_hidden(name)]
         if not classes:
             raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")  # torchvision's words
-        # A newline or tab in a class name breaks every line that prints it, the CSVs and the pictures' captions.
-        unusable = [name for name in classes if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name)]
+        unusable = [name for name in classes if breaks_lines(name)]
         if unusable:
             raise ZooError(f"imagefolder: {directory}: the class folder {unusable[0]!r} has a control character (a "
                            "newline, a tab) in its name; rename it: class names are printed, drawn and written to CSV")

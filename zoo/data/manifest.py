@@ -30,7 +30,6 @@ import io
 import json
 import os
 import sys
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from zoo.data.folders import KNOWN, SPLIT_NAMES, is_hidden
+from zoo.data.folders import KNOWN, SPLIT_NAMES, breaks_lines, is_hidden
 from zoo.data.images import ImageCheck, note_others, open_image, warn_skipped
 from zoo.errors import ZooError
 
@@ -254,8 +253,7 @@ def _labels(where: str, value: Any, delimiter: str, multilabel: bool) -> tuple[s
             raise ZooError(f"{where}: the label {text!r} holds data.label_delimiter {delimiter!r}; task classification "
                            "takes one label per image: set task: multilabel if it names several, or "
                            "data.label_delimiter to a character no label has")
-    bad = next((label for label in labels if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in label)),
-               None)  # as folders.VisibleImageFolder refuses in a class folder's name
+    bad = next((label for label in labels if breaks_lines(label)), None)  # as a class folder's name is refused
     if bad is not None:
         raise ZooError(f"{where}: the label {bad!r} has a control character (a newline, a tab); class names are "
                        "printed, drawn and written to CSV")
