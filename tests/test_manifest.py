@@ -344,3 +344,20 @@ def test_a_manifest_of_the_digits_trains_exactly_as_their_class_folders(tmp_path
     assert folders.metrics["test"]["count"] == listed.metrics["test"]["count"] == 359
     assert folders.metrics["test"]["accuracy"] == listed.metrics["test"]["accuracy"]
     assert folders.metrics["val"]["loss"] == listed.metrics["val"]["loss"]
+
+
+@pytest.mark.parametrize(("mode", "noted"), [("RGB", True), ("L", False), ("LA", False)])
+def test_a_1_channel_model_is_warned_of_lost_colour_only_for_colour_pictures(tmp_path, mode, noted):
+    """LeNet-5 takes gray: colour pictures lose their colour (a note says so); gray ones (with or without alpha) lose
+    nothing, and the note would only alarm. Read as an ImageFolder and as a manifest of the same files alike."""
+    from helpers import digits_config
+
+    from zoo.training.setup import data_notes
+
+    root = write_imagefolder(tmp_path / "pets", {"cat": 5, "dog": 5}, mode=mode)
+    manifest = csv_rows(root)  # written after the folders were read: the CSV is no class folder
+    for data in (["data.name=imagefolder", f"data.root={root}"], ["data.name=manifest", f"data.manifest={manifest}"]):
+        config = digits_config(tmp_path, *data)
+        splits = build_datasets(config.data, in_channels=1, input_size=32, seed=0)
+        notes = data_notes(config, splits, torch.tensor([4, 4]), 1)
+        assert any("their colour is lost" in note for note in notes) == noted, (data, notes)

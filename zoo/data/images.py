@@ -33,6 +33,7 @@ SHOWN = 3  # unreadable files named in the warning
 WHITE = (255, 255, 255)  # what transparent pixels are composited over
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")  # Pillow's 16-bit gray modes
 PREMULTIPLIED = ("La", "RGBa")  # colour already multiplied by alpha (TIFF's associated alpha)
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", *SIXTEEN_BIT})  # one channel of brightness (a palette: colour)
 NOOPTIMIZE = 0x0100  # LittleCMS's cmsFLAGS_NOOPTIMIZE: its optimized LAB pipeline reads L* 100 as (254, 255, 254)
 
 
@@ -48,10 +49,13 @@ def _ends_with_jpeg_end(path: str) -> bool:
         return file.read(2) == JPEG_END
 
 
-def unreadable(path: str) -> str | None:
-    """Why PIL cannot read the image at `path`, or None when it can (see the module docstring)."""
+def unreadable(path: str, modes: set[str] | None = None) -> str | None:
+    """Why PIL cannot read the image at `path`, or None when it can (see the module docstring); `modes` gets its
+    mode as stored (from the header: no pixel decoded for it)."""
     try:
         with Image.open(path) as image:
+            if modes is not None:
+                modes.add(image.mode)
             if image.format == "JPEG" and not _ends_with_jpeg_end(path):
                 image.draft(image.mode, (1, 1))  # the smallest scale libjpeg decodes to: the whole stream, cheaply
                 image.load()
@@ -78,18 +82,25 @@ def image_extensions() -> tuple[str, ...]:
 
 class ImageCheck:
     """ImageFolder's `is_valid_file`: an image extension, and readable; the unreadable are kept as (path, why),
-    the files of other extensions (an iPhone's .heic, notes) as `others`, for the one note that names them."""
+    the files of other extensions (an iPhone's .heic, notes) as `others`, for the one note that names them; the
+    modes the images are stored in as `modes` (`gray`: every one of them)."""
 
     def __init__(self) -> None:
         self.extensions = image_extensions()
         self.unreadable: list[tuple[Path, str]] = []
         self.others: list[Path] = []
+        self.modes: set[str] = set()
+
+    @property
+    def gray(self) -> bool:
+        """Whether every image scanned is stored gray (8-bit, 16-bit, 32-bit or 1-bit, with or without alpha)."""
+        return bool(self.modes) and self.modes <= GRAY_MODES
 
     def __call__(self, path: str) -> bool:
         if not path.lower().endswith(self.extensions):
             self.others.append(Path(path))
             return False
-        reason = unreadable(path)
+        reason = unreadable(path, self.modes)
         if reason is not None:
             self.unreadable.append((Path(path), reason))
         return reason is None

@@ -114,6 +114,8 @@ def read_manifest(file: Path, *, multilabel: bool, delimiter: str, whole: str | 
         groups["train" if whole is not None else row.split or "train"].append((row, path))
     bases: dict[str, Dataset | None] = {split: _set(file, entries, classes, multilabel)
                                         for split, entries in groups.items()}
+    for base in bases.values():
+        base.gray = check.gray  # every picture stored gray: a 1-channel model loses no colour (DataSplits.gray)
     if whole is not None:
         bases["test"] = bases["train"]
         bases["train"].split_column = named  # evaluate's header says which rows

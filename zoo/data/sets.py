@@ -103,6 +103,8 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
         announce_held_out_test(layout, cfg.test_split)
     note_others(root, check.others)
     warn_skipped(root, check.unreadable)
+    for base in bases.values():
+        base.gray = check.gray  # every picture stored gray: a 1-channel model loses no colour (DataSplits.gray)
     return bases, names, [path for path, _ in check.unreadable]
 
 
@@ -157,8 +159,9 @@ def _images(cfg: DataConfig, in_channels: int, input_size: int, seed: int, whole
     if spec.in_memory:
         tensors = {id(base): base_tensors(base) for base in bases.values() if base is not None}
         memory = _memory(selection, lambda base: tensors[id(base)], steps)
+    gray = all(getattr(base, "gray", False) for base in bases.values() if base is not None)
     return DataSplits(train, val, test, selection.classes, *stats, in_channels, input_size, memory, tuple(skipped),
-                      multilabel)
+                      multilabel, gray)
 
 
 def _memory(selection: Selection, tensors: Callable[[Dataset], tuple[torch.Tensor, torch.Tensor]],

@@ -39,6 +39,7 @@ class DataSplits:
     memory: MemorySource | None = None  # the same splits for the in-memory path (data.loader), where it applies
     skipped: tuple[Path, ...] = ()  # image files left out as unreadable (ImageFolder, manifest), already warned about
     multilabel: bool = False  # targets are float multi-hot vectors of num_classes (View.labels: N x K), not indices
+    gray: bool = False  # every picture read from files is stored gray (an ImageFolder's, a manifest's)
 
     @property
     def num_classes(self) -> int:

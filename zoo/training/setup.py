@@ -266,13 +266,13 @@ def build_data(config: Config, job: Job, plan: ResumePlan | None) -> Data:
 
 def data_notes(config: Config, splits: DataSplits, counts: torch.Tensor, in_channels: int) -> list[str]:
     """A new run's notes on its data: class names that are numbers out of numeric order, an imbalanced training
-    split, colour pictures turned gray for a 1-channel model (a colour task fails silently in gray), per-image
-    augmentation moved to DataLoader workers."""
+    split, colour pictures turned gray for a 1-channel model (a colour task fails silently in gray; not said where
+    every picture is stored gray), per-image augmentation moved to DataLoader workers."""
     classes = splits.classes
     notes = [note for note in (numeric_order_note(config, classes), imbalance_note(config, counts, classes)) if note]
     stored = SPECS[config.data.name].channels
     pictures = splits.input_size > 1  # xor's 2 features are not a picture's channels
-    if config.model.in_channels is None and stored and pictures and in_channels < stored:
+    if config.model.in_channels is None and stored and pictures and in_channels < stored and not splits.gray:
         notes.append(f"note: {config.model.name} takes {in_channels} channel{'s' if in_channels > 1 else ''}: "
                      f"{config.data.name}'s {stored}-channel pictures are converted to gray, and their colour is "
                      f"lost; --set model.in_channels={stored} keeps it")
