@@ -59,6 +59,9 @@ def test_the_config_is_frozen(write):
     (BASE + "optimizer: {lrr: 0.1}\n", "optimizer.lrr: unknown key; did you mean optimizer.lr?"),
     ("model: {name: lenet5}\ndata: {name: digits, batch_sise: 3}\n",
      "data.batch_sise: unknown key; did you mean data.batch_size?"),
+    (BASE + "run_name: mine\n", "run_name: unknown key; did you mean train.run_name?"),  # one section has it
+    ("model: {name: lenet5}\ndata: {name: digits, epochs: 3}\n",
+     "data.epochs: unknown key; did you mean train.epochs?"),
     (BASE + "optimizer: {lr: -0.1}\n", "optimizer.lr: input should be greater than 0 (got -0.1)"),
     (BASE + "optimizer: {lr: 0}\n", "optimizer.lr: input should be greater than 0 (got 0)"),
     (BASE + "train: {epochs: 0}\n", "train.epochs: input should be greater than 0 (got 0)"),

@@ -738,6 +738,15 @@ def _section_at(path: tuple[Any, ...] | list[str]) -> type[BaseModel] | None:
     return model
 
 
+def _section_holding(name: str) -> str | None:
+    """`section.name` where one of Config's sections has a key `name` (train.run_name for run_name written at the
+    top, or under another section); None where none has, or several do."""
+    found = [f"{section}.{name}" for section, field in Config.model_fields.items()
+             for kind in _kinds(field) if isinstance(kind, type) and issubclass(kind, BaseModel)
+             and name in kind.model_fields]
+    return found[0] if len(found) == 1 else None
+
+
 def _kinds(field: Any) -> list[Any]:
     """A field's types, None left out and Annotated unwrapped: `Path | None` -> [Path]."""
     annotation = field.annotation
@@ -767,7 +776,8 @@ def _describe(error: dict[str, Any]) -> str:
     kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(error["loc"][-1]), _fields_at(loc), n=1, cutoff=0.6)
-        return f"{key}: unknown key" + (f"; did you mean {'.'.join(loc[:-1] + (close[0],))}?" if close else "")
+        near = '.'.join(loc[:-1] + (close[0],)) if close else _section_holding(str(error["loc"][-1]))
+        return f"{key}: unknown key" + (f"; did you mean {near}?" if near else "")
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", message)
         close = difflib.get_close_matches(str(error.get("input")), choices, n=1, cutoff=0.6)
