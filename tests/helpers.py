@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,3 +67,18 @@ def digit_sets(folder: Path, train: int, test: int) -> Path:
     finally:
         sys.dont_write_bytecode = before
     return module.write(folder, train, test, seed=0)
+
+
+def signal_at_step(monkeypatch, step: int, number: int = signal.SIGINT) -> None:
+    """Deliver `number` to this process during training step `step` (1-based), as a user's Ctrl-C would."""
+    import zoo.loop
+
+    real, calls = zoo.loop.aux_loss, {"n": 0}
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), number)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.loop, "aux_loss", counting)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, digit_sets, run_zoo
+from helpers import ROOT, digit_sets, run_zoo, signal_at_step
 from sklearn.metrics import accuracy_score, average_precision_score, hamming_loss
 
 import zoo
@@ -154,10 +154,6 @@ def test_a_new_manifest_is_evaluated_whole_and_its_files_named_after_it(sets_run
 def test_a_multilabel_run_resumes_mid_epoch_bit_exact(sets_run, tmp_path, monkeypatch):
     """Stopped by Ctrl-C mid-epoch (after a step checkpoint) and resumed, a multi-label run with positive weights,
     an EMA and accumulated steps ends where the uninterrupted run ends: its weights, test figures and thresholds."""
-    import os
-    import signal
-
-    import zoo.loop
     from zoo.errors import RunStopped
     from zoo.training.resume import prepare_resume
 
@@ -170,15 +166,7 @@ def test_a_multilabel_run_resumes_mid_epoch_bit_exact(sets_run, tmp_path, monkey
                                     "train.checkpoint_every_steps=3", "data.workers=0"])
 
     whole = zoo.train(config(tmp_path / "whole"), quiet=True)
-    real, calls = zoo.loop.aux_loss, {"n": 0}
-
-    def interrupted(*args, **kwargs):  # batch 18 (12 batches an epoch): epoch 2's sixth, after the checkpoint
-        calls["n"] += 1
-        if calls["n"] == 18:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(zoo.loop, "aux_loss", interrupted)
+    signal_at_step(monkeypatch, 18)  # batch 18 (12 batches an epoch): epoch 2's sixth, after the checkpoint
     with pytest.raises(RunStopped):
         zoo.train(config(tmp_path / "cut"), quiet=True)
     monkeypatch.undo()

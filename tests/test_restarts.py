@@ -5,15 +5,13 @@ lost node and preemption are in test_elastic.py."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import digits_config, metric_figures
+from helpers import digits_config, metric_figures, signal_at_step
 
-import zoo.loop
 from zoo.checkpoint import load_checkpoint
 from zoo.config import load_config
 from zoo.errors import RunStopped, ZooError
@@ -36,18 +34,10 @@ def test_the_same_run_id_continues_a_stopped_run_bit_for_bit_and_then_refuses_to
     whole = train(digits_config(tmp_path / "whole", *JOB), quiet=True)
     assert whole.run_dir == tmp_path / "whole" / "lenet5_digits" / "job-1"  # named by the id, not the time
 
-    real, calls = zoo.loop.aux_loss, {"n": 0}
-
-    def interrupted(*args, **kwargs):  # Ctrl-C during step 25 of 82: mid-epoch 1, after the save at step 20
-        calls["n"] += 1
-        if calls["n"] == 25:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(zoo.loop, "aux_loss", interrupted)
+    signal_at_step(monkeypatch, 25)  # Ctrl-C during step 25 of 82: mid-epoch 1, after the save at step 20
     with pytest.raises(RunStopped):
         train(digits_config(tmp_path / "cut", *JOB), quiet=True)
-    monkeypatch.setattr(zoo.loop, "aux_loss", real)
+    monkeypatch.undo()
     run = tmp_path / "cut" / "lenet5_digits" / "job-1"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 25 and not (run / "metrics.json").exists()
     from zoo.present.report import read_run

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import digits_config, metric_figures
+from helpers import digits_config, metric_figures, signal_at_step
 
 import zoo.loop
 import zoo.training.run
@@ -39,19 +39,6 @@ def _stateful(loader: str, *extra: str) -> list[str]:
             "loss.class_weights=[1, 1, 1, 1, 1, 1, 1, 1, 1, 2]", "data.sampler=balanced",
             "train.ema={decay: 0.99, warmup_steps: 20}",
             "train.early_stopping={metric: val_loss, patience: 5}", *extra]
-
-
-def _signal_at_step(monkeypatch, step: int, number: int = signal.SIGINT) -> None:
-    """Deliver `number` to this process during training step `step` (1-based), as a user's Ctrl-C would."""
-    real, calls = zoo.loop.aux_loss, {"n": 0}
-
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == step:
-            os.kill(os.getpid(), number)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(zoo.loop, "aux_loss", counting)
 
 
 def _signal_in_validation(monkeypatch, epoch: int) -> None:
@@ -116,7 +103,7 @@ def test_resume_after_an_epoch_is_bit_exact(uninterrupted, tmp_path, monkeypatch
 
 def test_resume_mid_epoch_from_a_step_checkpoint_is_bit_exact(uninterrupted, tmp_path, monkeypatch):
     loader, whole = uninterrupted
-    _signal_at_step(monkeypatch, STEPS + 17)  # epoch 2, batch 17; step checkpoints every 10 steps too
+    signal_at_step(monkeypatch, STEPS + 17)  # epoch 2, batch 17; step checkpoints every 10 steps too
     with pytest.raises(RunStopped) as stopped:
         train(digits_config(tmp_path, *_stateful(loader, "train.checkpoint_every_steps=10")), quiet=True)
     assert stopped.value.exit_code == 130 and "SIGINT: stopped at epoch 2, batch 17 (step 58)" in str(stopped.value)
@@ -201,7 +188,7 @@ def test_stochastic_depth_resumes_mid_epoch_bit_exact(tmp_path, monkeypatch):
                              "scheduler.name=none")
 
     whole = train(config(tmp_path / "whole"), quiet=True)
-    _signal_at_step(monkeypatch, 14)  # epoch 2 (11 steps an epoch), its 3rd batch, after the step checkpoint at 12
+    signal_at_step(monkeypatch, 14)  # epoch 2 (11 steps an epoch), its 3rd batch, after the step checkpoint at 12
     with pytest.raises(RunStopped):
         train(config(tmp_path / "cut"), quiet=True)
     monkeypatch.undo()
@@ -220,7 +207,7 @@ def test_accumulated_steps_resume_mid_epoch_bit_exact(tmp_path, monkeypatch):
                                              "train.epochs=2"))
 
     whole = train(config(tmp_path / "whole"), quiet=True)
-    _signal_at_step(monkeypatch, STEPS + 25)  # epoch 2, batch 25: the first of optimizer step 13's two
+    signal_at_step(monkeypatch, STEPS + 25)  # epoch 2, batch 25: the first of optimizer step 13's two
     with pytest.raises(RunStopped) as stopped:
         train(config(tmp_path / "cut"), quiet=True)
     assert "stopped at epoch 2, batch 26 (step 34)" in str(stopped.value)
@@ -242,7 +229,7 @@ def test_a_float16_run_on_cuda_stopped_and_resumed_ends_where_the_uninterrupted_
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     sets = ["train.device=cuda", "train.precision=16", "train.checkpoint_every_steps=10", "train.epochs=2"]
     whole = train(digits_config(tmp_path / "whole", *_stateful("memory", *sets)), quiet=True)
-    _signal_at_step(monkeypatch, STEPS + 17)
+    signal_at_step(monkeypatch, STEPS + 17)
     with pytest.raises(RunStopped):
         train(digits_config(tmp_path / "cut", *_stateful("memory", *sets)), quiet=True)
     monkeypatch.undo()
