@@ -120,8 +120,10 @@ def test_two_nodes_train_as_one_launch_and_a_lost_node_is_continued_by_launching
     _same_weights(whole, reference)
 
     out, port = tmp_path / "lost", free_port()
-    first = _start(_node(out, port, "lost"))
-    second = _start(_node(out, port, "lost"))
+    # The first node hosts the rendezvous store, so the node that goes is a worker node: a lost host takes
+    # torchrun's store with it, and the survivor's launcher fails before its worker can say anything.
+    first = _start(_node(out, port, "lost", "--rdzv-conf=is_host=1"))
+    second = _start(_node(out, port, "lost", "--rdzv-conf=is_host=0"))
     run = _first_checkpoint(out, first, second)
     for pid in [second.pid, *_descendants(second.pid)]:  # the second node goes: its torchrun and its worker
         os.kill(pid, signal.SIGKILL)
