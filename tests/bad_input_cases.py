@@ -33,6 +33,7 @@ from datafiles import damage, write_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/lenet5_digits.yaml"  # the case folder links configs/ to the repository's
+ANOMALY = "configs/autoencoder_anomaly.yaml"
 CHECKPOINT = "lenet5.pt"  # a real checkpoint (module fixture), copied into the folders of the cases that use it
 PRELOAD = ["zoo.cli", "zoo.models", "zoo.training", "zoo.evaluation.evaluate", "zoo.data", "torchvision",
            "sklearn.datasets", "safetensors.torch", "tqdm"]  # what the commands import lazily
@@ -428,6 +429,25 @@ CASES = [
     Case("task multilabel with Mixup", train(*MANIFEST, "task=multilabel", "data.augment={mixup_alpha: 0.2}"),
          f"{CONFIG} with --set {' '.join(MANIFEST)} task=multilabel data.augment={{mixup_alpha: 0.2}}: task "
          "multilabel: data.augment.mixup_alpha and cutmix_alpha mix one label per image; set them to 0"),
+    Case("task reconstruction with a classifier", train("task=reconstruction"),
+         f"{CONFIG} with --set task=reconstruction: task reconstruction: lenet5 is a classifier; an autoencoder "
+         "rebuilds the picture: autoencoder, conv_autoencoder or deep_conv_autoencoder (zoo list)"),
+    Case("an autoencoder given class weights", train("loss.class_weights=auto", config=ANOMALY),
+         f"{ANOMALY} with --set loss.class_weights=auto: task reconstruction: loss.class_weights weighs classes, and "
+         "the target is the picture; remove it"),
+    Case("an autoencoder's noise on a classifier", train("data.noise=0.3"),
+         f"{CONFIG} with --set data.noise=0.3: data.noise is read only with task: reconstruction (a denoising "
+         "autoencoder); remove it"),
+    Case("an autoencoder's noise above 1", train("data.noise=3", config=ANOMALY),
+         "--set data.noise: input should be less than or equal to 1 (got 3)"),
+    Case("an autoencoder on normalized pixels", train("data.normalize=true", config=ANOMALY),
+         "task reconstruction: data.normalize: an autoencoder rebuilds [0, 1] pixels; set data.normalize: false"),
+    Case("abnormal pictures for a classifier", ("evaluate", CHECKPOINT, "--abnormal-classes", "7"),
+         f"--abnormal: {CHECKPOINT} is a classification model; abnormal pictures are for an autoencoder (task "
+         "reconstruction)", with_checkpoint()),
+    Case("abnormal classes that are no indices", ("evaluate", CHECKPOINT, "--abnormal-classes", "seven"),
+         "--abnormal-classes 'seven': give distinct class indices, 0 or more, separated by commas: 7 or 5,7",
+         with_checkpoint()),
     Case("batches of one image where batch norm cannot train",
          train("model.name=resnet18", "data.name=synthetic", "data.input_size=32", "data.synthetic_size=8",
                "data.batch_size=1"),

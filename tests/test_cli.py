@@ -36,6 +36,21 @@ def test_list_filter_and_json():
     assert [r["name"] for r in rows] == zoo.list_models("resnet*")
     by_name = {r["name"]: r for r in rows}
     assert by_name["resnet50"]["params"] == 25_557_032 and by_name["resnet50"]["torchvision weights"] == "resnet50"
+    assert list(by_name["resnet50"]) == ["name", "family", "year", "params", "input", "paper count",
+                                         "torchvision weights", "task"]
+    assert {r["task"] for r in rows} == {"classification"}
+
+
+def test_list_shows_the_autoencoders_task():
+    result = run("list", "--filter", "*autoencoder")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[-1] == "task"
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert list(rows) == ["autoencoder", "conv_autoencoder", "deep_conv_autoencoder"]
+    assert rows["autoencoder"][1:6] == ["autoencoder", "2006", "50,992", "1x28x28", "matches"]
+    assert rows["conv_autoencoder"][3] == "3,217" and rows["deep_conv_autoencoder"][3:5] == ["795,283", "3x64x64"]
+    assert {row[-1] for row in rows.values()} == {"reconstruction"}
 
 
 def test_list_markdown_pastes_into_a_readme():

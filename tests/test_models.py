@@ -1,4 +1,5 @@
-"""Behaviour of every registered model, parametrized over list_models() so a new model is tested at once.
+"""Behaviour of every registered classifier, parametrized over list_models(task="classification") so a new model is
+tested at once (the autoencoders' own interface: test_autoencoders.py).
 
 The module-scoped `model` fixture builds each network once (VGG and ResNet-152 are large); pytest
 runs all tests of one model before building the next, so only one is alive at a time.
@@ -15,7 +16,7 @@ from conftest import build_on_meta
 import zoo
 
 
-@pytest.fixture(scope="module", params=zoo.list_models())
+@pytest.fixture(scope="module", params=zoo.list_models(task="classification"))
 def model(request):
     return zoo.create_model(request.param).eval()
 

@@ -27,6 +27,7 @@ EXACT = {
     "se_resnet152": 66_821_848,
     "mnist_cnn": 34_826,  # course 004
     "mlp": 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,  # course 004's 784-256-256-10
+    "autoencoder": 784 * 32 + 32 + 32 * 784 + 784,  # the Keras blog's 784-32-784: 50,992
 }
 
 # He et al. 2015, Table 6, printed to two significant figures.
@@ -64,10 +65,31 @@ def test_mnist_cnn_per_layer():
     assert _weighted_layers(build_on_meta("mnist_cnn")) == [320, 18_496, 16_010]
 
 
+def test_conv_autoencoder_is_the_keras_blogs_without_its_third_stage():
+    """The blog's layers, 3x3 with biases: 16, 8, [8] maps down, [8], 8, 16 up, 1 out (4,385 in all); ours drop the
+    bracketed pair of 8 -> 8 convolutions (584 each) with the third stage."""
+    blog = [1 * 9 * 16 + 16, 16 * 9 * 8 + 8, 8 * 9 * 8 + 8, 8 * 9 * 8 + 8, 8 * 9 * 8 + 8, 8 * 9 * 16 + 16, 16 * 9 + 1]
+    assert sum(blog) == 4_385
+    assert _weighted_layers(build_on_meta("conv_autoencoder")) == blog[:2] + blog[3:4] + blog[5:] == [
+        160, 1_160, 584, 1_168, 145]
+
+
+def test_deep_conv_autoencoder_per_layer():
+    """Convolutions without biases before each batch norm (2 x channels more for the norm); the 1x1 code and the
+    last convolution have theirs."""
+    convs = [3 * 9 * 32, 32 * 9 * 64, 64 * 9 * 128, 128 * 9 * 256, 256 * 16 + 16,  # encoder
+             16 * 256, 256 * 9 * 128, 128 * 9 * 64, 64 * 9 * 32, 32 * 9 * 32, 32 * 9 * 3 + 3]  # decoder
+    norms = 2 * (32 + 64 + 128 + 256 + 256 + 128 + 64 + 32 + 32)
+    model = build_on_meta("deep_conv_autoencoder")
+    assert _weighted_layers(model) == convs
+    assert count_params(model) == sum(convs) + norms == 795_283
+
+
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_registry_reference_matches_the_built_model(name):
     info = zoo.get_model_info(name)
     if info.reference is None:
-        assert name in {"se_resnet18", "se_resnet34"}  # no published figure for these two
+        # no published figure for these: the SE-ResNets the paper does not count, the autoencoders of our own layout
+        assert name in {"se_resnet18", "se_resnet34", "conv_autoencoder", "deep_conv_autoencoder"}
         return
     assert info.reference.matches(count_params(build_on_meta(name)))

@@ -7,7 +7,8 @@ import pytest
 import zoo
 from zoo.models.registry import ParamReference, get_model_info, register_model
 
-FAMILIES = {"lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "senet", "mlp", "cnn"}
+FAMILIES = {"lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "senet", "mlp", "cnn", "autoencoder"}
+AUTOENCODERS = ["autoencoder", "conv_autoencoder", "deep_conv_autoencoder"]
 
 
 def test_list_models_is_sorted_and_covers_every_family():
@@ -25,6 +26,36 @@ def test_list_models_filters_with_fnmatch_wildcards():
     assert zoo.list_models("se_resnet?0") == ["se_resnet50"]
     assert zoo.list_models("nothing*") == []
     assert zoo.list_models("ResNet1*") == zoo.list_models("resnet1*") and zoo.list_models("VGG16_BN") == ["vgg16_bn"]
+
+
+def test_list_models_filters_by_task():
+    classifiers, autoencoders = zoo.list_models(task="classification"), zoo.list_models(task="reconstruction")
+    assert autoencoders == AUTOENCODERS and "resnet18" in classifiers and "autoencoder" not in classifiers
+    assert sorted(classifiers + autoencoders) == zoo.list_models()  # every model has one task
+    assert zoo.list_models("*conv*", task="reconstruction") == AUTOENCODERS[1:]
+    assert zoo.list_models("resnet1*", task="reconstruction") == []
+    with pytest.raises(zoo.ZooError,
+                       match=r"^unknown task 'segmentation'; choose one of classification, reconstruction$"):
+        zoo.list_models(task="segmentation")
+
+
+def test_a_reconstruction_model_has_no_classes_and_says_its_task():
+    for name in AUTOENCODERS:
+        info = get_model_info(name)
+        assert (info.task, info.num_classes, info.family) == ("reconstruction", 0, "autoencoder")
+        assert "reconstruction (no classes)" in inspect.getdoc(info.builder) and " classes." not in info.describe()
+        assert info.min_input_size == zoo.create_model(name).min_input_size  # built with num_classes=0
+    assert "Default input: 3x224x224, 1000 classes." in get_model_info("resnet18").describe()
+    assert get_model_info("resnet18").task == "classification"
+
+
+def test_an_unknown_task_fails_at_import():
+    paper = get_model_info("lenet5").paper
+    with pytest.raises(ValueError, match="unknown task 'detection'"):
+        @register_model(family="lenet", paper=paper, input_size=(1, 32, 32), task="detection")
+        def lenet_detector(num_classes: int = 1000, in_channels: int = 1):
+            raise AssertionError("never built")
+    assert "lenet_detector" not in zoo.list_models()
 
 
 def test_every_model_records_its_paper_and_sizes():

@@ -19,6 +19,7 @@ from helpers import run_zoo
 from torch import nn
 
 from zoo.cli import main
+from zoo.errors import ZooError
 from zoo.models.registry import ParamReference, create_model, get_model_info, list_models
 from zoo.present.text import render_summary
 from zoo.summary import Summary, summarize, summarize_model
@@ -259,7 +260,8 @@ def test_formats() -> None:
     summary = summarize("mnist_cnn")
     data = json.loads(render_summary(summary, "json"))
     assert list(data) == ["model", "input_size", "batch_size", "depth", "layers", "totals", "totals_without_aux",
-                          "reference"]
+                          "reference", "code_shape"]
+    assert data["code_shape"] is None  # a classifier has no code
     assert data["totals"]["params"] == 34_826 and data["input_size"] == [1, 28, 28]
     assert data["layers"][0]["name"] == "features.0" and data["layers"][0]["output_shape"] == [32, 26, 26]
     csv = render_summary(summary, "csv").splitlines()
@@ -284,6 +286,27 @@ def test_cli_errors_are_one_line_and_exit_2(args: list[str], message: str, monke
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err
+
+
+@pytest.mark.parametrize("name, size, code", [
+    ("autoencoder", (1, 28, 28), (32,)), ("conv_autoencoder", (1, 28, 28), (8, 7, 7)),
+    ("conv_autoencoder", (1, 32, 48), (8, 8, 12)), ("deep_conv_autoencoder", (3, 64, 64), (16, 4, 4)),
+])
+def test_an_autoencoders_summary_gives_its_code(name: str, size: tuple[int, int, int], code: tuple[int, ...]) -> None:
+    summary = summarize(name, input_size=size)
+    assert summary.code_shape == code
+    assert {r.name.split(".")[0] for r in summary.layers} == {"encoder", "decoder"}
+    assert summary.layers[-1].output_shape == size  # the picture back
+    values = f"{math.prod(code):,}"
+    assert f"\ncode: {' x '.join(map(str, code))} ({values} values)" in render_summary(summary)
+    assert json.loads(render_summary(summary, "json"))["code_shape"] == list(code)
+
+
+def test_an_autoencoder_has_no_classes_to_summarize() -> None:
+    with pytest.raises(ZooError, match=r"^conv_autoencoder rebuilds pictures and has no classes; leave out --num-cl"):
+        summarize("conv_autoencoder", num_classes=10)
+    with pytest.raises(ZooError, match=r"^autoencoder rebuilds 28x28 inputs only, got 32x32; set data.input_size"):
+        summarize("autoencoder", input_size=(1, 32, 32))
 
 
 def test_cli_prints_json_in_a_subprocess() -> None:

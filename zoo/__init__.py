@@ -9,6 +9,7 @@
     >>> zoo.write_report(result.run_dir)                                  # report.html: the run on one page
     >>> predictor = zoo.load(result.run_dir / "checkpoints" / "best.pt")   # or an exported .onnx/.pt2/.safetensors
     >>> predictor.predict(["photo.jpg"], top_k=3)[0].label
+    >>> zoo.load(autoencoder_run).predict(["photo.jpg"])[0].verdict       # an autoencoder's: "normal" or "abnormal"
     >>> swept = zoo.sweep("configs/lessons/optimizers.yaml", workers=2)     # every variant x seed: swept.results
     >>> zoo.compare([swept.folder]).pairs[0].pooled.p_value                 # McNemar's test, image by image
 
@@ -21,7 +22,8 @@ The package map, one layer a line group, from the top down: a module imports onl
     experiments/    sweep.py (zoo sweep: an Optuna study of runs), over compare.py's page; compare.py's tests
     present/        compare.py (zoo compare's text and page), text.py (what the commands print) and report.py
                     (zoo report's HTML page): the renderers
-    inference/      zoo.load and Predictor (load.py), zoo predict, zoo export, zoo explain
+    inference/      zoo.load and Predictor (load.py; an autoencoder's: AutoencoderPredictor), zoo predict, zoo export,
+                    zoo explain
     training/       zoo train / finetune / resume / lr-find: the run, its set-up by stage, hooks, restarts
     evaluation/     zoo evaluate (evaluate.py), and test_scores.npz, the test split's scores a run keeps
     loop.py         one training epoch and one evaluation pass (AMP, DDP), the loss with auxiliary heads
@@ -64,6 +66,8 @@ _EXPORTS = {
     "load": "zoo.inference.load",
     "Predictor": "zoo.inference.load",
     "Prediction": "zoo.inference.load",
+    "AutoencoderPredictor": "zoo.inference.load",
+    "AnomalyScore": "zoo.inference.load",
     "predict_files": "zoo.inference.predict",
     "export_checkpoint": "zoo.inference.export",
     "filter_grid": "zoo.present.grids",

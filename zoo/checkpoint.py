@@ -166,6 +166,19 @@ def _random_state(check: FieldCheck, name: str, rng: Any) -> dict[str, Any]:
     return rng
 
 
+def _check_meters(state: TrainingState, task: Any, num_classes: int | None, check: FieldCheck) -> None:
+    """Each rank's sums of the epoch a checkpoint stopped in hold the task's counts (zoo.metrics)."""
+    key, shape, what = {
+        "multilabel": ("counts", (num_classes, 2, 2), f"{num_classes} x 2 x 2 per-class counts"),
+        "reconstruction": ("images", (), "count of pictures"),
+    }.get(task, ("confusion", (num_classes, num_classes), f"{num_classes} x {num_classes} confusion matrix"))
+    for index, rank in enumerate(state.ranks):
+        sums = (rank.meter or {}).get(key)
+        if sums is None or ((num_classes is not None or not shape) and tuple(sums.shape) != shape):
+            raise check.refuse(f"ranks[{index}].meter", f"holds no {what} for the epoch it stopped in "
+                               f"(batch {state.batch})")
+
+
 @dataclass
 class TrainingState:
     """Everything a checkpoint holds. Weights, config, classes and normalization are enough to evaluate or
@@ -195,6 +208,9 @@ class TrainingState:
     # task multilabel: each class's decision threshold on its sigmoid probability, chosen at the end of the run
     # (best.pt; config.multilabel.threshold); None: 0.5 each
     thresholds: list[float] | None = None
+    # task reconstruction: the anomaly threshold on a picture's reconstruction error (MSE), chosen on the validation
+    # split's normal pictures at the end of the run (best.pt; config.reconstruction.false_positive_rate)
+    anomaly_threshold: float | None = None
 
     @classmethod
     def of_network(cls, network: nn.Module, config: dict[str, Any], classes: list[str], normalization: Normalization,
@@ -202,7 +218,9 @@ class TrainingState:
         """The state of `network` (unwrapped), with this zoo's and torch's versions."""
         import zoo
 
-        return cls(network.state_dict(), config, network.name, network.num_classes, list(classes), normalization,
+        # an autoencoder predicts no class (num_classes 0): None, and `classes` are the data's normal ones
+        return cls(network.state_dict(), config, network.name, network.num_classes or None, list(classes),
+                   normalization,
                    zoo.__version__, str(torch.__version__),  # TorchVersion is not a plain str: weights_only refuses it
                    **training)
 
@@ -212,7 +230,7 @@ class TrainingState:
             "model": self.model, "model_name": self.model_name, "num_classes": self.num_classes, "config": self.config,
             "classes": self.classes, "normalization": self.normalization.to_dict() if self.normalization else None,
             "zoo_version": self.zoo_version, "torch_version": self.torch_version, "weights": self.weights,
-            "thresholds": self.thresholds,
+            "thresholds": self.thresholds, "anomaly_threshold": self.anomaly_threshold,
         }
         if self.optimizer is not None:
             state.update(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, epoch=self.epoch,
@@ -228,7 +246,9 @@ class TrainingState:
         checked for what it holds: types, ranges, sizes against the weights, finite weights. Raises ZooError,
         one line naming `path` and the field, for a field `need` reads that is None or holds a wrong value."""
         check = FieldCheck(path)
-        empty = [key for key in _NEEDS[need] if data.get(key) is None and key != "progress"]  # progress: optional
+        reconstruction = isinstance(data.get("config"), dict) and data["config"].get("task") == "reconstruction"
+        empty = [key for key in _NEEDS[need] if data.get(key) is None and key != "progress"  # progress: optional
+                 and not (key == "num_classes" and reconstruction)]  # an autoencoder has no classes to count
         if empty:
             raise check.refuse(empty[0], "is empty (None)")
         model = check.weights("model", data["model"])
@@ -256,18 +276,10 @@ class TrainingState:
             _split_sizes(data.get("split_sizes"), check),  # absent before it was added: not checked then
             _average(check, data.get("ema"), model), check.text("weights", data.get("weights", "raw"), WEIGHTS),
             check.thresholds("thresholds", data.get("thresholds"), num_classes),
+            _optional(check.number, "anomaly_threshold", data),
         )
         if state.batch:  # stopped mid-epoch: each rank's sums of that epoch go on (zoo.metrics, the task's)
-            multilabel = config.get("task") == "multilabel"
-            key, shape = (("counts", (num_classes, 2, 2)) if multilabel else
-                          ("confusion", (num_classes, num_classes)))
-            for index, rank in enumerate(state.ranks):
-                sums = (rank.meter or {}).get(key)
-                if sums is None or (num_classes is not None and tuple(sums.shape) != shape):
-                    what = f"{num_classes} x 2 x 2 per-class counts" if multilabel else \
-                        f"{num_classes} x {num_classes} confusion matrix"
-                    raise check.refuse(f"ranks[{index}].meter", f"holds no {what} for the epoch it stopped in "
-                                       f"(batch {state.batch})")
+            _check_meters(state, config.get("task"), num_classes, check)
         return state
 
     @staticmethod

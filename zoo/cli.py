@@ -113,6 +113,20 @@ def one_config(argument: Path | None, option: Path | None, command: str,
     return argument if argument is not None else option
 
 
+def class_indices(text: str | None) -> tuple[int, ...] | None:
+    """--abnormal-classes' "5,7" as (5, 7); a ZooError naming the option for anything but class indices."""
+    if text is None:
+        return None
+    try:
+        indices = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        indices = ()
+    if not indices or min(indices) < 0 or len(set(indices)) < len(indices):
+        raise ZooError(f"--abnormal-classes {text!r}: give distinct class indices, 0 or more, separated by commas: 7 "
+                       "or 5,7")
+    return indices
+
+
 def version_line() -> str:
     """`zoo --version`: zoo's, torch's and torchvision's versions from the installed packages' metadata, which
     is read without importing torch (that costs seconds)."""
@@ -224,15 +238,22 @@ def evaluate(
     device: DeviceOption = "auto",
     format: Annotated[EvaluationFormat, typer.Option(
         "--format", "-f", parser=choice(EvaluationFormat, "format"), help="What to print.")] = EvaluationFormat.table,
+    abnormal: Annotated[Path | None, typer.Option(
+        "--abnormal", help="An autoencoder's abnormal pictures: a folder of them (read recursively).")] = None,
+    abnormal_classes: Annotated[str | None, typer.Option(
+        "--abnormal-classes", metavar="INDICES", help="An autoencoder's abnormal pictures: classes of its data set "
+        "it did not train on, by index as data.classes gives them: 7 or 5,7.")] = None,
 ) -> None:
     """Evaluate a checkpoint on a split of its data or of other data.
 
     Loss, top-1/top-5 accuracy, per-class precision/recall/F1, the confusion matrix, ROC AUC and average precision,
-    the calibration error (ECE) and the most confidently wrong images; the pictures are saved beside the checkpoint."""
+    the calibration error (ECE) and the most confidently wrong images; the pictures are saved beside the checkpoint.
+    An autoencoder: MSE and PSNR beside PCA's, and with abnormal pictures the anomaly ROC AUC and average precision."""
     from zoo.evaluation.evaluate import evaluate_checkpoint
     from zoo.present.text import render_evaluation
 
-    report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root, device=device)
+    report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root, device=device,
+                                 abnormal=abnormal, abnormal_classes=class_indices(abnormal_classes))
     typer.echo(render_evaluation(report, format))
 
 
@@ -244,8 +265,8 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(
         metavar="INPUT...", show_default=False,
         help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")],
-    top_k: Annotated[int | None, typer.Option("--top-k", "-k", show_default=False,
-                                              help="Classes per image, best first. [default: 5]")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", show_default=False, help=(
+        "Classes per image, best first; not for an autoencoder. [default: 5]"))] = None,
     format: Annotated[PredictionFormat | None, typer.Option(
         "--format", "-f", parser=choice(PredictionFormat, "format"),
         help="What to print (default: table, or as --output is named: .csv, .json).", show_default=False)] = None,
@@ -257,7 +278,8 @@ def predict(
 ) -> None:
     """Classify images: the top-k classes and their probabilities.
 
-    Each image is preprocessed exactly as in evaluation."""
+    An autoencoder gives each image its anomaly score (the mean squared error of its reconstruction) and its
+    verdict, normal or abnormal at the run's threshold. Each image is preprocessed exactly as in evaluation."""
     from zoo.inference.predict import output_format, predict_files, write_output
     from zoo.present.text import render_predictions
 
@@ -287,17 +309,19 @@ def export(
     batch: Annotated[str | None, typer.Option(
         help="dynamic (any batch size; the default) or a fixed batch size N; onnx and pt2 only.",
         show_default=False)] = None,
+    encoder: Annotated[bool, typer.Option("--encoder", help=(
+        "An autoencoder's encoder alone: its output is the code (default name best.encoder.onnx)."))] = False,
 ) -> None:
     """Export a checkpoint as ONNX, pt2 or safetensors.
 
-    pt2 is a torch.export program. The file written is checked against PyTorch: a file that computes otherwise is
-    removed."""
+    pt2 is a torch.export program. An autoencoder's output is its reconstruction, pixels in [0, 1]. The file
+    written is checked against PyTorch: a file that computes otherwise is removed."""
     from zoo.inference.export import export_checkpoint, parse_batch
-    from zoo.present.text import render_export
+    from zoo.present.text import render_export, render_reconstruction_export
 
     report = export_checkpoint(checkpoint, format.value, output, opset=opset,
-                               batch=None if batch is None else parse_batch(batch))
-    typer.echo(render_export(report))
+                               batch=None if batch is None else parse_batch(batch), encoder=encoder)
+    typer.echo((render_export if report.outputs == "logits" else render_reconstruction_export)(report))
 
 
 @app.command()
@@ -328,14 +352,16 @@ def explain(
     """Show what a network sees: heat maps, filters, feature maps.
 
     For each picture: the top-k classes and a heat map of the target class over the picture as the network saw
-    it. Pictures are prepared as zoo predict prepares them; each PNG written is printed."""
+    it; an autoencoder's: the picture, its reconstruction and each pixel's squared error as a heat map. Pictures
+    are prepared as zoo predict prepares them; each PNG written is printed."""
+    from zoo.inference.explain import ERROR_MAP
     from zoo.inference.explain import explain as run_explain
-    from zoo.present.text import render_explain
+    from zoo.present.text import render_error_maps, render_explain
 
     report = run_explain(checkpoint, images or [], method=method.value if method else None, layer=layer,
                          target=target, top_k=top_k, filters=filters, feature_maps=feature_maps, output=output,
                          device=device)
-    typer.echo(render_explain(report))
+    typer.echo((render_error_maps if report.method == ERROR_MAP else render_explain)(report))
 
 
 @app.command("lr-find")

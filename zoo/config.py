@@ -31,8 +31,10 @@ AUTOAUGMENT_POLICIES = ("imagenet", "cifar10", "svhn")  # v2.AutoAugmentPolicy: 
 POLICY_SETTINGS = {"num_ops": "randaugment", "magnitude": "randaugment", "autoaugment_policy": "autoaugment",
                    "severity": "augmix"}  # data.augment's keys that belong to one policy
 METRICS = ("val_accuracy", "val_loss")
-# What a network is trained to do (zoo.tasks): one class per image, or a set of labels per image (sigmoid outputs).
-TASKS = ("classification", "multilabel")
+# What a network is trained to do (zoo.tasks): one class per image, a set of labels per image (sigmoid outputs), or
+# the picture itself (an autoencoder's reconstruction: denoising, anomaly detection).
+TASKS = ("classification", "multilabel", "reconstruction")
+RECONSTRUCTION_LOSSES = ("bce", "mse")
 # The keys that decide which images the carved validation and test splits hold (with the data set itself).
 HOLD_OUT_KEYS = ("data.classes", "data.val_split", "data.test_split", "data.synthetic_size", "data.synthetic_classes",
                  "train.seed")
@@ -195,6 +197,9 @@ class DataConfig(Section):
     # on a set read from files
     loader: Literal[LOADERS] = "auto"
     sampler: Literal[SAMPLERS] = "shuffle"  # balanced: each class drawn equally often (with replacement), for imbalance
+    # task reconstruction: the standard deviation of Gaussian noise added to the inputs alone, on [0, 1] pixels and
+    # clipped back to them (a denoising autoencoder, Vincent et al. 2008); the target stays the clean picture
+    noise: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -432,11 +437,34 @@ class MultilabelConfig(Section):
                          f"not {value!r}")
 
 
+def _model_task(name: str) -> str | None:
+    """The task a registered model is built for (None for a name zoo does not know: model.name's own error)."""
+    from zoo.models.registry import get_model_info
+
+    try:
+        return get_model_info(name).task
+    except ZooError:
+        return None
+
+
+class ReconstructionConfig(Section):
+    # bce: binary cross-entropy of the sigmoid outputs against the [0, 1] pixels (Keras's autoencoder blog, the
+    # course's); mse: the squared error of the sigmoid outputs
+    loss: Literal[RECONSTRUCTION_LOSSES] = "bce"
+    # anomaly detection's threshold on a picture's reconstruction error (its MSE): the validation split's normal
+    # pictures flagged at this rate (the error's 1 - rate quantile there); zoo predict's verdict uses it
+    false_positive_rate: float = Field(0.05, gt=0, lt=1)
+    # colourisation (course 004): the network is given the gray picture (ITU-R 601 luma, as Pillow's "L") and
+    # rebuilds the colour one; the model takes 1 channel and gives 3 (model.in_channels and out_channels are set)
+    colorize: bool = False
+
+
 class Config(Section):
     model: ModelConfig
     data: DataConfig
     task: Literal[TASKS] = "classification"  # multilabel: any number of labels per image (zoo.tasks)
     multilabel: MultilabelConfig = MultilabelConfig()  # task multilabel's decision rule
+    reconstruction: ReconstructionConfig = ReconstructionConfig()  # task reconstruction's loss and anomaly threshold
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     init: Literal[INITS] = "default"  # weight initialization (zoo.models.weight_init); default: the model's own
@@ -444,6 +472,21 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     finetune: FinetuneConfig | None = None  # `zoo finetune` needs it
     sweep: SweepConfig | None = None  # `zoo sweep` reads it: the course's lessons in configs/lessons/
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pixels_for_reconstruction(cls, data: Any) -> Any:
+        """task reconstruction reads [0, 1] pixels: data.normalize defaults to false there (given true, it is
+        refused in one line by _check_reconstruction). Colourisation's network takes 1 channel and gives 3:
+        model.in_channels and model.out_channels default to them (given others, refused in one line)."""
+        if not isinstance(data, dict) or data.get("task") != "reconstruction":
+            return data
+        if isinstance(data.get("data"), dict) and "normalize" not in data["data"]:
+            data = {**data, "data": {**data["data"], "normalize": False}}
+        section, model = data.get("reconstruction"), data.get("model")
+        if isinstance(section, dict) and section.get("colorize") is True and isinstance(model, dict):
+            data = {**data, "model": {"in_channels": 1, "out_channels": 3, **model}}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -469,10 +512,19 @@ class Config(Section):
 
     def _check_task(self) -> None:
         """What a task cannot take: a label set has no single class to sample by, mix as torchvision's MixUp does,
-        smooth toward, or keep by index; and only a manifest carries several labels per image."""
+        smooth toward, or keep by index; and only a manifest carries several labels per image. A task's own
+        settings are read with that task alone (their defaults are in every saved config: not a choice)."""
+        for section, default in (("multilabel", MultilabelConfig()), ("reconstruction", ReconstructionConfig())):
+            if self.task != section and getattr(self, section) != default:
+                raise ValueError(f"{section} is read only with task: {section}; remove it, or set task: {section}")
+        if self.task != "reconstruction" and self.data.noise:
+            raise ValueError("data.noise is read only with task: reconstruction (a denoising autoencoder); remove it")
+        if self.task != "reconstruction" and _model_task(self.model.name) == "reconstruction":
+            raise ValueError(f"model {self.model.name} is an autoencoder: it rebuilds the picture; set task: "
+                             "reconstruction")
+        if self.task == "reconstruction":
+            self._check_reconstruction()
         if self.task != "multilabel":
-            if self.multilabel != MultilabelConfig():  # its defaults are in every saved config: not a choice
-                raise ValueError("multilabel is read only with task: multilabel; remove it, or set task: multilabel")
             return
         data, augment = self.data, self.data.augmentation
         refused = [(data.name != "manifest", f"data.name {data.name} has one label per image; multilabel reads "
@@ -489,6 +541,37 @@ class Config(Section):
             if wrong:
                 raise ValueError(f"task multilabel: {why}")
 
+    def _check_reconstruction(self) -> None:
+        """What an autoencoder cannot take: its target is the picture, so nothing weighs, mixes or smooths classes,
+        and it rebuilds [0, 1] pixels (the sigmoid's range), which normalization would move out of reach."""
+        data, augment = self.data, self.data.augmentation
+        kind = _model_task(self.model.name)
+        refused = [(kind is not None and kind != "reconstruction",
+                    f"{self.model.name} is a classifier; an autoencoder rebuilds the picture: autoencoder, "
+                    "conv_autoencoder or deep_conv_autoencoder (zoo list)"),
+                   (self.loss.class_weights is not None, "loss.class_weights weighs classes, and the target is the "
+                                                         "picture; remove it"),
+                   (self.loss.label_smoothing > 0, "loss.label_smoothing smooths class targets; set it to 0"),
+                   (data.sampler == "balanced", "data.sampler balanced draws by class; set data.sampler: shuffle"),
+                   (augment is not None and (augment.mixup_alpha > 0 or augment.cutmix_alpha > 0),
+                    "data.augment.mixup_alpha and cutmix_alpha mix labels; set them to 0"),
+                   (data.normalize and data.mean is not None, "data.mean and std: an autoencoder rebuilds [0, 1] "
+                                                              "pixels, unnormalized; remove them"),
+                   (data.normalize, "data.normalize: an autoencoder rebuilds [0, 1] pixels; set data.normalize: "
+                                    "false")]
+        if self.reconstruction.colorize:
+            stored = SPECS[data.name].channels
+            model = self.model
+            refused += [(stored is not None and stored < 3, f"reconstruction.colorize: {data.name} is stored in gray; "
+                                                            "colourisation learns from colour pictures (cifar10, "
+                                                            "imagefolder, manifest)"),
+                        ((model.in_channels, model.kwargs.get("out_channels")) != (1, 3),
+                         "reconstruction.colorize: the network takes the gray picture and gives the colour one; "
+                         "remove model.in_channels and model.out_channels")]
+        for wrong, why in refused:
+            if wrong:
+                raise ValueError(f"task reconstruction: {why}")
+
     @property
     def run_name(self) -> str:
         return self.train.run_name or f"{self.model.name}_{self.data.name}"
@@ -500,6 +583,11 @@ class Config(Section):
 
         info = get_model_info(self.model.name)
         return self.model.in_channels or info.input_size[0], self.data.input_size or info.input_size[1]
+
+    def data_channels(self) -> int:
+        """The channels the pictures are read with: the network's input's, except for colourisation, which reads the
+        colour picture (3) and gives the network its gray version."""
+        return 3 if self.reconstruction.colorize else self.geometry()[0]
 
     def with_normalization(self, mean: Any, std: Any, channels: int | None = None) -> Config:
         """This config normalizing with `mean` and `std` (a checkpoint's, a weights source's), unless it sets its

@@ -169,7 +169,7 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
     start, images_seen, batches, count, stop = time.perf_counter(), 0, start_batch, first_step, None
     step_loss = None
     for images, targets in islice(loader, max(total - start_batch, 0)):
-        images, targets = step.compute.batch(images, targets)
+        images, targets = step.task.pair(*step.compute.batch(images, targets))  # a reconstruction's: the pictures
         within = batches % per_step  # start_batch is at a step boundary: checkpoints are taken only there
         group = min(per_step, total - (batches - within))  # batches in this optimizer step
         last = within == group - 1
@@ -203,24 +203,30 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
 @torch.no_grad()
 def evaluate_loader(model: nn.Module, loader: Iterable, compute: Compute, criterion: Criterion, num_classes: int,
                     progress: tqdm | None = None, logits: list[Tensor] | None = None,
-                    targets: list[Tensor] | None = None, task: Task = Classification()) -> EpochResult:
+                    targets: list[Tensor] | None = None, task: Task = Classification(),
+                    scores: list[Tensor] | None = None) -> EpochResult:
     """Loss and `task`'s figures (top-1/top-5 and the confusion matrix; multi-label: exact match, per-class
-    counts ...) over every sample of `loader`, counted once (summed over ranks when `compute.distributed`).
+    counts ...; reconstruction: MSE and PSNR, of the output and of the noisy input) over every sample of `loader`,
+    counted once (summed over ranks when `compute.distributed`).
     `logits`, when given, gets each batch's (N x num_classes, on the CPU), `targets` its labels (N, or N x
-    num_classes for multi-label, on the CPU): this rank's share of them when distributed."""
+    num_classes for multi-label, on the CPU): this rank's share of them when distributed. `scores`, when given, gets
+    a reconstruction's per-picture errors (N, float64, on the CPU: Reconstruction.scores)."""
     model.eval()
     meter = task.meter(num_classes, compute.device)
+    generator = task.generator(compute.device)  # a reconstruction's noise: the same every pass
     start = time.perf_counter()
     for images, labels in loader:
-        images, labels = compute.batch(images, labels)
+        images, labels = task.pair(*compute.batch(images, labels), generator)
         with autocast(compute.device, compute.precision):
             outputs = model(images)
         outputs = outputs.float()
-        meter.update(outputs, labels, criterion(outputs, labels))
+        meter.update(outputs, labels, criterion(outputs, labels), inputs=images)
         if logits is not None:
             logits.append(outputs.cpu())
         if targets is not None:
             targets.append(labels.cpu())
+        if scores is not None:
+            scores.append(task.scores(outputs, labels).cpu())
         if progress is not None:
             progress.update(1)
     if compute.distributed:

@@ -16,7 +16,10 @@ A file that passes and still fails to decode (damaged JPEG data) stops the run w
 from __future__ import annotations
 
 import functools
+import glob
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -249,3 +252,41 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
+
+
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+def gather(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) named by `inputs`: files as given, folders walked (recursive, sorted, hidden and
+    system entries skipped, files of other extensions set aside), glob patterns expanded (sorted; `**` recursive).
+    Each file once, in order. Raises ZooError for a path that does not exist or a pattern that matches nothing."""
+    from zoo.data.folders import is_hidden  # folders reads images: imported when called
+
+    extensions = image_extensions()
+    found: list[Path] = []
+    others: list[Path] = []
+    for given in inputs:
+        text = str(given)
+        if GLOB_CHARACTERS & set(text) and not Path(text).exists():
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise ZooError(f"{text!r} matches no file; check the pattern")
+            paths = [Path(match) for match in matches]
+        elif Path(text).exists():
+            paths = [Path(text)]
+        else:
+            raise ZooError(f"{text} not found; give image files, folders of them or glob patterns")
+        for path in paths:
+            if not path.is_dir():
+                found.append(path)
+                continue
+            for directory, folders, files in os.walk(path):
+                folders[:] = sorted(name for name in folders if not is_hidden(name))
+                for name in sorted(files):
+                    if is_hidden(name):
+                        continue
+                    file = Path(directory, name)
+                    (found if name.lower().endswith(extensions) else others).append(file)
+    unique = list(dict.fromkeys(found))  # a file named twice (a folder and a pattern inside it) is predicted once
+    return unique, others

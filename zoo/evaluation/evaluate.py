@@ -4,7 +4,6 @@ confusion matrix, which is also saved beside the checkpoint as CSV and PNG; and 
 
 from __future__ import annotations
 
-import copy
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -14,11 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.checkpoint import TrainingState, checkpoint_file, load_weights, read_state
-from zoo.config import HOLD_OUT_KEYS, Config, apply_overrides, validate_config
+from zoo.checkpoint import TrainingState, checkpoint_file, read_state
+from zoo.config import Config, validate_config
 from zoo.data import SPLITS, DataSplits, build_datasets, build_folder, build_loaders
 from zoo.datasets import SPECS
 from zoo.errors import ZooError
+from zoo.evaluation.source import (
+    _resolved,
+    check_hold_out,
+    checkpoint_config,
+    foreign,
+    load_model,
+    split_name,
+)
 from zoo.loop import Compute, EpochResult, evaluate_loader
 from zoo.metrics import Metrics
 from zoo.metrics.trust import Trust, output_names
@@ -27,7 +34,6 @@ from zoo.runtime import resolve_device
 from zoo.tasks import Classification, Task, get_task
 
 READ_WHOLE = ("imagefolder", "manifest")  # data sets of the user's own files: new ones are measured whole
-CHOICES = tuple(reversed(SPLITS))  # test, val, train: the order `zoo evaluate --split` offers them
 
 
 @dataclass(frozen=True)
@@ -117,34 +123,6 @@ class EvaluationReport:
         }
 
 
-def checkpoint_config(state: TrainingState, path: Path, overrides: list[str], data: str | None = None,
-                      data_root: str | Path | None = None) -> Config:
-    """The run's config with another data set (`data`, `data_root`: its classes are matched by name, so the
-    run's data.classes is dropped) and the caller's overrides, normalized exactly as the model was trained.
-    On the run's own data, an override that would draw another test split is a ZooError."""
-    raw = copy.deepcopy(state.config)  # overrides change nested sections in place; the state's stay the run's
-    if data is not None or data_root is not None:
-        kept = {key: value for key, value in raw.get("data", {}).items() if key != "classes"}
-        raw["data"] = {**kept, **({"name": data} if data is not None else {}),
-                       **({"root": str(data_root)} if data_root is not None else {})}
-    config = validate_config(apply_overrides(raw, overrides), f"{path} (config)")
-    normalization = state.normalization
-    return config.with_normalization(normalization.mean, normalization.std) if normalization else config
-
-
-def check_hold_out(config: Config, stored: Config, path: Path) -> None:
-    """On the run's own data, the keys that draw its test split must be the run's: another draw could count
-    images the model trained on (data.classes [1, 2] of three classes: 7 of 8 such 'test' images were)."""
-    if foreign(config, stored):
-        return
-    for key in HOLD_OUT_KEYS:
-        section, name = key.split(".")
-        if getattr(getattr(config, section), name) != getattr(getattr(stored, section), name):
-            raise ZooError(f"--set {key}: it draws another test split from {path}'s training data, which could count "
-                           "images the model trained on; evaluate with the run's value (the per-class rows give each "
-                           "class's figures)")
-
-
 def check_root(config: Config, stored: Config, data: str | None, data_root: str | Path | None) -> None:
     """A data set that reads no files (SPECS' in_process: generated or held by the process) has no use for another
     folder: it would be ignored, and the run's own test split measured as if it were the folder's."""
@@ -194,38 +172,22 @@ def measured(config: Config, stored: Config, split: str, folder: Path | None,
     return f"every image of {folder}", root.name + ("" if folder.resolve() == root else f"/{folder.name}")
 
 
-def foreign(config: Config, stored: Config) -> bool:
-    """Whether `config` names other data than the run trained on: another data set, folder or manifest file."""
-    return (config.data.name != stored.data.name or Path(config.data.root).resolve() != Path(stored.data.root).resolve()
-            or _resolved(config.data.manifest) != _resolved(stored.data.manifest))
-
-
-def _resolved(path: Path | None) -> Path | None:
-    return None if path is None else Path(path).resolve()
-
-
-def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
-    """The checkpoint's network, built as it was trained, with its weights."""
-    model = config.model.build(state.num_classes, state.normalization.in_channels)
-    load_weights(model, state, path, config.model.name)
-    return model
-
-
 def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] | None = None, *,
                         data: str | None = None, data_root: str | Path | None = None,
-                        device: str = "auto", save: bool = True) -> EvaluationReport:
+                        device: str = "auto", save: bool = True, abnormal: str | Path | None = None,
+                        abnormal_classes: tuple[int, ...] | None = None) -> Any:
     """`path`'s model on `split` (test, val or train) of its data set, or of `data` under `data_root`, with
     `overrides` (key.path=value), on `device` (auto: this machine's best; the training run's device is not
     consulted). Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
     order. With `save` (the default), writes the confusion matrix (CSV, PNG) and the trust figures (TrustFiles:
     ROC, precision-recall, reliability and, with wrong predictions, their gallery) beside the checkpoint; `zoo
     report` measures without writing. Raises ZooError for a file that is no zoo checkpoint, a split the data has
-    not, or data with classes the model does not predict."""
-    path = checkpoint_file(path)  # a run directory: its best.pt, beside which the confusion files go
-    split = str(getattr(split, "value", split))  # the CLI's choice enum, or its text
-    if split not in CHOICES:
-        raise ZooError(f"unknown split {split!r}; choose one of {', '.join(CHOICES)}")
+    not, or data with classes the model does not predict. An autoencoder: zoo.evaluation.reconstruction's report,
+    with `abnormal` (a folder) or `abnormal_classes` (of its data set) as its abnormal pictures."""
+    path, split = checkpoint_file(path), split_name(split)  # a run directory: its best.pt, beside which files go
     state = read_state(path, "evaluate")
+    if state.config.get("task") == "reconstruction" or abnormal is not None or abnormal_classes is not None:
+        return _autoencoder(path, state, split, overrides, data, data_root, device, save, abnormal, abnormal_classes)
     # Evaluating the training split measures the model, not the augmentation: turn it off.
     config = checkpoint_config(state, path, [*(overrides or []), *(["data.augment=false"] if split == "train" else [])],
                                data, data_root)
@@ -259,6 +221,24 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
         csv_path, png_path = (csv_path, png_path) if written else (None, None)
     return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust,
                             files, pictures, not_saved, task)
+
+
+def _autoencoder(path: Path, state: TrainingState, split: str, overrides: list[str] | None, data: str | None,
+                 data_root: str | Path | None, device: str, save: bool, abnormal: str | Path | None,
+                 abnormal_classes: tuple[int, ...] | None) -> Any:
+    """An autoencoder's evaluation (zoo.evaluation.reconstruction); abnormal pictures given for a classifier, or other
+    data for an autoencoder, refused in one line."""
+    task = state.config.get("task", "classification")
+    if task != "reconstruction":
+        raise ZooError(f"--abnormal: {path} is a {task} model; abnormal pictures are for an autoencoder (task "
+                       "reconstruction)")
+    if data is not None or data_root is not None:
+        raise ZooError("--data and --data-root: an autoencoder is measured on its own data's split; give its abnormal "
+                       "pictures with --abnormal FOLDER or --abnormal-classes")
+    from zoo.evaluation.reconstruction import evaluate_reconstruction
+
+    return evaluate_reconstruction(path, split, overrides, abnormal=abnormal, abnormal_classes=abnormal_classes,
+                                   device=device, save=save)
 
 
 def _save(result: EpochResult, classes: list[str], csv_path: Path, png_path: Path, trust: Trust,

@@ -5,9 +5,19 @@
     report = export_checkpoint(checkpoint, "onnx")            # zoo export, checked against eager PyTorch
     report = explain(checkpoint, ["cat.jpg"])                 # zoo explain: Grad-CAM, saliency, occlusion
 
-    load.py     zoo.load and Predictor; the openers of each source (checkpoint, safetensors, ONNX, pt2,
-                torchvision weights) and the Metadata an exported file carries
-    predict.py  zoo predict: the top-k classes of image files, folders and glob patterns, batched
-    export.py   zoo export: ONNX, torch.export (.pt2) and safetensors, each verified against eager PyTorch
-    explain.py  zoo explain: heat maps (captum), the first convolution's filters, each stage's feature maps
+An autoencoder (task reconstruction) goes through the same four: zoo.load gives an AutoencoderPredictor
+(reconstruct: N x C x H x W in [0, 1]; anomaly_scores: (N,) MSE; predict: an AnomalyScore per picture, its score
+and verdict at the run's threshold), predict_files' rows are AnomalyScores, export writes the network with its
+sigmoid (output: the reconstruction) or, with encoder=True, the encoder alone (output: the code), and explain draws
+each picture's reconstruction error as a heat map (an ErrorMapReport).
+
+    load.py     zoo.load, Predictor and AutoencoderPredictor; the openers of each source (checkpoint, safetensors,
+                ONNX, pt2, torchvision weights), the Metadata an exported file carries, and what a Predictor
+                runs of a network zoo built (runnable: an autoencoder's Reconstructor, its Encoder)
+    predict.py  zoo predict: the top-k classes (an autoencoder's score and verdict) of image files, folders and glob
+                patterns, batched
+    export.py   zoo export: ONNX, torch.export (.pt2) and safetensors, each verified against eager PyTorch; an
+                autoencoder's whole network or (--encoder) its encoder
+    explain.py  zoo explain: heat maps (captum), the first convolution's filters, each stage's feature maps; an
+                autoencoder's reconstruction error maps
 """

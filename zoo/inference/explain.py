@@ -18,6 +18,11 @@
                    forward_features once with hooks: ResNet's conv1 ... layer4, LeNet's features.0 ... features.5.
     filters        the first convolution's weights (zoo.present.grids.filter_grid, which TensorBoard draws too).
     feature maps   each stage's activations for one picture (zoo.present.grids.map_grid).
+    autoencoders   (task reconstruction) their one explanation, chosen by the task: the picture, its reconstruction
+                   and each pixel's squared error (the mean over the channels) as a heat map over the picture, 1 =
+                   the picture's largest error, to <stem>.error.png (error_maps, zoo.present.grids.error_overlay);
+                   no gradients are needed, so an .onnx export is explained too. --method, --layer, --target,
+                   --filters and --feature-maps are a classifier's and are refused.
 
 Pictures are prepared exactly as zoo predict and zoo evaluate prepare them (Predictor.prepare); overlays show the
 input as the network saw it (resized and fitted, before normalization). Everything is read, resolved and drawn
@@ -35,13 +40,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from zoo.data.images import gather
 from zoo.errors import ZooError
-from zoo.present.grids import PANEL, captioned, filter_grid, heatmap_overlay, map_grid, tile_grid
+from zoo.present.grids import PANEL, captioned, error_overlay, filter_grid, heatmap_overlay, map_grid, tile_grid
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from zoo.inference.load import Prediction, Predictor
+    from zoo.inference.load import AnomalyScore, AutoencoderPredictor, Prediction, Predictor
 
 METHODS = ("gradcam", "saliency", "occlusion")  # zoo.cli.ExplainMethod is the same list (no torch in cli.py)
 EMPTY = 1e-5  # a map whose largest positive value is below this share of its largest magnitude is empty (rounding)
@@ -51,6 +57,7 @@ MAX_CHANNELS = 64  # feature-map channels drawn per stage
 BATCH = 16  # pictures per attribution pass
 FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".html", ".gif", ".webp")  # an --output named as one file
 LISTED = 10  # stage names a bad --layer's message lists before shortening
+ERROR_MAP = "error"  # an autoencoder's explanation (its report's method, its PNGs' <stem>.error.png)
 
 
 # ---- the network's stages ---------------------------------------------------------------------------
@@ -253,27 +260,49 @@ class ExplainReport:
     label_sets: bool = False  # a multi-label model's: each picture's predicted set, a map per label
 
 
+@dataclass(frozen=True)
+class ErrorMap:
+    """One picture's reconstruction error map: its score and verdict, and the PNG written."""
+
+    path: Path
+    anomaly: AnomalyScore
+    written: Path
+
+
+@dataclass
+class ErrorMapReport:
+    """zoo explain of an autoencoder: a row per picture."""
+
+    threshold: float | None  # the run's anomaly threshold on the score (None: it chose none)
+    rows: list[ErrorMap] = field(default_factory=list)
+    method: str = ERROR_MAP
+
+
 def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, method: str | None = None,
             layer: str | None = None, target: str | None = None, top_k: int = TOP_K, filters: bool = False,
-            feature_maps: str | Path | None = None, output: Path | None = None, device: str = "auto") -> ExplainReport:
+            feature_maps: str | Path | None = None, output: Path | None = None,
+            device: str = "auto") -> ExplainReport | ErrorMapReport:
     """Heat maps of `images` (files, folders, glob patterns, as zoo predict takes them), the first convolution's
     `filters` and the stages' activations for the picture `feature_maps`, as PNGs in `output` (default: beside
     the checkpoint, <checkpoint stem>.explain/): <picture stem>.<method>.png, filters.png and
     <picture stem>.feature_maps.<stage>.png.
 
-    `source`: a checkpoint, a .safetensors export or torchvision:<Weights> (zoo.load; .onnx has no gradients).
-    `method` None: Grad-CAM when a `layer` is named, else the model's default (default_method: occlusion for
-    LeNet-5, Grad-CAM for the others). Raises ZooError, before anything is written, for nothing
-    asked, an --output that is a file, a picture that cannot be read, an unknown --layer or --target, a network
-    without convolutions asked for Grad-CAM, filters or feature maps, or a method unknown."""
+    `source`: a checkpoint, a .safetensors export or torchvision:<Weights> (zoo.load; .onnx has no gradients; an
+    autoencoder's, .onnx too: error maps, an ErrorMapReport, see error_maps). `method` None: Grad-CAM when a `layer`
+    is named, else the model's default (default_method: occlusion for LeNet-5, Grad-CAM for the others). Raises
+    ZooError, before anything is written, for nothing asked, an --output that is a file, an unreadable picture, an
+    unknown --layer, --target or method, a network without convolutions asked for Grad-CAM, filters or feature
+    maps, or an autoencoder given options other than pictures and --output."""
     from zoo.inference.load import load
-    from zoo.inference.predict import gather
 
     check_request(images, method, layer, top_k, filters, feature_maps, output)
     paths = gather(images)[0] if images else []
     if images and not paths:
         raise ZooError(f"no image files in {', '.join(map(str, images))}")
     predictor = load(source, device)
+    if not predictor.task.has_classes:  # an autoencoder: its reconstruction error is what it shows
+        asked = {"method": method, "layer": layer, "target": target, "filters": filters, "feature_maps": feature_maps}
+        return error_maps(predictor, paths, output, **asked)
     model, model_name = network(predictor)
     folder = Path(output) if output is not None else default_output(predictor.source)
     check_output(folder)
@@ -402,6 +431,52 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
                 picture = heatmap_overlay(pixels, heat.numpy(), caption)
             drawn.append((path, picture, Explained(paths[number], prediction, chosen, name, probability, path, empty)))
     return drawn
+
+
+def error_maps(predictor: AutoencoderPredictor, paths: list[Path], output: Path | None,
+               **asked: object) -> ErrorMapReport:
+    """Each picture's error map (see the module docstring) to <stem>.error.png in `output` (default: beside the
+    source, as explain's), BATCH pictures a pass, with its AnomalyScore. `asked`: explain's other options (method,
+    layer, target, filters, feature_maps), which are a classifier's. Raises ZooError, before anything is written, for
+    any of them given, an --output that is a file or a picture that cannot be read."""
+    given = next(((name, value) for name, value in asked.items() if value not in (None, False)), None)
+    if given is not None:
+        option = f"--{given[0].replace('_', '-')}"
+        shown = option if given[1] is True else f"{option} {given[1]}"
+        raise ZooError(f"{shown}: {predictor.source} is an autoencoder; zoo explain draws its reconstruction error "
+                       f"(the picture, its reconstruction and each pixel's squared error) and takes pictures alone: "
+                       f"remove {option}")
+    folder = Path(output) if output is not None else default_output(predictor.source)
+    check_output(folder)
+    pictures = [predictor.prepare(path) for path in paths]  # an unreadable file: one line, before anything is drawn
+    stems = unique_stems(paths)
+    report, drawn = ErrorMapReport(predictor.threshold), []
+    for start in range(0, len(pictures), BATCH):
+        batch = torch.stack(pictures[start:start + BATCH])
+        rebuilt = predictor.outputs(batch)  # N x C x H x W in [0, 1]
+        errors = (rebuilt - batch).square().mean(dim=1)  # N x H x W: each pixel's squared error
+        for offset, anomaly in enumerate(predictor.judge(batch, rebuilt)):
+            number = start + offset
+            path = folder / f"{stems[number]}.{ERROR_MAP}.png"
+            drawn.append((path, error_picture(predictor, paths[number], batch[offset], rebuilt[offset],
+                                              errors[offset], anomaly)))
+            report.rows.append(ErrorMap(paths[number], anomaly, path))
+    write_pictures(drawn)
+    return report
+
+
+def error_picture(predictor: Predictor, path: Path, picture: Tensor, rebuilt: Tensor, error: Tensor,
+                  anomaly: AnomalyScore) -> Image.Image:
+    """One picture's error map (zoo.present.grids.error_overlay): the picture (C x H x W, preprocessed), its
+    reconstruction (C x H x W, [0, 1]) and its squared error per pixel (H x W) over its largest value, captioned with
+    the score and the verdict."""
+    largest = error.max().item()
+    heat = (error / largest if largest > 0 else error).numpy()
+    verdict = (f", {anomaly.verdict} (threshold {anomaly.threshold:.5f})" if anomaly.verdict is not None
+               else ", no verdict (the run chose no threshold)")
+    caption = [f"{path.name}: reconstruction error {anomaly.score:.5f} (MSE){verdict}",
+               f"the picture, its reconstruction, its squared error per pixel (largest {largest:.3f})"]
+    return error_overlay(seen(predictor, picture).numpy(), seen(predictor, rebuilt).numpy(), heat, caption)
 
 
 def map_targets(prediction: Prediction, classes: list[str], target: int | None,

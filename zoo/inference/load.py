@@ -9,12 +9,26 @@ Sources: a zoo checkpoint (.pt), the files `zoo export` writes that load without
 weights, with their categories and transforms).
 Each brings its class names and its preprocessing (zoo.data.preprocess, equal to evaluation's transform);
 exported files carry them as `Metadata`, a map of text keys to JSON values in the file's own metadata.
+
+An autoencoder (task reconstruction) opens as an `AutoencoderPredictor`: its network gives the reconstruction
+(the sigmoid applied inside, by `Reconstructor` or in the exported graph), every picture's anomaly score is the MSE of
+its reconstruction, and `predict` gives `AnomalyScore`s (score, verdict at the run's threshold) instead of top-k
+classes:
+
+    >>> autoencoder = zoo.load("runs/conv_autoencoder_digits/<time>")          # or its .onnx, .safetensors
+    >>> autoencoder.reconstruct(["three.png"]).shape, autoencoder.anomaly_scores(["three.png"])
+    (torch.Size([1, 1, 28, 28]), tensor([0.0213], dtype=torch.float64))
+    >>> autoencoder.predict(["seven.png"])[0].verdict
+    'abnormal'
+
+An encoder exported alone (zoo export --encoder) is refused by `load`: its output is the code, which zoo has no
+use for; run it with ONNX Runtime, or load its safetensors weights into the autoencoder's `encoder`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +38,7 @@ from torch import Tensor, nn
 
 from zoo.data.preprocess import Preprocessing
 from zoo.errors import ZooError
+from zoo.metrics.reconstruction import per_image_mse
 from zoo.tasks import Classification, Task, get_task
 
 if TYPE_CHECKING:
@@ -33,7 +48,9 @@ if TYPE_CHECKING:
     from zoo.config import Config
 
 EXPORT_EXTRA = "pip install 'zoo[export]' (onnx, onnxruntime, onnxscript)"
-Network = Callable[[Tensor], Tensor]  # N x C x H x W float32 -> N x num_classes logits
+Network = Callable[[Tensor], Tensor]  # N x C x H x W float32 -> N x num_classes logits (or a reconstruction, a code)
+Images = Any  # what the Predictor's methods take: paths, PIL images, one of either, or a preprocessed float tensor
+PARTS = ("network", "encoder")  # what an export holds: the whole network, or an autoencoder's encoder alone
 
 
 # ---- what an exported file carries --------------------------------------------------------------------
@@ -44,28 +61,44 @@ class Metadata:
     header and a pt2 archive's zoo.json, each key's value as JSON text (Netron and `safetensors` show them)."""
 
     model_name: str
-    num_classes: int
-    classes: list[str]
+    num_classes: int  # the classifier's outputs; 0 for an autoencoder, which predicts no class
+    classes: list[str]  # in output order; an autoencoder's: the data's classes it learnt as normal
     preprocessing: Preprocessing
     config: dict[str, Any]  # the run's resolved config: zoo.load rebuilds the network from it
     zoo_version: str
     torch_version: str
     task: str = "classification"  # config.task (zoo.tasks): how the outputs become a decision
     thresholds: list[float] | None = None  # a multi-label model's per-class decision thresholds (None: 0.5 each)
+    anomaly_threshold: float | None = None  # an autoencoder's: abnormal above this MSE (None: the run chose none)
+    part: str = "network"  # PARTS: "encoder" is an autoencoder's encoder alone (zoo export --encoder)
 
     @classmethod
     def of_checkpoint(cls, state: TrainingState, config: Config) -> Metadata:
         import zoo
         from zoo.metrics.trust import output_names
 
-        classes = output_names(state.classes or [], state.num_classes)  # a head wider than the data: by index
-        return cls(config.model.name, state.num_classes, classes, Preprocessing.of_checkpoint(state, config),
-                   config.to_dict(), zoo.__version__, str(torch.__version__), config.task, state.thresholds)
+        if get_task(config.task).has_classes:
+            num_classes = state.num_classes
+            classes = output_names(state.classes or [], num_classes)  # a head wider than the data: by index
+        else:  # an autoencoder: no outputs to name; its classes are the normal ones
+            num_classes, classes = 0, list(state.classes or [])
+        return cls(config.model.name, num_classes, classes, Preprocessing.of_checkpoint(state, config),
+                   config.to_dict(), zoo.__version__, str(torch.__version__), config.task, state.thresholds,
+                   state.anomaly_threshold)
+
+    @property
+    def outputs(self) -> str:
+        """What the exported network gives (the ONNX graph's output name): "logits" (N x num_classes), an
+        autoencoder's "reconstruction" (N x C x H x W in [0, 1]), or its encoder's "code" (N x code_shape)."""
+        if self.part == "encoder":
+            return "code"
+        return "logits" if get_task(self.task).has_classes else "reconstruction"
 
     def to_strings(self) -> dict[str, str]:
         fields = {"zoo_version": self.zoo_version, "torch_version": self.torch_version, "model_name": self.model_name,
                   "num_classes": self.num_classes, "classes": self.classes, **self.preprocessing.to_dict(),
-                  "config": self.config, "task": self.task, "thresholds": self.thresholds}
+                  "config": self.config, "task": self.task, "thresholds": self.thresholds,
+                  "anomaly_threshold": self.anomaly_threshold, "part": self.part}
         return {key: json.dumps(value, ensure_ascii=False) for key, value in fields.items()}
 
     @classmethod
@@ -75,8 +108,8 @@ class Metadata:
         (zoo.checkpoint.FieldCheck: types, ranges, and sizes against the file's `weights` where it has them).
         Raises ZooError for a file without zoo's metadata (exported by another tool), or with damaged metadata."""
         from zoo.checkpoint import FieldCheck
+        from zoo.config import TASKS
         from zoo.datasets import SPECS
-        from zoo.metrics.trust import output_names
 
         strings = strings or {}
         if "zoo_version" not in strings:
@@ -89,31 +122,49 @@ class Metadata:
             raise ZooError(f"{path}: its zoo metadata is damaged ({type(error).__name__}: {error}); "
                            "export it again") from None
         check = FieldCheck(path, "export it again with zoo export", "zoo metadata's ")
-        optional = ("preprocessing", "task", "thresholds")  # the last two: absent from older exports
+        # preprocessing: its own fields; the others absent from older exports
+        optional = ("preprocessing", "task", "thresholds", "anomaly_threshold", "part")
         missing = [key for key in (*cls.__dataclass_fields__, *Preprocessing.__dataclass_fields__)
                    if key not in values and key not in optional]
         if missing:
             raise check.refuse(missing[0], "is missing")
         config = check.mapping("config", values["config"])
-        num_classes, channels = (check.integer(key, values[key], 1) for key in ("num_classes", "in_channels"))
+        task = check.text("task", values.get("task", "classification"), TASKS)
+        num_classes, classes = _outputs(check, values, config, get_task(task).has_classes, weights)
+        channels = check.integer("in_channels", values["in_channels"], 1)
         if weights is not None:
-            check.fits("num_classes", num_classes, weights, 0, "as many rows (the classifier's outputs)")
             check.fits("in_channels", channels, weights, 1, "as many input channels", flat=True)
-        wider = isinstance(config.get("model"), dict) and config["model"].get("num_classes") == num_classes
-        classes = output_names(check.names("classes", values["classes"], num_classes, wider), num_classes)
         preprocessing = Preprocessing(check.text("data", values["data"], tuple(SPECS)),
                                       *check.statistics("", values["mean"], values["std"], channels),
                                       check.side("input_size", values["input_size"], config), channels)
-        from zoo.config import TASKS
-
-        task = check.text("task", values.get("task", "classification"), TASKS)
+        anomaly = values.get("anomaly_threshold")
         return cls(check.text("model_name", values["model_name"]), num_classes, classes, preprocessing, config,
                    *(check.text(key, values[key]) for key in ("zoo_version", "torch_version")), task,
-                   check.thresholds("thresholds", values.get("thresholds"), num_classes))
+                   check.thresholds("thresholds", values.get("thresholds"), num_classes or None),
+                   None if anomaly is None else check.number("anomaly_threshold", anomaly),
+                   check.text("part", values.get("part", "network"), PARTS))
 
     def decider(self) -> Task:
         """The task that turns the outputs into decisions, with the exported thresholds."""
-        return get_task(self.task, self.thresholds)
+        colorize = bool((self.config.get("reconstruction") or {}).get("colorize"))
+        return get_task(self.task, self.thresholds, anomaly_threshold=self.anomaly_threshold, colorize=colorize)
+
+
+def _outputs(check: Any, values: dict[str, Any], config: dict[str, Any], has_classes: bool,
+             weights: dict[str, Tensor] | None) -> tuple[int, list[str]]:
+    """(num_classes, classes) of an export's metadata, checked: a classifier's outputs, 1 or more, one name each
+    (a head wider than the data named by index), as many as its weights' classifier rows; an autoencoder's 0
+    outputs and the names of the classes it learnt as normal, any number."""
+    from zoo.metrics.trust import output_names
+
+    if not has_classes:
+        return (check.integer("num_classes", values["num_classes"], 0, 0),
+                check.names("classes", values["classes"], None))
+    num_classes = check.integer("num_classes", values["num_classes"], 1)
+    if weights is not None:
+        check.fits("num_classes", num_classes, weights, 0, "as many rows (the classifier's outputs)")
+    wider = isinstance(config.get("model"), dict) and config["model"].get("num_classes") == num_classes
+    return num_classes, output_names(check.names("classes", values["classes"], num_classes, wider), num_classes)
 
 
 # ---- predictions --------------------------------------------------------------------------------------
@@ -161,18 +212,21 @@ class Predictor:
     `model`: the network in eval mode (an nn.Module; for .onnx an `OnnxNetwork`); `classes`: its class names in
     output order; `transform`: PIL image -> float tensor C x H x W, the preprocessing of zoo.data.preprocess (a
     torchvision source: its weights' transforms); `config`: the run's Config (None for torchvision weights);
-    `preprocessing`: the Preprocessing (None for torchvision weights); `source`: where it came from.
+    `preprocessing`: the Preprocessing (None for torchvision weights); `source`: where it came from; `part`:
+    "network", or "encoder" for an autoencoder's encoder exported alone (which `load` refuses; zoo export's check
+    runs it). An autoencoder's is an AutoencoderPredictor.
     """
 
     def __init__(self, model: nn.Module | Network, classes: Sequence[str], transform: Callable[[Image.Image], Tensor],
                  *, in_channels: int, config: Config | None = None, preprocessing: Preprocessing | None = None,
                  device: torch.device | str = "cpu", source: str = "", fixed_batch: int | None = None,
-                 task: Task | None = None) -> None:
+                 task: Task | None = None, part: str = "network") -> None:
         self.model, self.classes, self.transform = model, list(classes), transform
         self.task = task or Classification()  # how the outputs become decisions (zoo.tasks)
         self.in_channels, self.config, self.preprocessing, self.source = in_channels, config, preprocessing, source
         self.device = torch.device(device)
         self.fixed_batch = fixed_batch  # an export with a static batch takes exactly this many pictures a call
+        self.part = part
 
     @property
     def num_classes(self) -> int:
@@ -199,10 +253,23 @@ class Predictor:
             raise ZooError(f"{path} not found")
         return self.transform(open_image(path))
 
+    def batches(self, images: Images, batch_size: int = 64) -> Iterator[Tensor]:
+        """`images` as preprocessed batches N x C x H x W of at most `batch_size` pictures: paths and PIL images
+        through `prepare`, in order; a float tensor N x C x H x W (already preprocessed) as one batch. Raises
+        ZooError as `prepare` does, when the batch is reached."""
+        if isinstance(images, Tensor):
+            yield images
+            return
+        if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
+            images = [images]
+        for start in range(0, len(images), batch_size):
+            yield torch.stack([self.prepare(image) for image in images[start:start + batch_size]])
+
     @torch.inference_mode()
-    def logits(self, batch: Tensor) -> Tensor:
-        """N x C x H x W float (preprocessed) -> N x num_classes logits, on the CPU. Raises ZooError for another
-        channel count than the network takes."""
+    def outputs(self, batch: Tensor) -> Tensor:
+        """N x C x H x W float (preprocessed) -> what the network gives, on the CPU: a classifier's N x num_classes
+        logits, an autoencoder's reconstruction (N x C x H x W in [0, 1]). Raises ZooError for a batch check_batch
+        refuses."""
         self.check_batch(batch)
         batch = batch.to(self.device, torch.float32)
         if self.fixed_batch is None:
@@ -214,6 +281,11 @@ class Predictor:
                       else chunk)
             parts.append(self.model(padded)[:len(chunk)].float().cpu())
         return torch.cat(parts)
+
+    def logits(self, batch: Tensor) -> Tensor:
+        """N x C x H x W float (preprocessed) -> N x num_classes logits, on the CPU. Raises ZooError for another
+        channel count than the network takes."""
+        return self.outputs(batch)
 
     def check_batch(self, batch: Tensor) -> None:
         """Raises ZooError for a tensor that is not a preprocessed batch: not float (a uint8 picture, as
@@ -233,26 +305,142 @@ class Predictor:
         if not torch.isfinite(batch).all():
             raise ZooError(f"the batch holds NaN or infinite values; {fix}")
 
-    def predict(self, images: Tensor | Sequence[str | Path | Image.Image] | str | Path | Image.Image, top_k: int = 5,
-                batch_size: int = 64) -> list[Prediction]:
+    def decide(self, batch: Tensor, top_k: int) -> list[Prediction]:
+        """A preprocessed batch's Predictions: the top_k classes of each picture and what the model decided."""
+        return top_predictions(self.logits(batch), self.classes, top_k, self.task)
+
+    def predict(self, images: Images, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
         """The top_k classes of each picture, and what the model decided (Prediction.labels): paths, PIL images, or a
         float tensor N x C x H x W already preprocessed (by .transform). Returns one Prediction per picture, in
         order (top_k is capped at the class count). Raises ZooError for a file that cannot be read (the whole call:
         zoo predict skips such files), a tensor that is not a preprocessed batch (check_batch), or top_k below 1."""
         if top_k < 1:
             raise ZooError(f"top_k is {top_k}; give 1 or more")
-        if isinstance(images, Tensor):
-            return top_predictions(self.logits(images), self.classes, top_k, self.task)
-        if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
-            images = [images]
-        predictions: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            batch = torch.stack([self.prepare(image) for image in images[start:start + batch_size]])
-            predictions += top_predictions(self.logits(batch), self.classes, top_k, self.task)
-        return predictions
+        return [prediction for batch in self.batches(images, batch_size) for prediction in self.decide(batch, top_k)]
 
     def __repr__(self) -> str:
         return f"Predictor({self.source!r}, {self.num_classes} classes, device={self.device})"
+
+
+# ---- autoencoders -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AnomalyScore:
+    """One picture's reconstruction error and what it says: `score`, the mean squared error of the autoencoder's
+    reconstruction against the picture (pixels in [0, 1], so 0 to 1); `verdict`, "abnormal" above `threshold` (the
+    run's, chosen on its validation split), else "normal"; None where the run chose no threshold."""
+
+    score: float
+    verdict: str | None
+    threshold: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "verdict": self.verdict}
+
+
+class Reconstructor(nn.Module):
+    """An autoencoder with its sigmoid: N x C x H x W pixels in [0, 1] -> the reconstruction, N x out_channels x H x W
+    in [0, 1]. What an AutoencoderPredictor runs and zoo export exports, so every source gives pictures, not
+    logits; `autoencoder` is the network itself (encode, decode, code_shape)."""
+
+    def __init__(self, autoencoder: nn.Module) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.autoencoder(x).sigmoid()
+
+
+class Encoder(nn.Module):
+    """An autoencoder's encoder alone (zoo export --encoder): N x C x H x W pixels in [0, 1] -> the code, N x
+    code_shape. Its weights keep the autoencoder's names (encoder.*), so its safetensors file loads into either."""
+
+    def __init__(self, autoencoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = autoencoder.encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+
+class AutoencoderPredictor(Predictor):
+    """An autoencoder (task reconstruction), ready to rebuild pictures and score them. Its `model` gives the
+    reconstruction, N x C x H x W in [0, 1] (a Reconstructor, or an exported graph ending in the sigmoid); `classes`
+    are the data's classes it learnt as normal; `threshold` is the run's anomaly threshold on a picture's MSE (None:
+    the run had no validation split to choose it on). Pictures are taken as `predict` takes them."""
+
+    @property
+    def threshold(self) -> float | None:
+        return self.task.threshold  # type: ignore[attr-defined]
+
+    @property
+    def num_classes(self) -> int:
+        return 0  # it predicts no class
+
+    def reconstruct(self, images: Images, batch_size: int = 64) -> Tensor:
+        """The reconstructions, N x out_channels x H x W pixels in [0, 1] (float32, on the CPU), of paths, PIL
+        images or a preprocessed float tensor N x C x H x W. Raises ZooError as `predict` does, or for no picture."""
+        return _joined([self.outputs(batch) for batch in self.batches(images, batch_size)])
+
+    def anomaly_scores(self, images: Images, batch_size: int = 64) -> Tensor:
+        """Each picture's anomaly score (N, float64): the mean squared error of its reconstruction against the
+        picture as the network takes it (pixels in [0, 1]). Raises ZooError as `reconstruct` does."""
+        return _joined([self.scores(batch, self.outputs(batch)) for batch in self.batches(images, batch_size)])
+
+    def scores(self, batch: Tensor, reconstructions: Tensor) -> Tensor:
+        """(N, float64) MSE of each of `reconstructions` (N x C x H x W, [0, 1]) against the preprocessed `batch`.
+        Raises ZooError for a colourisation network, whose output (colour) is not its input (gray)."""
+        if getattr(self.task, "colorize", False):
+            raise ZooError(f"{self.source} colourises: it is given the gray picture and gives a colour one, so there "
+                           "is no reconstruction error to score; use zoo.load(...).reconstruct for its pictures")
+        return per_image_mse(reconstructions, batch.float().cpu())
+
+    def judge(self, batch: Tensor, reconstructions: Tensor) -> list[AnomalyScore]:
+        """Each picture's AnomalyScore from its reconstruction: the verdict by the task (Reconstruction.verdicts),
+        None without a threshold."""
+        scores = self.scores(batch, reconstructions)
+        verdicts = self.task.verdicts(scores) if self.threshold is not None else [None] * len(scores)  # type: ignore
+        return [AnomalyScore(score, verdict, self.threshold) for score, verdict in zip(scores.tolist(), verdicts)]
+
+    def decide(self, batch: Tensor, top_k: int | None = None) -> list[AnomalyScore]:  # type: ignore[override]
+        """A preprocessed batch's AnomalyScores (top_k: a classifier's, ignored)."""
+        return self.judge(batch, self.outputs(batch))
+
+    def predict(self, images: Images, top_k: int | None = None,  # type: ignore[override]
+                batch_size: int = 64) -> list[AnomalyScore]:
+        """Each picture's AnomalyScore: its reconstruction error (score), "normal" or "abnormal" at the run's
+        threshold (verdict; None without one) and the threshold; one per picture, in order. Raises ZooError as
+        Predictor.predict does, and for a top_k: an autoencoder has no classes to rank."""
+        if top_k is not None:
+            raise ZooError(f"top_k: {self.source} is an autoencoder; it scores pictures by their reconstruction error "
+                           "and has no classes to rank; leave top_k out")
+        return [record for batch in self.batches(images, batch_size) for record in self.decide(batch)]
+
+    def logits(self, batch: Tensor) -> Tensor:
+        raise ZooError("an autoencoder's network gives its reconstruction, not logits; use .reconstruct(images) or "
+                       ".outputs(batch)")
+
+    def __repr__(self) -> str:
+        return f"AutoencoderPredictor({self.source!r}, threshold={self.threshold}, device={self.device})"
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    if not parts:
+        raise ZooError("no pictures given; give paths, PIL images or one float tensor N x C x H x W (preprocessed)")
+    return torch.cat(parts)
+
+
+def runnable(model: nn.Module, metadata: Metadata) -> nn.Module:
+    """The module a Predictor runs and zoo export exports, of a network zoo built: a classifier as it is (logits),
+    an autoencoder with its sigmoid (Reconstructor: the reconstruction), or its encoder alone (Encoder: the code)."""
+    if metadata.part == "encoder":
+        return Encoder(model)
+    return model if metadata.decider().has_classes else Reconstructor(model)
+
+
+def weighed(model: nn.Module, part: str) -> nn.Module:
+    """The module whose weights a safetensors export of `part` holds: the network, or its Encoder (encoder.*)."""
+    return Encoder(model) if part == "encoder" else model
 
 
 # ---- sources ------------------------------------------------------------------------------------------
@@ -263,8 +451,9 @@ def load(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
 
     `source`: a zoo checkpoint (runs/.../checkpoints/best.pt), a file of `zoo export` (.safetensors, .onnx; a .pt2
     program is refused, its loading unpickles), or torchvision:<Weights> (e.g.
-    torchvision:ResNet18_Weights.IMAGENET1K_V1, downloaded once into torch.hub's cache). Raises ZooError, one
-    line, for a missing or damaged file, a file zoo did not write, unknown weights, or a missing optional
+    torchvision:ResNet18_Weights.IMAGENET1K_V1, downloaded once into torch.hub's cache). An autoencoder's gives an
+    AutoencoderPredictor. Raises ZooError, one line, for a missing or damaged file, a file zoo did not write,
+    an autoencoder's encoder exported alone (zoo export --encoder), unknown weights, or a missing optional
     package (.onnx needs zoo[export]).
     """
     from zoo.runtime import resolve_device
@@ -280,23 +469,27 @@ def load(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
         raise ZooError(f"{text!r} not found; give a checkpoint (runs/<name>/<time>/checkpoints/best.pt), a file of "
                        "zoo export (.onnx, .safetensors) or torchvision:<Weights>")
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return open_onnx(path, where)
     if suffix == ".pt2":
         raise ZooError(f"{path}: zoo does not load .pt2 programs, since torch.export.load unpickles their weights with "
                        "weights_only=False, which can run code; predict with the .onnx or .safetensors export, or call "
                        "torch.export.load yourself on a file you trust")
-    if suffix == ".safetensors":
-        return open_safetensors(path, where)
-    return open_zoo_checkpoint(path, where)
+    opener = {".onnx": open_onnx, ".safetensors": open_safetensors}.get(suffix, open_zoo_checkpoint)
+    predictor = opener(path, where)
+    if predictor.part == "encoder":
+        raise ZooError(f"{path} is an autoencoder's encoder alone (zoo export --encoder): it gives the code, which zoo "
+                       "does not predict with; run it with onnxruntime (or load its weights with safetensors) "
+                       "directly, or give the checkpoint or the whole network's export")
+    return predictor
 
 
 def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.device, source: Path,
                config: Config | None = None, fixed_batch: int | None = None) -> Predictor:
+    """The Predictor of a network that gives `metadata.outputs`: an AutoencoderPredictor for a reconstruction."""
     preprocessing = metadata.preprocessing
-    return Predictor(model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels,
-                     config=config, preprocessing=preprocessing, device=device, source=str(source),
-                     fixed_batch=fixed_batch, task=metadata.decider())
+    kind = AutoencoderPredictor if metadata.outputs == "reconstruction" else Predictor
+    return kind(model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels,
+                config=config, preprocessing=preprocessing, device=device, source=str(source),
+                fixed_batch=fixed_batch, task=metadata.decider(), part=metadata.part)
 
 
 def open_checkpoint(path: Path) -> tuple[TrainingState, Config, nn.Module]:
@@ -312,10 +505,12 @@ def open_checkpoint(path: Path) -> tuple[TrainingState, Config, nn.Module]:
 
 def open_zoo_checkpoint(path: Path, device: torch.device) -> Predictor:
     state, config, model = open_checkpoint(path)
-    return _predictor(model.to(device), Metadata.of_checkpoint(state, config), device, path, config)
+    metadata = Metadata.of_checkpoint(state, config)
+    return _predictor(runnable(model, metadata).to(device), metadata, device, path, config)
 
 
 def open_safetensors(path: Path, device: torch.device) -> Predictor:
+    """zoo's network rebuilt from the file's config and loaded with its weights (an encoder's: the encoder's)."""
     from zoo.checkpoint import TrainingState, load_weights, read_safetensors
     from zoo.config import validate_config
 
@@ -323,8 +518,9 @@ def open_safetensors(path: Path, device: torch.device) -> Predictor:
     metadata = Metadata.from_strings(strings, path, tensors)
     config = validate_config(metadata.config, f"{path} (config)")
     model = config.model.build(metadata.num_classes, metadata.preprocessing.in_channels)
-    load_weights(model, TrainingState(tensors, metadata.config, metadata.model_name), path, config.model.name)
-    return _predictor(model.to(device).eval(), metadata, device, path, config)
+    load_weights(weighed(model, metadata.part), TrainingState(tensors, metadata.config, metadata.model_name), path,
+                 config.model.name)
+    return _predictor(runnable(model, metadata).to(device).eval(), metadata, device, path, config)
 
 
 def open_exported_program(path: Path, device: torch.device) -> Predictor:
@@ -353,7 +549,8 @@ def _static_batch(program: Any) -> int | None:
 
 
 class OnnxNetwork:
-    """An ONNX file run by ONNX Runtime: N x C x H x W float32 -> N x num_classes logits (torch tensors)."""
+    """An ONNX file run by ONNX Runtime: N x C x H x W float32 -> its graph's one output (torch tensors): N x
+    num_classes logits, an autoencoder's reconstruction or its encoder's code (Metadata.outputs)."""
 
     def __init__(self, path: Path, device: torch.device) -> None:
         try:
@@ -394,7 +591,7 @@ def open_onnx(path: Path, device: torch.device) -> Predictor:
     if isinstance(channels, int) and channels != metadata.preprocessing.in_channels:
         raise ZooError(f"{path} takes {channels}-channel input but its metadata says "
                        f"{metadata.preprocessing.in_channels}; export it again with zoo export")
-    if isinstance(outputs, int) and outputs != metadata.num_classes:
+    if metadata.outputs == "logits" and isinstance(outputs, int) and outputs != metadata.num_classes:
         raise ZooError(f"{path} gives {outputs} outputs but its metadata says {metadata.num_classes} classes; "
                        "export it again with zoo export")
     return _predictor(network, metadata, torch.device("cpu"), path, fixed_batch=network.static_batch)

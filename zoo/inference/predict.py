@@ -1,17 +1,18 @@
-"""`zoo predict`: a trained network's top-k classes for image files, folders and glob patterns.
+"""`zoo predict`: a trained network's top-k classes for image files, folders and glob patterns; an autoencoder's
+anomaly score and verdict for each.
 
     report = predict_files("runs/.../checkpoints/best.pt", ["photos/", "extra/*.jpg"], top_k=3)
     report.rows[0]  # (Path('photos/cat/1.jpg'), Prediction(classes=('cat', 'dog', 'fox'), ...))
+    report = predict_files("runs/conv_autoencoder_digits/<time>", ["digits/"])
+    report.rows[0]  # (Path('digits/3.png'), AnomalyScore(score=0.021, verdict='normal', threshold=0.073))
 
 Any source zoo.load opens. Pictures are decoded in DataLoader workers, each through the source's preprocessing
-(zoo.data.preprocess: evaluation's transform), and run in batches. A file that cannot be decoded is one warning
-line and has no row; the rest go on.
+(zoo.data.preprocess: evaluation's transform), and run in batches; the Predictor turns each batch into its records
+(Predictor.decide). A file that cannot be decoded is one warning line and has no row; the rest go on.
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,62 +23,29 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.data.images import image_extensions
+from zoo.data.images import gather, image_extensions
 from zoo.errors import ZooError
-from zoo.inference.load import Prediction, Predictor, load, top_predictions
+from zoo.inference.load import AnomalyScore, Prediction, Predictor, load
 
-GLOB_CHARACTERS = frozenset("*?[")
 SHOWN = 10  # unreadable files named one line each; one more line counts the rest
+Record = Prediction | AnomalyScore  # a classifier's top-k, or an autoencoder's score and verdict
 
 
 @dataclass(frozen=True)
 class PredictionReport:
     source: str
-    classes: list[str]
-    rows: list[tuple[Path, Prediction]]  # in input order
+    classes: list[str]  # an autoencoder's: the classes it learnt as normal
+    rows: list[tuple[Path, Record]]  # in input order
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable files and why
     others: list[Path] = field(default_factory=list)  # files in the folders that are not images
     task: str = "classification"  # the model's (zoo.tasks): a multi-label one's decisions are label sets
+    threshold: float | None = None  # an autoencoder's anomaly threshold on the score (None: the run chose none)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "task": self.task, "images": len(self.rows),
+        threshold = {"threshold": self.threshold} if self.task == "reconstruction" else {}
+        return {"source": self.source, "task": self.task, **threshold, "images": len(self.rows),
                 "predictions": [{"path": str(path), **prediction.to_dict()} for path, prediction in self.rows],
                 "skipped": [{"path": str(path), "reason": reason} for path, reason in self.skipped]}
-
-
-def gather(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) named by `inputs`: files as given, folders walked (recursive, sorted, hidden and
-    system entries skipped, files of other extensions set aside), glob patterns expanded (sorted; `**` recursive).
-    Each file once, in order. Raises ZooError for a path that does not exist or a pattern that matches nothing."""
-    from zoo.data.folders import is_hidden
-
-    extensions = image_extensions()
-    found: list[Path] = []
-    others: list[Path] = []
-    for given in inputs:
-        text = str(given)
-        if GLOB_CHARACTERS & set(text) and not Path(text).exists():
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise ZooError(f"{text!r} matches no file; check the pattern")
-            paths = [Path(match) for match in matches]
-        elif Path(text).exists():
-            paths = [Path(text)]
-        else:
-            raise ZooError(f"{text} not found; give image files, folders of them or glob patterns")
-        for path in paths:
-            if not path.is_dir():
-                found.append(path)
-                continue
-            for directory, folders, files in os.walk(path):
-                folders[:] = sorted(name for name in folders if not is_hidden(name))
-                for name in sorted(files):
-                    if is_hidden(name):
-                        continue
-                    file = Path(directory, name)
-                    (found if name.lower().endswith(extensions) else others).append(file)
-    unique = list(dict.fromkeys(found))  # a file named twice (a folder and a pattern inside it) is predicted once
-    return unique, others
 
 
 class Pictures(Dataset):
@@ -114,10 +82,11 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     network at `source` (see zoo.load) on `device`, `batch_size` pictures at a time, decoded by `workers`
     DataLoader processes (None: up to 4, none for a single batch). Unreadable files are warned about on stderr
     once the rest are predicted (one line a file for the first SHOWN, then one line counting the rest) and listed
-    in the report's `skipped`.
+    in the report's `skipped`. An autoencoder's rows are AnomalyScores (the reconstruction's MSE and the verdict at
+    the run's threshold, which the report keeps), and it takes no top_k.
 
     Raises ZooError for a missing path, a pattern matching nothing, no readable image, an unknown source,
-    top_k or batch_size below 1.
+    top_k or batch_size below 1, or a top_k for an autoencoder.
     """
     if (top_k is not None and top_k < 1) or batch_size < 1:
         raise ZooError(f"--{'top-k' if top_k is not None and top_k < 1 else 'batch-size'} must be 1 or more")
@@ -129,11 +98,7 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     predictor = load(source, device)
     if predictor.preprocessing is not None:
         predictor.preprocessing.check_pictures()  # xor's network: one line before any file is read
-    if top_k is None:
-        top_k = min(TOP_K, len(predictor.classes))
-    elif top_k > len(predictor.classes):  # every class is shown: said, so that 10 columns for -k 20 are no surprise
-        print(f"note: --top-k {top_k} is more than the {len(predictor.classes)} classes {source} predicts; showing all "
-              f"{len(predictor.classes)}", file=sys.stderr, flush=True)
+    top_k = _top_k(predictor, top_k, source)
     if others:  # once the source is known good: a bad one is the only line
         from zoo.data.images import note_others
 
@@ -147,26 +112,41 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
         print(f"warning: {len(skipped) - SHOWN} more of the {len(paths)} image files could not be read and have no "
               "prediction", file=sys.stderr, flush=True)
     return PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)], skipped,
-                            others, predictor.task.name)
+                            others, predictor.task.name, getattr(predictor.task, "threshold", None))
+
+
+def _top_k(predictor: Predictor, top_k: int | None, source: str | Path) -> int:
+    """The classes shown per image: `top_k`, or TOP_K (at most the class count) when None; a top_k above the class
+    count is said on stderr. Raises ZooError for a top_k given to a model without classes (an autoencoder)."""
+    if not predictor.task.has_classes:
+        if top_k is not None:
+            raise ZooError(f"--top-k: {source} is an autoencoder; it gives each picture an anomaly score (its "
+                           "reconstruction error) and a verdict, not classes to rank; remove --top-k")
+        return 1  # unused: an autoencoder's records have no classes
+    if top_k is None:
+        return min(TOP_K, len(predictor.classes))
+    if top_k > len(predictor.classes):  # every class is shown: said, so that 10 columns for -k 20 are no surprise
+        print(f"note: --top-k {top_k} is more than the {len(predictor.classes)} classes {source} predicts; showing all "
+              f"{len(predictor.classes)}", file=sys.stderr, flush=True)
+    return top_k
 
 
 def _predict(predictor: Predictor, paths: list[Path], top_k: int, batch_size: int, workers: int | None,
-             progress: bool) -> tuple[dict[int, Prediction], list[tuple[Path, str]]]:
-    """({index into paths: its Prediction}, [(unreadable file, why)]): the files decoded by `workers` DataLoader
+             progress: bool) -> tuple[dict[int, Record], list[tuple[Path, str]]]:
+    """({index into paths: its record}, [(unreadable file, why)]): the files decoded by `workers` DataLoader
     processes (None: up to 4, none for a single batch) and run `batch_size` at a time."""
     if workers is None:
         from zoo.data.loaders import file_workers
 
         workers = 0 if len(paths) <= batch_size else file_workers()
     loader = DataLoader(Pictures(paths, predictor.transform), batch_size, num_workers=workers, collate_fn=_collate)
-    rows: dict[int, Prediction] = {}
+    rows: dict[int, Record] = {}
     skipped: list[tuple[Path, str]] = []
     bar = _progress(len(paths)) if progress else None
     for indices, batch, failed in loader:
         skipped += [(paths[index], reason) for index, reason in failed]
         if batch is not None:
-            logits = predictor.logits(batch)
-            rows.update(zip(indices, top_predictions(logits, predictor.classes, top_k, predictor.task)))
+            rows.update(zip(indices, predictor.decide(batch, top_k)))
         if bar is not None:
             bar.update(len(indices) + len(failed))
     if bar is not None:

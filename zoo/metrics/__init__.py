@@ -9,6 +9,8 @@ figures are zoo.present.figures'.
     classification.py  loss, top-1/top-5, the confusion matrix and per-class precision/recall/F1, as sums over
                        batches, so that a DDP all-reduce is exact
     multilabel.py      sigmoid outputs, a threshold per class: exact match, Hamming loss, per-class F1, mAP, best F1
+    reconstruction.py  an autoencoder's MSE and PSNR (per picture, peak 1), and the anomaly ROC AUC, average precision
+                       and threshold of its reconstruction errors
     trust.py           ROC AUC and average precision per class, ECE and the reliability bins, confidently wrong
     paired.py          two models compared: mean ± standard error, the paired t-test over seeds, McNemar's exact test
 """

@@ -32,9 +32,10 @@ class Accumulator:
         self.pending: list[tuple[Tensor, Tensor, Tensor]] = []
         self.pending_elements = 0
 
-    def update(self, logits: Tensor, targets: Tensor, loss: Tensor) -> None:
+    def update(self, logits: Tensor, targets: Tensor, loss: Tensor, inputs: Tensor | None = None) -> None:
         """`loss` is the batch mean; it is weighted by the batch size so the total is a true mean. Batches are
-        counted together (see FLUSH_BATCHES, and at compute), so `logits` are kept until then: pass detached ones."""
+        counted together (see FLUSH_BATCHES, and at compute), so `logits` are kept until then: pass detached ones.
+        `inputs`: the network's inputs, which a reconstruction's figures measure too (the others ignore them)."""
         self.pending.append((logits, targets, loss))
         self.pending_elements += logits.numel()
         if len(self.pending) >= FLUSH_BATCHES or self.pending_elements >= FLUSH_ELEMENTS:

@@ -3,13 +3,16 @@
     model = zoo.create_model("resnet18", num_classes=10)  # zoo.models.registry imports every family first
     help(zoo.models.resnet.resnet18)  # the paper, default input size and reference parameter count
 
-Every model is a Classifier: `forward(x)` returns logits, `forward_features` and `forward_head` split it,
-`reset_classifier(n)` replaces the head, and inputs below `min_input_size` fail before any layer runs.
+Every model is a Classifier or, for task reconstruction, an Autoencoder (zoo.models.base; the registry's
+ModelInfo.task says which). A Classifier's `forward(x)` returns class logits, `forward_features` and `forward_head`
+split it, `reset_classifier(n)` replaces the head, and inputs below `min_input_size` fail before any layer runs.
+An Autoencoder's `forward(x)` returns the picture's pixel logits: `decode(encode(x))`, through its code.
 Importing this package imports no torch and no family; zoo.models.registry loads the families listed in
 FAMILY_MODULES when a model is first looked up.
 
     registry.py     register_model, create_model, list_models, get_model_info: the builders and their papers
-    base.py         Classifier: the interface above, first_conv, and initialization that keeps the layers' own draws
+    base.py         Classifier and Autoencoder: the interfaces above, first_conv, and initialization that keeps the
+                    layers' own draws
     layers.py       the ACTIVATIONS table and activation_layer; shared blocks: SqueezeExcite, conv_act, FitAvgPool2d
     weight_init.py  the initialization schemes a config can name (init_weights, SCHEMES); imports torch lazily
     lenet.py        LeNet-5 (LeCun et al. 1998)
@@ -19,6 +22,7 @@ FAMILY_MODULES when a model is first looked up.
     resnet.py       ResNet 18-152 (ImageNet) and 20-110 (CIFAR-10), SE as a block option
     senet.py        SE-ResNet 18-152: ResNet builders with SE in every block
     teaching.py     the course's MLP (XOR, MNIST) and small MNIST CNN
+    autoencoder.py  the course's autoencoders: dense and convolutional for digits, a deeper one for colour pictures
 """
 
 from __future__ import annotations
@@ -26,16 +30,16 @@ from __future__ import annotations
 import importlib
 
 # the files that register builders
-FAMILY_MODULES = ("alexnet", "googlenet", "lenet", "resnet", "senet", "teaching", "vgg")
+FAMILY_MODULES = ("alexnet", "autoencoder", "googlenet", "lenet", "resnet", "senet", "teaching", "vgg")
 
-__all__ = ["FAMILY_MODULES", "Classifier"]
+__all__ = ["FAMILY_MODULES", "Autoencoder", "Classifier"]
 
 
 def __getattr__(name: str):
-    if name == "Classifier":
-        from zoo.models.base import Classifier
+    if name in ("Autoencoder", "Classifier"):
+        from zoo.models import base
 
-        return Classifier
+        return getattr(base, name)
     # zoo.models.resnet without importing it first
     if name in {*FAMILY_MODULES, "base", "layers", "registry", "weight_init"}:
         return importlib.import_module(f"zoo.models.{name}")

@@ -1,11 +1,15 @@
-"""The interface every zoo model has, after timm's: features, head, classifier reset, and a size check.
+"""The two interfaces a zoo model has: Classifier, after timm's (features, head, classifier reset, a size check), and
+Autoencoder (encoder, decoder, the code's shape, a size check), for task reconstruction.
 
-`forward(x)` always returns logits. Networks with auxiliary heads (GoogLeNet) return
-`(logits, [aux logits])` only when the caller asks with `forward(x, return_aux=True)` in training;
-going through `forward` keeps DistributedDataParallel's gradient hooks in the path.
+`forward(x)` always returns logits: class scores, or an autoencoder's pixels before the sigmoid. Networks with
+auxiliary heads (GoogLeNet) return `(logits, [aux logits])` only when the caller asks with
+`forward(x, return_aux=True)` in training; going through `forward` keeps DistributedDataParallel's gradient hooks in
+the path. Every other model answers that call with `(logits, [])`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -82,6 +86,66 @@ class Classifier(nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+
+
+class Autoencoder(nn.Module):
+    """Base class of the reconstruction networks (zoo.models.autoencoder): `encoder` takes [0, 1] pixels to the code,
+    `decoder` takes the code to pixel logits; the sigmoid of `forward(x)` is the reconstruction. No head, no classes.
+
+    Subclasses build `encoder` and `decoder` (the names are the checkpoint's keys), set in_channels, out_channels and
+    the size rule (min_input_size and size_multiple, or their own check_size), and give code_shape.
+    """
+
+    num_classes = 0  # the target is the picture itself
+    in_channels: int
+    out_channels: int  # in_channels, or 3 from 1 to colour gray pictures
+    encoder: nn.Module
+    decoder: nn.Module
+    min_input_size: int | None = None  # smallest H = W rebuilt
+    size_multiple: int = 1  # H and W must be multiples of it: 2 ** the encoder's halvings, so the decoder doubles back
+
+    def encode(self, x: Tensor) -> Tensor:
+        """N x C x H x W pixels in [0, 1] to the code: N x code values (dense) or N x c x h x w (convolutional)."""
+        return self.encoder(x)
+
+    def decode(self, code: Tensor) -> Tensor:
+        """The code to N x out_channels x H x W logits (apply the sigmoid for pixels)."""
+        return self.decoder(code)
+
+    def forward(self, x: Tensor, *, return_aux: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        self.check_input(x)
+        logits = self.decode(self.encode(x))
+        return (logits, []) if return_aux else logits
+
+    def code_shape(self, input_size: int) -> tuple[int, ...]:
+        """The code's shape for one H = W = input_size picture, no batch dimension: (32,) or (8, 7, 7)."""
+        raise NotImplementedError
+
+    def code_size(self, input_size: int) -> int:
+        """The code's number of values at H = W = input_size: what the picture is compressed to (PCA's components)."""
+        return math.prod(self.code_shape(input_size))
+
+    def check_input(self, x: Tensor) -> None:
+        """Fail before any layer runs for a size the network cannot give back exactly (a halving would drop a row)."""
+        if x.dim() == 4:
+            self.check_size(*x.shape[-2:])
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise ZooError in one line unless both sides are multiples of size_multiple and at least min_input_size."""
+        step, least = self.size_multiple, self.min_input_size or 1
+        if height % step or width % step or min(height, width) < least:
+            near = max(least, (max(height, width) + step // 2) // step * step)  # the nearest multiple, ties up
+            floor = f" and at least {least}" if least > step else ""
+            self.refuse_size(f"rebuilds inputs whose height and width are multiples of {step}{floor}", height, width,
+                             f"set data.input_size to such a size, e.g. {near}")
+
+    def refuse_size(self, rule: str, height: int, width: int, fix: str) -> None:
+        name = getattr(self, "name", type(self).__name__.lower())
+        raise ZooError(f"{name} {rule}, got {height}x{width}; {fix}")
+
+    def first_conv(self, key: str = "--filters") -> tuple[str, nn.Conv2d]:
+        """As Classifier.first_conv: the encoder's first convolution, or ZooError naming `key` (the dense one)."""
+        return first_conv(self, key)
 
 
 def first_conv(model: nn.Module, key: str = "--filters") -> tuple[str, nn.Conv2d]:

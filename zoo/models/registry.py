@@ -3,7 +3,8 @@
 A builder is a function `(num_classes, in_channels, **kwargs) -> nn.Module` whose defaults are the
 paper's; the decorator records what the summary, data and CLI code need to know without building the
 network, and gives the builder a docstring that cites the paper (`help(zoo.models.resnet.resnet18)`).
-Importing this module does not import torch.
+Each model records its task (TASKS): a classifier's builder uses num_classes, a reconstruction model's
+(an autoencoder: num_classes 0) takes it and ignores it. Importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from zoo.errors import ZooError
 
 if TYPE_CHECKING:
     from torch import nn
+
+# What a registered model does: a classifier (zoo.models.base.Classifier) gives class logits, a reconstruction model
+# (zoo.models.base.Autoencoder) gives the picture's pixel logits back.
+TASKS = ("classification", "reconstruction")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class ModelInfo:
     torchvision: str | None  # the torchvision builder whose state_dict ours matches key for key
     builder: Callable[..., nn.Module]
     explain: str = "gradcam"  # zoo explain's default method: one that marks what the network uses (measured)
+    task: str = "classification"  # one of TASKS
 
     @functools.cached_property
     def min_input_size(self) -> int:
@@ -70,8 +76,9 @@ class ModelInfo:
 
     def describe(self) -> str:
         """The registry's facts, for the builder's docstring (after the builder's own, if it has one)."""
-        lines = [f"Paper: {self.paper.cite()}.",
-                 f"Default input: {'x'.join(map(str, self.input_size))}, {self.num_classes} classes."]
+        size = "x".join(map(str, self.input_size))
+        target = f", {self.num_classes} classes" if self.task == "classification" else f"; {self.task} (no classes)"
+        lines = [f"Paper: {self.paper.cite()}.", f"Default input: {size}{target}."]
         if (reference := self.reference) is not None:
             rounded = "" if reference.precision == 1 else f", to the nearest {reference.precision:,}"
             lines.append(f"Parameters: {reference.count:,} ({reference.source}{rounded}).")
@@ -92,15 +99,19 @@ def register_model(
     reference: ParamReference | None = None,
     torchvision: str | None = None,
     explain: str = "gradcam",
+    task: str = "classification",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder under its function name and add the registry's facts to its docstring. A duplicate
-    name, or a builder whose num_classes or in_channels default is not the paper's, fails at import."""
+    name, a task not in TASKS, or a builder whose num_classes or in_channels default is not the paper's, fails
+    at import."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        info = ModelInfo(name, family, paper, input_size, num_classes, reference, torchvision, builder, explain)
+        info = ModelInfo(name, family, paper, input_size, num_classes, reference, torchvision, builder, explain, task)
         parameters = inspect.signature(builder).parameters
         for argument, paper_value in (("num_classes", num_classes), ("in_channels", input_size[0])):
             if argument in parameters and parameters[argument].default != paper_value:
@@ -122,10 +133,14 @@ def _load_models() -> None:
         importlib.import_module(f"zoo.models.{module}")
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching an fnmatch pattern such as 'resnet*', in any case ('ResNet*' too), sorted."""
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered names matching an fnmatch pattern such as 'resnet*', in any case ('ResNet*' too), sorted; with
+    `task` (one of TASKS), only that task's models: `list_models(task="classification")`."""
+    if task is not None and task not in TASKS:
+        raise ZooError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     _load_models()
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern.lower()))
+    return sorted(name for name, info in _REGISTRY.items()
+                  if fnmatch.fnmatchcase(name, pattern.lower()) and task in (None, info.task))
 
 
 def get_model_info(name: str) -> ModelInfo:

@@ -9,6 +9,7 @@
     wrong_gallery(trust, pictures)             the most confidently wrong images in a grid
     input_picture(image, mean, std)            a network input (C x H x W, normalized) as the picture it was
     training_curves(history)                   loss, top-1 and the learning rate per epoch (history.csv's rows)
+    error_histogram(normal, abnormal, t)       the reconstruction errors of normal and abnormal pictures, and t
     lr_find_image(result)                      the learning-rate range test's losses against the rate
 
 Pictures of many small marks (the confusion matrix, the gallery, the lr-find curve) are drawn with Pillow in
@@ -469,12 +470,15 @@ def number(text: str | float | None) -> float | None:
 
 
 def training_curves(history: Sequence[dict[str, str]]) -> bytes:
-    """Loss, top-1 accuracy and learning rate against the epoch, as three panels of one PNG."""
+    """Loss, top-1 accuracy (an autoencoder's: PSNR) and learning rate against the epoch, as three panels of one
+    PNG."""
     epochs = [number(row.get("epoch")) for row in history]
     rates = [key for key in (history[0] if history else {}) if key.startswith("lr")]
+    psnr = bool(history) and "train_psnr" in history[0]  # an autoencoder's history: PSNR in dB
     fig = new_figure((12, 3.4))
     loss, accuracy, lr = fig.subplots(1, 3)
-    for axes, kind, label in ((loss, "loss", "loss"), (accuracy, "accuracy", "top-1 accuracy")):
+    for axes, kind, label in ((loss, "loss", "loss"),
+                              (accuracy, *(("psnr", "PSNR (dB)") if psnr else ("accuracy", "top-1 accuracy")))):
         for split, style in (("train", "-"), ("val", "--"), ("ema_val", ":")):
             values = [number(row.get(f"{split}_{kind}")) for row in history]
             if any(value is not None for value in values):
@@ -599,3 +603,24 @@ def lr_find_image(result: LrCurves, title: str = "learning-rate range test") -> 
         draw.text((x0 + 36, y), text, fill="black" if colour != RED else RED, font=font, anchor="lm")
     draw.rectangle((x0, y0, x1, y1), outline="black")
     return image
+
+
+# ---- autoencoders ---------------------------------------------------------------------------------------
+
+def error_histogram(normal: np.ndarray, abnormal: np.ndarray, threshold: float | None, title: str = "") -> bytes:
+    """PNG bytes of the reconstruction errors (per-picture MSE) of normal and abnormal pictures as two histograms on
+    shared bins, with the anomaly threshold as a vertical line where there is one."""
+    font, shown = _fonts([title, "normal", "abnormal"])
+    figure = new_figure()
+    axes = figure.add_subplot()
+    values = np.concatenate([normal, abnormal])
+    bins = np.linspace(float(values.min()), float(np.quantile(values, 0.995)), 41)
+    axes.hist(np.clip(normal, bins[0], bins[-1]), bins, alpha=0.6, label=f"{shown[1]} ({len(normal):,})")
+    axes.hist(np.clip(abnormal, bins[0], bins[-1]), bins, alpha=0.6, label=f"{shown[2]} ({len(abnormal):,})")
+    if threshold is not None:
+        axes.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
+    axes.set_xlabel("reconstruction error (MSE per pixel)")
+    axes.set_ylabel("pictures")
+    axes.set_title(shown[0], fontproperties=font, fontsize=10)
+    axes.legend(prop=_small(font))
+    return figure_png(figure)

@@ -157,6 +157,17 @@ def stacked(images: Sequence[Image.Image]) -> Image.Image:
     return out
 
 
+def reconstruction_grid(rows: Sequence[tuple[str, torch.Tensor]], title: str = "") -> Image.Image:
+    """An autoencoder's pictures: one row per (name, N x C x H x W [0, 1] pictures) pair (input, noisy input,
+    output), the same N pictures in every row, each row's name below it, `title` at the bottom."""
+    grids = []
+    for name, pictures in rows:
+        pixels = (pictures.detach().float().cpu().clamp(0, 1) * 255).round().byte()
+        tiles = pixels[:, 0].numpy() if pixels.shape[1] != 3 else pixels.permute(0, 2, 3, 1).numpy()
+        grids.append(tile_grid(tiles, name, columns=len(tiles)))
+    return captioned(stacked(grids), [title]) if title else stacked(grids)
+
+
 def _normalized(rows: torch.Tensor) -> torch.Tensor:
     """Each row onto [0, 1] by its own min and max; a constant row becomes 0."""
     low = rows.min(dim=1, keepdim=True).values
@@ -175,3 +186,21 @@ def _colormap() -> np.ndarray:
     import matplotlib
 
     return _bytes(matplotlib.colormaps[COLORMAP](np.linspace(0, 1, 256))[:, :3])
+
+
+def error_overlay(picture: np.ndarray, reconstruction: np.ndarray, heat: np.ndarray,
+                  caption: Sequence[str]) -> Image.Image:
+    """An autoencoder's reconstruction error, three panels: `picture` and its `reconstruction` (H x W x 3 uint8, as
+    the network saw and gave them) and the picture under `heat` (H x W in [0, 1]: each pixel's squared error over
+    the largest) in COLORMAP at ALPHA; enlarged by nearest neighbour to at least PANEL pixels, GAP apart, the colour
+    bar under the third, the caption's lines below (heatmap_overlay's layout, with the reconstruction between)."""
+    height, width = heat.shape
+    coloured = _colormap()[np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)]  # H x W x 3
+    blended = np.rint((1 - ALPHA) * picture + ALPHA * coloured).astype(np.uint8)
+    scale = max(1, math.ceil(PANEL / max(height, width)))
+    size = (width * scale, height * scale)
+    panels = Image.new("RGB", (GAP + 3 * (size[0] + GAP), GAP + size[1] + GAP), BACKGROUND)
+    for index, pixels in enumerate((picture, reconstruction, blended)):
+        panel = Image.fromarray(pixels).resize(size, Image.Resampling.NEAREST)
+        panels.paste(panel, (GAP + index * (size[0] + GAP), GAP))
+    return captioned(colour_bar(panels, GAP + 2 * (size[0] + GAP), size[0]), caption)

@@ -231,6 +231,8 @@ def build_page(run: Run, device: str = "auto") -> str:
     from zoo.inference.load import open_checkpoint
 
     state, _, model = open_checkpoint(run.checkpoint)
+    if state.config.get("task") == "reconstruction":
+        return autoencoder_page(run, device)
     notes = list(run.notes)
     evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), state.num_classes, device,
                             notes)
@@ -258,6 +260,38 @@ def build_page(run: Run, device: str = "auto") -> str:
     page.add("config", "Config", "<p>The resolved config the run trained with (config.yaml).</p>\n"
                                  + (f"<pre>{html.escape(run.config_text)}</pre>" if run.config_text is not None
                                     else '<p class="na">config.yaml does not read: see the note above.</p>'))
+    return page.html()
+
+
+def autoencoder_page(run: Run, device: str = "auto") -> str:
+    """An autoencoder's page: its test figures beside PCA's, the training curves (PSNR), its reconstructions."""
+    from zoo.evaluation.evaluate import evaluate_checkpoint
+    from zoo.present.grids import reconstruction_grid
+
+    evaluation = evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+    m, pca, metrics = evaluation.metrics, evaluation.pca, run.metrics
+    page = Page(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: {run.directory.name}",
+                notes=list(run.notes))
+    rows = [("model", metrics.get("model")), ("data", metrics.get("data")), ("run", str(run.directory)),
+            ("test pictures", f"{m.count:,}"), ("code size (values)", f"{evaluation.code_size:,}"),
+            ("test MSE, autoencoder / PCA", f"{m.mse:.5f} / {'n/a' if pca is None else f'{pca.mse:.5f}'}"),
+            ("test PSNR, autoencoder / PCA", f"{m.psnr:.2f} dB / {'n/a' if pca is None else f'{pca.psnr:.2f} dB'}"),
+            ("noisy or gray input PSNR", "n/a" if m.input_psnr is None else f"{m.input_psnr:.2f} dB"),
+            ("anomaly threshold (reconstruction MSE)", "n/a" if evaluation.task.threshold is None
+             else f"{evaluation.task.threshold:.5g}"),
+            ("best epoch", f"{metrics.get('best_epoch')} of {metrics.get('epochs_run')}")]
+    page.add("summary", "Summary", table(["", ""], rows, header=False, kind="summary")
+             + ("<p>PCA: none for colourisation.</p>" if pca is None else
+                f"<p>PCA: scikit-learn's, with {pca.components:,} components, fitted on the training split's pixels."
+                " zoo evaluate --abnormal adds the anomaly figures.</p>"))
+    page.add("curves", "Training curves", figure(training_curves(run.history), "Loss and PSNR per epoch (training, "
+                                                 "validation) and the learning rate; from history.csv."))
+    page.add("reconstructions", "Reconstructions (test split)",
+             figure(png(reconstruction_grid(evaluation.pictures)), "The first test pictures: the input, the noisy "
+                    "input where the run adds noise, and the output."))
+    page.add("timing", "Timing and throughput", timing_html(run))
+    page.add("config", "Config", f"<pre>{html.escape(run.config_text)}</pre>" if run.config_text is not None
+             else '<p class="na">config.yaml does not read: see the note above.</p>')
     return page.html()
 
 

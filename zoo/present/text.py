@@ -18,6 +18,7 @@ It imports no torch: the CLI reads the format choices from here before it knows 
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Sequence
 from enum import Enum
@@ -128,18 +129,20 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
 
 # zoo list
 
-CATALOG_HEADERS = ["name", "family", "year", "params", "input", "paper count", "torchvision weights"]
+CATALOG_HEADERS = ["name", "family", "year", "params", "input", "paper count", "torchvision weights", "task"]
 
 
 def render_catalog(rows: Sequence[CatalogRow], fmt: str = "table") -> str:
     """JSON keeps the facts typed (a bool or null for the paper count); text spells them out."""
     check_format(fmt)
     if fmt == "json":
-        table = [[r.name, r.family, r.year, r.params, r.input_size, r.reference_ok, r.torchvision] for r in rows]
+        table = [[r.name, r.family, r.year, r.params, r.input_size, r.reference_ok, r.torchvision, r.task]
+                 for r in rows]
     else:
         table = [[r.name, r.family, str(r.year), r.params, r.input_size,
-                  {True: "matches", False: "MISMATCH", None: "-"}[r.reference_ok], r.torchvision or "-"] for r in rows]
-    return render(CATALOG_HEADERS, table, fmt, numeric=[False, False, False, True, False, False, False])
+                  {True: "matches", False: "MISMATCH", None: "-"}[r.reference_ok], r.torchvision or "-", r.task]
+                 for r in rows]
+    return render(CATALOG_HEADERS, table, fmt, numeric=[False, False, False, True, False, False, False, False])
 
 
 # zoo summary
@@ -226,7 +229,14 @@ def render_summary(summary: Summary, fmt: str = "table") -> str:
         "training estimate: batch x 2 x activations (kept for backward, plus their gradients) + weights + "
         "weight gradients + buffers; optimizer state not included (SGD momentum adds 1x the weights, Adam 2x)",
     ]
-    return "\n\n".join([title, layers, totals_table, "\n".join(_reference_lines(summary) + notes)])
+    code = [] if summary.code_shape is None else [_code_line(summary.code_shape)]
+    return "\n\n".join([title, layers, *code, totals_table, "\n".join(_reference_lines(summary) + notes)])
+
+
+def _code_line(shape: tuple[int, ...]) -> str:
+    """An autoencoder's code, the encoder's output: 'code: 8 x 7 x 7 (392 values)'."""
+    values = f"{math.prod(shape):,} values"
+    return f"code: {' x '.join(map(str, shape))} ({values}), the encoder's output, the decoder's input"
 
 
 # zoo evaluate
@@ -317,19 +327,59 @@ def render_evaluation(report: EvaluationReport, fmt: str = "table") -> str:
         from zoo.rundir import json_text
 
         return json_text(report.to_dict())
+    if report.task.name == "reconstruction":
+        return _reconstruction_table(report)
     return _evaluation_table(report)
+
+
+def _reconstruction_table(report: Any) -> str:
+    """An autoencoder's figures beside PCA's of its code size (a zoo.evaluation.reconstruction.ReconstructionReport):
+    how well each rebuilds the split, and how well each flags the abnormal pictures."""
+    m, pca, anomaly = report.metrics, report.pca, report.anomaly
+    lines = [f"{report.checkpoint} on the {report.split} split: {m.count:,} normal pictures", ""]
+    rows = [["MSE", f"{m.mse:.5f}"], ["PSNR", f"{m.psnr:.2f} dB"]]
+    if anomaly is not None:
+        rows += [["anomaly ROC AUC", f"{anomaly.auc:.4f}"], ["anomaly average precision",
+                                                            f"{anomaly.average_precision:.4f}"]]
+    if pca is not None:  # colourisation has none
+        detected = [f"{pca.anomaly.auc:.4f}", f"{pca.anomaly.average_precision:.4f}"] if anomaly else []
+        figures = [f"{pca.mse:.5f}", f"{pca.psnr:.2f} dB", *detected]
+        rows = [[*row, figure] for row, figure in zip(rows, figures)]
+    baseline = [f"PCA ({pca.components:,} components)"] if pca is not None else []
+    headers = ["", f"autoencoder (code {report.code_size:,})", *baseline]
+    lines.append(render(headers, rows, numeric=[False] + [True] * (len(headers) - 1)))
+    if m.input_psnr is not None:
+        given = "gray" if report.task.colorize else "noisy"
+        lines.append(f"{given} input PSNR {m.input_psnr:.2f} dB: the output is {m.psnr - m.input_psnr:+.2f} dB from it")
+    if anomaly is not None:
+        lines += ["", f"abnormal: {report.abnormal} ({len(report.abnormal_errors):,} pictures)"]
+        if anomaly.threshold is None:
+            lines.append("threshold: none chosen (the run had no validation split)")
+        else:
+            lines.append(f"threshold {anomaly.threshold:.5g} (reconstruction MSE): {anomaly.true_positives:,} of "
+                         f"{anomaly.true_positives + anomaly.false_negatives:,} abnormal flagged, "
+                         f"{anomaly.false_positives:,} of {anomaly.false_positives + anomaly.true_negatives:,} normal")
+    if report.not_saved is not None:
+        lines += ["", f"not saved: {report.not_saved}"]
+    elif report.files:
+        lines += ["", *(f"{'saved: ' if index == 0 else '       '}{path}"
+                        for index, path in enumerate(report.files.values()))]
+    return "\n".join(lines)
 
 
 # zoo predict
 
 def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
     """Table: the path and the top-k as 'class 97.1%'; CSV: path, class_i, probability_i (fractions, full
-    precision); JSON: the source, every prediction with class indices, and the skipped files with the reason."""
+    precision); JSON: the source, every prediction with class indices, and the skipped files with the reason.
+    An autoencoder's: each picture's score and verdict (_anomaly_scores)."""
     check_format(fmt, PredictionFormat)
     if fmt == "json":
         from zoo.rundir import json_text
 
         return json_text(report.to_dict())
+    if report.task == "reconstruction":
+        return _anomaly_scores(report, fmt)
     k = max(len(prediction.classes) for _, prediction in report.rows)
     sets = report.task == "multilabel"  # its decision is a set of labels: a column of its own, first
     if fmt == "csv":
@@ -343,6 +393,43 @@ def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
              *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
             for path, p in report.rows]
     return render(headers, rows, "table", numeric=[False] * len(headers))
+
+
+def _anomaly_scores(report: PredictionReport, fmt: str) -> str:
+    """An autoencoder's predictions. CSV: path, score (full precision), verdict (empty without a threshold); table:
+    image, score, verdict, and under it what the score is and the threshold it was judged by."""
+    if fmt == "csv":
+        return render(["path", "score", "verdict"], [[str(path), r.score, r.verdict] for path, r in report.rows], "csv")
+    rows = [[str(path), f"{r.score:.5f}", r.verdict or "-"] for path, r in report.rows]
+    table = render(["image", "score", "verdict"], rows, "table", numeric=[False, True, False])
+    rule = (f"abnormal above the run's threshold {report.threshold:.5f}" if report.threshold is not None else
+            "no verdict: the run chose no threshold (it had no validation split)")
+    return f"{table}\n\nscore: the mean squared error of the picture's reconstruction (pixels 0 to 1); {rule}"
+
+
+def render_error_maps(report: Any) -> str:
+    """`zoo explain` of an autoencoder (a zoo.inference.explain.ErrorMapReport): each picture's score and verdict,
+    and the PNG written (the picture, its reconstruction and each pixel's squared error)."""
+    lines = []
+    for row in report.rows:
+        anomaly = row.anomaly
+        verdict = f", {anomaly.verdict} (threshold {anomaly.threshold:.5f})" if anomaly.verdict is not None else ""
+        lines += [f"{row.path}: reconstruction error {anomaly.score:.5f} (MSE){verdict}",
+                  f"wrote {row.written} (the picture, its reconstruction, the squared error per pixel)"]
+    return "\n".join(lines)
+
+
+def render_reconstruction_export(report: ExportReport) -> str:
+    """`zoo export` of an autoencoder, or of its encoder alone: the file written and how far its outputs (the
+    reconstruction's pixels, or the code) are from eager PyTorch's."""
+    batch = "dynamic batch" if report.batch is None else f"batch {report.batch}"
+    opset = f", opset {report.opset}" if report.opset is not None else ""
+    what = "the encoder alone, output the code" if report.outputs == "code" else "output the reconstruction in [0, 1]"
+    verdicts = ("" if report.verdict_agreement is None else
+                f", anomaly verdicts agree {round(report.verdict_agreement * report.images)}/{report.images}")
+    return (f"wrote {report.path} ({report.bytes / 1e6:.1f} MB, {report.format}{opset}, {batch}; {what}); checked on "
+            f"{report.images} {report.inputs}: largest |{report.outputs} difference| {report.max_abs_diff:.2e} "
+            f"(tolerance {report.tolerance:.1e}){verdicts}")
 
 
 # zoo lr-find

@@ -8,6 +8,7 @@
 Parameters count once each, by the first module that registers them; shapes and MACs (1 multiply-add = 1 MAC,
 convolutions and linear maps only) come from one forward pass at batch 1 on zeros. The rows add up to the
 totals at every depth: a parent shown expanded gets an "(own)" row for what it holds or computes itself.
+An autoencoder's summary also gives its code's shape (Summary.code_shape), as its encoder's output.
 
     results.py  Summary, Layer, Totals, ReferenceCheck: the frozen records, in the order JSON prints them
     build.py    summarize (a registered model) and summarize_model (any module): arguments, trace, fold

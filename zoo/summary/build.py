@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.models.base import Autoencoder
 from zoo.models.registry import ParamReference, create_model, get_model_info
 from zoo.summary.results import ReferenceCheck, Summary
-from zoo.summary.tracing import input_dtype, trace_forward
+from zoo.summary.tracing import ModuleTrace, input_dtype, trace_forward
 from zoo.summary.tree import Stats, layer_rows, module_tree, totals
 
 
@@ -29,6 +30,7 @@ def _check_arguments(input_size: tuple[int, ...], batch_size: int, depth: int) -
 def summarize_model(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 1, depth: int = 2,
                     aux: bool = False, name: str | None = None, reference: ParamReference | None = None) -> Summary:
     """Summarize any module for one input of `input_size` (C, H, W for images); `aux` runs its auxiliary heads too.
+    For an Autoencoder, code_shape is its encoder's traced output.
 
     The model is not changed and its weights are not read: it may be on the meta device.
     """
@@ -53,19 +55,30 @@ def summarize_model(model: nn.Module, input_size: tuple[int, ...], *, batch_size
         totals_without_aux=without_aux,
         reference=(ReferenceCheck(reference.count, reference.source, reference.matches(main_params)) if reference
                    else None),
+        code_shape=_code_shape(model, traces),
     )
+
+
+def _code_shape(model: nn.Module, traces: dict[nn.Module, ModuleTrace]) -> tuple[int, ...] | None:
+    """An autoencoder's code for one image: its encoder's output as traced, batch dimension dropped."""
+    shape = traces[model.encoder].output_shape if isinstance(model, Autoencoder) else None
+    return None if shape is None else shape[1:]
 
 
 def summarize(name: str, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None,
               batch_size: int = 1, depth: int = 2, aux: bool = False) -> Summary:
-    """Summarize a registered model; input size and class count default to the registry's."""
+    """Summarize a registered model; input size and class count default to the registry's (a reconstruction model
+    has no classes, and refuses one)."""
     info = get_model_info(name)
     input_size = tuple(input_size or info.input_size)
     if len(input_size) != 3:
         raise ZooError(f"--input-size takes three values, C H W; got {len(input_size)}")
     _check_arguments(input_size, batch_size, depth)
+    if info.task == "reconstruction" and num_classes is not None:
+        raise ZooError(f"{name} rebuilds pictures and has no classes; leave out --num-classes")
     num_classes = info.num_classes if num_classes is None else num_classes
-    _check_positive("--num-classes", num_classes)
+    if info.task != "reconstruction":
+        _check_positive("--num-classes", num_classes)
     with torch.device("meta"):  # no weights allocated, no initialization run
         model = create_model(name, num_classes=num_classes, in_channels=input_size[0])
         if aux:

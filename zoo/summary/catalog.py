@@ -13,10 +13,11 @@ class CatalogRow:
     name: str
     family: str
     year: int
-    params: int  # at the paper's class count
+    params: int  # at the paper's class count (an autoencoder has none)
     input_size: str  # C x H x W
     reference_ok: bool | None  # computed count matches the published one; None if none is recorded
     torchvision: str | None
+    task: str  # classification or reconstruction (zoo.models.registry.TASKS)
 
 
 def count_parameters(name: str) -> int:
@@ -39,6 +40,6 @@ def catalog(pattern: str = "*") -> list[CatalogRow]:
         params = count_parameters(name)
         rows.append(CatalogRow(
             name, info.family, info.paper.year, params, "x".join(map(str, info.input_size)),
-            info.reference.matches(params) if info.reference else None, info.torchvision,
+            info.reference.matches(params) if info.reference else None, info.torchvision, info.task,
         ))
     return rows

@@ -54,3 +54,4 @@ class Summary:
     totals: Totals
     totals_without_aux: Totals | None  # set when training-only layers (auxiliary heads) are listed
     reference: ReferenceCheck | None  # the registry's published count, for the paper's configuration
+    code_shape: tuple[int, ...] | None = None  # an autoencoder's code for one image (its encoder's output); else None

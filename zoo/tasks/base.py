@@ -13,6 +13,18 @@ class Task(Protocol):
     name: str  # config.task's value
     accuracy_name: str  # what `accuracy` measures, as lines print it: "acc" (top-1), "exact" (exact match)
     label_sets: bool  # targets and decisions are sets of labels (multi-hot rows, per-class thresholds)
+    has_classes: bool  # the network predicts the data's classes (False: reconstruction, whose target is the picture)
+
+    def pair(self, images: Tensor, targets: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """(the network's inputs, its targets) of a batch of (images, the data's targets): both as they are, or
+        (reconstruction) the pictures as targets and, with data.noise, noisy pictures as inputs (drawn from
+        `generator`, or torch's random state when None)."""
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """One evaluation pass's own random numbers (the same noise every pass), or None where nothing is drawn."""
+
+    def shown(self, value: float) -> str:
+        """The figure an epoch is judged by (`accuracy`), as lines print it: a percentage, or a PSNR in dB."""
 
     def meter(self, num_classes: int, device: torch.device | str = "cpu") -> Any:
         """A fresh accumulator of one pass's sums (zoo.metrics): update(logits, targets, loss), compute(), ..."""

@@ -15,10 +15,13 @@ class History:
     """The run's history.csv. A resumed run keeps the rows of the epochs its checkpoint has done and drops any
     written after it (an epoch that ended but whose checkpoint was not saved is trained again)."""
 
-    def __init__(self, path: Path, ema: bool, rates: list[str], epochs_done: int | None = None) -> None:
-        self.path = path
-        self.columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy",
-                        *(["ema_val_loss", "ema_val_accuracy"] if ema else []),
+    def __init__(self, path: Path, ema: bool, rates: list[str], epochs_done: int | None = None,
+                 figure: str = "accuracy") -> None:
+        """`figure`: what the metrics' `accuracy` is, as the columns name it (an autoencoder's: psnr, in dB)."""
+        self.path, self.figure = path, figure
+        self.columns = ["epoch", "train_loss", f"train_{figure}", "val_loss", f"val_{figure}",
+                        *(["val_top5_accuracy"] if figure == "accuracy" else []),
+                        *(["ema_val_loss", f"ema_val_{figure}"] if ema else []),
                         *(name.replace("/", "_") for name in rates), "images_per_s", "time_s"]
         kept: list[dict[str, str]] = []
         if epochs_done is not None and path.is_file():
@@ -34,14 +37,15 @@ class History:
     def write(self, epoch: int, train: EpochResult, val: EpochResult | None, ema_val: EpochResult | None,
               rates: dict[str, float]) -> None:
         """Append `epoch`'s row: losses, top-1 accuracies (fractions), the learning rates, images/s, seconds."""
+        figure = self.figure
         row: dict[str, object] = {"epoch": epoch, "train_loss": train.metrics.loss,
-                                  "train_accuracy": train.metrics.accuracy,
+                                  f"train_{figure}": train.metrics.accuracy,
                                   "images_per_s": round(train.images_per_second, 1), "time_s": round(train.seconds, 3)}
         if val is not None:
-            row.update(val_loss=val.metrics.loss, val_accuracy=val.metrics.accuracy,
-                       val_top5_accuracy="" if val.metrics.top5_accuracy is None else val.metrics.top5_accuracy)
+            row.update({"val_loss": val.metrics.loss, f"val_{figure}": val.metrics.accuracy,
+                        "val_top5_accuracy": "" if val.metrics.top5_accuracy is None else val.metrics.top5_accuracy})
         if ema_val is not None:
-            row.update(ema_val_loss=ema_val.metrics.loss, ema_val_accuracy=ema_val.metrics.accuracy)
+            row.update({"ema_val_loss": ema_val.metrics.loss, f"ema_val_{figure}": ema_val.metrics.accuracy})
         row.update({name.replace("/", "_"): rate for name, rate in rates.items()})
         self.writer.writerow(row)
         check_present(self.path.parent)  # a removed run directory is not made again

@@ -78,7 +78,8 @@ class RunLog:
         if self.tensorboard is not None:
             self.history = History(run_dir / "history.csv", parts.ema is not None,
                                    list(learning_rates(parts.step.optimizer)),
-                                   parts.position.epoch if resumed_from is not None else None)
+                                   parts.position.epoch if resumed_from is not None else None,
+                                   "accuracy" if parts.task.has_classes else "psnr")
         if resumed_from is None:
             say(f"run: {run_dir}\nTensorBoard: tensorboard --logdir {self.config.train.output_dir}")
             if parts.step.mix is not None:
@@ -125,13 +126,15 @@ class RunLog:
                 board.metrics("val", val.metrics, epoch)
                 if drawn and hasattr(val.metrics, "confusion"):  # multi-label has per-class counts instead
                     board.confusion(val.metrics, parts.splits.classes, epoch)
+                if not parts.task.has_classes:  # an autoencoder: what it rebuilds, each validation
+                    board.reconstructions(parts.model, parts.val_loader, parts.task, parts.compute, epoch)
                 if self.config.train.log_filters:
                     board.filters(parts.model, epoch)
             if ema_val is not None:
                 board.metrics("val_ema", ema_val.metrics, epoch)
         if self.history is not None:
             self.history.write(epoch, train, val, ema_val, rates)
-        say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val, parts.task.accuracy_name))
+        say(epoch_line(epoch, self.config.train.epochs, train, val, lr, ema_val, parts.task))
 
     @_writes
     def finish(self, test: EpochResult, epochs_run: int, best_val: dict[str, float] | None, classes: list[str],
@@ -165,14 +168,15 @@ class RunLog:
 
 
 def epoch_line(epoch: int, epochs: int, train: EpochResult, val: EpochResult | None, lr: float,
-               ema_val: EpochResult | None = None, accuracy: str = "acc") -> str:
-    """`accuracy`: what the accuracy measures, as the task names it (zoo.tasks: acc, or exact for exact match)."""
-    m = train.metrics
-    text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} {accuracy} {m.accuracy:6.2%}"
+               ema_val: EpochResult | None = None, task: Task = Classification()) -> str:
+    """The epoch's figures, the accuracy as the task names and shows it (zoo.tasks: acc, exact for exact match, psnr
+    in dB)."""
+    m, accuracy = train.metrics, task.accuracy_name
+    text = f"epoch {epoch}/{epochs}  train loss {m.loss:.4f} {accuracy} {task.shown(m.accuracy)}"
     for name, result in (("val", val), ("ema val", ema_val)):
         if result is not None:
             v = result.metrics
-            text += f"  {name} loss {v.loss:.4f} {accuracy} {v.accuracy:6.2%}"
+            text += f"  {name} loss {v.loss:.4f} {accuracy} {task.shown(v.accuracy)}"
             if v.top5_accuracy is not None:  # None with 5 classes or fewer
                 text += f" top5 {v.top5_accuracy:6.2%}"
     return text + f"  lr {lr:.3g}  {train.images_per_second:,.0f} img/s  {train.seconds:.1f}s"

@@ -138,13 +138,14 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
             if job.is_main:
                 check_present(run.directory)  # before best.pt is read back
             _load_best(parts, job, run.directory)
-            if _decide_thresholds(parts, job, run.directory) and parts.val_loader is not None:
+            if _decide(parts, job, run.directory) and parts.val_loader is not None:
                 progress.best_val = section(_validate(parts, parts.model))  # the figures at the thresholds decided
             test, scores = _test_best(parts, job)
             metrics = _metrics(parts, progress, step, test) | ({"pruned_at_epoch": pruned} if pruned else {})
             if job.is_main:
                 try:
-                    _write_scores(parts, run.directory, *scores)
+                    if scores is not None:  # a reconstruction has no class scores
+                        _write_scores(parts, run.directory, *scores)
                     write_json(run.directory / "metrics.json", metrics)  # last: a run with metrics.json has all
                 except WriteError as error:
                     raise error.with_fix(f"the checkpoints are saved: free some space, then zoo train --resume "
@@ -152,7 +153,10 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
             log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores, parts.task)
     m = test.metrics
     top5 = f" top5 {m.top5_accuracy:.2%}" if m.top5_accuracy is not None else ""
-    say(f"test loss {m.loss:.4f} {parts.task.accuracy_name} {m.accuracy:.2%}{top5} ({m.count:,} images, best epoch "
+    given = "gray" if parts.config.reconstruction.colorize else "noisy"
+    noisy = f" ({given} input {m.input_psnr:.2f} dB)" if getattr(m, "input_psnr", None) is not None else ""
+    say(f"test loss {m.loss:.4f} {parts.task.accuracy_name} {parts.task.shown(m.accuracy).strip()}{top5}{noisy} "
+        f"({m.count:,} images, best epoch "
         f"{progress.best_epoch})\n"
         f"metrics: {run.directory / 'metrics.json'}")
     return RunResult(run.directory, metrics)
@@ -242,11 +246,51 @@ def _decide_thresholds(parts: Parts, job: Job, run_dir: Path) -> bool:
     return True
 
 
+def _decide(parts: Parts, job: Job, run_dir: Path) -> bool:
+    """What the task decides on best.pt's weights at the end of the run: a multi-label model's thresholds (True: the
+    validation figures change with them), or an autoencoder's anomaly threshold."""
+    _decide_anomaly_threshold(parts, job, run_dir)
+    return _decide_thresholds(parts, job, run_dir)
+
+
+def _decide_anomaly_threshold(parts: Parts, job: Job, run_dir: Path) -> None:
+    """A reconstruction run's anomaly threshold, on best.pt's weights: the reconstruction error above which
+    config.reconstruction.false_positive_rate of the validation split's (normal) pictures lie; written into best.pt,
+    where zoo predict and zoo evaluate read it. None without a validation split."""
+    from dataclasses import replace
+
+    from zoo.checkpoint import save_checkpoint
+    from zoo.metrics.reconstruction import threshold_at
+    from zoo.tasks import task_of
+
+    if parts.task.name != "reconstruction" or parts.val_loader is None or parts.config.reconstruction.colorize:
+        return  # colourisation's output is not its input: no anomaly to flag
+    errors: list[torch.Tensor] = []
+    evaluate_loader(parts.model, parts.val_loader, parts.compute, parts.eval_criterion, parts.num_classes,
+                    task=parts.task, scores=errors)
+    shares = job.gather(torch.cat(errors) if errors else torch.empty(0, dtype=torch.float64))
+    threshold = threshold_at(torch.cat(shares).numpy(), parts.config.reconstruction.false_positive_rate) \
+        if job.is_main else None
+    threshold = job.share(threshold)
+    parts.step = replace(parts.step, task=task_of(parts.config, anomaly_threshold=threshold))
+    if job.is_main:
+        best = run_dir / "checkpoints" / "best.pt"
+        save_checkpoint(replace(read_state(best, "weights"), anomaly_threshold=threshold), best)
+
+
 def _test_best(parts: Parts, job: Job) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
     """The test split on best.pt's weights (_load_best), on every rank; and, on rank 0, its (N x classes logits, N
     labels) over every rank's share in the split's order, for TensorBoard's PR curves and test_scores.npz (one pass,
-    after the training loop: its cost is the copy of each test batch's logits to the CPU)."""
+    after the training loop: its cost is the copy of each test batch's logits to the CPU). A reconstruction's
+    figures alone: its outputs are pictures, not class scores."""
+    if not parts.task.has_classes:
+        return _validate_split(parts, parts.test_loader), None
     return _scores(parts, job, parts.test_loader)
+
+
+def _validate_split(parts: Parts, loader) -> EpochResult:
+    return evaluate_loader(parts.model, loader, parts.compute, parts.eval_criterion, parts.num_classes,
+                           task=parts.task)
 
 
 def _scores(parts: Parts, job: Job, loader) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -307,6 +351,8 @@ def _metrics(parts: Parts, progress, step: int, test) -> dict[str, Any]:
         "epochs_run": progress.epochs_run,
         "val": progress.best_val,
         "test": section(test),
+        # a reconstruction's: the reconstruction error above which zoo predict calls a picture abnormal
+        **({"anomaly_threshold": parts.task.threshold} if not parts.task.has_classes else {}),
         "train": {"time_s": round(progress.seconds, 3),
                   "images_per_s": round(progress.images / max(progress.seconds, 1e-9), 1),
                   "images": progress.images, "steps": step},

@@ -32,7 +32,7 @@ from zoo.runtime import (
     threads_note,
     tune_backends,
 )
-from zoo.tasks import Task, get_task
+from zoo.tasks import Task, task_of
 from zoo.training.ema import WeightAverage, horizon_note
 from zoo.training.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
 from zoo.training.imbalance import class_weights, imbalance_note, numeric_order_note, weights_line
@@ -106,6 +106,8 @@ class Parts:
     def normalization(self) -> Normalization:
         """How the network's inputs are prepared, as every checkpoint of the run records it."""
         splits = self.splits
+        if self.config.reconstruction.colorize:  # what the network takes: the gray picture, unnormalized
+            return Normalization((0.0,), (1.0,), splits.input_size, 1)
         return Normalization(tuple(splits.mean), tuple(splits.std), splits.input_size, splits.in_channels)
 
     def enter_epoch(self, epoch: int, job: Job) -> tuple[int, MetricAccumulator | None]:
@@ -127,8 +129,9 @@ class Parts:
 
 
 def check_classes(classes: list[str], config: Config) -> None:
-    """A classifier needs two classes or more: with one, every loss is 0 and every accuracy 100%."""
-    if len(classes) >= 2:
+    """A classifier needs two classes or more: with one, every loss is 0 and every accuracy 100%. An autoencoder
+    needs one (the normal pictures may all be one class)."""
+    if len(classes) >= (1 if config.task == "reconstruction" else 2):
         return
     data = config.data
     if data.classes is not None:
@@ -244,13 +247,13 @@ class Data:
 def build_data(config: Config, job: Job, plan: ResumePlan | None) -> Data:
     """The data sets and loaders, checked: two classes or more, a resumed run's data the run's own, class weights
     of the right length."""
-    in_channels, input_size = config.geometry()
+    input_size, in_channels = config.geometry()[1], config.data_channels()
     splits = build_datasets(config.data, in_channels=in_channels, input_size=input_size, seed=config.train.seed,
                             multilabel=config.task == "multilabel")
     check_classes(splits.classes, config)
     if plan is not None:
         check_same_data(splits, plan)
-    task = get_task(config.task)
+    task = task_of(config)
     counts = task.class_counts(splits.train.labels, len(splits.classes))
     # a list of another length: one line, nothing written yet
     weights = class_weights(config, counts, splits.classes, task, len(splits.train))
@@ -260,16 +263,18 @@ def build_data(config: Config, job: Job, plan: ResumePlan | None) -> Data:
     batches = min(len(loaders[0]), (config.train.max_steps_per_epoch or len(loaders[0])) * per_step)
     lines = [line for line in (splits.describe(config.data.name), weights_line(config, weights, splits.classes))
              if line] if job.is_main else []
-    notes = data_notes(config, splits, counts, in_channels) if job.is_main and plan is None else []
+    notes = data_notes(config, splits, counts, in_channels, task) if job.is_main and plan is None else []
     return Data(splits, loaders, weights, batches, -(-batches // per_step), lines + notes)
 
 
-def data_notes(config: Config, splits: DataSplits, counts: torch.Tensor, in_channels: int) -> list[str]:
+def data_notes(config: Config, splits: DataSplits, counts: torch.Tensor, in_channels: int, task: Task) -> list[str]:
     """A new run's notes on its data: class names that are numbers out of numeric order, an imbalanced training
     split, colour pictures turned gray for a 1-channel model (a colour task fails silently in gray; not said where
     every picture is stored gray), per-image augmentation moved to DataLoader workers."""
     classes = splits.classes
-    notes = [note for note in (numeric_order_note(config, classes), imbalance_note(config, counts, classes)) if note]
+    class_notes = (numeric_order_note(config, classes), imbalance_note(config, counts, classes)) if task.has_classes \
+        else ()  # an autoencoder's classes are its normal pictures, not what it predicts
+    notes = [note for note in class_notes if note]
     stored = SPECS[config.data.name].channels
     pictures = splits.input_size > 1  # xor's 2 features are not a picture's channels
     if config.model.in_channels is None and stored and pictures and in_channels < stored and not splits.gray:
@@ -294,7 +299,7 @@ def build_model(config: Config, data: Data, job: Job) -> nn.Module:
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
     if train.log_filters:  # a network without convolutions has no filters to log
         model.first_conv("train.log_filters")
-    if model.num_classes < len(splits.classes):
+    if config.task != "reconstruction" and model.num_classes < len(splits.classes):
         raise ZooError(f"model.num_classes is {model.num_classes} but {config.data.name} has {len(splits.classes)} "
                        "classes; remove model.num_classes")
     if min(config.data.batch_size, -(-len(splits.train) // job.world_size)) == 1:
@@ -347,7 +352,7 @@ def build_step(config: Config, model: nn.Module, data: Data, job: Job, plan: Res
     optimizer = build_optimizer(model, config.optimizer, scale, include_frozen=freezer is not None)
     scheduler = build_scheduler(optimizer, config.scheduler, train.epochs, data.steps_per_epoch)
     weights = data.class_weights
-    task = get_task(config.task)
+    task = task_of(config)
     criterion = task.criterion(None if weights is None else weights.to(job.device), config.loss.label_smoothing)
     scaler = grad_scaler(job.device, train.precision)
     notes = (restore_optimization(optimizer, scheduler, scaler, plan, data.steps_per_epoch, job.world_size) if plan

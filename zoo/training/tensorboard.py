@@ -17,7 +17,7 @@ from torch.utils.tensorboard.summary import hparams
 from zoo.distributed import unwrap
 from zoo.metrics import Metrics
 from zoo.present.figures import confusion_image, png
-from zoo.present.grids import filter_grid
+from zoo.present.grids import filter_grid, reconstruction_grid
 
 
 class TensorBoardLogger:
@@ -41,7 +41,11 @@ class TensorBoardLogger:
             self.writer.add_scalar(tag, value, step)
 
     def metrics(self, split: str, metrics: Metrics, step: int) -> None:
-        values = {f"{split}/loss": metrics.loss, f"{split}/accuracy": metrics.accuracy}  # multi-label: exact match
+        if hasattr(metrics, "psnr"):  # a reconstruction's: PSNR and MSE, and the noisy input's PSNR where measured
+            values = {f"{split}/{name}": value for name, value in metrics.summary().items()
+                      if name != "count" and value is not None}
+        else:
+            values = {f"{split}/loss": metrics.loss, f"{split}/accuracy": metrics.accuracy}  # multi-label: exact match
         if metrics.top5_accuracy is not None:  # None: 5 classes or fewer, where top-5 is always 1
             values[f"{split}/top5_accuracy"] = metrics.top5_accuracy
         self.scalars(values, step)
@@ -63,6 +67,20 @@ class TensorBoardLogger:
     def confusion(self, metrics: Metrics, classes: Sequence[str], epoch: int, split: str = "val") -> None:
         picture = confusion_image(metrics.confusion, classes, f"{split}, epoch {epoch}")
         self.image(f"{split}/confusion_matrix", picture, epoch)
+
+    @torch.no_grad()
+    def reconstructions(self, model: nn.Module, loader: Any, task: Any, compute: Any, epoch: int,
+                        split: str = "val", count: int = 8) -> None:
+        """An autoencoder's first `count` pictures of `split` as the image <split>/reconstructions: the input, the
+        noisy input under data.noise (the noise validation draws) and the output, row by row. One forward pass of
+        `count` pictures: milliseconds."""
+        images, labels = next(iter(loader))
+        inputs, targets = task.pair(*compute.batch(images[:count], labels[:count]), task.generator(compute.device))
+        model.eval()
+        outputs = task.probabilities(model(inputs))
+        given = "gray input" if task.colorize else "noisy input"
+        rows = [("input", targets), *([(given, inputs)] if task.noise or task.colorize else []), ("output", outputs)]
+        self.image(f"{split}/reconstructions", reconstruction_grid(rows, f"{split}, epoch {epoch}"), epoch)
 
     def filters(self, model: nn.Module, epoch: int) -> None:
         """The first convolution's filters (zoo.present.grids.filter_grid, zoo explain --filters' picture) as the image
