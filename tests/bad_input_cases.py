@@ -443,7 +443,7 @@ CASES = [
     Case("an autoencoder on normalized pixels", train("data.normalize=true", config=ANOMALY),
          "task reconstruction: data.normalize: an autoencoder rebuilds [0, 1] pixels; set data.normalize: false"),
     Case("abnormal pictures for a classifier", ("evaluate", CHECKPOINT, "--abnormal-classes", "7"),
-         f"--abnormal: {CHECKPOINT} is a classification model; abnormal pictures are for an autoencoder (task "
+         f"--abnormal-classes: {CHECKPOINT} is a classification model; abnormal pictures are for an autoencoder (task "
          "reconstruction)", with_checkpoint()),
     Case("abnormal classes that are no indices", ("evaluate", CHECKPOINT, "--abnormal-classes", "seven"),
          "--abnormal-classes 'seven': give distinct class indices, 0 or more, separated by commas: 7 or 5,7",

@@ -150,7 +150,7 @@ def test_evaluate_prints_the_anomaly_figures_beside_pca_and_saves_the_pictures(a
     for key in ("reconstructions_png", "errors_png"):
         assert Image.open(report[key]).width > 100
     table = render_evaluation(zoo.evaluate_checkpoint(anomaly_run.run_dir, abnormal_classes=(7,), save=False))
-    assert "anomaly ROC AUC" in table and "PCA (32 components)" in table and "digits's class 7" in table
+    assert "anomaly ROC AUC" in table and "PCA (32 components)" in table and "class 7 of digits" in table
 
 
 def test_a_folder_of_abnormal_pictures_is_read_through_the_runs_preprocessing(anomaly_run, tmp_path):
@@ -169,7 +169,8 @@ def test_a_folder_of_abnormal_pictures_is_read_through_the_runs_preprocessing(an
     ({"abnormal_classes": (0,)}, "the run trained on it as normal"),
     ({"abnormal_classes": (12,)}, "digits has classes 0 to 9"),
     ({"abnormal_classes": (7,), "abnormal": "."}, "not both"),
-    ({"abnormal": "nowhere"}, "nowhere not found"),
+    ({"abnormal": "nowhere"}, "--abnormal nowhere: not found; give a folder of abnormal pictures"),
+    ({"abnormal": ANOMALY}, "autoencoder_anomaly.yaml: is a file; give a folder"),
     ({"data": "mnist"}, "an autoencoder is measured on its own data's split"),
 ])
 def test_evaluate_refuses_what_an_autoencoder_cannot_be_measured_on(anomaly_run, options, says):

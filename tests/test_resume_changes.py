@@ -37,6 +37,10 @@ CHANGES: dict[str, tuple[str, object]] = {
     "data.label_delimiter": ("/", "/"),  # digits has no label cells; a manifest's changed classes: check_same_data
     "task": ("multilabel", REFUSED),
     "multilabel.threshold": ("0.3", REFUSED),  # read only with task multilabel: the config refuses it
+    "data.noise": ("0.3", REFUSED),  # read only with task reconstruction: the config refuses them
+    "reconstruction.loss": ("mse", REFUSED),
+    "reconstruction.false_positive_rate": ("0.1", REFUSED),
+    "reconstruction.colorize": ("true", REFUSED),
     "data.batch_size": ("64", 64),
     "data.eval_batch_size": ("100", 100),
     "data.workers": ("0", 0),

@@ -21,7 +21,8 @@ from zoo.data.transforms import augmentation, fit, image_transforms, normalizati
 from zoo.datasets import SPECS, DatasetSpec
 from zoo.errors import ZooError
 
-IMAGEFOLDER_LAYOUT = "one sub-folder of images per class, or train/ and val/ (and test/) folders of them"
+IMAGEFOLDER_LAYOUT = ("one sub-folder of images per class (an autoencoder's normal pictures: a single one), or train/ "
+                      "and val/ (and test/) folders of them")
 
 
 @contextmanager

@@ -230,7 +230,8 @@ def _autoencoder(path: Path, state: TrainingState, split: str, overrides: list[s
     data for an autoencoder, refused in one line."""
     task = state.config.get("task", "classification")
     if task != "reconstruction":
-        raise ZooError(f"--abnormal: {path} is a {task} model; abnormal pictures are for an autoencoder (task "
+        option = "--abnormal" if abnormal is not None else "--abnormal-classes"
+        raise ZooError(f"{option}: {path} is a {task} model; abnormal pictures are for an autoencoder (task "
                        "reconstruction)")
     if data is not None or data_root is not None:
         raise ZooError("--data and --data-root: an autoencoder is measured on its own data's split; give its abnormal "

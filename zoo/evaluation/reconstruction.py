@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from zoo.checkpoint import TrainingState, checkpoint_file, read_state
 from zoo.config import Config, validate_config
 from zoo.data import SPLITS, build_datasets, build_loaders
-from zoo.data.images import gather, open_image
+from zoo.data.images import gather, note_others, open_image
 from zoo.data.preprocess import Preprocessing
 from zoo.errors import ZooError
 from zoo.evaluation.source import check_hold_out, checkpoint_config, load_model, split_name
@@ -135,10 +135,18 @@ def _abnormal(config: Config, stored: Config, state: TrainingState, path: Path, 
     of them, none of which the run trained on)."""
     if folder is not None and classes is not None:
         raise ZooError("give --abnormal (a folder) or --abnormal-classes, not both")
+    if (folder is not None or classes is not None) and config.reconstruction.colorize:
+        raise ZooError(f"{'--abnormal' if folder is not None else '--abnormal-classes'}: {path} colourises: its output "
+                       "(colour) is not its input (gray), so there is no reconstruction error to flag abnormal pictures "
+                       "by; evaluate it without abnormal pictures")
     if folder is not None:
-        found, _ = gather([folder])
-        if not Path(folder).is_dir() or not found:
-            raise ZooError(f"--abnormal {folder}: no pictures there; give a folder of abnormal images")
+        if not Path(folder).is_dir():
+            what = "is a file" if Path(folder).exists() else "not found"
+            raise ZooError(f"--abnormal {folder}: {what}; give a folder of abnormal pictures (read recursively)")
+        found, others = gather([folder])
+        if not found:
+            raise ZooError(f"--abnormal {folder}: no pictures there; give a folder of abnormal pictures")
+        note_others(Path(folder), others)
         preprocessing = Preprocessing.of_checkpoint(state, config)
         preprocessing.check_pictures()
         return Pictures(found, preprocessing), f"every image of {folder}"
@@ -161,7 +169,7 @@ def _abnormal(config: Config, stored: Config, state: TrainingState, path: Path, 
              for part in (splits.train, splits.val, splits.test) if part is not None]
     names = ", ".join(splits.classes[index] for index in classes)
     plural = "es" if len(classes) > 1 else ""
-    return torch.utils.data.ConcatDataset(parts), f"every image of {config.data.name}'s class{plural} {names}"
+    return torch.utils.data.ConcatDataset(parts), f"every image of class{plural} {names} of {config.data.name}"
 
 
 def _loader(dataset: Dataset, config: Config) -> DataLoader:

@@ -246,6 +246,9 @@ def read_record(path: Path) -> RunRecord:
     except yaml.YAMLError as error:
         raise ZooError(f"{run.directory / 'config.yaml'} is not valid YAML ({error}); train the run again") from None
     state = read_state(run.checkpoint, "evaluate")
+    if config.get("task") == "reconstruction":  # no top-1, no answers to pair image by image
+        raise ZooError(f"{run.directory} is an autoencoder (task reconstruction): zoo compare pairs classifiers' test "
+                       "answers; compare autoencoders by zoo evaluate's figures (PSNR, anomaly ROC AUC)")
     classes = list(state.classes or map(str, range(state.num_classes)))
     notes: list[str] = list(run.notes)
     try:

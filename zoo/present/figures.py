@@ -619,7 +619,9 @@ def error_histogram(normal: np.ndarray, abnormal: np.ndarray, threshold: float |
     axes.hist(np.clip(abnormal, bins[0], bins[-1]), bins, alpha=0.6, label=f"{shown[2]} ({len(abnormal):,})")
     if threshold is not None:
         axes.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.4g}")
-    axes.set_xlabel("reconstruction error (MSE per pixel)")
+    above = int((values > bins[-1]).sum())  # the far tail, drawn in the last bin so that the bulk stays readable
+    axes.set_xlabel("reconstruction error (MSE per pixel)" + (f"; the last bin holds {above} above {bins[-1]:.3g}"
+                                                              if above else ""))
     axes.set_ylabel("pictures")
     axes.set_title(shown[0], fontproperties=font, fontsize=10)
     axes.legend(prop=_small(font))

@@ -7,6 +7,8 @@
     map_grid          a stage's activations for one picture, one gray tile a channel
     heatmap_overlay   a picture as the network saw it beside the same picture under a heat map (Grad-CAM ...),
                       with the colour bar that says which colour is which value
+    reconstruction_grid  an autoencoder's pictures row by row: input, noisy or gray input, output
+    error_overlay     an autoencoder's picture, its reconstruction, and the squared error per pixel as a heat map
 
 Tiles are min-max normalized one by one and enlarged with nearest-neighbour resampling, so a 5x5 kernel is 25
 visible squares, not a blur; each is at least TILE pixels a side, for a picture opened alone in an image viewer

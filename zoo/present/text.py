@@ -5,8 +5,11 @@ command's report built on them. (A training run's own lines, printed as it goes,
     render_catalog(rows, fmt)         `zoo list`: one row per model
     render_summary(summary, fmt)      `zoo summary`: the layer table, the totals and how to read them
     render_evaluation(report, fmt)    `zoo evaluate`: loss and accuracy, per-class table, trust figures,
-                                      confusion matrix
-    render_predictions(report, fmt)   `zoo predict`: one row per image, its top-k classes and probabilities
+                                      confusion matrix; an autoencoder's MSE, PSNR and anomaly figures beside PCA's
+    render_predictions(report, fmt)   `zoo predict`: one row per image, its top-k classes and probabilities, or an
+                                      autoencoder's score and verdict
+    render_error_maps(report)         `zoo explain` of an autoencoder: the error maps written
+    render_reconstruction_export(r)   `zoo export` of an autoencoder: the file and its check
     render_lr_find(result, ...)       `zoo lr-find`: the sweep, the suggestion and the command to train with it
     render_export(report)             `zoo export`: the file written and its check against eager PyTorch
     render_explain(report)            `zoo explain`: each picture's top-k and the PNGs written
@@ -336,7 +339,8 @@ def _reconstruction_table(report: Any) -> str:
     """An autoencoder's figures beside PCA's of its code size (a zoo.evaluation.reconstruction.ReconstructionReport):
     how well each rebuilds the split, and how well each flags the abnormal pictures."""
     m, pca, anomaly = report.metrics, report.pca, report.anomaly
-    lines = [f"{report.checkpoint} on the {report.split} split: {m.count:,} normal pictures", ""]
+    kind = "normal pictures" if anomaly is not None else "pictures"
+    lines = [f"{report.checkpoint} on the {report.split} split: {m.count:,} {kind}", ""]
     rows = [["MSE", f"{m.mse:.5f}"], ["PSNR", f"{m.psnr:.2f} dB"]]
     if anomaly is not None:
         rows += [["anomaly ROC AUC", f"{anomaly.auc:.4f}"], ["anomaly average precision",

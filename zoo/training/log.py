@@ -86,8 +86,9 @@ class RunLog:
                 say("data.augment mixes training batches (Mixup/CutMix): the training loss is against the mixed "
                       "targets, the training accuracy against each image's own label")
             if self.tensorboard is not None:
-                example = next(iter(parts.test_loader))[0][:1].to(parts.compute.device)
-                self.tensorboard.graph(parts.model, example)
+                images, labels = next(iter(parts.test_loader))
+                example = parts.task.pair(images[:1], labels[:1])[0]  # what the network takes (colourisation: gray)
+                self.tensorboard.graph(parts.model, example.to(parts.compute.device))
             else:
                 next(iter(parts.test_loader))  # the same random draws on every rank (a DataLoader's base seed)
             return
@@ -147,9 +148,10 @@ class RunLog:
                 logits, targets = scores
                 self.tensorboard.pr_curves("test", task.probabilities(logits),
                                            task.positives(targets, len(classes)), classes, epochs_run)
+            figure = "accuracy" if task.has_classes else "psnr"  # an autoencoder's accuracy is its PSNR (dB)
             self.tensorboard.hparams(hparams(self.config),
-                                     {"hparam/test_accuracy": test.metrics.accuracy,
-                                      "hparam/val_accuracy": (best_val or {}).get("accuracy", test.metrics.accuracy)})
+                                     {f"hparam/test_{figure}": test.metrics.accuracy,
+                                      f"hparam/val_{figure}": (best_val or {}).get(figure, test.metrics.accuracy)})
 
     @_writes
     def close(self) -> None:

@@ -63,6 +63,8 @@ REFUSED: dict[str, str] = {  # key (or section) -> why it cannot change on resum
     "sweep": "zoo sweep reads it, a run does not; change it for the next zoo sweep",
     "task": "the network's outputs were trained for another task (zoo.tasks: another loss and decision); start a "
             "new run, or fine-tune from it (zoo finetune)",
+    "reconstruction.colorize": "the network was built for other inputs and outputs (gray to colour, or the picture to "
+                               "itself); start a new run",
 }
 MID_EPOCH: dict[str, str] = {  # keys that change what a batch of the interrupted epoch is
     "data.batch_size": "the position in the epoch is counted in batches of the old size",

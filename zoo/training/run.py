@@ -195,8 +195,9 @@ def _epochs(run: Run) -> tuple[int, int | None]:
             say(f"early stopping: {stopper.metric} has not improved for {stopper.patience} epochs")
             break
         if pruned:
-            say(f"pruned at epoch {epoch}: its validation top-1 {chosen.metrics.accuracy:.2%} trails the sweep's "
-                "other trials at this epoch")
+            figure = "top-1" if parts.task.has_classes else parts.task.accuracy_name
+            say(f"pruned at epoch {epoch}: its validation {figure} {parts.task.shown(chosen.metrics.accuracy).strip()} "
+                "trails the sweep's other trials at this epoch")
             return step, epoch
     return step, None
 

@@ -32,7 +32,7 @@ from zoo.runtime import (
     threads_note,
     tune_backends,
 )
-from zoo.tasks import Task, task_of
+from zoo.tasks import Classification, Task, task_of
 from zoo.training.ema import WeightAverage, horizon_note
 from zoo.training.finetune import Freezer, Source, describe, lr_scale, read_source, transplant
 from zoo.training.imbalance import class_weights, imbalance_note, numeric_order_note, weights_line
@@ -136,7 +136,7 @@ def check_classes(classes: list[str], config: Config) -> None:
     data = config.data
     if data.classes is not None:
         raise ZooError(f"data.classes keeps {len(data.classes)} class ({', '.join(classes)}); a classifier needs at "
-                       "least 2: list two or more class indices")
+                       "least 2: list two or more class indices (an autoencoder, task: reconstruction, trains on one)")
     where = f"{data.root} holds" if data.name == "imagefolder" else f"{data.name} has"
     hint = ""
     if data.name == "imagefolder":
@@ -267,7 +267,8 @@ def build_data(config: Config, job: Job, plan: ResumePlan | None) -> Data:
     return Data(splits, loaders, weights, batches, -(-batches // per_step), lines + notes)
 
 
-def data_notes(config: Config, splits: DataSplits, counts: torch.Tensor, in_channels: int, task: Task) -> list[str]:
+def data_notes(config: Config, splits: DataSplits, counts: torch.Tensor, in_channels: int,
+               task: Task = Classification()) -> list[str]:
     """A new run's notes on its data: class names that are numbers out of numeric order, an imbalanced training
     split, colour pictures turned gray for a 1-channel model (a colour task fails silently in gray; not said where
     every picture is stored gray), per-image augmentation moved to DataLoader workers."""
