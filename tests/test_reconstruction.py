@@ -259,6 +259,10 @@ def test_colourisation_learns_colour_from_gray(tmp_path):
     assert colour.shape == (1, 3, 16, 16) and colour[0, 0].mean() > colour[0, 2].mean()  # red, not blue or gray
     report = zoo.evaluate_checkpoint(result.run_dir, save=False)
     assert report.pca is None and report.metrics.psnr == pytest.approx(test["psnr"])
+    with pytest.raises(ZooError, match="colourises: its output .colour. is not its input"):  # nothing to score
+        zoo.evaluate_checkpoint(result.run_dir, abnormal=root / "blue", save=False)
+    with pytest.raises(ZooError, match="colourises"):
+        zoo.load(result.run_dir).anomaly_scores([next((root / "red").iterdir())])
 
 
 def test_colourisation_needs_colour_pictures():

@@ -53,7 +53,8 @@ class DataSplits:
                  for split, data in (("train", self.train), ("val", self.val), ("test", self.test))}
         shown = self.classes if len(self.classes) <= CLASSES_SHOWN else [*self.classes[:CLASSES_SHOWN - 2], "...",
                                                                           self.classes[-1]]
-        classes = f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''} ({', '.join(repr(name) if ',' in name else name for name in shown)})"
+        names = ", ".join(repr(name) if "," in name else name for name in shown)
+        classes = f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''} ({names})"
         splits = ", ".join(f"{split} {size:,}" for split, size in sizes.items())
         if self.input_size == 1:  # not pictures
             return f"{name}: {classes}: {splits} samples"

@@ -136,9 +136,9 @@ def _abnormal(config: Config, stored: Config, state: TrainingState, path: Path, 
     if folder is not None and classes is not None:
         raise ZooError("give --abnormal (a folder) or --abnormal-classes, not both")
     if (folder is not None or classes is not None) and config.reconstruction.colorize:
-        raise ZooError(f"{'--abnormal' if folder is not None else '--abnormal-classes'}: {path} colourises: its output "
-                       "(colour) is not its input (gray), so there is no reconstruction error to flag abnormal pictures "
-                       "by; evaluate it without abnormal pictures")
+        option = "--abnormal" if folder is not None else "--abnormal-classes"
+        raise ZooError(f"{option}: {path} colourises: its output (colour) is not its input (gray), so there is no "
+                       "reconstruction error to flag abnormal pictures by; evaluate it without abnormal pictures")
     if folder is not None:
         if not Path(folder).is_dir():
             what = "is a file" if Path(folder).exists() else "not found"

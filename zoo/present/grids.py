@@ -90,20 +90,23 @@ def tile_grid(tiles: np.ndarray, caption: str, columns: int | None = None, tile:
     return captioned(grid, [caption])
 
 
-def heatmap_overlay(picture: np.ndarray, heat: np.ndarray, caption: Sequence[str]) -> Image.Image:
+def heatmap_overlay(picture: np.ndarray, heat: np.ndarray, caption: Sequence[str],
+                    between: Sequence[np.ndarray] = ()) -> Image.Image:
     """Two panels: `picture` (H x W x 3 uint8, the input as the network saw it) and the same under `heat`
     (H x W, values in [0, 1]) in COLORMAP at ALPHA, enlarged by nearest neighbour to at least PANEL pixels,
-    GAP apart; under the overlay the colour bar of COLORMAP from 0 to 1, and the caption's lines below."""
+    GAP apart; under the overlay the colour bar of COLORMAP from 0 to 1, and the caption's lines below.
+    `between`: more H x W x 3 panels drawn between the two (an autoencoder's reconstruction)."""
     height, width = heat.shape
     coloured = _colormap()[np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)]  # H x W x 3
     blended = np.rint((1 - ALPHA) * picture + ALPHA * coloured).astype(np.uint8)
     scale = max(1, math.ceil(PANEL / max(height, width)))
     size = (width * scale, height * scale)
-    panels = Image.new("RGB", (GAP + 2 * (size[0] + GAP), GAP + size[1] + GAP), BACKGROUND)
-    for index, pixels in enumerate((picture, blended)):
+    shown = (picture, *between, blended)
+    panels = Image.new("RGB", (GAP + len(shown) * (size[0] + GAP), GAP + size[1] + GAP), BACKGROUND)
+    for index, pixels in enumerate(shown):
         panel = Image.fromarray(pixels).resize(size, Image.Resampling.NEAREST)
         panels.paste(panel, (GAP + index * (size[0] + GAP), GAP))
-    return captioned(colour_bar(panels, GAP + size[0] + GAP, size[0]), caption)
+    return captioned(colour_bar(panels, GAP + (len(shown) - 1) * (size[0] + GAP), size[0]), caption)
 
 
 def colour_bar(image: Image.Image, left: int, width: int) -> Image.Image:
@@ -194,15 +197,5 @@ def error_overlay(picture: np.ndarray, reconstruction: np.ndarray, heat: np.ndar
                   caption: Sequence[str]) -> Image.Image:
     """An autoencoder's reconstruction error, three panels: `picture` and its `reconstruction` (H x W x 3 uint8, as
     the network saw and gave them) and the picture under `heat` (H x W in [0, 1]: each pixel's squared error over
-    the largest) in COLORMAP at ALPHA; enlarged by nearest neighbour to at least PANEL pixels, GAP apart, the colour
-    bar under the third, the caption's lines below (heatmap_overlay's layout, with the reconstruction between)."""
-    height, width = heat.shape
-    coloured = _colormap()[np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)]  # H x W x 3
-    blended = np.rint((1 - ALPHA) * picture + ALPHA * coloured).astype(np.uint8)
-    scale = max(1, math.ceil(PANEL / max(height, width)))
-    size = (width * scale, height * scale)
-    panels = Image.new("RGB", (GAP + 3 * (size[0] + GAP), GAP + size[1] + GAP), BACKGROUND)
-    for index, pixels in enumerate((picture, reconstruction, blended)):
-        panel = Image.fromarray(pixels).resize(size, Image.Resampling.NEAREST)
-        panels.paste(panel, (GAP + index * (size[0] + GAP), GAP))
-    return captioned(colour_bar(panels, GAP + 2 * (size[0] + GAP), size[0]), caption)
+    the largest), as heatmap_overlay draws them."""
+    return heatmap_overlay(picture, heat, caption, between=(reconstruction,))

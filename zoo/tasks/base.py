@@ -59,3 +59,19 @@ class Task(Protocol):
 
     def relabel(self, targets: Tensor, lookup: Tensor, num_classes: int) -> Tensor:
         """Targets in the data's class numbering as the model's: data class i is model class lookup[i]."""
+
+
+class ClassLabels:
+    """What the classification tasks share: the data's labels are the targets, the pictures the inputs as they
+    are, and the figure an epoch is judged by is a fraction."""
+
+    has_classes = True
+
+    def pair(self, images: Tensor, targets: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        return images, targets
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        return None
+
+    def shown(self, value: float) -> str:
+        return f"{value:6.2%}"

@@ -7,24 +7,15 @@ from torch import Tensor, nn
 
 from zoo.metrics import MetricAccumulator
 from zoo.metrics.trust import Trust, compute_trust
+from zoo.tasks.base import ClassLabels
 
 
-class Classification:
+class Classification(ClassLabels):
     """Single-label classification, zoo's task since LeNet-5: targets are class indices (N, int64)."""
 
     name = "classification"
     accuracy_name = "acc"
     label_sets = False
-    has_classes = True
-
-    def pair(self, images: Tensor, targets: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        return images, targets
-
-    def generator(self, device: torch.device) -> torch.Generator | None:
-        return None
-
-    def shown(self, value: float) -> str:
-        return f"{value:6.2%}"
 
     def meter(self, num_classes: int, device: torch.device | str = "cpu") -> MetricAccumulator:
         return MetricAccumulator(num_classes, device)

@@ -14,17 +14,17 @@ from torch import Tensor, nn
 
 from zoo.metrics.multilabel import MultilabelAccumulator, predicted_sets
 from zoo.metrics.trust import Trust, compute_multilabel_trust
+from zoo.tasks.base import ClassLabels
 
 DEFAULT_THRESHOLD = 0.5
 
 
-class Multilabel:
+class Multilabel(ClassLabels):
     """Multi-label classification: targets are multi-hot rows (N x K, float32 0/1); any number of labels per image."""
 
     name = "multilabel"
     accuracy_name = "exact"  # scikit-learn's accuracy_score on label sets: the share of images whose set is exact
     label_sets = True
-    has_classes = True
 
     def __init__(self, thresholds: Tensor | list[float] | None = None) -> None:
         self.thresholds = None if thresholds is None else torch.as_tensor(thresholds, dtype=torch.float32)
@@ -34,15 +34,6 @@ class Multilabel:
         if self.thresholds is None:
             return torch.full((num_classes,), DEFAULT_THRESHOLD)
         return self.thresholds
-
-    def pair(self, images: Tensor, targets: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        return images, targets
-
-    def generator(self, device: torch.device) -> torch.Generator | None:
-        return None
-
-    def shown(self, value: float) -> str:
-        return f"{value:6.2%}"
 
     def meter(self, num_classes: int, device: torch.device | str = "cpu") -> MultilabelAccumulator:
         return MultilabelAccumulator(num_classes, device, self.threshold_tensor(num_classes).to(device))
