@@ -268,3 +268,21 @@ def test_colourisation_learns_colour_from_gray(tmp_path):
 def test_colourisation_needs_colour_pictures():
     with pytest.raises(ConfigError, match="digits is stored in gray"):
         load_config(DENOISE, ["reconstruction.colorize=true"])
+
+
+def test_a_flat_folder_of_normal_pictures_is_one_class(tmp_path):
+    """A practitioner's folder of good parts, pictures and no class folders: one class named after the folder for an
+    autoencoder; a classifier given it is refused for having one class."""
+    digits = load_digits()
+    good = tmp_path / "good"
+    good.mkdir()
+    for index in np.flatnonzero(digits.target == 0)[:40]:
+        Image.fromarray((digits.images[index] * (255 / 16)).round().astype(np.uint8), "L").save(good / f"{index}.png")
+    (good / ".DS_Store").write_bytes(b"\0")  # hidden: not read
+    sets = [f"data.root={good}", "data.name=imagefolder", "data.classes=null", "train.epochs=2",
+            f"train.output_dir={tmp_path / 'runs'}", "train.threads=1"]
+    result = zoo.train(load_config(ANOMALY, sets), quiet=True)
+    assert read_state(result.run_dir / "checkpoints" / "best.pt", "evaluate").classes == ["good"]
+    assert result.metrics["test"]["count"] + result.metrics["val"]["count"] < 40
+    with pytest.raises(ZooError, match="holds 1 class .good.; a classifier needs at least 2"):
+        zoo.train(load_config(ROOT / "configs" / "lenet5_digits.yaml", sets[:2] + sets[3:]), quiet=True)

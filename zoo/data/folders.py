@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torchvision.datasets import ImageFolder
 
@@ -98,6 +99,28 @@ class VisibleImageFolder(ImageFolder):
             _print_once(f"note: {directory}: {len(samples) - len(unique)} paths lead to files already read (symbolic "
                         "links); each file is one image")
         return unique
+
+
+class FlatImageFolder(VisibleImageFolder):
+    """A folder of pictures without class folders, read as one class named after the folder: an autoencoder's normal
+    pictures (task reconstruction), which need no class. A classifier is then refused for having one class."""
+
+    def __init__(self, folder: str | Path, **kwargs: Any) -> None:
+        self.folder = Path(folder)
+        super().__init__(str(self.folder.parent), **kwargs)  # the folder is its parent's one class folder
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        return [self.folder.name], {self.folder.name: 0}
+
+
+def holds_pictures(folder: Path) -> bool:
+    """Whether `folder` itself (not its sub-folders) holds a visible file of an image extension."""
+    from zoo.data.images import image_extensions
+
+    extensions = image_extensions()
+    with os.scandir(folder) as entries:
+        return any(entry.is_file() and not is_hidden(entry.name) and entry.name.lower().endswith(extensions)
+                   for entry in entries)
 
 
 @dataclass(frozen=True)

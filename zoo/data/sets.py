@@ -112,7 +112,7 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
 def _read_folders(dirs: dict[str, Path], check: ImageCheck) -> dict[str, Dataset | None]:
     """Each split's folder as a VisibleImageFolder (a folder that is two splits is scanned once), every class folder
     holding a valid image. Raises ZooError for a folder without class folders, or a class without a valid file."""
-    from zoo.data.folders import VisibleImageFolder
+    from zoo.data.folders import FlatImageFolder, VisibleImageFolder, holds_pictures
 
     bases: dict[str, Dataset | None] = {}
     read: dict[Path, Dataset] = {}
@@ -123,8 +123,12 @@ def _read_folders(dirs: dict[str, Path], check: ImageCheck) -> dict[str, Dataset
         try:
             base = bases[split] = read[folder] = VisibleImageFolder(str(folder), loader=open_rgb, is_valid_file=check,
                                                                    allow_empty=True)
-        except FileNotFoundError as error:  # no class folders
-            raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") from None
+        except FileNotFoundError as error:  # no class folders: its own pictures are one class, or nothing to read
+            if not holds_pictures(folder):
+                raise ZooError(f"imagefolder: {folder}: {str(error).rstrip('.')}; put {IMAGEFOLDER_LAYOUT} there") \
+                    from None
+            base = bases[split] = read[folder] = FlatImageFolder(folder, loader=open_rgb, is_valid_file=check,
+                                                                 allow_empty=True)
         empty = sorted(set(base.classes) - {base.classes[target] for target in base.targets})
         if empty:
             missing = f"imagefolder: {folder}: Found no valid file for the classes {', '.join(empty)}"
