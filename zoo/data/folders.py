@@ -113,16 +113,6 @@ class FlatImageFolder(VisibleImageFolder):
         return [self.folder.name], {self.folder.name: 0}
 
 
-def holds_pictures(folder: Path) -> bool:
-    """Whether `folder` itself (not its sub-folders) holds a visible file of an image extension."""
-    from zoo.data.images import image_extensions
-
-    extensions = image_extensions()
-    with os.scandir(folder) as entries:
-        return any(entry.is_file() and not is_hidden(entry.name) and entry.name.lower().endswith(extensions)
-                   for entry in entries)
-
-
 @dataclass(frozen=True)
 class Layout:
     """Where each split's class folders are: root itself as "train" when it has no split folders."""

@@ -290,3 +290,13 @@ def gather(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
                     (found if name.lower().endswith(extensions) else others).append(file)
     unique = list(dict.fromkeys(found))  # a file named twice (a folder and a pattern inside it) is predicted once
     return unique, others
+
+
+def holds_pictures(folder: Path) -> bool:
+    """Whether `folder` itself (not its sub-folders) holds a visible file of an image extension."""
+    from zoo.data.folders import is_hidden  # folders reads images: imported when called
+
+    extensions = image_extensions()
+    with os.scandir(folder) as entries:
+        return any(entry.is_file() and not is_hidden(entry.name) and entry.name.lower().endswith(extensions)
+                   for entry in entries)

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
-from zoo.data.images import ImageCheck, note_others, open_rgb, warn_skipped
+from zoo.data.images import ImageCheck, holds_pictures, note_others, open_rgb, warn_skipped
 from zoo.data.memory import base_tensors
 from zoo.data.splits import DataSplits, MemorySource, Selection, TensorSet, select
 from zoo.data.transforms import augmentation, fit, image_transforms, normalization
@@ -112,7 +112,7 @@ def _imagefolder(cfg: DataConfig, whole: str | None = None) -> tuple[dict[str, D
 def _read_folders(dirs: dict[str, Path], check: ImageCheck) -> dict[str, Dataset | None]:
     """Each split's folder as a VisibleImageFolder (a folder that is two splits is scanned once), every class folder
     holding a valid image. Raises ZooError for a folder without class folders, or a class without a valid file."""
-    from zoo.data.folders import FlatImageFolder, VisibleImageFolder, holds_pictures
+    from zoo.data.folders import FlatImageFolder, VisibleImageFolder
 
     bases: dict[str, Dataset | None] = {}
     read: dict[Path, Dataset] = {}
