@@ -153,6 +153,14 @@ def test_evaluate_prints_the_anomaly_figures_beside_pca_and_saves_the_pictures(a
     assert "anomaly ROC AUC" in table and "PCA (32 components)" in table and "class 7 of digits" in table
 
 
+def test_the_report_of_an_autoencoder_shows_its_figures_beside_pca_and_its_reconstructions(anomaly_run, tmp_path):
+    page = zoo.write_report(anomaly_run.run_dir, tmp_path / "report.html").read_text()
+    psnr = anomaly_run.metrics["test"]["psnr"]
+    assert "Reconstructions (test split)" in page and f"{psnr:.2f} dB / " in page
+    assert page.count("data:image/png;base64,") == 2  # the training curves and the reconstructions
+    assert "top-1" not in page and "confusion" not in page.lower()
+
+
 def test_a_folder_of_abnormal_pictures_is_read_through_the_runs_preprocessing(anomaly_run, tmp_path):
     digits = load_digits()
     folder = tmp_path / "sevens"
