@@ -12,7 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from zoo.config import Config, load_config
 
@@ -82,3 +84,25 @@ def signal_at_step(monkeypatch, step: int, number: int = signal.SIGINT) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(zoo.loop, "aux_loss", counting)
+
+
+def stopped_and_resumed(config: Callable[[Path], Any], folder: Path, monkeypatch, step: int):
+    """The run `config(out)` trains, twice: whole in folder/whole, and in folder/cut stopped by Ctrl-C at training
+    step `step` (asserted mid-epoch: after a step checkpoint), then resumed. Returns (whole, resumed, the cut run's
+    directory), the RunResults of zoo.train."""
+    import pytest
+    import torch
+
+    import zoo
+    from zoo.errors import RunStopped
+    from zoo.training.resume import prepare_resume
+
+    whole = zoo.train(config(folder / "whole"), quiet=True)
+    signal_at_step(monkeypatch, step)
+    with pytest.raises(RunStopped):
+        zoo.train(config(folder / "cut"), quiet=True)
+    monkeypatch.undo()
+    run_dir = next((folder / "cut").glob("*/*"))
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["batch"] > 0  # stopped mid-epoch
+    plan = prepare_resume(run_dir)
+    return whole, zoo.train(plan.config, quiet=True, resume=plan), run_dir

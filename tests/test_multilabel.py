@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, digit_sets, run_zoo, signal_at_step
+from helpers import ROOT, digit_sets, run_zoo, stopped_and_resumed
 from sklearn.metrics import accuracy_score, average_precision_score, hamming_loss
 
 import zoo
@@ -154,9 +154,6 @@ def test_a_new_manifest_is_evaluated_whole_and_its_files_named_after_it(sets_run
 def test_a_multilabel_run_resumes_mid_epoch_bit_exact(sets_run, tmp_path, monkeypatch):
     """Stopped by Ctrl-C mid-epoch (after a step checkpoint) and resumed, a multi-label run with positive weights,
     an EMA and accumulated steps ends where the uninterrupted run ends: its weights, test figures and thresholds."""
-    from zoo.errors import RunStopped
-    from zoo.training.resume import prepare_resume
-
     _, manifest = sets_run
 
     def config(out: Path):
@@ -165,15 +162,8 @@ def test_a_multilabel_run_resumes_mid_epoch_bit_exact(sets_run, tmp_path, monkey
                                     "train.ema={decay: 0.99}", "train.accumulate_steps=2",
                                     "train.checkpoint_every_steps=3", "data.workers=0"])
 
-    whole = zoo.train(config(tmp_path / "whole"), quiet=True)
-    signal_at_step(monkeypatch, 18)  # batch 18 (12 batches an epoch): epoch 2's sixth, after the checkpoint
-    with pytest.raises(RunStopped):
-        zoo.train(config(tmp_path / "cut"), quiet=True)
-    monkeypatch.undo()
-    run_dir = next((tmp_path / "cut").glob("*/*"))
-    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["batch"] > 0  # stopped mid-epoch
-    plan = prepare_resume(run_dir)
-    resumed = zoo.train(plan.config, quiet=True, resume=plan)
+    # batch 18 (12 batches an epoch): epoch 2's sixth, after the checkpoint
+    whole, resumed, run_dir = stopped_and_resumed(config, tmp_path, monkeypatch, 18)
     a, b = (read_state(run / "checkpoints" / "best.pt", "evaluate") for run in (whole.run_dir, run_dir))
     assert all(torch.equal(a.model[key], b.model[key]) for key in a.model)
     assert a.thresholds == b.thresholds

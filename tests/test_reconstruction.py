@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, run_zoo, signal_at_step
+from helpers import ROOT, run_zoo, stopped_and_resumed
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -20,7 +20,7 @@ import zoo
 from zoo.checkpoint import read_state
 from zoo.cli import class_indices
 from zoo.config import load_config
-from zoo.errors import ConfigError, RunStopped, ZooError
+from zoo.errors import ConfigError, ZooError
 from zoo.metrics.reconstruction import ReconstructionAccumulator, detection, per_image_mse, psnr, threshold_at
 from zoo.present.text import render_evaluation
 from zoo.tasks import Reconstruction, task_of
@@ -216,22 +216,13 @@ def test_denoising_gains_on_the_noisy_input(tmp_path):
 def test_an_autoencoder_run_resumes_mid_epoch_bit_exact(tmp_path, monkeypatch):
     """Stopped by Ctrl-C mid-epoch (after a step checkpoint) and resumed, a denoising run ends with the weights and
     figures of the run never stopped: the training noise comes from the random state a checkpoint keeps."""
-    from zoo.training.resume import prepare_resume
-
     def config(out):
         return load_config(DENOISE, [f"train.output_dir={out}", "train.epochs=2", "train.threads=1",
                                      "train.deterministic=true", "train.checkpoint_every_steps=5",
                                      "data.classes=[0, 1]"])
 
-    whole = zoo.train(config(tmp_path / "whole"), quiet=True)
-    signal_at_step(monkeypatch, 14)  # 9 batches an epoch: epoch 2's fifth, after the checkpoint at step 10
-    with pytest.raises(RunStopped):
-        zoo.train(config(tmp_path / "cut"), quiet=True)
-    monkeypatch.undo()
-    run_dir = next((tmp_path / "cut").glob("*/*"))
-    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["batch"] > 0  # stopped mid-epoch
-    plan = prepare_resume(run_dir)
-    resumed = zoo.train(plan.config, quiet=True, resume=plan)
+    # 9 batches an epoch: epoch 2's fifth, after the checkpoint at step 10
+    whole, resumed, run_dir = stopped_and_resumed(config, tmp_path, monkeypatch, 14)
     a, b = (read_state(run / "checkpoints" / "best.pt", "evaluate") for run in (whole.run_dir, run_dir))
     assert all(torch.equal(a.model[key], b.model[key]) for key in a.model)
     assert a.anomaly_threshold == b.anomaly_threshold
