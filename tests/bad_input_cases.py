@@ -188,6 +188,11 @@ class RunsCode:
         return os.system, ("echo this should never run",)
 
 
+def uncalibrated(checkpoint: Path) -> dict:
+    """The checkpoint as zoo saved it before it fitted calibrations: no `calibration`."""
+    return {key: value for key, value in torch.load(checkpoint, weights_only=True).items() if key != "calibration"}
+
+
 def code_in_pickle(checkpoint: Path) -> dict:
     return {"model": lenet5_weights(checkpoint), "hook": RunsCode()}
 
@@ -518,6 +523,18 @@ CASES = [
     Case("evaluate on cuda on a machine without it", ("evaluate", CHECKPOINT, "--device", "cuda"),
          "--device is 'cuda' but this machine has no CUDA device; use --device auto or cpu", with_checkpoint(),
          skip=no_cuda),
+    Case("a prediction sets' coverage that is no fraction", ("evaluate", CHECKPOINT, "--coverage", "1.5"),
+         "--coverage 1.5: give the share of pictures whose prediction set must hold the true class, a fraction "
+         "between 0 and 1 (e.g. 0.9)", with_checkpoint()),
+    Case("prediction sets of a checkpoint without a calibration", ("evaluate", "old.pt", "--coverage", "0.9"),
+         "--coverage: old.pt has no calibration (trained before zoo fitted one, or with calibration.enabled false); "
+         "run zoo calibrate old.pt first", saved(uncalibrated, "old.pt"),
+         "a lenet5 checkpoint without its calibration"),
+    Case("an unfamiliar folder that is not there", ("evaluate", CHECKPOINT, "--unfamiliar", "photos"),
+         "--unfamiliar photos: not found; give a folder of pictures unlike the training data", with_checkpoint()),
+    Case("an unfamiliar folder without pictures", ("evaluate", CHECKPOINT, "--unfamiliar", "photos"),
+         "--unfamiliar photos: no pictures there; give a folder of pictures unlike the training data",
+         with_checkpoint(text_file("photos/notes.txt")), "photos/ holds a text file"),
     # -- resuming --
     Case("resume: nothing there", ("train", "--resume", "runs/lenet5_digits/20260101-000000"),
          "--resume 'runs/lenet5_digits/20260101-000000' not found"),
@@ -595,6 +612,17 @@ CASES = [
     Case("predict: a safetensors file zoo did not export", ("predict", "weights.safetensors", "photos/"),
          "weights.safetensors has no zoo metadata", with_checkpoint(saved(lenet5_weights, "weights.safetensors"),
                                                                     photos({"cat": 1})), "lenet5's state_dict"),
+    Case("predict: a prediction sets' coverage that is no fraction",
+         ("predict", CHECKPOINT, "photos/", "--coverage", "1.5"),
+         "--coverage 1.5: give the share of pictures whose prediction set must hold the true class, a fraction "
+         "between 0 and 1 (e.g. 0.9)", with_checkpoint(photos({"cat": 1})), "a lenet5 checkpoint"),
+    Case("predict: prediction sets of a checkpoint without a calibration",
+         ("predict", "old.pt", "photos/", "--coverage", "0.9"),
+         "--coverage: old.pt has no calibration to build prediction sets from; run zoo calibrate on its run directory",
+         with_checkpoint(saved(uncalibrated, "old.pt"), photos({"cat": 1})),
+         "a lenet5 checkpoint without its calibration"),
+    Case("calibrate: a file that is no checkpoint", ("calibrate", "notes.txt"),
+         "notes.txt is damaged or not a PyTorch checkpoint", text_file("notes.txt"), "notes.txt"),
     Case("predict: top-k of 0", ("predict", CHECKPOINT, "photos/", "--top-k", "0"), "--top-k must be 1 or more",
          with_checkpoint(photos({"cat": 1})), "a lenet5 checkpoint"),
     Case("explain: a layer that does not exist", ("explain", CHECKPOINT, "photos/cat/0.png", "--layer", "layer4"),

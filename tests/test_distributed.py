@@ -84,7 +84,9 @@ def test_two_process_gloo_run_writes_one_run_and_counts_every_sample_once(tmp_pa
     events.Reload()  # the test split's PR curves on rank 0: both ranks' shards, each image once (true positives at 0)
     positives = [tensor_util.make_ndarray(events.Tensors(f"pr/test/{d}")[-1].tensor_proto)[0, 0] for d in range(10)]
     assert positives == alone.trust.support and sum(positives) == 359
-    kept = read_scores(run, 359, 10)  # zoo report's scores: both ranks' shares put back in the split's order
+    # zoo report's scores: both ranks' shares put back in the split's order; the gallery chosen by the calibrated
+    # probabilities, as zoo evaluate's
+    kept = read_scores(run, 359, 10, best["calibration"]["temperature"])
     assert torch.equal(torch.from_numpy(kept.targets), alone.targets)
     assert torch.allclose(torch.from_numpy(kept.logits), alone.logits, atol=1e-5)
     assert kept.wrong.tolist() == [wrong.index for wrong in alone.trust.wrong]

@@ -20,13 +20,16 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
 from zoo.rundir import atomic_write
+
+if TYPE_CHECKING:
+    from zoo.metrics.calibration import Calibration
 
 # Plain records other tools pickle beside the weights, which weights_only loading would refuse: timm's
 # train.py and torchvision's reference scripts save their command line as an argparse.Namespace ('args').
@@ -211,6 +214,10 @@ class TrainingState:
     # task reconstruction: the anomaly threshold on a picture's reconstruction error (MSE), chosen on the validation
     # split's normal pictures at the end of the run (best.pt; config.reconstruction.false_positive_rate)
     anomaly_threshold: float | None = None
+    # task classification: temperature, prediction sets' conformity scores and the unfamiliar score, fitted on the
+    # validation split at the end of the run (best.pt) or by zoo calibrate (zoo.metrics.calibration); None: not
+    # fitted (no validation split, another task, or a checkpoint older than them)
+    calibration: Calibration | None = None
 
     @classmethod
     def of_network(cls, network: nn.Module, config: dict[str, Any], classes: list[str], normalization: Normalization,
@@ -231,6 +238,7 @@ class TrainingState:
             "classes": self.classes, "normalization": self.normalization.to_dict() if self.normalization else None,
             "zoo_version": self.zoo_version, "torch_version": self.torch_version, "weights": self.weights,
             "thresholds": self.thresholds, "anomaly_threshold": self.anomaly_threshold,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
         if self.optimizer is not None:
             state.update(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, epoch=self.epoch,
@@ -277,6 +285,7 @@ class TrainingState:
             _average(check, data.get("ema"), model), check.text("weights", data.get("weights", "raw"), WEIGHTS),
             check.thresholds("thresholds", data.get("thresholds"), num_classes),
             _optional(check.number, "anomaly_threshold", data),
+            check.calibration("calibration", data.get("calibration"), data.get("normalization")),
         )
         if state.batch:  # stopped mid-epoch: each rank's sums of that epoch go on (zoo.metrics, the task's)
             _check_meters(state, config.get("task"), num_classes, check)
@@ -421,6 +430,20 @@ class FieldCheck:
         if any(not 0 < number < 1 for number in numbers):
             raise self.refuse(name, "holds a threshold outside (0, 1): they are probabilities")
         return numbers
+
+    def calibration(self, name: str, value: Any, normalization: Any) -> Calibration | None:
+        """A classifier's calibration (zoo.metrics.calibration.Calibration.from_dict's checks), its pixel statistics
+        as many as the network's input gives; None where absent."""
+        from zoo.metrics.calibration import Calibration
+        from zoo.metrics.familiarity import feature_count
+
+        if value is None:
+            return None
+        shape = normalization if isinstance(normalization, dict) else {}
+        try:
+            return Calibration.from_dict(value, feature_count(shape.get("in_channels"), shape.get("input_size")))
+        except ValueError as error:
+            raise self.refuse(name, str(error)) from None
 
     def statistics(self, name: str, mean: Any, std: Any, channels: int | None) -> tuple[tuple[float, ...], ...]:
         """(mean, std) per channel: as many of each, 1 or `channels`; finite, std above 0 (it divides). `name`:

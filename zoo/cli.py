@@ -243,17 +243,27 @@ def evaluate(
     abnormal_classes: Annotated[str | None, typer.Option(
         "--abnormal-classes", metavar="INDICES", help="An autoencoder's abnormal pictures: classes of its data set "
         "it did not train on, by index as data.classes gives them: 7 or 5,7.")] = None,
+    coverage: Annotated[float | None, typer.Option(
+        "--coverage", metavar="C", show_default=False, help="A calibrated classifier's prediction sets at this "
+        "coverage, e.g. 0.9: how often they hold the true class, and how many classes they hold.")] = None,
+    unfamiliar: Annotated[Path | None, typer.Option(
+        "--unfamiliar", metavar="FOLDER", show_default=False, help="A calibrated classifier's unfamiliar score on a "
+        "folder of pictures unlike its training data (read recursively): the share flagged, and its ROC AUC against "
+        "the split.")] = None,
 ) -> None:
     """Evaluate a checkpoint on a split of its data or of other data.
 
     Loss, top-1/top-5 accuracy, per-class precision/recall/F1, the confusion matrix, ROC AUC and average precision,
     the calibration error (ECE) and the most confidently wrong images; the pictures are saved beside the checkpoint.
+    A calibrated classifier (zoo calibrate) is measured on its temperature-scaled probabilities, with its ECE before
+    and after, the share of the split its unfamiliar score flags and, with --coverage, its prediction sets.
     An autoencoder: MSE and PSNR beside PCA's, and with abnormal pictures the anomaly ROC AUC and average precision."""
     from zoo.evaluation.evaluate import evaluate_checkpoint
     from zoo.present.text import render_evaluation
 
     report = evaluate_checkpoint(checkpoint, split.value, overrides=set, data=data, data_root=data_root, device=device,
-                                 abnormal=abnormal, abnormal_classes=class_indices(abnormal_classes))
+                                 abnormal=abnormal, abnormal_classes=class_indices(abnormal_classes),
+                                 coverage=coverage, unfamiliar=unfamiliar)
     typer.echo(render_evaluation(report, format))
 
 
@@ -275,22 +285,47 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
+    coverage: Annotated[float | None, typer.Option("--coverage", metavar="C", show_default=False, help=(
+        "Give each image a prediction set that holds its true class with this probability, e.g. 0.9 (split "
+        "conformal prediction, calibrated on the run's validation split)."))] = None,
 ) -> None:
     """Classify images: the top-k classes and their probabilities.
 
-    An autoencoder gives each image its anomaly score (the mean squared error of its reconstruction) and its
-    verdict, normal or abnormal at the run's threshold. Each image is preprocessed exactly as in evaluation."""
+    A calibrated classifier (each run fits its calibration as it ends; zoo calibrate adds one to an older run) gives
+    temperature-scaled probabilities
+    and flags images unlike its training data as unfamiliar. An autoencoder gives each image its anomaly score (the
+    mean squared error of its reconstruction) and its verdict, normal or abnormal at the run's threshold. Each image
+    is preprocessed exactly as in evaluation."""
     from zoo.inference.predict import output_format, predict_files, write_output
     from zoo.present.text import render_predictions
 
     fmt = output_format(format and format.value, output)
-    report = predict_files(source, inputs, top_k=top_k, batch_size=batch_size, device=device, progress=not quiet)
+    report = predict_files(source, inputs, top_k=top_k, batch_size=batch_size, device=device, progress=not quiet,
+                           coverage=coverage)
     text = render_predictions(report, fmt)
     if output is None:
         typer.echo(text)
         return
     write_output(output, text)
     typer.echo(f"wrote {len(report.rows)} prediction{'s' if len(report.rows) != 1 else ''} to {output}", err=True)
+
+
+@app.command()
+def calibrate(
+    run: Annotated[Path, typer.Argument(metavar="RUN", help=(
+        "A run directory, runs/<name>/<time> (its best.pt), or a checkpoint."))],
+    device: DeviceOption = "auto",
+    format: FormatOption = Format.table,
+) -> None:
+    """Fit a trained classifier's calibration on its validation split and add it to its checkpoint.
+
+    A temperature (Guo et al. 2017) for calibrated probabilities, the conformity scores of prediction sets (zoo
+    predict --coverage) and the unfamiliar score's threshold. Each run fits them as it ends: this is for runs
+    trained before, or with calibration.enabled false."""
+    from zoo.present.text import render_calibration
+    from zoo.training.calibrate import calibrate_run
+
+    typer.echo(render_calibration(calibrate_run(run, device), format.value))
 
 
 @app.command()

@@ -459,12 +459,22 @@ class ReconstructionConfig(Section):
     colorize: bool = False
 
 
+class CalibrationConfig(Section):
+    # task classification: at the end of training, fit on the validation split temperature scaling (Guo et al.
+    # 2017), the conformity scores of prediction sets (zoo predict --coverage) and the unfamiliar score, kept in
+    # best.pt and its exports (zoo.metrics.calibration); false: none of them (zoo calibrate adds them later)
+    enabled: bool = True
+    # the share of familiar (validation) pictures the unfamiliar score lets pass: 1 - this of them are flagged
+    familiar_share: float = Field(0.95, gt=0, lt=1)
+
+
 class Config(Section):
     model: ModelConfig
     data: DataConfig
     task: Literal[TASKS] = "classification"  # multilabel: any number of labels per image (zoo.tasks)
     multilabel: MultilabelConfig = MultilabelConfig()  # task multilabel's decision rule
     reconstruction: ReconstructionConfig = ReconstructionConfig()  # task reconstruction's loss and anomaly threshold
+    calibration: CalibrationConfig = CalibrationConfig()  # task classification's temperature, sets, unfamiliar score
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     init: Literal[INITS] = "default"  # weight initialization (zoo.models.weight_init); default: the model's own

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from zoo.metrics import MetricAccumulator, Metrics
+from zoo.metrics.familiarity import pixel_features
 from zoo.runtime import autocast
 from zoo.tasks import Classification, Task
 
@@ -204,13 +205,14 @@ def train_epoch(model: nn.Module, loader: Iterable, step: TrainStep, num_classes
 def evaluate_loader(model: nn.Module, loader: Iterable, compute: Compute, criterion: Criterion, num_classes: int,
                     progress: tqdm | None = None, logits: list[Tensor] | None = None,
                     targets: list[Tensor] | None = None, task: Task = Classification(),
-                    scores: list[Tensor] | None = None) -> EpochResult:
+                    scores: list[Tensor] | None = None, features: list[Tensor] | None = None) -> EpochResult:
     """Loss and `task`'s figures (top-1/top-5 and the confusion matrix; multi-label: exact match, per-class
     counts ...; reconstruction: MSE and PSNR, of the output and of the noisy input) over every sample of `loader`,
     counted once (summed over ranks when `compute.distributed`).
     `logits`, when given, gets each batch's (N x num_classes, on the CPU), `targets` its labels (N, or N x
     num_classes for multi-label, on the CPU): this rank's share of them when distributed. `scores`, when given, gets
-    a reconstruction's per-picture errors (N, float64, on the CPU: Reconstruction.scores)."""
+    a reconstruction's per-picture errors (N, float64, on the CPU: Reconstruction.scores). `features`, when given,
+    gets the inputs' pixel statistics (zoo.metrics.familiarity.pixel_features: N x D float64, on the CPU)."""
     model.eval()
     meter = task.meter(num_classes, compute.device)
     generator = task.generator(compute.device)  # a reconstruction's noise: the same every pass
@@ -227,6 +229,8 @@ def evaluate_loader(model: nn.Module, loader: Iterable, compute: Compute, criter
             targets.append(labels.cpu())
         if scores is not None:
             scores.append(task.scores(outputs, labels).cpu())
+        if features is not None:
+            features.append(pixel_features(images))
         if progress is not None:
             progress.update(1)
     if compute.distributed:

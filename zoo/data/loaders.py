@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.config import DataConfig
-from zoo.data.memory import MemoryLoader, memory_loaders
+from zoo.data.memory import MemoryLoader, Pipeline, memory_loaders
 from zoo.data.samplers import ShardSampler, TrainSampler, drop_last
-from zoo.data.splits import DataSplits
+from zoo.data.splits import DataSplits, View
 from zoo.datasets import SPECS
 from zoo.distributed import place
 
@@ -122,3 +124,33 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
 
     return train, evaluation(splits.val), evaluation(splits.test)
 
+
+
+def unaugmented_train(splits: DataSplits, cfg: DataConfig, limit: int, device: torch.device | str = "cpu"
+                      ) -> Iterable[Tensor] | None:
+    """Batches (N x C x H x W, on `device`) of at most `limit` training images, evenly spaced through the split, as
+    evaluation prepares pictures (fitted, normalized, never augmented): what the training images look like to a
+    prediction, for their pixel statistics (zoo.metrics.familiarity). None where the split holds no pictures."""
+    if splits.input_size == 1:
+        return None
+    size = cfg.eval_batch_size or cfg.batch_size
+    if splits.memory is not None and "train" in splits.memory.splits:
+        images, _ = splits.memory.tensors("train")
+        chosen = _evenly(len(images), limit)
+        pipeline = Pipeline(splits.memory.fit, *((splits.mean, splits.std) if cfg.normalize else (None, None))
+                            ).to(torch.device(device))
+        return (pipeline(images[chosen[start:start + size]].to(device)) for start in range(0, len(chosen), size))
+    train, test = splits.train, splits.test
+    if not isinstance(train, View) or not isinstance(test, View):
+        return None
+    plain = View(train.base, torch.as_tensor(train.indices)[_evenly(len(train), limit)], train.label_map,
+                 test.transform)
+    workers = default_workers(cfg)
+    return (images.to(device) for images, _ in DataLoader(plain, size, num_workers=workers))
+
+
+def _evenly(count: int, limit: int) -> Tensor:
+    """min(count, limit) indices spread evenly over range(count)."""
+    if count <= limit:
+        return torch.arange(count)
+    return torch.linspace(0, count - 1, limit).round().long().unique()

@@ -1,6 +1,8 @@
 """`zoo evaluate`: a checkpoint's model on a data split, with per-class precision, recall and F1 and the
 confusion matrix, which is also saved beside the checkpoint as CSV and PNG; and the trust figures of zoo.metrics.trust
-(ROC AUC, average precision, ECE, the most confidently wrong images), saved beside it as PNGs."""
+(ROC AUC, average precision, ECE, the most confidently wrong images), saved beside it as PNGs. A calibrated classifier
+(zoo.metrics.calibration) is measured on its temperature-scaled probabilities, with its calibration figures: the ECE
+before and after, its prediction sets at a coverage, the share its unfamiliar score flags (of a folder too)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from zoo.checkpoint import TrainingState, checkpoint_file, read_state
 from zoo.config import Config, validate_config
@@ -32,6 +35,9 @@ from zoo.metrics.trust import Trust, output_names
 from zoo.rundir import WriteError, atomic_write, csv_text
 from zoo.runtime import resolve_device
 from zoo.tasks import Classification, Task, get_task
+
+if TYPE_CHECKING:
+    from zoo.metrics.calibration import Calibration
 
 READ_WHOLE = ("imagefolder", "manifest")  # data sets of the user's own files: new ones are measured whole
 
@@ -64,7 +70,7 @@ class EvaluationReport:
     confusion_csv: Path | None  # None: not written (zoo report's test split)
     confusion_png: Path | None
     evaluated: str = ""  # what was measured, as the table's header says it ("" : the split)
-    logits: torch.Tensor | None = None  # N x classes, the split's images in order
+    logits: torch.Tensor | None = None  # N x classes, the split's images in order, as the network gives them
     paths: list[str] | None = None  # their files, where the data set reads files (ImageFolder)
     targets: torch.Tensor | None = None  # N labels, in the model's class indices
     trust: Trust | None = None
@@ -72,12 +78,20 @@ class EvaluationReport:
     wrong_images: list[Any] | None = None  # PIL pictures of trust.wrong, for the gallery (None: inputs are no images)
     not_saved: str | None = None  # why the files were not written (a read-only folder): the figures stand alone
     task: Task = Classification()  # what the model was trained to do: its probabilities, figures and decisions
+    # a calibrated classifier's sections of Calibration.figures (calibration; conformal with a coverage; unfamiliar,
+    # with the --unfamiliar folder's figures): None without a calibration
+    calibrated: dict[str, Any] | None = None
+
+    @property
+    def temperature(self) -> float:
+        """A calibrated model's temperature (zoo.metrics.calibration); 1 without one."""
+        return self.calibrated["calibration"]["temperature"] if self.calibrated else 1.0
 
     @property
     def probabilities(self) -> torch.Tensor | None:
-        """N x classes probabilities (fractions: the softmax of the logits, or a multi-label model's sigmoid per
-        class), the split's images in order."""
-        return None if self.logits is None else self.task.probabilities(self.logits)
+        """N x classes probabilities (fractions: the softmax of the logits divided by the temperature, as zoo predict
+        gives them, or a multi-label model's sigmoid per class), the split's images in order."""
+        return None if self.logits is None else self.task.probabilities(self.logits / self.temperature)
 
     @property
     def metrics(self) -> Metrics:
@@ -120,6 +134,7 @@ class EvaluationReport:
             "not_saved": self.not_saved,
             **(self.trust.to_dict() if self.trust is not None else {}),
             **(self.trust_files.to_dict() if self.trust_files is not None else {}),
+            **(self.calibrated or {}),
         }
 
 
@@ -175,7 +190,8 @@ def measured(config: Config, stored: Config, split: str, folder: Path | None,
 def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] | None = None, *,
                         data: str | None = None, data_root: str | Path | None = None,
                         device: str = "auto", save: bool = True, abnormal: str | Path | None = None,
-                        abnormal_classes: tuple[int, ...] | None = None) -> Any:
+                        abnormal_classes: tuple[int, ...] | None = None, coverage: float | None = None,
+                        unfamiliar: str | Path | None = None) -> Any:
     """`path`'s model on `split` (test, val or train) of its data set, or of `data` under `data_root`, with
     `overrides` (key.path=value), on `device` (auto: this machine's best; the training run's device is not
     consulted). Classes are matched to the checkpoint's by name, so a folder may hold some of them, in any
@@ -183,21 +199,55 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     ROC, precision-recall, reliability and, with wrong predictions, their gallery) beside the checkpoint; `zoo
     report` measures without writing. Raises ZooError for a file that is no zoo checkpoint, a split the data has
     not, or data with classes the model does not predict. An autoencoder: zoo.evaluation.reconstruction's report,
-    with `abnormal` (a folder) or `abnormal_classes` (of its data set) as its abnormal pictures."""
+    with `abnormal` (a folder) or `abnormal_classes` (of its data set) as its abnormal pictures. A calibrated
+    classifier's trust figures are of its temperature-scaled probabilities, and `calibrated` holds _calibrated's
+    figures (`coverage`, the `unfamiliar` folder: check_calibration_options' refusals)."""
     path, split = checkpoint_file(path), split_name(split)  # a run directory: its best.pt, beside which files go
-    state = read_state(path, "evaluate")
+    check_calibration_options(path, state := read_state(path, "evaluate"), coverage, unfamiliar)
     if state.config.get("task") == "reconstruction" or abnormal is not None or abnormal_classes is not None:
         return _autoencoder(path, state, split, overrides, data, data_root, device, save, abnormal, abnormal_classes)
     # Evaluating the training split measures the model, not the augmentation: turn it off.
     config = checkpoint_config(state, path, [*(overrides or []), *(["data.augment=false"] if split == "train" else [])],
                                data, data_root)
-    where = resolve_device(device, key="--device")
-    stored = validate_config(dict(state.config), f"{path} (config)")
+    where, stored = resolve_device(device, key="--device"), validate_config(dict(state.config), f"{path} (config)")
     check_root(config, stored, data, data_root)
+    strangers = unfamiliar_pictures(state, config, unfamiliar)
     whole = config.data.name in READ_WHOLE and foreign(config, stored)
     task = get_task(config.task, state.thresholds)
     splits = data_to_measure(config, stored, state, path, split, whole)
     classes = list(state.classes or splits.classes)
+    loader, paths, folder = _split_loader(config, splits, split, whole)
+    loader = by_name(loader, splits.classes, classes, path, task, state.num_classes)
+    model, compute = load_model(state, config, path).to(where), Compute(where, config.train.precision)
+    features: list[torch.Tensor] | None = [] if state.calibration is not None else None
+    result, scores, labels = measure(model, loader, compute, task, features)
+    calibrated = _calibrated(path, state, config, model, compute, scores, labels, features, coverage, unfamiliar,
+                             strangers)
+    csv_path, png_path = confusion_paths(path, config, stored, split, folder)
+    evaluated, title = measured(config, stored, split, folder, not getattr(splits.test.base, "split_column", False))
+    # a calibrated model's figures are of the probabilities zoo predict gives: its logits / T (no top-1 changes)
+    trust = task.trust(scores / temperature(state), labels, output_names(classes, scores.shape[1]), paths)
+    pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
+    files, not_saved = None, None
+    if save:
+        beside = TrustFiles.beside(output_stem(path, config, stored, split, folder))
+        files, not_saved = _save(result, classes, csv_path, png_path, trust, pictures, beside,
+                                 f"{config.model.name} on {title}")
+    if not save or not_saved or not hasattr(result.metrics, "confusion"):  # multi-label: no confusion matrix
+        csv_path, png_path = None, None
+    return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust,
+                            files, pictures, not_saved, task, calibrated)
+
+
+def temperature(state: TrainingState) -> float:
+    """A checkpoint's calibration's temperature (zoo.metrics.calibration); 1 without one."""
+    return 1.0 if state.calibration is None else state.calibration.temperature
+
+
+def _split_loader(config: Config, splits: DataSplits, split: str, whole: bool) -> tuple[Iterable, list[str] | None,
+                                                                                     Path | None]:
+    """(the loader of the split measured, its files where it reads files, the folder or manifest read whole). Raises
+    ZooError for a split the config does not hold."""
     loader = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))["test" if whole else split]
     if loader is None:
         raise ZooError(f"{config.data.name} has no {split} split in this config; use --split test, or set "
@@ -205,22 +255,111 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     paths = getattr(getattr(loader, "dataset", None), "paths", None)  # a View's files; the in-memory path has none
     # the folder read (its split folder, or data.root), or the manifest
     folder = Path(getattr(splits.test.base, "file", None) or splits.test.base.root) if whole else None
-    loader = by_name(loader, splits.classes, classes, path, task, state.num_classes)
-    model = load_model(state, config, path).to(where)
-    result, scores, labels = measure(model, loader, Compute(where, config.train.precision), task)
-    csv_path, png_path = confusion_paths(path, config, stored, split, folder)
-    evaluated, title = measured(config, stored, split, folder, not getattr(splits.test.base, "split_column", False))
-    title = f"{config.model.name} on {title}"
-    trust = task.trust(scores, labels, output_names(classes, scores.shape[1]), paths)
-    pictures = wrong_pictures(loader, trust, paths, splits.mean, splits.std)
-    files, not_saved = None, None
-    if save:
-        beside = TrustFiles.beside(output_stem(path, config, stored, split, folder))
-        files, not_saved = _save(result, classes, csv_path, png_path, trust, pictures, beside, title)
-        written = not not_saved and hasattr(result.metrics, "confusion")  # multi-label: no confusion matrix
-        csv_path, png_path = (csv_path, png_path) if written else (None, None)
-    return EvaluationReport(path, split, classes, result, csv_path, png_path, evaluated, scores, paths, labels, trust,
-                            files, pictures, not_saved, task)
+    return loader, paths, folder
+
+
+def _calibrated(path: Path, state: TrainingState, config: Config, model: nn.Module, compute: Compute,
+                logits: torch.Tensor, labels: torch.Tensor, features: list[torch.Tensor] | None,
+                coverage: float | None, unfamiliar: str | Path | None, strangers: Dataset | None
+                ) -> dict[str, Any] | None:
+    """A calibrated classifier's calibration_figures: with `coverage` (a fraction) its prediction sets', with
+    `unfamiliar` (a folder of pictures unlike the training data, read recursively, measured here as `strangers`) how
+    many of them its unfamiliar score flags and how well it tells them from the split (ROC AUC). None, with one note
+    for a single-label classifier, without a calibration."""
+    if state.calibration is None:
+        if config.task == "classification":
+            print(f"note: {path} has no calibration; zoo calibrate {calibrate_target(path)} adds a temperature, "
+                  "prediction sets (--coverage) and an unfamiliar score", file=sys.stderr)
+        return None
+    strange = measure_pictures(model, strangers, compute, get_task(config.task), config)
+    return calibration_figures(state.calibration, logits, labels, torch.cat(features), coverage, unfamiliar, strange)
+
+
+def check_calibration_options(path: Path, state: TrainingState, coverage: float | None,
+                              unfamiliar: str | Path | None) -> None:
+    """Raises ZooError for a `coverage` that is no fraction strictly between 0 and 1, or a coverage or an
+    `unfamiliar` folder asked of a model that has no calibration to answer them with: another task than single-label
+    classification, or a checkpoint without one (zoo calibrate fits it)."""
+    given = [name for name, value in (("--coverage", coverage), ("--unfamiliar", unfamiliar)) if value is not None]
+    if not given:
+        return
+    if coverage is not None and not 0 < coverage < 1:
+        raise ZooError(f"--coverage {coverage}: give the share of pictures whose prediction set must hold the true "
+                       "class, a fraction between 0 and 1 (e.g. 0.9)")
+    options, task = " and ".join(given), state.config.get("task", "classification")
+    if task == "reconstruction":
+        raise ZooError(f"{options}: {path} is an autoencoder (task reconstruction); prediction sets and the unfamiliar "
+                       "score are for single-label classifiers: an autoencoder flags abnormal pictures with "
+                       "--abnormal FOLDER")
+    if task != "classification":
+        raise ZooError(f"{options}: {path} is a {task} model; prediction sets and the unfamiliar score are for "
+                       "single-label classifiers (task classification)")
+    if state.calibration is None:
+        raise ZooError(f"{options}: {path} has no calibration (trained before zoo fitted one, or with "
+                       f"calibration.enabled false); run zoo calibrate {calibrate_target(path)} first: it fits a "
+                       "temperature, prediction sets and an unfamiliar score on the validation split")
+    if unfamiliar is not None and state.calibration.familiarity is None:
+        raise ZooError(f"--unfamiliar: {path}'s calibration has no unfamiliar score: its inputs are no pictures")
+
+
+def calibrate_target(path: Path) -> Path:
+    """What `zoo calibrate` is given to calibrate `path`: a run's best.pt as its run directory, else the file."""
+    return path.parent.parent if path.name == "best.pt" and path.parent.name == "checkpoints" else path
+
+
+def unfamiliar_pictures(state: TrainingState, config: Config, folder: str | Path | None) -> Dataset | None:
+    """Every picture of `folder` (read recursively) through the checkpoint's evaluation preprocessing, as zoo predict
+    reads them; None without a folder. Raises ZooError for a folder that is not there or holds no pictures."""
+    if folder is None:
+        return None
+    from zoo.data.images import gather, note_others
+    from zoo.data.preprocess import Preprocessing
+    from zoo.evaluation.reconstruction import Pictures  # an autoencoder's --abnormal folder is read the same way
+
+    if not Path(folder).is_dir():
+        what = "is a file" if Path(folder).exists() else "not found"
+        raise ZooError(f"--unfamiliar {folder}: {what}; give a folder of pictures unlike the training data (read "
+                       "recursively)")
+    found, others = gather([folder])
+    if not found:
+        raise ZooError(f"--unfamiliar {folder}: no pictures there; give a folder of pictures unlike the training data")
+    note_others(Path(folder), others)
+    preprocessing = Preprocessing.of_checkpoint(state, config)
+    preprocessing.check_pictures()
+    return Pictures(found, preprocessing)
+
+
+def measure_pictures(model: nn.Module, pictures: Dataset | None, compute: Compute, task: Task, config: Config
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The N x classes logits and N x D pixel statistics (zoo.metrics.familiarity) of unlabelled `pictures`, in
+    batches of the config's evaluation size; None without pictures."""
+    from torch.utils.data import DataLoader
+
+    if pictures is None:
+        return None
+    features: list[torch.Tensor] = []
+    loader = DataLoader(pictures, config.data.eval_batch_size or config.data.batch_size)
+    _, logits, _ = measure(model, loader, compute, task, features)
+    return logits, torch.cat(features)
+
+
+def calibration_figures(calibration: Calibration, logits: torch.Tensor, labels: torch.Tensor, features: torch.Tensor,
+                        coverage: float | None, folder: str | Path | None = None,
+                        folder_outputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Calibration.figures of the evaluated split's raw `logits`, `labels` and pixel statistics; with a `folder` of
+    unlabelled pictures and their (logits, pixel statistics) the unfamiliar section also says how many of them are
+    flagged and how well the score tells them from the split's pictures (ROC AUC, the folder's positive)."""
+    from zoo.metrics.familiarity import separation
+
+    figures = calibration.figures(logits, labels, features, coverage)
+    if folder_outputs is not None:
+        folder_logits, folder_features = folder_outputs
+        familiar = calibration.unfamiliar(logits, features)
+        strange = calibration.unfamiliar(folder_logits, folder_features)
+        flagged = float((strange > calibration.familiarity.threshold).double().mean())
+        figures["unfamiliar"] |= {"folder": str(folder), "folder_images": len(strange), "folder_flagged": flagged,
+                                  "auroc": separation(familiar, strange)}
+    return figures
 
 
 def _autoencoder(path: Path, state: TrainingState, split: str, overrides: list[str] | None, data: str | None,
@@ -289,14 +428,15 @@ def data_to_measure(config: Config, stored: Config, state: TrainingState, path: 
     return splits
 
 
-def measure(model: nn.Module, loader: Iterable, compute: Compute,
-            task: Task = Classification()) -> tuple[EpochResult, torch.Tensor, torch.Tensor]:
+def measure(model: nn.Module, loader: Iterable, compute: Compute, task: Task = Classification(),
+            features: list[torch.Tensor] | None = None) -> tuple[EpochResult, torch.Tensor, torch.Tensor]:
     """The loader's figures (the task's plain loss, unweighted and unsmoothed: the run's test loss, the one
-    definition zoo shows), and its N x classes logits and targets (N labels, or N x classes), in order."""
+    definition zoo shows), and its N x classes logits and targets (N labels, or N x classes), in order; `features`,
+    when given, gets each batch's pixel statistics (zoo.metrics.familiarity.pixel_features)."""
     logits: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
     result = evaluate_loader(model, loader, compute, task.eval_criterion(), model.num_classes, logits=logits,
-                             targets=targets, task=task)
+                             targets=targets, task=task, features=features)
     return result, torch.cat(logits), torch.cat(targets)
 
 

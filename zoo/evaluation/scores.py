@@ -95,9 +95,11 @@ def write_scores(run_dir: Path, logits: np.ndarray, targets: np.ndarray, paths: 
     return run_dir / FILE
 
 
-def read_scores(run_dir: Path, count: int | None = None, classes: int | None = None) -> Scores | None:
+def read_scores(run_dir: Path, count: int | None = None, classes: int | None = None,
+                temperature: float = 1.0) -> Scores | None:
     """The run's test scores, or None where there is no file. `count` and `classes`: how many samples of how
-    many classes it must hold (what metrics.json and the checkpoint say). Raises DamagedScores for a file that
+    many classes it must hold (what metrics.json and the checkpoint say); `temperature`: best.pt's calibration's,
+    by whose probabilities the run chose the gallery's images (1: none). Raises DamagedScores for a file that
     does not read as .npz, or whose logits or targets are not N x classes finite numbers and N classes in range;
     paths or pictures that do not fit are left out, each with a note in Scores.notes."""
     from PIL import Image
@@ -118,7 +120,7 @@ def read_scores(run_dir: Path, count: int | None = None, classes: int | None = N
         notes.append(f"{path}: its paths are {_shape(paths)}, not {len(targets):,} file names; the images' files "
                      "are left out")
         paths = None
-    wrong = most_confidently_wrong(logits, targets)
+    wrong = most_confidently_wrong(logits / temperature, targets)
     pixels = arrays.get("pictures")
     if pixels is not None:
         problem = _pictures_problem(pixels, arrays.get("wrong"), wrong)

@@ -252,7 +252,8 @@ def read_record(path: Path) -> RunRecord:
     classes = list(state.classes or map(str, range(state.num_classes)))
     notes: list[str] = list(run.notes)
     try:
-        scores = read_scores(run.directory, (run.metrics.get("test") or {}).get("count"), state.num_classes)
+        scores = read_scores(run.directory, (run.metrics.get("test") or {}).get("count"), state.num_classes,
+                             1.0 if state.calibration is None else state.calibration.temperature)
     except DamagedScores as damaged:
         scores, notes = None, [*notes, f"{damaged}; the run is compared without its image by image answers"]
     notes += scores.notes if scores is not None else ()

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from zoo.data.preprocess import Preprocessing
 from zoo.errors import ZooError
+from zoo.metrics.familiarity import pixel_features
 from zoo.metrics.reconstruction import per_image_mse
 from zoo.tasks import Classification, Task, get_task
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
     from zoo.checkpoint import TrainingState
     from zoo.config import Config
+    from zoo.metrics.calibration import Calibration
 
 EXPORT_EXTRA = "pip install 'zoo[export]' (onnx, onnxruntime, onnxscript)"
 Network = Callable[[Tensor], Tensor]  # N x C x H x W float32 -> N x num_classes logits (or a reconstruction, a code)
@@ -71,6 +73,8 @@ class Metadata:
     thresholds: list[float] | None = None  # a multi-label model's per-class decision thresholds (None: 0.5 each)
     anomaly_threshold: float | None = None  # an autoencoder's: abnormal above this MSE (None: the run chose none)
     part: str = "network"  # PARTS: "encoder" is an autoencoder's encoder alone (zoo export --encoder)
+    # a classifier's temperature, prediction sets and unfamiliar score (zoo.metrics.calibration); None: not fitted
+    calibration: Calibration | None = None
 
     @classmethod
     def of_checkpoint(cls, state: TrainingState, config: Config) -> Metadata:
@@ -84,7 +88,7 @@ class Metadata:
             num_classes, classes = 0, list(state.classes or [])
         return cls(config.model.name, num_classes, classes, Preprocessing.of_checkpoint(state, config),
                    config.to_dict(), zoo.__version__, str(torch.__version__), config.task, state.thresholds,
-                   state.anomaly_threshold)
+                   state.anomaly_threshold, calibration=state.calibration)
 
     @property
     def outputs(self) -> str:
@@ -98,7 +102,8 @@ class Metadata:
         fields = {"zoo_version": self.zoo_version, "torch_version": self.torch_version, "model_name": self.model_name,
                   "num_classes": self.num_classes, "classes": self.classes, **self.preprocessing.to_dict(),
                   "config": self.config, "task": self.task, "thresholds": self.thresholds,
-                  "anomaly_threshold": self.anomaly_threshold, "part": self.part}
+                  "anomaly_threshold": self.anomaly_threshold, "part": self.part,
+                  "calibration": None if self.calibration is None else self.calibration.to_dict()}
         return {key: json.dumps(value, ensure_ascii=False) for key, value in fields.items()}
 
     @classmethod
@@ -123,7 +128,7 @@ class Metadata:
                            "export it again") from None
         check = FieldCheck(path, "export it again with zoo export", "zoo metadata's ")
         # preprocessing: its own fields; the others absent from older exports
-        optional = ("preprocessing", "task", "thresholds", "anomaly_threshold", "part")
+        optional = ("preprocessing", "task", "thresholds", "anomaly_threshold", "part", "calibration")
         missing = [key for key in (*cls.__dataclass_fields__, *Preprocessing.__dataclass_fields__)
                    if key not in values and key not in optional]
         if missing:
@@ -142,7 +147,9 @@ class Metadata:
                    *(check.text(key, values[key]) for key in ("zoo_version", "torch_version")), task,
                    check.thresholds("thresholds", values.get("thresholds"), num_classes or None),
                    None if anomaly is None else check.number("anomaly_threshold", anomaly),
-                   check.text("part", values.get("part", "network"), PARTS))
+                   check.text("part", values.get("part", "network"), PARTS),
+                   check.calibration("calibration", values.get("calibration"),
+                                     {"in_channels": channels, "input_size": preprocessing.input_size}))
 
     def decider(self) -> Task:
         """The task that turns the outputs into decisions, with the exported thresholds."""
@@ -179,6 +186,11 @@ class Prediction:
     classes: tuple[str, ...]
     probabilities: tuple[float, ...]
     labels: tuple[str, ...] = ()
+    # with a calibration (Metadata.calibration): whether the picture is unlike the training data, its unfamiliar
+    # score (above the threshold: unfamiliar), and with a coverage its prediction set (class names, best first)
+    unfamiliar: bool | None = None
+    unfamiliar_score: float | None = None
+    set: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -189,21 +201,35 @@ class Prediction:
         return self.probabilities[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"labels": list(self.labels),
+        judged = ({"unfamiliar": self.unfamiliar, "unfamiliar_score": self.unfamiliar_score}
+                  if self.unfamiliar is not None else {})
+        return {"labels": list(self.labels), **judged, **({"set": list(self.set)} if self.set is not None else {}),
                 "top_k": [{"class": name, "index": index, "probability": probability}
                           for index, name, probability in zip(self.indices, self.classes, self.probabilities)]}
 
 
-def top_predictions(logits: Tensor, classes: Sequence[str], k: int, task: Task | None = None) -> list[Prediction]:
+def top_predictions(logits: Tensor, classes: Sequence[str], k: int, task: Task | None = None,
+                    calibration: Calibration | None = None, features: Tensor | None = None,
+                    coverage: float | None = None) -> list[Prediction]:
     """N x num_classes logits -> N Predictions of min(k, num_classes) classes each, with `task`'s decision
-    (None: single-label classification's)."""
+    (None: single-label classification's). With a `calibration`: the temperature-scaled probabilities, and with the
+    pictures' `features` (zoo.metrics.familiarity.pixel_features) each one's unfamiliar score and verdict; with a
+    `coverage` too, each one's prediction set."""
     task = task or Classification()
-    probabilities = task.probabilities(logits)
+    probabilities = task.probabilities(logits) if calibration is None else calibration.probabilities(logits)
     values, indices = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
     classes = list(classes)
     decided = task.decide(probabilities, classes)
-    return [Prediction(tuple(row), tuple(classes[i] for i in row), tuple(p), tuple(labels))
-            for row, p, labels in zip(indices.tolist(), values.tolist(), decided)]
+    count = len(logits)
+    scores = (calibration.unfamiliar(logits, features) if calibration is not None and features is not None
+              else None)
+    flagged = [None] * count if scores is None else (scores > calibration.familiarity.threshold).tolist()
+    scores = [None] * count if scores is None else scores.tolist()
+    sets = ([None] * count if calibration is None or coverage is None else
+            [tuple(classes[i] for i in chosen) for chosen in calibration.conformal.sets(probabilities, coverage)])
+    return [Prediction(tuple(row), tuple(classes[i] for i in row), tuple(p), tuple(labels), unfamiliar, score, chosen)
+            for row, p, labels, unfamiliar, score, chosen
+            in zip(indices.tolist(), values.tolist(), decided, flagged, scores, sets)]
 
 
 class Predictor:
@@ -220,13 +246,14 @@ class Predictor:
     def __init__(self, model: nn.Module | Network, classes: Sequence[str], transform: Callable[[Image.Image], Tensor],
                  *, in_channels: int, config: Config | None = None, preprocessing: Preprocessing | None = None,
                  device: torch.device | str = "cpu", source: str = "", fixed_batch: int | None = None,
-                 task: Task | None = None, part: str = "network") -> None:
+                 task: Task | None = None, part: str = "network", calibration: Calibration | None = None) -> None:
         self.model, self.classes, self.transform = model, list(classes), transform
         self.task = task or Classification()  # how the outputs become decisions (zoo.tasks)
         self.in_channels, self.config, self.preprocessing, self.source = in_channels, config, preprocessing, source
         self.device = torch.device(device)
         self.fixed_batch = fixed_batch  # an export with a static batch takes exactly this many pictures a call
         self.part = part
+        self.calibration = calibration  # temperature, prediction sets, unfamiliar score: None where not fitted
 
     @property
     def num_classes(self) -> int:
@@ -305,18 +332,41 @@ class Predictor:
         if not torch.isfinite(batch).all():
             raise ZooError(f"the batch holds NaN or infinite values; {fix}")
 
-    def decide(self, batch: Tensor, top_k: int) -> list[Prediction]:
-        """A preprocessed batch's Predictions: the top_k classes of each picture and what the model decided."""
-        return top_predictions(self.logits(batch), self.classes, top_k, self.task)
+    def decide(self, batch: Tensor, top_k: int, coverage: float | None = None) -> list[Prediction]:
+        """A preprocessed batch's Predictions: the top_k classes of each picture and what the model decided; with a
+        calibration, the calibrated probabilities and whether each picture is unfamiliar, and with `coverage` its
+        prediction set."""
+        features = pixel_features(batch) if self.calibration is not None else None
+        return top_predictions(self.logits(batch), self.classes, top_k, self.task, self.calibration, features,
+                               coverage)
 
-    def predict(self, images: Images, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+    def predict(self, images: Images, top_k: int = 5, batch_size: int = 64,
+                coverage: float | None = None) -> list[Prediction]:
         """The top_k classes of each picture, and what the model decided (Prediction.labels): paths, PIL images, or a
         float tensor N x C x H x W already preprocessed (by .transform). Returns one Prediction per picture, in
-        order (top_k is capped at the class count). Raises ZooError for a file that cannot be read (the whole call:
-        zoo predict skips such files), a tensor that is not a preprocessed batch (check_batch), or top_k below 1."""
+        order (top_k is capped at the class count). With a calibration (`.calibration`, fitted at the end of
+        training or by zoo calibrate) the probabilities are temperature-scaled and each Prediction says whether the
+        picture is `unfamiliar`; with `coverage` (a fraction, e.g. 0.9) it holds its prediction `set`, which
+        holds the true class that often (split conformal prediction). Raises ZooError for a file that cannot be
+        read (the whole call: zoo predict skips such files), a tensor that is not a preprocessed batch
+        (check_batch), top_k below 1, or a coverage outside (0, 1) or without a calibration."""
         if top_k < 1:
             raise ZooError(f"top_k is {top_k}; give 1 or more")
-        return [prediction for batch in self.batches(images, batch_size) for prediction in self.decide(batch, top_k)]
+        self.check_coverage(coverage)
+        return [prediction for batch in self.batches(images, batch_size)
+                for prediction in self.decide(batch, top_k, coverage)]
+
+    def check_coverage(self, coverage: float | None) -> None:
+        """Raises ZooError for a coverage that is not a fraction strictly between 0 and 1, or one asked of a model
+        without a calibration (an older checkpoint, another task, a run without a validation split)."""
+        if coverage is None:
+            return
+        if not 0 < coverage < 1:
+            raise ZooError(f"--coverage {coverage}: give the share of pictures whose prediction set must hold the true "
+                           "class, a fraction between 0 and 1 (e.g. 0.9)")
+        if self.calibration is None:
+            raise ZooError(f"--coverage: {self.source} has no calibration to build prediction sets from; "
+                           f"{uncalibrated_fix(self)}")
 
     def __repr__(self) -> str:
         return f"Predictor({self.source!r}, {self.num_classes} classes, device={self.device})"
@@ -402,7 +452,8 @@ class AutoencoderPredictor(Predictor):
         verdicts = self.task.verdicts(scores) if self.threshold is not None else [None] * len(scores)  # type: ignore
         return [AnomalyScore(score, verdict, self.threshold) for score, verdict in zip(scores.tolist(), verdicts)]
 
-    def decide(self, batch: Tensor, top_k: int | None = None) -> list[AnomalyScore]:  # type: ignore[override]
+    def decide(self, batch: Tensor, top_k: int | None = None,  # type: ignore[override]
+               coverage: float | None = None) -> list[AnomalyScore]:
         """A preprocessed batch's AnomalyScores (top_k: a classifier's, ignored)."""
         return self.judge(batch, self.outputs(batch))
 
@@ -489,7 +540,19 @@ def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.dev
     kind = AutoencoderPredictor if metadata.outputs == "reconstruction" else Predictor
     return kind(model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels,
                 config=config, preprocessing=preprocessing, device=device, source=str(source),
-                fixed_batch=fixed_batch, task=metadata.decider(), part=metadata.part)
+                fixed_batch=fixed_batch, task=metadata.decider(), part=metadata.part,
+                calibration=metadata.calibration)
+
+
+def uncalibrated_fix(predictor: Predictor) -> str:
+    """What gives `predictor`'s model a calibration: zoo calibrate for a single-label zoo classifier (then export it
+    again), nothing for another task or torchvision's weights."""
+    if predictor.config is None or predictor.task.name != "classification":
+        what = "torchvision's weights" if predictor.config is None else f"a {predictor.task.name} model"
+        return f"{what} have none (it is fitted on a single-label classifier's validation split): remove --coverage"
+    exported = Path(predictor.source).suffix.lower() in (".onnx", ".safetensors")
+    return ("run zoo calibrate on its run directory (it adds a temperature, prediction sets and an unfamiliar score "
+            "to best.pt)" + (", then zoo export again" if exported else ""))
 
 
 def open_checkpoint(path: Path) -> tuple[TrainingState, Config, nn.Module]:

@@ -40,10 +40,21 @@ class PredictionReport:
     others: list[Path] = field(default_factory=list)  # files in the folders that are not images
     task: str = "classification"  # the model's (zoo.tasks): a multi-label one's decisions are label sets
     threshold: float | None = None  # an autoencoder's anomaly threshold on the score (None: the run chose none)
+    # a calibrated classifier's threshold on the unfamiliar score (None: no calibration), and the coverage asked
+    unfamiliar_threshold: float | None = None
+    coverage: float | None = None
+
+    @property
+    def flagged(self) -> int:
+        """How many pictures were found unfamiliar."""
+        return sum(bool(getattr(record, "unfamiliar", False)) for _, record in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         threshold = {"threshold": self.threshold} if self.task == "reconstruction" else {}
-        return {"source": self.source, "task": self.task, **threshold, "images": len(self.rows),
+        judged = ({"unfamiliar_threshold": self.unfamiliar_threshold, "unfamiliar_count": self.flagged}
+                  if self.unfamiliar_threshold is not None else {})
+        coverage = {"coverage": self.coverage} if self.coverage is not None else {}
+        return {"source": self.source, "task": self.task, **threshold, **judged, **coverage, "images": len(self.rows),
                 "predictions": [{"path": str(path), **prediction.to_dict()} for path, prediction in self.rows],
                 "skipped": [{"path": str(path), "reason": reason} for path, reason in self.skipped]}
 
@@ -76,17 +87,21 @@ TOP_K = 5  # classes per image when top_k is not given (all of them for a model 
 
 
 def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: int | None = None, batch_size: int = 64,
-                  device: str = "auto", workers: int | None = None, progress: bool = False) -> PredictionReport:
+                  device: str = "auto", workers: int | None = None, progress: bool = False,
+                  coverage: float | None = None) -> PredictionReport:
     """The top_k classes (None: TOP_K, or every class of a model with fewer; a top_k above the model's classes
     shows them all, with a note) of every image `inputs` name (files, folders, glob patterns; see `gather`), by the
     network at `source` (see zoo.load) on `device`, `batch_size` pictures at a time, decoded by `workers`
     DataLoader processes (None: up to 4, none for a single batch). Unreadable files are warned about on stderr
     once the rest are predicted (one line a file for the first SHOWN, then one line counting the rest) and listed
     in the report's `skipped`. An autoencoder's rows are AnomalyScores (the reconstruction's MSE and the verdict at
-    the run's threshold, which the report keeps), and it takes no top_k.
+    the run's threshold, which the report keeps), and it takes no top_k. A calibrated classifier's rows say whether
+    each picture is unfamiliar (how many were is said on stderr), and with `coverage` hold its prediction set; an
+    uncalibrated one is said once on stderr.
 
     Raises ZooError for a missing path, a pattern matching nothing, no readable image, an unknown source,
-    top_k or batch_size below 1, or a top_k for an autoencoder.
+    top_k or batch_size below 1, a top_k for an autoencoder, or a coverage outside (0, 1) or for a model without a
+    calibration (Predictor.check_coverage).
     """
     if (top_k is not None and top_k < 1) or batch_size < 1:
         raise ZooError(f"--{'top-k' if top_k is not None and top_k < 1 else 'batch-size'} must be 1 or more")
@@ -99,11 +114,12 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     if predictor.preprocessing is not None:
         predictor.preprocessing.check_pictures()  # xor's network: one line before any file is read
     top_k = _top_k(predictor, top_k, source)
+    predictor.check_coverage(coverage)
     if others:  # once the source is known good: a bad one is the only line
         from zoo.data.images import note_others
 
         note_others(Path(inputs[0]) if len(inputs) == 1 else Path.cwd(), others)
-    rows, skipped = _predict(predictor, paths, top_k, batch_size, workers, progress)
+    rows, skipped = _predict(predictor, paths, top_k, batch_size, workers, progress, coverage)
     if not rows:
         raise ZooError(f"none of the {len(paths)} image files could be read ({_why(skipped[0][1])}); replace them")
     for _, reason in skipped[:SHOWN]:  # one line a file, as the README promises
@@ -111,8 +127,29 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     if len(skipped) > SHOWN:
         print(f"warning: {len(skipped) - SHOWN} more of the {len(paths)} image files could not be read and have no "
               "prediction", file=sys.stderr, flush=True)
-    return PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)], skipped,
-                            others, predictor.task.name, getattr(predictor.task, "threshold", None))
+    familiarity = predictor.calibration.familiarity if predictor.calibration is not None else None
+    report = PredictionReport(predictor.source, predictor.classes, [(paths[i], rows[i]) for i in sorted(rows)],
+                              skipped, others, predictor.task.name, getattr(predictor.task, "threshold", None),
+                              None if familiarity is None else familiarity.threshold, coverage)
+    _say_trust(predictor, report)
+    return report
+
+
+def _say_trust(predictor: Predictor, report: PredictionReport) -> None:
+    """One stderr line: how many pictures were unfamiliar, or that a single-label zoo classifier has no calibration."""
+    from zoo.inference.load import uncalibrated_fix
+
+    if predictor.task.name != "classification" or predictor.config is None:
+        return
+    if predictor.calibration is None:
+        print(f"note: {predictor.source} has no calibration: the probabilities are the raw softmax and no picture is "
+              f"checked for being unlike the training data; {uncalibrated_fix(predictor)}", file=sys.stderr, flush=True)
+        return
+    familiarity = predictor.calibration.familiarity
+    if familiarity is not None and report.flagged:
+        print(f"note: {report.flagged} of {len(report.rows)} pictures are unfamiliar, unlike the training data (score "
+              f"above {familiarity.threshold:.3g}, which {familiarity.familiar_share:.0%} of the validation pictures "
+              "pass): their classes may mean nothing", file=sys.stderr, flush=True)
 
 
 def _top_k(predictor: Predictor, top_k: int | None, source: str | Path) -> int:
@@ -132,7 +169,7 @@ def _top_k(predictor: Predictor, top_k: int | None, source: str | Path) -> int:
 
 
 def _predict(predictor: Predictor, paths: list[Path], top_k: int, batch_size: int, workers: int | None,
-             progress: bool) -> tuple[dict[int, Record], list[tuple[Path, str]]]:
+             progress: bool, coverage: float | None = None) -> tuple[dict[int, Record], list[tuple[Path, str]]]:
     """({index into paths: its record}, [(unreadable file, why)]): the files decoded by `workers` DataLoader
     processes (None: up to 4, none for a single batch) and run `batch_size` at a time."""
     if workers is None:
@@ -146,7 +183,7 @@ def _predict(predictor: Predictor, paths: list[Path], top_k: int, batch_size: in
     for indices, batch, failed in loader:
         skipped += [(paths[index], reason) for index, reason in failed]
         if batch is not None:
-            rows.update(zip(indices, predictor.decide(batch, top_k)))
+            rows.update(zip(indices, predictor.decide(batch, top_k, coverage)))
         if bar is not None:
             bar.update(len(indices) + len(failed))
     if bar is not None:

@@ -12,6 +12,9 @@ figures are zoo.present.figures'.
     reconstruction.py  an autoencoder's MSE and PSNR (per picture, peak 1), and the anomaly ROC AUC, average precision
                        and threshold of its reconstruction errors
     trust.py           ROC AUC and average precision per class, ECE and the reliability bins, confidently wrong
+    calibration.py     what makes predictions usable: temperature scaling, conformal prediction sets (RAPS), and the
+                       Calibration a checkpoint keeps
+    familiarity.py     the unfamiliar score: energy and the pixel statistics' Mahalanobis distance, with its threshold
     paired.py          two models compared: mean ± standard error, the paired t-test over seeds, McNemar's exact test
 """
 

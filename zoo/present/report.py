@@ -11,7 +11,10 @@ test or a link can name):
     classes      per-class precision, recall, F1 and support of the test split, as `zoo evaluate` measures them
     confusion    the confusion matrix, as `zoo evaluate` draws it (zoo.present.figures)
     trust        ROC and precision-recall curves, the reliability diagram and its ECE (zoo.metrics.trust;
-                 zoo.present.figures draws them)
+                 zoo.present.figures draws them), of the temperature-scaled probabilities where best.pt is calibrated
+    calibration  a single-label classifier's trust at prediction time (zoo.metrics.calibration): its temperature and
+                 the ECE before and after it, its prediction sets at 90% coverage, the share of the test split its
+                 unfamiliar score flags; or how to add them (zoo calibrate)
     wrong        the test images the model got wrong most confidently, with their files where the data has files
     filters      the first convolution's filters (zoo.present.grids.filter_grid: zoo explain --filters' picture)
     timing       seconds and images/s per epoch, and the whole run's: history.csv and metrics.json
@@ -64,8 +67,10 @@ if TYPE_CHECKING:
     from torch import nn
 
     from zoo.evaluation.evaluate import EvaluationReport
+    from zoo.metrics.calibration import Calibration
 
-SECTIONS = ("summary", "curves", "classes", "confusion", "trust", "wrong", "filters", "timing", "config")
+SECTIONS = ("summary", "curves", "classes", "confusion", "trust", "calibration", "wrong", "filters", "timing",
+            "config")
 FILTERS_WIDTH = 480  # pixels: the filter grid's width at least, with tiles of 1/columns of it
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "checkpoints/best.pt")  # what a finished run has
 
@@ -235,7 +240,7 @@ def build_page(run: Run, device: str = "auto") -> str:
         return autoencoder_page(run, device)
     notes = list(run.notes)
     evaluation = test_split(run, list(state.classes or map(str, range(state.num_classes))), state.num_classes, device,
-                            notes)
+                            notes, state.calibration)
     for note in notes:
         say(f"note: {note}", sys.stderr)
     metrics = run.metrics
@@ -254,6 +259,8 @@ def build_page(run: Run, device: str = "auto") -> str:
     else:
         page.add("confusion", "Decisions per class (test split)", decisions_html(evaluation))
     page.add("trust", "Can its scores be trusted? (test split)", trust_html(evaluation, title))
+    if evaluation.thresholds is None:  # a single-label classifier: calibrated, or one zoo calibrate can calibrate
+        page.add("calibration", "Trust at prediction time (test split)", calibration_html(evaluation, run))
     page.add("wrong", "The most confidently wrong test images", wrong_html(evaluation, title))
     page.add("filters", "First-layer filters", filters_html(model))
     page.add("timing", "Timing and throughput", timing_html(run))
@@ -296,11 +303,12 @@ def autoencoder_page(run: Run, device: str = "auto") -> str:
 
 
 def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto",
-               notes: list[str] | None = None) -> EvaluationReport:
+               notes: list[str] | None = None, calibration: Calibration | None = None) -> EvaluationReport:
     """best.pt on the run's test split: from the scores the run kept (zoo.evaluation.scores: no data read, nothing
     evaluated), or, for a run without them (older, or a split too large to keep) or with damaged ones, evaluated
     again as zoo evaluate does. What was damaged and left out is added to `notes`; evaluating again where the
-    data is gone too is a ZooError naming both."""
+    data is gone too is a ZooError naming both. With best.pt's `calibration`, the trust figures are of the
+    temperature-scaled probabilities, as zoo evaluate's, and `calibrated` holds its figures (calibrated_figures)."""
     import torch
     from torch.nn import functional
 
@@ -309,29 +317,52 @@ def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto",
     from zoo.loop import EpochResult
     from zoo.metrics import MetricAccumulator
     from zoo.metrics.trust import compute_trust, output_names
+    from zoo.training.run import COVERAGE
 
     notes = [] if notes is None else notes
+    coverage = None if calibration is None else COVERAGE  # the prediction sets metrics.json gives figures of
     try:
-        scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), outputs)
+        scores = read_scores(run.directory, run.metrics.get("test", {}).get("count"), outputs,
+                             1.0 if calibration is None else calibration.temperature)
     except DamagedScores as damaged:
         try:
-            evaluation = evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+            evaluation = evaluate_checkpoint(run.checkpoint, "test", device=device, save=False, coverage=coverage)
         except ZooError as error:
             raise ZooError(f"{damaged}; and best.pt cannot be measured again: {error}") from None
         notes.append(f"{damaged}; the figures are best.pt's measured on the test split again")
         return evaluation
     if scores is None:  # a multi-label run keeps none: its targets are sets
-        return evaluate_checkpoint(run.checkpoint, "test", device=device, save=False)
+        return evaluate_checkpoint(run.checkpoint, "test", device=device, save=False, coverage=coverage)
     notes.extend(scores.notes)
     logits, targets = torch.from_numpy(scores.logits), torch.from_numpy(scores.targets)
     accumulator = MetricAccumulator(outputs)
     accumulator.update(logits, targets, functional.cross_entropy(logits, targets))
-    trust = compute_trust(logits, targets, output_names(classes, outputs), scores.paths)
+    calibrated = None if calibration is None else calibrated_figures(run, calibration, logits, targets, COVERAGE)
+    tempered = logits if calibration is None else logits / calibration.temperature  # as zoo evaluate measures them
+    trust = compute_trust(tempered, targets, output_names(classes, outputs), scores.paths)
     pictures = scores.pictures
     if scores.paths is not None and trust.wrong:  # the files themselves, where they still are
         pictures = pictures_of([wrong.path for wrong in trust.wrong])
     return EvaluationReport(run.checkpoint, "test", classes, EpochResult(accumulator.compute(), 0.0, 0), None, None,
-                            logits=logits, paths=scores.paths, targets=targets, trust=trust, wrong_images=pictures)
+                            logits=logits, paths=scores.paths, targets=targets, trust=trust, wrong_images=pictures,
+                            calibrated=calibrated)
+
+
+def calibrated_figures(run: Run, calibration: Calibration, logits: Any, targets: Any, coverage: float
+                       ) -> dict[str, Any]:
+    """Calibration.figures of the kept test logits (no data read): the temperature, the ECE before and after it and
+    the prediction sets at `coverage`; and the share of the test split the unfamiliar score flags, which needs the
+    pictures, as metrics.json holds it where the run fitted this calibration (zoo calibrate writes no metrics.json)."""
+    from dataclasses import replace
+
+    # without its familiarity, figures() reads no pixel statistics: the kept scores have none
+    figures = replace(calibration, familiarity=None).figures(logits, targets, None, coverage)
+    kept, unfamiliar = run.metrics.get("calibration"), run.metrics.get("unfamiliar")
+    same = isinstance(kept, dict) and kept.get("temperature") == calibration.temperature
+    if same and isinstance(unfamiliar, dict) and all(isinstance(unfamiliar.get(key), (int, float)) for key in
+                                                     ("threshold", "familiar_share", "test_flagged")):
+        figures["unfamiliar"] = {key: unfamiliar[key] for key in ("threshold", "familiar_share", "test_flagged")}
+    return figures
 
 
 def pictures_of(paths: Sequence[str]) -> list[Image.Image] | None:
@@ -423,6 +454,34 @@ def trust_html(evaluation: EvaluationReport, title: str) -> str:
                                                  "calibrated model follows the diagonal."),
         "</div>",
     ])
+
+
+def calibration_html(evaluation: EvaluationReport, run: Run) -> str:
+    """What a prediction of best.pt says beside its class (zoo.metrics.calibration): its temperature and the test
+    ECE before and after it, its prediction sets, the share of the test split flagged unfamiliar; or, uncalibrated,
+    how to add them."""
+    figures = evaluation.calibrated
+    if figures is None:
+        return (f"<p>None: best.pt has no calibration (trained before zoo fitted one, or with calibration.enabled "
+                f"false). <code>zoo calibrate {html.escape(str(run.directory))}</code> fits a temperature, prediction "
+                "sets (<code>zoo predict --coverage</code>) and an unfamiliar score on the validation split.</p>")
+    calibration, conformal, unfamiliar = figures["calibration"], figures.get("conformal"), figures.get("unfamiliar")
+    before, after = percent(calibration["ece_before"]), percent(calibration["ece_after"])
+    rows = [("temperature", f"{calibration['temperature']:.3f}"), ("test ECE, before / after it",
+                                                                  f"{before} / {after}")]
+    if conformal is not None:
+        size, count = conformal["mean_set_size"], conformal["calibration_images"]
+        rows += [(f"prediction sets at {conformal['target']:.0%} coverage: test coverage",
+                  percent(conformal["coverage"])),
+                 ("mean set size", f"{size:.2f} classes (from {count:,} validation images)")]
+    rows.append(("test images flagged unfamiliar", "n/a: zoo evaluate measures it" if unfamiliar is None else
+                 f"{percent(unfamiliar['test_flagged'])} (threshold {unfamiliar['threshold']:.3g}: "
+                 f"{unfamiliar['familiar_share']:.0%} of the validation pictures pass)"))
+    return ("<p>Fitted on the validation split (zoo.metrics.calibration): the temperature that divides the logits "
+            "(Guo et al. 2017; the figures above are of the probabilities it gives, as <code>zoo predict</code> "
+            "gives them), the prediction sets that hold the true class at least that often (split conformal "
+            "prediction, <code>zoo predict --coverage</code>), and the score that flags pictures unlike the "
+            "training data.</p>\n" + table(["", ""], rows, header=False, kind="kv"))
 
 
 def wrong_html(evaluation: EvaluationReport, title: str) -> str:

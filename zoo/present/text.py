@@ -267,6 +267,7 @@ def _evaluation_table(report: EvaluationReport) -> str:
     ]
     lines.append(_per_class_table(report))
     lines += _trust_lines(report)
+    lines += _calibration_lines(report)
     if not sets and len(report.classes) <= 30:
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
         lines.append(render(["true class", *report.classes],
@@ -320,6 +321,34 @@ def _trust_lines(report: EvaluationReport) -> list[str]:
                  else f"the {len(trust.wrong)} surest of {trust.wrong_count:,} wrong")
         lines.append(f"most confidently wrong: {shown}{gallery}; the surest {trust.classes[first.true]} -> "
                      f"{trust.classes[first.predicted]} at {first.probability:.1%}")
+    return lines
+
+
+def _calibration_lines(report: EvaluationReport) -> list[str]:
+    """A calibrated classifier's figures (EvaluationReport.calibrated): its temperature and the ECE before and after
+    it, its prediction sets at the coverage asked for, and the share of the split (and of an --unfamiliar folder)
+    its unfamiliar score flags; for an uncalibrated one, none (evaluate said how to add them)."""
+    figures = report.calibrated
+    if figures is None:
+        return []
+    calibration = figures["calibration"]
+    bins = f" ({len(report.trust.reliability)} bins)" if report.trust is not None else ""
+    lines = ["", f"calibration: temperature {calibration['temperature']:.2f}, ECE {calibration['ece_before']:.2%} -> "
+                 f"{calibration['ece_after']:.2%}{bins}"]
+    if (conformal := figures.get("conformal")) is not None:
+        count = conformal["calibration_images"]
+        few = (f"; {count} can promise at most {count / (count + 1):.0%}, so every set holds every class"
+               if conformal["target"] > count / (count + 1) else "")
+        lines.append(f"prediction sets at {conformal['target']:.0%} coverage: {conformal['coverage']:.1%} covered, "
+                     f"{conformal['mean_set_size']:.2f} classes on average (from {count:,} validation images{few})")
+    if (unfamiliar := figures.get("unfamiliar")) is not None:
+        evaluated = report.evaluated or f"the {report.split} split"
+        evaluated = evaluated.replace("every image of", "the images of", 1).replace("every row of", "the rows of", 1)
+        lines.append(f"unfamiliar: {unfamiliar['test_flagged']:.1%} of {evaluated} flagged (threshold "
+                     f"{unfamiliar['threshold']:.2f}: {unfamiliar['familiar_share']:.0%} of validation pictures pass)")
+        if "folder" in unfamiliar:
+            lines.append(f"unfamiliar folder {unfamiliar['folder']}: {unfamiliar['folder_flagged']:.1%} of "
+                         f"{unfamiliar['folder_images']:,} flagged, AUROC {fraction(unfamiliar['auroc'])}")
     return lines
 
 
@@ -386,17 +415,47 @@ def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
         return _anomaly_scores(report, fmt)
     k = max(len(prediction.classes) for _, prediction in report.rows)
     sets = report.task == "multilabel"  # its decision is a set of labels: a column of its own, first
+    judged = report.unfamiliar_threshold is not None  # a calibrated classifier: each row says if it is unfamiliar
+    chosen = report.coverage is not None  # each row's prediction set
     if fmt == "csv":
-        headers = [*(["path", "labels"] if sets else ["path"]),
+        headers = [*(["path", "labels"] if sets else ["path"]), *(["unfamiliar", "unfamiliar_score"] if judged else []),
+                   *(["set"] if chosen else []),
                    *(f"{name}_{rank}" for rank in range(1, k + 1) for name in ("class", "probability"))]
         rows = [[str(path), *([";".join(p.labels)] if sets else []),
+                 *([p.unfamiliar, p.unfamiliar_score] if judged else []), *([";".join(p.set)] if chosen else []),
                  *(value for pair in zip(p.classes, p.probabilities) for value in pair)] for path, p in report.rows]
         return render(headers, rows, "csv")
-    headers = ["image", *(["labels"] if sets else []), *(f"top-{rank}" for rank in range(1, k + 1))]
+    headers = ["image", *(["labels"] if sets else []), *(["unfamiliar"] if judged else []),
+               *([f"set ({report.coverage:.0%})"] if chosen else []), *(f"top-{rank}" for rank in range(1, k + 1))]
     rows = [[str(path), *(["; ".join(p.labels) or "(none)"] if sets else []),
+             *(["yes" if p.unfamiliar else ""] if judged else []), *([", ".join(p.set)] if chosen else []),
              *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
             for path, p in report.rows]
     return render(headers, rows, "table", numeric=[False] * len(headers))
+
+
+def render_calibration(result: Any, fmt: str = "table") -> str:
+    """`zoo calibrate`: what was fitted (a zoo.training.calibrate.CalibrationResult) and the test split's figures
+    with it; JSON: its to_dict."""
+    check_format(fmt)
+    if fmt == "json":
+        from zoo.rundir import json_text
+
+        return json_text(result.to_dict())
+    figures = result.figures
+    calibration, lines = figures["calibration"], [f"calibrated {result.checkpoint} on its validation split "
+                                                  f"({result.validation_images} images)"]
+    lines.append(f"temperature {calibration['temperature']:.3f}: test ECE {percent(calibration['ece_before'])} -> "
+                 f"{percent(calibration['ece_after'])}")
+    conformal = figures.get("conformal")
+    if conformal is not None:
+        lines.append(f"prediction sets at {conformal['target']:.0%} coverage: {percent(conformal['coverage'])} of the "
+                     f"test split covered, {conformal['mean_set_size']:.2f} classes on average")
+    unfamiliar = figures.get("unfamiliar")
+    if unfamiliar is not None:
+        lines.append(f"unfamiliar above {unfamiliar['threshold']:.3g} ({unfamiliar['familiar_share']:.0%} of the "
+                     f"validation pictures pass): {percent(unfamiliar['test_flagged'])} of the test split flagged")
+    return "\n".join(lines)
 
 
 def _anomaly_scores(report: PredictionReport, fmt: str) -> str:

@@ -4,7 +4,8 @@
     result = zoo.training.resume("runs/lenet5_digits/<time>")    # continue a stopped run exactly
 
 The run (run.py) reads top to bottom: set up (setup.assemble, stage by stage) -> in its directory
-(directory.RunDirectory), for each epoch: train, validate, log, checkpoint, stop? -> test -> metrics.json.
+(directory.RunDirectory), for each epoch: train, validate, log, checkpoint, stop? -> decide thresholds,
+calibrate -> test -> metrics.json.
 `_run` and `_epochs` fit on one screen. The steps themselves are zoo.loop's; the checkpoint's schema is
 zoo.checkpoint's.
 
@@ -24,6 +25,7 @@ zoo.checkpoint's.
     history.py      history.csv: a row of figures per epoch, as it ends
     lr_find.py      zoo lr-find: the learning-rate range test, leaving nothing behind but its picture
     tensorboard.py  what TensorBoard shows: scalars, gradient norms, histograms, confusion matrices, hparams
+    calibrate.py    a classifier's temperature, prediction sets and unfamiliar score: at a run's end, zoo calibrate
 """
 
 from zoo.training.run import RunResult, finetune, resume, train

@@ -17,6 +17,7 @@ from zoo.config import Config, load_config
 from zoo.distributed import Job, launch
 from zoo.errors import ZooError
 from zoo.loop import EpochResult, evaluate_loader, train_epoch
+from zoo.metrics.calibration import Calibration
 from zoo.present.console import say
 from zoo.rundir import RunLock, WriteError, check_present, write_json
 from zoo.training.directory import RunDirectory
@@ -26,6 +27,8 @@ from zoo.training.log import RunLog
 from zoo.training.restarts import Attempt, find_run
 from zoo.training.resume import ResumePlan, continue_run, prepare_resume
 from zoo.training.setup import Parts, assemble, topic
+
+COVERAGE = 0.9  # metrics.json's prediction sets: their coverage and size on the test split at this target
 
 
 @dataclass(frozen=True)
@@ -137,20 +140,7 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
                 step, pruned = _epochs(run)
             if job.is_main:
                 check_present(run.directory)  # before best.pt is read back
-            _load_best(parts, job, run.directory)
-            if _decide(parts, job, run.directory) and parts.val_loader is not None:
-                progress.best_val = section(_validate(parts, parts.model))  # the figures at the thresholds decided
-            test, scores = _test_best(parts, job)
-            metrics = _metrics(parts, progress, step, test) | ({"pruned_at_epoch": pruned} if pruned else {})
-            if job.is_main:
-                try:
-                    if scores is not None:  # a reconstruction has no class scores
-                        _write_scores(parts, run.directory, *scores)
-                    write_json(run.directory / "metrics.json", metrics)  # last: a run with metrics.json has all
-                except WriteError as error:
-                    raise error.with_fix(f"the checkpoints are saved: free some space, then zoo train --resume "
-                                         f"{run.directory} tests best.pt again and writes the rest") from None
-            log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores, parts.task)
+            test, metrics = _finish(run, progress, step, pruned)
     m = test.metrics
     top5 = f" top5 {m.top5_accuracy:.2%}" if m.top5_accuracy is not None else ""
     given = "gray" if parts.config.reconstruction.colorize else "noisy"
@@ -160,6 +150,31 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
         f"{progress.best_epoch})\n"
         f"metrics: {run.directory / 'metrics.json'}")
     return RunResult(run.directory, metrics)
+
+
+def _finish(run: Run, progress, step: int, pruned: int | None) -> tuple[EpochResult, dict[str, Any]]:
+    """After the epochs: best.pt's weights decide the thresholds and fit the calibration, then are tested; rank 0
+    writes test_scores.npz and, last, metrics.json. Returns the test split's figures and what metrics.json holds."""
+    parts, job = run.parts, run.job
+    _load_best(parts, job, run.directory)
+    if _decide(parts, job, run.directory) and parts.val_loader is not None:
+        progress.best_val = section(_validate(parts, parts.model))  # the figures at the thresholds decided
+    calibration = _calibrate(parts, job, run.directory)
+    test, scores = _test_best(parts, job)
+    metrics = _metrics(parts, progress, step, test) | ({"pruned_at_epoch": pruned} if pruned else {})
+    if calibration is not None and scores is not None:
+        metrics |= calibration.figures(*scores, coverage=COVERAGE)
+    scores = scores[:2] if scores is not None else None
+    if job.is_main:
+        try:
+            if scores is not None:  # a reconstruction has no class scores
+                _write_scores(parts, run.directory, *scores, 1.0 if calibration is None else calibration.temperature)
+            write_json(run.directory / "metrics.json", metrics)  # last: a run with metrics.json has all
+        except WriteError as error:
+            raise error.with_fix(f"the checkpoints are saved: free some space, then zoo train --resume "
+                                 f"{run.directory} tests best.pt again and writes the rest") from None
+    run.log.finish(test, progress.epochs_run, progress.best_val, parts.splits.classes, scores, parts.task)
+    return test, metrics
 
 
 def _epochs(run: Run) -> tuple[int, int | None]:
@@ -279,7 +294,34 @@ def _decide_anomaly_threshold(parts: Parts, job: Job, run_dir: Path) -> None:
         save_checkpoint(replace(read_state(best, "weights"), anomaly_threshold=threshold), best)
 
 
-def _test_best(parts: Parts, job: Job) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
+def _calibrate(parts: Parts, job: Job, run_dir: Path) -> Calibration | None:
+    """A single-label classifier's calibration on best.pt's weights (zoo.training.calibrate): fitted on rank 0 from
+    the validation split gathered over the ranks and the training images' pixel statistics, written into best.pt.
+    None for another task, without a validation split, or with calibration.enabled false (said once)."""
+    from dataclasses import replace
+
+    from zoo.checkpoint import save_checkpoint
+    from zoo.training.calibrate import train_features
+
+    config = parts.config
+    if parts.task.name != "classification" or not config.calibration.enabled:
+        return None
+    if parts.val_loader is None:
+        if job.is_main:
+            say("note: no validation split (data.val_split 0), so no temperature, prediction sets or unfamiliar "
+                "score: zoo predict gives the raw softmax; train with data.val_split above 0 for them", file=sys.stderr)
+        return None
+    _, scores = _scores(parts, job, parts.val_loader)
+    if not job.is_main:
+        return None
+    pixels = train_features(parts.splits, config.data, parts.compute.device)
+    calibration = Calibration.fit(*scores, pixels, config.calibration.familiar_share)
+    best = run_dir / "checkpoints" / "best.pt"
+    save_checkpoint(replace(read_state(best, "weights"), calibration=calibration), best)
+    return calibration
+
+
+def _test_best(parts: Parts, job: Job) -> tuple[EpochResult, tuple[torch.Tensor, ...] | None]:
     """The test split on best.pt's weights (_load_best), on every rank; and, on rank 0, its (N x classes logits, N
     labels) over every rank's share in the split's order, for TensorBoard's PR curves and test_scores.npz (one pass,
     after the training loop: its cost is the copy of each test batch's logits to the CPU). A reconstruction's
@@ -294,37 +336,44 @@ def _validate_split(parts: Parts, loader) -> EpochResult:
                            task=parts.task)
 
 
-def _scores(parts: Parts, job: Job, loader) -> tuple[EpochResult, tuple[torch.Tensor, torch.Tensor] | None]:
+def _scores(parts: Parts, job: Job, loader) -> tuple[EpochResult, tuple[torch.Tensor, ...] | None]:
     """One split's figures on every rank, and on rank 0 its (N x classes logits, targets: N labels, or N x classes
-    for multi-label) gathered over every rank's share in the split's order."""
+    for multi-label, N x D pixel statistics of the inputs) gathered over every rank's share in the split's order."""
     logits: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
+    features: list[torch.Tensor] = []
     result = evaluate_loader(parts.model, loader, parts.compute, parts.eval_criterion, parts.num_classes,
-                             logits=logits, targets=targets, task=parts.task)
-    mine = ((torch.cat(logits), torch.cat(targets)) if logits
-            else (torch.empty(0, parts.num_classes), parts.task.empty_targets(parts.num_classes)))
+                             logits=logits, targets=targets, task=parts.task, features=features)
+    mine = ((torch.cat(logits), torch.cat(targets), torch.cat(features)) if logits
+            else (torch.empty(0, parts.num_classes), parts.task.empty_targets(parts.num_classes),
+                  torch.empty(0, 0, dtype=torch.float64)))
     shares = job.gather(mine)  # a rank's share may be empty: a split of fewer images than ranks
     if not job.is_main:
         return result, None
     count = sum(len(share[1]) for share in shares)
-    logits = torch.empty(count, parts.num_classes)
-    targets = torch.empty((count, *mine[1].shape[1:]), dtype=mine[1].dtype)
+    width = max(share[2].shape[1] for share in shares)
+    gathered = (torch.empty(count, parts.num_classes), torch.empty((count, *mine[1].shape[1:]), dtype=mine[1].dtype),
+                torch.empty(count, width, dtype=torch.float64))
     # rank r evaluated samples r, r + w, ... (ShardSampler)
-    for rank, (share_logits, share_targets) in enumerate(shares):
-        logits[rank::len(shares)], targets[rank::len(shares)] = share_logits.float(), share_targets
-    return result, (logits, targets)
+    for rank, share in enumerate(shares):
+        for whole, part in zip(gathered, share):
+            if len(part):
+                whole[rank::len(shares)] = part.to(whole.dtype)
+    return result, gathered
 
 
-def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: torch.Tensor) -> None:
-    """test_scores.npz (zoo.evaluation.scores) for zoo report: the scores, and the pictures of the most confidently
-    wrong images where the data set holds tensors (16 samples read again: milliseconds)."""
+def _write_scores(parts: Parts, run_dir: Path, logits: torch.Tensor, targets: torch.Tensor,
+                  temperature: float = 1.0) -> None:
+    """test_scores.npz (zoo.evaluation.scores) for zoo report: the scores (the network's logits), and the pictures of
+    the most confidently wrong images where the data set holds tensors (16 samples read again: milliseconds), the
+    surest first by the probabilities the model gives (divided by the calibration's `temperature`)."""
     from zoo.evaluation.scores import fingerprint, most_confidently_wrong, write_scores
 
     if parts.task.label_sets:  # the file holds class indices: zoo report evaluates best.pt instead
         return
     test = parts.splits.test
     paths = getattr(test, "paths", None)
-    wrong = most_confidently_wrong(logits.numpy(), targets.numpy())
+    wrong = most_confidently_wrong((logits / temperature).numpy(), targets.numpy())
     pictures = None
     if paths is None and wrong.size:
         from zoo.present.figures import input_picture
