@@ -26,7 +26,7 @@ from zoo.metrics.calibration import (
     prediction_sets,
     top1_ece,
 )
-from zoo.metrics.familiarity import FEATURES_PER_CHANNEL, Familiarity, energy, pixel_features
+from zoo.metrics.familiarity import FEATURES_PER_CHANNEL, Familiarity, energy, ledoit_wolf, pixel_features
 from zoo.metrics.trust import compute_trust
 
 # ---- the figures ---------------------------------------------------------------------------------------
@@ -97,6 +97,14 @@ def test_split_conformal_covers_exchangeable_pictures(coverage):
         sizes.append(size)
     assert np.mean(covered) >= coverage - 0.005
     assert 1 <= np.mean(sizes) < 5  # shorter than every class
+
+
+@pytest.mark.parametrize(("n", "d"), [(50, 20), (1294, 20), (300, 60), (10, 30)])
+def test_ledoit_wolf_is_scikit_learns(n, d):
+    from sklearn.covariance import LedoitWolf
+
+    x = np.random.default_rng(n).normal(size=(n, d)) @ np.random.default_rng(d).normal(size=(d, d)) + 3
+    assert np.allclose(ledoit_wolf(x), LedoitWolf().fit(x).covariance_, rtol=1e-10, atol=1e-12)
 
 
 def test_pixel_features_per_channel():

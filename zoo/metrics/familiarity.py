@@ -10,7 +10,7 @@ Two published, cheap signals, each standardised on the validation split and comb
   saturate. But a network can be sure of a picture it never saw (Nguyen et al. 2015): dark-on-white digits get a
   mean top-1 probability of 0.71 from a model of light-on-dark ones.
 - **pixel statistics**: the Mahalanobis distance of a picture's pixel statistics from the training images' (the
-  features below, with scikit-learn's Ledoit-Wolf shrunk covariance, so that a few hundred images estimate it). What
+  features below, with the Ledoit-Wolf shrunk covariance, so that a few hundred images estimate it). What
   the network never sees as a question: an inverted, blank, noisy or coloured picture is far from the training
   images in these figures, however sure the network is.
 
@@ -81,20 +81,18 @@ class Familiarity:
             familiar_share: float = FAMILIAR_SHARE) -> Familiarity:
         """Fitted on the training images' pixel_features (N x D; 2 or more images) and the validation split's N x K
         logits and pixel_features. Raises ValueError for fewer than 2 training images or no validation one."""
-        from sklearn.covariance import LedoitWolf
-
         if len(train_features) < 2 or len(val_logits) == 0:
             raise ValueError("the unfamiliar score needs 2 or more training images and a validation split")
         train = train_features.double().numpy()
-        shrunk = LedoitWolf().fit(train)
-        precision = np.linalg.pinv(shrunk.covariance_, hermitian=True)
+        location, covariance = train.mean(axis=0), ledoit_wolf(train)
+        precision = np.linalg.pinv(covariance, hermitian=True)
         signals = np.stack([energy(val_logits).numpy(),
-                            _distance(val_features.double().numpy(), shrunk.location_, precision)])
+                            _distance(val_features.double().numpy(), location, precision)])
         centre = np.median(signals, axis=1)
         top = np.array([quantile_higher(row, FAMILIAR_SHARE) for row in signals])
         scale = np.maximum(top - centre, 1e-6 * (np.abs(centre) + 1))  # a signal constant on the split: any rise counts
         combined = ((signals - centre[:, None]) / scale[:, None]).max(axis=0)
-        return cls(shrunk.location_.tolist(), precision.tolist(), centre.tolist(), scale.tolist(),
+        return cls(location.tolist(), precision.tolist(), centre.tolist(), scale.tolist(),
                    quantile_higher(combined, familiar_share), familiar_share)
 
     def signals(self, logits: Tensor, features: Tensor) -> Tensor:
@@ -117,6 +115,25 @@ class Familiarity:
 def quantile_higher(values: np.ndarray, share: float) -> float:
     """NumPy's "higher" quantile: the smallest value with at least `share` of `values` at or below it."""
     return float(np.quantile(np.asarray(values, dtype=np.float64), share, method="higher"))
+
+
+def ledoit_wolf(x: np.ndarray) -> np.ndarray:
+    """The Ledoit-Wolf shrunk covariance (D x D) of the rows of N x D `x`: (1 - s) S + s mu I, with S the sample
+    covariance (divided by N), mu its mean variance and s the shrinkage that minimises the expected squared error
+    (Ledoit and Wolf 2004, "A well-conditioned estimator for large-dimensional covariance matrices", Lemma 3.1-3.4).
+    scikit-learn's LedoitWolf().fit(x).covariance_, to rounding (tested); written here because importing
+    sklearn.covariance costs a second, 6% of the main job."""
+    n = len(x)
+    centred = x - x.mean(axis=0)
+    sample = centred.T @ centred / n
+    mu = np.trace(sample) / len(sample)
+    target = sample - mu * np.eye(len(sample))
+    delta = (target ** 2).sum() / len(sample)  # the distance of S from mu I
+    # beta: how far each observation's outer product scatters around S, averaged
+    beta = ((centred ** 2).T @ (centred ** 2)).sum() / n - (sample ** 2).sum()
+    beta = min(beta / (n * len(sample)), delta)
+    shrinkage = 0.0 if delta == 0 else beta / delta
+    return (1 - shrinkage) * sample + shrinkage * mu * np.eye(len(sample))
 
 
 def _distance(features: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
