@@ -190,7 +190,8 @@ class RunsCode:
 
 def uncalibrated(checkpoint: Path) -> dict:
     """The checkpoint as zoo saved it before it fitted calibrations: no `calibration`."""
-    return {key: value for key, value in torch.load(checkpoint, weights_only=True).items() if key != "calibration"}
+    state = {key: value for key, value in torch.load(checkpoint, weights_only=True).items() if key != "calibration"}
+    return {**state, "config": {key: value for key, value in state["config"].items() if key != "calibration"}}
 
 
 def code_in_pickle(checkpoint: Path) -> dict:
@@ -322,6 +323,22 @@ def exported(**strings: str) -> Callable[[Path, Path], None]:
 def nan_weights(state: dict) -> dict:
     return {key: tensor * float("nan") if tensor.is_floating_point() else tensor
             for key, tensor in state["model"].items()}
+
+
+def untrained_autoencoder(checkpoint: Path) -> dict:
+    """ANOMALY's network as it starts, saved as zoo saves a checkpoint."""
+    from zoo.checkpoint import Normalization, TrainingState
+    from zoo.config import load_config
+
+    config = load_config(ROOT / ANOMALY)
+    return TrainingState.of_network(config.model.build(0, 1), config.to_dict(), ["0"],
+                                    Normalization((0.0,), (1.0,), 28, 1)).to_dict()
+
+
+def offline_mnist(state: dict) -> dict:
+    """The checkpoint's config with its data moved to MNIST that is not downloaded here."""
+    data = {**state["config"]["data"], "name": "mnist", "root": "nowhere", "download": False}
+    return {**state["config"], "data": data}
 
 
 CASES = [
@@ -644,6 +661,19 @@ CASES = [
     Case("export: onto the checkpoint itself",
          ("export", CHECKPOINT, "--format", "safetensors", "--output", CHECKPOINT),
          f"--output {CHECKPOINT} is the checkpoint itself", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("export: int8 in another format than ONNX", ("export", CHECKPOINT, "--format", "pt2", "--quantize", "int8"),
+         "--quantize int8 writes ONNX (ONNX Runtime's static quantization); --format pt2 has no int8 file: give "
+         "--format onnx", with_checkpoint(), "a lenet5 checkpoint"),
+    Case("export: a negative --max-drop", ("export", CHECKPOINT, "--quantize", "int8", "--max-drop", "-1"),
+         "--max-drop -1.0: give the test top-1 the int8 file may lose, in percentage points, 0 or more",
+         with_checkpoint(), "a lenet5 checkpoint"),
+    Case("export: int8 of an autoencoder", ("export", "autoencoder.pt", "--quantize", "int8"),
+         "--quantize: autoencoder.pt is an autoencoder (task reconstruction); an int8 file is verified by its test "
+         "top-1 accuracy", saved(untrained_autoencoder, "autoencoder.pt"), f"{ANOMALY}'s network"),
+    Case("export: int8 without the run's test split at hand", ("export", CHECKPOINT, "--quantize", "int8"),
+         "an int8 file is verified on the run's test split against its labels: run zoo export where the data "
+         "(mnist) is at hand, or export without --quantize", crafted(config=offline_mnist),
+         "a lenet5 checkpoint of MNIST, not downloaded here"),
     Case("lr-find: too few steps", ("lr-find", "--config", "configs/lenet5_digits.yaml", "--steps", "3"),
          "--steps is 3; give 5 to 1000 optimizer steps"),
     Case("lr-find: a range that goes down", ("lr-find", "--config", "configs/lenet5_digits.yaml",

@@ -219,7 +219,7 @@ def test_an_old_checkpoint_predicts_with_a_note_and_zoo_calibrate_adds_the_same(
     shutil.copytree(digits_run.run_dir, old)
     best = old / "checkpoints" / "best.pt"
     data = torch.load(best, weights_only=True)
-    del data["calibration"]  # as a checkpoint written before calibration was added
+    del data["calibration"], data["config"]["calibration"]  # as a checkpoint written before calibration was added
     torch.save(data, best)
     picture = pictures / "dark_on_light" / "0000.png"
     out = run_zoo("predict", old, picture, "-f", "json")
@@ -269,3 +269,11 @@ def test_a_resumed_run_fits_the_calibration_an_uninterrupted_one_does(tmp_path, 
     kept = [read_state(r.run_dir / "checkpoints" / "best.pt", "weights").calibration for r in (whole, resumed)]
     assert kept[0] is not None and kept[0] == kept[1]
     assert whole.metrics["unfamiliar"] == resumed.metrics["unfamiliar"]
+
+
+def test_explain_gives_the_calibrated_probabilities_and_the_unfamiliar_flag(digits_run, pictures, tmp_path):
+    picture = pictures / "dark_on_light" / "0000.png"
+    out = run_zoo("explain", digits_run.run_dir, picture, "-o", tmp_path, "--top-k", "1")
+    assert out.returncode == 0, out.stderr
+    probability = zoo.load(digits_run.run_dir).predict(picture, top_k=1)[0].probability
+    assert f"{probability:.1%} (unfamiliar: unlike the training data)" in out.stdout

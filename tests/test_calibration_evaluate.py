@@ -47,6 +47,7 @@ def stripped(best: Path, target: Path) -> Path:
     """A copy of `best` without its calibration: a checkpoint from before zoo fitted one."""
     state = torch.load(best, weights_only=True)
     assert state.pop("calibration") is not None
+    del state["config"]["calibration"]  # nor its config the section
     torch.save(state, target)
     return target
 

@@ -41,6 +41,8 @@ CHANGES: dict[str, tuple[str, object]] = {
     "reconstruction.loss": ("mse", REFUSED),
     "reconstruction.false_positive_rate": ("0.1", REFUSED),
     "reconstruction.colorize": ("true", REFUSED),
+    "calibration.enabled": ("false", False),  # fitted (or not) as the resumed run ends, as the new config says
+    "calibration.familiar_share": ("0.9", 0.9),
     "data.batch_size": ("64", 64),
     "data.eval_batch_size": ("100", 100),
     "data.workers": ("0", 0),

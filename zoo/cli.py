@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from zoo.errors import ZooError
-from zoo.present.text import EvaluationFormat, ExportFormat, Format, PredictionFormat
+from zoo.present.text import EvaluationFormat, ExportFormat, Format, PredictionFormat, Quantization
 
 Choice = TypeVar("Choice", bound=Enum)
 
@@ -317,11 +317,11 @@ def calibrate(
     device: DeviceOption = "auto",
     format: FormatOption = Format.table,
 ) -> None:
-    """Fit a trained classifier's calibration on its validation split and add it to its checkpoint.
+    """Calibrate a trained classifier on its validation split.
 
-    A temperature (Guo et al. 2017) for calibrated probabilities, the conformity scores of prediction sets (zoo
-    predict --coverage) and the unfamiliar score's threshold. Each run fits them as it ends: this is for runs
-    trained before, or with calibration.enabled false."""
+    Adds to its best.pt a temperature (Guo et al. 2017) for calibrated probabilities, the conformity scores of
+    prediction sets (zoo predict --coverage) and the unfamiliar score's threshold. Each run fits them as it ends:
+    this is for runs trained before, or with calibration.enabled false."""
     from zoo.present.text import render_calibration
     from zoo.training.calibrate import calibrate_run
 
@@ -346,14 +346,30 @@ def export(
         show_default=False)] = None,
     encoder: Annotated[bool, typer.Option("--encoder", help=(
         "An autoencoder's encoder alone: its output is the code (default name best.encoder.onnx)."))] = False,
+    quantize: Annotated[Quantization | None, typer.Option(
+        parser=choice(Quantization, "quantization"), show_default=False, help=(
+            "int8: ONNX Runtime's static quantization, calibrated on 256 training images; kept only if its test "
+            "top-1 is within --max-drop of the float file's (default name best.int8.onnx)."))] = None,
+    max_drop: Annotated[float | None, typer.Option(
+        "--max-drop", metavar="POINTS", show_default=False, help=(
+            "With --quantize: the test top-1 the int8 file may lose, in percentage points. [default: 1.0]"))] = None,
 ) -> None:
     """Export a checkpoint as ONNX, pt2 or safetensors.
 
     pt2 is a torch.export program. An autoencoder's output is its reconstruction, pixels in [0, 1]. The file
-    written is checked against PyTorch: a file that computes otherwise is removed."""
-    from zoo.inference.export import export_checkpoint, parse_batch
-    from zoo.present.text import render_export, render_reconstruction_export
+    written is checked against PyTorch: a file that computes otherwise is removed. An int8 ONNX file (--quantize
+    int8) is checked against the labels: its test top-1 beside the float file's, with both files' size and
+    latency."""
+    from zoo.inference.export import export_checkpoint, parse_batch, quantize_checkpoint
+    from zoo.present.text import render_export, render_quantized_export, render_reconstruction_export
 
+    if quantize is not None:
+        typer.echo(render_quantized_export(quantize_checkpoint(
+            checkpoint, output, quantize.value, max_drop=max_drop, format=format.value, opset=opset, batch=batch,
+            encoder=encoder)))
+        return
+    if max_drop is not None:
+        raise ZooError("--max-drop is the test top-1 an int8 file may lose: give it with --quantize int8, or remove it")
     report = export_checkpoint(checkpoint, format.value, output, opset=opset,
                                batch=None if batch is None else parse_batch(batch), encoder=encoder)
     typer.echo((render_export if report.outputs == "logits" else render_reconstruction_export)(report))

@@ -267,7 +267,7 @@ def _calibrated(path: Path, state: TrainingState, config: Config, model: nn.Modu
     many of them its unfamiliar score flags and how well it tells them from the split (ROC AUC). None, with one note
     for a single-label classifier, without a calibration."""
     if state.calibration is None:
-        if config.task == "classification":
+        if config.task == "classification" and "calibration" not in state.config:  # older than calibration
             print(f"note: {path} has no calibration; zoo calibrate {calibrate_target(path)} adds a temperature, "
                   "prediction sets (--coverage) and an unfamiliar score", file=sys.stderr)
         return None

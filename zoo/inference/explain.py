@@ -399,6 +399,7 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
     none), BATCH pictures a pass. An empty map (no positive evidence for the class) is not drawn: the picture alone,
     captioned so (explain says so on stderr once it is written: empty_note)."""
     from zoo.inference.load import top_predictions
+    from zoo.metrics.familiarity import pixel_features
 
     model, classes, task = predictor.model, predictor.classes, predictor.task
     stems, k = unique_stems(paths), min(top_k, len(classes))
@@ -408,8 +409,10 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
         batch = torch.stack(pictures[start:start + BATCH]).to(predictor.device)
         with torch.no_grad():
             logits = model(batch).float().cpu()
-        probabilities = task.probabilities(logits)
-        predictions = top_predictions(logits, classes, k, task)
+        calibration = predictor.calibration  # the probabilities zoo predict gives, and its unfamiliar verdict
+        probabilities = task.probabilities(logits) if calibration is None else calibration.probabilities(logits)
+        predictions = top_predictions(logits, classes, k, task, calibration,
+                                      None if calibration is None else pixel_features(batch))
         jobs = [(offset, chosen, suffix) for offset, prediction in enumerate(predictions)
                 for chosen, suffix in map_targets(prediction, classes, target, task.label_sets)]
         maps = heatmaps(model, batch[[offset for offset, _, _ in jobs]], [chosen for _, chosen, _ in jobs], method,
@@ -420,8 +423,9 @@ def overlays(predictor: Predictor, paths: list[Path], pictures: list[Tensor], fo
             name, probability = classes[chosen], probabilities[offset, chosen].item()
             top = ", ".join(f"{c} {p:.1%}" for c, p in zip(prediction.classes, prediction.probabilities))
             decided = f"labels {', '.join(prediction.labels) or 'none'}; " if task.label_sets else ""
+            strange = "; unfamiliar: unlike the training data" if prediction.unfamiliar else ""
             caption = [f"{paths[number].name}: {method}{where} of {name} ({probability:.1%})",
-                       f"{decided}top-{k}: {top}"]
+                       f"{decided}top-{k}: {top}{strange}"]
             pixels = seen(predictor, pictures[number]).numpy()
             empty = not bool(heat.any())
             if empty:

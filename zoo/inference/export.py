@@ -5,6 +5,8 @@ metadata (classes, preprocessing, config: zoo.inference.load.Metadata), and veri
 
     report = export_checkpoint("runs/conv_autoencoder_digits/<time>", "onnx", encoder=True)  # best.encoder.onnx
 
+    report = quantize_checkpoint("runs/lenet5_digits/<time>")   # best.int8.onnx; report.float32, report.int8
+
 Verification: the written file is loaded the way `zoo.load` loads it (ONNX Runtime; torch.export.load;
 zoo's network rebuilt from the safetensors file) and run on a batch of the checkpoint's test images (its
 preprocessing; random normal inputs when that data is not at hand), then compared with eager PyTorch. Above
@@ -18,6 +20,12 @@ reconstructions. With `encoder`, its encoder alone (zoo.inference.load.Encoder):
 code_shape, the metadata's `part` says "encoder", and the default name is best.encoder.<format>; zoo.load refuses
 such a file (run it with ONNX Runtime directly). The safetensors file holds the autoencoder's weights (the
 encoder's: encoder.*), as the checkpoint names them.
+
+int8 (`zoo export --quantize int8`, quantize_checkpoint): a single-label classifier's float ONNX file, exported and
+checked as above in a temporary folder, quantized by ONNX Runtime (static, QDQ, calibrated on CALIBRATION_IMAGES
+training images prepared as evaluation prepares pictures), then verified against the labels rather than eager
+PyTorch, since int8 logits differ by design: both files run in ONNX Runtime on the run's test split, and an int8
+file whose top-1 is more than --max-drop points (MAX_DROP) below the float file's is removed (ExportMismatch).
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ import contextlib
 import dataclasses
 import io
 import json
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,3 +310,243 @@ def _sets(exported: Predictor, logits: Tensor) -> list[tuple[str, ...]]:
     """Each image's decided labels (the exported task's rule and thresholds)."""
     probabilities = exported.task.probabilities(logits)
     return [tuple(labels) for labels in exported.task.decide(probabilities, exported.classes)]
+
+
+# ---- int8: ONNX Runtime's static quantization, verified against the labels ---------------------------------
+
+QUANTIZATIONS = ("int8",)
+CALIBRATION_IMAGES = 256  # training images the activations' ranges are measured on, evenly spaced
+MAX_DROP = 1.0  # percentage points of test top-1 the int8 file may lose against the float one
+LATENCY_BATCHES = (1, 32)
+LATENCY_RUNS = 5  # timed runs of each batch size after one warm-up; the median is reported
+
+
+@dataclass(frozen=True)
+class OnnxFigures:
+    """One ONNX file as ONNX Runtime runs it on the CPU (its default threads)."""
+
+    bytes: int
+    accuracy: float  # top-1 on the run's test split, a fraction
+    latency_ms: dict[int, float]  # batch size (LATENCY_BATCHES) -> the median milliseconds of a run
+
+
+@dataclass(frozen=True)
+class QuantizeReport:
+    """What `zoo export --quantize` wrote and measured: the int8 file beside the float one it was made from."""
+
+    path: Path
+    quantization: str  # QUANTIZATIONS
+    calibration_images: int  # training images calibrated on
+    test_images: int
+    data: str  # the data set whose test split both files were scored on
+    float32: OnnxFigures  # the float file's: written to a temporary folder, checked against eager, then removed
+    int8: OnnxFigures
+    agreement: float  # the fraction of test images whose top-1 class the two files agree on
+    max_drop: float  # percentage points
+    check: ExportReport  # the float file's check against eager PyTorch
+
+    @property
+    def drop(self) -> float:
+        """Percentage points of test top-1 the int8 file lost against the float one (negative: gained)."""
+        return 100 * (self.float32.accuracy - self.int8.accuracy)
+
+    def to_dict(self) -> dict[str, Any]:
+        files = {name: dataclasses.asdict(figures) for name, figures in (("float", self.float32), ("int8", self.int8))}
+        return {"path": str(self.path), "quantization": self.quantization, "data": self.data,
+                "calibration_images": self.calibration_images, "test_images": self.test_images, **files,
+                "drop_points": self.drop, "max_drop": self.max_drop, "top1_agreement": self.agreement}
+
+
+def quantize_checkpoint(checkpoint: str | Path, output: str | Path | None = None, quantization: str = "int8", *,
+                        max_drop: float | None = None, format: str = "onnx", opset: int | None = None,
+                        batch: int | str | None = None, encoder: bool = False) -> QuantizeReport:
+    """`zoo export --quantize int8`: `checkpoint` (a single-label classifier's) as an int8 ONNX file at `output`
+    (default: beside it, best.pt -> best.int8.onnx), by ONNX Runtime's static quantization (QDQ; per-channel int8
+    weights of 7 bits, uint8 activations: see quantized_bytes) calibrated on CALIBRATION_IMAGES of the run's training
+    images, prepared as evaluation prepares pictures. The float file is exported (and checked against eager PyTorch)
+    in a temporary folder first; both run in ONNX Runtime on the run's test split, and the int8 file is kept only
+    where its top-1 is at most `max_drop` points (default MAX_DROP) below the float file's. Its metadata is the float
+    export's plus "quantization": "int8", so zoo.load and zoo predict take it. `format`, `batch` and `encoder` are
+    zoo export's options, refused where they do not go with quantization.
+
+    Raises ZooError (nothing written) for options that do not go together (check_quantize_options), a checkpoint
+    that is no single-label classifier's, data that is not at hand or has no test images; ExportMismatch (exit code
+    1, nothing written) for a float file that computes otherwise than eager PyTorch, or an int8 file that loses more.
+    """
+    from zoo.checkpoint import checkpoint_file
+    from zoo.rundir import atomic_write
+
+    max_drop = check_quantize_options(quantization, str(getattr(format, "value", format)), max_drop, batch, opset)
+    checkpoint = checkpoint_file(checkpoint)
+    state, config, _ = open_checkpoint(checkpoint)
+    metadata = quantizable(exported_metadata(Metadata.of_checkpoint(state, config), encoder), checkpoint)
+    output = output_path(checkpoint, checkpoint.with_suffix(f".{quantization}.onnx") if output is None else output,
+                         "onnx")
+    splits, test = verification_data(config, metadata, checkpoint)
+    calibration = calibration_images(splits, config.data)
+    scores: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="zoo-int8-") as folder:
+        reference = export_checkpoint(checkpoint, "onnx", Path(folder) / "float.onnx", opset=opset)
+        data = quantized_bytes(reference.path, calibration, metadata, quantization)
+
+        def check(path: Path) -> None:
+            scores.update(compare_on_labels(reference.path, path, test, max_drop))
+
+        atomic_write(output, data, check, fix="give --output a file in a writable folder")
+        files = [OnnxFigures(path.stat().st_size, scores[name], latencies(path, calibration))
+                 for name, path in (("float", reference.path), ("int8", output))]
+    return QuantizeReport(output, quantization, len(calibration), scores["images"], config.data.name, *files,
+                          scores["agreement"], max_drop, reference)
+
+
+def check_quantize_options(quantization: str, format: str, max_drop: float | None, batch: int | str | None,
+                           opset: int | None) -> float:
+    """The --max-drop to hold the int8 file to (None: MAX_DROP). Raises ZooError for an unknown quantization, a
+    format other than ONNX, a --max-drop that is negative or no number, a static batch size (the latencies are
+    measured at LATENCY_BATCHES), or what check_options refuses for ONNX."""
+    if quantization not in QUANTIZATIONS:
+        raise ZooError(f"unknown quantization {quantization!r}; choose {', '.join(QUANTIZATIONS)}")
+    if format != "onnx":
+        raise ZooError(f"--quantize {quantization} writes ONNX (ONNX Runtime's static quantization); --format {format} "
+                       "has no int8 file: give --format onnx")
+    max_drop = MAX_DROP if max_drop is None else max_drop
+    if not max_drop >= 0:  # NaN too
+        raise ZooError(f"--max-drop {max_drop}: give the test top-1 the int8 file may lose, in percentage points, 0 "
+                       f"or more (default {MAX_DROP})")
+    if batch is not None and str(batch) != "dynamic":
+        raise ZooError(f"--batch {batch}: an int8 file is written with a dynamic batch (its latency is measured at "
+                       f"batch {' and '.join(map(str, LATENCY_BATCHES))}): remove --batch")
+    check_options("onnx", opset, None)
+    return float(max_drop)
+
+
+def quantizable(metadata: Metadata, checkpoint: Path) -> Metadata:
+    """`metadata` of a single-label classifier, whose int8 file is verified by its test top-1. Raises ZooError for
+    an autoencoder (or its encoder) and a multi-label model."""
+    if metadata.task != "classification":
+        what = {"reconstruction": "an autoencoder (task reconstruction)"}.get(metadata.task, f"a {metadata.task} model")
+        raise ZooError(f"--quantize: {checkpoint} is {what}; an int8 file is verified by its test top-1 accuracy, "
+                       "which only a single-label classifier (task classification) has: export it without --quantize")
+    return metadata
+
+
+def verification_data(config: Any, metadata: Metadata, checkpoint: Path) -> tuple[Any, Any]:
+    """The run's data splits (its seed, the checkpoint's preprocessing) and its test loader, as evaluation reads them.
+    Raises ZooError where the data is not at hand, holds no pictures or no test images."""
+    from zoo.data import build_datasets, build_loaders
+
+    preprocessing = metadata.preprocessing
+    fix = ("an int8 file is verified on the run's test split against its labels: run zoo export where the data "
+           f"({config.data.name}) is at hand, or export without --quantize")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # the data's own notes (skipped files) are not the export's
+            splits = build_datasets(config.data, in_channels=preprocessing.in_channels,
+                                    input_size=preprocessing.input_size, seed=config.train.seed)
+    except ZooError as error:
+        raise ZooError(f"--quantize: {checkpoint}'s data cannot be read here ({error}); {fix}") from None
+    if splits.input_size == 1 or len(splits.test) == 0:
+        held = "holds no pictures" if splits.input_size == 1 else "has no test images"
+        raise ZooError(f"--quantize: {checkpoint}'s data ({config.data.name}) {held}; {fix}")
+    return splits, build_loaders(splits, config.data, seed=config.train.seed)[2]
+
+
+def calibration_images(splits: Any, data: Any) -> Tensor:
+    """CALIBRATION_IMAGES training images (fewer where the split is smaller), evenly spaced, as evaluation prepares
+    pictures: N x C x H x W, normalized, on the CPU."""
+    from zoo.data.loaders import unaugmented_train
+
+    return torch.cat(list(unaugmented_train(splits, data, CALIBRATION_IMAGES, "cpu"))).float()
+
+
+def quantized_bytes(source: Path, calibration: Tensor, metadata: Metadata, quantization: str) -> bytes:
+    """The int8 file of the float ONNX file at `source`: ONNX Runtime's pre-processing (shape inference, graph
+    optimizations), then quantize_static in QDQ form with MinMax ranges on `calibration`. Weights per channel, int8
+    in 7 bits (reduce_range) and activations uint8: ONNX Runtime's advice for x86 CPUs without VNNI, where 8-bit
+    weights can saturate, so the file verified here computes the same on any CPU. The metadata is the float export's
+    plus "quantization"; the exporter's per-node debugging notes (stack traces with this machine's paths) are left
+    out."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self, name: str) -> None:
+            starts = range(0, len(calibration), 32)
+            self.batches = iter({name: calibration[start:start + 32].numpy()} for start in starts)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.batches, None)
+
+    prepared, written = source.with_suffix(".prepared.onnx"), source.with_suffix(f".{quantization}.onnx")
+    with _quiet():
+        quant_pre_process(str(source), str(prepared))
+        name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+        quantize_static(str(prepared), str(written), Batches(name), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    proto = onnx.load(str(written))
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {**metadata.to_strings(), "quantization": json.dumps(quantization)})
+    proto.doc_string = (f"{metadata.model_name} exported by zoo {metadata.zoo_version}, {quantization} (ONNX Runtime's "
+                        f"static quantization, QDQ): images N x C x H x W -> {metadata.outputs}")
+    return proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantization tools' warnings, logged lines and printed progress: not the export's."""
+    import logging
+
+    chatter = io.StringIO()
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+@torch.inference_mode()
+def compare_on_labels(reference: Path, quantized: Path, test: Any, max_drop: float) -> dict[str, Any]:
+    """Both files' top-1 on the `test` loader's images and labels, run by ONNX Runtime as zoo.load runs them, and the
+    share of images whose top-1 they agree on. Raises ExportMismatch where the int8 file's top-1 is more than
+    `max_drop` points below the float file's."""
+    from zoo.inference.load import OnnxNetwork
+
+    networks = [OnnxNetwork(path, torch.device("cpu")) for path in (reference, quantized)]
+    correct, agreed, count = [0, 0], 0, 0
+    for images, labels in test:
+        top = [network(images.float()).argmax(1) for network in networks]
+        correct = [total + (classes == labels).sum().item() for total, classes in zip(correct, top)]
+        agreed, count = agreed + (top[0] == top[1]).sum().item(), count + len(labels)
+    before, after = (total / count for total in correct)
+    if 100 * (before - after) > max_drop:
+        raise ExportMismatch(f"the int8 file's test top-1 is {after:.2%}, {100 * (before - after):.2f} points below "
+                             f"the float file's {before:.2%} (--max-drop {max_drop:g}); nothing written")
+    return {"float": before, "int8": after, "agreement": agreed / count, "images": count}
+
+
+def latencies(path: Path, images: Tensor) -> dict[int, float]:
+    """The median milliseconds ONNX Runtime takes to run `path` on a batch of each of LATENCY_BATCHES (from
+    `images`, repeated where fewer), over LATENCY_RUNS runs after one warm-up."""
+    import statistics
+    import time
+
+    from zoo.inference.load import OnnxNetwork
+
+    network = OnnxNetwork(path, torch.device("cpu"))
+    figures = {}
+    for size in LATENCY_BATCHES:
+        batch = images[torch.arange(size) % len(images)].contiguous().numpy()
+        feed = {network.input.name: batch}
+        network.session.run([network.output], feed)
+        times = []
+        for _ in range(LATENCY_RUNS):
+            start = time.perf_counter()
+            network.session.run([network.output], feed)
+            times.append(time.perf_counter() - start)
+        figures[size] = 1000 * statistics.median(times)
+    return figures

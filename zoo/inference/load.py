@@ -254,6 +254,9 @@ class Predictor:
         self.fixed_batch = fixed_batch  # an export with a static batch takes exactly this many pictures a call
         self.part = part
         self.calibration = calibration  # temperature, prediction sets, unfamiliar score: None where not fitted
+        # a zoo checkpoint or export older than calibration (its config has no calibration section): zoo calibrate
+        # would add one; set by the source's opener
+        self.predates_calibration = False
 
     @property
     def num_classes(self) -> int:
@@ -538,10 +541,12 @@ def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.dev
     """The Predictor of a network that gives `metadata.outputs`: an AutoencoderPredictor for a reconstruction."""
     preprocessing = metadata.preprocessing
     kind = AutoencoderPredictor if metadata.outputs == "reconstruction" else Predictor
-    return kind(model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels,
-                config=config, preprocessing=preprocessing, device=device, source=str(source),
-                fixed_batch=fixed_batch, task=metadata.decider(), part=metadata.part,
-                calibration=metadata.calibration)
+    predictor = kind(model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels,
+                     config=config, preprocessing=preprocessing, device=device, source=str(source),
+                     fixed_batch=fixed_batch, task=metadata.decider(), part=metadata.part,
+                     calibration=metadata.calibration)
+    predictor.predates_calibration = metadata.calibration is None and "calibration" not in metadata.config
+    return predictor
 
 
 def uncalibrated_fix(predictor: Predictor) -> str:
@@ -569,7 +574,10 @@ def open_checkpoint(path: Path) -> tuple[TrainingState, Config, nn.Module]:
 def open_zoo_checkpoint(path: Path, device: torch.device) -> Predictor:
     state, config, model = open_checkpoint(path)
     metadata = Metadata.of_checkpoint(state, config)
-    return _predictor(runnable(model, metadata).to(device), metadata, device, path, config)
+    predictor = _predictor(runnable(model, metadata).to(device), metadata, device, path, config)
+    # the checkpoint's own config (metadata's is completed with every default)
+    predictor.predates_calibration = state.calibration is None and "calibration" not in state.config
+    return predictor
 
 
 def open_safetensors(path: Path, device: torch.device) -> Predictor:

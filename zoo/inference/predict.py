@@ -136,20 +136,22 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
 
 
 def _say_trust(predictor: Predictor, report: PredictionReport) -> None:
-    """One stderr line: how many pictures were unfamiliar, or that a single-label zoo classifier has no calibration."""
+    """One stderr line: how many pictures were unfamiliar, or that a single-label zoo classifier is older than
+    calibration (zoo calibrate adds it)."""
     from zoo.inference.load import uncalibrated_fix
 
     if predictor.task.name != "classification" or predictor.config is None:
         return
-    if predictor.calibration is None:
+    if predictor.predates_calibration:  # a run without one by choice (calibration.enabled, val_split 0): no note
         print(f"note: {predictor.source} has no calibration: the probabilities are the raw softmax and no picture is "
               f"checked for being unlike the training data; {uncalibrated_fix(predictor)}", file=sys.stderr, flush=True)
         return
-    familiarity = predictor.calibration.familiarity
+    familiarity = predictor.calibration.familiarity if predictor.calibration is not None else None
     if familiarity is not None and report.flagged:
-        print(f"note: {report.flagged} of {len(report.rows)} pictures are unfamiliar, unlike the training data (score "
-              f"above {familiarity.threshold:.3g}, which {familiarity.familiar_share:.0%} of the validation pictures "
-              "pass): their classes may mean nothing", file=sys.stderr, flush=True)
+        verb = "is" if report.flagged == 1 else "are"
+        print(f"note: {report.flagged} of {len(report.rows)} pictures {verb} unfamiliar, unlike the training "
+              f"data (score above {familiarity.threshold:.3g}, which {familiarity.familiar_share:.0%} of the "
+              "validation pictures pass): their classes may mean nothing", file=sys.stderr, flush=True)
 
 
 def _top_k(predictor: Predictor, top_k: int | None, source: str | Path) -> int:

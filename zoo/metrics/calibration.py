@@ -7,8 +7,8 @@
 
 - **Temperature scaling** (Guo et al. 2017, arXiv:1706.04599, section 4.2): one scalar T > 0 divides the logits,
   chosen to minimise the negative log-likelihood of the validation split. The arg max never changes, so neither does
-  any top-1 prediction; only the confidence does. T is searched on log T in [log MIN_T, log MAX_T]. A validation split the model classifies perfectly would push T to 0 (every sharpening lowers its NLL):
-  there T stays 1.
+  any top-1 prediction; only the confidence does. T is searched on log T in [log MIN_T, log MAX_T]. A validation
+  split the model classifies perfectly would push T to 0 (every sharpening lowers its NLL): there T stays 1.
 - **Split conformal prediction sets** with the regularised adaptive score of Angelopoulos et al. 2021 (RAPS,
   arXiv:2009.14193; with `penalty` 0 it is the adaptive sets of Romano et al. 2020, arXiv:2006.02544), not
   randomised: a class is in a picture's set when the probability mass of the classes ranked above it and its own (plus

@@ -12,6 +12,7 @@ command's report built on them. (A training run's own lines, printed as it goes,
     render_reconstruction_export(r)   `zoo export` of an autoencoder: the file and its check
     render_lr_find(result, ...)       `zoo lr-find`: the sweep, the suggestion and the command to train with it
     render_export(report)             `zoo export`: the file written and its check against eager PyTorch
+    render_quantized_export(report)   `zoo export --quantize int8`: the float and int8 files side by side
     render_explain(report)            `zoo explain`: each picture's top-k and the PNGs written
 
 The computing lives in the layers below (zoo.summary, zoo.evaluation, zoo.inference, zoo.training); this
@@ -33,7 +34,7 @@ from zoo.errors import ZooError
 if TYPE_CHECKING:
     from zoo.evaluation.evaluate import EvaluationReport
     from zoo.inference.explain import ExplainReport
-    from zoo.inference.export import ExportReport
+    from zoo.inference.export import ExportReport, QuantizeReport
     from zoo.inference.predict import PredictionReport
     from zoo.summary import CatalogRow, Layer, Summary, Totals
     from zoo.training.lr_find import LrFindResult
@@ -70,6 +71,12 @@ class ExportFormat(str, Enum):
     onnx = "onnx"
     pt2 = "pt2"
     safetensors = "safetensors"
+
+
+class Quantization(str, Enum):
+    """`zoo export --quantize`; zoo.inference.export.QUANTIZATIONS is the same list."""
+
+    int8 = "int8"  # ONNX Runtime's static quantization, verified on the run's test split
 
 
 BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -528,6 +535,28 @@ def render_export(report: ExportReport) -> str:
             f"{report.tolerance:.1e}), top-1 agreement {agreed}/{report.images}{sets}")
 
 
+def render_quantized_export(report: QuantizeReport) -> str:
+    """The int8 file written, how it was made, and the float file's and its figures side by side: size, latency at
+    each batch size, test top-1 (ONNX Runtime on the CPU), with the float file's check against eager PyTorch."""
+    files = (report.float32, report.int8)
+    rows = [["size", *(format_bytes(figures.bytes) for figures in files), f"{files[1].bytes / files[0].bytes:.2f}x"]]
+    rows += [[f"latency, batch {size}", *(f"{figures.latency_ms[size]:.2f} ms" for figures in files),
+              f"{files[1].latency_ms[size] / files[0].latency_ms[size]:.2f}x"] for size in files[0].latency_ms]
+    rows.append(["test top-1", *(percent(figures.accuracy) for figures in files),
+                 f"{-report.drop or 0.0:+.2f} points (--max-drop {report.max_drop:g})"])
+    check = report.check
+    return "\n".join([
+        f"wrote {report.path} ({report.quantization}: ONNX Runtime's static quantization, QDQ, per-channel weights; "
+        f"calibrated on {report.calibration_images} training images of {report.data})",
+        render(["", "float", report.quantization, f"{report.quantization} / float"], rows,
+               numeric=[False, True, True, False]),
+        f"test split of {report.data}: {report.test_images} images, top-1 agreement "
+        f"{round(report.agreement * report.test_images)}/{report.test_images}; ONNX Runtime on the CPU, latency the "
+        "median of a few runs",
+        f"the float file (not kept) checked against PyTorch on {check.images} {check.inputs}: largest |logit "
+        f"difference| {check.max_abs_diff:.2e} (tolerance {check.tolerance:.1e})"])
+
+
 # zoo explain
 
 def render_explain(report: ExplainReport) -> str:
@@ -537,7 +566,8 @@ def render_explain(report: ExplainReport) -> str:
         if number == 0 or row.path != report.rows[number - 1].path:  # a set's several maps: the picture once
             top = ", ".join(f"{name} {p:.1%}" for name, p in zip(row.prediction.classes, row.prediction.probabilities))
             labels = f"labels {', '.join(row.prediction.labels) or 'none'}; top: " if report.label_sets else ""
-            lines.append(f"{row.path}: {labels}{top}")
+            strange = " (unfamiliar: unlike the training data)" if row.prediction.unfamiliar else ""
+            lines.append(f"{row.path}: {labels}{top}{strange}")
         where = f" at {report.layer}" if report.method == "gradcam" else ""
         lines.append(f"wrote {row.written} ({report.method}{where} of {row.target_class}, {row.probability:.1%}"
                      f"{': an empty map, the picture alone' if row.empty else ''})")
