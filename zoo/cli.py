@@ -329,6 +329,31 @@ def calibrate(
 
 
 @app.command()
+def serve(
+    source: Annotated[str, typer.Argument(
+        metavar="SOURCE", help="A checkpoint (runs/.../best.pt) or its run directory, a file of zoo export "
+                               "(.onnx, .safetensors) or torchvision:<Weights>.")],
+    host: Annotated[str, typer.Option(help="The address to listen on; 0.0.0.0 for every network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on; 0 for a free one.")] = 8000,
+    max_batch: Annotated[int, typer.Option(
+        "--max-batch", metavar="N", help="Pictures of concurrent requests run together, at most.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(
+        "--max-wait-ms", metavar="MS", help="How long a batch waits for more pictures after its first.")] = 5.0,
+    max_upload_mb: Annotated[float, typer.Option(
+        "--max-upload-mb", metavar="MB", help="A request's body, at most (413 beyond).")] = 20.0,
+    device: DeviceOption = "auto",
+) -> None:
+    """Serve a network over HTTP, with a page to try it.
+
+    POST /predict takes pictures as multipart `file` fields or as the raw body and answers zoo predict --format
+    json's items. Concurrent requests are batched. Runs until SIGTERM or Ctrl-C, which finish the requests in
+    flight. Needs the serve extra: pip install -e '.[serve]'."""
+    from zoo.inference.serve import serve as serve_network
+
+    serve_network(source, host, port, max_batch, max_wait_ms, max_upload_mb, device)
+
+
+@app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help=(
         "A checkpoint, e.g. runs/<name>/<time>/checkpoints/best.pt, or a run directory, runs/<name>/<time> "

@@ -20,4 +20,6 @@ each picture's reconstruction error as a heat map (an ErrorMapReport).
                 autoencoder's whole network or (--encoder) its encoder
     explain.py  zoo explain: heat maps (captum), the first convolution's filters, each stage's feature maps; an
                 autoencoder's reconstruction error maps
+    serve.py    zoo serve: FastAPI on uvicorn over a Predictor (POST /predict, /health, /model, a page at /),
+                concurrent requests' pictures batched, uploads limited (the serve extra)
 """
