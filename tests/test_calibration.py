@@ -221,17 +221,46 @@ def test_an_old_checkpoint_predicts_with_a_note_and_zoo_calibrate_adds_the_same(
     data = torch.load(best, weights_only=True)
     del data["calibration"], data["config"]["calibration"]  # as a checkpoint written before calibration was added
     torch.save(data, best)
+    (old / "metrics.json").write_text(json.dumps({"test": digits_run.metrics["test"]}))  # nor its metrics.json
     picture = pictures / "dark_on_light" / "0000.png"
     out = run_zoo("predict", old, picture, "-f", "json")
     assert out.returncode == 0 and "has no calibration" in out.stderr and "zoo calibrate" in out.stderr
     assert "unfamiliar" not in json.loads(out.stdout)["predictions"][0]
     refused = run_zoo("predict", old, picture, "--coverage", "0.9")
     assert refused.returncode == 2 and "zoo calibrate" in refused.stderr and refused.stderr.count("\n") == 1
+    exported = tmp_path / "old.onnx"  # its export is as old: the same note, and the fix says to export again
+    assert run_zoo("export", old, "-f", "onnx", "-o", exported).returncode == 0
+    assert "has no calibration" in run_zoo("predict", exported, picture).stderr
+    refused = run_zoo("predict", exported, picture, "--coverage", "0.9")
+    assert refused.returncode == 2 and "run zoo calibrate on its run directory" in refused.stderr
+    assert "then zoo export again" in refused.stderr
+    not_a_checkpoint = run_zoo("calibrate", exported)
+    assert not_a_checkpoint.returncode == 2 and "is an export" in not_a_checkpoint.stderr
     done = run_zoo("calibrate", old, "-f", "json")
     assert done.returncode == 0, done.stderr
     assert read_state(best, "weights").calibration == read_state(
         digits_run.run_dir / "checkpoints" / "best.pt", "weights").calibration  # what the run fitted, exactly
     assert json.loads(done.stdout)["calibration"]["temperature"] == digits_run.metrics["calibration"]["temperature"]
+    updated = json.loads((old / "metrics.json").read_text())  # as the run wrote them, for zoo report
+    for key in ("calibration", "conformal", "unfamiliar"):
+        assert updated[key] == pytest.approx(digits_run.metrics[key])
+    again = run_zoo("calibrate", old)
+    assert again.returncode == 0 and "replacing the calibration it had" in again.stdout
+
+
+def test_a_coverage_no_validation_split_can_promise_is_said(digits_run, pictures):
+    out = run_zoo("predict", digits_run.run_dir, pictures / "light_on_dark" / "0000.png", "--coverage", "0.995",
+                  "-f", "json")
+    assert out.returncode == 0 and "more than 144 validation pictures can promise (at most 99.31%" in out.stderr
+    assert len(json.loads(out.stdout)["predictions"][0]["set"]) == 10
+
+
+def test_an_onnx_export_says_how_many_pictures_are_unfamiliar(digits_run, pictures, tmp_path):
+    exported = tmp_path / "model.onnx"
+    assert run_zoo("export", digits_run.run_dir, "-f", "onnx", "-o", exported).returncode == 0
+    out = run_zoo("predict", exported, pictures / "dark_on_light", "-f", "csv")
+    assert out.returncode == 0 and "300 of 300 pictures are unfamiliar" in out.stderr
+    assert out.stdout.splitlines()[0].startswith("path,unfamiliar,unfamiliar_score,class_1")
 
 
 def test_exports_carry_the_calibration(digits_run, pictures, tmp_path):
@@ -261,7 +290,10 @@ def test_calibration_off_and_no_validation_split(tmp_path):
     assert "calibration" not in off.metrics
     out = run_zoo("train", "--config", "configs/lenet5_digits.yaml", "--quiet", "--set", "train.epochs=1",
                   "--set", "data.val_split=0", "--set", f"train.output_dir={tmp_path / 'noval'}")
-    assert out.returncode == 0 and "no validation split" in out.stderr
+    assert out.returncode == 0 and "no validation split" in out.stderr and "calibrated" not in out.stdout
+    out = run_zoo("train", "--config", "configs/lenet5_digits.yaml", "--quiet", "--set", "train.epochs=1",
+                  "--set", f"train.output_dir={tmp_path / 'one'}")
+    assert out.returncode == 0 and "calibrated on the validation split: temperature" in out.stdout
 
 
 def test_a_resumed_run_fits_the_calibration_an_uninterrupted_one_does(tmp_path, monkeypatch):

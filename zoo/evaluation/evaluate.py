@@ -312,6 +312,8 @@ def unfamiliar_pictures(state: TrainingState, config: Config, folder: str | Path
     reads them; None without a folder. Raises ZooError for a folder that is not there or holds no pictures."""
     if folder is None:
         return None
+    if not str(folder).strip():
+        raise ZooError("--unfamiliar is empty; give a folder of pictures unlike the training data (read recursively)")
     from zoo.data.images import gather, note_others
     from zoo.data.preprocess import Preprocessing
     from zoo.evaluation.reconstruction import Pictures  # an autoencoder's --abnormal folder is read the same way

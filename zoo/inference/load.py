@@ -86,8 +86,11 @@ class Metadata:
             classes = output_names(state.classes or [], num_classes)  # a head wider than the data: by index
         else:  # an autoencoder: no outputs to name; its classes are the normal ones
             num_classes, classes = 0, list(state.classes or [])
+        stored = config.to_dict()
+        if "calibration" not in state.config:  # a checkpoint older than calibration: its exports say so too
+            stored.pop("calibration", None)
         return cls(config.model.name, num_classes, classes, Preprocessing.of_checkpoint(state, config),
-                   config.to_dict(), zoo.__version__, str(torch.__version__), config.task, state.thresholds,
+                   stored, zoo.__version__, str(torch.__version__), config.task, state.thresholds,
                    state.anomaly_threshold, calibration=state.calibration)
 
     @property
@@ -364,7 +367,7 @@ class Predictor:
         without a calibration (an older checkpoint, another task, a run without a validation split)."""
         if coverage is None:
             return
-        if not 0 < coverage < 1:
+        if isinstance(coverage, bool) or not isinstance(coverage, (int, float)) or not 0 < coverage < 1:
             raise ZooError(f"--coverage {coverage}: give the share of pictures whose prediction set must hold the true "
                            "class, a fraction between 0 and 1 (e.g. 0.9)")
         if self.calibration is None:
@@ -552,8 +555,8 @@ def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.dev
 def uncalibrated_fix(predictor: Predictor) -> str:
     """What gives `predictor`'s model a calibration: zoo calibrate for a single-label zoo classifier (then export it
     again), nothing for another task or torchvision's weights."""
-    if predictor.config is None or predictor.task.name != "classification":
-        what = "torchvision's weights" if predictor.config is None else f"a {predictor.task.name} model"
+    if predictor.preprocessing is None or predictor.task.name != "classification":
+        what = "torchvision's weights" if predictor.preprocessing is None else f"a {predictor.task.name} model"
         return f"{what} have none (it is fitted on a single-label classifier's validation split): remove --coverage"
     exported = Path(predictor.source).suffix.lower() in (".onnx", ".safetensors")
     return ("run zoo calibrate on its run directory (it adds a temperature, prediction sets and an unfamiliar score "

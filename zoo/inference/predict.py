@@ -140,12 +140,17 @@ def _say_trust(predictor: Predictor, report: PredictionReport) -> None:
     calibration (zoo calibrate adds it)."""
     from zoo.inference.load import uncalibrated_fix
 
-    if predictor.task.name != "classification" or predictor.config is None:
+    if predictor.task.name != "classification" or predictor.preprocessing is None:  # torchvision's: none to fit
         return
     if predictor.predates_calibration:  # a run without one by choice (calibration.enabled, val_split 0): no note
         print(f"note: {predictor.source} has no calibration: the probabilities are the raw softmax and no picture is "
               f"checked for being unlike the training data; {uncalibrated_fix(predictor)}", file=sys.stderr, flush=True)
         return
+    conformal = predictor.calibration.conformal if predictor.calibration is not None else None
+    if report.coverage is not None and conformal is not None and report.coverage > conformal.highest_coverage:
+        print(f"note: --coverage {report.coverage:g} is more than {conformal.count} validation pictures can promise "
+              f"(at most {conformal.highest_coverage:.2%}, n / (n + 1)): every set holds every class",
+              file=sys.stderr, flush=True)
     familiarity = predictor.calibration.familiarity if predictor.calibration is not None else None
     if familiarity is not None and report.flagged:
         verb = "is" if report.flagged == 1 else "are"

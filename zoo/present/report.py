@@ -317,7 +317,7 @@ def test_split(run: Run, classes: list[str], outputs: int, device: str = "auto",
     from zoo.loop import EpochResult
     from zoo.metrics import MetricAccumulator
     from zoo.metrics.trust import compute_trust, output_names
-    from zoo.training.run import COVERAGE
+    from zoo.training.calibrate import COVERAGE
 
     notes = [] if notes is None else notes
     coverage = None if calibration is None else COVERAGE  # the prediction sets metrics.json gives figures of
@@ -471,15 +471,15 @@ def calibration_html(evaluation: EvaluationReport, run: Run) -> str:
                                                                   f"{before} / {after}")]
     if conformal is not None:
         size, count = conformal["mean_set_size"], conformal["calibration_images"]
-        rows += [(f"prediction sets at {conformal['target']:.0%} coverage: test coverage",
+        rows += [(f"prediction sets at {conformal['target'] * 100:.4g}% coverage: test coverage",
                   percent(conformal["coverage"])),
                  ("mean set size", f"{size:.2f} classes (from {count:,} validation images)")]
     rows.append(("test images flagged unfamiliar", "n/a: zoo evaluate measures it" if unfamiliar is None else
                  f"{percent(unfamiliar['test_flagged'])} (threshold {unfamiliar['threshold']:.3g}: "
                  f"{unfamiliar['familiar_share']:.0%} of the validation pictures pass)"))
-    return ("<p>Fitted on the validation split (zoo.metrics.calibration): the temperature that divides the logits "
-            "(Guo et al. 2017; the figures above are of the probabilities it gives, as <code>zoo predict</code> "
-            "gives them), the prediction sets that hold the true class at least that often (split conformal "
+    return ("<p>Fitted on the validation split: the temperature that divides the logits (Guo et al. 2017; the "
+            "figures above are of the probabilities it gives, as <code>zoo predict</code> gives them), the "
+            "prediction sets that hold the true class at least as often as the coverage asked for (split conformal "
             "prediction, <code>zoo predict --coverage</code>), and the score that flags pictures unlike the "
             "training data.</p>\n" + table(["", ""], rows, header=False, kind="kv"))
 

@@ -251,6 +251,11 @@ def _code_line(shape: tuple[int, ...]) -> str:
 
 # zoo evaluate
 
+def share(value: float) -> str:
+    """A target fraction as a percentage with the digits it has: 0.9 -> 90%, 0.995 -> 99.5%."""
+    return f"{value * 100:.4g}%"
+
+
 def percent(value: float | None) -> str:
     """A fraction as a percentage with 2 decimals; n/a for an undefined figure."""
     return "n/a" if value is None else f"{value:.2%}"
@@ -344,9 +349,9 @@ def _calibration_lines(report: EvaluationReport) -> list[str]:
                  f"{calibration['ece_after']:.2%}{bins}"]
     if (conformal := figures.get("conformal")) is not None:
         count = conformal["calibration_images"]
-        few = (f"; {count} can promise at most {count / (count + 1):.0%}, so every set holds every class"
+        few = (f"; {count} can promise at most {count / (count + 1):.2%}, so every set holds every class"
                if conformal["target"] > count / (count + 1) else "")
-        lines.append(f"prediction sets at {conformal['target']:.0%} coverage: {conformal['coverage']:.1%} covered, "
+        lines.append(f"prediction sets at {share(conformal['target'])} coverage: {conformal['coverage']:.1%} covered, "
                      f"{conformal['mean_set_size']:.2f} classes on average (from {count:,} validation images{few})")
     if (unfamiliar := figures.get("unfamiliar")) is not None:
         evaluated = report.evaluated or f"the {report.split} split"
@@ -433,7 +438,7 @@ def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
                  *(value for pair in zip(p.classes, p.probabilities) for value in pair)] for path, p in report.rows]
         return render(headers, rows, "csv")
     headers = ["image", *(["labels"] if sets else []), *(["unfamiliar"] if judged else []),
-               *([f"set ({report.coverage:.0%})"] if chosen else []), *(f"top-{rank}" for rank in range(1, k + 1))]
+               *([f"set ({share(report.coverage)})"] if chosen else []), *(f"top-{rank}" for rank in range(1, k + 1))]
     rows = [[str(path), *(["; ".join(p.labels) or "(none)"] if sets else []),
              *(["yes" if p.unfamiliar else ""] if judged else []), *([", ".join(p.set)] if chosen else []),
              *(f"{name} {probability:.1%}" for name, probability in zip(p.classes, p.probabilities))]
@@ -450,18 +455,21 @@ def render_calibration(result: Any, fmt: str = "table") -> str:
 
         return json_text(result.to_dict())
     figures = result.figures
+    replaced = ", replacing the calibration it had" if result.replaced else ""
     calibration, lines = figures["calibration"], [f"calibrated {result.checkpoint} on its validation split "
-                                                  f"({result.validation_images} images)"]
+                                                  f"({result.validation_images} images){replaced}"]
     lines.append(f"temperature {calibration['temperature']:.3f}: test ECE {percent(calibration['ece_before'])} -> "
                  f"{percent(calibration['ece_after'])}")
     conformal = figures.get("conformal")
     if conformal is not None:
-        lines.append(f"prediction sets at {conformal['target']:.0%} coverage: {percent(conformal['coverage'])} of the "
-                     f"test split covered, {conformal['mean_set_size']:.2f} classes on average")
+        lines.append(f"prediction sets at {share(conformal['target'])} coverage: {percent(conformal['coverage'])} of "
+                     f"the test split covered, {conformal['mean_set_size']:.2f} classes on average")
     unfamiliar = figures.get("unfamiliar")
     if unfamiliar is not None:
         lines.append(f"unfamiliar above {unfamiliar['threshold']:.3g} ({unfamiliar['familiar_share']:.0%} of the "
                      f"validation pictures pass): {percent(unfamiliar['test_flagged'])} of the test split flagged")
+    if result.metrics is not None:
+        lines.append(f"updated {result.metrics} with these figures")
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from zoo.errors import ZooError
 from zoo.metrics.calibration import Calibration
 
 TRAIN_IMAGES = 2000  # training images whose pixel statistics are kept: enough for a 60 x 60 shrunk covariance
+COVERAGE = 0.9  # the test figures' prediction sets, as metrics.json gives them (zoo.training.run.COVERAGE)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class CalibrationResult:
     calibration: Calibration
     figures: dict[str, Any]  # the test split's (Calibration.figures at coverage 0.9)
     validation_images: int
+    replaced: bool = False  # the checkpoint had a calibration, which this one replaces
+    metrics: Path | None = None  # the run's metrics.json, updated with `figures`
 
     def to_dict(self) -> dict[str, Any]:
         return {"checkpoint": str(self.checkpoint), "validation_images": self.validation_images, **self.figures}
@@ -48,12 +51,15 @@ def train_features(splits: Any, data: Any, device: torch.device | str) -> torch.
     return torch.cat(parts) if parts else None
 
 
+EXPORTS = (".onnx", ".safetensors", ".pt2")  # zoo export's files: they carry a calibration, they are not fitted
+
+
 def calibrate_run(source: str | Path, device: str = "auto") -> CalibrationResult:
     """Fit `source`'s calibration (a run directory or a checkpoint of a single-label classifier) on its validation
-    split, as the end of a run does, and write it into the checkpoint. Raises ZooError for another task, a run
+    split, as the end of a run does, and write it into the checkpoint (replacing one it had), and its test figures
+    into the run's metrics.json where the checkpoint is a run's. Raises ZooError for an export, another task, a run
     without a validation split, data that cannot be read again, or a checkpoint that cannot be written."""
     from zoo.checkpoint import checkpoint_file, read_state, save_checkpoint
-    from zoo.data import SPLITS, build_datasets, build_loaders
     from zoo.evaluation.evaluate import measure
     from zoo.evaluation.source import checkpoint_config, load_model
     from zoo.loop import Compute
@@ -62,19 +68,16 @@ def calibrate_run(source: str | Path, device: str = "auto") -> CalibrationResult
     from zoo.tasks import get_task
 
     path = checkpoint_file(source)
+    if path.suffix.lower() in EXPORTS:
+        raise ZooError(f"{path} is an export (zoo export); zoo calibrate fits a checkpoint: give the run directory or "
+                       "its checkpoints/best.pt, then export it again")
     state = read_state(path, "evaluate")
     config = checkpoint_config(state, path, [])
     if config.task != "classification":
         raise ZooError(f"{path} is a {config.task} model; zoo calibrate fits single-label classifiers (task "
                        "classification)")
     where = resolve_device(device, key="--device")
-    normalization = state.normalization
-    splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                            seed=config.train.seed)
-    loaders = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))
-    if loaders["val"] is None:
-        raise ZooError(f"{path}'s run has no validation split (data.val_split 0): calibration is fitted on one; "
-                       "train again with data.val_split above 0")
+    splits, loaders = _run_data(config, state, path)
     model = load_model(state, config, path).to(where)
     compute, task = Compute(where, config.train.precision), get_task("classification")
     features: list[torch.Tensor] = []
@@ -87,5 +90,45 @@ def calibrate_run(source: str | Path, device: str = "auto") -> CalibrationResult
         raise error.with_fix("make room there, or copy the run to a writable folder") from None
     features = []
     _, logits, labels = measure(model, loaders["test"], compute, task, features)
-    return CalibrationResult(path, calibration, calibration.figures(logits, labels, torch.cat(features), 0.9),
-                             calibration.conformal.count)
+    figures = calibration.figures(logits, labels, torch.cat(features), COVERAGE)
+    return CalibrationResult(path, calibration, figures, calibration.conformal.count, state.calibration is not None,
+                             _update_metrics(path, figures))
+
+
+def _run_data(config: Any, state: Any, path: Path) -> tuple[Any, dict[str, Any]]:
+    """The run's splits, drawn again from its config and seed, and their loaders. Raises ZooError for a run without
+    a validation split."""
+    from zoo.data import SPLITS, build_datasets, build_loaders
+
+    normalization = state.normalization
+    splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
+                            seed=config.train.seed)
+    loaders = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))
+    if loaders["val"] is None:
+        raise ZooError(f"{path}'s run has no validation split (data.val_split 0): calibration is fitted on one; "
+                       "train again with data.val_split above 0")
+    return splits, loaders
+
+
+def _update_metrics(path: Path, figures: dict[str, Any]) -> Path | None:
+    """The run's metrics.json (beside checkpoints/ where `path` is its best.pt) with the new calibration's test
+    figures, as a run that fitted it writes them; None where there is none to update (or it cannot be read)."""
+    import json
+
+    from zoo.rundir import WriteError, write_json
+
+    metrics = path.parent.parent / "metrics.json"
+    if path.name != "best.pt" or path.parent.name != "checkpoints" or not metrics.is_file():
+        return None
+    try:
+        kept = json.loads(metrics.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict):
+        return None
+    try:
+        write_json(metrics, kept | figures)
+    except WriteError as error:
+        raise error.with_fix("best.pt is calibrated; make room there for metrics.json's figures, or leave them "
+                             "out: zoo evaluate measures them") from None
+    return metrics

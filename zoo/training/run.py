@@ -20,6 +20,7 @@ from zoo.loop import EpochResult, evaluate_loader, train_epoch
 from zoo.metrics.calibration import Calibration
 from zoo.present.console import say
 from zoo.rundir import RunLock, WriteError, check_present, write_json
+from zoo.training.calibrate import COVERAGE  # metrics.json's prediction sets are at this target
 from zoo.training.directory import RunDirectory
 from zoo.training.guard import Guard, one_line_errors
 from zoo.training.hooks import EarlyStopping, Judge, Run, StepHook, better, record_epoch, section, stopped
@@ -27,8 +28,6 @@ from zoo.training.log import RunLog
 from zoo.training.restarts import Attempt, find_run
 from zoo.training.resume import ResumePlan, continue_run, prepare_resume
 from zoo.training.setup import Parts, assemble, topic
-
-COVERAGE = 0.9  # metrics.json's prediction sets: their coverage and size on the test split at this target
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,20 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
         f"({m.count:,} images, best epoch "
         f"{progress.best_epoch})\n"
         f"metrics: {run.directory / 'metrics.json'}")
+    if "calibration" in metrics:
+        say(_calibration_line(metrics))
     return RunResult(run.directory, metrics)
+
+
+def _calibration_line(metrics: dict[str, Any]) -> str:
+    """What the run's calibration does on the test split, in one line (zoo.metrics.calibration's figures)."""
+    calibration, conformal = metrics["calibration"], metrics["conformal"]
+    unfamiliar = (f", {metrics['unfamiliar']['test_flagged']:.2%} of it flagged unfamiliar"
+                  if "unfamiliar" in metrics else "")
+    return (f"calibrated on the validation split: temperature {calibration['temperature']:.3f} (test ECE "
+            f"{calibration['ece_before']:.2%} -> {calibration['ece_after']:.2%}); {conformal['target']:.0%} prediction "
+            f"sets cover {conformal['coverage']:.2%} of the test split with {conformal['mean_set_size']:.2f} classes"
+            f"{unfamiliar}")
 
 
 def _finish(run: Run, progress, step: int, pruned: int | None) -> tuple[EpochResult, dict[str, Any]]:
