@@ -115,7 +115,7 @@ def test_readme_model_table_is_what_zoo_list_prints():
 
 def test_ci_runs_the_readmes_test_command():
     readme = (ROOT / "README.md").read_text()
-    command = ('pip install -c constraints.txt -e ".[dev,export,sweep]" && python -m pytest '
+    command = ('pip install -c constraints.txt -e ".[dev,export,sweep,serve]" && python -m pytest '
                '&& python -m pytest -m slow')
     assert f"<!-- test command: .ci/run runs this line -->\n```bash\n{command}\n" in readme  # the slow tests too
     assert "grep -A 2 '<!-- test command' README.md" in (ROOT / ".ci" / "run").read_text()
