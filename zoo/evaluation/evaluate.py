@@ -314,21 +314,9 @@ def unfamiliar_pictures(state: TrainingState, config: Config, folder: str | Path
         return None
     if not str(folder).strip():
         raise ZooError("--unfamiliar is empty; give a folder of pictures unlike the training data (read recursively)")
-    from zoo.data.images import gather, note_others
-    from zoo.data.preprocess import Preprocessing
-    from zoo.evaluation.reconstruction import Pictures  # an autoencoder's --abnormal folder is read the same way
+    from zoo.evaluation.reconstruction import folder_pictures  # an autoencoder's --abnormal folder is read alike
 
-    if not Path(folder).is_dir():
-        what = "is a file" if Path(folder).exists() else "not found"
-        raise ZooError(f"--unfamiliar {folder}: {what}; give a folder of pictures unlike the training data (read "
-                       "recursively)")
-    found, others = gather([folder])
-    if not found:
-        raise ZooError(f"--unfamiliar {folder}: no pictures there; give a folder of pictures unlike the training data")
-    note_others(Path(folder), others)
-    preprocessing = Preprocessing.of_checkpoint(state, config)
-    preprocessing.check_pictures()
-    return Pictures(found, preprocessing)
+    return folder_pictures("--unfamiliar", folder, "pictures unlike the training data", state, config)
 
 
 def measure_pictures(model: nn.Module, pictures: Dataset | None, compute: Compute, task: Task, config: Config

@@ -129,6 +129,22 @@ def evaluate_reconstruction(path: str | Path, split: str = "test", overrides: li
     return _save(report, config) if save else report
 
 
+def folder_pictures(option: str, folder: str | Path, kind: str, state: TrainingState, config: Config) -> Pictures:
+    """Every picture of `folder` (read recursively) through the checkpoint's evaluation preprocessing, as zoo predict
+    reads them: an autoencoder's --abnormal pictures, a classifier's --unfamiliar ones (`kind` says which). Raises
+    ZooError naming `option` for a folder that is not there, a file, or no pictures."""
+    if not Path(folder).is_dir():
+        what = "is a file" if Path(folder).exists() else "not found"
+        raise ZooError(f"{option} {folder}: {what}; give a folder of {kind} (read recursively)")
+    found, others = gather([folder])
+    if not found:
+        raise ZooError(f"{option} {folder}: no pictures there; give a folder of {kind}")
+    note_others(Path(folder), others)
+    preprocessing = Preprocessing.of_checkpoint(state, config)
+    preprocessing.check_pictures()
+    return Pictures(found, preprocessing)
+
+
 def _abnormal(config: Config, stored: Config, state: TrainingState, path: Path, folder: str | Path | None,
               classes: tuple[int, ...] | None) -> tuple[Dataset | None, str | None]:
     """The abnormal pictures: a folder's, through the run's preprocessing, or the data set's `classes` (every image
@@ -140,16 +156,7 @@ def _abnormal(config: Config, stored: Config, state: TrainingState, path: Path, 
         raise ZooError(f"{option}: {path} colourises: its output (colour) is not its input (gray), so there is no "
                        "reconstruction error to flag abnormal pictures by; evaluate it without abnormal pictures")
     if folder is not None:
-        if not Path(folder).is_dir():
-            what = "is a file" if Path(folder).exists() else "not found"
-            raise ZooError(f"--abnormal {folder}: {what}; give a folder of abnormal pictures (read recursively)")
-        found, others = gather([folder])
-        if not found:
-            raise ZooError(f"--abnormal {folder}: no pictures there; give a folder of abnormal pictures")
-        note_others(Path(folder), others)
-        preprocessing = Preprocessing.of_checkpoint(state, config)
-        preprocessing.check_pictures()
-        return Pictures(found, preprocessing), f"every image of {folder}"
+        return folder_pictures("--abnormal", folder, "abnormal pictures", state, config), f"every image of {folder}"
     if classes is None:
         return None, None
     normal = stored.data.classes
