@@ -69,12 +69,11 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
 def top1_ece(probabilities: Tensor, labels: Tensor, bins: int = 15) -> float:
     """Expected calibration error (a fraction) of the top-1 confidence of N x K probabilities against N labels, in
     `bins` equal-width bins: zoo.metrics.trust's (Guo et al. 2017, eq. 3)."""
-    from zoo.metrics.trust import _reliability
+    from zoo.metrics.trust import _reliability, expected_calibration_error
 
     p = probabilities.detach().double().cpu().numpy()
     confidence, correct = p.max(axis=1), p.argmax(axis=1) == labels.detach().cpu().numpy()
-    reliability = _reliability(confidence, correct, bins)
-    return float(sum(abs(b.accuracy - b.confidence) * b.count for b in reliability if b.count) / max(len(p), 1))
+    return expected_calibration_error(_reliability(confidence, correct, bins), len(p))
 
 
 def _ranked(probabilities: Tensor, penalty: float, k_reg: int) -> tuple[Tensor, Tensor]:

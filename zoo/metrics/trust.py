@@ -136,7 +136,7 @@ def compute_trust(logits: torch.Tensor, targets: torch.Tensor, classes: list[str
     confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
     correct = predicted == truth
     reliability = _reliability(confidence, correct, bins)
-    ece = sum(abs(b.accuracy - b.confidence) * b.count for b in reliability if b.count) / count
+    ece = expected_calibration_error(reliability, count)
     order = confidently_wrong(probabilities, truth, shown)
     kept = [Wrong(int(i), paths[i] if paths is not None else None, int(truth[i]), int(predicted[i]),
                   float(confidence[i]))
@@ -186,7 +186,7 @@ def compute_multilabel_trust(logits: torch.Tensor, targets: torch.Tensor, classe
     confidence = np.where(decided, probabilities, 1 - probabilities).ravel()
     correct = (decided == positives).ravel()
     reliability = _reliability(confidence, correct, bins)
-    ece = sum(abs(b.accuracy - b.confidence) * b.count for b in reliability if b.count) / len(confidence)
+    ece = expected_calibration_error(reliability, len(confidence))
     wrong = int((decided != positives).any(axis=1).sum())
     return Trust(list(classes), len(positives), support, auc, ap, roc, pr, float(ece), reliability, [], wrong)
 
@@ -203,6 +203,12 @@ def confidently_wrong(probabilities: np.ndarray, truth: np.ndarray, shown: int =
     confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != truth)
     return wrong[np.argsort(-confidence[wrong], kind="stable")][:shown]
+
+
+def expected_calibration_error(reliability: list[Bin], count: int) -> float:
+    """Guo et al.'s ECE (a fraction) of `count` samples' reliability bins: sum of |accuracy - confidence| x bin count
+    / count."""
+    return float(sum(abs(b.accuracy - b.confidence) * b.count for b in reliability if b.count) / max(count, 1))
 
 
 def _reliability(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[Bin]:

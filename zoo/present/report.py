@@ -352,7 +352,7 @@ def calibrated_figures(run: Run, calibration: Calibration, logits: Any, targets:
                        ) -> dict[str, Any]:
     """Calibration.figures of the kept test logits (no data read): the temperature, the ECE before and after it and
     the prediction sets at `coverage`; and the share of the test split the unfamiliar score flags, which needs the
-    pictures, as metrics.json holds it where the run fitted this calibration (zoo calibrate writes no metrics.json)."""
+    pictures, as metrics.json holds it where the run (or zoo calibrate) fitted this calibration."""
     from dataclasses import replace
 
     # without its familiarity, figures() reads no pixel statistics: the kept scores have none
