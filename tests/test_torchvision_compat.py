@@ -23,6 +23,8 @@ def test_the_shared_architectures_claim_compatibility():
     assert set(COMPATIBLE) == {
         "alexnet_owt", "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
         "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+        "densenet121", "densenet161", "densenet169", "densenet201", "inception_v3",
+        "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
     }
 
 
@@ -43,7 +45,7 @@ def randomize(model: nn.Module) -> nn.Module:
 
 
 def torchvision_model(name: str, **kwargs) -> nn.Module:
-    if name == "googlenet":
+    if name in ("googlenet", "inception_v3"):
         kwargs = {"aux_logits": False, "init_weights": False, **kwargs}
     return randomize(getattr(tvm, name)(weights=None, **kwargs))
 

@@ -19,6 +19,10 @@ FAMILY_MODULES when a model is first looked up.
     alexnet.py      AlexNet (2012), its one-weird-trick version (torchvision's alexnet) and ZFNet
     vgg.py          VGG 11, 13, 16 and 19, with and without batch normalization
     googlenet.py    GoogLeNet (Inception v1) with its optional auxiliary heads
+    inception.py    Inception v3 (Szegedy et al. 2016): factorized and asymmetric convolutions, one auxiliary head
+    densenet.py     DenseNet 121, 161, 169 and 201 (ImageNet) and the CIFAR DenseNet-BC (k = 12, depth 100)
+    mobilenet.py    MobileNetV2 (inverted residuals) and MobileNetV3 large and small (hard-swish, SE)
+    textcnn.py      Kim's (2014) convolutional network for sentence classification
     resnet.py       ResNet 18-152 (ImageNet) and 20-110 (CIFAR-10), SE as a block option
     senet.py        SE-ResNet 18-152: ResNet builders with SE in every block
     teaching.py     the course's MLP (XOR, MNIST) and small MNIST CNN
@@ -30,7 +34,8 @@ from __future__ import annotations
 import importlib
 
 # the files that register builders
-FAMILY_MODULES = ("alexnet", "autoencoder", "googlenet", "lenet", "resnet", "senet", "teaching", "vgg")
+FAMILY_MODULES = ("alexnet", "autoencoder", "densenet", "googlenet", "inception", "lenet", "mobilenet", "resnet", "senet",
+                  "teaching", "textcnn", "vgg")
 
 __all__ = ["FAMILY_MODULES", "Autoencoder", "Classifier"]
 
