@@ -1,11 +1,14 @@
 """zoo serve (zoo/inference/serve.py): a real `zoo serve` process on a free port, asked over HTTP with urllib as a
 client would: its answers equal zoo.load(...).predict's, concurrent requests are batched and all answered, bad
 uploads get one 4xx JSON line and the service keeps answering, SIGTERM drains and exits 0; the page in headless
-Chromium; the one line without the serve extra."""
+Chromium, with a picture's heat map; ONNX, int8, multi-label and autoencoder sources (uvicorn in a thread of this
+process); 500 concurrent clients (slow); the one line without the serve extra."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
 import queue
 import re
@@ -17,12 +20,13 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, free_port, run_zoo
+from helpers import ROOT, digit_sets, free_port, run_zoo
 from PIL import Image
 
 import zoo
@@ -59,6 +63,16 @@ def _ask(url: str, body: bytes | None = None, content_type: str = "application/o
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def _raw(url: str, body: bytes) -> tuple[int, str, bytes]:
+    """(status, content type, body) of a POST of raw image bytes."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "image/png"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
 
 
 def _post_files(url: str, files: list[tuple[str, bytes]], query: str = "") -> tuple[int, dict]:
@@ -217,9 +231,138 @@ def test_the_page_shows_a_chosen_pictures_top_class(served, pictures, expected):
         view.set_input_files("#files", [str(pictures[3])])
         label = view.wait_for_selector(".card .label", timeout=30_000).text_content()
         shown = view.text_content("#results")
+        heat = view.wait_for_selector(".card img.heat", timeout=60_000)
+        view.wait_for_function("document.querySelector('.card img.heat').complete", timeout=30_000)
+        drawn = heat.evaluate("img => [img.naturalWidth, img.naturalHeight]")
         browser.close()
     assert problems == []
     assert label == expected[3]["top_k"][0]["class"] and pictures[3].name in shown and "%" in shown
+    assert drawn[0] > 300 and drawn[1] > 200  # the two panels, the colour bar and the caption, as zoo explain draws
+
+
+def test_explain_draws_the_picture_zoo_explain_draws(served, pictures, digits_run):
+    from zoo.inference.explain import explain_picture
+
+    url = served[0]
+    request = urllib.request.Request(f"{url}/explain", data=pictures[5].read_bytes(),
+                                     headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        assert answer.status == 200 and answer.headers["Content-Type"] == "image/png"
+        drawn = np.asarray(Image.open(io.BytesIO(answer.read())).convert("RGB"), dtype=np.int16)
+    predictor = zoo.load(digits_run.run_dir)
+    local, _ = explain_picture(predictor, predictor.prepare(pictures[5]), "the request body")
+    local = np.asarray(local.convert("RGB"), dtype=np.int16)
+    assert drawn.shape == local.shape and np.abs(drawn - local).mean() < 1.0  # threads may round a colour apart
+    two = [(path.name, path.read_bytes()) for path in pictures[:2]]
+    assert _ask(f"{url}/explain", *_multipart(two)) == (400, {"error": "2 pictures: /explain draws one at a time"})
+
+
+@contextlib.contextmanager
+def _in_process(source: Path) -> Iterator[str]:
+    """zoo serve's app over zoo.load(source) in real uvicorn, in a thread of this process, on a free port: its URL.
+    (The command's own process is tested above; a thread saves a second torch import per source.)"""
+    uvicorn = pytest.importorskip("uvicorn")
+    from zoo.inference.serve import build_app
+
+    server = uvicorn.Server(uvicorn.Config(build_app(zoo.load(source)), host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _served_equal_loaded(source: Path, pictures: list[Path]) -> dict:
+    """POST `pictures` to `source` served; assert the answers equal zoo.load(source).predict's; /model's facts."""
+    loaded = zoo.load(source)
+    ranked = loaded.task.has_classes  # an autoencoder's answers have no top-k
+    expected = [record.to_dict() for record in loaded.predict(pictures, **({"top_k": 3} if ranked else {}))]
+    with _in_process(source) as url:
+        status, answer = _post_files(url, [(path.name, path.read_bytes()) for path in pictures],
+                                     "?top_k=3" if ranked else "")
+        facts = _ask(f"{url}/model")[1]
+        explained = _raw(f"{url}/explain", pictures[0].read_bytes())
+    assert status == 200 and len(answer["predictions"]) == len(pictures)
+    for got, want in zip(answer["predictions"], expected):
+        assert got.pop("name") and set(got) == set(want)
+        for key, value in want.items():
+            assert got[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
+    return {**facts, "explained": explained, "answers": answer["predictions"]}
+
+
+def test_onnx_and_int8_exports_answer_as_zoo_load_does(digits_run, pictures, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from zoo.inference.export import export_checkpoint, quantize_checkpoint
+
+    checkpoint = digits_run.run_dir / "checkpoints" / "best.pt"
+    float32 = export_checkpoint(checkpoint, "onnx", tmp_path / "best.onnx").path
+    int8 = quantize_checkpoint(checkpoint, tmp_path / "best.int8.onnx").path
+    answers = {}
+    for source in (float32, int8):
+        facts = _served_equal_loaded(source, pictures)
+        assert facts["calibration"] is True and facts["explain"] is False
+        status, kind, error = facts["explained"]
+        assert (status, kind) == (422, "application/json")
+        assert "ONNX file" in json.loads(error)["error"] and "\n" not in json.loads(error)["error"]
+        answers[source] = [row["top_k"][0]["class"] for row in facts["answers"]]
+    assert sum(a == b for a, b in zip(answers[float32], answers[int8])) >= PICTURES - 1
+
+
+@pytest.mark.slow
+def test_multilabel_and_autoencoder_runs_answer_as_zoo_load_does(tmp_path, pictures):
+    from zoo.config import load_config, validate_config
+
+    manifest = digit_sets(tmp_path / "sets", 300, 60)
+    sets = zoo.train(load_config(ROOT / "configs" / "lenet5_digit_sets.yaml", [
+        f"data.manifest={manifest}", f"train.output_dir={tmp_path / 'runs'}", "train.epochs=2"]), quiet=True)
+    facts = _served_equal_loaded(sets.run_dir, pictures)
+    assert facts["task"] == "multilabel" and facts["explain"] is True
+    assert facts["explained"][:2] == (200, "image/png") and Image.open(io.BytesIO(facts["explained"][2])).width > 300
+    assert all("labels" in row for row in facts["answers"])
+    rebuilt = zoo.train(validate_config({
+        "task": "reconstruction", "model": {"name": "conv_autoencoder"},
+        "data": {"name": "digits", "input_size": 28, "batch_size": 32, "classes": [3]},
+        "optimizer": {"name": "adam", "lr": 0.005}, "train": {"epochs": 2, "output_dir": str(tmp_path / "ae")}}),
+        quiet=True)
+    facts = _served_equal_loaded(rebuilt.run_dir, pictures)
+    assert facts["task"] == "reconstruction" and facts["explain"] is False
+    assert facts["explained"][0] == 422 and "autoencoder" in json.loads(facts["explained"][2])["error"]
+    assert {row["verdict"] for row in facts["answers"]} <= {"normal", "abnormal"}
+
+
+@pytest.mark.slow
+def test_500_concurrent_clients_get_zoo_predicts_top1_without_an_error(served, digits_run, tmp_path):
+    """The issue's bar: 500 clients at once, each posting one of 500 digit pictures, all answered as zoo predict."""
+    from sklearn.datasets import load_digits
+
+    url = served[0]
+    encoded, paths = [], []
+    for number, image in enumerate(load_digits().images[-500:]):
+        path = tmp_path / f"{number:03d}.png"
+        Image.fromarray((image * 255 / 16).astype(np.uint8)).resize((32, 32)).save(path)
+        paths.append(path)
+        encoded.append(path.read_bytes())
+    done = run_zoo("predict", digits_run.run_dir, tmp_path, "-f", "json", "--top-k", "1")
+    assert done.returncode == 0, done.stderr
+    expected = {Path(row["path"]).name: row["top_k"][0]["class"] for row in json.loads(done.stdout)["predictions"]}
+    start = threading.Barrier(500)
+
+    def client(number: int) -> tuple[int, str]:
+        start.wait()
+        status, answer = _ask(f"{url}/predict?top_k=1", encoded[number], "image/png")
+        return status, answer["predictions"][0]["top_k"][0]["class"] if status == 200 else answer
+
+    with ThreadPoolExecutor(500) as pool:
+        answers = list(pool.map(client, range(500)))
+    assert [status for status, _ in answers] == [200] * 500
+    assert [label for _, label in answers] == [expected[path.name] for path in paths]
 
 
 def test_sigterm_finishes_what_is_in_flight_and_exits_0(served, pictures):

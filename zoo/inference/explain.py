@@ -330,6 +330,32 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
     return report
 
 
+def why_not_explained(predictor: Predictor) -> str | None:
+    """Why `predictor`'s pictures get no heat map (zoo serve's page asks before it offers one), or None when they do:
+    a classifier's PyTorch network trained on pictures (a checkpoint, .safetensors, torchvision weights)."""
+    if not predictor.task.has_classes:
+        return f"{predictor.source} is an autoencoder: zoo explain draws its error maps"
+    try:
+        network(predictor)
+    except ZooError as error:
+        return str(error)
+    return None
+
+
+def explain_picture(predictor: Predictor, picture: Tensor, name: str, layer: str | None = None,
+                    top_k: int = TOP_K) -> tuple[Image.Image, str | None]:
+    """One preprocessed picture's (C x H x W, Predictor.prepare's) overlay as zoo explain draws it with its defaults:
+    the model's default method (default_method) at `layer` (None: found, the default stage), of the top-1 class (a
+    multi-label model's first predicted label), captioned with `name`. Returns (picture, the layer used, to pass
+    back next time and skip finding it). Raises ZooError as network() does."""
+    model, model_name = network(predictor)
+    method = default_method(model_name)
+    if method == "gradcam" and layer is None:
+        _, layer = _backbone(model, model_name, [picture], None, method, None, predictor.device)
+    drawn = overlays(predictor, [Path(name)], [picture], Path(), method, layer, None, top_k)
+    return drawn[0][1], layer
+
+
 def _backbone(model: nn.Module, model_name: str, pictures: list[Tensor], mapped: Tensor | None, method: str,
               layer: str | None, device: torch.device) -> tuple[Backbone | None, str | None]:
     """The network's convolutional stages where Grad-CAM or the feature maps need them (else None), and Grad-CAM's
@@ -378,8 +404,10 @@ def network(predictor: Predictor) -> tuple[nn.Module, str]:
     model_name = predictor.config.model.name if predictor.config is not None else type(model).__name__.lower()
     preprocessing = predictor.preprocessing
     if preprocessing is not None and not preprocessing.takes_pictures:
-        raise ZooError(f"{model_name} was trained on {preprocessing.data}'s {preprocessing.in_channels} features, not "
-                       "on pictures: zoo explain has nothing to draw; it explains networks trained on images")
+        given = ("sentences (data.name text)" if preprocessing.data == "text" else
+                 f"{preprocessing.data}'s {preprocessing.in_channels} features")
+        raise ZooError(f"{model_name} was trained on {given}, not on pictures: zoo explain has nothing to draw; it "
+                       "explains networks trained on images")
     return model, model_name
 
 

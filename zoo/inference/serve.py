@@ -6,13 +6,18 @@
                     {"predictions": [{"name": ..., **Prediction.to_dict()}, ...]}: zoo predict --format json's items
     GET /health     {"status": "ok"}
     GET /model      classes, input size, channels, task, versions, calibration, the run's test figures
-    GET /           a page to choose or drop pictures and see their classes (inline CSS and JS, nothing fetched)
+    POST /explain   one picture: its heat map overlay as a PNG, as zoo explain draws it with its defaults (Grad-CAM, or
+                    the model's own default method: occlusion for LeNet-5); a classifier's PyTorch network only
+                    (checkpoint, .safetensors, torchvision weights: /model's "explain" says), else 422
+    GET /           a page to choose or drop pictures and see their classes and heat maps (inline CSS and JS, nothing
+                    fetched from elsewhere)
     GET /docs       FastAPI's OpenAPI page
 
 The answers equal zoo predict's: the same `zoo.load` Predictor, each upload decoded as zoo.data.images.open_image
 decodes a file (the first frame, EXIF orientation, display_rgb's modes) and preprocessed by `Predictor.prepare`, then
 `Predictor.decide`. Pictures of concurrent requests are run together (`Batcher`): up to --max-batch of them, waiting at
-most --max-wait-ms for more after the first, each batch in a worker thread so the event loop keeps answering.
+most --max-wait-ms for more after the first, each batch in a worker thread so the event loop keeps answering. A heat
+map runs alone, holding the Batcher's lock: Grad-CAM's hooks on the shared network must not see a batch's pass.
 Refused with a 4xx JSON {"error": "..."} line, before any picture is queued: a body over --max-upload-mb (413,
 read to its end and dropped so the client reads the answer), more than MAX_FILES pictures (413), a picture over
 Pillow's MAX_IMAGE_PIXELS (413: decompression bombs, refused from the header), a file Pillow cannot read (415) or
@@ -47,7 +52,7 @@ try:  # the serve extra; zoo's CLI imports this module for zoo serve alone
     import uvicorn
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.formparsers import MultiPartException, MultiPartParser
@@ -137,6 +142,7 @@ class Batcher:
         self.predictor, self.max_batch, self.max_wait_s = predictor, max_batch, max_wait_s
         self.waiting: collections.deque[Item] = collections.deque()
         self.arrived = asyncio.Event()
+        self.lock = threading.Lock()  # the network runs one pass at a time: a batch, or a heat map (Service.draw)
 
     async def predict(self, pictures: list[Tensor], top_k: int, coverage: float | None) -> list[Any]:
         """Each picture's Prediction (an autoencoder's AnomalyScore), in order, once its batch has run."""
@@ -185,6 +191,10 @@ class Batcher:
 
     def decide(self, items: list[Item]) -> list[Any]:
         """Records of `items`, one Predictor.decide per (top_k, coverage) the requests asked for."""
+        with self.lock:
+            return self._decide(items)
+
+    def _decide(self, items: list[Item]) -> list[Any]:
         records: list[Any] = [None] * len(items)
         groups: dict[tuple[int, float | None], list[int]] = {}
         for index, item in enumerate(items):
@@ -284,7 +294,11 @@ class Service:
     """zoo serve's endpoints over one Predictor, its Batcher and the request Limits."""
 
     def __init__(self, predictor: Predictor, batcher: Batcher, limits: Limits) -> None:
+        from zoo.inference.explain import why_not_explained
+
         self.predictor, self.batcher, self.limits = predictor, batcher, limits
+        self.unexplained = why_not_explained(predictor)  # None: /explain draws heat maps
+        self.layer: str | None = None  # Grad-CAM's layer, found at the first heat map
 
     async def predict(self, request: Request, top_k: int = TOP_K, coverage: float | None = None) -> JSONResponse:
         """Each picture's top-k classes and probabilities, its labels, and with a calibration whether it is
@@ -305,12 +319,32 @@ class Service:
         return JSONResponse({"predictions": [{"name": name, **record.to_dict()}
                                              for (name, _), record in zip(files, records)]})
 
+    async def explain(self, request: Request) -> Response:
+        """One picture's heat map overlay, a PNG: zoo explain's picture with its defaults, for the page."""
+        if self.unexplained is not None:
+            raise Refused(422, self.unexplained)
+        files = await uploads(request, self.limits)
+        if len(files) > 1:
+            raise Refused(400, f"{len(files)} pictures: /explain draws one at a time")
+        name, data = files[0]
+        picture = await run_in_threadpool(decode, data, name, self.predictor, self.limits.max_pixels)
+        return Response(await run_in_threadpool(self.draw, picture, name), media_type="image/png")
+
+    def draw(self, picture: Tensor, name: str) -> bytes:
+        from zoo.inference.explain import explain_picture
+
+        with self.batcher.lock:
+            image, self.layer = explain_picture(self.predictor, picture, name, self.layer)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
     async def model(self) -> dict[str, Any]:
         """The network served: classes, input, task, versions, calibration, its run's test figures."""
-        return model_facts(self.predictor)
+        return {**model_facts(self.predictor), "explain": self.unexplained is None}
 
     async def page(self) -> HTMLResponse:
         return HTMLResponse(PAGE)
@@ -333,6 +367,8 @@ def build_app(predictor: Predictor, max_batch: int = 64, max_wait_ms: float = 5.
     app = FastAPI(title="zoo serve", version=zoo.__version__, lifespan=lifespan,
                   description=f"{predictor.source}: POST pictures to /predict")
     app.post("/predict", openapi_extra=UPLOAD_SCHEMA)(service.predict)
+    app.post("/explain", openapi_extra=UPLOAD_SCHEMA, response_class=Response,
+             responses={200: {"content": {"image/png": {}}}})(service.explain)
     app.get("/health")(service.health)
     app.get("/model")(service.model)
     app.get("/", include_in_schema=False)(service.page)
@@ -399,10 +435,10 @@ body{font:15px system-ui,sans-serif;margin:2em auto;max-width:860px;padding:0 1e
 #drop{border:2px dashed #999;border-radius:8px;padding:2em;text-align:center;cursor:pointer}
 #drop.over{background:#eef4ff;border-color:#36c}
 .card{display:flex;gap:1em;align-items:flex-start;border-bottom:1px solid #ddd;padding:.8em 0}
-.card img{width:96px;height:96px;object-fit:contain;background:#f4f4f4;image-rendering:pixelated}
+.card>img{width:96px;height:96px;object-fit:contain;background:#f4f4f4;image-rendering:pixelated}
 .row{display:flex;align-items:center;gap:.5em;margin:2px 0}.bar{height:10px;background:#36c;border-radius:2px}
 .name{color:#666;font-size:13px}.label{font-weight:600;font-size:17px}.flag{color:#b60;font-weight:600}
-.error{color:#b00}
+.error{color:#b00}.heat{display:block;max-width:100%;margin-top:.5em}
 </style></head><body>
 <h1>zoo serve</h1><p id="model" class="name"></p>
 <label id="drop">Drop pictures here, or click to choose them
@@ -413,7 +449,8 @@ const drop = document.getElementById('drop'), input = document.getElementById('f
 const results = document.getElementById('results');
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text; return e; };
-fetch('model').then(r => r.json()).then(m => { document.getElementById('model').textContent =
+let explained = false;
+fetch('model').then(r => r.json()).then(m => { explained = m.explain; document.getElementById('model').textContent =
   `${m.model || m.source} · ${m.task} · ${m.classes.length} classes` + (m.test && m.test.accuracy !== undefined ?
   ` · test accuracy ${(100 * m.test.accuracy).toFixed(2)}%` : ''); });
 function show(file, answer) {
@@ -428,6 +465,14 @@ function show(file, answer) {
     row.append(el('span', '', t.class), bar, el('span', 'name', (100 * t.probability).toFixed(1) + '%'));
     body.append(row); }
   results.prepend(card);
+  if (explained) heat(file, body);
+}
+async function heat(file, body) {
+  const form = new FormData(); form.append('file', file, file.name);
+  const r = await fetch('explain', {method: 'POST', body: form});
+  if (!r.ok) { body.append(el('div', 'error', (await r.json()).error)); return; }
+  const img = el('img', 'heat'); img.alt = 'heat map of ' + file.name;
+  img.src = URL.createObjectURL(await r.blob()); body.append(img);
 }
 async function send(files) {
   for (const file of files) {
