@@ -278,7 +278,8 @@ def test_googlenet_weights_predict_as_torchvisions_googlenet_with_transform_inpu
     from zoo.training.finetune import read_source
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
+    # torchvision's file holds the auxiliary heads (its builder loads them, then drops them), and so does this one
+    reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True,
                                              transform_input=True).eval()
     weights = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
     cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name

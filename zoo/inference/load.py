@@ -23,6 +23,12 @@ classes:
 
 An encoder exported alone (zoo export --encoder) is refused by `load`: its output is the code, which zoo has no
 use for; run it with ONNX Runtime, or load its safetensors weights into the autoencoder's `encoder`.
+
+A text network (data.name text) opens as a `TextPredictor`, whose `predict` takes sentences, tokenized with the run's
+vocabulary (zoo.data.text; the checkpoint and every export carry it):
+
+    >>> zoo.load("runs/textcnn_text/<time>").predict(["A fine, funny film."])[0].label
+    'pos'
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.data.preprocess import Preprocessing
+from zoo.data.text import pad, tokenize
 from zoo.errors import ZooError
 from zoo.metrics.familiarity import pixel_features
 from zoo.metrics.reconstruction import per_image_mse
@@ -45,7 +52,7 @@ from zoo.tasks import Classification, Task, get_task
 if TYPE_CHECKING:
     from PIL import Image
 
-    from zoo.checkpoint import TrainingState
+    from zoo.checkpoint import TrainingState, Vocabulary
     from zoo.config import Config
     from zoo.metrics.calibration import Calibration
 
@@ -75,6 +82,7 @@ class Metadata:
     part: str = "network"  # PARTS: "encoder" is an autoencoder's encoder alone (zoo export --encoder)
     # a classifier's temperature, prediction sets and unfamiliar score (zoo.metrics.calibration); None: not fitted
     calibration: Calibration | None = None
+    vocabulary: Vocabulary | None = None  # a text network's words and tokenizer settings (zoo.checkpoint.Vocabulary)
 
     @classmethod
     def of_checkpoint(cls, state: TrainingState, config: Config) -> Metadata:
@@ -91,7 +99,7 @@ class Metadata:
             stored.pop("calibration", None)
         return cls(config.model.name, num_classes, classes, Preprocessing.of_checkpoint(state, config),
                    stored, zoo.__version__, str(torch.__version__), config.task, state.thresholds,
-                   state.anomaly_threshold, calibration=state.calibration)
+                   state.anomaly_threshold, calibration=state.calibration, vocabulary=state.vocabulary)
 
     @property
     def outputs(self) -> str:
@@ -106,7 +114,8 @@ class Metadata:
                   "num_classes": self.num_classes, "classes": self.classes, **self.preprocessing.to_dict(),
                   "config": self.config, "task": self.task, "thresholds": self.thresholds,
                   "anomaly_threshold": self.anomaly_threshold, "part": self.part,
-                  "calibration": None if self.calibration is None else self.calibration.to_dict()}
+                  "calibration": None if self.calibration is None else self.calibration.to_dict(),
+                  "vocabulary": None if self.vocabulary is None else self.vocabulary.to_dict()}
         return {key: json.dumps(value, ensure_ascii=False) for key, value in fields.items()}
 
     @classmethod
@@ -115,7 +124,7 @@ class Metadata:
         """The metadata of an exported file, each field checked for what it holds as a checkpoint's are
         (zoo.checkpoint.FieldCheck: types, ranges, and sizes against the file's `weights` where it has them).
         Raises ZooError for a file without zoo's metadata (exported by another tool), or with damaged metadata."""
-        from zoo.checkpoint import FieldCheck
+        from zoo.checkpoint import FieldCheck, Vocabulary
         from zoo.config import TASKS
         from zoo.datasets import SPECS
 
@@ -131,7 +140,7 @@ class Metadata:
                            "export it again") from None
         check = FieldCheck(path, "export it again with zoo export", "zoo metadata's ")
         # preprocessing: its own fields; the others absent from older exports
-        optional = ("preprocessing", "task", "thresholds", "anomaly_threshold", "part", "calibration")
+        optional = ("preprocessing", "task", "thresholds", "anomaly_threshold", "part", "calibration", "vocabulary")
         missing = [key for key in (*cls.__dataclass_fields__, *Preprocessing.__dataclass_fields__)
                    if key not in values and key not in optional]
         if missing:
@@ -145,14 +154,16 @@ class Metadata:
         preprocessing = Preprocessing(check.text("data", values["data"], tuple(SPECS)),
                                       *check.statistics("", values["mean"], values["std"], channels),
                                       check.side("input_size", values["input_size"], config), channels)
-        anomaly = values.get("anomaly_threshold")
+        anomaly, words = values.get("anomaly_threshold"), values.get("vocabulary")
         return cls(check.text("model_name", values["model_name"]), num_classes, classes, preprocessing, config,
                    *(check.text(key, values[key]) for key in ("zoo_version", "torch_version")), task,
                    check.thresholds("thresholds", values.get("thresholds"), num_classes or None),
                    None if anomaly is None else check.number("anomaly_threshold", anomaly),
                    check.text("part", values.get("part", "network"), PARTS),
                    check.calibration("calibration", values.get("calibration"),
-                                     {"in_channels": channels, "input_size": preprocessing.input_size}))
+                                     {"in_channels": channels, "input_size": preprocessing.input_size},
+                                     tokens=words is not None),
+                   Vocabulary.from_dict(words, check, weights))
 
     def decider(self) -> Task:
         """The task that turns the outputs into decisions, with the exported thresholds."""
@@ -304,7 +315,7 @@ class Predictor:
         logits, an autoencoder's reconstruction (N x C x H x W in [0, 1]). Raises ZooError for a batch check_batch
         refuses."""
         self.check_batch(batch)
-        batch = batch.to(self.device, torch.float32)
+        batch = batch.to(self.device, torch.float32) if batch.is_floating_point() else batch.to(self.device)  # ids
         if self.fixed_batch is None:
             return self.model(batch).float().cpu()
         size, parts = self.fixed_batch, []
@@ -376,6 +387,61 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor({self.source!r}, {self.num_classes} classes, device={self.device})"
+
+
+# ---- sentences ----------------------------------------------------------------------------------------
+
+class TextPredictor(Predictor):
+    """A text network (data.name text), ready to classify sentences: `predict` takes sentences (one text, or a list
+    of them) instead of pictures, each tokenized and looked up as its training data was (zoo.data.text, with the
+    run's `vocabulary`), or one batch of token ids N x L (int64, padded with <pad>, id 0). The rest is a
+    Predictor's: top-k, the calibration's temperature, prediction sets and unfamiliar score (the energy alone)."""
+
+    def __init__(self, *args: Any, vocabulary: Vocabulary, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.vocabulary = vocabulary
+
+    def prepare(self, sentence: str) -> Tensor:  # type: ignore[override]
+        """One sentence -> its token ids (int64, at most vocabulary.max_tokens; <unk>'s for words the training split
+        had not). Raises ZooError for one that is not text, or holds nothing but spaces."""
+        if not isinstance(sentence, str):
+            raise ZooError(f"cannot classify a {type(sentence).__name__} as a sentence; give text, or one tensor of "
+                           "token ids N x L (int64)")
+        tokens = tokenize(sentence)
+        if not tokens:
+            raise ZooError("an empty sentence; give the words to classify")
+        return torch.tensor(self.vocabulary.ids(tokens), dtype=torch.long)
+
+    def batches(self, sentences: Any, batch_size: int = 64) -> Iterator[Tensor]:
+        """`sentences` as batches of token ids N x L (padded to the longest, and to vocabulary.min_tokens) of at most
+        `batch_size` sentences, in order; a tensor of ids as one batch. Raises ZooError as `prepare` does."""
+        if isinstance(sentences, Tensor):
+            yield sentences
+            return
+        sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+        for start in range(0, len(sentences), batch_size):
+            chunk = [self.prepare(sentence) for sentence in sentences[start:start + batch_size]]
+            yield pad(chunk, self.vocabulary.min_tokens)
+
+    def check_batch(self, batch: Tensor) -> None:
+        """Raises ZooError for a tensor that is not a batch of this vocabulary's token ids: not N x L integers, ids
+        outside it, or fewer than min_tokens per row."""
+        fix = "give sentences (text): they are tokenized as the training data was"
+        size, least = len(self.vocabulary.words), self.vocabulary.min_tokens
+        if batch.is_floating_point() or batch.dim() != 2:
+            kind = str(batch.dtype).removeprefix("torch.")
+            raise ZooError(f"the network takes token ids, N x L integers, not a {kind} tensor of shape "
+                           f"{tuple(batch.shape)}; {fix}")
+        if batch.numel() and not (0 <= int(batch.min()) and int(batch.max()) < size):
+            raise ZooError(f"token ids run from 0 to {size - 1} (the vocabulary's words); this batch holds "
+                           f"{int(batch.min())} to {int(batch.max())}; {fix}")
+        if batch.shape[1] < least:
+            raise ZooError(f"the network takes at least {least} tokens per row (pad with <pad>, id 0), not "
+                           f"{batch.shape[1]}; {fix}")
+
+    def __repr__(self) -> str:
+        return (f"TextPredictor({self.source!r}, {self.num_classes} classes, {len(self.vocabulary.words):,} words, "
+                f"device={self.device})")
 
 
 # ---- autoencoders -------------------------------------------------------------------------------------
@@ -544,10 +610,11 @@ def _predictor(model: nn.Module | Network, metadata: Metadata, device: torch.dev
     """The Predictor of a network that gives `metadata.outputs`: an AutoencoderPredictor for a reconstruction."""
     preprocessing = metadata.preprocessing
     kind = AutoencoderPredictor if metadata.outputs == "reconstruction" else Predictor
-    predictor = kind(model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels,
-                     config=config, preprocessing=preprocessing, device=device, source=str(source),
-                     fixed_batch=fixed_batch, task=metadata.decider(), part=metadata.part,
-                     calibration=metadata.calibration)
+    text = {} if metadata.vocabulary is None else {"vocabulary": metadata.vocabulary}  # sentences: a TextPredictor
+    predictor = (TextPredictor if text else kind)(
+        model, metadata.classes, preprocessing.transform(), in_channels=preprocessing.in_channels, config=config,
+        preprocessing=preprocessing, device=device, source=str(source), fixed_batch=fixed_batch,
+        task=metadata.decider(), part=metadata.part, calibration=metadata.calibration, **text)
     predictor.predates_calibration = metadata.calibration is None and "calibration" not in metadata.config
     return predictor
 
@@ -591,7 +658,8 @@ def open_safetensors(path: Path, device: torch.device) -> Predictor:
     tensors, strings = read_safetensors(path)
     metadata = Metadata.from_strings(strings, path, tensors)
     config = validate_config(metadata.config, f"{path} (config)")
-    model = config.model.build(metadata.num_classes, metadata.preprocessing.in_channels)
+    arguments = {} if metadata.vocabulary is None else metadata.vocabulary.builder_arguments  # a text network's
+    model = config.model.build(metadata.num_classes, metadata.preprocessing.in_channels, **arguments)
     load_weights(weighed(model, metadata.part), TrainingState(tensors, metadata.config, metadata.model_name), path,
                  config.model.name)
     return _predictor(runnable(model, metadata).to(device).eval(), metadata, device, path, config)
@@ -678,7 +746,7 @@ def open_torchvision(name: str, device: torch.device) -> Predictor:
     import torchvision
 
     from zoo.models.registry import create_model, get_model_info, list_models
-    from zoo.training.finetune import _torchvision_weights, torchvision_transforms
+    from zoo.training.finetune import AUX_PREFIXES, _torchvision_weights, torchvision_transforms
 
     try:
         weights = torchvision.models.get_weight(name)
@@ -694,7 +762,11 @@ def open_torchvision(name: str, device: torch.device) -> Predictor:
     source = _torchvision_weights(name, model_name)
     categories = list(weights.meta["categories"])
     model = create_model(model_name, num_classes=len(categories))
-    model.load_state_dict(source.state)
+    # torchvision's GoogLeNet and Inception v3 files hold their auxiliary heads (its builders load them, then drop
+    # them); a network for prediction is built without: they are left out, as torchvision leaves them
+    own = model.state_dict()
+    model.load_state_dict({key: value for key, value in source.state.items()
+                           if key in own or not key.startswith(AUX_PREFIXES)})
     transforms = torchvision_transforms(weights, get_model_info(model_name).torchvision)  # GoogLeNet's statistics too
     return Predictor(model.to(device).eval(), categories, transforms, in_channels=3, device=device,
                      source=f"torchvision:{name}")
