@@ -240,6 +240,8 @@ def listed(text: str | bytes, name: str = "labels.csv", damaged: str = "") -> Ca
 
 
 MANIFEST = ("data.name=manifest", "data.manifest=photos/labels.csv")
+TEXT_CONFIG = "configs/textcnn_sentences.yaml"
+SENTENCES = ("data.manifest=sentences.csv",)
 LISTED = "path,label\ncat/0.png,cat\ncat/1.png,cat\ndog/0.png,dog\ndog/1.png,dog\n"
 
 
@@ -445,6 +447,29 @@ CASES = [
     Case("manifest not UTF-8", train(*MANIFEST), "manifest: photos/labels.csv line 3: not UTF-8 text (byte 0xe9); "
          "save it as UTF-8", listed(LISTED.encode().replace(b"cat/1.png,cat", b"cat/1.png,caf\xe9")),
          "a Latin-1 e-acute on line 3"),
+    # -- sentences: data.name text (zoo.data.text), zoo predict --text --
+    Case("text manifest without a text column", train(*SENTENCES, config=TEXT_CONFIG), "manifest: sentences.csv line "
+         "1: no text column (its columns: sentence, label); rename sentence to text",
+         text_file("sentences.csv", "sentence,label\nA fine film,pos\n"), "a sentence,label header"),
+    Case("text manifest without a label column", train(*SENTENCES, config=TEXT_CONFIG), "manifest: sentences.csv line "
+         "1: no label column (its columns: text, polarity); rename polarity to label",
+         text_file("sentences.csv", "text,polarity\nA fine film,pos\n"), "a text,polarity header"),
+    Case("empty text manifest", train(*SENTENCES, config=TEXT_CONFIG), "manifest: sentences.csv is empty; write a "
+         "header (text,label) and a row per sentence", text_file("sentences.csv", ""), "sentences.csv is empty"),
+    Case("text manifest row without a sentence", train(*SENTENCES, config=TEXT_CONFIG), "manifest: sentences.csv line "
+         "3: no text; give each row its sentence, or remove the row",
+         text_file("sentences.csv", "text,label\nA fine film,pos\n,neg\n"), "line 3 is ,neg"),
+    Case("an option for pictures given to a text run", train(*SENTENCES, "data.augment=true", config=TEXT_CONFIG),
+         "--set data: augment is for pictures; data.name text gives the network sentences as token ids"),
+    Case("a text network given pictures", train("model.name=textcnn"), "model textcnn reads sentences as token "
+         "ids; set data.name: text"),
+    Case("sentences given to a network of pictures", ("predict", CHECKPOINT, "--text", "a fine day"),
+         f"--text: {CHECKPOINT} classifies pictures, not sentences; give it image files", with_checkpoint()),
+    Case("an empty sentence to predict", ("predict", CHECKPOINT, "--text", ""),
+         "--text: the sentence is empty; give the words to classify", with_checkpoint()),
+    Case("an empty file of sentences to predict", ("predict", CHECKPOINT, "--text-file", "sentences.txt"),
+         "--text-file sentences.txt holds no sentences (blank lines are skipped)",
+         with_checkpoint(text_file("sentences.txt", "\n \n")), "sentences.txt holds blank lines"),
     Case("task multilabel on a data set of one label per image", train("task=multilabel"),
          f"{CONFIG} with --set task=multilabel: task multilabel: data.name digits has one label per image; multilabel "
          "reads data.name: manifest, whose label cells hold several"),
@@ -652,6 +677,18 @@ CASES = [
     Case("explain: an --output that is a file", ("explain", CHECKPOINT, "--filters", "--output", "notes.txt"),
          "--output notes.txt is a file; give a folder for the PNGs", with_checkpoint(text_file("notes.txt")),
          "a lenet5 checkpoint, notes.txt"),
+    Case("stylize: a picture that does not exist", ("stylize", "photo.jpg", "starry.jpg"),
+         "photo.jpg not found; give the content picture's file"),
+    Case("stylize: a picture that cannot be read", ("stylize", "notes.jpg", "notes.jpg"), "notes.jpg cannot be decoded",
+         text_file("notes.jpg"), "notes.jpg holds text"),
+    Case("stylize: an --output folder that does not exist", ("stylize", "photo.jpg", "starry.jpg", "-o", "out/a.png"),
+         "--output out/a.png: the folder out does not exist; create it, or give another"),
+    Case("stylize: an --output suffix Pillow cannot write", ("stylize", "photo.jpg", "starry.jpg", "-o", "a.xyz"),
+         "--output a.xyz: Pillow cannot write .xyz pictures; name it *.png or *.jpg"),
+    Case("stylize: a size under VGG-19's 16 px", ("stylize", "photo.jpg", "starry.jpg", "--size", "8"),
+         "--size 8: give the longer side in pixels, 16 to 4096"),
+    Case("stylize: a negative weight", ("stylize", "photo.jpg", "starry.jpg", "--style-weight", "-1"),
+         "--style-weight -1.0: give a weight of 0 or more"),
     Case("export: an opset the exporter does not write", ("export", CHECKPOINT, "--opset", "11"),
          "--opset 11: torch's exporter writes opset 18 to", with_checkpoint(), "a lenet5 checkpoint"),
     Case("export: a batch size that is not one", ("export", CHECKPOINT, "--batch", "many"),

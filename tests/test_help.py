@@ -125,7 +125,7 @@ def test_usage_names_arguments_as_click_does(argv, command):
 
 def test_the_usage_lines_a_user_reads_first():
     for command, usage in (("evaluate", "evaluate [OPTIONS] CHECKPOINT"),
-                           ("predict", "predict [OPTIONS] SOURCE INPUT..."), ("train", "train [OPTIONS] [CONFIG]")):
+                           ("predict", "predict [OPTIONS] SOURCE [INPUT...]"), ("train", "train [OPTIONS] [CONFIG]")):
         assert zoo(command, "--help").stdout.splitlines()[0].endswith(f"zoo {usage}")
 
 

@@ -16,7 +16,7 @@ from conftest import build_on_meta
 import zoo
 
 
-@pytest.fixture(scope="module", params=zoo.list_models(task="classification"))
+@pytest.fixture(scope="module", params=zoo.list_models(task="classification", input="image"))  # text: test_textcnn.py
 def model(request):
     return zoo.create_model(request.param).eval()
 

@@ -7,7 +7,8 @@ import pytest
 import zoo
 from zoo.models.registry import ParamReference, get_model_info, register_model
 
-FAMILIES = {"lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "senet", "mlp", "cnn", "autoencoder"}
+FAMILIES = {"lenet", "alexnet", "zfnet", "vgg", "googlenet", "resnet", "senet", "mlp", "cnn", "autoencoder", "densenet",
+            "inception", "mobilenet", "textcnn"}
 AUTOENCODERS = ["autoencoder", "conv_autoencoder", "deep_conv_autoencoder"]
 
 
@@ -62,7 +63,11 @@ def test_every_model_records_its_paper_and_sizes():
     for name in zoo.list_models():
         info = get_model_info(name)
         assert info.paper.authors and info.paper.title and info.paper.link
-        assert 1980 <= info.paper.year <= 2017
+        assert 1980 <= info.paper.year <= 2019  # MobileNetV3 (Howard et al. 2019) the latest
+        if info.input == "tokens":  # a sentence of L token ids (zoo.models.registry.INPUTS)
+            (length,) = info.input_size
+            assert 1 <= info.min_input_size <= length and info.in_channels == 1
+            continue
         channels, height, width = info.input_size
         assert channels in (1, 3) and height == width
         assert 1 <= info.min_input_size <= height
@@ -104,7 +109,7 @@ def test_every_builder_is_typed_with_the_papers_defaults_and_cites_the_paper():
         info = get_model_info(name)
         signature = inspect.signature(info.builder)
         assert signature.parameters["num_classes"].default == info.num_classes
-        assert signature.parameters["in_channels"].default == info.input_size[0]
+        assert signature.parameters["in_channels"].default == info.in_channels
         assert signature.return_annotation is not inspect.Signature.empty
         assert info.paper.cite() in inspect.getdoc(info.builder)
 

@@ -164,6 +164,10 @@ def test_every_shipped_config_trains_a_few_steps(path, tmp_path, monkeypatch):
         data = [f"data.manifest={digit_sets(tmp_path / 'data', 40, 12)}", "data.batch_size=4"]
     if config.task == "reconstruction":  # the normal digits are kept by index: synthetic data has its own classes
         data.append("data.classes=null")
+    if config.data.name == "text":  # sentences come from a manifest: a small one of two classes
+        (tmp_path / "sentences.csv").write_text("text,label\n" + "".join(
+            f"a {word} sentence number {i},{word}\n" for i in range(8) for word in ("good", "bad")))
+        data = [f"data.manifest={tmp_path / 'sentences.csv'}", "data.batch_size=4"]
     one_epoch = ["finetune.unfreeze_at_epoch=null"] if config.finetune and config.finetune.unfreeze_at_epoch else []
     config = load_config(path, [*data, "train.epochs=1", *one_epoch, "train.max_steps_per_epoch=2", "train.device=cpu",
                                 f"train.output_dir={tmp_path}"])

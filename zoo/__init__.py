@@ -12,6 +12,7 @@
     >>> zoo.load(autoencoder_run).predict(["photo.jpg"])[0].verdict       # an autoencoder's: "normal" or "abnormal"
     >>> swept = zoo.sweep("configs/lessons/optimizers.yaml", workers=2)     # every variant x seed: swept.results
     >>> zoo.compare([swept.folder]).pairs[0].pooled.p_value                 # McNemar's test, image by image
+    >>> zoo.stylize("photo.jpg", "starry.jpg", "out.png").losses[-1].total    # style transfer on VGG-19
 
 The public names are imported on first use, so `import zoo` (and `zoo --help`) stays fast.
 
@@ -23,12 +24,12 @@ The package map, one layer a line group, from the top down: a module imports onl
     present/        compare.py (zoo compare's text and page), text.py (what the commands print) and report.py
                     (zoo report's HTML page): the renderers
     inference/      zoo.load and Predictor (load.py; an autoencoder's: AutoencoderPredictor), zoo predict, zoo export,
-                    zoo explain
+                    zoo explain, zoo stylize
     training/       zoo train / finetune / resume / lr-find: the run, its set-up by stage, hooks, restarts
     evaluation/     zoo evaluate (evaluate.py), and test_scores.npz, the test split's scores a run keeps
     loop.py         one training epoch and one evaluation pass (AMP, DDP), the loss with auxiliary heads
     tasks/          what differs per task (single-label, multi-label): loss, targets, figures, decision rule
-    data/           data sets (torchvision's, digits, xor), splits, transforms, the in-memory path
+    data/           data sets (torchvision's, digits, xor, your sentences), splits, transforms, the in-memory path
     summary/        zoo summary and zoo list: per-layer shapes, parameters, MACs and memory
     checkpoint.py   TrainingState, the checkpoint's one schema; atomic saves and safe loads
     config.py       the typed, validated training config: the only code that reads YAML
@@ -70,6 +71,7 @@ _EXPORTS = {
     "AnomalyScore": "zoo.inference.load",
     "predict_files": "zoo.inference.predict",
     "export_checkpoint": "zoo.inference.export",
+    "stylize": "zoo.inference.stylize",
     "filter_grid": "zoo.present.grids",
     "compute_trust": "zoo.metrics.trust",
     "write_report": "zoo.present.report",

@@ -12,6 +12,7 @@ metadata reader, zoo.inference.load.Metadata, uses the same checks).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import math
 import pickle
@@ -75,6 +76,57 @@ class Normalization:
             check.integer("normalization.in_channels", channels, 1)
             check.fits("normalization.in_channels", channels, weights, 1, "as many input channels", flat=True)
         return cls(*check.statistics("normalization", data["mean"], data["std"], channels), size, channels)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """How a text network's inputs are prepared (zoo.data.text), as Normalization is a picture network's: the
+    training split's words, a word's id its position (<pad> 0, <unk> 1 for any word not there), the tokenizer that
+    split the sentences into them (TOKENIZERS), and the lengths in tokens a sentence is cut to and padded to."""
+
+    words: tuple[str, ...]
+    max_tokens: int  # data.max_tokens: the rest of a longer sentence is cut
+    min_tokens: int  # a batch is padded to at least this many: the network's widest window
+    tokenizer: str = "words"
+
+    PAD, UNKNOWN = "<pad>", "<unk>"
+
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        return {word: number for number, word in enumerate(self.words)}
+
+    def ids(self, tokens: list[str]) -> list[int]:
+        """The ids of a sentence's tokens (<unk>'s for a word not in the vocabulary), at most max_tokens of them."""
+        unknown = self.index[self.UNKNOWN]
+        return [self.index.get(token, unknown) for token in tokens[:self.max_tokens]]
+
+    @property
+    def builder_arguments(self) -> dict[str, int]:
+        """What a token model's builder takes from the vocabulary (zoo.models.registry.INPUTS)."""
+        return {"vocab_size": len(self.words), "padding_idx": self.index[self.PAD]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"words": list(self.words), "max_tokens": self.max_tokens, "min_tokens": self.min_tokens,
+                "tokenizer": self.tokenizer}
+
+    @classmethod
+    def from_dict(cls, data: Any, check: FieldCheck, weights: dict[str, Tensor] | None) -> Vocabulary | None:
+        """Checked by `check`: distinct words, <pad> and <unk> first, as many as the rows of the network's embedding
+        in `weights` (where given); lengths of 1 token or more; a tokenizer zoo knows."""
+        if data is None:
+            return None
+        data = check.mapping("vocabulary", data)
+        words = check.names("vocabulary.words", data.get("words"), None)
+        if words[:2] != [cls.PAD, cls.UNKNOWN]:
+            raise check.refuse("vocabulary.words", f"do not begin with {cls.PAD} and {cls.UNKNOWN}")
+        if weights is not None:
+            check.fits("vocabulary", len(words), weights, 0, "as many rows (the embedding's word vectors)")
+        return cls(tuple(words), check.integer("vocabulary.max_tokens", data.get("max_tokens"), 1),
+                   check.integer("vocabulary.min_tokens", data.get("min_tokens"), 1),
+                   check.text("vocabulary.tokenizer", data.get("tokenizer"), TOKENIZERS))
+
+
+TOKENIZERS = ("words",)  # zoo.data.text.tokenize's rules, by name: a checkpoint of another zoo's is refused
 
 
 @dataclass
@@ -218,18 +270,19 @@ class TrainingState:
     # validation split at the end of the run (best.pt) or by zoo calibrate (zoo.metrics.calibration); None: not
     # fitted (no validation split, another task, or a checkpoint older than them)
     calibration: Calibration | None = None
+    vocabulary: Vocabulary | None = None  # a text network's (data.name text): its words and tokenizer settings
 
     @classmethod
     def of_network(cls, network: nn.Module, config: dict[str, Any], classes: list[str], normalization: Normalization,
-                   **training: Any) -> TrainingState:
-        """The state of `network` (unwrapped), with this zoo's and torch's versions."""
+                   vocabulary: Vocabulary | None = None, **training: Any) -> TrainingState:
+        """The state of `network` (unwrapped), with this zoo's and torch's versions; a text network's `vocabulary`."""
         import zoo
 
         # an autoencoder predicts no class (num_classes 0): None, and `classes` are the data's normal ones
         return cls(network.state_dict(), config, network.name, network.num_classes or None, list(classes),
                    normalization,
                    zoo.__version__, str(torch.__version__),  # TorchVersion is not a plain str: weights_only refuses it
-                   **training)
+                   vocabulary=vocabulary, **training)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain dict torch.save writes (weights_only loading accepts it)."""
@@ -239,6 +292,7 @@ class TrainingState:
             "zoo_version": self.zoo_version, "torch_version": self.torch_version, "weights": self.weights,
             "thresholds": self.thresholds, "anomaly_threshold": self.anomaly_threshold,
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "vocabulary": None if self.vocabulary is None else self.vocabulary.to_dict(),
         }
         if self.optimizer is not None:
             state.update(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler, epoch=self.epoch,
@@ -285,7 +339,9 @@ class TrainingState:
             _average(check, data.get("ema"), model), check.text("weights", data.get("weights", "raw"), WEIGHTS),
             check.thresholds("thresholds", data.get("thresholds"), num_classes),
             _optional(check.number, "anomaly_threshold", data),
-            check.calibration("calibration", data.get("calibration"), data.get("normalization")),
+            check.calibration("calibration", data.get("calibration"), data.get("normalization"),
+                              tokens=data.get("vocabulary") is not None),
+            Vocabulary.from_dict(data.get("vocabulary"), check, model),
         )
         if state.batch:  # stopped mid-epoch: each rank's sums of that epoch go on (zoo.metrics, the task's)
             _check_meters(state, config.get("task"), num_classes, check)
@@ -431,17 +487,18 @@ class FieldCheck:
             raise self.refuse(name, "holds a threshold outside (0, 1): they are probabilities")
         return numbers
 
-    def calibration(self, name: str, value: Any, normalization: Any) -> Calibration | None:
+    def calibration(self, name: str, value: Any, normalization: Any, tokens: bool = False) -> Calibration | None:
         """A classifier's calibration (zoo.metrics.calibration.Calibration.from_dict's checks), its pixel statistics
-        as many as the network's input gives; None where absent."""
+        as many as the network's input gives (`tokens`, a text network's ids: none); None where absent."""
         from zoo.metrics.calibration import Calibration
         from zoo.metrics.familiarity import feature_count
 
         if value is None:
             return None
         shape = normalization if isinstance(normalization, dict) else {}
+        features = 0 if tokens else feature_count(shape.get("in_channels"), shape.get("input_size"))
         try:
-            return Calibration.from_dict(value, feature_count(shape.get("in_channels"), shape.get("input_size")))
+            return Calibration.from_dict(value, features)
         except ValueError as error:
             raise self.refuse(name, str(error)) from None
 
@@ -495,15 +552,19 @@ class FieldCheck:
 
 def _trained_side(config: dict[str, Any]) -> int | None:
     """The side a raw config trains its network at (Config.geometry's), or None where the config does not say."""
+    from zoo.datasets import SPECS
     from zoo.models.registry import get_model_info, list_models
 
     data, model = config.get("data"), config.get("model")
-    if not isinstance(data, dict) or not isinstance(model, dict) or data.get("name") == "xor":  # features: size 1
+    if not isinstance(data, dict) or not isinstance(model, dict):
+        return None
+    spec = SPECS.get(data["name"]) if isinstance(data.get("name"), str) else None
+    if spec is not None and not spec.pictures:  # xor's features, text's token ids: size 1
         return None
     if data.get("input_size") is not None:
         side = data["input_size"]
         return side if isinstance(side, int) and not isinstance(side, bool) else None  # else validation says
-    return get_model_info(model["name"]).input_size[1] if model.get("name") in list_models() else None
+    return get_model_info(model["name"]).side if model.get("name") in list_models() else None
 
 
 def _count(number: int, noun: str) -> str:

@@ -97,6 +97,13 @@ DeviceOption = Annotated[str, typer.Option(
     help="auto (this machine's best: CUDA, MPS, the CPU), cpu, cuda, cuda:N or mps; not the training run's.")]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bars (automatic when not on a terminal).")]
+# zoo predict's sentences, for a network trained on text (data.name text)
+TextOption = Annotated[list[str] | None, typer.Option(
+    "--text", metavar="SENTENCE", show_default=False,
+    help="A sentence, for a network trained on text (data.name text) (repeatable).")]
+TextFileOption = Annotated[Path | None, typer.Option(
+    "--text-file", metavar="FILE", show_default=False,
+    help="A text file of sentences, one a line, for a network trained on text.")]
 
 config_app = App(no_args_is_help=True, help="Show or check a training config.", rich_markup_mode=None)
 app.add_typer(config_app, name="config")
@@ -272,9 +279,11 @@ def predict(
     source: Annotated[str, typer.Argument(
         metavar="SOURCE", help="A checkpoint (runs/.../best.pt) or its run directory, a file of zoo export "
                                "(.onnx, .safetensors) or torchvision:<Weights>.")],
-    inputs: Annotated[list[str], typer.Argument(
+    inputs: Annotated[list[str] | None, typer.Argument(
         metavar="INPUT...", show_default=False,
-        help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")],
+        help="Image files, folders (recursive) and glob patterns ('photos/*.jpg').")] = None,
+    text: TextOption = None,
+    text_file: TextFileOption = None,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", show_default=False, help=(
         "Classes per image, best first; not for an autoencoder. [default: 5]"))] = None,
     format: Annotated[PredictionFormat | None, typer.Option(
@@ -289,24 +298,29 @@ def predict(
         "Give each image a prediction set that holds its true class with this probability, e.g. 0.9 (split "
         "conformal prediction, calibrated on the run's validation split)."))] = None,
 ) -> None:
-    """Classify images: the top-k classes and their probabilities.
+    """Classify images or sentences: their top-k classes.
 
     A calibrated classifier (each run fits its calibration as it ends; zoo calibrate adds one to an older run) gives
     temperature-scaled probabilities
     and flags images unlike its training data as unfamiliar. An autoencoder gives each image its anomaly score (the
     mean squared error of its reconstruction) and its verdict, normal or abnormal at the run's threshold. Each image
-    is preprocessed exactly as in evaluation."""
-    from zoo.inference.predict import output_format, predict_files, write_output
+    is preprocessed exactly as in evaluation. A network trained on text takes sentences (--text, --text-file),
+    tokenized with its training split's vocabulary."""
+    from zoo.inference.predict import output_format, predict_files, predict_texts, write_output
     from zoo.present.text import render_predictions
 
     fmt = output_format(format and format.value, output)
-    report = predict_files(source, inputs, top_k=top_k, batch_size=batch_size, device=device, progress=not quiet,
-                           coverage=coverage)
-    text = render_predictions(report, fmt)
+    sentences, options = text is not None or text_file is not None, dict(top_k=top_k, batch_size=batch_size,
+                                                                         device=device, coverage=coverage)
+    if inputs and sentences:
+        raise ZooError("give image files or sentences (--text, --text-file), not both")
+    report = (predict_texts(source, text or [], text_file, **options) if sentences
+              else predict_files(source, inputs or [], progress=not quiet, **options))
+    shown = render_predictions(report, fmt)
     if output is None:
-        typer.echo(text)
+        typer.echo(shown)
         return
-    write_output(output, text)
+    write_output(output, shown)
     typer.echo(f"wrote {len(report.rows)} prediction{'s' if len(report.rows) != 1 else ''} to {output}", err=True)
 
 
@@ -346,8 +360,9 @@ def serve(
     """Serve a network over HTTP, with a page to try it.
 
     POST /predict takes pictures as multipart `file` fields or as the raw body and answers zoo predict --format
-    json's items. Concurrent requests are batched. Runs until SIGTERM or Ctrl-C, which finish the requests in
-    flight. Needs the serve extra: pip install -e '.[serve]'."""
+    json's items; POST /explain one picture's heat map (a PNG, as zoo explain draws it); GET /model, /health, /docs.
+    Concurrent requests are batched. Runs until SIGTERM or Ctrl-C, which finish the requests in flight. Needs the
+    serve extra: pip install -e '.[serve]'."""
     from zoo.inference.serve import serve as serve_network
 
     serve_network(source, host, port, max_batch, max_wait_ms, max_upload_mb, device)
@@ -438,6 +453,74 @@ def explain(
                          target=target, top_k=top_k, filters=filters, feature_maps=feature_maps, output=output,
                          device=device)
     typer.echo((render_error_maps if report.method == ERROR_MAP else render_explain)(report))
+
+
+class StylizeInit(str, Enum):
+    """`zoo stylize --init`; zoo.inference.stylize.INITS is the same list (importing it here would import torch)."""
+
+    content = "content"
+    noise = "noise"
+
+
+class StylizePool(str, Enum):
+    """`zoo stylize --pool`; zoo.inference.stylize.POOLS is the same list."""
+
+    avg = "avg"
+    max = "max"
+
+
+class StylizeOptimizer(str, Enum):
+    """`zoo stylize --optimizer`; zoo.inference.stylize.OPTIMIZERS is the same list."""
+
+    lbfgs = "lbfgs"
+    adam = "adam"
+
+
+@app.command()
+def stylize(
+    content: Annotated[Path, typer.Argument(metavar="CONTENT", help="The picture whose arrangement is kept.")],
+    style: Annotated[Path, typer.Argument(metavar="STYLE", help="The picture whose style is painted onto it.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False, help=(
+        "The picture to write, in the format its suffix names (.png, .jpg), its losses beside it in "
+        "OUTPUT.losses.json. [default: CONTENT-STYLE.png in this folder]"))] = None,
+    size: Annotated[int, typer.Option(help="The picture's longer side in pixels, 16 to 4096.")] = 256,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (L-BFGS iterations).")] = 100,
+    init: Annotated[StylizeInit, typer.Option(parser=choice(StylizeInit, "init"), help=(
+        "Start from the content picture, or from white noise as the paper does."))] = StylizeInit.content,
+    pool: Annotated[StylizePool, typer.Option(parser=choice(StylizePool, "pool"), help=(
+        "VGG-19's pooling: avg (the paper's choice, a better gradient flow) or its own max."))] = StylizePool.avg,
+    optimizer: Annotated[StylizeOptimizer, typer.Option(parser=choice(StylizeOptimizer, "optimizer"), help=(
+        "L-BFGS (the paper's; the pixels bounded to [0, 1]) or Adam."))] = StylizeOptimizer.lbfgs,
+    lr: Annotated[float | None, typer.Option(show_default=False, help=(
+        "Adam's step size (L-BFGS's line search finds its own). [default: 0.02]"))] = None,
+    content_weight: Annotated[float, typer.Option(help="alpha, the content loss's weight.")] = 1.0,
+    style_weight: Annotated[float, typer.Option(help=(
+        "beta, the style loss's weight: alpha/beta 1e-3 is within the paper's Figure 3 range."))] = 1e3,
+    tv_weight: Annotated[float, typer.Option(help=(
+        "The total variation's weight: smoothness, not in the paper."))] = 1e-2,
+    style_layers: Annotated[str, typer.Option(help=(
+        "The layers of the style loss, comma-separated."))] = "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1",
+    weights: Annotated[str, typer.Option(help=(
+        "VGG-19's weights: imagenet (torchvision's, downloaded once into torch.hub's cache), a state_dict file, "
+        "or random (to try the command: no picture worth keeping)."))] = "imagenet",
+    seed: Annotated[int, typer.Option(help="The noise of --init noise, and random weights.")] = 0,
+    device: DeviceOption = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
+) -> None:
+    """Paint a picture in the style of another (Gatys et al. 2016).
+
+    Optimises a picture so that VGG-19 sees the content picture's arrangement (conv4_2) and the style picture's
+    textures (the Gram matrices of five layers) in it; a line of losses every 10 steps on stderr. Writes the picture
+    and its losses, nothing else."""
+    from zoo.inference.stylize import default_output
+    from zoo.inference.stylize import stylize as run_stylize
+
+    result = run_stylize(content, style, output or default_output(content, style),
+                         weights=None if weights == "random" else weights, device=device, quiet=quiet, size=size,
+                         steps=steps, init=init.value, pool=pool.value, optimizer=optimizer.value, lr=lr,
+                         content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                         style_layers=tuple(name.strip() for name in style_layers.split(",")), seed=seed)
+    typer.echo(result.summary())
 
 
 @app.command("lr-find")
@@ -612,7 +695,7 @@ def summary_command(
     batch_size: Annotated[int, typer.Option(help="Images per step, for the training memory estimate.")] = 1,
     depth: Annotated[int, typer.Option(help="Nesting depth of the rows; deeper blocks fold into their parent.")] = 2,
     aux: Annotated[bool, typer.Option(
-        help="Build and list the auxiliary heads (GoogLeNet), marked training only.")] = False,
+        help="Build and list the auxiliary heads (GoogLeNet, Inception v3), marked training only.")] = False,
     format: FormatOption = Format.table,
 ) -> None:
     """Summarize a model: per-layer shapes, parameters and MACs.
@@ -627,7 +710,7 @@ def summary_command(
 READ_ONLY_COMMANDS = {"list", "summary", "config"}  # they write no files and start no threads
 # They close what they write (atomic files, the TensorBoard writer, history.csv) before they return: once one has
 # succeeded and no DataLoader worker is left, the teardown has nothing to do but cost 1.5-1.8 s (issue 18).
-CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate", "explain", "report", "compare"}
+CLOSED_COMMANDS = {"train", "finetune", "lr-find", "evaluate", "explain", "report", "compare", "stylize"}
 
 
 def main(fast_exit: bool = False) -> None:

@@ -105,14 +105,20 @@ class ModelConfig(BaseModel):
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
-    def build(self, num_classes: int | None = None, in_channels: int | None = None) -> Any:
+    def build(self, num_classes: int | None = None, in_channels: int | None = None, **data: Any) -> Any:
         """The model this section names, through zoo.create_model: num_classes and in_channels as set here, else
-        the ones given (the data's), else the paper's; every other key goes to the builder. Weights are the
-        model's own initialization; under `with torch.device("meta")`, shapes only."""
+        the ones given (the data's), else the paper's; every other key goes to the builder, with `data`, the builder
+        arguments the data decides (a token model's vocab_size and padding_idx: zoo.checkpoint.Vocabulary). Weights
+        are the model's own initialization; under `with torch.device("meta")`, shapes only. Raises ZooError for a
+        key of this section that `data` sets otherwise."""
         from zoo.models.registry import create_model
 
+        clash = next((key for key, value in data.items() if self.kwargs.get(key, value) != value), None)
+        if clash is not None:
+            raise ZooError(f"model.{clash} is {self.kwargs[clash]!r}, but the data makes it {data[clash]!r} (the "
+                           f"training split's vocabulary); remove model.{clash}")
         return create_model(self.name, num_classes=self.num_classes or num_classes,
-                            in_channels=self.in_channels or in_channels, **self.kwargs)
+                            in_channels=self.in_channels or in_channels, **{**self.kwargs, **data})
 
 
 FLAG, SECTION = "flag", "section"  # the two forms of a key that takes true/false or a section (data.augment)
@@ -170,8 +176,9 @@ class DataConfig(Section):
     name: Literal[DATASETS]  # the data set (zoo.datasets.SPECS); imagefolder: your own, one folder per class
     root: Path = Path("data")  # imagefolder: the folder of class folders; torchvision's: their files (or a download)
     # manifest: a .csv (with a header) or .jsonl file of `path` (relative to the file, or absolute), `label` and
-    # optionally `split` (train, val or test) per image
+    # optionally `split` (train, val or test) per image; text: of `text` (the sentence), `label` and `split`
     manifest: Path | None = None
+    max_tokens: int = Field(256, gt=0)  # text: a longer sentence's later tokens are cut (the run says how many were)
     label_delimiter: str = Field(";", min_length=1)  # manifest: between the labels of one cell (task multilabel)
     download: bool = True  # fetch a missing data set when online
     batch_size: int = Field(128, gt=0)  # per process, under torchrun too
@@ -211,17 +218,29 @@ class DataConfig(Section):
             raise ValueError("classes is empty; list two or more class indices, or remove it")
         if self.classes is not None and (len(set(self.classes)) != len(self.classes) or min(self.classes) < 0):
             raise ValueError("classes must be distinct class indices, 0 or more")
-        if self.name == "manifest" and self.manifest is None:
-            raise ValueError("name manifest reads data.manifest; set it to a .csv or .jsonl file of path and label")
-        if self.name != "manifest" and self.manifest is not None:
-            raise ValueError(f"manifest is read only with data.name manifest (this is {self.name}); "
+        listed = {"manifest": "path", "text": "text"}  # the data sets a manifest lists: its samples' column
+        if self.name in listed and self.manifest is None:
+            raise ValueError(f"name {self.name} reads data.manifest; set it to a .csv or .jsonl file of "
+                             f"{listed[self.name]} and label")
+        if self.name not in listed and self.manifest is not None:
+            raise ValueError(f"manifest is read only with data.name manifest or text (this is {self.name}); "
                              "set data.name: manifest, or remove data.manifest")
+        if SPECS[self.name].modality == "text":
+            self._check_sentences()
         if any(char in self.label_delimiter for char in "\n\r"):
             raise ValueError("label_delimiter cannot hold a line break; give a character such as ; or |")
         if self.loader == "memory" and self.name not in IN_MEMORY:
             raise ValueError(f"loader memory holds {', '.join(IN_MEMORY)}; "
                              f"{self.name} takes loader auto or torchvision")
         return self
+
+    def _check_sentences(self) -> None:
+        """Keys for pictures, given to sentences (xor, which holds no pictures either, says so where it reads them)."""
+        given = next((key for key, value in (("input_size", self.input_size), ("augment", self.augmentation),
+                                             ("mean", self.mean)) if value is not None), None)
+        if given is not None:
+            raise ValueError(f"{given} is for pictures; data.name text gives the network sentences as token ids "
+                             f"(data.max_tokens cuts them): remove data.{given}")
 
     @property
     def augmentation(self) -> AugmentConfig | None:
@@ -276,7 +295,7 @@ class SchedulerConfig(Section):
 
 class LossConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)  # targets (1 - x) one-hot + x / classes (Szegedy et al. 2015)
-    aux_weight: float = Field(0.3, ge=0)  # GoogLeNet's auxiliary heads (Szegedy et al.: 0.3)
+    aux_weight: float = Field(0.3, ge=0)  # auxiliary heads: GoogLeNet's (Szegedy et al.: 0.3), Inception v3's (0.4)
     # Training loss weight per class: auto, N / (K x n_c) over the training split (scikit-learn's "balanced"); a
     # mapping {class name: weight} naming every class; or a list, one weight per class in the classes' order (an
     # ImageFolder's sorted as text: 1, 10, 2). The run prints which weight each class got. Validation and test
@@ -510,6 +529,7 @@ class Config(Section):
             raise ValueError("optimizer.fused: true with train.precision: 16: torch's fused SGD is reported to move "
                              "its momentum on the steps the gradient scaler skips; set optimizer.fused: auto")
         self._check_task()
+        self._check_input()
         unfreeze = self.finetune.unfreeze_at_epoch if self.finetune else None
         if unfreeze is not None and unfreeze > self.train.epochs:
             epochs = self.train.epochs
@@ -551,6 +571,26 @@ class Config(Section):
             if wrong:
                 raise ValueError(f"task multilabel: {why}")
 
+    def _check_input(self) -> None:
+        """The model reads what the data gives: token ids (data.name text) or pictures. A text model's embedding rows
+        are its own vocabulary's words, which another run's data does not share: no fine-tuning from it."""
+        from zoo.models.registry import get_model_info, list_models
+
+        try:
+            reads = get_model_info(self.model.name).input
+        except ZooError:
+            return  # model.name's own error
+        text = SPECS[self.data.name].modality == "text"
+        if reads == "tokens" and not text:
+            raise ValueError(f"model {self.model.name} reads sentences as token ids; set data.name: text and "
+                             "data.manifest to a .csv or .jsonl file of text and label")
+        if text and reads != "tokens":
+            raise ValueError(f"data.name text gives sentences as token ids, and {self.model.name} reads pictures; set "
+                             f"model.name to a model of sentences: {', '.join(list_models(input='tokens'))}")
+        if text and self.finetune is not None:
+            raise ValueError("finetune: a text model's word vectors are its own vocabulary's; train it anew, with "
+                             "pretrained word vectors (model.vectors) where you have them")
+
     def _check_reconstruction(self) -> None:
         """What an autoencoder cannot take: its target is the picture, so nothing weighs, mixes or smooths classes,
         and it rebuilds [0, 1] pixels (the sigmoid's range), which normalization would move out of reach."""
@@ -588,11 +628,11 @@ class Config(Section):
 
     def geometry(self) -> tuple[int, int]:
         """(in_channels, input_size) of the network's input: the config's (model.in_channels, data.input_size),
-        else the model's own default from the registry."""
+        else the model's own default from the registry (a token model's: 1 embedding channel, no picture side, 1)."""
         from zoo.models.registry import get_model_info
 
         info = get_model_info(self.model.name)
-        return self.model.in_channels or info.input_size[0], self.data.input_size or info.input_size[1]
+        return self.model.in_channels or info.in_channels, self.data.input_size or info.side
 
     def data_channels(self) -> int:
         """The channels the pictures are read with: the network's input's, except for colourisation, which reads the
@@ -601,10 +641,11 @@ class Config(Section):
 
     def with_normalization(self, mean: Any, std: Any, channels: int | None = None) -> Config:
         """This config normalizing with `mean` and `std` (a checkpoint's, a weights source's), unless it sets its
-        own, normalizes nothing, or (`channels` given) the statistics are for another channel count: trained
-        weights expect the statistics they were trained with. The one rule for inherited statistics; the data
-        set's own are zoo.data.transforms.normalization's."""
-        if not self.data.normalize or self.data.mean is not None or mean is None:
+        own, normalizes nothing (sentences: no statistics to have), or (`channels` given) the statistics are for
+        another channel count: trained weights expect the statistics they were trained with. The one rule for
+        inherited statistics; the data set's own are zoo.data.transforms.normalization's."""
+        text = SPECS[self.data.name].modality == "text"
+        if not self.data.normalize or self.data.mean is not None or mean is None or text:
             return self
         if channels is not None and len(mean) != channels:
             return self
@@ -957,7 +998,7 @@ def _model_problems(model: ModelConfig | None, data: DataConfig | None, source: 
         return []
     from zoo.models.registry import get_model_info
 
-    channels = model.in_channels or get_model_info(model.name).input_size[0]  # Config.geometry's
+    channels = model.in_channels or get_model_info(model.name).in_channels  # Config.geometry's
     try:
         network.check_input(torch.empty(1, channels, size, size, device="meta"))
     except ZooError as error:

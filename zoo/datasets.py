@@ -1,5 +1,6 @@
 """Every fact about each data set, in one table: SPECS, keyed by `data.name`. No torch here: the config's
 schema reads its names (DATASETS, the choices of data.name) and IN_MEMORY (those loader memory can hold).
+What a sample is, its `modality` (MODALITIES), is recorded here once: code that only works on pictures asks it.
 
     >>> SPECS["mnist"].channels, SPECS["mnist"].size, SPECS["mnist"].mean
     (1, 28, (0.1307,))
@@ -8,6 +9,10 @@ schema reads its names (DATASETS, the choices of data.name) and IN_MEMORY (those
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# What a data set's samples are: pictures; flat features (xor's two bits); sentences, given to the network as token
+# ids (zoo.data.text)
+MODALITIES = ("image", "features", "text")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,11 @@ class DatasetSpec:
     in_memory: bool = False  # data.loader auto holds it in memory as tensors (zoo.data.memory)
     in_process: bool = False  # generated or held by the process: DataLoader workers would cost more than they save
     torchvision: TorchvisionFiles | None = None  # read by torchvision.datasets from files under data.root
+    modality: str = "image"  # one of MODALITIES
+
+    @property
+    def pictures(self) -> bool:
+        return self.modality == "image"
 
 
 _IDX = "place the four IDX files there"
@@ -55,7 +65,9 @@ SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("manifest", "manifest", 3, None,  # your images, listed in a CSV or JSON-lines file; as imagefolder
                 (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     DatasetSpec("digits", "scikit-learn's digits", 1, 8, None, None, in_memory=True, in_process=True),
-    DatasetSpec("xor", "xor", 2, 1, (0.0,), (1.0,), in_process=True),  # the course feeds the raw bits
+    DatasetSpec("xor", "xor", 2, 1, (0.0,), (1.0,), in_process=True, modality="features"),  # the raw bits
+    # your sentences and their labels, in a CSV or JSON-lines file; tokenized once and held by the process
+    DatasetSpec("text", "text", None, None, None, None, in_process=True, modality="text"),
     DatasetSpec("synthetic", "FakeData", None, None,  # generated at the model's shape
                 (0.5,), (0.2887,), in_process=True),  # FakeData's bytes are close to uniform: std 1/sqrt(12)
 )}

@@ -81,6 +81,9 @@ class TrainStep:
     accumulate_steps: int = 1  # batches per optimizer step
     mix: Mix | None = None  # Mixup/CutMix (zoo.data.transforms.batch_mixing): the loss takes its soft targets
     task: Task = Classification()  # what the epoch's sums count (zoo.tasks)
+    # the network's constraints on its weights, after every optimizer step (Classifier.apply_constraints: TextCNN's
+    # max-norm); None: none
+    constrain: Callable[[], None] | None = None
 
     def __call__(self, model: nn.Module, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """(loss, logits) of one batch, after an optimizer step on it alone; both still attached to the graph."""
@@ -104,11 +107,14 @@ class TrainStep:
         return loss, logits
 
     def update(self, model: nn.Module) -> None:
-        """The optimizer step on the gradients gathered since the step's first batch, then the schedule's."""
+        """The optimizer step on the gradients gathered since the step's first batch, the network's constraints on
+        the weights it gave, then the schedule's step."""
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
+        if self.constrain is not None:
+            self.constrain()
         self.scaler.update()
         self.scheduler.step()
 

@@ -1,11 +1,13 @@
-"""Data sets and loaders: torchvision's real loaders, a manifest of your images, plus digits and xor held in memory.
+"""Data sets and loaders: torchvision's real loaders, a manifest of your images or sentences, plus digits and xor held
+in memory.
 
     splits = build_datasets(config.data, in_channels=1, input_size=32, seed=config.train.seed,
                             multilabel=config.task == "multilabel")
     train, val, test = build_loaders(splits, config.data, seed=config.train.seed)
 
 Every split yields (float tensor C x H x W, normalized; int label); xor yields 2 features instead of an image; a
-multilabel manifest (splits.multilabel) yields a float32 multi-hot vector of num_classes as the label.
+multilabel manifest (splits.multilabel) yields a float32 multi-hot vector of num_classes as the label; text yields a
+sentence's token ids (int64, its own length; a batch is N x L, padded: splits.vocabulary says how).
 Images are fitted to the model: gray becomes RGB by repetition and RGB becomes gray by ITU-R 601 luma (as
 torchvision's Grayscale does); a side at most 4 pixels short is padded with black (MNIST 28 -> LeNet-5's 32,
 as LeCun et al. 1998 did), any other side is resized. Augmentation touches training data only: a validation
@@ -21,6 +23,8 @@ split carved from the training set is a second view, with the eval transforms, o
     manifest.py    a CSV or JSON-lines file of path, label(s) and split: rows checked (one line naming the line),
                    read as ImageFolder's samples are, single-label or multi-hot
     sets.py        each data set, build_datasets, and build_folder (a new folder, every image, to evaluate)
+    text.py        sentences (data.name text): a manifest of text and label, the tokenizer, the training split's
+                   vocabulary, padded batches, and pretrained word vectors (word2vec's or GloVe's text files)
     memory.py      the in-memory path: tensors on the device, augmented and normalized in batches
     samplers.py    the training order (resumable mid-epoch) and the exact eval shards under DDP
     loaders.py     build_loaders (either path), set_epoch, resume_at and the loaders' random state

@@ -17,6 +17,7 @@ from zoo.config import DataConfig
 from zoo.data.memory import MemoryLoader, Pipeline, memory_loaders
 from zoo.data.samplers import ShardSampler, TrainSampler, drop_last
 from zoo.data.splits import DataSplits, View
+from zoo.data.text import Collate
 from zoo.datasets import SPECS
 from zoo.distributed import place
 
@@ -107,7 +108,9 @@ def build_loaders(splits: DataSplits, cfg: DataConfig, *, seed: int = 0, distrib
         return memory_loaders(splits, cfg, seed=seed, distributed=distributed, device=device)
     workers = default_workers(cfg)
     common: dict[str, Any] = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
-                                  worker_init_fn=ignore_interrupts if workers > 0 else None)
+                                  worker_init_fn=ignore_interrupts if workers > 0 else None,
+                                  # sentences: padded to the batch's longest (zoo.data.text)
+                                  collate_fn=Collate(splits.vocabulary.min_tokens) if splits.vocabulary else None)
     rank, world_size = place() if distributed else (0, 1)
     sampler = TrainSampler(splits.train, world_size, rank, seed=seed,
                            balanced_by=splits.train.labels if cfg.sampler == "balanced" else None)

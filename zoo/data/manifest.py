@@ -43,14 +43,37 @@ from zoo.data.folders import KNOWN, SPLIT_NAMES, breaks_lines, is_hidden
 from zoo.data.images import ImageCheck, note_others, open_image, warn_skipped
 from zoo.errors import ZooError
 
-COLUMNS = ("path", "label", "split")
 SUFFIXES = (".csv", ".jsonl")
 EXAMPLE = '{"path": "cat/1.png", "label": "cat"}'
-# Names exports give the image and label columns; difflib finds misspellings (labels, Path), these the other words.
+# Names exports give the sample and label columns; difflib finds misspellings (labels, Path), these the other words.
 ALIASES = {"path": ("id", "image", "image_id", "img", "file", "filename", "file_name", "filepath", "image_path",
                     "image_name", "name", "uri"),
-           "label": ("class", "category", "target", "tag", "tags", "classes", "class_name", "y", "annotation")}
+           "text": ("sentence", "sentences", "review", "content", "body", "comment", "document", "tweet", "phrase",
+                    "utterance", "question"),
+           "label": ("class", "category", "target", "tag", "tags", "classes", "class_name", "y", "annotation",
+                     "sentiment", "polarity")}
 SHOWN = 3  # rows named in a note
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a manifest lists, as its reader and messages name it: images by `path` (data.name manifest), or
+    sentences by their `text` (data.name text, zoo.data.text)."""
+
+    column: str = "path"  # the sample's column, beside label and split
+    sample: str = "image"
+    example: str = EXAMPLE
+
+    @property
+    def columns(self) -> tuple[str, str, str]:
+        return self.column, "label", "split"
+
+    @property
+    def header(self) -> str:
+        return f"{self.column},label"
+
+
+IMAGES = Listing()
 
 
 @dataclass(frozen=True)
@@ -137,18 +160,18 @@ def _set(file: Path, entries: list[tuple[Row, str]], classes: list[str], multila
 
 # ---- reading the file: records of path, label and split, each with its line -----------------------
 
-def _text(file: Path) -> str:
+def _text(file: Path, listing: Listing = IMAGES) -> str:
     """The manifest's text (a leading BOM, as Excel writes, dropped); ZooError for a file that is not one."""
-    where = f"manifest: {file}"
+    where, wanted = f"manifest: {file}", f"a .csv or .jsonl file of {listing.column} and label"
     if not file.exists():
-        raise ZooError(f"{where} not found; set data.manifest to a .csv or .jsonl file of path and label")
+        raise ZooError(f"{where} not found; set data.manifest to {wanted}")
     if file.is_dir():
-        raise ZooError(f"{where} is a folder; set data.manifest to a .csv or .jsonl file of path and label (a folder "
-                       "of class folders is data.name imagefolder)")
+        folders = " (a folder of class folders is data.name imagefolder)" if listing == IMAGES else ""
+        raise ZooError(f"{where} is a folder; set data.manifest to {wanted}{folders}")
     if file.suffix.lower() not in SUFFIXES:
         hint = " (a JSON array: write one object per line, as .jsonl)" if file.suffix.lower() == ".json" else ""
-        raise ZooError(f"{where}: not a .csv or .jsonl file{hint}; zoo reads a CSV with a header (path,label) or JSON "
-                       f"lines ({EXAMPLE} per line)")
+        raise ZooError(f"{where}: not a .csv or .jsonl file{hint}; zoo reads a CSV with a header ({listing.header}) or "
+                       f"JSON lines ({listing.example} per line)")
     try:
         data = file.read_bytes()
     except OSError as error:
@@ -160,35 +183,35 @@ def _text(file: Path) -> str:
         raise ZooError(f"{where} line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save it as UTF-8 "
                        "(Excel: CSV UTF-8)") from None
     if not text.strip():
-        raise ZooError(f"{where} is empty; write a header (path,label) and a row per image")
+        raise ZooError(f"{where} is empty; write a header ({listing.header}) and a row per {listing.sample}")
     return text
 
 
-def _records(file: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+def _records(file: Path, text: str, listing: Listing = IMAGES) -> list[tuple[int, dict[str, Any]]]:
     """(line, {column: value}) per row that is not blank; ZooError where there is none."""
-    records = list(_jsonl(file, text) if file.suffix.lower() == ".jsonl" else _csv(file, text))
+    records = list(_jsonl(file, text, listing) if file.suffix.lower() == ".jsonl" else _csv(file, text, listing))
     if not records:
-        raise ZooError(f"manifest: {file} line 1: a header but no rows; add a row per image")
+        raise ZooError(f"manifest: {file} line 1: a header but no rows; add a row per {listing.sample}")
     return records
 
 
-def _csv(file: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv(file: Path, text: str, listing: Listing) -> Iterator[tuple[int, dict[str, Any]]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next((cells for cells in reader if any(cell.strip() for cell in cells)), [])
         columns = {name.strip().lower(): index for index, name in reversed(list(enumerate(header)))}  # the first wins
-        missing = next((column for column in COLUMNS[:2] if column not in columns), None)
+        missing = next((column for column in listing.columns[:2] if column not in columns), None)
         if missing is not None:
-            raise ZooError(_no_column(file, reader.line_num, missing, header, "column"))
+            raise ZooError(_no_column(file, reader.line_num, missing, header, "column", listing))
         for cells in reader:
             if any(cell.strip() for cell in cells):
                 yield reader.line_num, {column: cells[columns[column]] if columns[column] < len(cells) else None
-                                        for column in COLUMNS if column in columns}
+                                        for column in listing.columns if column in columns}
     except csv.Error as error:
         raise ZooError(f"manifest: {file} line {reader.line_num}: not valid CSV ({error})") from None
 
 
-def _jsonl(file: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl(file: Path, text: str, listing: Listing) -> Iterator[tuple[int, dict[str, Any]]]:
     kinds = {list: "list", str: "string", int: "number", float: "number", bool: "true or false", type(None): "null"}
     for line, content in enumerate(text.split("\n"), 1):  # not splitlines: a JSON string may hold U+2028
         if not content.strip():
@@ -198,23 +221,24 @@ def _jsonl(file: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
             value = json.loads(content)
         except json.JSONDecodeError as error:
             raise ZooError(f"{where}: not valid JSON ({error.msg}, column {error.colno}); write one object per line, "
-                           f"e.g. {EXAMPLE}") from None
+                           f"e.g. {listing.example}") from None
         if not isinstance(value, dict):
             raise ZooError(f"{where}: a JSON {kinds.get(type(value), 'value')}, not an object; write one object per "
-                           f"line, e.g. {EXAMPLE}")
+                           f"line, e.g. {listing.example}")
         keys = {key.strip().lower(): key for key in reversed(list(value))}
-        missing = next((column for column in COLUMNS[:2] if column not in keys), None)
+        missing = next((column for column in listing.columns[:2] if column not in keys), None)
         if missing is not None:
-            raise ZooError(_no_column(file, line, missing, list(value), "key"))
-        yield line, {column: value[keys[column]] for column in COLUMNS if column in keys}
+            raise ZooError(_no_column(file, line, missing, list(value), "key", listing))
+        yield line, {column: value[keys[column]] for column in listing.columns if column in keys}
 
 
-def _no_column(file: Path, line: int, column: str, found: list[str], kind: str) -> str:
+def _no_column(file: Path, line: int, column: str, found: list[str], kind: str,
+               listing: Listing = IMAGES) -> str:
     """The line refusing a header (or JSON object) without `column`, naming what it has and the near name."""
     names = [name.strip() for name in found]
     near = difflib.get_close_matches(column, names, n=1, cutoff=0.6) or [
         name for name in names if name.lower() in ALIASES[column]][:1]
-    meaning = "image" if column == "path" else "class"
+    meaning = listing.sample if column == listing.column else "class"
     fix = f"rename {near[0]} to {column}" if near else f"name the {meaning} {kind} {column}"
     if kind == "column" and len(names) == 1 and any(char in names[0] for char in ";\t|"):
         fix = "zoo reads comma-separated values: save it with commas"

@@ -70,7 +70,7 @@ class Preprocessing:
 
     @property
     def takes_pictures(self) -> bool:
-        return self.data != "xor"  # the course's 2 features
+        return self.data not in SPECS or SPECS[self.data].pictures  # not xor's 2 features, nor text's token ids
 
     def check_pictures(self) -> None:
         """Raises ZooError for a network that takes no pictures."""
@@ -78,6 +78,9 @@ class Preprocessing:
             raise self.no_pictures()
 
     def no_pictures(self) -> ZooError:
+        if self.data == "text":
+            return ZooError("this network was trained on sentences (data.name text), not on pictures; give it "
+                            "sentences: zoo predict SOURCE --text 'a sentence' (or --text-file)")
         return ZooError(f"this network was trained on {self.data}'s {self.in_channels} features, not on pictures; "
                         f"give it a float tensor N x {self.in_channels}")
 

@@ -1,6 +1,6 @@
 """The data sets: torchvision's MNIST, FashionMNIST, CIFAR10/100, ImageFolder and FakeData; a manifest (a CSV or
 JSON-lines file of images and labels, zoo.data.manifest); scikit-learn's digits and the course's xor, preprocessed
-once into tensors. `build_datasets` picks one by cfg.name."""
+once into tensors; sentences (zoo.data.text). `build_datasets` picks one by cfg.name."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from zoo.checkpoint import Vocabulary
 from zoo.config import DataConfig
 from zoo.data.images import ImageCheck, holds_pictures, note_others, open_rgb, warn_skipped
 from zoo.data.memory import base_tensors
@@ -269,27 +270,37 @@ def _check_multilabel(cfg: DataConfig, multilabel: bool) -> None:
 
 
 def build_folder(cfg: DataConfig, *, in_channels: int, input_size: int, split: str,
-                 multilabel: bool = False) -> DataSplits:
+                 multilabel: bool = False, vocabulary: Vocabulary | None = None) -> DataSplits:
     """Every image of one ImageFolder split, to evaluate: its split folder (test/, valid/ ...) where the folder has
     split folders, else every image under cfg.root: a new folder is new data, nothing of it is held out. A
-    manifest's likewise: the rows of `split` where its split column gives any, else every row. It is the returned
-    splits' test split. `multilabel`: the config's task is multilabel (a manifest's label sets, multi-hot)."""
+    manifest's likewise: the rows of `split` where its split column gives any, else every row; a text manifest's too,
+    as ids of `vocabulary` (the checkpoint's). It is the returned splits' test split. `multilabel`: the config's task
+    is multilabel (a manifest's label sets, multi-hot)."""
     _check_multilabel(cfg, multilabel)
+    if cfg.name == "text":
+        from zoo.data.text import text_splits
+
+        return text_splits(cfg.model_copy(update={"val_split": 0.0}), 0, vocabulary, whole=split)
     return _images(cfg.model_copy(update={"val_split": 0.0}), in_channels, cfg.input_size or input_size, 0, whole=split,
                    multilabel=multilabel)
 
 
 def build_datasets(cfg: DataConfig, *, in_channels: int, input_size: int, seed: int = 0,
-                   multilabel: bool = False) -> DataSplits:
+                   multilabel: bool = False, vocabulary: Vocabulary | None = None) -> DataSplits:
     """The train, val and test splits of cfg.name, fitted to a model taking in_channels x input_size^2.
 
     cfg.input_size, when set, wins over `input_size`. `seed` draws the held-out splits (val from train; test
     for digits, an ImageFolder without test/ and a manifest without test rows): pass the training seed again to
     rebuild the same test set. `multilabel` (the config's task is multilabel; a manifest only): targets are
-    float32 multi-hot vectors of num_classes, and the returned splits say so (DataSplits.multilabel).
+    float32 multi-hot vectors of num_classes, and the returned splits say so (DataSplits.multilabel). Text
+    (zoo.data.text): sentences as token ids of `vocabulary` (a checkpoint's), or of the training split's own.
     """
     _check_multilabel(cfg, multilabel)
     input_size = cfg.input_size or input_size
+    if cfg.name == "text":
+        from zoo.data.text import text_splits
+
+        return text_splits(cfg, seed, vocabulary)
     if cfg.name == "xor":
         return _xor(cfg)
     if cfg.name == "digits":

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from zoo.checkpoint import Vocabulary
 from zoo.config import DataConfig
 from zoo.errors import ZooError
 
@@ -40,10 +41,17 @@ class DataSplits:
     skipped: tuple[Path, ...] = ()  # image files left out as unreadable (ImageFolder, manifest), already warned about
     multilabel: bool = False  # targets are float multi-hot vectors of num_classes (View.labels: N x K), not indices
     gray: bool = False  # every picture read from files is stored gray (an ImageFolder's, a manifest's)
+    # text's: samples are sentences as token ids of this vocabulary (zoo.data.text), with in_channels and input_size 1
+    vocabulary: Vocabulary | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def builder_arguments(self) -> dict[str, int]:
+        """What a model's builder takes from the data: a token model's vocab_size and padding_idx; none for pictures."""
+        return {} if self.vocabulary is None else self.vocabulary.builder_arguments
 
     def describe(self, name: str) -> str:
         """The line a run starts with: `name`'s images, classes (past CLASSES_SHOWN, the first few and the last)
@@ -56,6 +64,9 @@ class DataSplits:
         names = ", ".join(repr(name) if "," in name else name for name in shown)
         classes = f"{len(self.classes)} class{'es' if len(self.classes) != 1 else ''} ({names})"
         splits = ", ".join(f"{split} {size:,}" for split, size in sizes.items())
+        if self.vocabulary is not None:
+            return (f"{name}: {sum(sizes.values()):,} sentences, {classes}: {splits}; a vocabulary of "
+                    f"{len(self.vocabulary.words) - 2:,} words, from the training split")
         if self.input_size == 1:  # not pictures
             return f"{name}: {classes}: {splits} samples"
         return f"{name}: {sum(sizes.values()):,} images, {classes}: {splits}"

@@ -39,7 +39,7 @@ from zoo.tasks import Classification, Task, get_task
 if TYPE_CHECKING:
     from zoo.metrics.calibration import Calibration
 
-READ_WHOLE = ("imagefolder", "manifest")  # data sets of the user's own files: new ones are measured whole
+READ_WHOLE = ("imagefolder", "manifest", "text")  # data sets of the user's own files: new ones are measured whole
 
 
 @dataclass(frozen=True)
@@ -405,10 +405,11 @@ def data_to_measure(config: Config, stored: Config, state: TrainingState, path: 
     normalization = state.normalization
     if whole:
         splits = build_folder(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                              split=split, multilabel=config.task == "multilabel")
+                              split=split, multilabel=config.task == "multilabel", vocabulary=state.vocabulary)
     else:
         splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                                seed=config.train.seed, multilabel=config.task == "multilabel")
+                                seed=config.train.seed, multilabel=config.task == "multilabel",
+                                vocabulary=state.vocabulary)
     if state.classes and config.data.name in READ_WHOLE:
         refuse_unknown(splits.classes, state.classes, path)
     if len(splits.classes) > state.num_classes:

@@ -55,7 +55,8 @@ def check_hold_out(config: Config, stored: Config, path: Path) -> None:
 
 def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
     """The checkpoint's network, built as it was trained, with its weights."""
-    model = config.model.build(state.num_classes, state.normalization.in_channels)
+    arguments = {} if state.vocabulary is None else state.vocabulary.builder_arguments  # a text network's
+    model = config.model.build(state.num_classes, state.normalization.in_channels, **arguments)
     load_weights(model, state, path, config.model.name)
     return model
 

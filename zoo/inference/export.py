@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.data.text import pad
 from zoo.errors import ExportMismatch, ZooError
 from zoo.inference.load import EXPORT_EXTRA, Metadata, Predictor, open_checkpoint, runnable, weighed
 from zoo.metrics.reconstruction import per_image_mse
@@ -115,7 +116,7 @@ def export_checkpoint(checkpoint: str | Path, format: str = "onnx", output: str 
     output = output_path(checkpoint, output, format, metadata.part)
     module = runnable(model, metadata)  # what the graph computes: logits, the reconstruction or the code
     images, inputs = check_inputs(config, metadata, batch)
-    example = images[:batch or EXAMPLE_BATCH]
+    example = _example(images, batch, metadata)
     data = _export(module, weighed(model, metadata.part), example, format, metadata, opset, dynamic=batch is None)
     found: dict[str, Any] = {}
 
@@ -194,25 +195,42 @@ def _importable(name: str) -> bool:
 
 def check_inputs(config, metadata: Metadata, batch: int | None) -> tuple[Tensor, str]:
     """CHECK_IMAGES (a multiple of a static batch) preprocessed test images of the checkpoint's data set, or
-    seeded random normal ones of the network's input shape when the data is not at hand; and what they are."""
+    seeded random normal ones of the network's input shape when the data is not at hand; and what they are. A text
+    network's: test sentences as token ids (N x L, padded), or random ids of its vocabulary."""
     from zoo.data import build_datasets
 
     count = CHECK_IMAGES if batch is None else batch * -(-CHECK_IMAGES // batch)
-    preprocessing = metadata.preprocessing
+    preprocessing, vocabulary = metadata.preprocessing, metadata.vocabulary
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # the data's own notes (skipped files) are not the export's
             splits = build_datasets(config.data, in_channels=preprocessing.in_channels,
                                     input_size=preprocessing.input_size, seed=config.train.seed,
-                                    multilabel=config.task == "multilabel")
+                                    multilabel=config.task == "multilabel", vocabulary=vocabulary)
         test = splits.test
         if len(test) == 0:
             raise ZooError("no test images")
         picked = [test[index % len(test)][0] for index in range(count)]
+        if vocabulary is not None:  # at least twice the shortest: a length every format's graph takes (_export)
+            return pad(picked, 2 * vocabulary.min_tokens), f"test sentences of {config.data.name}"
         return torch.stack(picked).float(), f"test images of {config.data.name}"
     except ZooError:  # not downloaded here, or moved: the network's shape is all the check needs
-        shape = (2,) if config.data.name == "xor" else preprocessing.shape
         generator = torch.Generator().manual_seed(0)
+        if vocabulary is not None:
+            ids = torch.randint(len(vocabulary.words), (count, 2 * vocabulary.min_tokens), generator=generator)
+            return ids, f"random token ids ({config.data.name} is not at hand)"
+        shape = (2,) if config.data.name == "xor" else preprocessing.shape
         return torch.randn(count, *shape, generator=generator), f"random inputs ({config.data.name} is not at hand)"
+
+
+def _example(inputs: Tensor, batch: int | None, metadata: Metadata) -> Tensor:
+    """What the graph is traced with: the first EXAMPLE_BATCH inputs (a static batch's N); sentences cut to their own
+    longest (at least one more than the shortest the network takes), so that the check runs at another length than
+    the trace, and proves the dynamic L."""
+    example = inputs[:batch or EXAMPLE_BATCH]
+    if metadata.vocabulary is not None:
+        longest = int((example != 0).sum(dim=1).max())  # <pad> is id 0
+        example = example[:, :max(metadata.vocabulary.min_tokens + 1, longest)].contiguous()  # strides of its own
+    return example
 
 
 def _export(model: nn.Module, weights: nn.Module, example: Tensor, format: str, metadata: Metadata,
@@ -225,7 +243,12 @@ def _export(model: nn.Module, weights: nn.Module, example: Tensor, format: str, 
 
         state = weights.state_dict()
         return save({key: tensor.detach().contiguous() for key, tensor in state.items()}, metadata=strings)
-    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
+    axes = {0: torch.export.Dim("batch", min=1)} if dynamic else {}
+    if metadata.vocabulary is not None:  # token ids: any sentence length the network takes; a pt2 program one more,
+        # since torch.export guards the widest window's map against a length of 1 (ONNX takes min_tokens: tested)
+        axes[1] = torch.export.Dim("tokens", min=metadata.vocabulary.min_tokens + (format == "pt2"))
+    shapes = (axes,) if axes else None
+    given = "images N x C x H x W" if metadata.vocabulary is None else "tokens N x L (int64 token ids)"
     if format == "pt2":
         program = torch.export.export(model, (example,), dynamic_shapes=shapes)
         buffer = io.BytesIO()
@@ -237,11 +260,11 @@ def _export(model: nn.Module, weights: nn.Module, example: Tensor, format: str, 
     with warnings.catch_warnings(), contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
-                                    input_names=["images"], output_names=[metadata.outputs], verbose=False)
+                                    input_names=[given.split()[0]], output_names=[metadata.outputs], verbose=False)
     proto = program.model_proto
     onnx.helper.set_model_props(proto, strings)
     part = " (its encoder alone)" if metadata.part == "encoder" else ""
-    proto.doc_string = (f"{metadata.model_name}{part} exported by zoo {metadata.zoo_version}: images N x C x H x W -> "
+    proto.doc_string = (f"{metadata.model_name}{part} exported by zoo {metadata.zoo_version}: {given} -> "
                         f"{metadata.outputs}")
     return proto.SerializeToString()
 
@@ -421,12 +444,15 @@ def check_quantize_options(quantization: str, format: str, max_drop: float | Non
 
 
 def quantizable(metadata: Metadata, checkpoint: Path) -> Metadata:
-    """`metadata` of a single-label classifier, whose int8 file is verified by its test top-1. Raises ZooError for
-    an autoencoder (or its encoder) and a multi-label model."""
+    """`metadata` of a single-label classifier of pictures, whose int8 file is verified by its test top-1. Raises
+    ZooError for an autoencoder (or its encoder), a multi-label model and a text network."""
     if metadata.task != "classification":
         what = {"reconstruction": "an autoencoder (task reconstruction)"}.get(metadata.task, f"a {metadata.task} model")
         raise ZooError(f"--quantize: {checkpoint} is {what}; an int8 file is verified by its test top-1 accuracy, "
                        "which only a single-label classifier (task classification) has: export it without --quantize")
+    if metadata.vocabulary is not None:
+        raise ZooError(f"--quantize: {checkpoint} reads sentences (token ids), and zoo's int8 files are calibrated on "
+                       "pictures: export it without --quantize")
     return metadata
 
 

@@ -1,10 +1,12 @@
 """`zoo predict`: a trained network's top-k classes for image files, folders and glob patterns; an autoencoder's
-anomaly score and verdict for each.
+anomaly score and verdict for each; a text network's top-k classes for sentences (`zoo predict RUN --text ...`).
 
     report = predict_files("runs/.../checkpoints/best.pt", ["photos/", "extra/*.jpg"], top_k=3)
     report.rows[0]  # (Path('photos/cat/1.jpg'), Prediction(classes=('cat', 'dog', 'fox'), ...))
     report = predict_files("runs/conv_autoencoder_digits/<time>", ["digits/"])
     report.rows[0]  # (Path('digits/3.png'), AnomalyScore(score=0.021, verdict='normal', threshold=0.073))
+    report = predict_texts("runs/textcnn_text/<time>", ["A fine, funny film."])
+    report.rows[0]  # ('A fine, funny film.', Prediction(classes=('pos', 'neg'), ...))
 
 Any source zoo.load opens. Pictures are decoded in DataLoader workers, each through the source's preprocessing
 (zoo.data.preprocess: evaluation's transform), and run in batches; the Predictor turns each batch into its records
@@ -25,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.data.images import gather, image_extensions
 from zoo.errors import ZooError
-from zoo.inference.load import AnomalyScore, Prediction, Predictor, load
+from zoo.inference.load import AnomalyScore, Prediction, Predictor, TextPredictor, load
 
 SHOWN = 10  # unreadable files named one line each; one more line counts the rest
 Record = Prediction | AnomalyScore  # a classifier's top-k, or an autoencoder's score and verdict
@@ -35,7 +37,7 @@ Record = Prediction | AnomalyScore  # a classifier's top-k, or an autoencoder's 
 class PredictionReport:
     source: str
     classes: list[str]  # an autoencoder's: the classes it learnt as normal
-    rows: list[tuple[Path, Record]]  # in input order
+    rows: list[tuple[Path | str, Record]]  # in input order: each image's path, or (`column` text) sentence
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable files and why
     others: list[Path] = field(default_factory=list)  # files in the folders that are not images
     task: str = "classification"  # the model's (zoo.tasks): a multi-label one's decisions are label sets
@@ -43,6 +45,7 @@ class PredictionReport:
     # a calibrated classifier's threshold on the unfamiliar score (None: no calibration), and the coverage asked
     unfamiliar_threshold: float | None = None
     coverage: float | None = None
+    column: str = "path"  # what a row is: an image's path, or a sentence ("text")
 
     @property
     def flagged(self) -> int:
@@ -54,8 +57,9 @@ class PredictionReport:
         judged = ({"unfamiliar_threshold": self.unfamiliar_threshold, "unfamiliar_count": self.flagged}
                   if self.unfamiliar_threshold is not None else {})
         coverage = {"coverage": self.coverage} if self.coverage is not None else {}
-        return {"source": self.source, "task": self.task, **threshold, **judged, **coverage, "images": len(self.rows),
-                "predictions": [{"path": str(path), **prediction.to_dict()} for path, prediction in self.rows],
+        counted = {"images": len(self.rows)} if self.column == "path" else {"sentences": len(self.rows)}
+        return {"source": self.source, "task": self.task, **threshold, **judged, **coverage, **counted,
+                "predictions": [{self.column: str(key), **prediction.to_dict()} for key, prediction in self.rows],
                 "skipped": [{"path": str(path), "reason": reason} for path, reason in self.skipped]}
 
 
@@ -99,12 +103,14 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     each picture is unfamiliar (how many were is said on stderr), and with `coverage` hold its prediction set; an
     uncalibrated one is said once on stderr.
 
-    Raises ZooError for a missing path, a pattern matching nothing, no readable image, an unknown source,
+    Raises ZooError for no input, a missing path, a pattern matching nothing, no readable image, an unknown source,
     top_k or batch_size below 1, a top_k for an autoencoder, or a coverage outside (0, 1) or for a model without a
     calibration (Predictor.check_coverage).
     """
     if (top_k is not None and top_k < 1) or batch_size < 1:
         raise ZooError(f"--{'top-k' if top_k is not None and top_k < 1 else 'batch-size'} must be 1 or more")
+    if not inputs:
+        raise ZooError("give image files, folders or glob patterns to classify (or sentences: --text, --text-file)")
     paths, others = gather(inputs)
     if not paths:
         kinds = f" (only {len(others)} {'file' if len(others) == 1 else 'files'} of other kinds)" if others else ""
@@ -135,6 +141,50 @@ def predict_files(source: str | Path, inputs: Sequence[str | Path], *, top_k: in
     return report
 
 
+def predict_texts(source: str | Path, sentences: Sequence[str] = (), text_file: str | Path | None = None, *,
+                  top_k: int | None = None, batch_size: int = 64, device: str = "auto",
+                  coverage: float | None = None) -> PredictionReport:
+    """The top_k classes (as predict_files gives them) of each sentence: `sentences` (zoo predict --text), then each
+    line of `text_file` that is not blank (--text-file), by the text network at `source` (zoo.load). A calibrated
+    network's rows say whether each sentence is unfamiliar (by the energy alone) and, with `coverage`, hold its
+    prediction set; a note on stderr counts the sentences with no word the network knows (all <unk>).
+
+    Raises ZooError, before the network is loaded, for no sentence, an empty one, a text file that is missing, not
+    UTF-8 or blank; then for a source that is no text network, and what predict_files refuses (top_k, batch_size,
+    coverage)."""
+    from zoo.data.text import read_lines
+
+    if (top_k is not None and top_k < 1) or batch_size < 1:
+        raise ZooError(f"--{'top-k' if top_k is not None and top_k < 1 else 'batch-size'} must be 1 or more")
+    empty = next((number for number, sentence in enumerate(sentences, 1) if not sentence.strip()), None)
+    if empty is not None:
+        which = f" (the {_ordinal(empty)} --text)" if len(sentences) > 1 else ""
+        raise ZooError(f"--text: the sentence is empty{which}; give the words to classify")
+    texts = [*sentences, *(read_lines(Path(text_file), "--text-file") if text_file is not None else [])]
+    if not texts:
+        raise ZooError("no sentence given; give --text 'a sentence' or --text-file FILE (one sentence a line)")
+    predictor = load(source, device)
+    if not isinstance(predictor, TextPredictor):
+        raise ZooError(f"--text: {predictor.source} classifies pictures, not sentences; give it image files "
+                       "(zoo predict SOURCE photos/)")
+    top_k = _top_k(predictor, top_k, source)
+    records = predictor.predict(texts, top_k, batch_size, coverage)
+    familiarity = predictor.calibration.familiarity if predictor.calibration is not None else None
+    report = PredictionReport(predictor.source, predictor.classes, list(zip(texts, records)), task=predictor.task.name,
+                              unfamiliar_threshold=None if familiarity is None else familiarity.threshold,
+                              coverage=coverage, column="text")
+    unknown = sum(set(predictor.prepare(text).tolist()) == {predictor.vocabulary.index["<unk>"]} for text in texts)
+    if unknown:
+        print(f"note: {unknown} of {len(texts)} sentences hold no word of the training split's vocabulary (every "
+              "token <unk>): their classes mean little", file=sys.stderr, flush=True)
+    _say_trust(predictor, report)
+    return report
+
+
+def _ordinal(number: int) -> str:
+    return f"{number}{'th' if 10 <= number % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th')}"
+
+
 def _say_trust(predictor: Predictor, report: PredictionReport) -> None:
     """One stderr line: how many pictures were unfamiliar, or that a single-label zoo classifier is older than
     calibration (zoo calibrate adds it)."""
@@ -142,21 +192,22 @@ def _say_trust(predictor: Predictor, report: PredictionReport) -> None:
 
     if predictor.task.name != "classification" or predictor.preprocessing is None:  # torchvision's: none to fit
         return
+    noun = "sentences" if report.column == "text" else "pictures"
     if predictor.predates_calibration:  # a run without one by choice (calibration.enabled, val_split 0): no note
         print(f"note: {predictor.source} has no calibration: the probabilities are the raw softmax and no picture is "
               f"checked for being unlike the training data; {uncalibrated_fix(predictor)}", file=sys.stderr, flush=True)
         return
     conformal = predictor.calibration.conformal if predictor.calibration is not None else None
     if report.coverage is not None and conformal is not None and report.coverage > conformal.highest_coverage:
-        print(f"note: --coverage {report.coverage:g} is more than {conformal.count} validation pictures can promise "
+        print(f"note: --coverage {report.coverage:g} is more than {conformal.count} validation {noun} can promise "
               f"(at most {conformal.highest_coverage:.2%}, n / (n + 1)): every set holds every class",
               file=sys.stderr, flush=True)
     familiarity = predictor.calibration.familiarity if predictor.calibration is not None else None
     if familiarity is not None and report.flagged:
         verb = "is" if report.flagged == 1 else "are"
-        print(f"note: {report.flagged} of {len(report.rows)} pictures {verb} unfamiliar, unlike the training "
+        print(f"note: {report.flagged} of {len(report.rows)} {noun} {verb} unfamiliar, unlike the training "
               f"data (score above {familiarity.threshold:.3g}, which {familiarity.familiar_share:.0%} of the "
-              "validation pictures pass): their classes may mean nothing", file=sys.stderr, flush=True)
+              f"validation {noun} pass): their classes may mean nothing", file=sys.stderr, flush=True)
 
 
 def _top_k(predictor: Predictor, top_k: int | None, source: str | Path) -> int:

@@ -19,6 +19,10 @@ both are on one scale; the score is max(z_energy, z_pixels), and the threshold i
 `familiar_share` quantile (NumPy's "higher") of it: that share of familiar pictures passes. The pixel statistics
 are read from the network's input (the preprocessed, normalized picture): per channel its mean, standard deviation,
 mean absolute difference of horizontal and vertical neighbours, and a 4 x 4 thumbnail (adaptive average pooling).
+
+A sentence (a text network's input, token ids) has no pixel statistics: it gives none (D = 0), its distance is 0,
+and the score is the energy's alone (max(z_energy, 0): a sentence the network knows better than the validation
+median scores 0); the threshold is then the energy's own familiar_share quantile.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ def feature_count(in_channels: Any, input_size: Any) -> int | None:
 
 def pixel_features(images: Tensor) -> Tensor:
     """N x C x H x W pictures (the network's input) -> N x (C x FEATURES_PER_CHANNEL) float64 statistics; N x D
-    inputs that are no pictures (xor's points) -> themselves, in float64."""
+    inputs that are no pictures (xor's points) -> themselves, in float64; token ids (integers) -> none, N x 0."""
+    if not images.is_floating_point():
+        return torch.empty(len(images), 0, dtype=torch.float64)
     x = images.detach().float()
     if x.dim() != 4:
         return x.flatten(1).double().cpu()
@@ -84,8 +90,9 @@ class Familiarity:
         if len(train_features) < 2 or len(val_logits) == 0:
             raise ValueError("the unfamiliar score needs 2 or more training images and a validation split")
         train = train_features.double().numpy()
-        location, covariance = train.mean(axis=0), ledoit_wolf(train)
-        precision = np.linalg.pinv(covariance, hermitian=True)
+        location = train.mean(axis=0)
+        # no pixel statistics (token ids): no covariance to estimate, a distance of 0
+        precision = np.linalg.pinv(ledoit_wolf(train), hermitian=True) if train.shape[1] else np.zeros((0, 0))
         signals = np.stack([energy(val_logits).numpy(),
                             _distance(val_features.double().numpy(), location, precision)])
         centre = np.median(signals, axis=1)
@@ -139,6 +146,7 @@ def ledoit_wolf(x: np.ndarray) -> np.ndarray:
 def _distance(features: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
     """The Mahalanobis distance of each row of N x D `features` from `mean` under `precision`."""
     centred = features - mean
+    precision = precision.reshape(len(mean), len(mean))  # a stored 0 x 0 matrix reads back as [] (no statistics)
     return np.sqrt(np.maximum(np.einsum("nd,de,ne->n", centred, precision, centred), 0.0))
 
 

@@ -34,8 +34,8 @@ from __future__ import annotations
 import importlib
 
 # the files that register builders
-FAMILY_MODULES = ("alexnet", "autoencoder", "densenet", "googlenet", "inception", "lenet", "mobilenet", "resnet", "senet",
-                  "teaching", "textcnn", "vgg")
+FAMILY_MODULES = ("alexnet", "autoencoder", "densenet", "googlenet", "inception", "lenet", "mobilenet", "resnet",
+                  "senet", "teaching", "textcnn", "vgg")
 
 __all__ = ["FAMILY_MODULES", "Autoencoder", "Classifier"]
 

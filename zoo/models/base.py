@@ -71,6 +71,10 @@ class Classifier(nn.Module):
             self.set_submodule(path, new.to(device=old.weight.device, dtype=old.weight.dtype))
         self.num_classes = num_classes
 
+    def apply_constraints(self) -> None:
+        """The network's constraints on its weights, which the training loop applies after every optimizer step
+        (zoo.loop.TrainStep): TextCNN's max-norm on its head's rows (Kim 2014). None by default."""
+
     def initialize(self) -> None:
         """Constructors call this last: the model's own init_weights, where it defines one. Elsewhere the
         layers' constructors have initialized every weight already; initializing again would draw new random

@@ -40,8 +40,8 @@ def _optional_activation(activation: str) -> nn.Module | None:
 class BasicConv2d(nn.Module):
     """Convolution without bias, batch norm (eps 0.001, as torchvision's weights expect), ReLU (or `activation`)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 activation: str = "relu") -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], stride: int = 1,
+                 padding: int | tuple[int, int] = 0, activation: str = "relu") -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 # What a registered model does: a classifier (zoo.models.base.Classifier) gives class logits, a reconstruction model
 # (zoo.models.base.Autoencoder) gives the picture's pixel logits back.
 TASKS = ("classification", "reconstruction")
+# What a registered model reads: pictures (N x C x H x W floats), or token ids (N x L int64: sentences, zoo.data.text).
+# A token model's builder also takes vocab_size and padding_idx, which the data's vocabulary decides.
+INPUTS = ("image", "tokens")
 
 
 @dataclass(frozen=True)
@@ -57,26 +60,43 @@ class ModelInfo:
     name: str
     family: str
     paper: Paper
-    input_size: tuple[int, int, int]  # (C, H, W) the paper trains at
+    input_size: tuple[int, ...]  # (C, H, W) the paper trains at; a token model's (L,): token ids per sentence
     num_classes: int  # the paper's class count
     reference: ParamReference | None
     torchvision: str | None  # the torchvision builder whose state_dict ours matches key for key
     builder: Callable[..., nn.Module]
     explain: str = "gradcam"  # zoo explain's default method: one that marks what the network uses (measured)
     task: str = "classification"  # one of TASKS
+    input: str = "image"  # one of INPUTS
+
+    @property
+    def in_channels(self) -> int:
+        """The input's channels the paper trains with; a token model's: 1 (one embedding per token)."""
+        return self.input_size[0] if self.input == "image" else 1
+
+    @property
+    def side(self) -> int:
+        """The picture side (H = W) the paper trains at; 1 for a token model, whose inputs are no pictures (as xor's
+        features are data.input_size 1)."""
+        return self.input_size[1] if self.input == "image" else 1
+
+    @property
+    def shown_input(self) -> str:
+        """The input as `zoo list` and the docstrings show it: '3x224x224', or '20 tokens'."""
+        return "x".join(map(str, self.input_size)) if self.input == "image" else f"{self.input_size[0]} tokens"
 
     @functools.cached_property
     def min_input_size(self) -> int:
-        """Smallest H = W the network accepts (see zoo.models.base), as the model built with the defaults
-        states it; built on the meta device, shapes only, and once per process."""
+        """Smallest H = W the network accepts (see zoo.models.base), or a token model's fewest tokens per sentence, as
+        the model built with the defaults states it; built on the meta device, shapes only, and once per process."""
         import torch
 
         with torch.device("meta"):
-            return self.builder(num_classes=self.num_classes, in_channels=self.input_size[0]).min_input_size
+            return self.builder(num_classes=self.num_classes, in_channels=self.in_channels).min_input_size
 
     def describe(self) -> str:
         """The registry's facts, for the builder's docstring (after the builder's own, if it has one)."""
-        size = "x".join(map(str, self.input_size))
+        size = self.shown_input
         target = f", {self.num_classes} classes" if self.task == "classification" else f"; {self.task} (no classes)"
         lines = [f"Paper: {self.paper.cite()}.", f"Default input: {size}{target}."]
         if (reference := self.reference) is not None:
@@ -94,26 +114,30 @@ def register_model(
     *,
     family: str,
     paper: Paper,
-    input_size: tuple[int, int, int],
+    input_size: tuple[int, ...],
     num_classes: int = 1000,
     reference: ParamReference | None = None,
     torchvision: str | None = None,
     explain: str = "gradcam",
     task: str = "classification",
+    input: str = "image",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder under its function name and add the registry's facts to its docstring. A duplicate
-    name, a task not in TASKS, or a builder whose num_classes or in_channels default is not the paper's, fails
-    at import."""
+    name, a task not in TASKS, an input not in INPUTS (or an input_size not of its form: C, H, W; L), or a builder
+    whose num_classes or in_channels default is not the paper's, fails at import."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if input not in INPUTS or len(input_size) != (3 if input == "image" else 1):
+        raise ValueError(f"input {input!r} with input_size {input_size}: give image (C, H, W) or tokens (L,)")
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        info = ModelInfo(name, family, paper, input_size, num_classes, reference, torchvision, builder, explain, task)
+        info = ModelInfo(name, family, paper, input_size, num_classes, reference, torchvision, builder, explain, task,
+                         input)
         parameters = inspect.signature(builder).parameters
-        for argument, paper_value in (("num_classes", num_classes), ("in_channels", input_size[0])):
+        for argument, paper_value in (("num_classes", num_classes), ("in_channels", info.in_channels)):
             if argument in parameters and parameters[argument].default != paper_value:
                 raise ValueError(f"builder {name}'s {argument} defaults to {parameters[argument].default}; "
                                  f"the registry says {paper_value}")
@@ -133,14 +157,18 @@ def _load_models() -> None:
         importlib.import_module(f"zoo.models.{module}")
 
 
-def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+def list_models(pattern: str = "*", task: str | None = None, input: str | None = None) -> list[str]:
     """Registered names matching an fnmatch pattern such as 'resnet*', in any case ('ResNet*' too), sorted; with
-    `task` (one of TASKS), only that task's models: `list_models(task="classification")`."""
+    `task` (one of TASKS), only that task's models: `list_models(task="classification")`; with `input` (one of
+    INPUTS), only the models reading it: `list_models(input="tokens")`."""
     if task is not None and task not in TASKS:
         raise ZooError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if input is not None and input not in INPUTS:
+        raise ZooError(f"unknown input {input!r}; choose one of {', '.join(INPUTS)}")
     _load_models()
     return sorted(name for name, info in _REGISTRY.items()
-                  if fnmatch.fnmatchcase(name, pattern.lower()) and task in (None, info.task))
+                  if fnmatch.fnmatchcase(name, pattern.lower()) and task in (None, info.task)
+                  and input in (None, info.input))
 
 
 def get_model_info(name: str) -> ModelInfo:
@@ -180,7 +208,7 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     try:
         model = info.builder(
             num_classes=info.num_classes if num_classes is None else num_classes,
-            in_channels=info.input_size[0] if in_channels is None else in_channels,
+            in_channels=info.in_channels if in_channels is None else in_channels,
             **kwargs,
         )
     except TypeError as error:

@@ -233,8 +233,9 @@ def render_summary(summary: Summary, fmt: str = "table") -> str:
         inference = _total_rows(summary.totals_without_aux, summary.batch_size)
         totals_table = render(["total", "with auxiliary heads", "without (inference)"],
                               [(label, a, b) for (label, a), (_, b) in zip(totals, inference)], fmt)
-    title = (f"{summary.model}: input {_dims(summary.input_size)}, depth {summary.depth}, shapes per image, "
-             "MACs at batch 1")
+    sample = "image" if summary.input == "image" else "sentence"
+    given = _dims(summary.input_size) + ("" if summary.input == "image" else " token ids")
+    title = f"{summary.model}: input {given}, depth {summary.depth}, shapes per {sample}, MACs at batch 1"
     notes = [
         "training estimate: batch x 2 x activations (kept for backward, plus their gradients) + weights + "
         "weight gradients + buffers; optimizer state not included (SGD momentum adds 1x the weights, Adam 2x)",
@@ -430,14 +431,16 @@ def render_predictions(report: PredictionReport, fmt: str = "table") -> str:
     judged = report.unfamiliar_threshold is not None  # a calibrated classifier: each row says if it is unfamiliar
     chosen = report.coverage is not None  # each row's prediction set
     if fmt == "csv":
-        headers = [*(["path", "labels"] if sets else ["path"]), *(["unfamiliar", "unfamiliar_score"] if judged else []),
+        headers = [*([report.column, "labels"] if sets else [report.column]),
+                   *(["unfamiliar", "unfamiliar_score"] if judged else []),
                    *(["set"] if chosen else []),
                    *(f"{name}_{rank}" for rank in range(1, k + 1) for name in ("class", "probability"))]
         rows = [[str(path), *([";".join(p.labels)] if sets else []),
                  *([p.unfamiliar, p.unfamiliar_score] if judged else []), *([";".join(p.set)] if chosen else []),
                  *(value for pair in zip(p.classes, p.probabilities) for value in pair)] for path, p in report.rows]
         return render(headers, rows, "csv")
-    headers = ["image", *(["labels"] if sets else []), *(["unfamiliar"] if judged else []),
+    headers = ["image" if report.column == "path" else report.column, *(["labels"] if sets else []),
+               *(["unfamiliar"] if judged else []),
                *([f"set ({share(report.coverage)})"] if chosen else []), *(f"top-{rank}" for rank in range(1, k + 1))]
     rows = [[str(path), *(["; ".join(p.labels) or "(none)"] if sets else []),
              *(["yes" if p.unfamiliar else ""] if judged else []), *([", ".join(p.set)] if chosen else []),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 
 from zoo.errors import ZooError
 from zoo.models.base import Autoencoder
-from zoo.models.registry import ParamReference, create_model, get_model_info
+from zoo.models.registry import ParamReference, argument_types, create_model, get_model_info, list_models
 from zoo.summary.results import ReferenceCheck, Summary
 from zoo.summary.tracing import ModuleTrace, input_dtype, trace_forward
 from zoo.summary.tree import Stats, layer_rows, module_tree, totals
@@ -29,7 +28,8 @@ def _check_arguments(input_size: tuple[int, ...], batch_size: int, depth: int) -
 
 def summarize_model(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 1, depth: int = 2,
                     aux: bool = False, name: str | None = None, reference: ParamReference | None = None) -> Summary:
-    """Summarize any module for one input of `input_size` (C, H, W for images); `aux` runs its auxiliary heads too.
+    """Summarize any module for one input of `input_size` (C, H, W for images; L for a model that reads token ids,
+    traced on int64 ids: zoo.summary.tracing.input_dtype); `aux` runs its auxiliary heads too.
     For an Autoencoder, code_shape is its encoder's traced output.
 
     The model is not changed and its weights are not read: it may be on the meta device.
@@ -55,7 +55,7 @@ def summarize_model(model: nn.Module, input_size: tuple[int, ...], *, batch_size
         totals_without_aux=without_aux,
         reference=(ReferenceCheck(reference.count, reference.source, reference.matches(main_params)) if reference
                    else None),
-        code_shape=_code_shape(model, traces),
+        code_shape=_code_shape(model, traces), input="image" if input_dtype(model).is_floating_point else "tokens",
     )
 
 
@@ -68,10 +68,14 @@ def _code_shape(model: nn.Module, traces: dict[nn.Module, ModuleTrace]) -> tuple
 def summarize(name: str, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None,
               batch_size: int = 1, depth: int = 2, aux: bool = False) -> Summary:
     """Summarize a registered model; input size and class count default to the registry's (a reconstruction model
-    has no classes, and refuses one)."""
+    has no classes, and refuses one; a token model traces a sentence of the registry's length, and refuses a
+    picture's size)."""
     info = get_model_info(name)
+    if info.input == "tokens" and input_size is not None:
+        raise ZooError(f"--input-size is a picture's C H W; {name} reads token ids, and its summary traces a sentence "
+                       f"of {info.shown_input}: remove --input-size")
     input_size = tuple(input_size or info.input_size)
-    if len(input_size) != 3:
+    if len(input_size) != 3 and info.input == "image":
         raise ZooError(f"--input-size takes three values, C H W; got {len(input_size)}")
     _check_arguments(input_size, batch_size, depth)
     if info.task == "reconstruction" and num_classes is not None:
@@ -79,12 +83,13 @@ def summarize(name: str, input_size: tuple[int, int, int] | None = None, num_cla
     num_classes = info.num_classes if num_classes is None else num_classes
     if info.task != "reconstruction":
         _check_positive("--num-classes", num_classes)
+    if aux and "aux_logits" not in argument_types(name):  # the models that build auxiliary heads take aux_logits
+        having = ", ".join(n for n in list_models() if "aux_logits" in argument_types(n))
+        raise ZooError(f"{name} has no auxiliary heads; --aux applies to {having}")
+    heads = {"aux_logits": True} if aux else {}
+    channels = input_size[0] if info.input == "image" else info.in_channels
     with torch.device("meta"):  # no weights allocated, no initialization run
-        model = create_model(name, num_classes=num_classes, in_channels=input_size[0])
-        if aux:
-            if "aux_logits" not in inspect.signature(type(model)).parameters:
-                raise ZooError(f"{name} has no auxiliary heads; --aux applies to googlenet")
-            model = create_model(name, num_classes=num_classes, in_channels=input_size[0], aux_logits=True)
+        model = create_model(name, num_classes=num_classes, in_channels=channels, **heads)
     # The published count is for the paper's configuration only.
     paper_config = num_classes == info.num_classes and input_size[0] == info.input_size[0]
     return summarize_model(model, input_size, batch_size=batch_size, depth=depth, aux=aux, name=name,

@@ -14,7 +14,7 @@ class CatalogRow:
     family: str
     year: int
     params: int  # at the paper's class count (an autoencoder has none)
-    input_size: str  # C x H x W
+    input_size: str  # C x H x W; a token model's L tokens
     reference_ok: bool | None  # computed count matches the published one; None if none is recorded
     torchvision: str | None
     task: str  # classification or reconstruction (zoo.models.registry.TASKS)
@@ -39,7 +39,7 @@ def catalog(pattern: str = "*") -> list[CatalogRow]:
         info = get_model_info(name)
         params = count_parameters(name)
         rows.append(CatalogRow(
-            name, info.family, info.paper.year, params, "x".join(map(str, info.input_size)),
+            name, info.family, info.paper.year, params, info.shown_input,
             info.reference.matches(params) if info.reference else None, info.torchvision, info.task,
         ))
     return rows

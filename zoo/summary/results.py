@@ -47,7 +47,7 @@ class ReferenceCheck:
 @dataclass(frozen=True)
 class Summary:
     model: str
-    input_size: tuple[int, ...]  # one image's: C, H, W
+    input_size: tuple[int, ...]  # one image's: C, H, W; one sentence's: L (input "tokens")
     batch_size: int
     depth: int
     layers: tuple[Layer, ...]
@@ -55,3 +55,4 @@ class Summary:
     totals_without_aux: Totals | None  # set when training-only layers (auxiliary heads) are listed
     reference: ReferenceCheck | None  # the registry's published count, for the paper's configuration
     code_shape: tuple[int, ...] | None = None  # an autoencoder's code for one image (its encoder's output); else None
+    input: str = "image"  # what input_size is: an image's C, H, W, or a sentence's L token ids ("tokens")

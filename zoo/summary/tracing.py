@@ -177,12 +177,17 @@ def _zero_weights(model: nn.Module) -> Iterator[None]:
 
 
 def input_dtype(model: nn.Module) -> torch.dtype:
-    """The images' dtype: the model's floating-point parameters'."""
+    """The inputs' dtype: a model's that says it (TextCNN's `input_dtype`: int64 token ids), else the images', the
+    model's floating-point parameters'."""
+    stated = getattr(model, "input_dtype", None)
+    if isinstance(stated, torch.dtype):
+        return stated
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
 
 
 def trace_forward(model: nn.Module, input_size: tuple[int, ...], aux: bool = False) -> dict[nn.Module, ModuleTrace]:
-    """Run `model` once on a zero batch of one (C, H, W) image; `aux` asks for auxiliary heads too.
+    """Run `model` once on a zero batch of one (C, H, W) image (a token model: L <pad> ids); `aux` asks for
+    auxiliary heads too.
 
     Modules stay in eval mode (batch norm cannot take training statistics of a 1x1 map at batch 1);
     with `aux`, only the root's flag says training, which is what gates GoogLeNet's auxiliary heads.

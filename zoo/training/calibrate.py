@@ -6,7 +6,8 @@ for a run that has none (trained before it, or with calibration.enabled false).
 
 What is fitted, and on what: the temperature and the prediction sets' conformity scores on the validation split's
 logits; the unfamiliar score on the training images' pixel statistics (at most TRAIN_IMAGES of them, evenly spaced,
-prepared as evaluation prepares pictures) and the validation split's energies and pixel statistics. All of it is a
+prepared as evaluation prepares pictures) and the validation split's energies and pixel statistics (sentences have
+none: a text network's score is the energy alone, zoo.metrics.familiarity). All of it is a
 function of best.pt's weights and the data alone, so a resumed run fits the same as an uninterrupted one.
 """
 
@@ -40,10 +41,12 @@ class CalibrationResult:
 
 def train_features(splits: Any, data: Any, device: torch.device | str) -> torch.Tensor | None:
     """The pixel statistics (N x D) of at most TRAIN_IMAGES training images, as evaluation prepares them; None where
-    the data hold no pictures."""
+    the data hold no pictures; sentences' none (N x 0: the unfamiliar score is the energy alone)."""
     from zoo.data.loaders import unaugmented_train
     from zoo.metrics.familiarity import pixel_features
 
+    if splits.vocabulary is not None:
+        return torch.empty(min(len(splits.train), TRAIN_IMAGES), 0, dtype=torch.float64)
     batches = unaugmented_train(splits, data, TRAIN_IMAGES, device)
     if batches is None:
         return None
@@ -102,7 +105,7 @@ def _run_data(config: Any, state: Any, path: Path) -> tuple[Any, dict[str, Any]]
 
     normalization = state.normalization
     splits = build_datasets(config.data, in_channels=normalization.in_channels, input_size=normalization.input_size,
-                            seed=config.train.seed)
+                            seed=config.train.seed, vocabulary=state.vocabulary)
     loaders = dict(zip(SPLITS, build_loaders(splits, config.data, seed=config.train.seed)))
     if loaders["val"] is None:
         raise ZooError(f"{path}'s run has no validation split (data.val_split 0): calibration is fitted on one; "

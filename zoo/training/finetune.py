@@ -4,8 +4,8 @@ Sources: a zoo checkpoint (runs/.../best.pt), a state_dict file (.pth, .safetens
 tool's training checkpoint (STATE_DICT_ENTRIES), or `torchvision:<WeightsEnum>` through torchvision's weights
 API and torch.hub's cache. Every file is read with weights_only=True. Keys keep the prefixes of the wrapper the
 network was saved from (DataParallel's `module.`, ...): `transplant` strips the known ones (WRAPPERS). The
-source's classifier layers (GoogLeNet's auxiliary ones too) are never loaded: the model was built with a new
-head for the new classes (reset_classifier's layout).
+source's classifier layers (GoogLeNet's and Inception v3's auxiliary ones too) are never loaded: the model was built
+with a new head for the new classes (reset_classifier's layout).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from zoo.checkpoint import Normalization, TrainingState, load_checkpoint
 from zoo.errors import ZooError
 from zoo.models.registry import get_model_info
 
-AUX_PREFIXES = ("aux1.", "aux2.")
+# The auxiliary heads' keys, built or not: GoogLeNet's two, Inception v3's one. A source's are skipped where the model
+# does not build them, and a model's are new (like a new head) where the source lacks them.
+AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")
 
 # Other tools' training checkpoints: the entry that holds the network's state_dict and who writes it. In order
 # of precedence: a file with several takes the first, so the trained weights win over their moving average
@@ -160,9 +162,13 @@ def _torchvision_weights(name: str, model_name: str) -> Source:
 
 
 # torchvision builders that, given pre-trained weights, turn their ImageNet-normalized input into the statistics the
-# weights were trained with (transform_input=True): GoogLeNet's came from Google's TensorFlow model, trained on
-# (x - 0.5) / 0.5. zoo's networks take their input as it comes, so these statistics go into the preprocessing.
-INPUT_STATISTICS = {"googlenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+# weights were trained with (transform_input=True): GoogLeNet's and Inception v3's came from Google's TensorFlow
+# models, trained on (x - 0.5) / 0.5. zoo's networks take their input as it comes, so these statistics go into the
+# preprocessing.
+INPUT_STATISTICS = {
+    "googlenet": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "inception_v3": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
 
 
 def torchvision_transforms(weights: Any, builder: str) -> Any:
@@ -258,7 +264,7 @@ def transplant(model: nn.Module, source: Source, strict: bool = True) -> LoadRep
     as in its strict load_state_dict: a module fills in what a file older than its version lacks (batch
     norm's num_batches_tracked, in files saved before PyTorch 0.4.1, per the file's `_metadata` versions).
     Raises ZooError, one line, before changing the model: with `strict`, for a source key not in the model, a
-    shape that differs or a missing key (other than the head's and GoogLeNet's aux heads'); in any case when
+    shape that differs or a missing key (other than the head's and the aux heads', AUX_PREFIXES); in any case when
     less than MIN_LOADED of the model's backbone parameters would load."""
     report, heads, target = LoadReport(), head_keys(model), model.state_dict()
     state, report.notes = unwrap(source.state, target.keys())
@@ -278,7 +284,7 @@ def transplant(model: nn.Module, source: Source, strict: bool = True) -> LoadRep
     absent = _left_missing(model, fitting, target)
     report.loaded = list(fitting)
     report.missing = [k for k in target if k in absent and k not in state and k not in heads]
-    # A GoogLeNet with aux heads from a source without them gets new ones, like a new head.
+    # A model with aux heads (GoogLeNet, Inception v3) from a source without them gets new ones, like a new head.
     real_missing = [k for k in report.missing if not k.startswith(AUX_PREFIXES)]
     if strict and (report.problems or real_missing):
         first = (report.problems + [f"{k} is missing from the source" for k in real_missing])[:3]

@@ -149,14 +149,16 @@ def _run(config: Config, job: Job, quiet: bool, plan: ResumePlan | None, attempt
         f"{progress.best_epoch})\n"
         f"metrics: {run.directory / 'metrics.json'}")
     if "calibration" in metrics:
-        say(_calibration_line(metrics))
+        say(_calibration_line(metrics, parts.splits.vocabulary is None))
     return RunResult(run.directory, metrics)
 
 
-def _calibration_line(metrics: dict[str, Any]) -> str:
-    """What the run's calibration does on the test split, in one line (zoo.metrics.calibration's figures)."""
+def _calibration_line(metrics: dict[str, Any], pictures: bool = True) -> str:
+    """What the run's calibration does on the test split, in one line (zoo.metrics.calibration's figures); a run
+    without `pictures` (text's) says its unfamiliar score is the energy alone."""
     calibration, conformal = metrics["calibration"], metrics["conformal"]
-    unfamiliar = (f", {metrics['unfamiliar']['test_flagged']:.2%} of it flagged unfamiliar"
+    alone = "" if pictures else " (by the energy alone: sentences have no pixel statistics)"
+    unfamiliar = (f", {metrics['unfamiliar']['test_flagged']:.2%} of it flagged unfamiliar{alone}"
                   if "unfamiliar" in metrics else "")
     return (f"calibrated on the validation split: temperature {calibration['temperature']:.3f} (test ECE "
             f"{calibration['ece_before']:.2%} -> {calibration['ece_after']:.2%}); {conformal['target']:.0%} prediction "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,13 +95,13 @@ class Parts:
             if self.ema is not None:
                 training["ema"] = self.ema.state_dict()
         return TrainingState.of_network(self.model, self.config.to_dict(), splits.classes, self.normalization,
-                                        **training)
+                                        splits.vocabulary, **training)
 
     def averaged_state(self) -> TrainingState:
         """best.pt when the average of the weights validated better: its weights alone (no training state, so
         that a resumed run never trains on from the average)."""
         return TrainingState.of_network(self.ema.module, self.config.to_dict(), self.splits.classes, self.normalization,
-                                        weights="ema")
+                                        self.splits.vocabulary, weights="ema")
 
     @property
     def normalization(self) -> Normalization:
@@ -154,8 +155,9 @@ def split_sizes(splits: DataSplits) -> dict[str, int]:
 
 
 def check_same_data(splits: DataSplits, plan: ResumePlan) -> None:
-    """A resumed run's data must be the run's: the same classes and as many images in each split. Images added
-    or removed since would redraw the held-out splits and move the position in the epoch."""
+    """A resumed run's data must be the run's: the same classes and as many images in each split, and a text run's
+    vocabulary the same words. Images added or removed since would redraw the held-out splits and move the position
+    in the epoch; another vocabulary would give the trained word vectors other words."""
     saved = plan.state
     if saved.classes and list(splits.classes) != list(saved.classes):
         raise ZooError(f"the data's classes ({', '.join(splits.classes[:5])} ...) are not the run's "
@@ -166,6 +168,10 @@ def check_same_data(splits: DataSplits, plan: ResumePlan) -> None:
                             for name, count in now.items() if count != saved.split_sizes.get(name, 0))
         raise ZooError(f"the data changed since {plan.checkpoint} was saved ({changed}): its splits would be drawn "
                        "again; resume on the same images, or start a new run (fine-tune from the checkpoint)")
+    if saved.vocabulary is not None and splits.vocabulary.words != saved.vocabulary.words:
+        raise ZooError(f"the training split's vocabulary ({len(splits.vocabulary.words):,} words) is not the run's "
+                       f"({len(saved.vocabulary.words):,}): its sentences changed since {plan.checkpoint} was saved; "
+                       "resume on the same sentences")
 
 
 def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input_size: int) -> None:
@@ -173,10 +179,13 @@ def check_batch_of_one(config: Config, num_classes: int, in_channels: int, input
     image, a forward pass in training mode on the meta device (shapes only, nothing computed) finds it first."""
     with torch.device("meta"):
         probe = config.model.build(num_classes, in_channels).train()
+    norms = [(name, module) for name, module in probe.named_modules()
+             if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if not norms:  # nothing to find (and a network of other inputs, a text one's, need not be run on a picture)
+        return
     entered: list[str] = []
-    for name, module in probe.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.register_forward_pre_hook(lambda module, args, name=name: entered.append(name))
+    for name, module in norms:
+        module.register_forward_pre_hook(lambda module, args, name=name: entered.append(name))
     shape = (1, in_channels, input_size, input_size) if input_size > 1 else (1, in_channels)
     try:
         probe(torch.empty(shape, device="meta"), return_aux=True)
@@ -200,12 +209,14 @@ def assemble(config: Config, job: Job, plan: ResumePlan | None) -> Parts:
     config, source = weights_source(config, plan)
     data = build_data(config, job, plan)
     model = build_model(config, data, job)
+    vectors_notes = word_vectors(model, data.splits, job) if plan is None else []
     position = Position.of(plan.state, job) if plan else Position()
     threads_notes = set_threads(config, job, plan, position)
     step_model, freezer = place_weights(model, config, job, plan, source, position)
     step, ema, resume_notes, step_notes = build_step(config, model, data, job, plan, freezer, position)
     return Parts(config, data.splits, *data.loaders, model, step_model, freezer, step, data.batches_per_epoch,
-                 data.steps_per_epoch, position, resume_notes, ema, data.notes + threads_notes + step_notes)
+                 data.steps_per_epoch, position, resume_notes, ema,
+                 data.notes + vectors_notes + threads_notes + step_notes)
 
 
 def topic(line: str) -> str:
@@ -294,7 +305,7 @@ def build_model(config: Config, data: Data, job: Job) -> nn.Module:
     than the classes, or batch norm would see batches of one image."""
     splits, train = data.splits, config.train
     in_channels = config.geometry()[0]
-    model = init_weights(config.model.build(len(splits.classes), in_channels), config.init)
+    model = init_weights(config.model.build(len(splits.classes), in_channels, **splits.builder_arguments), config.init)
     model = model.to(job.device, memory_format=memory_format(train.channels_last))
     if splits.input_size > 1:  # images: too small for the model fails here
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
@@ -306,6 +317,22 @@ def build_model(config: Config, data: Data, job: Job) -> nn.Module:
     if min(config.data.batch_size, -(-len(splits.train) // job.world_size)) == 1:
         check_batch_of_one(config, len(splits.classes), in_channels, splits.input_size)
     return model
+
+
+def word_vectors(model: nn.Module, splits: DataSplits, job: Job) -> list[str]:
+    """A new text run's pretrained word vectors (model.vectors: zoo.data.text.read_vectors) in its embedding, and
+    its note on how many words they held. Nothing for a network without vectors to read."""
+    file = getattr(model, "vectors", None)
+    if file is None or splits.vocabulary is None:
+        return []
+    from zoo.data.text import read_vectors
+
+    vectors, found = read_vectors(Path(file), splits.vocabulary)
+    bound = model.load_vectors(vectors, found)
+    held, words = int(found.sum()), len(found)
+    return [f"note: model.vectors: {file} holds {held:,} of the vocabulary's {words:,} words; the other "
+            f"{words - held:,} start from U[-{bound:.3g}, {bound:.3g}], of the pretrained vectors' variance"
+            ] if job.is_main else []
 
 
 def set_threads(config: Config, job: Job, plan: ResumePlan | None, position: Position) -> list[str]:
@@ -360,7 +387,8 @@ def build_step(config: Config, model: nn.Module, data: Data, job: Job, plan: Res
              else [])
     compute = Compute(job.device, train.precision, memory_format(train.channels_last), job.distributed)
     step = TrainStep(optimizer, scheduler, scaler, criterion, compute, config.loss.aux_weight, train.grad_clip,
-                     train.accumulate_steps, batch_mixing(config.data.augmentation, len(data.splits.classes)), task)
+                     train.accumulate_steps, batch_mixing(config.data.augmentation, len(data.splits.classes)), task,
+                     getattr(model, "apply_constraints", None))
     if train.ema is None:
         return step, None, notes, []
     ema = WeightAverage(model, train.ema)
