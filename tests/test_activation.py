@@ -21,7 +21,8 @@ from zoo.models.layers import ACTIVATIONS, SqueezeExcite, activation_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 CHOICES = "sigmoid, tanh, relu, leaky_relu, elu, selu, silu, swish, mish, gelu"
-DEFAULTS = {"lenet": "tanh"}  # the papers' non-linearity where it is not ReLU
+# the papers' non-linearity where it is not ReLU; None: the model's own mix (MobileNet: ReLU6, or ReLU and hard-swish)
+DEFAULTS = {"lenet": "tanh", "mobilenet": None}
 # Real passes: each family once, with the variants whose code differs (BN, the CIFAR and bottleneck ResNets).
 FORWARD = ["lenet5", "alexnet", "alexnet_owt", "zfnet", "vgg11", "vgg11_bn", "googlenet", "resnet18", "resnet20",
            "resnet50", "se_resnet18", "mnist_cnn", "mlp"]

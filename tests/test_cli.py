@@ -107,10 +107,12 @@ def test_help_does_not_import_torch():
     assert "list" in result.stdout and result.stdout.strip().endswith("False")
 
 
-def test_readme_model_table_is_what_zoo_list_prints():
-    readme = (ROOT / "README.md").read_text()
+def test_the_models_page_table_is_what_zoo_list_prints():
+    page = (ROOT / "docs" / "models.md").read_text()
     table = run("list", "--format", "markdown").stdout.strip()
-    assert f"<!-- zoo list -f markdown -->\n{table}\n" in readme
+    assert f"<!-- zoo list -f markdown -->\n{table}\n" in page
+    count = len(table.splitlines()) - 2  # the header and its rule
+    assert f"`zoo list` prints the table of the {count} models" in (ROOT / "README.md").read_text()
 
 
 def test_ci_runs_the_readmes_test_command():

@@ -268,3 +268,23 @@ def test_digits_config_through_the_commands(tmp_path):
     assert result.returncode == 0, result.stderr
     overlay = checkpoint.parent / "best.explain" / "digit0.gradcam.png"
     assert f"wrote {overlay}" in result.stdout and overlay.is_file()
+
+
+def test_torchvision_densenet_files_with_their_old_key_names_load(tmp_path, monkeypatch):
+    """torchvision's published DenseNet files say `norm.1`, `conv.2` where its modules say `norm1`, `conv2` (its
+    builder renames them); zoo.load and fine-tuning read such a file, and predict as torchvision's network does."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    reference = torchvision.models.densenet121(weights=None).eval()
+    weights = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(\d)\.", r"\1.\2.", key): value
+           for key, value in reference.state_dict().items() if not key.endswith("num_batches_tracked")}  # as theirs
+    assert any(".norm.1." in key for key in old)
+    torch.save(old, cached)
+    predictor = zoo.load(f"torchvision:{weights}")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(predictor.model(x), reference(x), atol=1e-5)

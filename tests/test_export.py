@@ -22,7 +22,7 @@ from zoo.models.registry import get_model_info, list_models
 # 100-million-weight classifier serializes slowly), 6 minutes in all, which the default suite cannot afford;
 # scripts/export_all.py runs every registered model and prints the table.
 COVERING = ("lenet5", "mlp", "mnist_cnn", "alexnet_owt", "zfnet", "googlenet", "resnet20", "resnet18", "resnet50",
-            "se_resnet18", "vgg11_bn")
+            "se_resnet18", "vgg11_bn", "densenet_bc_100", "inception_v3", "mobilenet_v3_small")
 QUICK = ("lenet5", "mlp", "mnist_cnn", "resnet20")  # under 3 s each: the default suite; the rest run with -m slow
 
 

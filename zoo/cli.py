@@ -507,7 +507,7 @@ def stylize(
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
 ) -> None:
-    """Paint a picture in the style of another (Gatys et al. 2016).
+    """Neural style transfer: one picture in the style of another.
 
     Optimises a picture so that VGG-19 sees the content picture's arrangement (conv4_2) and the style picture's
     textures (the Gram matrices of five layers) in it; a line of losses every 10 steps on stderr. Writes the picture

@@ -43,7 +43,7 @@ HUANG_2017 = Paper("Huang, Liu, van der Maaten, Weinberger", 2017, "Densely Conn
 # torchvision before 0.3 named a dense layer's modules norm.1, relu.1, conv.1, norm.2 ... (dots are no longer allowed
 # in module names); its published ImageNet files still do. The pattern is torchvision's own.
 LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
-                        r"((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+                        r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 def rename_legacy_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:

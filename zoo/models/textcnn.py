@@ -77,7 +77,10 @@ class TextCNN(Classifier):
         super().__init__()
         _check(in_channels, vocab_size, padding_idx, embedding, vectors, dropout, max_norm)
         self.num_classes, self.padding_idx, self.vectors, self.max_norm = num_classes, padding_idx, vectors, max_norm
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        # An empty weight, drawn by init_weights: nn.Embedding's own N(0, 1) draw would be replaced anyway, and on the
+        # meta device (zoo list, zoo summary) normal_ imports torch._dynamo, 2 s
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx,
+                                      _weight=torch.empty(vocab_size, embedding_dim))
         self.embedding.weight.requires_grad_(embedding != "static")
         self.conv3 = nn.Conv1d(embedding_dim, feature_maps, 3)  # one per window of WINDOWS: N x 100 x (L - 2)
         self.conv4 = nn.Conv1d(embedding_dim, feature_maps, 4)  # N x 100 x (L - 3)

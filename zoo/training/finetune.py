@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from zoo.checkpoint import Normalization, TrainingState, load_checkpoint
 from zoo.errors import ZooError
+from zoo.models.densenet import rename_legacy_keys
 from zoo.models.registry import get_model_info
 
 # The auxiliary heads' keys, built or not: GoogLeNet's two, Inception v3's one. A source's are skipped where the model
@@ -152,6 +153,7 @@ def _torchvision_weights(name: str, model_name: str) -> Source:
     except OSError:  # no network: URLError and its kin
         raise ZooError(f"cannot download {weights.url} (offline?); "
                        f"fetch it elsewhere and place it at {cached}") from None
+    state = rename_legacy_keys(state)  # torchvision's DenseNet files keep its old key names, as its builder renames
     normalization = None
     transforms = torchvision_transforms(weights, counterpart)
     if hasattr(transforms, "mean"):
