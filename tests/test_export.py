@@ -24,6 +24,9 @@ from zoo.models.registry import get_model_info, list_models
 COVERING = ("lenet5", "mlp", "mnist_cnn", "alexnet_owt", "zfnet", "googlenet", "resnet20", "resnet18", "resnet50",
             "se_resnet18", "vgg11_bn", "densenet_bc_100", "inception_v3", "mobilenet_v3_small")
 QUICK = ("lenet5", "mlp", "mnist_cnn", "resnet20")  # under 3 s each: the default suite; the rest run with -m slow
+# The export's tolerance is 1e-4 of the largest logit: random Inception v3 weights (torchvision's initialization, a
+# truncated normal of std 0.1) give logits near 300, where the others stay under 100
+LOGIT_SCALE = {"inception_v3": 10}
 
 
 def small_side(name: str) -> int:
@@ -68,7 +71,8 @@ def test_a_network_of_each_family_exports_to_onnx_and_pt2_within_tolerance(name,
     for format in ("onnx", "pt2"):
         report = export_checkpoint(path, format)
         assert report.path == path.with_suffix(f".{format}") and report.path.is_file()
-        assert report.max_abs_diff <= report.tolerance <= TOLERANCE * 100 and report.top1_agreement == 1.0
+        assert report.max_abs_diff <= report.tolerance <= TOLERANCE * 100 * LOGIT_SCALE.get(name, 1)
+        assert report.top1_agreement == 1.0
         assert report.images == 8 and report.inputs == "test images of synthetic" and report.batch is None
         report.path.unlink()  # the large ones take disk
 
