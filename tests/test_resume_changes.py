@@ -35,6 +35,7 @@ CHANGES: dict[str, tuple[str, object]] = {
     "data.download": ("false", False),
     "data.manifest": ("other.csv", REFUSED),  # digits reads no manifest: the config refuses it
     "data.label_delimiter": ("/", "/"),  # digits has no label cells; a manifest's changed classes: check_same_data
+    "data.max_tokens": ("64", 64),  # digits has no sentences; a text run's vocabulary keeps its training cut
     "task": ("multilabel", REFUSED),
     "multilabel.threshold": ("0.3", REFUSED),  # read only with task multilabel: the config refuses it
     "data.noise": ("0.3", REFUSED),  # read only with task reconstruction: the config refuses them
