@@ -309,3 +309,16 @@ def test_explain_gives_the_calibrated_probabilities_and_the_unfamiliar_flag(digi
     assert out.returncode == 0, out.stderr
     probability = zoo.load(digits_run.run_dir).predict(picture, top_k=1)[0].probability
     assert f"{probability:.1%} (unfamiliar: unlike the training data)" in out.stdout
+
+
+def test_the_runs_closing_line_says_when_the_temperature_was_kept():
+    """A validation split without a mistake keeps T = 1 (fit_temperature): the line says so, where an unchanged ECE
+    would otherwise read as a step that failed."""
+    from zoo.training.run import _calibration_line
+
+    metrics = {"calibration": {"temperature": 1.0, "ece_before": 0.4628, "ece_after": 0.4628},
+               "conformal": {"target": 0.9, "coverage": 0.95, "mean_set_size": 1.2}}
+    assert "temperature 1.000 (kept: no validation mistake to fit it on) (test ECE 46.28% -> 46.28%)" in \
+        _calibration_line(metrics)
+    metrics["calibration"]["temperature"] = 1.159
+    assert "temperature 1.159 (test ECE" in _calibration_line(metrics)

@@ -288,3 +288,16 @@ def test_torchvision_densenet_files_with_their_old_key_names_load(tmp_path, monk
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(predictor.model(x), reference(x), atol=1e-5)
+
+
+def test_a_grad_cam_layer_of_one_cell_is_said_with_a_larger_one_named():
+    """MobileNetV2 at 32 px ends in a 1 x 1 map: Grad-CAM there tints the whole picture one colour."""
+    from zoo.inference.explain import find_stages
+
+    model = zoo.create_model("mobilenet_v2", num_classes=10).eval()
+    backbone = find_stages(model, torch.randn(1, 3, 32, 32))
+    note = backbone.single_cell_note(backbone.default)
+    assert note is not None and note.startswith(f"note: Grad-CAM at {backbone.default} is a 1x1 map")
+    larger = re.search(r"--layer \(([\w.]+): (\d+)x(\d+)\)", note)
+    assert larger and backbone.maps[larger[1]][-2:] == (int(larger[2]), int(larger[3])) != (1, 1)
+    assert find_stages(model, torch.randn(1, 3, 96, 96)).single_cell_note(backbone.default) is None  # 3 x 3

@@ -140,8 +140,8 @@ def test_csv_cells_a_spreadsheet_would_run_are_made_inert_and_numbers_kept(tmp_p
 
     from zoo.rundir import csv_text
 
-    cells = ["=1+2", "+cmd", "-2+3", "@SUM(A1)", "\tx", "cat", "top-1", -0.5, 3]
+    cells = ["=1+2", "+cmd", "-2+3", "@SUM(A1)", "\tx", "cat", "top-1", -0.5, 3, "-"]  # "-": zoo's empty cell
     text = csv_text(["class", "=header"], [cells])
     header, row = list(csv.reader(io.StringIO(text)))
     assert header == ["class", "'=header"]
-    assert row == ["'=1+2", "'+cmd", "'-2+3", "'@SUM(A1)", "'\tx", "cat", "top-1", "-0.5", "3"]
+    assert row == ["'=1+2", "'+cmd", "'-2+3", "'@SUM(A1)", "'\tx", "cat", "top-1", "-0.5", "3", "-"]

@@ -364,3 +364,16 @@ def test_picture_tools_refuse_a_text_network_in_one_line(run, tmp_path):
         zoo.predict_files(run.run_dir, [str(tmp_path / "a.png")])
     with pytest.raises(ZooError, match="token ids run from 0 to"):
         zoo.load(run.run_dir).predict(torch.full((1, 6), 10**6))
+
+
+def test_serve_and_report_say_what_a_text_network_is(run):
+    """zoo serve takes pictures: a text run is refused as it starts, in one line; the run's report does not call
+    TextCNN's convolutions absent."""
+    pytest.importorskip("fastapi")
+    from zoo.inference.serve import serve
+    from zoo.present.report import filters_html
+
+    with pytest.raises(ZooError, match=r"is a text network \(it reads sentences\) and zoo serve takes pictures; "
+                                       r"classify sentences with zoo predict SOURCE --text"):
+        serve(run.run_dir, port=0)
+    assert "Not drawn: its convolutions slide over sentences" in filters_html(zoo.load(run.run_dir).model)

@@ -286,7 +286,8 @@ def csv_text(headers: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _inert(cell: Any) -> Any:
-    return f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
+    # a lone "-" (zoo's empty cell) is text to a spreadsheet, not a formula
+    return f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) and cell != "-" else cell
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -98,6 +98,18 @@ class Backbone:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ZooError(f"--layer {layer}: {model_name} has no module of that name{hint}; {choose}")
 
+    def single_cell_note(self, layer: str) -> str | None:
+        """A note when Grad-CAM's `layer` gives a 1 x 1 map at this input size (a 32-pixel picture through a network
+        of stride 32: MobileNet, ResNet-18): upsampled, it tints the whole picture one colour, whatever the network
+        looked at. Names the last stage with a larger map. None for a map of more than one cell."""
+        if self.maps[layer][-2:] != (1, 1):
+            return None
+        larger = next((stage for stage in reversed(self.stages) if stage.convolutional and stage.shape[1:] != (1, 1)),
+                      None)
+        earlier = f"an earlier --layer ({larger.name}: {larger.shape[1]}x{larger.shape[2]}), " if larger else ""
+        return (f"note: Grad-CAM at {layer} is a 1x1 map at this input size, so its heat map tints the whole picture "
+                f"evenly; give {earlier}a larger input, or --method occlusion")
+
 
 @torch.no_grad()
 def trace(model: nn.Module, batch: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -324,10 +336,17 @@ def explain(source: str | Path, images: list[str] | tuple[str, ...] = (), *, met
             drawn.append((path, picture))
             report.feature_maps.append(path)
     write_pictures(drawn)
-    for row in report.rows:
-        if row.empty:
-            print(empty_note(row, method, report.layer), file=sys.stderr, flush=True)
+    for note in notes(report, backbone):
+        print(note, file=sys.stderr, flush=True)
     return report
+
+
+def notes(report: ExplainReport, backbone: Backbone | None) -> list[str]:
+    """What explain says on stderr once its pictures are written: each empty map, and a Grad-CAM layer of one cell."""
+    said = [empty_note(row, report.method, report.layer) for row in report.rows if row.empty]
+    if report.rows and report.layer is not None and backbone is not None:
+        said += [note] if (note := backbone.single_cell_note(report.layer)) else []
+    return said
 
 
 def why_not_explained(predictor: Predictor) -> str | None:

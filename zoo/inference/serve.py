@@ -394,6 +394,9 @@ def serve(source: str | Path, host: str = "127.0.0.1", port: int = 8000, max_bat
             raise ZooError(f"{name} {value}: give " + ("a port, 0 to 65535" if name == "--port" else
                                                        f"a number of at least {low:g}" if low else "0 or more"))
     predictor = load(source, device)
+    if getattr(predictor, "vocabulary", None) is not None:  # a TextPredictor: its predict takes sentences
+        raise ZooError(f"{source} is a text network (it reads sentences) and zoo serve takes pictures; classify "
+                       "sentences with zoo predict SOURCE --text, or zoo.load(SOURCE).predict([...]) in your service")
     app = build_app(predictor, max_batch, max_wait_ms, Limits(max_bytes=int(max_upload_mb * 2**20)))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     say = announce or (lambda line: print(line, flush=True))

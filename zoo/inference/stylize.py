@@ -460,8 +460,8 @@ def check_output(output: Path, *inputs: Any) -> Path:
     try:
         encode(Image.new("RGB", (1, 1)), output.suffix)
     except (KeyError, ValueError, OSError):
-        raise ZooError(f"--output {output}: Pillow cannot write {output.suffix or 'a file without a suffix'} "
-                       "pictures; name it *.png or *.jpg") from None
+        kind = f"{output.suffix} pictures" if output.suffix else "a picture whose name has no suffix"
+        raise ZooError(f"--output {output}: Pillow cannot write {kind}; name it *.png or *.jpg") from None
     return output
 
 

@@ -133,9 +133,9 @@ class TextCNN(Classifier):
         another size than the embedding, or none found."""
         weight = self.embedding.weight
         if vectors.shape != weight.shape:
-            raise ZooError(f"model.vectors: {self.vectors} holds {vectors.shape[1]}-value vectors for "
-                           f"{vectors.shape[0]:,} words; {getattr(self, 'name', 'textcnn')}'s embedding is "
-                           f"{weight.shape[0]:,} x {weight.shape[1]}: set model.embedding_dim: {vectors.shape[1]}")
+            raise ZooError(f"model.vectors: {self.vectors} holds {vectors.shape[1]}-value vectors; "
+                           f"{getattr(self, 'name', 'textcnn')}'s embedding takes {weight.shape[1]} values a word: "
+                           f"set model.embedding_dim: {vectors.shape[1]}")
         if not found.any():
             raise ZooError(f"model.vectors: {self.vectors} holds none of the training split's words; give vectors of "
                            "its language (word2vec's or GloVe's text file)")

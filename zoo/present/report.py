@@ -501,11 +501,15 @@ def wrong_html(evaluation: EvaluationReport, title: str) -> str:
 
 
 def filters_html(model: nn.Module) -> str:
+    from torch import nn
+
     from zoo.present.grids import TILE, filter_grid
 
     try:
         name, conv = model.first_conv("filters")
     except ZooError:
+        if any(isinstance(module, nn.Conv1d) for module in model.modules()):  # TextCNN's
+            return "<p>Not drawn: its convolutions slide over sentences (windows of word vectors), not pictures.</p>"
         return "<p>None: the network has no convolution (its layers are fully connected).</p>"
     shape = " x ".join(str(size) for size in conv.weight.shape)
     columns = math.ceil(math.sqrt(conv.out_channels))  # tile_grid's; LeNet-5's 6 filters would be a stamp

@@ -160,7 +160,8 @@ def _calibration_line(metrics: dict[str, Any], pictures: bool = True) -> str:
     alone = "" if pictures else " (by the energy alone: sentences have no pixel statistics)"
     unfamiliar = (f", {metrics['unfamiliar']['test_flagged']:.2%} of it flagged unfamiliar{alone}"
                   if "unfamiliar" in metrics else "")
-    return (f"calibrated on the validation split: temperature {calibration['temperature']:.3f} (test ECE "
+    kept = " (kept: no validation mistake to fit it on)" if calibration["temperature"] == 1.0 else ""
+    return (f"calibrated on the validation split: temperature {calibration['temperature']:.3f}{kept} (test ECE "
             f"{calibration['ece_before']:.2%} -> {calibration['ece_after']:.2%}); {conformal['target']:.0%} prediction "
             f"sets cover {conformal['coverage']:.2%} of the test split with {conformal['mean_set_size']:.2f} classes"
             f"{unfamiliar}")

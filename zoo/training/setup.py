@@ -144,9 +144,10 @@ def check_classes(classes: list[str], config: Config) -> None:
         from zoo.data.folders import nesting_hint
 
         hint = nesting_hint(data.root, classes)
+    fix = {"text": "give the sentences of at least 2 labels", "manifest": "list images of at least 2 labels"}.get(
+        data.name, "add a folder of images per class")
     raise ZooError(f"{data.name}: {where} {len(classes)} class{'' if len(classes) == 1 else 'es'} "
-                   f"({', '.join(classes) or 'none'}); a classifier needs at least 2: add a folder of images per "
-                   f"class{hint}")
+                   f"({', '.join(classes) or 'none'}); a classifier needs at least 2: {fix}{hint}")
 
 
 def split_sizes(splits: DataSplits) -> dict[str, int]:
