@@ -190,7 +190,17 @@ def test_the_picture_and_its_losses_are_written_atomically(photos, tmp_path, mon
 
 def test_a_run_that_fails_leaves_nothing(photos, tmp_path, monkeypatch):
     monkeypatch.setattr(module, "total_variation", lambda picture: picture.sum() * float("nan"))
-    with pytest.raises(ZooError, match=r"^the loss became nan after 0 steps \(the optimisation diverged\)"):
+    with pytest.raises(ZooError, match=r"^the starting picture's loss is nan: a loss weight is too large"):
+        stylize(*photos, tmp_path / "out.png", weights=None, size=24, steps=3, quiet=True)
+    assert list(tmp_path.iterdir()) == []
+    calls = []
+
+    def nan_after_the_start(picture):  # finite for the starting picture, NaN once the optimiser has moved it
+        calls.append(1)
+        return picture.sum() * (0.0 if len(calls) == 1 else float("nan"))
+
+    monkeypatch.setattr(module, "total_variation", nan_after_the_start)
+    with pytest.raises(ZooError, match=r"^the loss became nan after 1 step \(the optimisation diverged\); try "):
         stylize(*photos, tmp_path / "out.png", weights=None, size=24, steps=3, quiet=True)
     assert list(tmp_path.iterdir()) == []
 

@@ -369,9 +369,13 @@ class Record:
     def evaluated(self, terms: Losses) -> None:
         """Raises ZooError for a loss that is not finite."""
         if not math.isfinite(terms.total):
+            if not self.losses:  # the starting picture's loss: the weights, not the optimiser
+                raise ZooError(f"the starting picture's loss is {terms.total}: a loss weight is too large for "
+                               "float32; lower --style-weight (or --content-weight, --tv-weight)")
             fix = "lower --lr" if self.settings.optimizer == "adam" else "try --optimizer adam"
-            raise ZooError(f"the loss became {terms.total} after {len(self.losses)} steps (the optimisation "
-                           f"diverged); {fix}, or lower --style-weight")
+            steps = len(self.losses)
+            raise ZooError(f"the loss became {terms.total} after {steps} step{'' if steps == 1 else 's'} (the "
+                           f"optimisation diverged); {fix}, or lower --style-weight")
         self.latest, self.evaluations = terms, self.evaluations + 1
         if not self.losses:  # the starting picture's
             self.losses.append(terms)
