@@ -11,8 +11,8 @@ Importing this package imports no torch and no family; zoo.models.registry loads
 FAMILY_MODULES when a model is first looked up.
 
     registry.py     register_model, create_model, list_models, get_model_info: the builders and their papers
-    base.py         Classifier and Autoencoder: the interfaces above, first_conv, and initialization that keeps the
-                    layers' own draws
+    base.py         Classifier (AuxClassifier: with auxiliary heads) and Autoencoder: the interfaces above, first_conv,
+                    and initialization that keeps the layers' own draws
     layers.py       the ACTIVATIONS table and activation_layer; shared blocks: SqueezeExcite, conv_act, FitAvgPool2d
     weight_init.py  the initialization schemes a config can name (init_weights, SCHEMES); imports torch lazily
     lenet.py        LeNet-5 (LeCun et al. 1998)

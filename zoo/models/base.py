@@ -92,6 +92,30 @@ class Classifier(nn.Module):
                 module.reset_parameters()
 
 
+class AuxClassifier(Classifier):
+    """A Classifier with auxiliary heads in training (GoogLeNet's two, Inception v3's one): subclasses give
+    `_trunk(x, aux)`, the backbone, which appends each head's logits to `aux` when it is a list, and `has_aux`."""
+
+    @property
+    def has_aux(self) -> bool:
+        """Whether the auxiliary heads are built (the builder's aux_logits)."""
+        raise NotImplementedError
+
+    def _trunk(self, x: Tensor, aux: list[Tensor] | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self._trunk(x, aux=None)
+
+    def forward(self, x: Tensor, *, return_aux: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """N x C x H x W -> N x num_classes logits; with return_aux=True, (logits, [the heads' logits]) in training
+        with the heads built, (logits, []) otherwise. Raises ZooError as check_input does."""
+        self.check_input(x)
+        aux: list[Tensor] | None = [] if return_aux and self.training and self.has_aux else None
+        logits = self.forward_head(self._trunk(x, aux))
+        return (logits, aux or []) if return_aux else logits
+
+
 class Autoencoder(nn.Module):
     """Base class of the reconstruction networks (zoo.models.autoencoder): `encoder` takes [0, 1] pixels to the code,
     `decoder` takes the code to pixel logits; the sigmoid of `forward(x)` is the reconstruction. No head, no classes.

@@ -25,7 +25,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from zoo.models.base import Classifier
+from zoo.models.base import AuxClassifier
 from zoo.models.layers import activation_layer
 from zoo.models.registry import Paper, ParamReference, register_model
 
@@ -89,7 +89,7 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-class GoogLeNet(Classifier):
+class GoogLeNet(AuxClassifier):
     min_input_size = 32  # the last map is 1x1 at 32x32 (total stride 32)
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
@@ -162,18 +162,12 @@ class GoogLeNet(Classifier):
         x = self.inception5a(x)  # N x 832 x 7 x 7
         return self.inception5b(x)  # N x 1024 x 7 x 7
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self._trunk(x, aux=None)
-
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(self.dropout(self.avgpool(x).flatten(1)))
 
-    def forward(self, x: Tensor, *, return_aux: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """Logits; with return_aux=True, (logits, [aux1, aux2]) in training, (logits, []) otherwise."""
-        self.check_input(x)
-        aux: list[Tensor] | None = [] if return_aux and self.training and self.aux1 is not None else None
-        logits = self.forward_head(self._trunk(x, aux))
-        return (logits, aux or []) if return_aux else logits
+    @property
+    def has_aux(self) -> bool:
+        return self.aux1 is not None  # forward(x, return_aux=True) gives [aux1, aux2] in training
 
 
 @register_model(family="googlenet", paper=SZEGEDY_2014, input_size=(3, 224, 224),

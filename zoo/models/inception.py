@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
-from zoo.models.base import Classifier
+from zoo.models.base import AuxClassifier
 from zoo.models.googlenet import BasicConv2d
 from zoo.models.registry import Paper, ParamReference, register_model
 
@@ -183,7 +183,7 @@ class InceptionAux(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # N x num_classes
 
 
-class Inception3(Classifier):
+class Inception3(AuxClassifier):
     """Inception v3 in torchvision's layout: N x in_channels x H x W (H, W >= 75; the paper's 299) -> N x num_classes
     logits. `aux_logits` builds the auxiliary head (off by default, where torchvision's builder has it on); `dropout`
     (torchvision's 0.5) is before the FC; `activation` follows every convolution."""
@@ -273,19 +273,15 @@ class Inception3(Classifier):
         x = self.Mixed_7b(x)  # N x 2048 x 8 x 8
         return self.Mixed_7c(x)  # N x 2048 x 8 x 8
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self._trunk(x, aux=None)
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(self.dropout(self.avgpool(x)).flatten(1))
 
-    def forward(self, x: Tensor, *, return_aux: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """N x C x H x W -> N x num_classes logits; with return_aux=True, (logits, [aux]) in training, (logits, [])
-        otherwise. Raises ZooError below 75x75, and in training with the auxiliary head built below 299x299."""
-        self.check_input(x)
-        aux: list[Tensor] | None = [] if return_aux and self.training and self.AuxLogits is not None else None
-        logits = self.forward_head(self._trunk(x, aux))
-        return (logits, aux or []) if return_aux else logits
+    @property
+    def has_aux(self) -> bool:
+        # forward(x, return_aux=True) gives [aux] in training; check_input refuses below 75x75, and below 299x299 in
+        # training with the head built
+        return self.AuxLogits is not None
 
 
 @register_model(family="inception", paper=SZEGEDY_2016, input_size=(3, 299, 299),

@@ -139,6 +139,14 @@ class MobileNet(Classifier):
 
     min_input_size = 32  # below it the stride-2 convolutions would downsample padding alone
 
+    @staticmethod
+    def check_arguments(width_mult: float, activation: str | None) -> None:
+        """ValueError for a width multiplier that is not positive, or an activation ACTIVATIONS has not."""
+        if width_mult <= 0:
+            raise ValueError(f"width_mult is {width_mult}; give a positive multiplier of every layer's maps")
+        if activation is not None:
+            check_activation(activation)
+
     def init_weights(self) -> None:
         # torchvision's: He normal (fan out) for convolutions, N(0, 0.01) for FC layers, zero biases, BN the identity.
         for module in self.modules():
@@ -179,10 +187,7 @@ class MobileNetV2(MobileNet):
         activation: str | None = None,  # None: ReLU6, the paper's; else a name in zoo.models.layers.ACTIVATIONS
     ) -> None:
         super().__init__()
-        if width_mult <= 0:
-            raise ValueError(f"width_mult is {width_mult}; give a positive multiplier of every layer's maps")
-        if activation is not None:
-            check_activation(activation)
+        self.check_arguments(width_mult, activation)
         self.num_classes = num_classes
         act = partial(nonlinearity, nn.ReLU6, activation)
         width = make_divisible(32 * width_mult)
@@ -231,10 +236,7 @@ class MobileNetV3(MobileNet):
         activation: str | None = None,  # None: the paper's ReLU and hard-swish; else a name in ACTIVATIONS
     ) -> None:
         super().__init__()
-        if width_mult <= 0:
-            raise ValueError(f"width_mult is {width_mult}; give a positive multiplier of every layer's maps")
-        if activation is not None:
-            check_activation(activation)
+        self.check_arguments(width_mult, activation)
         self.num_classes = num_classes
         hswish = partial(nonlinearity, nn.Hardswish, activation)
         rows = [row._replace(expanded=make_divisible(row.expanded * width_mult),
