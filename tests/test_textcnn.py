@@ -90,7 +90,7 @@ def test_the_vocabulary_is_the_training_splits_with_pad_and_unk_first(tmp_path):
     assert [len(split) for split in (splits.train, splits.val, splits.test)] == [3, 1, 2]
     zebra, _ = splits.test[0]
     assert zebra.tolist() == [1, 1]  # "a" and "zebra" are only in the test split: <unk>
-    assert splits.builder_arguments == {"vocab_size": 6, "padding_idx": 0}
+    assert vocabulary.builder_arguments == {"vocab_size": 6, "padding_idx": 0}
     assert "6 sentences, 2 classes (a, b): train 3, val 1, test 2; a vocabulary of 4 words" in splits.describe("text")
 
 

@@ -105,14 +105,15 @@ class ModelConfig(BaseModel):
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
-    def build(self, num_classes: int | None = None, in_channels: int | None = None, **data: Any) -> Any:
+    def build(self, num_classes: int | None = None, in_channels: int | None = None, vocabulary: Any = None) -> Any:
         """The model this section names, through zoo.create_model: num_classes and in_channels as set here, else
-        the ones given (the data's), else the paper's; every other key goes to the builder, with `data`, the builder
-        arguments the data decides (a token model's vocab_size and padding_idx: zoo.checkpoint.Vocabulary). Weights
-        are the model's own initialization; under `with torch.device("meta")`, shapes only. Raises ZooError for a
-        key of this section that `data` sets otherwise."""
+        the ones given (the data's), else the paper's; every other key goes to the builder, with the arguments a
+        text network's `vocabulary` decides (zoo.checkpoint.Vocabulary.builder_arguments: vocab_size, padding_idx;
+        None for pictures). Weights are the model's own initialization; under `with torch.device("meta")`, shapes
+        only. Raises ZooError for a key of this section that the vocabulary sets otherwise."""
         from zoo.models.registry import create_model
 
+        data = {} if vocabulary is None else vocabulary.builder_arguments
         clash = next((key for key, value in data.items() if self.kwargs.get(key, value) != value), None)
         if clash is not None:
             raise ZooError(f"model.{clash} is {self.kwargs[clash]!r}, but the data makes it {data[clash]!r} (the "

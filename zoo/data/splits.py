@@ -48,11 +48,6 @@ class DataSplits:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    @property
-    def builder_arguments(self) -> dict[str, int]:
-        """What a model's builder takes from the data: a token model's vocab_size and padding_idx; none for pictures."""
-        return {} if self.vocabulary is None else self.vocabulary.builder_arguments
-
     def describe(self, name: str) -> str:
         """The line a run starts with: `name`'s images, classes (past CLASSES_SHOWN, the first few and the last)
         and each split's size, e.g. 'imagefolder: 90 images, 3 classes (circle, square, triangle): train 73, val 8,

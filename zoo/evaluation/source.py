@@ -55,8 +55,7 @@ def check_hold_out(config: Config, stored: Config, path: Path) -> None:
 
 def load_model(state: TrainingState, config: Config, path: Path) -> nn.Module:
     """The checkpoint's network, built as it was trained, with its weights."""
-    arguments = {} if state.vocabulary is None else state.vocabulary.builder_arguments  # a text network's
-    model = config.model.build(state.num_classes, state.normalization.in_channels, **arguments)
+    model = config.model.build(state.num_classes, state.normalization.in_channels, state.vocabulary)
     load_weights(model, state, path, config.model.name)
     return model
 

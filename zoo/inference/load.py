@@ -658,8 +658,7 @@ def open_safetensors(path: Path, device: torch.device) -> Predictor:
     tensors, strings = read_safetensors(path)
     metadata = Metadata.from_strings(strings, path, tensors)
     config = validate_config(metadata.config, f"{path} (config)")
-    arguments = {} if metadata.vocabulary is None else metadata.vocabulary.builder_arguments  # a text network's
-    model = config.model.build(metadata.num_classes, metadata.preprocessing.in_channels, **arguments)
+    model = config.model.build(metadata.num_classes, metadata.preprocessing.in_channels, metadata.vocabulary)
     load_weights(weighed(model, metadata.part), TrainingState(tensors, metadata.config, metadata.model_name), path,
                  config.model.name)
     return _predictor(runnable(model, metadata).to(device).eval(), metadata, device, path, config)

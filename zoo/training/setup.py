@@ -306,7 +306,7 @@ def build_model(config: Config, data: Data, job: Job) -> nn.Module:
     than the classes, or batch norm would see batches of one image."""
     splits, train = data.splits, config.train
     in_channels = config.geometry()[0]
-    model = init_weights(config.model.build(len(splits.classes), in_channels, **splits.builder_arguments), config.init)
+    model = init_weights(config.model.build(len(splits.classes), in_channels, splits.vocabulary), config.init)
     model = model.to(job.device, memory_format=memory_format(train.channels_last))
     if splits.input_size > 1:  # images: too small for the model fails here
         model.check_input(torch.empty(1, in_channels, splits.input_size, splits.input_size, device="meta"))
