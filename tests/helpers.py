@@ -1,5 +1,5 @@
 """What many test modules need, written once: the digits config, `zoo` in a subprocess, a free port, a run's figures, a
-multi-label data set of real pictures (digit_sets).
+multi-label data set of real pictures (digit_sets), torchvision's weights offline (cache_torchvision_weights).
 
 Imported as `from helpers import ...` (tests/ is on sys.path, as for datafiles.py and bad_input_cases.py).
 Fixtures are in conftest.py; the shared trained digits run (`digits_run`) among them."""
@@ -106,3 +106,15 @@ def stopped_and_resumed(config: Callable[[Path], Any], folder: Path, monkeypatch
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["batch"] > 0  # stopped mid-epoch
     plan = prepare_resume(run_dir)
     return whole, zoo.train(plan.config, quiet=True, resume=plan), run_dir
+
+
+def cache_torchvision_weights(weights: Any, state: dict, folder: Path, monkeypatch: Any) -> Path:
+    """`state` saved where torch.hub looks for torchvision's `weights` file, under a TORCH_HOME in `folder`, so that
+    `torchvision:<weights>` loads offline; the file's path."""
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(folder / "torch"))
+    cached = folder / "torch" / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, cached)
+    return cached

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 from conftest import build_on_meta, count_params
-from helpers import ROOT, run_zoo
+from helpers import ROOT, cache_torchvision_weights, run_zoo
 from PIL import Image
 from sklearn.datasets import load_digits
 from torch import nn
@@ -275,15 +275,12 @@ def test_torchvision_densenet_files_with_their_old_key_names_load(tmp_path, monk
     builder renames them); zoo.load and fine-tuning read such a file, and predict as torchvision's network does."""
     import torchvision
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     reference = torchvision.models.densenet121(weights=None).eval()
     weights = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
-    cached.parent.mkdir(parents=True)
     old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(\d)\.", r"\1.\2.", key): value
            for key, value in reference.state_dict().items() if not key.endswith("num_batches_tracked")}  # as theirs
     assert any(".norm.1." in key for key in old)
-    torch.save(old, cached)
+    cache_torchvision_weights(weights, old, tmp_path, monkeypatch)
     predictor = zoo.load(f"torchvision:{weights}")
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 from conftest import build_on_meta, count_params
+from helpers import cache_torchvision_weights
 from PIL import Image
 from test_torchvision_compat import load_into_ours, randomize, torchvision_model
 from torch import nn
@@ -170,13 +171,10 @@ def test_fine_tuning_skips_the_sources_aux_head_where_the_model_builds_none():
 def test_torchvision_weights_predict_as_torchvisions_inception_with_transform_input(tmp_path, monkeypatch):
     """torchvision's builder turns ImageNet-normalized input into (x - 0.5) / 0.5 for Google's weights; zoo's network
     takes its input as it comes, and the preprocessing normalizes with those statistics (INPUT_STATISTICS)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     reference = randomize(tvm.inception_v3(weights=None, aux_logits=False, init_weights=False,
                                            transform_input=True)).eval()
     weights = tvm.Inception_V3_Weights.IMAGENET1K_V1
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
-    cached.parent.mkdir(parents=True)
-    torch.save(reference.state_dict(), cached)
+    cache_torchvision_weights(weights, reference.state_dict(), tmp_path, monkeypatch)
     photo = tmp_path / "photo.png"
     pixels = np.random.default_rng(0).normal((90, 140, 200), 40, (320, 360, 3))
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(photo)

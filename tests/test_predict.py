@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 from datafiles import damage, write_mnist
-from helpers import run_zoo
+from helpers import cache_torchvision_weights, run_zoo
 from PIL import Image
 
 import zoo
@@ -277,14 +277,11 @@ def test_googlenet_weights_predict_as_torchvisions_googlenet_with_transform_inpu
     were trained with; zoo's network takes its input as it comes, so the preprocessing uses those statistics."""
     from zoo.training.finetune import read_source
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     # torchvision's file holds the auxiliary heads (its builder loads them, then drops them), and so does this one
     reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True,
                                              transform_input=True).eval()
     weights = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
-    cached = tmp_path / "torch" / "hub" / "checkpoints" / Path(weights.url).name
-    cached.parent.mkdir(parents=True)
-    torch.save(reference.state_dict(), cached)
+    cache_torchvision_weights(weights, reference.state_dict(), tmp_path, monkeypatch)
     photo = tmp_path / "photo.png"
     _photo(photo, (90, 140, 200), (260, 300), 1)
     with torch.no_grad(), Image.open(photo) as image:
